@@ -1,0 +1,182 @@
+"""What a design file becomes: declarations and routines of flat, located instructions.
+
+Assembler routines map one source line to one `Instr`; pseudo-C functions are lowered to
+the same form (a branch per `if`/`while`, one step per statement), so the interpreter in
+model/system runs a single instruction set and every step points at a design-file line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+
+@dataclass(frozen=True)
+class Loc:
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+# Expression trees (pseudo-C conditions and immediates), as nested tuples:
+#   ("const", int) | ("var", name) | ("reg", name) | ("cpu",) | ("ncpus",)
+#   ("top", stack) | ("code", routine, label) | ("unop", op, e) | ("binop", op, a, b)
+#   ("call", name, (args...))
+Expr = tuple
+
+
+@dataclass(frozen=True)
+class Imm:
+    expr: Expr
+
+
+@dataclass(frozen=True)
+class Reg:
+    name: str
+
+
+@dataclass(frozen=True)
+class Mem:
+    """disp(%base): a stack-relative (or register-relative) memory operand."""
+
+    base: str
+    disp: int
+    size: int = 8
+
+
+@dataclass(frozen=True)
+class RipRel:
+    """label(%rip): the address of a code label (what LEA computes)."""
+
+    target: tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved jump/call target: routine and instruction index."""
+
+    routine: str
+    index: int
+
+
+@dataclass(frozen=True)
+class Name:
+    """A table, TSS, stack or variable named by an operand."""
+
+    name: str
+
+
+Operand = Union[Imm, Reg, Mem, RipRel, Target, Name]
+
+
+@dataclass(frozen=True)
+class Instr:
+    """One atomic step. `op` is the normalised mnemonic or a pseudo-C operation.
+
+    `fault` is a vector the environment may raise at this step instead of executing it
+    (the design marks such steps with `@fault(#PF)`).
+    """
+
+    op: str
+    args: tuple[object, ...]
+    loc: Loc
+    text: str
+    fault: int | None = None
+
+
+@dataclass(frozen=True)
+class Routine:
+    name: str
+    instrs: tuple[Instr, ...]
+    loc: Loc
+    kind: str = "asm"  # "asm" or "c"
+    section: str = ".text"
+    guest: bool = False  # guest code (runs at CPL 3; its frames hold guest context)
+
+
+@dataclass(frozen=True)
+class StackDecl:
+    name: str
+    size: int
+    owner: str
+    per_cpu: bool
+    base: int | None
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class GateDecl:
+    vector: int
+    routine: str
+    kind: str
+    dpl: int
+    ist: int
+    present: bool
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class IdtDecl:
+    name: str
+    limit: int
+    gates: tuple[GateDecl, ...]
+    per_cpu: bool
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class TssDecl:
+    name: str
+    rsp0: str | None
+    ist: tuple[str | None, ...]
+    per_cpu: bool
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class VarDecl:
+    name: str
+    init: Expr
+    per_cpu: bool
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class CpuDecl:
+    """How CPU(s) start: `which` is a CPU number or None for every CPU not named."""
+
+    which: int | None
+    start: str
+    cpl: int
+    idt: str | None
+    tss: str | None
+    rsp: Expr | None
+    interrupts: bool
+    nmi_blocked: bool
+    mce: bool
+    regs: tuple[tuple[str, Expr], ...]
+    halted: bool
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class Design:
+    name: str
+    path: str
+    title: str
+    knobs: dict[str, tuple[str, ...]]  # knob -> values, the first is the default
+    variant: dict[str, str]
+    cpus: int
+    stacks: tuple[StackDecl, ...]
+    idts: tuple[IdtDecl, ...]
+    tsss: tuple[TssDecl, ...]
+    variables: tuple[VarDecl, ...]
+    cpu_decls: tuple[CpuDecl, ...]
+    routines: dict[str, Routine]
+    lstar: str | None = None
+    vendor: str = "intel"
+    df_rule: str = "sdm"
+    symmetric: bool = False  # the CPUs other than CPU 0 are interchangeable
+    observations: dict[str, Loc] = field(default_factory=dict)

@@ -1,0 +1,1037 @@
+"""The design-language parser: text -> `Design` (see docs/design-language.md).
+
+Stages, each keeping source lines so every error and every trace step names file:line:
+1. comments are stripped and `.if knob == value` / `.elif` / `.else` / `.endif` select
+   the variant's lines;
+2. `.macro NAME` ... `.endm` bodies are recorded and expanded where invoked;
+3. declarations, assembler routines and pseudo-C functions are parsed;
+4. labels, routines and names are resolved and checked.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from checker.errors import InputError, ModelInputError
+from model.lang.expr import names_in, parse_expr
+from model.lang.ir import (
+    CpuDecl,
+    Design,
+    Expr,
+    GateDecl,
+    IdtDecl,
+    Imm,
+    Instr,
+    Loc,
+    Mem,
+    Name,
+    Reg,
+    RipRel,
+    Routine,
+    StackDecl,
+    Target,
+    TssDecl,
+    VarDecl,
+)
+from model.x86.arch import VECTOR_NAMES
+
+_VECTOR_BY_NAME = {name: v for v, name in VECTOR_NAMES.items()}
+
+# 32-bit register names map to the 64-bit register they are part of.
+_REG_ALIASES = {
+    "eax": "rax", "ebx": "rbx", "ecx": "rcx", "edx": "rdx", "esi": "rsi", "edi": "rdi",
+    "ebp": "rbp", "esp": "rsp", "ax": "rax", "al": "rax", "r11d": "r11",
+}
+REGISTERS = frozenset({
+    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
+    "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "ss",
+})
+
+# mnemonic -> (normalised op, operand count or None for "any"); size suffixes are folded.
+_MNEMONICS: dict[str, tuple[str, int | None]] = {
+    "push": ("push", 1), "pushq": ("push", 1),
+    "pop": ("pop", 1), "popq": ("pop", 1),
+    "mov": ("mov", 2), "movq": ("mov", 2), "movl": ("movl", 2), "movabsq": ("mov", 2),
+    "movabs": ("mov", 2),
+    "lea": ("lea", 2), "leaq": ("lea", 2),
+    "add": ("add", 2), "addq": ("add", 2), "sub": ("sub", 2), "subq": ("sub", 2),
+    "and": ("and", 2), "andq": ("and", 2), "andl": ("and", 2),
+    "or": ("or", 2), "orq": ("or", 2), "orl": ("or", 2),
+    "xor": ("xor", 2), "xorq": ("xor", 2), "xorl": ("xor", 2),
+    "cmp": ("cmp", 2), "cmpq": ("cmp", 2), "cmpl": ("cmp", 2), "cmpb": ("cmp", 2),
+    "test": ("test", 2), "testq": ("test", 2), "testl": ("test", 2), "testb": ("test", 2),
+    "jmp": ("jmp", 1), "je": ("je", 1), "jz": ("je", 1), "jne": ("jne", 1), "jnz": ("jne", 1),
+    "jl": ("jl", 1), "jge": ("jge", 1), "jle": ("jle", 1), "jg": ("jg", 1),
+    "jb": ("jb", 1), "jae": ("jae", 1), "ja": ("ja", 1), "jbe": ("jbe", 1),
+    "js": ("js", 1), "jns": ("jns", 1),
+    "call": ("call", 1), "callq": ("call", 1), "ret": ("ret", 0), "retq": ("ret", 0),
+    "pushf": ("pushf", 0), "pushfq": ("pushf", 0), "popf": ("popf", 0), "popfq": ("popf", 0),
+    "cli": ("cli", 0), "sti": ("sti", 0), "hlt": ("hlt", 0), "nop": ("nop", 0),
+    "pause": ("nop", 0), "iret": ("iret", 0), "iretq": ("iret", 0),
+    "sysret": ("sysret", 0), "sysretq": ("sysret", 0), "swapgs": ("swapgs", 0),
+    "ud2": ("ud2", 0), "int": ("int", 1), "int3": ("int3", 0), "into": ("into", 0),
+    "int1": ("int1", 0), "icebp": ("int1", 0), "syscall": ("syscall", 0),
+    "lidt": ("lidt", 1), "ltr": ("ltr", 1), "movsq": ("movsq", 0),
+    "choose": ("choose", None),
+}
+_NO_FALL_THROUGH = {"jmp", "ret", "iret", "sysret", "ud2"}
+_JUMPS = {"jmp", "je", "jne", "jl", "jge", "jle", "jg", "jb", "jae", "ja", "jbe", "js", "jns"}
+
+# Pseudo-C statements that are architectural or environment actions.
+BUILTINS: dict[str, tuple[int, int]] = {  # name -> (min args, max args)
+    "set_gate": (3, 6), "set_gate_ist": (3, 3), "set_ist": (3, 3), "set_rsp0": (2, 2),
+    "lidt": (1, 1), "ltr": (1, 1), "send_nmi": (1, 1), "halt": (0, 0), "cli": (0, 0),
+    "sti": (0, 0), "clear_mcip": (0, 0), "write_cr4_mce": (1, 1), "free_init": (0, 0),
+    "wait_until": (1, 1), "wait_timeout": (1, 1), "atomic_inc": (1, 1),
+    "atomic_dec": (1, 1), "atomic_set": (2, 2), "assert": (1, 1), "nop": (0, 0),
+    "choose": (2, 16), "stop": (0, 0),
+}
+DESTINATIONS = ("SELF", "ALL_BUT_SELF", "ALL")
+
+_IDENT = r"[A-Za-z_.$][A-Za-z0-9_.$]*"
+
+
+@dataclass
+class _Line:
+    text: str
+    loc: Loc
+
+
+@dataclass
+class _Builder:
+    """Accumulates one routine's instructions and labels while parsing."""
+
+    name: str
+    loc: Loc
+    kind: str
+    section: str
+    guest: bool
+    instrs: list[Instr] = field(default_factory=list)
+    labels: dict[str, int] = field(default_factory=dict)
+    numeric: list[tuple[str, int]] = field(default_factory=list)  # (label, index) in order
+    pending: list[tuple[int, str, Loc]] = field(default_factory=list)  # unresolved targets
+
+
+def _err(msg: str, loc: Loc) -> InputError:
+    return InputError(msg, loc.file, loc.line)
+
+
+def strip_comments(text: str) -> list[str]:
+    """Remove `/* */`, `//` and `# ` comments, keeping the line count."""
+    text = re.sub(r"/\*.*?\*/", lambda m: "\n" * m.group(0).count("\n"), text, flags=re.S)
+    out = []
+    for line in text.split("\n"):
+        line = re.sub(r"//.*$", "", line)
+        line = re.sub(r"(^|\s)#(\s.*)?$", "", line)
+        out.append(line.rstrip())
+    return out
+
+
+def parse_design(path: str | Path, variant: Mapping[str, str] | None = None) -> Design:
+    """Parse the design at `path` for the given knob values (unset knobs: defaults)."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise InputError(f"cannot read design: {e.strerror}", str(p))
+    return _Parser(str(p), text, dict(variant or {})).parse()
+
+
+def design_knobs(path: str | Path) -> tuple[str, dict[str, tuple[str, ...]]]:
+    """The design's name and knobs, without selecting a variant."""
+    p = Path(path)
+    parser = _Parser(str(p), p.read_text(), {})
+    parser.scan_header()
+    return parser.name, parser.knobs
+
+
+class _Parser:
+    def __init__(self, path: str, text: str, variant: dict[str, str]):
+        self.path = path
+        self.raw = strip_comments(text)
+        self.requested = variant
+        self.name = Path(path).stem.split(".")[0]
+        self.title = ""
+        self.knobs: dict[str, tuple[str, ...]] = {}
+        self.knob_locs: dict[str, Loc] = {}
+        self.consts: dict[str, int] = {}
+        self.cpus = 1
+        self.symmetric = False
+        self.vendor = "intel"
+        self.df_rule = "sdm"
+        self.lstar: str | None = None
+        self.stacks: list[StackDecl] = []
+        self.idts: list[IdtDecl] = []
+        self.tsss: list[TssDecl] = []
+        self.variables: list[VarDecl] = []
+        self.cpu_decls: list[CpuDecl] = []
+        self.routines: dict[str, _Builder] = {}
+        self.macros: dict[str, list[_Line]] = {}
+        self.section = ".text"
+
+    # -- stage 0: knobs (needed before conditionals can be evaluated) -----------------
+    def scan_header(self) -> None:
+        for n, line in enumerate(self.raw, 1):
+            s = line.strip()
+            m = re.match(r"knob\s+(\w[\w-]*)\s*=\s*(.+)$", s)
+            if m:
+                loc = Loc(self.path, n)
+                values = tuple(v.strip() for v in m.group(2).split("|"))
+                if not all(re.fullmatch(r"[\w.-]+", v) for v in values):
+                    raise _err(f"bad knob values {m.group(2)!r}: write `knob NAME = a | b`", loc)
+                self.knobs[m.group(1)] = values
+                self.knob_locs[m.group(1)] = loc
+            m = re.match(r"design\s+(\w+)(?:\s+\"(.*)\")?\s*$", s)
+            if m:
+                self.name = m.group(1)
+                self.title = m.group(2) or ""
+
+    def _select_variant(self) -> dict[str, str]:
+        chosen: dict[str, str] = {}
+        for knob, value in self.requested.items():
+            if knob not in self.knobs:
+                known = ", ".join(sorted(self.knobs)) or "none"
+                raise ModelInputError(
+                    f"design {self.name!r} has no knob {knob!r} (knobs: {known})", f"variant.{knob}"
+                )
+            if value not in self.knobs[knob]:
+                raise ModelInputError(
+                    f"knob {knob!r} of design {self.name!r} has no value {value!r} "
+                    f"(values: {', '.join(self.knobs[knob])})",
+                    f"variant.{knob}",
+                )
+            chosen[knob] = value
+        for knob, values in self.knobs.items():
+            chosen.setdefault(knob, values[0])
+        return chosen
+
+    # -- stage 1: conditionals ---------------------------------------------------------
+    def _conditional(self, cond: str, loc: Loc, variant: dict[str, str]) -> bool:
+        m = re.fullmatch(r"(\w[\w-]*)\s*(==|!=)\s*([\w.|\s-]+)", cond.strip())
+        if not m:
+            raise _err(f"bad condition {cond.strip()!r}: write `.if knob == value`", loc)
+        knob, op, values = m.group(1), m.group(2), [v.strip() for v in m.group(3).split("|")]
+        if knob not in self.knobs:
+            raise _err(f"unknown knob {knob!r} in .if", loc)
+        for v in values:
+            if v not in self.knobs[knob]:
+                raise _err(
+                    f"knob {knob!r} has no value {v!r} (values: {', '.join(self.knobs[knob])})", loc
+                )
+        hit = variant[knob] in values
+        return hit if op == "==" else not hit
+
+    def _preprocess(self, variant: dict[str, str]) -> list[_Line]:
+        lines: list[_Line] = []
+        stack: list[tuple[bool, bool, Loc]] = []  # (active, taken, where)
+        for n, text in enumerate(self.raw, 1):
+            loc = Loc(self.path, n)
+            s = text.strip()
+            active = all(a for a, _, _ in stack)
+            if s.startswith(".if ") or s.startswith(".if\t"):
+                hit = self._conditional(s[3:], loc, variant) if active else False
+                stack.append((hit and active, hit, loc))
+                continue
+            if s.startswith(".elif "):
+                if not stack:
+                    raise _err(".elif without .if", loc)
+                _, taken, where = stack.pop()
+                outer = all(a for a, _, _ in stack)
+                hit = (not taken) and self._conditional(s[5:], loc, variant)
+                stack.append((hit and outer, taken or hit, where))
+                continue
+            if s == ".else":
+                if not stack:
+                    raise _err(".else without .if", loc)
+                _, taken, where = stack.pop()
+                outer = all(a for a, _, _ in stack)
+                stack.append((not taken and outer, True, where))
+                continue
+            if s == ".endif":
+                if not stack:
+                    raise _err(".endif without .if", loc)
+                stack.pop()
+                continue
+            if active and s:
+                lines.append(_Line(text, loc))
+        if stack:
+            raise _err(".if without .endif", stack[-1][2])
+        return lines
+
+    # -- stage 2: macros ---------------------------------------------------------------
+    def _expand_macros(self, lines: list[_Line]) -> list[_Line]:
+        body: list[_Line] = []
+        out: list[_Line] = []
+        current: str | None = None
+        start = Loc(self.path, 0)
+        for line in lines:
+            s = line.text.strip()
+            m = re.match(r"\.macro\s+(\w+)\s*$", s)
+            if m:
+                if current is not None:
+                    raise _err("nested .macro", line.loc)
+                current, body, start = m.group(1), [], line.loc
+                continue
+            if s == ".endm":
+                if current is None:
+                    raise _err(".endm without .macro", line.loc)
+                self.macros[current] = body
+                current = None
+                continue
+            if current is not None:
+                body.append(line)
+            else:
+                out.append(line)
+        if current is not None:
+            raise _err(f".macro {current} without .endm", start)
+        return self._expand(out, depth=0)
+
+    def _expand(self, lines: list[_Line], depth: int) -> list[_Line]:
+        out: list[_Line] = []
+        for line in lines:
+            word = line.text.strip().split(None, 1)[0] if line.text.strip() else ""
+            if word in self.macros:
+                if depth > 8:
+                    raise _err(f"macro {word} expands recursively", line.loc)
+                out.extend(self._expand(self.macros[word], depth + 1))
+            else:
+                out.append(line)
+        return out
+
+    # -- stage 3: the body -------------------------------------------------------------
+    def parse(self) -> Design:
+        self.scan_header()
+        variant = self._select_variant()
+        lines = self._expand_macros(self._preprocess(variant))
+        i = 0
+        current: _Builder | None = None
+        while i < len(lines):
+            line = lines[i]
+            s = line.text.strip()
+            word = s.split(None, 1)[0]
+            rest = s[len(word):].strip()
+            indented = line.text[:1] in (" ", "\t")
+            if not indented or current is None:
+                handled, i = self._declaration(word, rest, s, lines, i)
+                if handled:
+                    current = None
+                    continue
+                m = re.fullmatch(r"(?:ENTRY|GLOBAL)\((\w+)\):?|([A-Za-z_]\w*):", s)
+                g = re.fullmatch(r"GUEST\((\w+)\):?", s)
+                if m or g:
+                    name = (g.group(1) if g else (m.group(1) or m.group(2)))  # type: ignore[union-attr]
+                    current = self._new_routine(name, line.loc, "asm", bool(g))
+                    i += 1
+                    continue
+                if current is None:
+                    raise _err(f"unknown declaration {word!r}", line.loc)
+            assert current is not None
+            self._asm_line(current, s, line.loc)
+            i += 1
+        return self._finish(variant)
+
+    def _new_routine(self, name: str, loc: Loc, kind: str, guest: bool) -> _Builder:
+        if name in self.routines:
+            raise _err(f"routine {name!r} is defined twice", loc)
+        b = _Builder(name, loc, kind, self.section, guest)
+        self.routines[name] = b
+        return b
+
+    def _declaration(
+        self, word: str, rest: str, s: str, lines: list[_Line], i: int
+    ) -> tuple[bool, int]:
+        loc = lines[i].loc
+        if word in ("design", "knob"):
+            return True, i + 1
+        if word == "const":
+            m = re.fullmatch(r"(\w+)\s*=\s*(.+)", rest)
+            if not m:
+                raise _err("write `const NAME = value`", loc)
+            e = parse_expr(m.group(2), loc, self.consts)
+            if e[0] != "const":
+                raise _err(f"constant {m.group(1)} is not a number", loc)
+            self.consts[m.group(1)] = e[1]
+            return True, i + 1
+        if word == "cpus":
+            self.cpus = self._int(rest, loc)
+            if not 1 <= self.cpus <= 16:
+                raise _err("cpus must be between 1 and 16", loc)
+            return True, i + 1
+        if word == "symmetric":
+            self.symmetric = True
+            return True, i + 1
+        if word == "vendor":
+            if rest not in ("intel", "amd"):
+                raise _err("vendor is intel or amd", loc)
+            self.vendor = rest
+            return True, i + 1
+        if word == "df_rule":
+            if rest not in ("sdm", "strict"):
+                raise _err("df_rule is sdm or strict", loc)
+            self.df_rule = rest
+            return True, i + 1
+        if word == "lstar":
+            self.lstar = rest
+            return True, i + 1
+        if word == "section":
+            self.section = rest
+            return True, i + 1
+        if word == "stack":
+            self._stack(rest, loc)
+            return True, i + 1
+        if word in ("var", "percpu"):
+            m = re.fullmatch(r"(\w+)\s*=\s*(.+)", rest)
+            if not m:
+                raise _err(f"write `{word} NAME = value`", loc)
+            self.variables.append(
+                VarDecl(m.group(1), parse_expr(m.group(2), loc, self.consts), word == "percpu", loc)
+            )
+            return True, i + 1
+        if word == "cpu":
+            self._cpu(rest, loc)
+            return True, i + 1
+        if word == "tss":
+            return True, self._tss(rest, lines, i)
+        if word == "idt":
+            return True, self._idt(rest, lines, i)
+        if word == "function":
+            return True, self._function(rest, lines, i)
+        return False, i
+
+    def _int(self, text: str, loc: Loc) -> int:
+        e = parse_expr(text, loc, self.consts)
+        if e[0] != "const":
+            raise _err(f"{text.strip()!r} is not a number", loc)
+        return int(e[1])
+
+    def _options(self, words: list[str], loc: Loc, flags: set[str], valued: set[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        k = 0
+        while k < len(words):
+            w = words[k]
+            if w in flags:
+                out[w] = "1"
+                k += 1
+            elif w in valued:
+                if k + 1 >= len(words):
+                    raise _err(f"{w} needs a value", loc)
+                out[w] = words[k + 1]
+                k += 2
+            else:
+                raise _err(f"unknown option {w!r}", loc)
+        return out
+
+    def _stack(self, rest: str, loc: Loc) -> None:
+        words = rest.split()
+        if not words:
+            raise _err("write `stack NAME size N [base ADDR] [owner guest] [per-cpu]`", loc)
+        opts = self._options(words[1:], loc, {"per-cpu"}, {"size", "base", "owner"})
+        if "size" not in opts:
+            raise _err(f"stack {words[0]} needs a size", loc)
+        owner = opts.get("owner", "hypervisor")
+        if owner not in ("hypervisor", "guest"):
+            raise _err("owner is hypervisor or guest", loc)
+        base = self._int(opts["base"], loc) if "base" in opts else None
+        self.stacks.append(
+            StackDecl(words[0], self._int(opts["size"], loc), owner, "per-cpu" in opts, base, loc)
+        )
+
+    def _block(self, lines: list[_Line], i: int) -> tuple[list[_Line], int]:
+        body: list[_Line] = []
+        j = i + 1
+        while j < len(lines):
+            if lines[j].text.strip() == "end":
+                return body, j + 1
+            body.append(lines[j])
+            j += 1
+        raise _err("block without `end`", lines[i].loc)
+
+    def _tss(self, rest: str, lines: list[_Line], i: int) -> int:
+        loc = lines[i].loc
+        words = rest.split()
+        if not words:
+            raise _err("write `tss NAME [per-cpu]`", loc)
+        self._options(words[1:], loc, {"per-cpu"}, set())
+        body, j = self._block(lines, i)
+        rsp0: str | None = None
+        ist: list[str | None] = [None] * 7
+        for line in body:
+            parts = line.text.split()
+            if parts[0] == "rsp0" and len(parts) == 2:
+                rsp0 = None if parts[1] == "none" else parts[1]
+            elif parts[0] == "ist" and len(parts) == 3:
+                n = self._int(parts[1], line.loc)
+                if not 1 <= n <= 7:
+                    raise _err("IST slots are 1-7", line.loc)
+                ist[n - 1] = None if parts[2] == "none" else parts[2]
+            else:
+                raise _err("in a tss block write `rsp0 STACK` or `ist N STACK|none`", line.loc)
+        self.tsss.append(TssDecl(words[0], rsp0, tuple(ist), "per-cpu" in words, loc))
+        return j
+
+    def _idt(self, rest: str, lines: list[_Line], i: int) -> int:
+        loc = lines[i].loc
+        words = rest.split()
+        if not words:
+            raise _err("write `idt NAME [per-cpu] [limit N]`", loc)
+        opts = self._options(words[1:], loc, {"per-cpu"}, {"limit"})
+        body, j = self._block(lines, i)
+        gates: dict[int, GateDecl] = {}
+        for line in body:
+            parts = line.text.split()
+            if parts[0] not in ("gate", "gates") or len(parts) < 3:
+                raise _err("in an idt block write `gate VECTOR ROUTINE [interrupt|trap] "
+                           "[dpl N] [ist N] [not-present]`", line.loc)
+            if parts[0] == "gates":
+                m = re.fullmatch(r"(\S+)-(\S+)", parts[1])
+                if not m:
+                    raise _err("write `gates FIRST-LAST ROUTINE ...`", line.loc)
+                vectors = range(self._vector(m.group(1), line.loc), self._vector(m.group(2), line.loc) + 1)
+            else:
+                vectors = range(self._vector(parts[1], line.loc), self._vector(parts[1], line.loc) + 1)
+            kind = "interrupt"
+            extra = parts[3:]
+            if extra and extra[0] in ("interrupt", "trap"):
+                kind = extra[0]
+                extra = extra[1:]
+            o = self._options(extra, line.loc, {"not-present"}, {"dpl", "ist"})
+            dpl = self._int(o.get("dpl", "0"), line.loc)
+            ist = self._int(o.get("ist", "0"), line.loc)
+            if dpl not in (0, 1, 2, 3) or not 0 <= ist <= 7:
+                raise _err("dpl is 0-3 and ist 0-7", line.loc)
+            for v in vectors:
+                gates[v] = GateDecl(v, parts[2], kind, dpl, ist, "not-present" not in o, line.loc)
+        limit = self._int(opts.get("limit", "256"), loc)
+        self.idts.append(
+            IdtDecl(words[0], limit, tuple(gates[v] for v in sorted(gates)), "per-cpu" in opts, loc)
+        )
+        return j
+
+    def _vector(self, text: str, loc: Loc) -> int:
+        if text in _VECTOR_BY_NAME:
+            return _VECTOR_BY_NAME[text]
+        v = self._int(text, loc)
+        if not 0 <= v <= 255:
+            raise _err(f"vector {text} is not 0-255", loc)
+        return v
+
+    def _cpu(self, rest: str, loc: Loc) -> None:
+        words = rest.split()
+        if not words:
+            raise _err("write `cpu N|* start ROUTINE ...`", loc)
+        which = None if words[0] == "*" else self._int(words[0], loc)
+        regs: list[tuple[str, Expr]] = []
+        plain: list[str] = []
+        for w in words[1:]:
+            m = re.fullmatch(r"%(\w+)=(.+)", w)
+            if m:
+                regs.append((self._reg(m.group(1), loc), parse_expr(m.group(2), loc, self.consts)))
+            else:
+                plain.append(w)
+        o = self._options(
+            plain, loc, {"nmi-blocked", "halted"},
+            {"start", "cpl", "idt", "tss", "rsp", "if", "mce"},
+        )
+        if "start" not in o:
+            raise _err("a cpu line needs `start ROUTINE`", loc)
+        cpl = self._int(o.get("cpl", "0"), loc)
+        if cpl not in (0, 1, 3):
+            raise _err("cpl is 0, 1 or 3", loc)
+        self.cpu_decls.append(
+            CpuDecl(
+                which=which,
+                start=o["start"],
+                cpl=cpl,
+                idt=None if o.get("idt", "none") == "none" else o["idt"],
+                tss=None if o.get("tss", "none") == "none" else o["tss"],
+                rsp=parse_expr(o["rsp"], loc, self.consts) if "rsp" in o else None,
+                interrupts=o.get("if", "0") == "1",
+                nmi_blocked="nmi-blocked" in o,
+                mce=o.get("mce", "1") == "1",
+                regs=tuple(regs),
+                halted="halted" in o,
+                loc=loc,
+            )
+        )
+
+    def _reg(self, name: str, loc: Loc) -> str:
+        name = _REG_ALIASES.get(name, name)
+        if name not in REGISTERS:
+            raise _err(f"unknown register %{name}", loc)
+        return name
+
+    # -- assembler -----------------------------------------------------------------------
+    def _asm_line(self, b: _Builder, s: str, loc: Loc) -> None:
+        m = re.match(r"^(\w+|\.\w+):\s*(.*)$", s)
+        if m:
+            label = m.group(1)
+            if label.isdigit():
+                b.numeric.append((label, len(b.instrs)))
+            else:
+                if label in b.labels:
+                    raise _err(f"label {label!r} defined twice", loc)
+                b.labels[label] = len(b.instrs)
+            s = m.group(2).strip()
+            if not s:
+                return
+        fault: int | None = None
+        fm = re.search(r"@fault\(\s*([#\w]+)\s*\)\s*$", s)
+        if fm:
+            name = fm.group(1)
+            if name not in _VECTOR_BY_NAME:
+                raise _err(f"unknown exception {name!r} in @fault (use #PF, #GP, #BP, ...)", loc)
+            fault = _VECTOR_BY_NAME[name]
+            s = s[: fm.start()].strip()
+        if s.startswith("rep "):
+            s = s[4:].strip()
+            if s not in ("movsq",):
+                raise _err(f"unsupported rep instruction {s!r}", loc)
+        parts = s.split(None, 1)
+        mnemonic = parts[0].lower()
+        if mnemonic not in _MNEMONICS:
+            raise _err(f"unknown instruction {parts[0]!r}", loc)
+        op, count = _MNEMONICS[mnemonic]
+        texts = _split_operands(parts[1]) if len(parts) > 1 else []
+        if count is not None and len(texts) != count:
+            raise _err(f"{mnemonic} takes {count} operand(s), got {len(texts)}", loc)
+        args = tuple(self._operand(t, loc, op, b) for t in texts)
+        if op in _JUMPS or op == "call":
+            if not isinstance(args[0], Name):
+                raise _err(f"{mnemonic} needs a label or routine operand", loc)
+            b.pending.append((len(b.instrs), args[0].name, loc))
+        if op == "mov" and any(isinstance(a, Reg) and a.name == "ss" for a in args[1:]):
+            op = "mov_ss"
+        if op == "pop" and isinstance(args[0], Reg) and args[0].name == "ss":
+            op = "mov_ss"
+        if op == "movl" :
+            op = "mov"
+            args = tuple(Mem(a.base, a.disp, 4) if isinstance(a, Mem) else a for a in args)
+        self._check_forms(op, args, mnemonic, loc)
+        b.instrs.append(Instr(op, args, loc, s, fault))
+
+    def _operand(self, text: str, loc: Loc, op: str, b: _Builder) -> object:
+        t = text.strip()
+        if t.startswith("$"):
+            return Imm(parse_expr(t[1:], loc, self.consts))
+        if t.startswith("%"):
+            return Reg(self._reg(t[1:], loc))
+        m = re.fullmatch(r"(.*)\(%rip\)", t)
+        if m:
+            return Name("@rip:" + m.group(1).strip())
+        m = re.fullmatch(r"(.*)\(%(\w+)\)", t)
+        if m:
+            disp_text = m.group(1).strip() or "0"
+            return Mem(self._reg(m.group(2), loc), self._int(disp_text, loc))
+        if re.fullmatch(r"\d+[fb]|" + _IDENT, t):
+            return Name(t)
+        raise _err(f"unknown operand form {t!r}", loc)
+
+    def _check_forms(self, op: str, args: tuple[object, ...], mnemonic: str, loc: Loc) -> None:
+        def bad() -> InputError:
+            return _err(f"unsupported operand form for {mnemonic}: "
+                        f"{', '.join(type(a).__name__.lower() for a in args)}", loc)
+
+        if op == "push" and not isinstance(args[0], (Imm, Reg, Mem)):
+            raise bad()
+        if op == "pop" and not isinstance(args[0], Reg):
+            raise bad()
+        if op == "mov":
+            src, dst = args
+            if isinstance(dst, Imm) or isinstance(src, Name) or isinstance(dst, Name):
+                raise bad()
+            if isinstance(src, Mem) and isinstance(dst, Mem):
+                raise bad()
+        if op == "lea":
+            if not isinstance(args[1], Reg) or not isinstance(args[0], (Mem, Name)):
+                raise bad()
+        if op in ("add", "sub", "and", "or", "xor") and not isinstance(args[1], Reg):
+            raise bad()
+        if op in ("lidt", "ltr") and not isinstance(args[0], Name):
+            raise bad()
+        if op == "int" and not isinstance(args[0], Imm):
+            raise bad()
+
+    # -- pseudo-C ------------------------------------------------------------------------
+    def _function(self, rest: str, lines: list[_Line], i: int) -> int:
+        loc = lines[i].loc
+        m = re.fullmatch(r"(\w+)\s*(?:\([^)]*\))?\s*\{", rest)
+        if not m:
+            raise _err("write `function NAME {` (or `function NAME(args) {`)", loc)
+        b = _Builder(m.group(1), loc, "c", self.section, False)
+        if b.name in self.routines:
+            raise _err(f"routine {b.name!r} is defined twice", loc)
+        self.routines[b.name] = b
+        return _CCompiler(self, b).compile(lines, i + 1)
+
+    # -- stage 4: resolve and check ----------------------------------------------------------
+    def _finish(self, variant: dict[str, str]) -> Design:
+        stack_names = {s.name for s in self.stacks}
+        for t in self.tsss:
+            for slot in (t.rsp0, *t.ist):
+                if slot is not None and slot not in stack_names:
+                    raise _err(f"tss {t.name} names a missing stack {slot!r}", t.loc)
+        for idt in self.idts:
+            for g in idt.gates:
+                if g.routine not in self.routines:
+                    raise _err(f"gate {g.vector} names a missing routine {g.routine!r}", g.loc)
+        tables = {t.name for t in self.idts}
+        tss_names = {t.name for t in self.tsss}
+        for c in self.cpu_decls:
+            if c.start not in self.routines:
+                raise _err(f"cpu starts in a missing routine {c.start!r}", c.loc)
+            if c.idt is not None and c.idt not in tables:
+                raise _err(f"cpu loads a missing idt {c.idt!r}", c.loc)
+            if c.tss is not None and c.tss not in tss_names:
+                raise _err(f"cpu loads a missing tss {c.tss!r}", c.loc)
+        if not self.cpu_decls:
+            raise InputError("the design declares no `cpu` line", self.path, 1)
+        if self.lstar is not None and self.lstar not in self.routines:
+            raise InputError(f"lstar names a missing routine {self.lstar!r}", self.path, 1)
+        var_names = {v.name for v in self.variables}
+        routines: dict[str, Routine] = {}
+        global_labels: dict[str, tuple[str, int]] = {}
+        for b in self.routines.values():
+            for label, idx in b.labels.items():
+                global_labels.setdefault(label, (b.name, idx))
+        for b in self.routines.values():
+            instrs = list(b.instrs)
+            for idx, target, loc in b.pending:
+                instrs[idx] = self._resolve(instrs[idx], idx, target, loc, b, global_labels)
+            instrs = [self._resolve_rip(ins, k, b, global_labels) for k, ins in enumerate(instrs)]
+            instrs = self._fall_through(b, instrs)
+            for ins in instrs:
+                self._check_names(ins, var_names, tables, tss_names, stack_names)
+            routines[b.name] = Routine(b.name, tuple(instrs), b.loc, b.kind, b.section, b.guest)
+        return Design(
+            name=self.name,
+            path=self.path,
+            title=self.title,
+            knobs=self.knobs,
+            variant=variant,
+            cpus=self.cpus,
+            stacks=tuple(self.stacks),
+            idts=tuple(self.idts),
+            tsss=tuple(self.tsss),
+            variables=tuple(self.variables),
+            cpu_decls=tuple(self.cpu_decls),
+            routines=routines,
+            lstar=self.lstar,
+            vendor=self.vendor,
+            df_rule=self.df_rule,
+            symmetric=self.symmetric,
+        )
+
+    def _target(
+        self, target: str, idx: int, loc: Loc, b: _Builder, global_labels: dict[str, tuple[str, int]]
+    ) -> Target:
+        m = re.fullmatch(r"(\d+)([fb])", target)
+        if m:
+            label, direction = m.group(1), m.group(2)
+            if direction == "f":
+                hits = [i for lab, i in b.numeric if lab == label and i > idx]
+                if hits:
+                    return Target(b.name, min(hits))
+            else:
+                hits = [i for lab, i in b.numeric if lab == label and i <= idx]
+                if hits:
+                    return Target(b.name, max(hits))
+            raise _err(f"undefined label {target!r}", loc)
+        if target in b.labels:
+            return Target(b.name, b.labels[target])
+        if target in self.routines:
+            return Target(target, 0)
+        if target in global_labels:
+            r, i = global_labels[target]
+            return Target(r, i)
+        raise _err(f"undefined label or routine {target!r}", loc)
+
+    def _resolve(
+        self, ins: Instr, idx: int, target: str, loc: Loc, b: _Builder,
+        global_labels: dict[str, tuple[str, int]],
+    ) -> Instr:
+        t = self._target(target, idx, loc, b, global_labels)
+        args = tuple(t if isinstance(a, Name) and a.name == target else a for a in ins.args)
+        return Instr(ins.op, args, ins.loc, ins.text, ins.fault)
+
+    def _fall_through(self, b: _Builder, instrs: list[Instr]) -> list[Instr]:
+        """Assembler falls through into the routine written next, as the CPU would."""
+        if b.kind != "asm" or (instrs and instrs[-1].op in _NO_FALL_THROUGH):
+            return instrs
+        order = [r for r in self.routines.values() if r.kind == "asm"]
+        k = order.index(b)
+        loc = instrs[-1].loc if instrs else b.loc
+        if k + 1 < len(order) and order[k + 1].loc.line > b.loc.line:
+            nxt = order[k + 1].name
+            return instrs + [Instr("jmp", (Target(nxt, 0),), loc, f"(falls through to {nxt})")]
+        return instrs + [Instr("c.fell_off", (), loc, "(runs off the end of the routine)")]
+
+    def _resolve_rip(
+        self, ins: Instr, idx: int, b: _Builder, global_labels: dict[str, tuple[str, int]]
+    ) -> Instr:
+        if not any(isinstance(a, Name) and a.name.startswith("@rip:") for a in ins.args):
+            return ins
+        args = []
+        for a in ins.args:
+            if isinstance(a, Name) and a.name.startswith("@rip:"):
+                t = self._target(a.name[5:], idx, ins.loc, b, global_labels)
+                args.append(RipRel((t.routine, t.index)))
+            else:
+                args.append(a)
+        return Instr(ins.op, tuple(args), ins.loc, ins.text, ins.fault)
+
+    def _check_names(
+        self, ins: Instr, var_names: set[str], tables: set[str], tss_names: set[str],
+        stack_names: set[str],
+    ) -> None:
+        if ins.op == "lidt" and isinstance(ins.args[0], Name):
+            if ins.args[0].name not in tables and ins.args[0].name != "empty":
+                raise _err(f"lidt names a missing idt {ins.args[0].name!r}", ins.loc)
+        if ins.op == "ltr" and isinstance(ins.args[0], Name):
+            if ins.args[0].name not in tss_names:
+                raise _err(f"ltr names a missing tss {ins.args[0].name!r}", ins.loc)
+        known = var_names | tables | tss_names | stack_names | set(self.routines) | set(DESTINATIONS)
+        known |= {"none", "interrupt", "trap"}
+        if ins.op == "c.assign" and ins.args[0] not in var_names:
+            raise _err(f"assignment to an undeclared variable {ins.args[0]!r}", ins.loc)
+        for a in ins.args:
+            exprs: list[Expr] = []
+            if isinstance(a, Imm):
+                exprs.append(a.expr)
+            elif isinstance(a, tuple) and a and isinstance(a[0], str):
+                exprs.append(a)
+            for e in exprs:
+                for n in names_in(e):
+                    if n not in known:
+                        raise _err(f"undefined name {n!r}", ins.loc)
+                for s in _tops(e):
+                    if s not in stack_names:
+                        raise _err(f"top() names a missing stack {s!r}", ins.loc)
+
+
+def _tops(e: Expr) -> set[str]:
+    if not isinstance(e, tuple) or not e:
+        return set()
+    if e[0] == "top":
+        return {e[1]}
+    out: set[str] = set()
+    for part in e[1:]:
+        if isinstance(part, tuple):
+            if part and isinstance(part[0], str):
+                out |= _tops(part)
+            else:
+                for p in part:
+                    out |= _tops(p)
+    return out
+
+
+def _split_operands(text: str) -> list[str]:
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        out.append(cur.strip())
+    return out
+
+
+class _CCompiler:
+    """Lowers a pseudo-C function body to flat instructions (one statement, one step)."""
+
+    def __init__(self, parser: _Parser, b: _Builder):
+        self.p = parser
+        self.b = b
+        self.counter = 0
+        # open blocks: (kind, data, loc)
+        self.blocks: list[tuple[str, dict[str, object], Loc]] = []
+
+    def _label(self) -> str:
+        self.counter += 1
+        return f".c{self.counter}"
+
+    def _emit(self, op: str, args: tuple[object, ...], loc: Loc, text: str) -> None:
+        self.b.instrs.append(Instr(op, args, loc, text))
+
+    def _place(self, label: str) -> None:
+        self.b.labels[label] = len(self.b.instrs)
+
+    def _jump(self, op: str, args: tuple[object, ...], label: str, loc: Loc, text: str) -> None:
+        self.b.pending.append((len(self.b.instrs), label, loc))
+        self._emit(op, args + (Name(label),), loc, text)
+
+    def compile(self, lines: list[_Line], i: int) -> int:
+        while i < len(lines):
+            line = lines[i]
+            s = line.text.strip()
+            loc = line.loc
+            i += 1
+            for stmt in _statements(s):
+                fault: int | None = None
+                fm = re.search(r"@fault\(\s*([#\w]+)\s*\)\s*;?\s*$", stmt)
+                if fm:
+                    if fm.group(1) not in _VECTOR_BY_NAME:
+                        raise _err(f"unknown exception {fm.group(1)!r} in @fault", loc)
+                    fault = _VECTOR_BY_NAME[fm.group(1)]
+                    stmt = stmt[: fm.start()].strip()
+                before = len(self.b.instrs)
+                if self._statement(stmt, loc):
+                    self._emit("ret", (), loc, "}")
+                    return i
+                if fault is not None:
+                    if len(self.b.instrs) == before:
+                        raise _err("@fault needs a statement that takes a step", loc)
+                    ins = self.b.instrs[before]
+                    self.b.instrs[before] = Instr(ins.op, ins.args, ins.loc, ins.text, fault)
+        raise _err(f"function {self.b.name} has no closing `}}`", self.b.loc)
+
+    def _cond(self, text: str, loc: Loc) -> Expr:
+        return parse_expr(text, loc, self.p.consts)
+
+    def _statement(self, s: str, loc: Loc) -> bool:
+        """Compile one statement; True when it closes the function."""
+        m = re.fullmatch(r"\}\s*else\s+if\s*\((.*)\)\s*\{", s)
+        if m:
+            self._else(loc, s)
+            self._open_if(m.group(1), loc, s, chained=True)
+            return False
+        if re.fullmatch(r"\}\s*else\s*\{", s):
+            self._else(loc, s)
+            return False
+        if s == "}":
+            if not self.blocks:
+                return True
+            self._close(loc)
+            return False
+        m = re.fullmatch(r"if\s*\((.*)\)\s*\{", s)
+        if m:
+            self._open_if(m.group(1), loc, s, chained=False)
+            return False
+        m = re.fullmatch(r"while\s*\((.*)\)\s*\{", s)
+        if m or re.fullmatch(r"for\s*\(\s*;\s*;\s*\)\s*\{", s):
+            top, end = self._label(), self._label()
+            self._place(top)
+            if m and m.group(1).strip() not in ("1", "true"):
+                self._jump("c.branch_false", (self._cond(m.group(1), loc),), end, loc, s)
+            self.blocks.append(("loop", {"top": top, "end": end}, loc))
+            return False
+        if s == "atomic {":
+            self._emit("c.atomic_begin", (), loc, s)
+            self.blocks.append(("atomic", {}, loc))
+            return False
+        if s.endswith("{"):
+            raise _err(f"unknown block statement {s!r}", loc)
+        s = s.rstrip(";").strip()
+        if not s:
+            return False
+        if s in ("return", "return 0"):
+            self._emit("ret", (), loc, s)
+            return False
+        m = re.fullmatch(r"(\w+)\s*(\+|-|\||&)?=\s*(.+)", s)
+        if m and not s.startswith("=="):
+            name, op, value = m.group(1), m.group(2), self._cond(m.group(3), loc)
+            if op:
+                value = ("binop", op, ("var", name), value)
+            self._emit("c.assign", (name, value), loc, s)
+            return False
+        m = re.fullmatch(r"(\w+)\s*\((.*)\)", s)
+        if m:
+            self._call(m.group(1), m.group(2), loc, s)
+            return False
+        raise _err(f"unknown statement {s!r}", loc)
+
+    def _open_if(self, cond: str, loc: Loc, text: str, chained: bool) -> None:
+        els = self._label()
+        self._jump("c.branch_false", (self._cond(cond, loc),), els, loc, text)
+        end = self.blocks[-1][1]["end"] if chained else self._label()
+        self.blocks.append(("if", {"else": els, "end": end, "chained": chained}, loc))
+
+    def _else(self, loc: Loc, text: str) -> None:
+        if not self.blocks or self.blocks[-1][0] != "if":
+            raise _err("`else` without `if`", loc)
+        kind, data, where = self.blocks.pop()
+        self._jump("jmp", (), str(data["end"]), loc, text)
+        self._place(str(data["else"]))
+        # the else branch closes with the same `}` as a plain block
+        self.blocks.append(("else", {"end": data["end"], "chained": data["chained"]}, where))
+
+    def _close(self, loc: Loc) -> None:
+        kind, data, _ = self.blocks.pop()
+        if kind == "if":
+            self._place(str(data["else"]))
+        if kind in ("if", "else"):
+            if data["chained"]:
+                # `} else if (...) {` opened this `if` inside the outer else: one `}`
+                # closes both.
+                self._close(loc)
+            else:
+                self._place(str(data["end"]))
+        elif kind == "loop":
+            self._jump("jmp", (), str(data["top"]), loc, "}")
+            self._place(str(data["end"]))
+        elif kind == "atomic":
+            self._emit("c.atomic_end", (), loc, "}")
+
+    def _call(self, name: str, args_text: str, loc: Loc, text: str) -> None:
+        args = [a for a in _split_operands(args_text)] if args_text.strip() else []
+        if name in BUILTINS:
+            lo, hi = BUILTINS[name]
+            if not lo <= len(args) <= hi:
+                raise _err(f"{name} takes {lo}-{hi} arguments, got {len(args)}", loc)
+            if name in ("atomic_inc", "atomic_dec"):
+                var = args[0].lstrip("&")
+                delta = "+" if name == "atomic_inc" else "-"
+                self._emit("c.assign", (var, ("binop", delta, ("var", var), ("const", 1))), loc, text)
+                return
+            if name == "atomic_set":
+                self._emit("c.assign", (args[0].lstrip("&"), self._cond(args[1], loc)), loc, text)
+                return
+            if name == "set_gate":
+                parsed: list[object] = [self._cond(args[0], loc), self._cond(args[1], loc), Name(args[2])]
+                parsed += [a.strip() for a in args[3:]]
+                self._check_routine(args[2], loc)
+                self._emit("c.set_gate", tuple(parsed), loc, text)
+                return
+            conv = tuple(self._cond(a, loc) for a in args)
+            self._emit(f"c.{name}", conv, loc, text)
+            return
+        if args:
+            raise _err(f"calls to {name} take no arguments in this language", loc)
+        self.b.pending.append((len(self.b.instrs), name, loc))
+        self._emit("call", (Name(name),), loc, text)
+
+    def _check_routine(self, name: str, loc: Loc) -> None:
+        # Checked at the end like every other name; recorded as a pending reference.
+        self.b.pending.append((len(self.b.instrs), name, loc))
+
+
+def _statements(s: str) -> list[str]:
+    """Split a line into statements at `;` outside parentheses, keeping braces apart."""
+    out: list[str] = []
+    depth = 0
+    cur = ""
+    for ch in s:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == ";" and depth == 0:
+            if cur.strip():
+                out.append(cur.strip())
+            cur = ""
+            continue
+        cur += ch
+        if depth == 0 and ch == "{":
+            out.append(cur.strip())
+            cur = ""
+    if cur.strip():
+        out.append(cur.strip())
+    return out

@@ -1,0 +1,485 @@
+"""Executing one instruction of a design on one CPU.
+
+The x86 rules live in model/x86; this module only maps the design language's operations
+onto them and onto the design's variables. A fault an instruction raises is delivered
+here through model.x86.delivery, so every exception follows the same SDM path.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from checker.errors import InputError
+from model.lang.expr import binop, unop
+from model.lang.ir import Expr, Imm, Instr, Mem, Name, Reg, RipRel, Routine, Target
+from model.system.layout import Layout
+from model.x86 import instructions as insn
+from model.x86.arch import BP, CF, DB, GP, OF_FLAG, UD
+from model.x86.delivery import Event, Source, deliver
+from model.x86.events import after_instruction, ipi_destinations, send_nmi_ipi
+from model.x86.memory import ArchFault, copy_words, move_rsp, pop, push, read, write
+from model.x86.state import WORD, CodeAddr, Gate, Machine, Platform, Run, Shadow, Value
+
+ZF = 1 << 6
+SF = 1 << 7
+MASK64 = (1 << 64) - 1
+
+# Sticky incidents the interpreter records (the x86 layer records its own).
+FREED_CODE = "freed-init-code-executed"
+FELL_OFF = "ran-off-routine-end"
+ASSERT_FAILED = "assertion-failed"
+TIMED_OUT = "timeout-fired"
+
+# Exceptions that are traps: the saved RIP is the next instruction (SDM Table 6-1).
+TRAPS = frozenset({BP, DB})
+
+
+class SysState(NamedTuple):
+    machine: Machine
+    vars: tuple[Value, ...]
+    budgets: tuple[int, ...]  # per CPU: NMIs, #MCs, external interrupts; then faults
+    init_freed: bool = False
+
+
+class Blocked(Exception):
+    """The instruction cannot run now (a wait whose condition is false)."""
+
+
+class Interpreter:
+    def __init__(self, layout: Layout, platform: Platform):
+        self.layout = layout
+        self.platform = platform
+        self.routines: dict[str, Routine] = layout.design.routines
+
+    # -- values ------------------------------------------------------------------------------
+    def instr_at(self, pc: CodeAddr) -> Instr | None:
+        r = self.routines.get(pc.routine)
+        if r is None or pc.index >= len(r.instrs):
+            return None
+        return r.instrs[pc.index]
+
+    def eval(self, s: SysState, cpu_i: int, e: Expr, ins: Instr) -> Value:
+        kind = e[0]
+        if kind == "const":
+            return int(e[1])
+        if kind == "var":
+            name = e[1]
+            if name in self.layout.var_index:
+                return s.vars[self.layout.var_slot(name, cpu_i)]
+            return self._named(name, cpu_i, ins)
+        if kind == "cpu":
+            return cpu_i
+        if kind == "ncpus":
+            return self.layout.ncpus
+        if kind == "reg":
+            cpu = s.machine.cpus[cpu_i]
+            return cpu.rsp if e[1] == "rsp" else cpu.reg(e[1])
+        if kind == "top":
+            return self.platform.region(self.layout.resolve(e[1], cpu_i)).top
+        if kind == "index":
+            idx = self._int(self.eval(s, cpu_i, e[2], ins), ins)
+            name = e[1]
+            if name in self.layout.percpu_vars:
+                return s.vars[self.layout.var_index[name] + idx]
+            raise self._error(f"{name}[...] is not a per-CPU variable", ins)
+        if kind == "binop":
+            a = self.eval(s, cpu_i, e[2], ins)
+            b = self.eval(s, cpu_i, e[3], ins)
+            if e[1] in ("==", "!="):
+                return int((a == b) == (e[1] == "=="))
+            return binop(e[1], self._int(a, ins), self._int(b, ins))
+        if kind == "unop":
+            return unop(e[1], self._int(self.eval(s, cpu_i, e[2], ins), ins))
+        if kind == "call" and e[1] == "per_cpu" and len(e[2]) == 2 and e[2][0][0] == "var":
+            name = e[2][0][1]
+            idx = self._int(self.eval(s, cpu_i, e[2][1], ins), ins)
+            return s.vars[self.layout.var_index[name] + idx]
+        if kind == "call" and e[1] == "nmi_blocked" and not e[2]:
+            return int(s.machine.cpus[cpu_i].nmi_blocked)
+        raise self._error(f"cannot evaluate {e!r}", ins)
+
+    def _named(self, name: str, cpu_i: int, ins: Instr) -> Value:
+        raise self._error(f"{name!r} is not a value here", ins)
+
+    def _int(self, v: Value, ins: Instr) -> int:
+        if isinstance(v, CodeAddr):
+            raise self._error(f"arithmetic on the code address {v}", ins)
+        return v
+
+    def _error(self, msg: str, ins: Instr) -> InputError:
+        return InputError(msg, ins.loc.file, ins.loc.line)
+
+    def _name_of(self, s: SysState, cpu_i: int, e: Expr, ins: Instr) -> str:
+        """A table/TSS/stack operand: `idt_table` (this CPU's) or `idt_table[i]`."""
+        if e[0] == "var":
+            return self.layout.resolve(e[1], cpu_i)
+        if e[0] == "index":
+            idx = self._int(self.eval(s, cpu_i, e[2], ins), ins)
+            return f"{e[1]}[{idx}]" if e[1] in self.layout.per_cpu else e[1]
+        raise self._error("expected a table, TSS or stack name", ins)
+
+    def operand(self, s: SysState, m: Machine, cpu_i: int, op: object, ins: Instr) -> Value:
+        cpu = m.cpus[cpu_i]
+        if isinstance(op, Imm):
+            return self.eval(s._replace(machine=m), cpu_i, op.expr, ins)
+        if isinstance(op, Reg):
+            return cpu.rsp if op.name == "rsp" else cpu.reg(op.name)
+        if isinstance(op, Mem):
+            addr = self._address(m, cpu_i, op, ins)
+            from model.x86.memory import check_access
+
+            check_access(self.platform, addr, cpu.cpl)
+            word = read(m, addr - addr % WORD)
+            if op.size == 4 and isinstance(word, int):
+                return (word >> (8 * (addr % WORD))) & 0xFFFF_FFFF
+            return word
+        if isinstance(op, RipRel):
+            return CodeAddr(*op.target)
+        raise self._error(f"unsupported operand {op!r}", ins)
+
+    def _address(self, m: Machine, cpu_i: int, op: Mem, ins: Instr) -> int:
+        cpu = m.cpus[cpu_i]
+        base = cpu.rsp if op.base == "rsp" else cpu.reg(op.base)
+        return (self._int(base, ins) + op.disp) & MASK64
+
+    def _store(self, m: Machine, cpu_i: int, dst: object, value: Value, ins: Instr) -> Machine:
+        cpu = m.cpus[cpu_i]
+        if isinstance(dst, Reg):
+            if dst.name == "rsp":
+                return move_rsp(self.platform, m, cpu_i, value)
+            return m.with_cpu(cpu_i, cpu.with_reg(dst.name, value))
+        if isinstance(dst, Mem):
+            addr = self._address(m, cpu_i, dst, ins)
+            aligned = addr - addr % WORD
+            if dst.size == 4:
+                old = read(m, aligned)
+                shift = 8 * (addr % WORD)
+                keep = (old if isinstance(old, int) else 0) & ~(0xFFFF_FFFF << shift)
+                value = keep | ((self._int(value, ins) & 0xFFFF_FFFF) << shift)
+            return write(self.platform, m, aligned, value, cpu.cpl)
+        raise self._error("cannot store there", ins)
+
+    # -- steps -------------------------------------------------------------------------------
+    def step(self, s: SysState, cpu_i: int, choice: int = 0) -> SysState:
+        """Execute the instruction at CPU `cpu_i`'s pc (one action)."""
+        cpu = s.machine.cpus[cpu_i]
+        ins = self.instr_at(cpu.pc)
+        if ins is None:
+            raise InputError(f"CPU {cpu_i} has no instruction at {cpu.pc}", self.layout.design.path, 1)
+        shadow_before = cpu.shadow
+        if ins.op == "c.atomic_begin":
+            return self._atomic(s, cpu_i)
+        try:
+            s = self._execute(s, cpu_i, ins, choice)
+        except ArchFault as fault:
+            return self.raise_fault(s, cpu_i, fault, ins)
+        m = s.machine
+        cpu = m.cpus[cpu_i]
+        return s._replace(machine=m.with_cpu(cpu_i, after_instruction(cpu, shadow_before)))
+
+    def _atomic(self, s: SysState, cpu_i: int) -> SysState:
+        """`atomic { ... }`: the statements up to the closing brace as one step."""
+        m = s.machine
+        cpu = m.cpus[cpu_i]
+        s = s._replace(machine=m.with_cpu(cpu_i, cpu._replace(pc=CodeAddr(cpu.pc.routine, cpu.pc.index + 1))))
+        while True:
+            cpu = s.machine.cpus[cpu_i]
+            ins = self.instr_at(cpu.pc)
+            if ins is None or ins.op == "c.atomic_end":
+                pc = CodeAddr(cpu.pc.routine, cpu.pc.index + 1)
+                return s._replace(machine=s.machine.with_cpu(cpu_i, cpu._replace(pc=pc)))
+            try:
+                s = self._execute(s, cpu_i, ins, 0)
+            except ArchFault as fault:
+                return self.raise_fault(s, cpu_i, fault, ins)
+
+    def raise_fault(self, s: SysState, cpu_i: int, fault: ArchFault, ins: Instr) -> SysState:
+        """Deliver an exception raised by `ins` (faults save its address, traps the next)."""
+        m = fault.machine if fault.machine is not None else s.machine
+        pc = m.cpus[cpu_i].pc
+        if fault.vector in TRAPS:
+            pc = CodeAddr(pc.routine, pc.index + 1)
+        event = Event(Source.EXCEPTION, fault.vector, fault.error_code)
+        return s._replace(machine=deliver(self.platform, m, cpu_i, event, pc))
+
+    def environment_fault(self, s: SysState, cpu_i: int) -> SysState:
+        """The environment makes a step marked `@fault(#X)` raise #X instead of running."""
+        cpu = s.machine.cpus[cpu_i]
+        ins = self.instr_at(cpu.pc)
+        assert ins is not None and ins.fault is not None
+        if ins.op == "iret":
+            return self.raise_fault(s, cpu_i, insn.iret_faulting(s.machine, cpu_i), ins)
+        error = 0 if ins.fault in (GP, 14, 10, 11, 12, 17, 21, 8) else None
+        return self.raise_fault(s, cpu_i, ArchFault(ins.fault, error), ins)
+
+    def _advance(self, m: Machine, cpu_i: int) -> Machine:
+        cpu = m.cpus[cpu_i]
+        return m.with_cpu(cpu_i, cpu._replace(pc=CodeAddr(cpu.pc.routine, cpu.pc.index + 1)))
+
+    def _goto(self, m: Machine, cpu_i: int, target: object) -> Machine:
+        assert isinstance(target, Target)
+        cpu = m.cpus[cpu_i]
+        return m.with_cpu(cpu_i, cpu._replace(pc=CodeAddr(target.routine, target.index)))
+
+    def _execute(self, s: SysState, cpu_i: int, ins: Instr, choice: int) -> SysState:
+        m = s.machine
+        cpu = m.cpus[cpu_i]
+        routine = self.routines[cpu.pc.routine]
+        if s.init_freed and routine.section.startswith(".init"):
+            # The bytes there now belong to something else: model them as undefined.
+            m = m.incident(FREED_CODE)
+            raise ArchFault(UD, None, "executing freed init code", machine=m)
+        op = ins.op
+        a = ins.args
+        p = self.platform
+        if op.startswith("c."):
+            return self._pseudo_c(s, cpu_i, ins, choice)
+        if op == "nop":
+            return s._replace(machine=self._advance(m, cpu_i))
+        if op == "push":
+            value = self.operand(s, m, cpu_i, a[0], ins)
+            return s._replace(machine=self._advance(push(p, m, cpu_i, value), cpu_i))
+        if op == "pop":
+            m, value = pop(p, m, cpu_i)
+            m = self._store(m, cpu_i, a[0], value, ins)
+            return s._replace(machine=self._advance(m, cpu_i))
+        if op == "mov":
+            value = self.operand(s, m, cpu_i, a[0], ins)
+            return s._replace(machine=self._advance(self._store(m, cpu_i, a[1], value, ins), cpu_i))
+        if op == "lea":
+            src = a[0]
+            value = (
+                self._address(m, cpu_i, src, ins) if isinstance(src, Mem)
+                else self.operand(s, m, cpu_i, src, ins)
+            )
+            return s._replace(machine=self._advance(self._store(m, cpu_i, a[1], value, ins), cpu_i))
+        if op in ("add", "sub", "and", "or", "xor"):
+            x = self._int(self.operand(s, m, cpu_i, a[1], ins), ins)
+            y = self._int(self.operand(s, m, cpu_i, a[0], ins), ins)
+            sym = {"add": "+", "sub": "-", "and": "&", "or": "|", "xor": "^"}[op]
+            r = binop(sym, x, y)
+            m = self._store(m, cpu_i, a[1], r, ins)
+            m = self._set_flags(m, cpu_i, r, carry=op == "sub" and y > x)
+            return s._replace(machine=self._advance(m, cpu_i))
+        if op in ("cmp", "test"):
+            x = self.operand(s, m, cpu_i, a[1], ins)
+            y = self.operand(s, m, cpu_i, a[0], ins)
+            if op == "test":
+                r = self._int(x, ins) & self._int(y, ins)
+                m = self._set_flags(m, cpu_i, r, carry=False)
+            elif isinstance(x, CodeAddr) or isinstance(y, CodeAddr):
+                m = self._set_flags(m, cpu_i, 0 if x == y else 1, carry=False)
+            else:
+                m = self._set_flags(m, cpu_i, (x - y) & MASK64, carry=y > x)
+            return s._replace(machine=self._advance(m, cpu_i))
+        if op == "jmp":
+            return s._replace(machine=self._goto(m, cpu_i, a[0]))
+        if op in _CONDITIONS:
+            taken = _CONDITIONS[op](cpu.rflags)
+            return s._replace(machine=self._goto(m, cpu_i, a[0]) if taken else self._advance(m, cpu_i))
+        if op == "call":
+            ret = CodeAddr(cpu.pc.routine, cpu.pc.index + 1)
+            return s._replace(machine=self._goto(push(p, m, cpu_i, ret), cpu_i, a[0]))
+        if op == "ret":
+            m, value = pop(p, m, cpu_i)
+            if not isinstance(value, CodeAddr):
+                raise ArchFault(GP, 0, f"RET to {value:#x}", machine=None)
+            return s._replace(machine=m.with_cpu(cpu_i, m.cpus[cpu_i]._replace(pc=value)))
+        if op == "pushf":
+            return s._replace(machine=self._advance(push(p, m, cpu_i, cpu.rflags), cpu_i))
+        if op == "popf":
+            m, value = pop(p, m, cpu_i)
+            c = m.cpus[cpu_i]
+            return s._replace(machine=self._advance(m.with_cpu(cpu_i, c._replace(rflags=self._int(value, ins) | 2)), cpu_i))
+        if op == "cli":
+            return s._replace(machine=self._advance(insn.cli(m, cpu_i), cpu_i))
+        if op == "sti":
+            return s._replace(machine=self._advance(insn.sti(m, cpu_i), cpu_i))
+        if op == "hlt":
+            return s._replace(machine=insn.hlt(self._advance(m, cpu_i), cpu_i))
+        if op == "iret":
+            return s._replace(machine=insn.iret(p, m, cpu_i))
+        if op == "sysret":
+            return s._replace(machine=insn.sysret(p, m, cpu_i))
+        if op == "swapgs":
+            return s._replace(machine=self._advance(insn.swapgs(m, cpu_i), cpu_i))
+        if op == "syscall":
+            nxt = CodeAddr(cpu.pc.routine, cpu.pc.index + 1)
+            return s._replace(machine=insn.syscall(p, m, cpu_i, nxt))
+        if op == "ud2":
+            raise ArchFault(UD, None, "UD2")
+        if op in ("int", "int3", "into", "int1"):
+            return s._replace(machine=self._software_interrupt(s, m, cpu_i, ins))
+        if op == "lidt":
+            name = a[0].name if isinstance(a[0], Name) else ""
+            table = None if name == "empty" else self.layout.resolve(name, cpu_i)
+            return s._replace(machine=self._advance(insn.lidt(m, cpu_i, table), cpu_i))
+        if op == "ltr":
+            assert isinstance(a[0], Name)
+            return s._replace(machine=self._advance(insn.ltr(m, cpu_i, self.layout.resolve(a[0].name, cpu_i)), cpu_i))
+        if op == "mov_ss":
+            m = self._advance(m, cpu_i)
+            return s._replace(machine=insn.mov_ss(m, cpu_i))
+        if op == "movsq":
+            count = self._int(cpu.reg("rcx"), ins)
+            src = self._int(cpu.reg("rsi"), ins)
+            dst = self._int(cpu.reg("rdi"), ins)
+            m = copy_words(p, m, cpu_i, src, dst, count)
+            c = m.cpus[cpu_i].with_reg("rcx", 0).with_reg("rsi", src + count * WORD)
+            c = c.with_reg("rdi", dst + count * WORD)
+            return s._replace(machine=self._advance(m.with_cpu(cpu_i, c), cpu_i))
+        if op == "choose":
+            dst = a[0]
+            value = self.operand(s, m, cpu_i, a[1 + choice], ins)
+            return s._replace(machine=self._advance(self._store(m, cpu_i, dst, value, ins), cpu_i))
+        raise self._error(f"no semantics for {op}", ins)
+
+    def _software_interrupt(self, s: SysState, m: Machine, cpu_i: int, ins: Instr) -> Machine:
+        """INT n / INT3 / INTO / INT1: trap-like, the frame saves the next instruction."""
+        cpu = m.cpus[cpu_i]
+        nxt = CodeAddr(cpu.pc.routine, cpu.pc.index + 1)
+        if ins.op == "int":
+            vector = self._int(self.operand(s, m, cpu_i, ins.args[0], ins), ins) & 0xFF
+            event = Event(Source.INT_N, vector)
+        elif ins.op == "int3":
+            event = Event(Source.INT3, BP)
+        elif ins.op == "into":
+            if not self.platform.mode64 and not cpu.rflags & OF_FLAG:
+                return self._advance(m, cpu_i)
+            event = Event(Source.INTO, 4)
+        else:
+            event = Event(Source.INT1, DB)
+        return deliver(self.platform, m, cpu_i, event, nxt)
+
+    def _set_flags(self, m: Machine, cpu_i: int, result: int, carry: bool) -> Machine:
+        cpu = m.cpus[cpu_i]
+        flags = cpu.rflags & ~(ZF | SF | CF)
+        if result & MASK64 == 0:
+            flags |= ZF
+        if result & (1 << 63):
+            flags |= SF
+        if carry:
+            flags |= CF
+        return m.with_cpu(cpu_i, cpu._replace(rflags=flags))
+
+    # -- pseudo-C ------------------------------------------------------------------------------
+    def wait_ready(self, s: SysState, cpu_i: int, ins: Instr) -> bool:
+        return bool(self.eval(s, cpu_i, ins.args[0], ins))
+
+    def _pseudo_c(self, s: SysState, cpu_i: int, ins: Instr, choice: int) -> SysState:
+        m = s.machine
+        op = ins.op[2:]
+        a = ins.args
+        if op == "assign":
+            name = a[0]
+            assert isinstance(name, str)
+            value = self.eval(s, cpu_i, a[1], ins)  # type: ignore[arg-type]
+            slot = self.layout.var_slot(name, cpu_i)
+            s = s._replace(vars=s.vars[:slot] + (value,) + s.vars[slot + 1 :])
+            return s._replace(machine=self._advance(m, cpu_i))
+        if op == "branch_false":
+            if self.eval(s, cpu_i, a[0], ins):  # type: ignore[arg-type]
+                return s._replace(machine=self._advance(m, cpu_i))
+            return s._replace(machine=self._goto(m, cpu_i, a[1]))
+        if op in ("wait_until", "wait_timeout"):
+            if not self.wait_ready(s, cpu_i, ins):
+                raise Blocked()
+            return s._replace(machine=self._advance(m, cpu_i))
+        if op == "choose":
+            var = a[0]
+            assert isinstance(var, tuple) and var[0] == "var"
+            value = self.eval(s, cpu_i, a[1 + choice], ins)  # type: ignore[arg-type]
+            slot = self.layout.var_slot(var[1], cpu_i)
+            s = s._replace(vars=s.vars[:slot] + (value,) + s.vars[slot + 1 :])
+            return s._replace(machine=self._advance(m, cpu_i))
+        if op == "assert":
+            if not self.eval(s, cpu_i, a[0], ins):  # type: ignore[arg-type]
+                m = m.incident(f"{ASSERT_FAILED} at line {ins.loc.line}")
+            return s._replace(machine=self._advance(m, cpu_i))
+        if op == "set_gate":
+            table = self._name_of(s, cpu_i, a[0], ins)  # type: ignore[arg-type]
+            vector = self._int(self.eval(s, cpu_i, a[1], ins), ins)  # type: ignore[arg-type]
+            target = a[2]
+            assert isinstance(target, Target)
+            kind = str(a[3]) if len(a) > 3 else "interrupt"
+            dpl = int(str(a[4]), 0) if len(a) > 4 else 0
+            ist = int(str(a[5]), 0) if len(a) > 5 else 0
+            m = insn.set_gate(m, table, vector, Gate(target.routine, kind, dpl, ist))
+        elif op == "set_gate_ist":
+            table = self._name_of(s, cpu_i, a[0], ins)  # type: ignore[arg-type]
+            vector = self._int(self.eval(s, cpu_i, a[1], ins), ins)  # type: ignore[arg-type]
+            ist = self._int(self.eval(s, cpu_i, a[2], ins), ins)  # type: ignore[arg-type]
+            m = insn.set_gate_ist(m, table, vector, ist)
+        elif op == "set_ist":
+            tss = self._name_of(s, cpu_i, a[0], ins)  # type: ignore[arg-type]
+            n = self._int(self.eval(s, cpu_i, a[1], ins), ins)  # type: ignore[arg-type]
+            stack = a[2]
+            name = None if stack == ("var", "none") else self._name_of(s, cpu_i, stack, ins)  # type: ignore[arg-type]
+            m = insn.set_ist(m, tss, n, name)
+        elif op == "set_rsp0":
+            tss = self._name_of(s, cpu_i, a[0], ins)  # type: ignore[arg-type]
+            m = insn.set_rsp0(m, tss, self._name_of(s, cpu_i, a[1], ins))  # type: ignore[arg-type]
+        elif op == "lidt":
+            e = a[0]
+            table = None if e == ("var", "empty") else self._name_of(s, cpu_i, e, ins)  # type: ignore[arg-type]
+            m = insn.lidt(m, cpu_i, table)
+        elif op == "ltr":
+            m = insn.ltr(m, cpu_i, self._name_of(s, cpu_i, a[0], ins))  # type: ignore[arg-type]
+        elif op == "send_nmi":
+            e = a[0]
+            if isinstance(e, tuple) and e[0] == "var" and e[1] in ("SELF", "ALL_BUT_SELF", "ALL"):
+                shorthand = {"SELF": "self", "ALL_BUT_SELF": "all-but-self", "ALL": "all"}[e[1]]
+                targets = ipi_destinations(m, cpu_i, shorthand)
+            else:
+                dest = self._int(self.eval(s, cpu_i, e, ins), ins)  # type: ignore[arg-type]
+                targets = ipi_destinations(m, cpu_i, "cpu", dest)
+            m = send_nmi_ipi(m, cpu_i, targets)
+        elif op == "halt":
+            return s._replace(machine=insn.hlt(self._advance(m, cpu_i), cpu_i))
+        elif op == "cli":
+            m = insn.cli(m, cpu_i)
+        elif op == "sti":
+            m = insn.sti(m, cpu_i)
+        elif op == "clear_mcip":
+            m = insn.clear_mcip(m, cpu_i)
+        elif op == "write_cr4_mce":
+            m = insn.set_cr4_mce(m, cpu_i, bool(self.eval(s, cpu_i, a[0], ins)))  # type: ignore[arg-type]
+        elif op == "free_init":
+            s = s._replace(init_freed=True)
+        elif op == "nop":
+            pass
+        elif op == "stop":
+            # The CPU stops for good (a model of `for (;;) halt();` with everything masked).
+            cpu = m.cpus[cpu_i]
+            return s._replace(machine=m.with_cpu(cpu_i, cpu._replace(run=Run.HALTED)))
+        elif op == "fell_off":
+            m = m.incident(FELL_OFF)
+            raise ArchFault(UD, None, "ran off the end of a routine", machine=m)
+        elif op == "atomic_end":
+            pass
+        else:
+            raise self._error(f"no semantics for {op}", ins)
+        return s._replace(machine=self._advance(m, cpu_i))
+
+    def timeout(self, s: SysState, cpu_i: int) -> SysState:
+        """A `wait_timeout` gives up: only when nothing else can happen (Promela's timeout)."""
+        m = s.machine.incident(TIMED_OUT)
+        return s._replace(machine=self._advance(m, cpu_i))
+
+
+def _cond(flag: int, want: bool = True):  # type: ignore[no-untyped-def]
+    return lambda f: bool(f & flag) == want
+
+
+_CONDITIONS = {
+    "je": _cond(ZF), "jne": _cond(ZF, False),
+    "jb": _cond(CF), "jae": _cond(CF, False),
+    "js": _cond(SF), "jns": _cond(SF, False),
+    "ja": lambda f: not f & CF and not f & ZF, "jbe": lambda f: bool(f & CF or f & ZF),
+    "jl": lambda f: bool(f & SF) != bool(f & OF_FLAG),
+    "jge": lambda f: bool(f & SF) == bool(f & OF_FLAG),
+    "jle": lambda f: bool(f & ZF) or bool(f & SF) != bool(f & OF_FLAG),
+    "jg": lambda f: not f & ZF and bool(f & SF) == bool(f & OF_FLAG),
+}
+
+__all__ = ["Interpreter", "SysState", "Blocked", "Shadow"]

@@ -1,0 +1,381 @@
+"""The design, the machine and the environment as one transition system.
+
+An action is one atomic step of one CPU: its next instruction (or one pseudo-C statement),
+the environment making a marked step fault, or the delivery of an event the environment
+may raise at that boundary (NMI, #MC, an external interrupt), an NMI IPI arriving, a
+latched NMI or held-back #DB being taken, or a wait timing out when nothing else can move.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from model.lang.ir import Design
+from model.system.interp import TIMED_OUT, Blocked, Interpreter, SysState
+from model.system.layout import Layout, build_layout, initial_machines, platform_of
+from model.x86 import events as ev
+from model.x86.arch import FLAG_NAMES, IF, vector_name
+from model.x86.delivery import IST_WITHOUT_TSS
+from model.x86.memory import region_name
+from model.x86.state import CodeAddr, Frame, Machine, Run, Value
+
+
+class Action(NamedTuple):
+    kind: str  # step, fault, nmi, mce, ext, ipi, pending-nmi, held-db, timeout
+    cpu: int
+    arg: int = 0  # the choice of a `choose`, or the vector of an external interrupt
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What the world outside the design may do, per CPU, within budgets."""
+
+    nmi: int = 0
+    mce: int = 0
+    external: int = 0
+    external_vectors: tuple[int, ...] = ()
+    faults: int = 0
+    cpus: int | None = None
+    pic: bool = False  # external interrupts come from an 8259 PIC (any vector) not the LAPIC
+
+
+BUDGETS_PER_CPU = 3  # nmi, mce, external
+
+
+class DesignSystem:
+    """A `checker.interface.TransitionSystem` over a parsed design."""
+
+    def __init__(self, design: Design, env: Environment):
+        self.design = design
+        self.env = env
+        ncpus = env.cpus or design.cpus
+        self.layout: Layout = build_layout(design, ncpus)
+        self.platform = platform_of(self.layout)
+        self.interp = Interpreter(self.layout, self.platform)
+        self.ncpus = ncpus
+        self.var_names = [v.name for v in design.variables]
+
+    # -- TransitionSystem ----------------------------------------------------------------------
+    def init_states(self) -> Sequence[SysState]:
+        machines, values = initial_machines(self.layout)
+        budgets = (self.env.nmi, self.env.mce, self.env.external) * self.ncpus + (self.env.faults,)
+        return [SysState(m, values, budgets) for m in machines]
+
+    def actions(self, s: SysState) -> Sequence[Action]:
+        out: list[Action] = []
+        m = s.machine
+        b = s.budgets
+        env = self.env
+        for i, cpu in enumerate(m.cpus):
+            if cpu.run is Run.SHUTDOWN:
+                continue
+            base = i * BUDGETS_PER_CPU
+            if b[base + 1] and cpu.cr4_mce:
+                # #MC outranks everything at a boundary (SDM §6.9 Table 6-2).
+                out.append(Action("mce", i))
+            if ev.db_due(cpu):
+                out.append(Action("held-db", i))
+                continue
+            if ev.pending_nmi_due(cpu):
+                out.append(Action("pending-nmi", i))
+                continue
+            if cpu.run is Run.RUNNING:
+                ins = self.interp.instr_at(cpu.pc)
+                if ins is not None:
+                    if ins.op in ("c.wait_until", "c.wait_timeout"):
+                        if self.interp.wait_ready(s, i, ins):
+                            out.append(Action("step", i))
+                    elif ins.op == "choose" or ins.op == "c.choose":
+                        out.extend(Action("step", i, k) for k in range(len(ins.args) - 1))
+                    else:
+                        out.append(Action("step", i))
+                    if ins.fault is not None and b[-1]:
+                        out.append(Action("fault", i))
+                else:
+                    out.append(Action("step", i))  # reports the missing instruction
+            if b[base] and not (cpu.nmi_blocked and cpu.nmi_pending):
+                out.append(Action("nmi", i))
+            if cpu.ipi_nmi:
+                out.append(Action("ipi", i))
+            if b[base + 2] and ev.can_take_external(cpu):
+                for v in env.external_vectors:
+                    if env.pic or ev.lapic_accepts(v):
+                        out.append(Action("ext", i, v))
+        if not out:
+            for i, cpu in enumerate(m.cpus):
+                if cpu.run is Run.RUNNING:
+                    ins = self.interp.instr_at(cpu.pc)
+                    if ins is not None and ins.op == "c.wait_timeout":
+                        out.append(Action("timeout", i))
+        return out
+
+    def next_state(self, s: SysState, a: Action) -> SysState:
+        i = a.cpu
+        p = self.platform
+        m = s.machine
+        kind = a.kind
+        if kind == "step":
+            try:
+                return self.interp.step(s, i, a.arg)
+            except Blocked:  # pragma: no cover - actions() only offers ready waits
+                return s
+        if kind == "fault":
+            s = self._spend(s, -1)
+            return self.interp.environment_fault(s, i)
+        base = i * BUDGETS_PER_CPU
+        if kind == "nmi":
+            return self._spend(s, base)._replace(machine=ev.nmi_arrives(p, m, i))
+        if kind == "mce":
+            return self._spend(s, base + 1)._replace(machine=ev.machine_check_arrives(p, m, i))
+        if kind == "ext":
+            return self._spend(s, base + 2)._replace(machine=ev.external_arrives(p, m, i, a.arg, pic=self.env.pic))
+        if kind == "ipi":
+            return s._replace(machine=ev.nmi_ipi_arrives(p, m, i))
+        if kind == "pending-nmi":
+            return s._replace(machine=ev.deliver_pending_nmi(p, m, i))
+        if kind == "held-db":
+            return s._replace(machine=ev.deliver_held_db(p, m, i))
+        if kind == "timeout":
+            return self.interp.timeout(s, i)
+        raise ValueError(kind)
+
+    @staticmethod
+    def _spend(s: SysState, slot: int) -> SysState:
+        b = list(s.budgets)
+        b[slot] -= 1
+        return s._replace(budgets=tuple(b))
+
+    def is_terminal(self, s: SysState) -> bool:
+        """Every CPU halted or shut down: nothing is left to run (not a deadlock)."""
+        return all(c.run is not Run.RUNNING for c in s.machine.cpus)
+
+    # -- vocabulary ----------------------------------------------------------------------------
+    def vocabulary_names(self) -> Mapping[str, str]:
+        names = {
+            "cpus": "the CPUs, each a record (see docs/design-language.md#vocabulary)",
+            "cpu": "the same list, for cpu[1].halted",
+            "ncpus": "the number of CPUs",
+            "frames": "live interrupt frames: cpu, vector, source, stack, clobbered, on_guest_stack, from_cpl",
+            "frame_clobbered": "some live frame has been overwritten before its IRET",
+            "frame_on_guest_stack": "some live frame was pushed at ring 0 onto guest-controlled memory",
+            "any_shutdown": "some CPU is in shutdown (triple fault)",
+            "all_halted": "every CPU is halted or shut down",
+            "incidents": "sticky happenings: ist-without-tss, freed-init-code-executed, timeout-fired, ...",
+            "timed_out": "a wait_timeout gave up",
+            "ist_without_tss": "a delivery went through an IST slot with no TSS loaded",
+            "freed_code_executed": "a CPU executed code in a freed init section",
+            "assertion_failed": "an assert() in the design failed",
+            "running": "running(cpu, routine): CPU cpu's next instruction is in routine",
+            "frames_on": "frames_on(stack): how many live frames lie on a stack (instance name)",
+            "nmi_frames": "how many live frames real NMIs pushed",
+        }
+        for v in self.design.variables:
+            kind = "per-CPU list" if v.per_cpu else "global"
+            names[v.name] = f"design variable ({kind})"
+        return names
+
+    def vocabulary(self, s: SysState) -> Mapping[str, Any]:
+        return _Vocabulary(self, s)
+
+    # -- descriptions --------------------------------------------------------------------------
+    def describe_state(self, s: SysState) -> Mapping[str, str | int | bool]:
+        m = s.machine
+        out: dict[str, str | int | bool] = {}
+        for i, c in enumerate(m.cpus):
+            out[f"cpu{i}.pc"] = self._where(c.pc)
+            out[f"cpu{i}.cpl"] = c.cpl
+            out[f"cpu{i}.rsp"] = self._addr(c.rsp)
+            out[f"cpu{i}.flags"] = " ".join(n for n, bit in FLAG_NAMES if c.rflags & bit) or "-"
+            out[f"cpu{i}.run"] = c.run.name.lower()
+            out[f"cpu{i}.nmi"] = (
+                ("blocked" if c.nmi_blocked else "open") + (" +latched" if c.nmi_pending else "")
+            )
+            out[f"cpu{i}.mcip"] = c.mcip
+            out[f"cpu{i}.idtr"] = c.idtr or "empty"
+            out[f"cpu{i}.tr"] = c.tr or "none"
+            regs = {n: c.reg(n) for n in ("rax", "rcx", "rdi", "r11") if c.reg(n) != 0}
+            if regs:
+                out[f"cpu{i}.regs"] = " ".join(f"{k}={self._value(v)}" for k, v in regs.items())
+        out["frames"] = "; ".join(self._frame(f) for f in m.frames) or "none"
+        for name in self.var_names:
+            values = self._var_values(s, name)
+            out[f"var.{name}"] = str(values if isinstance(values, int) else list(values))
+        out["incidents"] = ", ".join(m.incidents) or "none"
+        return out
+
+    def describe_action(self, s: SysState, a: Action) -> Mapping[str, str | int | bool]:
+        m = s.machine
+        cpu = m.cpus[a.cpu]
+        out: dict[str, str | int | bool] = {"cpu": a.cpu, "kind": a.kind}
+        if a.kind in ("step", "fault"):
+            ins = self.interp.instr_at(cpu.pc)
+            text = ins.text if ins is not None else "?"
+            if a.kind == "fault" and ins is not None and ins.fault is not None:
+                text = f"{text}  -> raises {vector_name(ins.fault)}"
+            elif ins is not None and ins.op in ("choose", "c.choose"):
+                text = f"{text}  [choice {a.arg + 1}]"
+            out["label"] = f"cpu{a.cpu}: {text}"
+            if ins is not None:
+                out["file"] = ins.loc.file
+                out["line"] = ins.loc.line
+            out["routine"] = cpu.pc.routine
+        elif a.kind == "ext":
+            note = {2: " (a fake NMI)", 18: " (a fake #MC)"}.get(a.arg, "")
+            out["label"] = f"cpu{a.cpu}: external interrupt, vector {a.arg:#x}{note}"
+        else:
+            out["label"] = f"cpu{a.cpu}: " + {
+                "nmi": "NMI arrives",
+                "mce": "#MC arrives",
+                "ipi": "NMI IPI arrives",
+                "pending-nmi": "latched NMI is taken",
+                "held-db": "held-back #DB is taken",
+                "timeout": "the wait times out",
+            }[a.kind]
+        damage = self.damage(s, self.next_state(s, a))
+        if damage:
+            out["damage"] = damage
+        return out
+
+    def damage(self, before: SysState, after: SysState) -> str:
+        """What an action broke: frames it clobbered, frames it put on guest memory, a
+        triple fault, a new incident."""
+        notes: list[str] = []
+        old = set(before.machine.frames)
+        for f in after.machine.frames:
+            if f.clobbered and f._replace(clobbered=False) in old:
+                notes.append(f"clobbers {self._frame(f)}")
+            if f.on_guest_stack and f not in old and f._replace(clobbered=False) not in old:
+                notes.append(f"pushes {self._frame(f)} onto guest-controlled memory")
+        for i, (c0, c1) in enumerate(zip(before.machine.cpus, after.machine.cpus)):
+            if c1.run is Run.SHUTDOWN and c0.run is not Run.SHUTDOWN:
+                notes.append(f"cpu{i} shuts down (triple fault)")
+        for inc in after.machine.incidents:
+            if inc not in before.machine.incidents:
+                notes.append(inc)
+        return "; ".join(notes)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _where(self, pc: CodeAddr) -> str:
+        ins = self.interp.instr_at(pc)
+        if ins is None:
+            return str(pc)
+        return f"{pc} ({ins.text} @ line {ins.loc.line})"
+
+    def _addr(self, v: Value) -> str:
+        if isinstance(v, CodeAddr):
+            return str(v)
+        name = region_name(self.platform, v)
+        top = next((r for r in self.platform.regions if r.hi == v), None)
+        if name == "unmapped" and top is not None:
+            return f"{top.name}+{v - top.lo:#x} (top)"
+        if name in ("guest memory", "unmapped"):
+            return f"{v:#x} ({name})"
+        r = self.platform.region(name)
+        return f"{name}+{v - r.lo:#x}"
+
+    def _value(self, v: Value) -> str:
+        return str(v) if isinstance(v, CodeAddr) else f"{v:#x}"
+
+    def _frame(self, f: Frame) -> str:
+        from_ = "guest" if f.from_cpl == 3 else f"CPL{f.from_cpl}"
+        flags = (" CLOBBERED" if f.clobbered else "") + (" ON-GUEST-STACK" if f.on_guest_stack else "")
+        return (
+            f"{vector_name(f.vector)} frame ({f.source}) of cpu{f.cpu} at {self._addr(f.lo)} "
+            f"from {from_}{flags}"
+        )
+
+    def _var_values(self, s: SysState, name: str) -> Value | tuple[Value, ...]:
+        base = self.layout.var_index[name]
+        if name in self.layout.percpu_vars:
+            return s.vars[base : base + self.ncpus]
+        return s.vars[base]
+
+
+class _Vocabulary(Mapping[str, Any]):
+    """The names a property expression sees, computed on demand."""
+
+    def __init__(self, system: DesignSystem, s: SysState):
+        self.system = system
+        self.s = s
+        self.cache: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.cache:
+            return self.cache[key]
+        value = self._compute(key)
+        self.cache[key] = value
+        return value
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.system.vocabulary_names())
+
+    def __len__(self) -> int:
+        return len(self.system.vocabulary_names())
+
+    def _compute(self, key: str) -> Any:
+        sysm = self.system
+        m: Machine = self.s.machine
+        if key in ("cpus", "cpu"):
+            return [self._cpu_record(i) for i in range(len(m.cpus))]
+        if key == "ncpus":
+            return len(m.cpus)
+        if key == "frames":
+            return [
+                {
+                    "cpu": f.cpu, "vector": f.vector, "source": f.source, "stack": f.stack,
+                    "clobbered": f.clobbered, "on_guest_stack": f.on_guest_stack,
+                    "from_cpl": f.from_cpl,
+                }
+                for f in m.frames
+            ]
+        if key == "frame_clobbered":
+            return any(f.clobbered for f in m.frames)
+        if key == "frame_on_guest_stack":
+            return any(f.on_guest_stack for f in m.frames)
+        if key == "any_shutdown":
+            return any(c.run is Run.SHUTDOWN for c in m.cpus)
+        if key == "all_halted":
+            return all(c.run is not Run.RUNNING for c in m.cpus)
+        if key == "incidents":
+            return list(m.incidents)
+        if key == "timed_out":
+            return TIMED_OUT in m.incidents
+        if key == "ist_without_tss":
+            return IST_WITHOUT_TSS in m.incidents
+        if key == "freed_code_executed":
+            return "freed-init-code-executed" in m.incidents
+        if key == "assertion_failed":
+            return any(i.startswith("assertion-failed") for i in m.incidents)
+        if key == "running":
+            return lambda cpu, routine: m.cpus[cpu].pc.routine == routine and m.cpus[
+                cpu
+            ].run is not Run.SHUTDOWN
+        if key == "frames_on":
+            return lambda stack: sum(1 for f in m.frames if f.stack == stack)
+        if key == "nmi_frames":
+            return sum(1 for f in m.frames if f.source == "nmi")
+        if key in sysm.layout.var_index:
+            v = sysm._var_values(self.s, key)
+            return list(v) if isinstance(v, tuple) else v
+        raise KeyError(key)
+
+    def _cpu_record(self, i: int) -> dict[str, Any]:
+        c = self.s.machine.cpus[i]
+        return {
+            "id": i,
+            "cpl": c.cpl,
+            "routine": c.pc.routine,
+            "halted": c.run is Run.HALTED,
+            "shutdown": c.run is Run.SHUTDOWN,
+            "running": c.run is Run.RUNNING,
+            "nmi_blocked": c.nmi_blocked,
+            "nmi_pending": c.nmi_pending,
+            "mcip": c.mcip,
+            "interrupts_enabled": bool(c.rflags & IF),
+            "idt": c.idtr or "empty",
+            "tss": c.tr or "none",
+            "ipi_pending": c.ipi_nmi,
+            "in_guest": c.cpl == 3,
+        }

@@ -1,0 +1,250 @@
+"""Event delivery through the 64-bit IDT, and the double-fault rules.
+
+SDM Vol. 3A §6.12 (exception- and interrupt-handling procedures), §6.14 (64-bit mode:
+IST, 16-byte alignment, the frame always includes SS:RSP), §6.15 Table 6-5 (#DF and
+shutdown), Vol. 2 INT n/INTO/INT3/INT1 pseudocode for the order of the checks.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import NamedTuple
+
+from model.x86.arch import (
+    ADDRESS_MASK,
+    CONTRIBUTORY_VECTORS,
+    DF,
+    ERROR_CODE_VECTORS,
+    GP,
+    IF,
+    NP,
+    NT,
+    PAGE_FAULT_VECTORS,
+    RF,
+    SS,
+    TF,
+    TS,
+    UD,
+    EventClass,
+    idt_error_code,
+    is_canonical,
+)
+from model.x86.memory import ArchFault, is_guest_controlled, region_name, write
+from model.x86.state import (
+    GUEST_CS64,
+    GUEST_CS_RING1,
+    GUEST_SS,
+    HYPERVISOR_CS,
+    HYPERVISOR_SS,
+    WORD,
+    CodeAddr,
+    Frame,
+    Machine,
+    Platform,
+    Run,
+    Shadow,
+    Value,
+)
+
+
+class Source(str, Enum):
+    """How an event reached the CPU: this decides the DPL check, NMI/MCIP side effects,
+    the error code and the EXT bit."""
+
+    EXCEPTION = "exception"  # raised by the processor: faults, traps, aborts
+    NMI = "nmi"  # a real NMI (pin, LAPIC LINT, or an NMI IPI)
+    MACHINE_CHECK = "machine-check"  # a real #MC
+    EXTERNAL = "external"  # a maskable interrupt through the LAPIC, any vector 16-255
+    INT_N = "int n"
+    INT3 = "int3"
+    INTO = "into"
+    INT1 = "int1"  # ICEBP: a privileged software exception, no DPL check
+
+
+# SDM Vol. 2 INT n: only INT n, INT3 and INTO compare the gate DPL with CPL.
+DPL_CHECKED = frozenset({Source.INT_N, Source.INT3, Source.INTO})
+
+
+class Event(NamedTuple):
+    source: Source
+    vector: int
+    error_code: int | None = None
+
+    @property
+    def external(self) -> bool:
+        """The EXT bit of an error code raised while delivering this event (SDM §6.13)."""
+        return self.source not in DPL_CHECKED
+
+
+class Outcome(Enum):
+    SERIAL = "serial"
+    DOUBLE_FAULT = "double fault"
+    SHUTDOWN = "shutdown"
+
+
+def event_class(event: Event) -> EventClass:
+    """SDM Table 6-4. NMI, #MC, INT n and external interrupts are all benign."""
+    if event.source is not Source.EXCEPTION:
+        return EventClass.BENIGN
+    if event.vector == DF:
+        return EventClass.DOUBLE_FAULT
+    if event.vector in CONTRIBUTORY_VECTORS:
+        return EventClass.CONTRIBUTORY
+    if event.vector in PAGE_FAULT_VECTORS:
+        return EventClass.PAGE_FAULT
+    return EventClass.BENIGN
+
+
+def double_fault_outcome(first: Event, second: Event, df_rule: str = "sdm") -> Outcome:
+    """SDM Table 6-5: what happens when `second` is raised while delivering `first`.
+
+    `df_rule="strict"` shuts down on any exception during #DF delivery (what KVM and older
+    SDMs do); the default follows the table.
+    """
+    f, s = event_class(first), event_class(second)
+    if f is EventClass.DOUBLE_FAULT:
+        if df_rule == "strict" or s in (EventClass.CONTRIBUTORY, EventClass.PAGE_FAULT):
+            return Outcome.SHUTDOWN
+        return Outcome.SERIAL
+    if f is EventClass.CONTRIBUTORY and s is EventClass.CONTRIBUTORY:
+        return Outcome.DOUBLE_FAULT
+    if f is EventClass.PAGE_FAULT and s in (EventClass.CONTRIBUTORY, EventClass.PAGE_FAULT):
+        return Outcome.DOUBLE_FAULT
+    return Outcome.SERIAL
+
+
+def pushes_error_code(event: Event) -> bool:
+    """Only exceptions push one, and only on the vectors that define one (SDM §6.13)."""
+    return event.source is Source.EXCEPTION and event.vector in ERROR_CODE_VECTORS
+
+
+CS_FOR_CPL = {0: HYPERVISOR_CS, 1: GUEST_CS_RING1, 3: GUEST_CS64}
+SS_FOR_CPL = {0: HYPERVISOR_SS, 1: GUEST_SS, 3: GUEST_SS}
+
+IST_WITHOUT_TSS = "ist-without-tss"
+
+
+def shutdown(m: Machine, cpu_i: int) -> Machine:
+    """Triple fault: the CPU stops (SDM §6.15 Interrupt 8, "shutdown")."""
+    cpu = m.cpus[cpu_i]
+    return m.with_cpu(cpu_i, cpu._replace(run=Run.SHUTDOWN, delivering=None))
+
+
+def deliver(
+    platform: Platform, m: Machine, cpu_i: int, event: Event, return_pc: CodeAddr | Value
+) -> Machine:
+    """Deliver `event` on CPU `cpu_i`; `return_pc` is the RIP the frame saves.
+
+    A fault during delivery is combined with the event being delivered by Table 6-5:
+    serially (the fault is delivered instead), as #DF, or as shutdown.
+    """
+    cpu = m.cpus[cpu_i]
+    if event.source is Source.INTO and platform.mode64:
+        # SDM Vol. 2 INTO: #UD in 64-bit mode, before any IDT access.
+        event = Event(Source.EXCEPTION, UD)
+    if event.source is Source.NMI:
+        # NMIs stay blocked from acceptance to the next IRET (SDM §6.7.1).
+        cpu = cpu._replace(nmi_blocked=True)
+    elif event.source is Source.MACHINE_CHECK:
+        # SDM Vol. 3B §15.3.1.2 (IA32_MCG_STATUS.MCIP): a second #MC while MCIP is set
+        # shuts down; with CR4.MCE clear so does any #MC (SDM §6.15, Interrupt 18).
+        if cpu.mcip or not cpu.cr4_mce:
+            return shutdown(m, cpu_i)
+        cpu = cpu._replace(mcip=True)
+    m = m.with_cpu(cpu_i, cpu)
+    current = event
+    while True:
+        m = m.with_cpu(cpu_i, m.cpus[cpu_i]._replace(delivering=current.vector))
+        m, fault = _enter_handler(platform, m, cpu_i, current, return_pc)
+        if fault is None:
+            return m
+        raised = Event(Source.EXCEPTION, fault.vector, fault.error_code)
+        outcome = double_fault_outcome(current, raised, platform.df_rule)
+        if outcome is Outcome.SHUTDOWN:
+            return shutdown(m, cpu_i)
+        current = Event(Source.EXCEPTION, DF, 0) if outcome is Outcome.DOUBLE_FAULT else raised
+
+
+def _enter_handler(
+    platform: Platform, m: Machine, cpu_i: int, event: Event, return_pc: CodeAddr | Value
+) -> tuple[Machine, ArchFault | None]:
+    """One delivery attempt: the SDM's checks in order, the stack switch and the frame.
+
+    Returns the new machine, or the machine to continue from and the fault raised.
+    """
+    cpu = m.cpus[cpu_i]
+    vector = event.vector
+    idt = m.idt(cpu.idtr)
+    gate = idt.gate(vector) if idt is not None and vector < idt.limit else None
+    if gate is None:
+        # Beyond the IDT limit, or not a 64-bit interrupt/trap gate (SDM §6.12.1.1).
+        return m, ArchFault(GP, idt_error_code(vector, event.external), "no gate")
+    if event.source in DPL_CHECKED and gate.dpl < cpu.cpl:
+        return m, ArchFault(GP, idt_error_code(vector, False), "gate DPL < CPL")
+    if not gate.present:
+        return m, ArchFault(NP, idt_error_code(vector, event.external), "gate not present")
+
+    new_cpl = 0  # every gate's code segment is the hypervisor's ring-0 CS
+    ext = 1 if event.external else 0
+    new_rsp: Value
+    if gate.ist or new_cpl < cpu.cpl:
+        tss = m.tss(cpu.tr)
+        if tss is None:
+            # No TR loaded: the stack pointer comes from whatever the reset TR points at.
+            # The model treats that stack as unusable: #TS, like a TSS limit failure.
+            if gate.ist:
+                m = m.incident(IST_WITHOUT_TSS)
+            return m, ArchFault(TS, ext, "no TSS loaded")
+        slot = tss.ist[gate.ist - 1] if gate.ist else tss.rsp0
+        # An unset slot reads as 0: pushing below it touches an unmapped page.
+        new_rsp = platform.region(slot).top if slot is not None else 0
+    else:
+        new_rsp = cpu.rsp
+    if isinstance(new_rsp, CodeAddr) or not is_canonical(new_rsp):
+        # SDM Vol. 2 INT n (IA-32e, 64-bit gate): "IF NewRSP contains a non-canonical
+        # address THEN #SS(EXT)", checked before the alignment and the pushes.
+        return m, ArchFault(SS, ext, "non-canonical stack pointer for delivery")
+    new_rsp &= ~0xF  # SDM §6.14.2: 64-bit delivery aligns RSP to 16 bytes
+
+    words: list[Value] = [
+        SS_FOR_CPL.get(cpu.cpl, GUEST_SS),
+        cpu.rsp,
+        cpu.rflags,
+        CS_FOR_CPL.get(cpu.cpl, GUEST_CS64),
+        return_pc,
+    ]
+    if pushes_error_code(event):
+        words.append(event.error_code or 0)
+    rsp = new_rsp
+    try:
+        for word in words:
+            # RSP arithmetic wraps modulo 2^64: an unset TSS slot (0) pushes its first word
+            # at 0xFFFFFFFFFFFFFFF8, a canonical unmapped address (#PF), not at -8.
+            rsp = (rsp - WORD) & ADDRESS_MASK
+            m = write(platform, m, rsp, word, new_cpl)
+    except ArchFault as fault:
+        return m, fault
+    rip_slot = (new_rsp - 5 * WORD) & ADDRESS_MASK
+    frame = Frame(
+        cpu=cpu_i,
+        vector=vector,
+        source=event.source.value,
+        lo=rip_slot,
+        stack=region_name(platform, rip_slot),
+        from_cpl=cpu.cpl,
+        on_guest_stack=new_cpl == 0 and is_guest_controlled(platform, rip_slot),
+    )
+    flags = cpu.rflags & ~(TF | NT | RF)
+    if gate.kind == "interrupt":
+        flags &= ~IF
+    cpu = m.cpus[cpu_i]._replace(
+        cpl=new_cpl,
+        rsp=rsp,
+        pc=CodeAddr(gate.routine, 0),
+        rflags=flags,
+        run=Run.RUNNING,
+        shadow=Shadow.NONE,
+        delivering=None,
+    )
+    m = m._replace(frames=m.frames + (frame,))
+    return m.with_cpu(cpu_i, cpu), None

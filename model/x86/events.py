@@ -1,0 +1,135 @@
+"""Which events a CPU accepts at an instruction boundary, and what accepting them does:
+the NMI latch, MCIP, IF and the shadows, the LAPIC's vector filter, and NMI IPIs.
+
+SDM Vol. 3A §6.7.1 (NMI handling), §6.8 (enabling and disabling interrupts), §6.9 (priority
+among simultaneous events), §10.5.3/§10.6 (LAPIC illegal vectors, ICR delivery modes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from model.x86.arch import DB, IF, MC, NMI
+from model.x86.delivery import Event, Source, deliver
+from model.x86.state import CodeAddr, Cpu, Machine, Platform, Run, Shadow
+
+# SDM §10.5.3: the LAPIC treats vectors 0-15 as illegal and does not deliver them; 16-31
+# arrive as ordinary interrupts although the architecture reserves them for exceptions.
+LAPIC_MIN_VECTOR = 16
+
+
+def lapic_accepts(vector: int) -> bool:
+    return LAPIC_MIN_VECTOR <= vector <= 255
+
+
+def alive(cpu: Cpu) -> bool:
+    return cpu.run is not Run.SHUTDOWN
+
+
+def can_take_external(cpu: Cpu) -> bool:
+    """A maskable interrupt needs IF=1 and no STI/MOV SS shadow (SDM §6.8.1, §6.8.3)."""
+    return alive(cpu) and bool(cpu.rflags & IF) and cpu.shadow is Shadow.NONE
+
+
+def can_take_nmi(cpu: Cpu) -> bool:
+    """An NMI is taken unless one is being handled (blocked until the next IRET)."""
+    return alive(cpu) and not cpu.nmi_blocked
+
+
+def db_due(cpu: Cpu) -> bool:
+    """A #DB held back by MOV SS is delivered once the shadow has passed (SDM §6.8.3)."""
+    return alive(cpu) and cpu.held_db and cpu.shadow is not Shadow.MOV_SS
+
+
+def pending_nmi_due(cpu: Cpu) -> bool:
+    """A latched NMI is taken as soon as NMIs unblock (SDM §6.7.1)."""
+    return alive(cpu) and cpu.nmi_pending and not cpu.nmi_blocked
+
+
+def after_instruction(cpu: Cpu, shadow_before: Shadow) -> Cpu:
+    """The boundary after an instruction: a shadow set by the previous one ends here."""
+    if cpu.shadow is not Shadow.NONE and cpu.shadow == shadow_before:
+        return cpu._replace(shadow=Shadow.NONE)
+    return cpu
+
+
+def nmi_arrives(platform: Platform, m: Machine, cpu_i: int) -> Machine:
+    """A real NMI reaches the CPU: delivered now, or latched while NMIs are blocked (one
+    latch: a further NMI while one is pending is lost)."""
+    cpu = m.cpus[cpu_i]
+    if not alive(cpu):
+        return m
+    if cpu.nmi_blocked:
+        return m.with_cpu(cpu_i, cpu._replace(nmi_pending=True))
+    return deliver(platform, m, cpu_i, Event(Source.NMI, NMI), cpu.pc)
+
+
+def deliver_pending_nmi(platform: Platform, m: Machine, cpu_i: int) -> Machine:
+    cpu = m.cpus[cpu_i]
+    m = m.with_cpu(cpu_i, cpu._replace(nmi_pending=False))
+    return deliver(platform, m, cpu_i, Event(Source.NMI, NMI), cpu.pc)
+
+
+def deliver_held_db(platform: Platform, m: Machine, cpu_i: int) -> Machine:
+    cpu = m.cpus[cpu_i]
+    m = m.with_cpu(cpu_i, cpu._replace(held_db=False))
+    return deliver(platform, m, cpu_i, Event(Source.EXCEPTION, DB), cpu.pc)
+
+
+def machine_check_arrives(platform: Platform, m: Machine, cpu_i: int) -> Machine:
+    """A real #MC: never masked by IF or the NMI latch; MCIP decides (see deliver)."""
+    cpu = m.cpus[cpu_i]
+    if not alive(cpu):
+        # SDM §6.15 Interrupt 8: shutdown lasts until NMI, SMI, RESET or INIT; a #MC does
+        # not restart the CPU (and the model keeps shutdown final, see Run.SHUTDOWN).
+        return m
+    return deliver(platform, m, cpu_i, Event(Source.MACHINE_CHECK, MC), cpu.pc)
+
+
+def external_arrives(
+    platform: Platform, m: Machine, cpu_i: int, vector: int, pic: bool = False
+) -> Machine:
+    """An interrupt through the LAPIC (IO-APIC, MSI, IOMMU): refused below 16, otherwise
+    an ordinary IF-gated interrupt whatever the vector, so vector 18 runs the #MC handler
+    without MCIP (fake MCE). `pic=True` is an interrupt from an 8259 PIC in PIC mode, whose
+    vector the LAPIC does not filter, so vector 2 runs the NMI handler without blocking
+    NMIs (fake NMI, seed 001). The caller checks `can_take_external` (IF, shadows)."""
+    cpu = m.cpus[cpu_i]
+    if not alive(cpu):
+        # SDM §6.15 Interrupt 8: a maskable interrupt does not end shutdown.
+        return m
+    if not (pic or lapic_accepts(vector)):
+        return m
+    return deliver(platform, m, cpu_i, Event(Source.EXTERNAL, vector), cpu.pc)
+
+
+def send_nmi_ipi(m: Machine, sender: int, targets: Sequence[int]) -> Machine:
+    """An ICR write with delivery mode NMI: the IPIs are in flight until they arrive."""
+    cpus = list(m.cpus)
+    for t in targets:
+        cpus[t] = cpus[t]._replace(ipi_nmi=True)
+    return m._replace(cpus=tuple(cpus))
+
+
+def ipi_destinations(m: Machine, sender: int, shorthand: str, dest: int | None = None) -> list[int]:
+    """ICR destination shorthand (SDM §10.6.1): "self", "all-but-self", "all", or a CPU."""
+    n = len(m.cpus)
+    if shorthand == "self":
+        return [sender]
+    if shorthand == "all-but-self":
+        return [i for i in range(n) if i != sender]
+    if shorthand == "all":
+        return list(range(n))
+    assert dest is not None
+    return [dest]
+
+
+def nmi_ipi_arrives(platform: Platform, m: Machine, cpu_i: int) -> Machine:
+    """An in-flight NMI IPI reaches its CPU (lost on a CPU in shutdown)."""
+    m = m.with_cpu(cpu_i, m.cpus[cpu_i]._replace(ipi_nmi=False))
+    return nmi_arrives(platform, m, cpu_i)
+
+
+def resume_pc(cpu: Cpu) -> CodeAddr:
+    """The RIP an asynchronous event saves: the next instruction to execute."""
+    return cpu.pc

@@ -1,0 +1,230 @@
+"""System instructions whose semantics the SDM (Vol. 2) fixes: IRET, SYSCALL, SYSRET,
+SWAPGS, HLT, CLI, STI, MOV/POP SS, LIDT, LTR, and the IDT/TSS writes code performs.
+
+Each is a pure function from a machine to a machine; an instruction that faults raises
+`ArchFault` (carrying the state to deliver from when some effect survives the fault).
+The caller has already advanced the CPU's pc past the instruction where the SDM says the
+saved RIP is the next instruction (traps, HLT); for faults it delivers with the
+instruction's own address.
+"""
+
+from __future__ import annotations
+
+from model.x86.arch import GP, IF, RF, RFLAGS_FIXED, UD, is_canonical
+from model.x86.memory import ArchFault, check_access, forget, read
+from model.x86.state import (
+    WORD,
+    CodeAddr,
+    Gate,
+    Machine,
+    Platform,
+    Run,
+    Shadow,
+    SYSRET_CS,
+    Value,
+)
+
+# Code that runs somewhere the design does not describe (a guest address SYSRET or IRET
+# returns to that no guest routine names).
+GUEST_CODE = "<guest code>"
+
+
+def _code_target(value: Value) -> CodeAddr:
+    return value if isinstance(value, CodeAddr) else CodeAddr(GUEST_CODE, 0)
+
+
+def iret(platform: Platform, m: Machine, cpu_i: int) -> Machine:
+    """IRETQ (SDM Vol. 2 IRET, 64-bit mode): pop RIP, CS, RFLAGS, RSP, SS from where RSP
+    points, whatever wrote them. Every IRET unblocks NMIs, even one that faults
+    (SDM §6.7.1), so the unblocked state travels with any fault raised here."""
+    cpu = m.cpus[cpu_i]
+    m = m.with_cpu(cpu_i, cpu._replace(nmi_blocked=False))
+    rsp = cpu.rsp
+    try:
+        for k in range(5):
+            check_access(platform, rsp + k * WORD if isinstance(rsp, int) else rsp, cpu.cpl)
+    except ArchFault as fault:
+        fault.machine = m
+        raise
+    assert isinstance(rsp, int)
+    rip, cs, rflags, new_rsp, _ss = (read(m, rsp + k * WORD) for k in range(5))
+    if not isinstance(cs, int) or (cs & 3) < cpu.cpl or not isinstance(rflags, int):
+        raise ArchFault(GP, 0, "IRET to a more privileged or invalid CS", machine=m)
+    if isinstance(rip, int) and not is_canonical(rip):
+        raise ArchFault(GP, 0, "IRET to a non-canonical RIP", machine=m)
+    # The frame at RSP is consumed (whoever pushed it) and its words are now garbage.
+    frames = tuple(f for f in m.frames if not (f.cpu == cpu_i and f.lo == rsp))
+    m = forget(m._replace(frames=frames), rsp, rsp + 5 * WORD)
+    new_cpl = cs & 3
+    cpu = m.cpus[cpu_i]._replace(
+        cpl=new_cpl,
+        pc=_code_target(rip),
+        rflags=(rflags | RFLAGS_FIXED),
+        rsp=new_rsp,
+        run=Run.RUNNING,
+    )
+    m = m.with_cpu(cpu_i, cpu)
+    if new_cpl == 3:
+        m = _returned_to_guest(m, cpu_i)
+    return m
+
+
+def iret_faulting(m: Machine, cpu_i: int, error_code: int = 0) -> ArchFault:
+    """An IRET the environment makes fault (#GP, e.g. a bad frame): NMIs are unblocked."""
+    cpu = m.cpus[cpu_i]
+    return ArchFault(
+        GP, error_code, "IRET faults", machine=m.with_cpu(cpu_i, cpu._replace(nmi_blocked=False))
+    )
+
+
+def _returned_to_guest(m: Machine, cpu_i: int) -> Machine:
+    """Returning to guest context consumes the frame that recorded the guest's context:
+    nothing will IRET through it any more (SYSRET leaves without popping it)."""
+    frames = tuple(f for f in m.frames if not (f.cpu == cpu_i and f.from_cpl == 3))
+    return m if frames == m.frames else m._replace(frames=frames)
+
+
+def syscall(platform: Platform, m: Machine, cpu_i: int, next_pc: CodeAddr) -> Machine:
+    """SYSCALL (SDM Vol. 2): RCX := RIP, R11 := RFLAGS, RFLAGS &= ~FMASK, CPL := 0,
+    RIP := LSTAR. It does not switch stacks: ring 0 runs on the guest's RSP."""
+    if platform.lstar is None:
+        raise ArchFault(UD, None, "SYSCALL disabled (EFER.SCE=0)")
+    cpu = m.cpus[cpu_i]
+    cpu = cpu.with_reg("rcx", next_pc).with_reg("r11", cpu.rflags)
+    cpu = cpu._replace(
+        rflags=cpu.rflags & ~platform.fmask,
+        cpl=0,
+        pc=CodeAddr(platform.lstar, 0),
+    )
+    return m.with_cpu(cpu_i, cpu)
+
+
+def sysret(platform: Platform, m: Machine, cpu_i: int) -> Machine:
+    """SYSRETQ (SDM Vol. 2): RIP := RCX, RFLAGS := R11, CPL := 3.
+
+    A non-canonical RCX: Intel raises #GP(0) while still at CPL 0, on whatever RSP software
+    loaded, which is the guest's (CVE-2012-0217, XSA-7); AMD switches to CPL 3 first, so
+    the #GP is taken from CPL 3 onto RSP0 (the caller delivers it with CPL already 3).
+    """
+    cpu = m.cpus[cpu_i]
+    if cpu.cpl != 0:
+        raise ArchFault(GP, 0, "SYSRET at CPL > 0")
+    rcx = cpu.reg("rcx")
+    r11 = cpu.reg("r11")
+    flags = ((r11 if isinstance(r11, int) else 0) & ~RF) | RFLAGS_FIXED
+    if isinstance(rcx, int) and not is_canonical(rcx):
+        if platform.vendor == "intel":
+            raise ArchFault(GP, 0, f"SYSRET with non-canonical RCX {rcx:#x} at CPL 0")
+        amd = m.with_cpu(cpu_i, cpu._replace(cpl=3, rflags=flags))
+        raise ArchFault(
+            GP, 0, f"SYSRET to non-canonical RIP {rcx:#x} at CPL 3", machine=_returned_to_guest(amd, cpu_i)
+        )
+    cpu = cpu._replace(cpl=3, pc=_code_target(rcx), rflags=flags)
+    return _returned_to_guest(m.with_cpu(cpu_i, cpu), cpu_i)
+
+
+def swapgs(m: Machine, cpu_i: int) -> Machine:
+    """SWAPGS (SDM Vol. 2): #GP(0) unless CPL 0; exchanges GS base and KERNEL_GS_BASE."""
+    cpu = m.cpus[cpu_i]
+    if cpu.cpl != 0:
+        raise ArchFault(GP, 0, "SWAPGS at CPL > 0")
+    return m.with_cpu(cpu_i, cpu._replace(gs_swapped=not cpu.gs_swapped))
+
+
+def _privileged(m: Machine, cpu_i: int, what: str) -> None:
+    if m.cpus[cpu_i].cpl != 0:
+        raise ArchFault(GP, 0, f"{what} at CPL > 0")
+
+
+def hlt(m: Machine, cpu_i: int) -> Machine:
+    """HLT (SDM Vol. 2): #GP(0) unless CPL 0; waits for an NMI, #MC, INIT or an enabled
+    interrupt, whose frame saves the instruction after HLT."""
+    _privileged(m, cpu_i, "HLT")
+    return m.with_cpu(cpu_i, m.cpus[cpu_i]._replace(run=Run.HALTED))
+
+
+def cli(m: Machine, cpu_i: int) -> Machine:
+    """CLI: #GP(0) when CPL > IOPL (IOPL is 0 here)."""
+    _privileged(m, cpu_i, "CLI")
+    cpu = m.cpus[cpu_i]
+    return m.with_cpu(cpu_i, cpu._replace(rflags=cpu.rflags & ~IF))
+
+
+def sti(m: Machine, cpu_i: int) -> Machine:
+    """STI: sets IF; when IF was 0, interrupts stay inhibited for one more boundary
+    (SDM Vol. 2 STI). The model does not let the STI shadow block NMIs: the SDM leaves
+    that implementation-specific, so the weaker guarantee is the one to check against."""
+    _privileged(m, cpu_i, "STI")
+    cpu = m.cpus[cpu_i]
+    shadow = Shadow.STI if not cpu.rflags & IF else cpu.shadow
+    return m.with_cpu(cpu_i, cpu._replace(rflags=cpu.rflags | IF, shadow=shadow))
+
+
+def mov_ss(m: Machine, cpu_i: int, debug_trap: bool = False) -> Machine:
+    """MOV SS / POP SS (SDM §6.8.3): interrupts are inhibited until the boundary after the
+    next instruction, and a #DB this instruction triggers (`debug_trap`) is held back
+    until then."""
+    cpu = m.cpus[cpu_i]
+    return m.with_cpu(
+        cpu_i, cpu._replace(shadow=Shadow.MOV_SS, held_db=cpu.held_db or debug_trap)
+    )
+
+
+def lidt(m: Machine, cpu_i: int, table: str | None) -> Machine:
+    """LIDT: later deliveries use `table` (None: an empty IDT, limit 0)."""
+    _privileged(m, cpu_i, "LIDT")
+    return m.with_cpu(cpu_i, m.cpus[cpu_i]._replace(idtr=table))
+
+
+def ltr(m: Machine, cpu_i: int, tss: str) -> Machine:
+    """LTR: later stack switches read RSP0/IST from `tss`."""
+    _privileged(m, cpu_i, "LTR")
+    return m.with_cpu(cpu_i, m.cpus[cpu_i]._replace(tr=tss))
+
+
+def set_gate(m: Machine, table: str, vector: int, gate: Gate | None) -> Machine:
+    """A store to an IDT entry: the next delivery through it sees the new gate."""
+    idt = m.idt(table)
+    if idt is None:
+        raise KeyError(table)
+    return m.with_idt(idt.with_gate(vector, gate))
+
+
+def set_gate_ist(m: Machine, table: str, vector: int, ist: int) -> Machine:
+    """Rewrite only the IST field of a gate (Xen: `idt[v].a &= ~(7UL << 32)`)."""
+    idt = m.idt(table)
+    if idt is None:
+        raise KeyError(table)
+    gate = idt.gate(vector)
+    if gate is None:
+        return m
+    return m.with_idt(idt.with_gate(vector, gate._replace(ist=ist)))
+
+
+def set_ist(m: Machine, tss_name: str, index: int, stack: str | None) -> Machine:
+    """A store to TSS.IST[index] (1-7)."""
+    tss = m.tss(tss_name)
+    if tss is None:
+        raise KeyError(tss_name)
+    slots = tss.ist[: index - 1] + (stack,) + tss.ist[index:]
+    return m.with_tss(tss._replace(ist=slots))
+
+
+def set_rsp0(m: Machine, tss_name: str, stack: str | None) -> Machine:
+    """A store to TSS.RSP0."""
+    tss = m.tss(tss_name)
+    if tss is None:
+        raise KeyError(tss_name)
+    return m.with_tss(tss._replace(rsp0=stack))
+
+
+def clear_mcip(m: Machine, cpu_i: int) -> Machine:
+    """WRMSR IA32_MCG_STATUS with MCIP clear: software ends the #MC (SDM §15.3.1.2)."""
+    _privileged(m, cpu_i, "WRMSR")
+    return m.with_cpu(cpu_i, m.cpus[cpu_i]._replace(mcip=False))
+
+
+def set_cr4_mce(m: Machine, cpu_i: int, enabled: bool) -> Machine:
+    """MOV to CR4 changing CR4.MCE (SDM §2.5)."""
+    _privileged(m, cpu_i, "MOV CR4")
+    return m.with_cpu(cpu_i, m.cpus[cpu_i]._replace(cr4_mce=enabled))

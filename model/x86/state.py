@@ -1,0 +1,235 @@
+"""The architectural state: small immutable values, cheap to hash and compare.
+
+A `Machine` holds what code and events can change (CPUs, stack memory, live frames, the
+IDTs and TSSs); a `Platform` holds what they cannot (where the stacks are, the vendor, the
+double-fault rule). Nothing here knows which hypervisor runs on the machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import NamedTuple, Union
+
+from model.x86.arch import AC_FLAG, DF_FLAG, IF, NT, RF, TF
+
+
+class CodeAddr(NamedTuple):
+    """An instruction address: a routine of the design and an index into it."""
+
+    routine: str
+    index: int
+
+    def __str__(self) -> str:
+        return f"{self.routine}+{self.index}"
+
+
+# A register or memory word: an integer, or a code address (what CALL and delivery push).
+Value = Union[int, CodeAddr]
+
+# General-purpose registers other than RSP, in a fixed order (RSP lives in `Cpu.rsp`).
+REGISTERS: tuple[str, ...] = (
+    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp",
+    "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",
+)
+REGISTER_INDEX: dict[str, int] = {name: i for i, name in enumerate(REGISTERS)}
+WORD = 8  # bytes per stack slot
+
+# Selectors (Xen's values: __HYPERVISOR_CS and the flat guest selectors); CPL = CS & 3.
+HYPERVISOR_CS = 0xE008
+HYPERVISOR_SS = 0xE010
+GUEST_CS64 = 0xE033
+GUEST_SS = 0xE02B
+GUEST_CS_RING1 = 0xE019
+SYSRET_CS = GUEST_CS64
+
+
+class Run(IntEnum):
+    """What a CPU is doing between instructions."""
+
+    RUNNING = 0
+    HALTED = 1  # HLT: waits for an event (SDM Vol. 2 HLT)
+    SHUTDOWN = 2  # triple fault (SDM §6.15 #DF): nothing but RESET/INIT restarts it
+
+
+class Shadow(IntEnum):
+    """Interrupt shadows for the next instruction boundary (SDM §6.8.3, STI)."""
+
+    NONE = 0
+    STI = 1
+    MOV_SS = 2
+
+
+class Gate(NamedTuple):
+    """A 64-bit IDT gate (SDM §6.14.1). `routine` is the handler entry point."""
+
+    routine: str
+    kind: str = "interrupt"  # "interrupt" clears IF on delivery, "trap" keeps it
+    dpl: int = 0
+    ist: int = 0
+    present: bool = True
+
+
+class Idt(NamedTuple):
+    """An IDT: `limit` counts the vectors it covers, `gates` is sparse and sorted."""
+
+    name: str
+    limit: int
+    gates: tuple[tuple[int, Gate], ...]
+
+    def gate(self, vector: int) -> Gate | None:
+        for v, g in self.gates:
+            if v == vector:
+                return g
+        return None
+
+    def with_gate(self, vector: int, gate: Gate | None) -> Idt:
+        rest = tuple((v, g) for v, g in self.gates if v != vector)
+        if gate is not None:
+            rest = tuple(sorted(rest + ((vector, gate),)))
+        return self._replace(gates=rest)
+
+
+class Tss(NamedTuple):
+    """A 64-bit TSS (SDM §7.7): RSP0 and IST1-7, each a named stack or None (unusable)."""
+
+    name: str
+    rsp0: str | None
+    ist: tuple[str | None, ...]  # seven slots, IST1 at index 0
+
+
+class Frame(NamedTuple):
+    """An interrupt frame pushed by delivery, tracked until IRET or a copy consumes it.
+
+    `lo` is the address of the saved RIP; the five words SS, RSP, RFLAGS, CS, RIP occupy
+    [lo, lo + 40). The error code (when pushed) sits below `lo` and is not tracked: handlers
+    legitimately rewrite it (Xen stores the vector in its upper half).
+    """
+
+    cpu: int
+    vector: int
+    source: str  # the event kind that pushed it (see delivery.Source)
+    lo: int
+    stack: str  # the region holding it, "guest memory" for guest-controlled addresses
+    from_cpl: int  # the CPL of the interrupted context (the saved CS's RPL)
+    clobbered: bool = False
+    on_guest_stack: bool = False
+
+    @property
+    def hi(self) -> int:
+        return self.lo + 5 * WORD
+
+
+class Cpu(NamedTuple):
+    """One logical CPU with its local APIC state."""
+
+    cpl: int
+    pc: CodeAddr
+    rsp: Value
+    regs: tuple[Value, ...]
+    rflags: int
+    nmi_blocked: bool = False  # from NMI delivery to the next IRET (SDM §6.7.1)
+    nmi_pending: bool = False  # the one latched NMI; more while blocked are lost
+    mcip: bool = False  # MCG_STATUS.MCIP (SDM §15.3.1.2)
+    shadow: Shadow = Shadow.NONE
+    held_db: bool = False  # a #DB held back by MOV SS / POP SS (SDM §6.8.3)
+    run: Run = Run.RUNNING
+    idtr: str | None = None
+    tr: str | None = None
+    gs_swapped: bool = False  # SWAPGS parity: True while KERNEL_GS_BASE is live in GS
+    delivering: int | None = None  # the vector being delivered, during a delivery only
+    ipi_nmi: bool = False  # an NMI IPI sent to this CPU's LAPIC and not yet arrived
+    cr4_mce: bool = True  # CR4.MCE: #MC reporting enabled
+
+    def reg(self, name: str) -> Value:
+        return self.regs[REGISTER_INDEX[name]]
+
+    def with_reg(self, name: str, value: Value) -> Cpu:
+        i = REGISTER_INDEX[name]
+        return self._replace(regs=self.regs[:i] + (value,) + self.regs[i + 1 :])
+
+
+class Machine(NamedTuple):
+    """Everything code and events can change."""
+
+    cpus: tuple[Cpu, ...]
+    memory: tuple[tuple[int, Value], ...]  # written stack words, sorted by address
+    frames: tuple[Frame, ...]  # live frames, oldest first
+    idts: tuple[Idt, ...]
+    tsss: tuple[Tss, ...]
+    incidents: tuple[str, ...] = ()  # sticky, sorted: things that happened (see incident())
+
+    def idt(self, name: str | None) -> Idt | None:
+        for t in self.idts:
+            if t.name == name:
+                return t
+        return None
+
+    def tss(self, name: str | None) -> Tss | None:
+        for t in self.tsss:
+            if t.name == name:
+                return t
+        return None
+
+    def with_cpu(self, i: int, cpu: Cpu) -> Machine:
+        return self._replace(cpus=self.cpus[:i] + (cpu,) + self.cpus[i + 1 :])
+
+    def with_idt(self, idt: Idt) -> Machine:
+        return self._replace(idts=tuple(idt if t.name == idt.name else t for t in self.idts))
+
+    def with_tss(self, tss: Tss) -> Machine:
+        return self._replace(tsss=tuple(tss if t.name == tss.name else t for t in self.tsss))
+
+    def incident(self, what: str) -> Machine:
+        """Record a sticky happening (e.g. an IST delivery with no TSS loaded)."""
+        if what in self.incidents:
+            return self
+        return self._replace(incidents=tuple(sorted(self.incidents + (what,))))
+
+
+@dataclass(frozen=True)
+class StackRegion:
+    """A stack's memory: [lo, lo + size). `owner` is "hypervisor" or "guest"."""
+
+    name: str
+    lo: int
+    size: int
+    owner: str = "hypervisor"
+
+    @property
+    def hi(self) -> int:
+        return self.lo + self.size
+
+    @property
+    def top(self) -> int:
+        """The initial RSP: one past the highest word (what a TSS slot points at)."""
+        return self.lo + self.size
+
+
+# Xen's MSR_SYSCALL_MASK clears these (xen/arch/x86/cpu/common.c: X86_EFLAGS_*).
+XEN_FMASK = IF | TF | DF_FLAG | AC_FLAG | NT | RF
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What no instruction changes: memory layout, vendor and rule knobs, MSRs."""
+
+    regions: tuple[StackRegion, ...] = ()
+    vendor: str = "intel"  # SYSRET's non-canonical RCX behaviour (Intel or AMD)
+    df_rule: str = "sdm"  # "sdm": Table 6-5; "strict": any fault delivering #DF shuts down
+    fmask: int = XEN_FMASK  # IA32_FMASK, applied by SYSCALL
+    lstar: str | None = None  # the routine SYSCALL enters
+    mode64: bool = True  # 64-bit mode (INTO is #UD); False models a compat-mode guest
+    _by_name: dict[str, StackRegion] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_name.update({r.name: r for r in self.regions})
+
+    def region(self, name: str) -> StackRegion:
+        return self._by_name[name]
+
+    def region_at(self, address: int) -> StackRegion | None:
+        for r in self.regions:
+            if r.lo <= address < r.hi:
+                return r
+        return None
