@@ -47,6 +47,14 @@ class Mem:
 
 
 @dataclass(frozen=True)
+class Abs:
+    """An absolute memory operand: `stack_bottom-8` written as `top(primary)-8`."""
+
+    expr: Expr
+    size: int = 8
+
+
+@dataclass(frozen=True)
 class RipRel:
     """label(%rip): the address of a code label (what LEA computes)."""
 
@@ -68,7 +76,7 @@ class Name:
     name: str
 
 
-Operand = Union[Imm, Reg, Mem, RipRel, Target, Name]
+Operand = Union[Imm, Reg, Mem, Abs, RipRel, Target, Name]
 
 
 @dataclass(frozen=True)

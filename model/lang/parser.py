@@ -18,6 +18,7 @@ from pathlib import Path
 from checker.errors import InputError, ModelInputError
 from model.lang.expr import names_in, parse_expr
 from model.lang.ir import (
+    Abs,
     CpuDecl,
     Design,
     Expr,
@@ -58,11 +59,17 @@ _MNEMONICS: dict[str, tuple[str, int | None]] = {
     "movabs": ("mov", 2),
     "lea": ("lea", 2), "leaq": ("lea", 2),
     "add": ("add", 2), "addq": ("add", 2), "sub": ("sub", 2), "subq": ("sub", 2),
-    "and": ("and", 2), "andq": ("and", 2), "andl": ("and", 2),
-    "or": ("or", 2), "orq": ("or", 2), "orl": ("or", 2),
-    "xor": ("xor", 2), "xorq": ("xor", 2), "xorl": ("xor", 2),
-    "cmp": ("cmp", 2), "cmpq": ("cmp", 2), "cmpl": ("cmp", 2), "cmpb": ("cmp", 2),
-    "test": ("test", 2), "testq": ("test", 2), "testl": ("test", 2), "testb": ("test", 2),
+    "addl": ("add32", 2), "subl": ("sub32", 2),
+    "and": ("and", 2), "andq": ("and", 2), "andl": ("and32", 2),
+    "or": ("or", 2), "orq": ("or", 2), "orl": ("or32", 2),
+    "xor": ("xor", 2), "xorq": ("xor", 2), "xorl": ("xor32", 2),
+    "cmp": ("cmp", 2), "cmpq": ("cmp", 2), "cmpl": ("cmp32", 2), "cmpb": ("cmp8", 2),
+    "cmpw": ("cmp16", 2),
+    "test": ("test", 2), "testq": ("test", 2), "testl": ("test32", 2), "testb": ("test8", 2),
+    "inc": ("inc", 1), "incq": ("inc", 1), "incl": ("inc32", 1),
+    "dec": ("dec", 1), "decq": ("dec", 1), "decl": ("dec32", 1),
+    "sar": ("sar", 2), "sarq": ("sar", 2), "shr": ("shr", 2), "shrq": ("shr", 2),
+    "shl": ("shl", 2), "shlq": ("shl", 2),
     "jmp": ("jmp", 1), "je": ("je", 1), "jz": ("je", 1), "jne": ("jne", 1), "jnz": ("jne", 1),
     "jl": ("jl", 1), "jge": ("jge", 1), "jle": ("jle", 1), "jg": ("jg", 1),
     "jb": ("jb", 1), "jae": ("jae", 1), "ja": ("ja", 1), "jbe": ("jbe", 1),
@@ -77,6 +84,7 @@ _MNEMONICS: dict[str, tuple[str, int | None]] = {
     "lidt": ("lidt", 1), "ltr": ("ltr", 1), "movsq": ("movsq", 0),
     "choose": ("choose", None),
 }
+_MEMORY_OPS = {"mov", "movl", "push", "cmp", "cmp32", "test", "test8", "test32"}
 _NO_FALL_THROUGH = {"jmp", "ret", "iret", "sysret", "ud2"}
 _JUMPS = {"jmp", "je", "jne", "jl", "jge", "jle", "jg", "jb", "jae", "ja", "jbe", "js", "jns"}
 
@@ -606,9 +614,14 @@ class _Parser:
             op = "mov_ss"
         if op == "pop" and isinstance(args[0], Reg) and args[0].name == "ss":
             op = "mov_ss"
-        if op == "movl" :
-            op = "mov"
-            args = tuple(Mem(a.base, a.disp, 4) if isinstance(a, Mem) else a for a in args)
+        if op == "movl":
+            # A 32-bit store writes half a word; a 32-bit load into a register zero-extends.
+            op = "mov32" if isinstance(args[1], Reg) else "mov"
+            args = tuple(
+                Mem(a.base, a.disp, 4) if isinstance(a, Mem)
+                else Abs(a.expr, 4) if isinstance(a, Abs) else a
+                for a in args
+            )
         self._check_forms(op, args, mnemonic, loc)
         b.instrs.append(Instr(op, args, loc, s, fault))
 
@@ -627,6 +640,9 @@ class _Parser:
             return Mem(self._reg(m.group(2), loc), self._int(disp_text, loc))
         if re.fullmatch(r"\d+[fb]|" + _IDENT, t):
             return Name(t)
+        if op in _MEMORY_OPS:
+            # An absolute address (Xen's stubs store to `stack_bottom-8` directly).
+            return Abs(parse_expr(t, loc, self.consts))
         raise _err(f"unknown operand form {t!r}", loc)
 
     def _check_forms(self, op: str, args: tuple[object, ...], mnemonic: str, loc: Loc) -> None:
@@ -647,7 +663,11 @@ class _Parser:
         if op == "lea":
             if not isinstance(args[1], Reg) or not isinstance(args[0], (Mem, Name)):
                 raise bad()
-        if op in ("add", "sub", "and", "or", "xor") and not isinstance(args[1], Reg):
+        if op.rstrip("0123456789") in ("add", "sub", "and", "or", "xor", "sar", "shr", "shl") and (
+            not isinstance(args[1], Reg)
+        ):
+            raise bad()
+        if op.rstrip("0123456789") in ("inc", "dec") and not isinstance(args[0], Reg):
             raise bad()
         if op in ("lidt", "ltr") and not isinstance(args[0], Name):
             raise bad()

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from checker.errors import InputError
 from model.lang.expr import binop, unop
-from model.lang.ir import Expr, Imm, Instr, Mem, Name, Reg, RipRel, Routine, Target
+from model.lang.ir import Abs, Expr, Imm, Instr, Mem, Name, Reg, RipRel, Routine, Target
 from model.system.layout import Layout
 from model.x86 import instructions as insn
 from model.x86.arch import BP, CF, DB, GP, OF_FLAG, UD
@@ -102,8 +102,9 @@ class Interpreter:
         raise self._error(f"{name!r} is not a value here", ins)
 
     def _int(self, v: Value, ins: Instr) -> int:
+        """A value as a number: a code address becomes its linear address."""
         if isinstance(v, CodeAddr):
-            raise self._error(f"arithmetic on the code address {v}", ins)
+            return self.layout.code_address(v)
         return v
 
     def _error(self, msg: str, ins: Instr) -> InputError:
@@ -124,8 +125,8 @@ class Interpreter:
             return self.eval(s._replace(machine=m), cpu_i, op.expr, ins)
         if isinstance(op, Reg):
             return cpu.rsp if op.name == "rsp" else cpu.reg(op.name)
-        if isinstance(op, Mem):
-            addr = self._address(m, cpu_i, op, ins)
+        if isinstance(op, (Mem, Abs)):
+            addr = self._address(s, m, cpu_i, op, ins)
             from model.x86.memory import check_access
 
             check_access(self.platform, addr, cpu.cpl)
@@ -137,19 +138,23 @@ class Interpreter:
             return CodeAddr(*op.target)
         raise self._error(f"unsupported operand {op!r}", ins)
 
-    def _address(self, m: Machine, cpu_i: int, op: Mem, ins: Instr) -> int:
+    def _address(self, s: SysState, m: Machine, cpu_i: int, op: Mem | Abs, ins: Instr) -> int:
+        if isinstance(op, Abs):
+            return self._int(self.eval(s, cpu_i, op.expr, ins), ins) & MASK64
         cpu = m.cpus[cpu_i]
         base = cpu.rsp if op.base == "rsp" else cpu.reg(op.base)
         return (self._int(base, ins) + op.disp) & MASK64
 
-    def _store(self, m: Machine, cpu_i: int, dst: object, value: Value, ins: Instr) -> Machine:
+    def _store(
+        self, s: SysState, m: Machine, cpu_i: int, dst: object, value: Value, ins: Instr
+    ) -> Machine:
         cpu = m.cpus[cpu_i]
         if isinstance(dst, Reg):
             if dst.name == "rsp":
                 return move_rsp(self.platform, m, cpu_i, value)
             return m.with_cpu(cpu_i, cpu.with_reg(dst.name, value))
-        if isinstance(dst, Mem):
-            addr = self._address(m, cpu_i, dst, ins)
+        if isinstance(dst, (Mem, Abs)):
+            addr = self._address(s, m, cpu_i, dst, ins)
             aligned = addr - addr % WORD
             if dst.size == 4:
                 old = read(m, aligned)
@@ -241,36 +246,42 @@ class Interpreter:
             return s._replace(machine=self._advance(push(p, m, cpu_i, value), cpu_i))
         if op == "pop":
             m, value = pop(p, m, cpu_i)
-            m = self._store(m, cpu_i, a[0], value, ins)
+            m = self._store(s, m, cpu_i, a[0], value, ins)
             return s._replace(machine=self._advance(m, cpu_i))
         if op == "mov":
             value = self.operand(s, m, cpu_i, a[0], ins)
-            return s._replace(machine=self._advance(self._store(m, cpu_i, a[1], value, ins), cpu_i))
+            return s._replace(machine=self._advance(self._store(s, m, cpu_i, a[1], value, ins), cpu_i))
         if op == "lea":
             src = a[0]
             value = (
-                self._address(m, cpu_i, src, ins) if isinstance(src, Mem)
+                self._address(s, m, cpu_i, src, ins) if isinstance(src, Mem)
                 else self.operand(s, m, cpu_i, src, ins)
             )
-            return s._replace(machine=self._advance(self._store(m, cpu_i, a[1], value, ins), cpu_i))
-        if op in ("add", "sub", "and", "or", "xor"):
-            x = self._int(self.operand(s, m, cpu_i, a[1], ins), ins)
-            y = self._int(self.operand(s, m, cpu_i, a[0], ins), ins)
-            sym = {"add": "+", "sub": "-", "and": "&", "or": "|", "xor": "^"}[op]
-            r = binop(sym, x, y)
-            m = self._store(m, cpu_i, a[1], r, ins)
-            m = self._set_flags(m, cpu_i, r, carry=op == "sub" and y > x)
+            return s._replace(machine=self._advance(self._store(s, m, cpu_i, a[1], value, ins), cpu_i))
+        base_op, width = _split_width(op)
+        if op == "mov32":
+            value = self._int(self.operand(s, m, cpu_i, a[0], ins), ins) & 0xFFFF_FFFF
+            return s._replace(machine=self._advance(self._store(s, m, cpu_i, a[1], value, ins), cpu_i))
+        if base_op in _ARITH:
+            mask = (1 << width) - 1
+            dst = a[-1]
+            x = self._int(self.operand(s, m, cpu_i, dst, ins), ins) & mask
+            y = self._int(self.operand(s, m, cpu_i, a[0], ins), ins) & mask if len(a) == 2 else 1
+            r = _ARITH[base_op](x, y, width) & mask
+            m = self._store(s, m, cpu_i, dst, r, ins)
+            m = self._set_flags(m, cpu_i, r, carry=base_op == "sub" and y > x, width=width)
             return s._replace(machine=self._advance(m, cpu_i))
-        if op in ("cmp", "test"):
+        if base_op in ("cmp", "test"):
+            mask = (1 << width) - 1
             x = self.operand(s, m, cpu_i, a[1], ins)
             y = self.operand(s, m, cpu_i, a[0], ins)
-            if op == "test":
-                r = self._int(x, ins) & self._int(y, ins)
-                m = self._set_flags(m, cpu_i, r, carry=False)
-            elif isinstance(x, CodeAddr) or isinstance(y, CodeAddr):
-                m = self._set_flags(m, cpu_i, 0 if x == y else 1, carry=False)
+            if isinstance(x, CodeAddr) or isinstance(y, CodeAddr):
+                m = self._set_flags(m, cpu_i, 0 if x == y else 1, carry=False, width=width)
+            elif base_op == "test":
+                m = self._set_flags(m, cpu_i, x & y & mask, carry=False, width=width)
             else:
-                m = self._set_flags(m, cpu_i, (x - y) & MASK64, carry=y > x)
+                x, y = x & mask, y & mask
+                m = self._set_flags(m, cpu_i, (x - y) & mask, carry=y > x, width=width)
             return s._replace(machine=self._advance(m, cpu_i))
         if op == "jmp":
             return s._replace(machine=self._goto(m, cpu_i, a[0]))
@@ -331,7 +342,7 @@ class Interpreter:
         if op == "choose":
             dst = a[0]
             value = self.operand(s, m, cpu_i, a[1 + choice], ins)
-            return s._replace(machine=self._advance(self._store(m, cpu_i, dst, value, ins), cpu_i))
+            return s._replace(machine=self._advance(self._store(s, m, cpu_i, dst, value, ins), cpu_i))
         raise self._error(f"no semantics for {op}", ins)
 
     def _software_interrupt(self, s: SysState, m: Machine, cpu_i: int, ins: Instr) -> Machine:
@@ -351,12 +362,14 @@ class Interpreter:
             event = Event(Source.INT1, DB)
         return deliver(self.platform, m, cpu_i, event, nxt)
 
-    def _set_flags(self, m: Machine, cpu_i: int, result: int, carry: bool) -> Machine:
+    def _set_flags(
+        self, m: Machine, cpu_i: int, result: int, carry: bool, width: int = 64
+    ) -> Machine:
         cpu = m.cpus[cpu_i]
         flags = cpu.rflags & ~(ZF | SF | CF)
-        if result & MASK64 == 0:
+        if result & ((1 << width) - 1) == 0:
             flags |= ZF
-        if result & (1 << 63):
+        if result & (1 << (width - 1)):
             flags |= SF
         if carry:
             flags |= CF
@@ -465,6 +478,34 @@ class Interpreter:
         """A `wait_timeout` gives up: only when nothing else can happen (Promela's timeout)."""
         m = s.machine.incident(TIMED_OUT)
         return s._replace(machine=self._advance(m, cpu_i))
+
+
+def _split_width(op: str) -> tuple[str, int]:
+    """`cmp32` -> ("cmp", 32); plain ops are 64-bit."""
+    for w in ("32", "16", "8"):
+        if op.endswith(w) and op != "mov32":
+            return op[: -len(w)], int(w)
+    return op, 64
+
+
+def _sar(x: int, y: int, width: int) -> int:
+    if x & (1 << (width - 1)):
+        x -= 1 << width
+    return x >> y
+
+
+_ARITH = {
+    "add": lambda x, y, w: x + y,
+    "sub": lambda x, y, w: x - y,
+    "and": lambda x, y, w: x & y,
+    "or": lambda x, y, w: x | y,
+    "xor": lambda x, y, w: x ^ y,
+    "inc": lambda x, y, w: x + 1,
+    "dec": lambda x, y, w: x - 1,
+    "shl": lambda x, y, w: x << y,
+    "shr": lambda x, y, w: x >> y,
+    "sar": _sar,
+}
 
 
 def _cond(flag: int, want: bool = True):  # type: ignore[no-untyped-def]

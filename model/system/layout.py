@@ -29,6 +29,8 @@ from model.x86.state import (
 HYPERVISOR_BASE = 0xFFFF_8300_0000_0000
 GUEST_BASE = 0x0000_7FFF_0000_0000
 SLOT = 0x1_0000
+HYPERVISOR_TEXT = 0xFFFF_82D0_4000_0000
+GUEST_TEXT = 0x0000_5555_0000_0000
 
 
 def instance(name: str, cpu: int, per_cpu: bool) -> str:
@@ -50,6 +52,16 @@ class Layout:
     def resolve(self, name: str, cpu: int) -> str:
         """A stack, IDT or TSS name as code on `cpu` means it."""
         return instance(name, cpu, name in self.per_cpu)
+
+    def code_address(self, pc: CodeAddr) -> int:
+        """A linear address for a code address, for code that does arithmetic on one
+        (Xen's canonical check of a return RIP). Guest code sits in the user half, the
+        hypervisor's in its text region; each routine gets a page, each step 4 bytes."""
+        names = sorted(self.design.routines)
+        k = names.index(pc.routine) if pc.routine in names else len(names)
+        routine = self.design.routines.get(pc.routine)
+        base = GUEST_TEXT if routine is None or routine.guest else HYPERVISOR_TEXT
+        return base + k * 0x1000 + pc.index * 4
 
     def var_slot(self, name: str, cpu: int) -> int:
         base = self.var_index[name]

@@ -19,6 +19,7 @@ ENVIRONMENT_KEYS: dict[str, tuple[type, str]] = {
     "mce": (int, "machine checks the platform may raise, per CPU"),
     "external": (int, "external interrupts the LAPIC may deliver, per CPU"),
     "external_vectors": (list, "the vectors those interrupts may carry"),
+    "double_faults": (int, "double faults the environment may raise at a boundary, per CPU"),
     "faults": (int, "how many steps marked @fault(#X) may fault, in all"),
     "cpus": (int, "the number of CPUs (default: the design's `cpus`)"),
     "pic": (bool, "external interrupts come from a legacy 8259 PIC (any vector, even 0-15)"),

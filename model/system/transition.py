@@ -16,8 +16,8 @@ from model.lang.ir import Design
 from model.system.interp import TIMED_OUT, Blocked, Interpreter, SysState
 from model.system.layout import Layout, build_layout, initial_machines, platform_of
 from model.x86 import events as ev
-from model.x86.arch import FLAG_NAMES, IF, vector_name
-from model.x86.delivery import IST_WITHOUT_TSS
+from model.x86.arch import DF, FLAG_NAMES, IF, vector_name
+from model.x86.delivery import IST_WITHOUT_TSS, Event, Source, deliver
 from model.x86.memory import region_name
 from model.x86.state import CodeAddr, Frame, Machine, Run, Value
 
@@ -37,11 +37,12 @@ class Environment:
     external: int = 0
     external_vectors: tuple[int, ...] = ()
     faults: int = 0
+    double_faults: int = 0  # #DF raised at a boundary: a fault the model does not spell out
     cpus: int | None = None
     pic: bool = False  # external interrupts come from an 8259 PIC (any vector) not the LAPIC
 
 
-BUDGETS_PER_CPU = 3  # nmi, mce, external
+BUDGETS_PER_CPU = 4  # nmi, mce, external, double faults
 
 
 class DesignSystem:
@@ -60,7 +61,8 @@ class DesignSystem:
     # -- TransitionSystem ----------------------------------------------------------------------
     def init_states(self) -> Sequence[SysState]:
         machines, values = initial_machines(self.layout)
-        budgets = (self.env.nmi, self.env.mce, self.env.external) * self.ncpus + (self.env.faults,)
+        per_cpu = (self.env.nmi, self.env.mce, self.env.external, self.env.double_faults)
+        budgets = per_cpu * self.ncpus + (self.env.faults,)
         return [SysState(m, values, budgets) for m in machines]
 
     def actions(self, s: SysState) -> Sequence[Action]:
@@ -95,6 +97,8 @@ class DesignSystem:
                         out.append(Action("fault", i))
                 else:
                     out.append(Action("step", i))  # reports the missing instruction
+            if b[base + 3]:
+                out.append(Action("df", i))
             if b[base] and not (cpu.nmi_blocked and cpu.nmi_pending):
                 out.append(Action("nmi", i))
             if cpu.ipi_nmi:
@@ -131,6 +135,9 @@ class DesignSystem:
             return self._spend(s, base + 1)._replace(machine=ev.machine_check_arrives(p, m, i))
         if kind == "ext":
             return self._spend(s, base + 2)._replace(machine=ev.external_arrives(p, m, i, a.arg, pic=self.env.pic))
+        if kind == "df":
+            df = Event(Source.EXCEPTION, DF, 0)
+            return self._spend(s, base + 3)._replace(machine=deliver(p, m, i, df, m.cpus[i].pc))
         if kind == "ipi":
             return s._replace(machine=ev.nmi_ipi_arrives(p, m, i))
         if kind == "pending-nmi":
@@ -227,6 +234,7 @@ class DesignSystem:
         else:
             out["label"] = f"cpu{a.cpu}: " + {
                 "nmi": "NMI arrives",
+                "df": "a double fault is raised",
                 "mce": "#MC arrives",
                 "ipi": "NMI IPI arrives",
                 "pending-nmi": "latched NMI is taken",

@@ -47,7 +47,7 @@ from model.x86.state import (
 )
 
 
-class Source(str, Enum):
+class Source(str, Enum):  # noqa: UP042 (StrEnum would change str(Source.X))
     """How an event reached the CPU: this decides the DPL check, NMI/MCIP side effects,
     the error code and the EXT bit."""
 

@@ -20,7 +20,6 @@ from model.x86.state import (
     Platform,
     Run,
     Shadow,
-    SYSRET_CS,
     Value,
 )
 
@@ -117,7 +116,10 @@ def sysret(platform: Platform, m: Machine, cpu_i: int) -> Machine:
             raise ArchFault(GP, 0, f"SYSRET with non-canonical RCX {rcx:#x} at CPL 0")
         amd = m.with_cpu(cpu_i, cpu._replace(cpl=3, rflags=flags))
         raise ArchFault(
-            GP, 0, f"SYSRET to non-canonical RIP {rcx:#x} at CPL 3", machine=_returned_to_guest(amd, cpu_i)
+            GP,
+            0,
+            f"SYSRET to non-canonical RIP {rcx:#x} at CPL 3",
+            machine=_returned_to_guest(amd, cpu_i),
         )
     cpu = cpu._replace(cpl=3, pc=_code_target(rcx), rflags=flags)
     return _returned_to_guest(m.with_cpu(cpu_i, cpu), cpu_i)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 from model.x86.arch import AC_FLAG, DF_FLAG, IF, NT, RF, TF
 
@@ -18,14 +18,14 @@ class CodeAddr(NamedTuple):
     """An instruction address: a routine of the design and an index into it."""
 
     routine: str
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, as NamedTuples may
 
     def __str__(self) -> str:
         return f"{self.routine}+{self.index}"
 
 
 # A register or memory word: an integer, or a code address (what CALL and delivery push).
-Value = Union[int, CodeAddr]
+Value = int | CodeAddr
 
 # General-purpose registers other than RSP, in a fixed order (RSP lives in `Cpu.rsp`).
 REGISTERS: tuple[str, ...] = (
