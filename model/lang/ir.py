@@ -145,10 +145,13 @@ class TssDecl:
 
 @dataclass(frozen=True)
 class VarDecl:
+    """`var NAME = init`, `var NAME[N] = init` (an array), `percpu NAME = init`."""
+
     name: str
     init: Expr
     per_cpu: bool
     loc: Loc
+    length: int = 1  # elements of a global array (1: a scalar)
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,7 @@ BUILTINS: dict[str, tuple[int, int]] = {  # name -> (min args, max args)
     "sti": (0, 0), "clear_mcip": (0, 0), "write_cr4_mce": (1, 1), "free_init": (0, 0),
     "wait_until": (1, 1), "wait_timeout": (1, 1), "atomic_inc": (1, 1),
     "atomic_dec": (1, 1), "atomic_set": (2, 2), "assert": (1, 1), "nop": (0, 0),
-    "choose": (2, 16), "stop": (0, 0),
+    "choose": (2, 16), "choose_range": (3, 3), "stop": (0, 0),
 }
 DESTINATIONS = ("SELF", "ALL_BUT_SELF", "ALL")
 
@@ -391,11 +391,21 @@ class _Parser:
             self._stack(rest, loc)
             return True, i + 1
         if word in ("var", "percpu"):
-            m = re.fullmatch(r"(\w+)\s*=\s*(.+)", rest)
+            m = re.fullmatch(r"(\w+)\s*(?:\[([^\]]+)\])?\s*=\s*(.+)", rest)
             if not m:
-                raise _err(f"write `{word} NAME = value`", loc)
+                raise _err(f"write `{word} NAME = value` (or `var NAME[N] = value`)", loc)
+            length = self._int(m.group(2), loc) if m.group(2) else 1
+            if m.group(2) and word == "percpu":
+                raise _err("per-CPU arrays are not supported; use a global array", loc)
+            if not 1 <= length <= 4096:
+                raise _err("an array has 1-4096 elements", loc)
+            if any(v.name == m.group(1) for v in self.variables):
+                raise _err(f"variable {m.group(1)!r} is declared twice", loc)
             self.variables.append(
-                VarDecl(m.group(1), parse_expr(m.group(2), loc, self.consts), word == "percpu", loc)
+                VarDecl(
+                    m.group(1), parse_expr(m.group(3), loc, self.consts), word == "percpu", loc,
+                    length,
+                )
             )
             return True, i + 1
         if word == "cpu":
@@ -814,7 +824,7 @@ class _Parser:
                 raise _err(f"ltr names a missing tss {ins.args[0].name!r}", ins.loc)
         known = var_names | tables | tss_names | stack_names | set(self.routines) | set(DESTINATIONS)
         known |= {"none", "interrupt", "trap"}
-        if ins.op == "c.assign" and ins.args[0] not in var_names:
+        if ins.op in ("c.assign", "c.assign_index") and ins.args[0] not in var_names:
             raise _err(f"assignment to an undeclared variable {ins.args[0]!r}", ins.loc)
         for a in ins.args:
             exprs: list[Expr] = []
@@ -935,6 +945,15 @@ class _CCompiler:
         if m:
             self._open_if(m.group(1), loc, s, chained=False)
             return False
+        m = re.fullmatch(r"for\s*\(([^;]+);([^;]+);([^;]+)\)\s*\{", s)
+        if m:
+            # for (init; cond; step) { body }  ==  init; while (cond) { body; step }
+            self._statement(m.group(1).strip(), loc)
+            top, end = self._label(), self._label()
+            self._place(top)
+            self._jump("c.branch_false", (self._cond(m.group(2), loc),), end, loc, s)
+            self.blocks.append(("loop", {"top": top, "end": end, "step": m.group(3).strip()}, loc))
+            return False
         m = re.fullmatch(r"while\s*\((.*)\)\s*\{", s)
         if m or re.fullmatch(r"for\s*\(\s*;\s*;\s*\)\s*\{", s):
             top, end = self._label(), self._label()
@@ -955,12 +974,21 @@ class _CCompiler:
         if s in ("return", "return 0"):
             self._emit("ret", (), loc, s)
             return False
-        m = re.fullmatch(r"(\w+)\s*(\+|-|\||&)?=\s*(.+)", s)
-        if m and not s.startswith("=="):
-            name, op, value = m.group(1), m.group(2), self._cond(m.group(3), loc)
+        m = re.fullmatch(r"(\w+)\s*(\+\+|--)", s)
+        if m:
+            op = "+" if m.group(2) == "++" else "-"
+            self._emit("c.assign", (m.group(1), ("binop", op, ("var", m.group(1)), ("const", 1))), loc, s)
+            return False
+        m = re.fullmatch(r"(\w+)\s*(?:\[(.+)\])?\s*(\+|-|\||&|\^)?=\s*(.+)", s)
+        if m and not m.group(4).startswith("="):
+            name, index, op, value = m.group(1), m.group(2), m.group(3), self._cond(m.group(4), loc)
+            target: Expr = ("var", name) if index is None else ("index", name, self._cond(index, loc))
             if op:
-                value = ("binop", op, ("var", name), value)
-            self._emit("c.assign", (name, value), loc, s)
+                value = ("binop", op, target, value)
+            if index is None:
+                self._emit("c.assign", (name, value), loc, s)
+            else:
+                self._emit("c.assign_index", (name, self._cond(index, loc), value), loc, s)
             return False
         m = re.fullmatch(r"(\w+)\s*\((.*)\)", s)
         if m:
@@ -995,6 +1023,8 @@ class _CCompiler:
             else:
                 self._place(str(data["end"]))
         elif kind == "loop":
+            if data.get("step"):
+                self._statement(str(data["step"]), loc)
             self._jump("jmp", (), str(data["top"]), loc, "}")
             self._place(str(data["end"]))
         elif kind == "atomic":

@@ -77,11 +77,7 @@ class Interpreter:
         if kind == "top":
             return self.platform.region(self.layout.resolve(e[1], cpu_i)).top
         if kind == "index":
-            idx = self._int(self.eval(s, cpu_i, e[2], ins), ins)
-            name = e[1]
-            if name in self.layout.percpu_vars:
-                return s.vars[self.layout.var_index[name] + idx]
-            raise self._error(f"{name}[...] is not a per-CPU variable", ins)
+            return s.vars[self._element(s, cpu_i, e[1], e[2], ins)]
         if kind == "binop":
             a = self.eval(s, cpu_i, e[2], ins)
             b = self.eval(s, cpu_i, e[3], ins)
@@ -96,7 +92,21 @@ class Interpreter:
             return s.vars[self.layout.var_index[name] + idx]
         if kind == "call" and e[1] == "nmi_blocked" and not e[2]:
             return int(s.machine.cpus[cpu_i].nmi_blocked)
+        if kind == "call" and e[1] == "mem" and len(e[2]) == 1:
+            # A word of stack memory, e.g. the error code of the frame a handler got.
+            addr = self._int(self.eval(s, cpu_i, e[2][0], ins), ins) & MASK64
+            return read(s.machine, addr - addr % WORD)
         raise self._error(f"cannot evaluate {e!r}", ins)
+
+    def _element(self, s: SysState, cpu_i: int, name: str, index: Expr, ins: Instr) -> int:
+        """The variable slot of `name[index]`: a per-CPU variable's copy, or an array element."""
+        if name not in self.layout.var_index:
+            raise self._error(f"{name}[...] is not a variable", ins)
+        idx = self._int(self.eval(s, cpu_i, index, ins), ins)
+        size = self.layout.ncpus if name in self.layout.percpu_vars else self.layout.lengths[name]
+        if not 0 <= idx < size:
+            raise self._error(f"index {idx} is outside {name}[0..{size - 1}]", ins)
+        return self.layout.var_index[name] + idx
 
     def _named(self, name: str, cpu_i: int, ins: Instr) -> Value:
         raise self._error(f"{name!r} is not a value here", ins)
@@ -376,6 +386,14 @@ class Interpreter:
         return m.with_cpu(cpu_i, cpu._replace(rflags=flags))
 
     # -- pseudo-C ------------------------------------------------------------------------------
+    def choices(self, s: SysState, cpu_i: int, ins: Instr) -> int:
+        """How many ways a `choose` / `choose_range` step can go."""
+        if ins.op == "c.choose_range":
+            low = self._int(self.eval(s, cpu_i, ins.args[1], ins), ins)  # type: ignore[arg-type]
+            high = self._int(self.eval(s, cpu_i, ins.args[2], ins), ins)  # type: ignore[arg-type]
+            return max(0, high - low + 1)
+        return len(ins.args) - 1
+
     def wait_ready(self, s: SysState, cpu_i: int, ins: Instr) -> bool:
         return bool(self.eval(s, cpu_i, ins.args[0], ins))
 
@@ -389,6 +407,20 @@ class Interpreter:
             value = self.eval(s, cpu_i, a[1], ins)  # type: ignore[arg-type]
             slot = self.layout.var_slot(name, cpu_i)
             s = s._replace(vars=s.vars[:slot] + (value,) + s.vars[slot + 1 :])
+            return s._replace(machine=self._advance(m, cpu_i))
+        if op == "assign_index":
+            name = a[0]
+            assert isinstance(name, str)
+            slot = self._element(s, cpu_i, name, a[1], ins)  # type: ignore[arg-type]
+            value = self.eval(s, cpu_i, a[2], ins)  # type: ignore[arg-type]
+            s = s._replace(vars=s.vars[:slot] + (value,) + s.vars[slot + 1 :])
+            return s._replace(machine=self._advance(m, cpu_i))
+        if op == "choose_range":
+            var = a[0]
+            assert isinstance(var, tuple) and var[0] == "var"
+            low = self._int(self.eval(s, cpu_i, a[1], ins), ins)  # type: ignore[arg-type]
+            slot = self.layout.var_slot(var[1], cpu_i)
+            s = s._replace(vars=s.vars[:slot] + (low + choice,) + s.vars[slot + 1 :])
             return s._replace(machine=self._advance(m, cpu_i))
         if op == "branch_false":
             if self.eval(s, cpu_i, a[0], ins):  # type: ignore[arg-type]

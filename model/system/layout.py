@@ -48,6 +48,7 @@ class Layout:
     var_index: dict[str, int]  # global var -> slot; per-cpu var -> first slot (+cpu)
     percpu_vars: frozenset[str]
     nvars: int
+    lengths: dict[str, int]  # elements of each global array (1 for scalars)
 
     def resolve(self, name: str, cpu: int) -> str:
         """A stack, IDT or TSS name as code on `cpu` means it."""
@@ -91,7 +92,7 @@ def build_layout(design: Design, ncpus: int) -> Layout:
     n = 0
     for v in design.variables:
         var_index[v.name] = n
-        n += ncpus if v.per_cpu else 1
+        n += ncpus if v.per_cpu else v.length
     return Layout(
         design=design,
         ncpus=ncpus,
@@ -100,6 +101,7 @@ def build_layout(design: Design, ncpus: int) -> Layout:
         var_index=var_index,
         percpu_vars=frozenset(v.name for v in design.variables if v.per_cpu),
         nvars=n,
+        lengths={v.name: v.length for v in design.variables},
     )
 
 
@@ -186,8 +188,8 @@ def initial_machines(layout: Layout) -> tuple[list[Machine], tuple[Value, ...]]:
         choices.append([_initial_cpu(layout, c, decl) for decl in decls])
     values: list[Value] = []
     for v in d.variables:
-        for c in range(layout.ncpus) if v.per_cpu else [0]:
-            values.append(static_value(layout, v.init, c, v.loc))
+        for c in range(layout.ncpus) if v.per_cpu else range(v.length):
+            values.append(static_value(layout, v.init, c if v.per_cpu else 0, v.loc))
     machines = [
         Machine(cpus=tuple(cpus), memory=(), frames=(), idts=tuple(idts), tsss=tuple(tsss))
         for cpus in itertools.product(*choices)

@@ -22,6 +22,7 @@ ENVIRONMENT_KEYS: dict[str, tuple[type, str]] = {
     "double_faults": (int, "double faults the environment may raise at a boundary, per CPU"),
     "faults": (int, "how many steps marked @fault(#X) may fault, in all"),
     "cpus": (int, "the number of CPUs (default: the design's `cpus`)"),
+    "quiet_without_idt": (bool, "no NMI or #MC while a CPU's IDTR is empty (the boot critical region)"),
     "pic": (bool, "external interrupts come from a legacy 8259 PIC (any vector, even 0-15)"),
 }
 

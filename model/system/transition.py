@@ -39,6 +39,7 @@ class Environment:
     faults: int = 0
     double_faults: int = 0  # #DF raised at a boundary: a fault the model does not spell out
     cpus: int | None = None
+    quiet_without_idt: bool = False  # no NMI/#MC while IDTR is empty (boot's critical region)
     pic: bool = False  # external interrupts come from an 8259 PIC (any vector) not the LAPIC
 
 
@@ -74,7 +75,8 @@ class DesignSystem:
             if cpu.run is Run.SHUTDOWN:
                 continue
             base = i * BUDGETS_PER_CPU
-            if b[base + 1] and cpu.cr4_mce:
+            quiet = env.quiet_without_idt and cpu.idtr is None
+            if b[base + 1] and cpu.cr4_mce and not quiet:
                 # #MC outranks everything at a boundary (SDM §6.9 Table 6-2).
                 out.append(Action("mce", i))
             if ev.db_due(cpu):
@@ -89,8 +91,9 @@ class DesignSystem:
                     if ins.op in ("c.wait_until", "c.wait_timeout"):
                         if self.interp.wait_ready(s, i, ins):
                             out.append(Action("step", i))
-                    elif ins.op == "choose" or ins.op == "c.choose":
-                        out.extend(Action("step", i, k) for k in range(len(ins.args) - 1))
+                    elif ins.op in ("choose", "c.choose", "c.choose_range"):
+                        n = self.interp.choices(s, i, ins)
+                        out.extend(Action("step", i, k) for k in range(n))
                     else:
                         out.append(Action("step", i))
                     if ins.fault is not None and b[-1]:
@@ -99,7 +102,7 @@ class DesignSystem:
                     out.append(Action("step", i))  # reports the missing instruction
             if b[base + 3]:
                 out.append(Action("df", i))
-            if b[base] and not (cpu.nmi_blocked and cpu.nmi_pending):
+            if b[base] and not quiet and not (cpu.nmi_blocked and cpu.nmi_pending):
                 out.append(Action("nmi", i))
             if cpu.ipi_nmi:
                 out.append(Action("ipi", i))
@@ -208,7 +211,11 @@ class DesignSystem:
         out["frames"] = "; ".join(self._frame(f) for f in m.frames) or "none"
         for name in self.var_names:
             values = self._var_values(s, name)
-            out[f"var.{name}"] = str(values if isinstance(values, int) else list(values))
+            if isinstance(values, tuple):
+                text = "[" + ", ".join(self._value(v) for v in values) + "]"
+            else:
+                text = self._value(values)
+            out[f"var.{name}"] = text
         out["incidents"] = ", ".join(m.incidents) or "none"
         return out
 
@@ -221,7 +228,7 @@ class DesignSystem:
             text = ins.text if ins is not None else "?"
             if a.kind == "fault" and ins is not None and ins.fault is not None:
                 text = f"{text}  -> raises {vector_name(ins.fault)}"
-            elif ins is not None and ins.op in ("choose", "c.choose"):
+            elif ins is not None and ins.op in ("choose", "c.choose", "c.choose_range"):
                 text = f"{text}  [choice {a.arg + 1}]"
             out["label"] = f"cpu{a.cpu}: {text}"
             if ins is not None:
@@ -298,7 +305,8 @@ class DesignSystem:
         base = self.layout.var_index[name]
         if name in self.layout.percpu_vars:
             return s.vars[base : base + self.ncpus]
-        return s.vars[base]
+        length = self.layout.lengths[name]
+        return s.vars[base] if length == 1 else s.vars[base : base + length]
 
 
 class _Vocabulary(Mapping[str, Any]):
