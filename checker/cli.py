@@ -1,0 +1,197 @@
+"""`python -m checker [PATHS...]`: check property files and gate on their verdicts.
+
+Exit codes: 0 every verdict meets its expectation; 1 some verdict differs; 2 bad input or
+usage (including a property that could not be evaluated); 3 some verdict is incomplete
+(a bound stopped exploration) and none differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from checker.errors import CheckerError, UsageError
+from checker.explore import Bounds, Progress
+from checker.interface import ModelProvider
+from checker.report import dumps, errors_json, render_text, run_json, write_all_traces
+from checker.run import check, plan, read_files
+from checker.spec import LoadedGroup, find_property_files
+from checker.verdict import EXIT_INPUT, Verdict
+
+DEFAULT_PATH = "properties/"
+DEFAULT_REPORT_DIR = "reports/"
+EXIT_INTERRUPTED = 130
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m checker",
+        description="Exhaustively check property files against the interrupt-delivery model.",
+        epilog="Exit codes: 0 all verdicts as expected, 1 a verdict differs, "
+        "2 bad input or usage, 3 a verdict is incomplete (a bound was hit).",
+    )
+    parser.add_argument(
+        "paths", nargs="*", metavar="PATH",
+        help=f"property files or folders (every *.toml, recursively; default {DEFAULT_PATH})",
+    )
+    parser.add_argument(
+        "--property", action="append", default=[], metavar="NAME",
+        help="check only properties whose name matches this glob (repeatable)",
+    )
+    parser.add_argument("--max-states", type=_non_negative_int, metavar="N",
+                        help="stop an exploration after N distinct states")
+    parser.add_argument("--max-depth", type=_non_negative_int, metavar="N",
+                        help="do not explore beyond N steps from an initial state")
+    parser.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
+                        help="stop an exploration after SECONDS")
+    parser.add_argument("--format", choices=("text", "json"), default="text",
+                        help="output format on stdout (default text)")
+    parser.add_argument("--report-dir", default=DEFAULT_REPORT_DIR, metavar="DIR",
+                        help=f"where traces are written (default {DEFAULT_REPORT_DIR})")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-q", "--quiet", action="store_true",
+                           help="print only failures and the summary")
+    verbosity.add_argument("-v", "--verbose", action="store_true",
+                           help="print every message and exploration statistics")
+    return parser
+
+
+class ProgressLine:
+    """A live progress line on a terminal: shown after ~2 s, refreshed every ~0.5 s."""
+
+    DELAY = 2.0
+    EVERY = 0.5
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self.enabled = _isatty(stream)
+        self.shown = False
+        self.last = 0.0
+
+    def for_group(self, number: int, total: int, loaded: LoadedGroup) -> Progress | None:
+        if not self.enabled:
+            return None
+        group = loaded.group
+        label = f"[{number + 1}/{total}] {group.design}"
+        if group.variant:
+            label += f" [{group.variant_text}]"
+
+        def report(states: int, depth: int, seconds: float) -> None:
+            now = time.monotonic()
+            if seconds < self.DELAY or now - self.last < self.EVERY:
+                return
+            self.last = now
+            rate = states / seconds if seconds > 0 else 0.0
+            self.stream.write(
+                f"\r\033[K{label}: {states:,} states, depth {depth}, {rate:,.0f} states/s"
+            )
+            self.stream.flush()
+            self.shown = True
+
+        return report
+
+    def clear(self) -> None:
+        if self.shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self.shown = False
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _load_provider() -> ModelProvider:
+    try:
+        from model import provider as get_provider  # type: ignore[attr-defined,unused-ignore]
+    except ImportError as exc:
+        raise UsageError(f"cannot load the model package: {exc}") from None
+    provider: ModelProvider = get_provider()
+    return provider
+
+
+def _print_errors(errors: Sequence[CheckerError], fmt: str) -> None:
+    for error in errors:
+        print(str(error), file=sys.stderr)
+    if fmt == "json":
+        sys.stdout.write(dumps(errors_json(list(errors))))
+
+
+def main(argv: list[str] | None = None, provider: ModelProvider | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits 2 on a usage error, as argparse does
+    try:
+        return _run(args, provider)
+    except CheckerError as exc:  # InputError, UsageError, ...: a message, no traceback
+        _print_errors([exc], args.format)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _run(args: argparse.Namespace, provider: ModelProvider | None) -> int:
+    paths = find_property_files(args.paths or [DEFAULT_PATH])
+    if not paths:
+        where = ", ".join(args.paths or [DEFAULT_PATH])
+        raise UsageError(f"no property files (*.toml) found in {where}")
+    files, errors = read_files(paths)  # syntax and schema first: no model needed
+    if errors:
+        _print_errors(errors, args.format)
+        return EXIT_INPUT
+    if provider is None:
+        provider = _load_provider()
+    prepared, errors = plan(files, provider, args.property)
+    if prepared is None:
+        _print_errors(errors, args.format)
+        return EXIT_INPUT
+    bounds = Bounds(args.max_states, args.max_depth, args.timeout)
+    progress = ProgressLine(sys.stderr)
+    try:
+        run = check(prepared.groups, prepared.properties, bounds, progress.for_group)
+    finally:
+        progress.clear()
+    try:
+        traces = write_all_traces(run, Path(args.report_dir))
+    except OSError as exc:
+        raise UsageError(f"cannot write reports to {args.report_dir}: {exc}") from None
+    if args.format == "json":
+        sys.stdout.write(dumps(run_json(run, traces)))
+    else:
+        sys.stdout.write(render_text(run, traces, quiet=args.quiet, verbose=args.verbose))
+    for result in run.results:
+        if result.verdict is Verdict.ERROR:
+            print(f"{result.prop.file}:{result.prop.line}: property '{result.prop.name}': "
+                  f"{result.message}", file=sys.stderr)
+    return run.exit_code
+
+
+def entry_point() -> None:
+    sys.exit(main())

@@ -1,0 +1,595 @@
+"""Property expressions: a small, safe language.
+
+An expression is parsed with Python's `ast` (mode "eval") and checked against a strict
+whitelist, then compiled once into a tree of closures that evaluate it against the
+vocabulary of a state. Nothing a property file contains is ever executed as Python: there
+is no eval/exec/compile of user text, `a.b` is an item lookup `a["b"]` (never getattr),
+and only a fixed set of functions plus callables the model's vocabulary provides can be
+called.
+
+Closures take `(loc, env)`: `loc` maps the names bound by generator expressions, `env` is
+the vocabulary of the state. Which of the two a name reads is decided at compile time.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import functools
+import operator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from checker.errors import CheckerError
+
+Env = Mapping[str, Any]
+Loc = Mapping[str, Any]
+Fn = Callable[[Loc, Env], Any]
+
+# Shift counts beyond this raise rather than build enormous integers.
+MAX_SHIFT = 4096
+
+
+class ExprError(CheckerError):
+    """An expression that is malformed, uses a construct outside the language, or a name
+    the vocabulary does not provide. `line`/`col` are 1-based, within the expression."""
+
+    def __init__(self, message: str, line: int = 1, col: int = 1):
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.col = col
+
+    def where(self, source: str) -> str:
+        if "\n" in source:
+            return f"expression line {self.line}, column {self.col}"
+        return f"column {self.col}"
+
+
+class EvalError(CheckerError):
+    """An expression failed on a particular state (missing field, bad operand types...)."""
+
+
+def _count(items: Iterable[Any]) -> int:
+    """Number of truthy items: `count(c.halted for c in cpus)`."""
+    return sum(1 for item in items if item)
+
+
+BUILTINS: Mapping[str, Callable[..., Any]] = {
+    "any": any,
+    "all": all,
+    "len": len,
+    "min": min,
+    "max": max,
+    "sum": sum,
+    "count": _count,
+}
+
+
+def _lshift(a: Any, b: Any) -> Any:
+    if isinstance(b, int) and b > MAX_SHIFT:
+        raise EvalError(f"shift count {b} is larger than {MAX_SHIFT}")
+    return a << b
+
+
+MAX_REPEAT = 1 << 20
+
+
+def _mul(a: Any, b: Any) -> Any:
+    # `"x" * 10**12` would exhaust memory; repeating a sequence is capped.
+    if (isinstance(a, str | list | tuple) and isinstance(b, int) and b > MAX_REPEAT) or (
+        isinstance(b, str | list | tuple) and isinstance(a, int) and a > MAX_REPEAT
+    ):
+        raise EvalError(f"repeating a sequence more than {MAX_REPEAT} times")
+    return a * b
+
+
+def _not_in(a: Any, b: Any) -> bool:
+    return a not in b
+
+
+def _in(a: Any, b: Any) -> bool:
+    return a in b
+
+
+_BINOPS: Mapping[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: _mul,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.BitAnd: operator.and_,
+    ast.BitOr: operator.or_,
+    ast.BitXor: operator.xor,
+    ast.LShift: _lshift,
+    ast.RShift: operator.rshift,
+}
+
+_CMPOPS: Mapping[type[ast.cmpop], Callable[[Any, Any], Any]] = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.In: _in,
+    ast.NotIn: _not_in,
+}
+
+_UNARY: Mapping[type[ast.unaryop], Callable[[Any], Any]] = {
+    ast.Not: operator.not_,
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
+    ast.Invert: operator.invert,
+}
+
+# Readable names for rejected constructs, so the message says what was written.
+_CONSTRUCT_NAMES: Mapping[type[ast.AST], str] = {
+    ast.Lambda: "lambda",
+    ast.ListComp: "list comprehension",
+    ast.SetComp: "set comprehension",
+    ast.DictComp: "dict comprehension",
+    ast.Starred: "starred expression (*x)",
+    ast.NamedExpr: "assignment expression (:=)",
+    ast.JoinedStr: "f-string",
+    ast.FormattedValue: "f-string",
+    ast.Await: "await",
+    ast.Yield: "yield",
+    ast.YieldFrom: "yield from",
+    ast.Dict: "dict display",
+    ast.Set: "set display",
+    ast.Div: "true division '/' (use '//')",
+    ast.Pow: "power operator '**'",
+    ast.MatMult: "matrix multiplication '@'",
+    ast.Is: "'is' (use '==')",
+    ast.IsNot: "'is not' (use '!=')",
+}
+
+
+def _construct(node: ast.AST) -> str:
+    return _CONSTRUCT_NAMES.get(type(node), type(node).__name__)
+
+
+@dataclass(frozen=True)
+class NameRef:
+    """One use of a vocabulary name in an expression (1-based line and column)."""
+
+    name: str
+    line: int
+    col: int
+
+
+@dataclass(frozen=True)
+class Expr:
+    """A compiled expression. `evaluate(vocabulary)` gives its value in a state."""
+
+    source: str
+    refs: tuple[NameRef, ...]
+    _fn: Fn = field(repr=False, compare=False)
+    evaluate: Callable[[Env], Any] = field(repr=False, compare=False)
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The vocabulary names the expression reads."""
+        return frozenset(ref.name for ref in self.refs)
+
+    def check_names(self, known: Mapping[str, str] | Iterable[str]) -> None:
+        """Raise ExprError at the first name the vocabulary does not provide."""
+        known_set = set(known)
+        for ref in self.refs:
+            if ref.name not in known_set:
+                raise ExprError(_unknown_name_message(ref.name, known_set), ref.line, ref.col)
+
+
+def _unknown_name_message(name: str, known: set[str]) -> str:
+    message = f"unknown name '{name}'"
+    close = difflib.get_close_matches(name, sorted(known), n=3)
+    if close:
+        message += " (did you mean " + ", ".join(f"'{c}'" for c in close) + "?)"
+    elif known:
+        listed = sorted(known)
+        more = f", ... ({len(listed) - 20} more)" if len(listed) > 20 else ""
+        message += "; known names: " + ", ".join(listed[:20]) + more
+    else:
+        message += "; the model provides no names"
+    return message
+
+
+_NO_LOCALS: Mapping[str, Any] = {}
+
+
+def compile_expr(source: str) -> Expr:
+    """Parse and compile `source`; raise ExprError if it is not in the language."""
+    if not isinstance(source, str):
+        raise ExprError("expression must be a string")
+    text = source.strip()
+    if not text:
+        raise ExprError("empty expression")
+    wrapped = False
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as first:
+        if "\n" not in text:
+            raise _syntax_error(first) from None
+        # A multi-line expression (TOML multi-line string) parses like a parenthesised one.
+        try:
+            tree = ast.parse("(" + text + "\n)", mode="eval")
+            wrapped = True
+        except SyntaxError:
+            raise _syntax_error(first) from None
+        except (RecursionError, MemoryError):
+            raise ExprError("expression is too deeply nested") from None
+    except (RecursionError, MemoryError):
+        raise ExprError("expression is too deeply nested") from None
+    compiler = _Compiler(text, wrapped)
+    try:
+        fn = compiler.compile(tree.body, frozenset())
+    except RecursionError:
+        raise ExprError("expression is too deeply nested") from None
+    evaluate: Callable[[Env], Any] = functools.partial(fn, _NO_LOCALS)
+    return Expr(text, tuple(compiler.refs), fn, evaluate)
+
+
+def _syntax_error(err: SyntaxError) -> ExprError:
+    msg = err.msg or "invalid syntax"
+    return ExprError(f"syntax error: {msg}", err.lineno or 1, err.offset or 1)
+
+
+class _Compiler:
+    def __init__(self, source: str, wrapped: bool):
+        self.source = source
+        self.lines = source.split("\n")
+        self.wrapped = wrapped
+        self.refs: list[NameRef] = []
+
+    # -- positions ---------------------------------------------------------------------
+
+    def pos(self, node: ast.AST) -> tuple[int, int]:
+        """1-based (line, column in characters) of `node` within the expression."""
+        line = getattr(node, "lineno", 1)
+        byte_col = getattr(node, "col_offset", 0)
+        if self.wrapped and line == 1:
+            byte_col -= 1  # the "(" we added
+        text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
+        col = len(text.encode("utf-8")[: max(byte_col, 0)].decode("utf-8", "ignore"))
+        return line, col + 1
+
+    def error(self, node: ast.AST, message: str) -> ExprError:
+        line, col = self.pos(node)
+        return ExprError(message, line, col)
+
+    def reject(self, node: ast.AST) -> ExprError:
+        return self.error(node, f"{_construct(node)} is not allowed in a property expression")
+
+    def segment(self, node: ast.AST) -> str:
+        line, col = self.pos(node)
+        end_line = getattr(node, "end_lineno", line)
+        if end_line != line:
+            return self.lines[line - 1][col - 1 :] + " ..."
+        length = getattr(node, "end_col_offset", 0) - getattr(node, "col_offset", 0)
+        text = self.lines[line - 1].encode("utf-8")
+        start = len(self.lines[line - 1][: col - 1].encode("utf-8"))
+        return text[start : start + max(length, 0)].decode("utf-8", "ignore")
+
+    # -- dispatch ----------------------------------------------------------------------
+
+    def compile(self, node: ast.expr, scope: frozenset[str]) -> Fn:
+        method = getattr(self, "c_" + type(node).__name__, None)
+        if method is None:
+            raise self.reject(node)
+        fn: Fn = method(node, scope)
+        return fn
+
+    def c_Constant(self, node: ast.Constant, scope: frozenset[str]) -> Fn:
+        value = node.value
+        if value is not None and not isinstance(value, bool | int | str):
+            raise self.error(
+                node, f"constant of type {type(value).__name__} is not allowed (int, str, bool)"
+            )
+        return lambda loc, env: value
+
+    def c_Name(self, node: ast.Name, scope: frozenset[str]) -> Fn:
+        name = node.id
+        if name.startswith("_"):
+            raise self.error(node, f"name '{name}' is not allowed (names may not start with '_')")
+        if name in scope:
+            return lambda loc, env: loc[name]
+        if name in BUILTINS:
+            raise self.error(node, f"'{name}' is a function: call it, as in {name}(...)")
+        line, col = self.pos(node)
+        self.refs.append(NameRef(name, line, col))
+        return lambda loc, env: env[name]
+
+    def c_Attribute(self, node: ast.Attribute, scope: frozenset[str]) -> Fn:
+        attr = node.attr
+        obj = self.compile(node.value, scope)  # first, so errors come in source order
+        if attr.startswith("_"):
+            # point at the field name itself, not at the start of `a.b`
+            at = ast.Name(
+                id=attr,
+                lineno=getattr(node, "end_lineno", node.lineno),
+                col_offset=(node.end_col_offset or 0) - len(attr.encode("utf-8")),
+            )
+            raise self.error(
+                at, f"attribute '{attr}' is not allowed (fields may not start with '_')"
+            )
+        text = self.segment(node)
+
+        def attribute(loc: Loc, env: Env) -> Any:
+            record = obj(loc, env)
+            try:
+                return record[attr]
+            except (KeyError, IndexError):
+                raise EvalError(f"{text}: no field '{attr}'") from None
+            except TypeError:
+                raise EvalError(
+                    f"{text}: a value of type {type(record).__name__} has no fields"
+                ) from None
+
+        return attribute
+
+    def c_Subscript(self, node: ast.Subscript, scope: frozenset[str]) -> Fn:
+        obj = self.compile(node.value, scope)
+        text = self.segment(node)
+        if isinstance(node.slice, ast.Constant):
+            # `cpu[1]`: a constant index needs no closure of its own.
+            const = self.c_Constant(node.slice, scope)(_NO_LOCALS, _NO_LOCALS)
+
+            def subscript_const(loc: Loc, env: Env) -> Any:
+                container = obj(loc, env)
+                try:
+                    return container[const]
+                except (KeyError, IndexError):
+                    raise EvalError(f"{text}: no element {const!r}") from None
+                except TypeError as exc:
+                    raise EvalError(f"{text}: {exc}") from None
+
+            return subscript_const
+        index = self.compile(node.slice, scope)
+
+        def subscript(loc: Loc, env: Env) -> Any:
+            container = obj(loc, env)
+            key = index(loc, env)
+            try:
+                return container[key]
+            except (KeyError, IndexError):
+                raise EvalError(f"{text}: no element {key!r}") from None
+            except TypeError as exc:
+                raise EvalError(f"{text}: {exc}") from None
+
+        return subscript
+
+    def c_Slice(self, node: ast.Slice, scope: frozenset[str]) -> Fn:
+        parts = [
+            None if part is None else self.compile(part, scope)
+            for part in (node.lower, node.upper, node.step)
+        ]
+
+        def make_slice(loc: Loc, env: Env) -> slice:
+            lo, hi, st = (None if p is None else p(loc, env) for p in parts)
+            return slice(lo, hi, st)
+
+        return make_slice
+
+    def c_Tuple(self, node: ast.Tuple, scope: frozenset[str]) -> Fn:
+        items = [self.compile(elt, scope) for elt in node.elts]
+        return lambda loc, env: tuple(item(loc, env) for item in items)
+
+    def c_List(self, node: ast.List, scope: frozenset[str]) -> Fn:
+        items = [self.compile(elt, scope) for elt in node.elts]
+        return lambda loc, env: [item(loc, env) for item in items]
+
+    def c_BinOp(self, node: ast.BinOp, scope: frozenset[str]) -> Fn:
+        op = _BINOPS.get(type(node.op))
+        if op is None:
+            raise self.error(node, f"{_construct(node.op)} is not allowed in a property expression")
+        left = self.compile(node.left, scope)
+        right = self.compile(node.right, scope)
+        text = self.segment(node)
+
+        def binop(loc: Loc, env: Env) -> Any:
+            try:
+                return op(left(loc, env), right(loc, env))
+            except (TypeError, ZeroDivisionError, ValueError) as exc:
+                raise EvalError(f"{text}: {exc}") from None
+
+        return binop
+
+    def c_UnaryOp(self, node: ast.UnaryOp, scope: frozenset[str]) -> Fn:
+        op = _UNARY[type(node.op)]
+        operand = self.compile(node.operand, scope)
+        text = self.segment(node)
+
+        def unary(loc: Loc, env: Env) -> Any:
+            try:
+                return op(operand(loc, env))
+            except TypeError as exc:
+                raise EvalError(f"{text}: {exc}") from None
+
+        return unary
+
+    def c_BoolOp(self, node: ast.BoolOp, scope: frozenset[str]) -> Fn:
+        values = [self.compile(v, scope) for v in node.values]
+        if isinstance(node.op, ast.And):
+            if len(values) == 2:
+                a, b = values
+                return lambda loc, env: a(loc, env) and b(loc, env)
+
+            def all_of(loc: Loc, env: Env) -> Any:
+                result: Any = True
+                for value in values:
+                    result = value(loc, env)
+                    if not result:
+                        return result
+                return result
+
+            return all_of
+        if len(values) == 2:
+            a, b = values
+            return lambda loc, env: a(loc, env) or b(loc, env)
+
+        def any_of(loc: Loc, env: Env) -> Any:
+            result: Any = False
+            for value in values:
+                result = value(loc, env)
+                if result:
+                    return result
+            return result
+
+        return any_of
+
+    def c_Compare(self, node: ast.Compare, scope: frozenset[str]) -> Fn:
+        ops: list[Callable[[Any, Any], Any]] = []
+        for op_node in node.ops:
+            op = _CMPOPS.get(type(op_node))
+            if op is None:
+                raise self.error(node, f"{_construct(op_node)} is not allowed in a comparison")
+            ops.append(op)
+        operands = [self.compile(node.left, scope)] + [
+            self.compile(c, scope) for c in node.comparators
+        ]
+        text = self.segment(node)
+        if len(ops) == 1:
+            op = ops[0]
+            left = operands[0]
+            right_node = node.comparators[0]
+            if isinstance(right_node, ast.Constant):
+                # The common `x == 3` shape: skip one closure call per evaluation.
+                const = right_node.value
+
+                def compare_const(loc: Loc, env: Env) -> Any:
+                    try:
+                        return op(left(loc, env), const)
+                    except TypeError as exc:
+                        raise EvalError(f"{text}: {exc}") from None
+
+                return compare_const
+            right = operands[1]
+
+            def compare(loc: Loc, env: Env) -> Any:
+                try:
+                    return op(left(loc, env), right(loc, env))
+                except TypeError as exc:
+                    raise EvalError(f"{text}: {exc}") from None
+
+            return compare
+
+        def chain(loc: Loc, env: Env) -> Any:
+            try:
+                left_value = operands[0](loc, env)
+                for op, operand in zip(ops, operands[1:], strict=True):
+                    right_value = operand(loc, env)
+                    if not op(left_value, right_value):
+                        return False
+                    left_value = right_value
+                return True
+            except TypeError as exc:
+                raise EvalError(f"{text}: {exc}") from None
+
+        return chain
+
+    def c_IfExp(self, node: ast.IfExp, scope: frozenset[str]) -> Fn:
+        test = self.compile(node.test, scope)
+        body = self.compile(node.body, scope)
+        orelse = self.compile(node.orelse, scope)
+        return lambda loc, env: body(loc, env) if test(loc, env) else orelse(loc, env)
+
+    def c_Call(self, node: ast.Call, scope: frozenset[str]) -> Fn:
+        if node.keywords:
+            raise self.error(node.keywords[0], "keyword argument is not allowed in a call")
+        func = node.func
+        if not isinstance(func, ast.Name):
+            self.compile(func, scope)  # report what is wrong inside first, if anything
+            raise self.error(
+                node, "only named functions can be called (any, all, len, min, max, sum, count, "
+                "or a function of the model's vocabulary)"
+            )
+        name = func.id
+        if name.startswith("_"):
+            raise self.error(func, f"name '{name}' is not allowed (names may not start with '_')")
+        if name in scope:
+            raise self.error(func, f"'{name}' is a generator variable, not a function")
+        args = [
+            self.c_generator(arg, scope) if isinstance(arg, ast.GeneratorExp)
+            else self.compile(arg, scope)
+            for arg in node.args
+        ]
+        text = self.segment(node)
+        builtin = BUILTINS.get(name)
+        if builtin is not None:
+            call_builtin = builtin
+            if len(args) == 1:
+                (arg,) = args
+
+                def call1(loc: Loc, env: Env) -> Any:
+                    try:
+                        return call_builtin(arg(loc, env))
+                    except (TypeError, ValueError) as exc:
+                        raise EvalError(f"{text}: {exc}") from None
+
+                return call1
+
+            def call_n(loc: Loc, env: Env) -> Any:
+                try:
+                    return call_builtin(*[a(loc, env) for a in args])
+                except (TypeError, ValueError) as exc:
+                    raise EvalError(f"{text}: {exc}") from None
+
+            return call_n
+        line, col = self.pos(func)
+        self.refs.append(NameRef(name, line, col))
+
+        def call_vocabulary(loc: Loc, env: Env) -> Any:
+            target = env[name]
+            if not callable(target):
+                raise EvalError(f"{text}: '{name}' is not a function")
+            return target(*[a(loc, env) for a in args])
+
+        return call_vocabulary
+
+    def c_GeneratorExp(self, node: ast.GeneratorExp, scope: frozenset[str]) -> Fn:
+        raise self.error(
+            node, "a generator expression is only allowed as the argument of a function call"
+        )
+
+    def c_generator(self, node: ast.GeneratorExp, scope: frozenset[str]) -> Fn:
+        if len(node.generators) != 1:
+            raise self.error(node, "a generator expression may have only one 'for'")
+        gen = node.generators[0]
+        if gen.is_async:
+            raise self.error(node, "async generator is not allowed")
+        if not isinstance(gen.target, ast.Name):
+            raise self.error(gen.target, "the target of 'for' must be a single name")
+        var = gen.target.id
+        if var.startswith("_"):
+            raise self.error(gen.target, f"name '{var}' is not allowed")
+        if var in BUILTINS:
+            raise self.error(gen.target, f"'{var}' is a function name; pick another name")
+        iterable = self.compile(gen.iter, scope)
+        inner = scope | {var}
+        conds = [self.compile(cond, inner) for cond in gen.ifs]
+        elt = self.compile(node.elt, inner)
+        text = self.segment(gen.iter)
+
+        def generate(loc: Loc, env: Env) -> Iterator[Any]:
+            source = iterable(loc, env)
+            try:
+                items = iter(source)
+            except TypeError:
+                raise EvalError(
+                    f"{text}: a value of type {type(source).__name__} is not iterable"
+                ) from None
+            bound = dict(loc)
+            return _generate(items, bound, var, conds, elt, env)
+
+        return generate
+
+
+def _generate(
+    items: Iterator[Any], bound: dict[str, Any], var: str, conds: list[Fn], elt: Fn, env: Env
+) -> Iterator[Any]:
+    for item in items:
+        bound[var] = item
+        if all(cond(bound, env) for cond in conds):
+            yield elt(bound, env)

@@ -1,0 +1,277 @@
+"""Writers: trace files (GraphML, node-link JSON, DOT), terminal text, and JSON output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from checker.errors import InputError
+from checker.run import PropertyResult, RunResult
+from checker.spec import Property
+from checker.trace import graph_json_text, graph_steps, to_dot
+from checker.verdict import Verdict
+
+TRACE_SUFFIXES = ("graphml", "json", "dot")
+JSON_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TraceFiles:
+    graphml: str
+    json: str
+    dot: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"graphml": self.graphml, "json": self.json, "dot": self.dot}
+
+
+def trace_base(report_dir: Path, prop: Property) -> Path:
+    return report_dir / Path(prop.file).stem / prop.name
+
+
+def write_trace_files(graph: nx.DiGraph, report_dir: Path, prop: Property) -> TraceFiles:
+    base = trace_base(report_dir, prop)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    paths = {suffix: base.with_name(f"{base.name}.{suffix}") for suffix in TRACE_SUFFIXES}
+    nx.write_graphml(graph, paths["graphml"])
+    paths["json"].write_text(graph_json_text(graph), encoding="utf-8")
+    paths["dot"].write_text(to_dot(graph, prop.name), encoding="utf-8")
+    return TraceFiles(*(str(paths[s]) for s in TRACE_SUFFIXES))
+
+
+def clear_trace_files(report_dir: Path, prop: Property) -> None:
+    """Remove a stale trace of a property that has none this run."""
+    base = trace_base(report_dir, prop)
+    for suffix in TRACE_SUFFIXES:
+        base.with_name(f"{base.name}.{suffix}").unlink(missing_ok=True)
+
+
+def write_all_traces(run: RunResult, report_dir: Path) -> dict[tuple[str, str], TraceFiles]:
+    written: dict[tuple[str, str], TraceFiles] = {}
+    for result in run.results:
+        if result.graph is not None:
+            written[(result.prop.file, result.prop.name)] = write_trace_files(
+                result.graph, report_dir, result.prop
+            )
+        elif report_dir.is_dir():
+            clear_trace_files(report_dir, result.prop)
+    return written
+
+
+# -- text ----------------------------------------------------------------------------------
+
+
+def _mark(result: PropertyResult) -> str:
+    if result.verdict is Verdict.ERROR:
+        return "ERROR"
+    if result.verdict is Verdict.INCOMPLETE:
+        return "INCOMPLETE"
+    return "ok" if result.ok else "FAIL"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f}s"
+
+
+def result_line(result: PropertyResult, width: int) -> str:
+    stats = result.stats
+    return (
+        f"  {_mark(result):<10} {result.prop.name:<{width}}  {result.verdict!s:<10} "
+        f"expected {result.prop.expect!s:<8}  {stats.states:>9,} states  depth {stats.depth:<4}"
+        f" {_seconds(stats.seconds)}"
+    )
+
+
+def _fmt(value: Any) -> str:
+    return repr(value) if isinstance(value, str) and (value == "" or " " in value) else str(value)
+
+
+def trace_lines(graph: nx.DiGraph, verbose: bool = False) -> list[str]:
+    """The trace step by step: actor, action, source location and what changed."""
+    lines: list[str] = []
+    previous: dict[str, Any] = {}
+    for node, edge in graph_steps(graph):
+        attrs = {k: v for k, v in node.items() if k != "step"}
+        if edge is None:
+            shown = ", ".join(f"{k}={_fmt(v)}" for k, v in attrs.items())
+            lines.append(f"      0. initial state: {shown}" if shown else "      0. initial state")
+        else:
+            actor = edge.get("cpu", edge.get("actor"))
+            who = f"[{'cpu' + str(actor) if isinstance(actor, int) else actor}] " if (
+                actor is not None
+            ) else ""
+            where = ""
+            if "file" in edge:
+                where = f"  ({edge['file']}" + (f":{edge['line']}" if "line" in edge else "") + ")"
+            detail = f" - {edge['detail']}" if edge.get("detail") else ""
+            lines.append(f"      {node['step']}. {who}{edge.get('label', '?')}{where}{detail}")
+            changes = [
+                f"{k}: {_fmt(previous.get(k, '-'))} -> {_fmt(v)}"
+                for k, v in attrs.items()
+                if previous.get(k) != v or k not in previous
+            ]
+            changes += [f"{k}: {_fmt(v)} -> -" for k, v in previous.items() if k not in attrs]
+            for change in changes:
+                lines.append(f"           {change}")
+        previous = attrs
+    if verbose:
+        lines.append(f"      choices: {graph.graph.get('choices', '')}")
+    return lines
+
+
+def render_text(
+    run: RunResult,
+    traces: Mapping[tuple[str, str], TraceFiles],
+    quiet: bool = False,
+    verbose: bool = False,
+) -> str:
+    out: list[str] = []
+    width = max((len(r.prop.name) for r in run.results), default=10)
+    current_file: str | None = None
+    for result in run.results:
+        interesting = not result.ok
+        if quiet and not interesting:
+            continue
+        if result.prop.file != current_file:
+            current_file = result.prop.file
+            out.append(current_file)
+        out.append(result_line(result, width))
+        if verbose or interesting:
+            out.append(f"      {result.message}")
+        files = traces.get((result.prop.file, result.prop.name))
+        if result.graph is not None and (not quiet or interesting):
+            what = {Verdict.HOLDS: "witness", Verdict.ERROR: "path to the failing state"}.get(
+                result.verdict, "counterexample"
+            )
+            steps = result.graph.number_of_nodes() - 1
+            out.append(f"      {what}: {steps} step{'s' if steps != 1 else ''}")
+            out.extend(trace_lines(result.graph, verbose))
+            if files is not None:
+                stem = files.graphml.rsplit(".", 1)[0]
+                out.append(f"      written to {stem}.{{graphml,json,dot}}")
+    if verbose:
+        out.append("explorations:")
+        for number, exp in enumerate(run.explorations):
+            s = exp.stats
+            end = "complete" if exp.complete else f"stopped: {exp.stop_reason}"
+            names = ", ".join(p.name for p in exp.group.properties)
+            variant = f" [{exp.group.variant_text}]" if exp.group.variant else ""
+            out.append(
+                f"  #{number} {exp.group.design}{variant}: {s.states:,} states, "
+                f"{s.transitions:,} transitions, depth {s.depth}, {_seconds(s.seconds)}, "
+                f"{s.states_per_second:,.0f} states/s, {end} ({names})"
+            )
+    out.append(summary_line(run))
+    return "\n".join(out) + "\n"
+
+
+def summary_line(run: RunResult) -> str:
+    total = len(run.results)
+    ok = sum(1 for r in run.results if r.ok)
+    errors = sum(1 for r in run.results if r.verdict is Verdict.ERROR)
+    incomplete = sum(1 for r in run.results if r.verdict is Verdict.INCOMPLETE)
+    unexpected = total - ok - errors - incomplete
+    states = sum(e.stats.states for e in run.explorations)
+    seconds = sum(e.stats.seconds for e in run.explorations)
+    parts = [f"{ok} as expected"]
+    if unexpected:
+        parts.append(f"{unexpected} unexpected")
+    if incomplete:
+        parts.append(f"{incomplete} incomplete")
+    if errors:
+        parts.append(f"{errors} error{'s' if errors != 1 else ''}")
+    return (
+        f"{total} propert{'ies' if total != 1 else 'y'}: " + ", ".join(parts)
+        + f" ({len(run.explorations)} exploration{'s' if len(run.explorations) != 1 else ''},"
+        f" {states:,} states, {_seconds(seconds)})"
+    )
+
+
+# -- JSON ----------------------------------------------------------------------------------
+
+
+def result_json(result: PropertyResult, files: TraceFiles | None) -> dict[str, Any]:
+    prop = result.prop
+    stats = result.stats
+    return {
+        "name": prop.name,
+        "file": prop.file,
+        "line": prop.line,
+        "design": prop.design,
+        "variant": dict(prop.variant),
+        "environment": prop.environment,
+        "kind": str(prop.kind),
+        "expr": prop.expr.source if prop.expr is not None else None,
+        "verdict": str(result.verdict),
+        "expected": str(prop.expect),
+        "ok": result.ok,
+        "states": stats.states,
+        "transitions": stats.transitions,
+        "depth": stats.depth,
+        "seconds": round(stats.seconds, 6),
+        "exploration": result.exploration,
+        "trace_length": result.trace.length if result.trace is not None else None,
+        "choices": list(result.trace.choices) if result.trace is not None else None,
+        "traces": files.as_dict() if files is not None else None,
+        "message": result.message,
+    }
+
+
+def run_json(run: RunResult, traces: Mapping[tuple[str, str], TraceFiles]) -> dict[str, Any]:
+    return {
+        "version": JSON_VERSION,
+        "exit_code": run.exit_code,
+        "results": [result_json(r, traces.get((r.prop.file, r.prop.name))) for r in run.results],
+        "explorations": [
+            {
+                "design": e.group.design,
+                "variant": dict(e.group.variant),
+                "environment": e.group.environment,
+                "properties": [{"file": p.file, "name": p.name} for p in e.group.properties],
+                "states": e.stats.states,
+                "transitions": e.stats.transitions,
+                "depth": e.stats.depth,
+                "seconds": round(e.stats.seconds, 6),
+                "states_per_second": round(e.stats.states_per_second, 1),
+                "complete": e.complete,
+                "stop_reason": e.stop_reason,
+            }
+            for e in run.explorations
+        ],
+        "summary": {
+            "total": len(run.results),
+            "ok": sum(1 for r in run.results if r.ok),
+            "unexpected": sum(
+                1 for r in run.results
+                if not r.ok and r.verdict in (Verdict.HOLDS, Verdict.VIOLATED)
+            ),
+            "incomplete": sum(1 for r in run.results if r.verdict is Verdict.INCOMPLETE),
+            "errors": sum(1 for r in run.results if r.verdict is Verdict.ERROR),
+        },
+    }
+
+
+def errors_json(errors: list[InputError] | list[Any]) -> dict[str, Any]:
+    return {
+        "version": JSON_VERSION,
+        "exit_code": 2,
+        "results": [],
+        "explorations": [],
+        "errors": [
+            {
+                "message": getattr(e, "message", str(e)),
+                "path": getattr(e, "path", None),
+                "line": getattr(e, "line", None),
+            }
+            for e in errors
+        ],
+    }
+
+
+def dumps(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, indent=2, default=str) + "\n"

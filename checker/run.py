@@ -1,0 +1,163 @@
+"""Checking property files end to end, without I/O beyond reading them.
+
+`collect` reads and validates files and loads their systems (gathering every input
+error), `check` runs one exploration per group and turns outcomes into results, each
+violated property or reachable witness carrying its trace and trace graph.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from checker.errors import InputError, UsageError
+from checker.explore import Bounds, Check, Exploration, Progress, Stats, explore
+from checker.interface import ModelProvider
+from checker.spec import (
+    Group,
+    LoadedGroup,
+    Property,
+    PropertyFile,
+    group_properties,
+    load_group,
+    read_property_file,
+)
+from checker.trace import Trace, trace_graph
+from checker.verdict import Verdict, exit_code, is_ok
+
+
+@dataclass(frozen=True)
+class PropertyResult:
+    prop: Property
+    verdict: Verdict
+    message: str
+    exploration: int  # index into RunResult.explorations
+    stats: Stats
+    trace: Trace | None = None
+    graph: nx.DiGraph | None = None
+
+    @property
+    def ok(self) -> bool:
+        return is_ok(self.verdict, self.prop.expect)
+
+
+@dataclass(frozen=True)
+class ExplorationResult:
+    group: Group
+    stats: Stats
+    complete: bool
+    stop_reason: str | None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    results: tuple[PropertyResult, ...]  # in file order, then property order
+    explorations: tuple[ExplorationResult, ...]
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code((r.verdict, r.prop.expect) for r in self.results)
+
+
+@dataclass(frozen=True)
+class Plan:
+    files: tuple[PropertyFile, ...]
+    properties: tuple[Property, ...]  # the selected ones, in file order
+    groups: tuple[LoadedGroup, ...]
+
+
+def read_files(paths: Sequence[Path]) -> tuple[list[PropertyFile], list[InputError]]:
+    files: list[PropertyFile] = []
+    errors: list[InputError] = []
+    for path in paths:
+        try:
+            files.append(read_property_file(path))
+        except InputError as exc:
+            errors.append(exc)
+    return files, errors
+
+
+def select(properties: Sequence[Property], patterns: Sequence[str]) -> list[Property]:
+    """The properties whose name matches any glob pattern (all when there is none)."""
+    if not patterns:
+        return list(properties)
+    chosen = [p for p in properties if any(fnmatch.fnmatchcase(p.name, pat) for pat in patterns)]
+    if not chosen:
+        raise UsageError("no property matches --property " + " ".join(patterns))
+    return chosen
+
+
+def plan(
+    files: Sequence[PropertyFile], provider: ModelProvider, patterns: Sequence[str] = ()
+) -> tuple[Plan | None, list[InputError]]:
+    """Select and load everything; return the plan or every input error found."""
+    errors: list[InputError] = []
+    properties = select([p for f in files for p in f.properties], patterns)
+    groups: list[LoadedGroup] = []
+    for group in group_properties(properties):
+        try:
+            groups.append(load_group(group, provider))
+        except InputError as exc:
+            errors.append(exc)
+    if errors:
+        return None, errors
+    return Plan(tuple(files), tuple(properties), tuple(groups)), []
+
+
+def graph_meta(prop: Property, verdict: Verdict) -> dict[str, str | int | float | bool]:
+    return {
+        "property": prop.name,
+        "file": prop.file,
+        "design": prop.design,
+        "variant": prop.variant_text,
+        "environment": json.dumps(prop.environment, sort_keys=True, default=str),
+        "kind": str(prop.kind),
+        "expr": prop.expr.source if prop.expr is not None else "",
+        "verdict": str(verdict),
+        "expected": str(prop.expect),
+    }
+
+
+GroupProgress = Callable[[int, int, LoadedGroup], Progress | None]
+
+
+def check(
+    groups: Sequence[LoadedGroup],
+    properties: Sequence[Property],
+    bounds: Bounds | None = None,
+    progress: GroupProgress | None = None,
+) -> RunResult:
+    """One exploration per group; results in the order of `properties`."""
+    by_prop: dict[tuple[str, str], PropertyResult] = {}
+    explorations: list[ExplorationResult] = []
+    for number, loaded in enumerate(groups):
+        props = loaded.group.properties
+        checks = [
+            Check(p.kind, p.expr.evaluate if p.expr is not None else None, p.name) for p in props
+        ]
+        report = progress(number, len(groups), loaded) if progress is not None else None
+        done: Exploration = explore(loaded.system, checks, bounds, progress=report)
+        explorations.append(
+            ExplorationResult(loaded.group, done.stats, done.complete, done.stop_reason)
+        )
+        for prop, outcome in zip(props, done.outcomes, strict=True):
+            graph: Any = None
+            message = outcome.message
+            if outcome.trace is not None:
+                try:
+                    graph = trace_graph(
+                        loaded.system, outcome.trace, graph_meta(prop, outcome.verdict)
+                    )
+                except Exception as exc:  # the model's describe_* failed: keep the verdict
+                    message += f" (the trace could not be drawn: {type(exc).__name__}: {exc})"
+            by_prop[(prop.file, prop.name)] = PropertyResult(
+                prop, outcome.verdict, message, number, done.stats, outcome.trace, graph
+            )
+    results = tuple(by_prop[(p.file, p.name)] for p in properties)
+    return RunResult(results, tuple(explorations))
