@@ -7,6 +7,9 @@ rules), §2.3 (RFLAGS), §6.13 (error codes).
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
+
+from checker.symbolic import bor, lor, shl, ule, ult
 
 # SDM Vol. 3A Table 6-1.
 DE, DB, NMI, BP, OF, BR, UD, NM, DF = 0, 1, 2, 3, 4, 5, 6, 7, 8
@@ -63,6 +66,13 @@ LOWER_HALF_END = 0x0000_8000_0000_0000
 UPPER_HALF_START = 0xFFFF_8000_0000_0000
 
 
+def canonical_cond(address: Any) -> Any:
+    """Bits 63:47 all equal, as a condition that may be symbolic (decide() it)."""
+    if isinstance(address, int):
+        return is_canonical(address)
+    return lor(ult(address, LOWER_HALF_END), ule(UPPER_HALF_START, address))
+
+
 def is_canonical(address: int) -> bool:
     """Bits 63:47 all equal (SDM Vol. 1 §3.3.7.1)."""
     address &= ADDRESS_MASK
@@ -74,6 +84,9 @@ ERR_EXT = 1
 ERR_IDT = 2
 
 
-def idt_error_code(vector: int, external: bool) -> int:
-    """The selector error code naming IDT entry `vector` (SDM §6.13)."""
-    return (vector << 3) | ERR_IDT | (ERR_EXT if external else 0)
+def idt_error_code(vector: Any, external: bool) -> Any:
+    """The selector error code naming IDT entry `vector` (SDM §6.13); symbolic when the
+    vector is (a guest's INT $N with N symbolic)."""
+    if isinstance(vector, int):
+        return (vector << 3) | ERR_IDT | (ERR_EXT if external else 0)
+    return bor(shl(vector, 3), ERR_IDT | (ERR_EXT if external else 0))

@@ -8,8 +8,9 @@ shutdown), Vol. 2 INT n/INTO/INT3/INT1 pseudocode for the order of the checks.
 from __future__ import annotations
 
 from enum import Enum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from checker.symbolic import add, band, decide, eq
 from model.x86.arch import (
     ADDRESS_MASK,
     CONTRIBUTORY_VECTORS,
@@ -27,9 +28,9 @@ from model.x86.arch import (
     UD,
     EventClass,
     idt_error_code,
-    is_canonical,
+    canonical_cond,
 )
-from model.x86.memory import ArchFault, is_guest_controlled, region_name, write
+from model.x86.memory import ArchFault, classify, location_name, write
 from model.x86.state import (
     GUEST_CS64,
     GUEST_CS_RING1,
@@ -39,6 +40,8 @@ from model.x86.state import (
     WORD,
     CodeAddr,
     Frame,
+    Gate,
+    Idt,
     Machine,
     Platform,
     Run,
@@ -165,6 +168,20 @@ def deliver(
         current = Event(Source.EXCEPTION, DF, 0) if outcome is Outcome.DOUBLE_FAULT else raised
 
 
+def _lookup_gate(idt: Idt | None, vector: Any) -> tuple[Any, Gate | None]:
+    """The gate for `vector` (None beyond the limit or for an empty entry). A symbolic
+    vector (a guest's INT $N) is split over the table's gates: each branch continues
+    with that concrete vector, the last with every other vector."""
+    if idt is None:
+        return vector, None
+    if isinstance(vector, int):
+        return vector, (idt.gate(vector) if vector < idt.limit else None)
+    for v, g in idt.gates:
+        if v < idt.limit and decide(eq(vector, v)):
+            return v, g
+    return vector, None
+
+
 def _enter_handler(
     platform: Platform, m: Machine, cpu_i: int, event: Event, return_pc: CodeAddr | Value
 ) -> tuple[Machine, ArchFault | None]:
@@ -173,9 +190,8 @@ def _enter_handler(
     Returns the new machine, or the machine to continue from and the fault raised.
     """
     cpu = m.cpus[cpu_i]
-    vector = event.vector
     idt = m.idt(cpu.idtr)
-    gate = idt.gate(vector) if idt is not None and vector < idt.limit else None
+    vector, gate = _lookup_gate(idt, event.vector)
     if gate is None:
         # Beyond the IDT limit, or not a 64-bit interrupt/trap gate (SDM §6.12.1.1).
         return m, ArchFault(GP, idt_error_code(vector, event.external), "no gate")
@@ -200,11 +216,11 @@ def _enter_handler(
         new_rsp = platform.region(slot).top if slot is not None else 0
     else:
         new_rsp = cpu.rsp
-    if isinstance(new_rsp, CodeAddr) or not is_canonical(new_rsp):
+    if isinstance(new_rsp, CodeAddr) or not decide(canonical_cond(new_rsp)):
         # SDM Vol. 2 INT n (IA-32e, 64-bit gate): "IF NewRSP contains a non-canonical
         # address THEN #SS(EXT)", checked before the alignment and the pushes.
         return m, ArchFault(SS, ext, "non-canonical stack pointer for delivery")
-    new_rsp &= ~0xF  # SDM §6.14.2: 64-bit delivery aligns RSP to 16 bytes
+    new_rsp = band(new_rsp, ~0xF & ADDRESS_MASK)  # SDM §6.14.2: align RSP to 16 bytes
 
     words: list[Value] = [
         SS_FOR_CPL.get(cpu.cpl, GUEST_SS),
@@ -215,28 +231,30 @@ def _enter_handler(
     ]
     if pushes_error_code(event):
         words.append(event.error_code or 0)
-    rsp = new_rsp
+    rsp: Value = new_rsp
     try:
         for word in words:
             # RSP arithmetic wraps modulo 2^64: an unset TSS slot (0) pushes its first word
             # at 0xFFFFFFFFFFFFFFF8, a canonical unmapped address (#PF), not at -8.
-            rsp = (rsp - WORD) & ADDRESS_MASK
+            rsp = add(rsp, -WORD)
             m = write(platform, m, rsp, word, new_cpl)
     except ArchFault as fault:
         return m, fault
-    rip_slot = (new_rsp - 5 * WORD) & ADDRESS_MASK
+    rip_slot = add(new_rsp, -5 * WORD)
+    # Where the frame landed (for a symbolic RSP the pushes above already decided it).
+    kind, region = classify(platform, rip_slot)
     frame = Frame(
         cpu=cpu_i,
         vector=vector,
         source=event.source.value,
         lo=rip_slot,
-        stack=region_name(platform, rip_slot),
+        stack=location_name(kind, region),
         from_cpl=cpu.cpl,
-        on_guest_stack=new_cpl == 0 and is_guest_controlled(platform, rip_slot),
+        on_guest_stack=new_cpl == 0
+        and (kind == "guest" or (region is not None and region.owner == "guest")),
     )
-    flags = cpu.rflags & ~(TF | NT | RF)
-    if gate.kind == "interrupt":
-        flags &= ~IF
+    cleared = TF | NT | RF | (IF if gate.kind == "interrupt" else 0)
+    flags = band(cpu.rflags, ~cleared & ADDRESS_MASK)
     cpu = m.cpus[cpu_i]._replace(
         cpl=new_cpl,
         rsp=rsp,

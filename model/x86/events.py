@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from model.x86.arch import DB, IF, MC, NMI
 from model.x86.delivery import Event, Source, deliver
-from model.x86.state import CodeAddr, Cpu, Machine, Platform, Run, Shadow
+from model.x86.state import CodeAddr, Cpu, Machine, Platform, Run, Shadow, flag_set
 
 # SDM §10.5.3: the LAPIC treats vectors 0-15 as illegal and does not deliver them; 16-31
 # arrive as ordinary interrupts although the architecture reserves them for exceptions.
@@ -28,7 +28,15 @@ def alive(cpu: Cpu) -> bool:
 
 def can_take_external(cpu: Cpu) -> bool:
     """A maskable interrupt needs IF=1 and no STI/MOV SS shadow (SDM §6.8.1, §6.8.3)."""
-    return alive(cpu) and bool(cpu.rflags & IF) and cpu.shadow is Shadow.NONE
+    if not alive(cpu) or cpu.shadow is not Shadow.NONE:
+        return False
+    # A symbolic IF (a guest's RFLAGS) is decided when the interrupt is delivered.
+    return not isinstance(cpu.rflags, int) or bool(cpu.rflags & IF)
+
+
+def interrupts_enabled(cpu: Cpu) -> bool:
+    """RFLAGS.IF, decided when symbolic (call it inside a transition)."""
+    return flag_set(cpu.rflags, IF)
 
 
 def can_take_nmi(cpu: Cpu) -> bool:

@@ -10,9 +10,11 @@ instruction's own address.
 
 from __future__ import annotations
 
-from model.x86.arch import GP, IF, RF, RFLAGS_FIXED, UD, is_canonical
+from checker.symbolic import MASK, add, band, bor, decide
+from model.x86.arch import GP, IF, RFLAGS_FIXED, SS, UD, canonical_cond
 from model.x86.memory import ArchFault, check_access, forget, read
 from model.x86.state import (
+    flag_set,
     WORD,
     CodeAddr,
     Gate,
@@ -39,26 +41,32 @@ def iret(platform: Platform, m: Machine, cpu_i: int) -> Machine:
     cpu = m.cpus[cpu_i]
     m = m.with_cpu(cpu_i, cpu._replace(nmi_blocked=False))
     rsp = cpu.rsp
+    if isinstance(rsp, CodeAddr):
+        raise ArchFault(SS, 0, "IRET with RSP holding a code address", machine=m)
     try:
         for k in range(5):
-            check_access(platform, rsp + k * WORD if isinstance(rsp, int) else rsp, cpu.cpl)
+            check_access(platform, add(rsp, k * WORD), cpu.cpl)
     except ArchFault as fault:
         fault.machine = m
         raise
-    assert isinstance(rsp, int)
-    rip, cs, rflags, new_rsp, _ss = (read(m, rsp + k * WORD) for k in range(5))
-    if not isinstance(cs, int) or (cs & 3) < cpu.cpl or not isinstance(rflags, int):
+    rip, cs, rflags, new_rsp, _ss = (read(m, add(rsp, k * WORD)) for k in range(5))
+    if not isinstance(cs, int) or (cs & 3) < cpu.cpl or isinstance(rflags, CodeAddr):
         raise ArchFault(GP, 0, "IRET to a more privileged or invalid CS", machine=m)
-    if isinstance(rip, int) and not is_canonical(rip):
+    if not isinstance(rip, CodeAddr) and not decide(canonical_cond(rip)):
         raise ArchFault(GP, 0, "IRET to a non-canonical RIP", machine=m)
     # The frame at RSP is consumed (whoever pushed it) and its words are now garbage.
     frames = tuple(f for f in m.frames if not (f.cpu == cpu_i and f.lo == rsp))
-    m = forget(m._replace(frames=frames), rsp, rsp + 5 * WORD)
+    m = m._replace(frames=frames)
+    if isinstance(rsp, int):
+        m = forget(m, rsp, rsp + 5 * WORD)
+    else:
+        popped = {add(rsp, k * WORD) for k in range(5)}
+        m = m._replace(sym_memory=tuple(e for e in m.sym_memory if e[0] not in popped))
     new_cpl = cs & 3
     cpu = m.cpus[cpu_i]._replace(
         cpl=new_cpl,
         pc=_code_target(rip),
-        rflags=(rflags | RFLAGS_FIXED),
+        rflags=bor(rflags, RFLAGS_FIXED),
         rsp=new_rsp,
         run=Run.RUNNING,
     )
@@ -91,7 +99,7 @@ def syscall(platform: Platform, m: Machine, cpu_i: int, next_pc: CodeAddr) -> Ma
     cpu = m.cpus[cpu_i]
     cpu = cpu.with_reg("rcx", next_pc).with_reg("r11", cpu.rflags)
     cpu = cpu._replace(
-        rflags=cpu.rflags & ~platform.fmask,
+        rflags=band(cpu.rflags, ~platform.fmask & MASK),
         cpl=0,
         pc=CodeAddr(platform.lstar, 0),
     )
@@ -110,15 +118,17 @@ def sysret(platform: Platform, m: Machine, cpu_i: int) -> Machine:
         raise ArchFault(GP, 0, "SYSRET at CPL > 0")
     rcx = cpu.reg("rcx")
     r11 = cpu.reg("r11")
-    flags = ((r11 if isinstance(r11, int) else 0) & ~RF) | RFLAGS_FIXED
-    if isinstance(rcx, int) and not is_canonical(rcx):
+    # RFLAGS := R11 AND 3C7FD7H OR 2 (SDM Vol. 2 SYSRET): RF, VM and reserved bits clear.
+    flags = bor(band(r11 if not isinstance(r11, CodeAddr) else 0, 0x3C7FD7), RFLAGS_FIXED)
+    if not isinstance(rcx, CodeAddr) and not decide(canonical_cond(rcx)):
+        shown = f"{rcx:#x}" if isinstance(rcx, int) else repr(rcx)
         if platform.vendor == "intel":
-            raise ArchFault(GP, 0, f"SYSRET with non-canonical RCX {rcx:#x} at CPL 0")
+            raise ArchFault(GP, 0, f"SYSRET with non-canonical RCX {shown} at CPL 0")
         amd = m.with_cpu(cpu_i, cpu._replace(cpl=3, rflags=flags))
         raise ArchFault(
             GP,
             0,
-            f"SYSRET to non-canonical RIP {rcx:#x} at CPL 3",
+            f"SYSRET to non-canonical RIP {shown} at CPL 3",
             machine=_returned_to_guest(amd, cpu_i),
         )
     cpu = cpu._replace(cpl=3, pc=_code_target(rcx), rflags=flags)
@@ -149,7 +159,7 @@ def cli(m: Machine, cpu_i: int) -> Machine:
     """CLI: #GP(0) when CPL > IOPL (IOPL is 0 here)."""
     _privileged(m, cpu_i, "CLI")
     cpu = m.cpus[cpu_i]
-    return m.with_cpu(cpu_i, cpu._replace(rflags=cpu.rflags & ~IF))
+    return m.with_cpu(cpu_i, cpu._replace(rflags=band(cpu.rflags, ~IF & MASK)))
 
 
 def sti(m: Machine, cpu_i: int) -> Machine:
@@ -158,8 +168,8 @@ def sti(m: Machine, cpu_i: int) -> Machine:
     that implementation-specific, so the weaker guarantee is the one to check against."""
     _privileged(m, cpu_i, "STI")
     cpu = m.cpus[cpu_i]
-    shadow = Shadow.STI if not cpu.rflags & IF else cpu.shadow
-    return m.with_cpu(cpu_i, cpu._replace(rflags=cpu.rflags | IF, shadow=shadow))
+    shadow = Shadow.STI if not flag_set(cpu.rflags, IF) else cpu.shadow
+    return m.with_cpu(cpu_i, cpu._replace(rflags=bor(cpu.rflags, IF), shadow=shadow))
 
 
 def mov_ss(m: Machine, cpu_i: int, debug_trap: bool = False) -> Machine:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from bisect import bisect_left
 
-from model.x86.arch import ADDRESS_MASK, LOWER_HALF_END, PF, SS, is_canonical
+from checker.symbolic import Term, add, decide, eq, in_range, land, ule, ult
+from model.x86.arch import ADDRESS_MASK, LOWER_HALF_END, PF, SS, canonical_cond, is_canonical
 from model.x86.state import WORD, CodeAddr, Frame, Machine, Platform, StackRegion, Value
 
 GUEST_MEMORY = "guest memory"
@@ -57,8 +58,48 @@ def is_guest_controlled(platform: Platform, address: int) -> bool:
     return address < LOWER_HALF_END
 
 
+def classify(platform: Platform, address: Value) -> tuple[str, StackRegion | None]:
+    """Where an address lies: ("region", r), ("guest", None), ("unmapped", None) or
+    ("noncanonical", None). A symbolic address is split by decide(): each outcome is a
+    separate successor carrying the matching condition."""
+    if isinstance(address, CodeAddr):
+        return "noncanonical", None
+    if isinstance(address, int):
+        if not is_canonical(address):
+            return "noncanonical", None
+        address &= ADDRESS_MASK
+        region = platform.region_at(address)
+        if region is not None:
+            return "region", region
+        return ("guest" if address < LOWER_HALF_END else "unmapped"), None
+    if not decide(canonical_cond(address)):
+        return "noncanonical", None
+    for region in platform.regions:
+        # The whole word must fit: the model's words never straddle regions.
+        if decide(in_range(address, region.lo, region.hi - WORD + 1)):
+            return "region", region
+    if decide(ult(address, LOWER_HALF_END)):
+        return "guest", None
+    return "unmapped", None
+
+
+def location_name(kind: str, region: StackRegion | None) -> str:
+    if region is not None:
+        return region.name
+    return GUEST_MEMORY if kind == "guest" else kind
+
+
 def check_access(platform: Platform, address: Value, cpl: int) -> StackRegion | None:
     """Raise the fault a stack access to `address` takes; return its region if any."""
+    if isinstance(address, Term):
+        kind, region = classify(platform, address)
+        if kind == "noncanonical":
+            raise ArchFault(SS, 0, f"non-canonical stack address {address!r}")
+        if kind == "unmapped":
+            raise ArchFault(PF, 0b010, f"unmapped stack address {address!r}")
+        if region is not None and cpl == 3 and region.owner == "hypervisor":
+            raise ArchFault(PF, 0b111, f"user access to {region.name}")
+        return region
     if isinstance(address, CodeAddr) or not is_canonical(address):
         raise ArchFault(SS, 0, f"non-canonical stack address {_fmt(address)}")
     address &= ADDRESS_MASK  # linear addresses are 64-bit: -8 is 0xFFFFFFFFFFFFFFF8
@@ -73,8 +114,10 @@ def check_access(platform: Platform, address: Value, cpl: int) -> StackRegion | 
     return region
 
 
-def read(m: Machine, address: int) -> Value:
+def read(m: Machine, address: Value) -> Value:
     """The word at `address`; never-written words read as 0."""
+    if m.sym_memory or isinstance(address, Term):
+        return _read_symbolic(m, address)
     mem = m.memory
     i = bisect_left(mem, (address,))
     if i < len(mem) and mem[i][0] == address:
@@ -85,6 +128,8 @@ def read(m: Machine, address: int) -> Value:
 def write(platform: Platform, m: Machine, address: Value, value: Value, cpl: int) -> Machine:
     """Store one word, marking every live frame it lands on as clobbered."""
     check_access(platform, address, cpl)
+    if isinstance(address, Term) or m.sym_memory or _symbolic_frames(m):
+        return _write_symbolic(m, address, value)
     assert isinstance(address, int)
     address &= ADDRESS_MASK  # store at the 64-bit address the access checked
     mem = list(m.memory)
@@ -116,7 +161,7 @@ def push(platform: Platform, m: Machine, cpu_i: int, value: Value) -> Machine:
     cpu = m.cpus[cpu_i]
     if isinstance(cpu.rsp, CodeAddr):
         raise ArchFault(SS, 0, "RSP holds a code address")
-    new_rsp = (cpu.rsp - WORD) & ADDRESS_MASK  # RSP wraps modulo 2^64 (SDM Vol. 1 §3.3.7)
+    new_rsp = add(cpu.rsp, -WORD)  # RSP wraps modulo 2^64 (SDM Vol. 1 §3.3.7)
     m = write(platform, m, new_rsp, value, cpu.cpl)
     return m.with_cpu(cpu_i, m.cpus[cpu_i]._replace(rsp=new_rsp))
 
@@ -125,8 +170,11 @@ def pop(platform: Platform, m: Machine, cpu_i: int) -> tuple[Machine, Value]:
     """POP: load from RSP, then RSP += 8. The word is forgotten and frames passed die."""
     cpu = m.cpus[cpu_i]
     check_access(platform, cpu.rsp, cpu.cpl)
-    assert isinstance(cpu.rsp, int)
     value = read(m, cpu.rsp)
+    if isinstance(cpu.rsp, Term):
+        m = m._replace(sym_memory=tuple(e for e in m.sym_memory if e[0] != cpu.rsp))
+        return move_rsp(platform, m, cpu_i, add(cpu.rsp, WORD)), value
+    assert isinstance(cpu.rsp, int)
     m = forget(m, cpu.rsp, cpu.rsp + WORD)
     return move_rsp(platform, m, cpu_i, cpu.rsp + WORD), value
 
@@ -141,12 +189,17 @@ def move_rsp(platform: Platform, m: Machine, cpu_i: int, new_rsp: Value) -> Mach
     cpu = m.cpus[cpu_i]
     old = cpu.rsp
     m = m.with_cpu(cpu_i, cpu._replace(rsp=new_rsp))
+    # Only concrete moves abandon frames: a symbolic stack pointer is a guest's, and the
+    # frames the model tracks there are consumed by IRET/SYSRET, not by stack arithmetic.
     if not (isinstance(old, int) and isinstance(new_rsp, int) and new_rsp > old):
         return m
     region = platform.region_at(old)
     if region is None or not (region.lo <= new_rsp <= region.hi):
         return m
-    dead = [f for f in m.frames if f.cpu == cpu_i and old <= f.lo < new_rsp]
+    dead = [
+        f for f in m.frames
+        if f.cpu == cpu_i and isinstance(f.lo, int) and old <= f.lo < new_rsp
+    ]
     if not dead:
         return m
     return m._replace(frames=tuple(f for f in m.frames if f not in dead))
@@ -182,6 +235,58 @@ def copy_words(
     if not moved:
         return m
     return m._replace(frames=tuple(kept + moved))
+
+
+def _symbolic_frames(m: Machine) -> bool:
+    return any(isinstance(f.lo, Term) for f in m.frames)
+
+
+def overlaps(frame: Frame, address: Value) -> bool:
+    """Does the word at `address` land on `frame`'s five words? (decided when symbolic)"""
+    lo = frame.lo
+    if isinstance(lo, int) and isinstance(address, int):
+        return lo <= address < lo + 5 * WORD
+    return decide(land(ule(lo, address), ult(address, add(lo, 5 * WORD))))
+
+
+def _read_symbolic(m: Machine, address: Value) -> Value:
+    """A read where symbolic addresses are involved: the newest aliasing word wins."""
+    for a, v in reversed(m.sym_memory):
+        if decide(eq(a, address)):
+            return v
+    if isinstance(address, int):
+        i = bisect_left(m.memory, (address,))
+        if i < len(m.memory) and m.memory[i][0] == address:
+            return m.memory[i][1]
+        return 0
+    for a, v in m.memory:
+        if decide(eq(a, address)):
+            return v
+    return 0
+
+
+def _write_symbolic(m: Machine, address: Value, value: Value) -> Machine:
+    """A write where symbolic addresses or frames are involved: aliasing is decided."""
+    frames = tuple(
+        f._replace(clobbered=True) if not f.clobbered and overlaps(f, address) else f
+        for f in m.frames
+    )
+    if isinstance(address, Term):
+        kept = tuple(e for e in m.sym_memory if not decide(eq(e[0], address)))
+        concrete = tuple(e for e in m.memory if not decide(eq(e[0], address)))
+        return m._replace(
+            memory=concrete, sym_memory=kept + ((address, value),), frames=frames
+        )
+    assert isinstance(address, int)
+    address &= ADDRESS_MASK
+    kept = tuple(e for e in m.sym_memory if not decide(eq(e[0], address)))
+    mem = list(m.memory)
+    i = bisect_left(mem, (address,))
+    if i < len(mem) and mem[i][0] == address:
+        mem[i] = (address, value)
+    else:
+        mem.insert(i, (address, value))
+    return m._replace(memory=tuple(mem), sym_memory=kept, frames=frames)
 
 
 def _fmt(value: Value) -> str:

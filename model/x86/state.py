@@ -11,7 +11,16 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import NamedTuple
 
+from checker.symbolic import Term, add, band, decide, ne
 from model.x86.arch import AC_FLAG, DF_FLAG, IF, NT, RF, TF
+
+
+def flag_set(flags: int | Term, bit: int) -> bool:
+    """Is an RFLAGS bit set? Decided (splitting the state) when RFLAGS is symbolic, e.g.
+    after SYSRET loaded a guest's R11."""
+    if isinstance(flags, int):
+        return bool(flags & bit)
+    return decide(ne(band(flags, bit), 0))
 
 
 class CodeAddr(NamedTuple):
@@ -25,7 +34,7 @@ class CodeAddr(NamedTuple):
 
 
 # A register or memory word: an integer, or a code address (what CALL and delivery push).
-Value = int | CodeAddr
+Value = int | CodeAddr | Term  # a Term is a symbolic value (checker.symbolic)
 
 # General-purpose registers other than RSP, in a fixed order (RSP lives in `Cpu.rsp`).
 REGISTERS: tuple[str, ...] = (
@@ -116,8 +125,8 @@ class Frame(NamedTuple):
     on_guest_stack: bool = False
 
     @property
-    def hi(self) -> int:
-        return self.lo + 5 * WORD
+    def hi(self) -> int | Term:
+        return add(self.lo, 5 * WORD)
 
 
 class Cpu(NamedTuple):
@@ -127,7 +136,7 @@ class Cpu(NamedTuple):
     pc: CodeAddr
     rsp: Value
     regs: tuple[Value, ...]
-    rflags: int
+    rflags: int | Term
     nmi_blocked: bool = False  # from NMI delivery to the next IRET (SDM §6.7.1)
     nmi_pending: bool = False  # the one latched NMI; more while blocked are lost
     mcip: bool = False  # MCG_STATUS.MCIP (SDM §15.3.1.2)
@@ -158,6 +167,7 @@ class Machine(NamedTuple):
     idts: tuple[Idt, ...]
     tsss: tuple[Tss, ...]
     incidents: tuple[str, ...] = ()  # sticky, sorted: things that happened (see incident())
+    sym_memory: tuple[tuple[Term, Value], ...] = ()  # words written at symbolic addresses
 
     def idt(self, name: str | None) -> Idt | None:
         for t in self.idts:

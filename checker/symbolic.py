@@ -1,0 +1,487 @@
+"""Symbolic 64-bit values, path conditions and the z3 service.
+
+A value is either a Python int (a concrete 64-bit bit-vector) or a `Term`: a small,
+hashable expression tree over named symbols. The constructors fold constants and normalise
+offsets (`(x + 8) + 8` is `x + 16`), so equal values usually have equal terms and states
+that differ only in how a value was computed fingerprint the same.
+
+Conditions (bool-valued terms) meet the model through `decide(cond)`: concrete conditions
+answer at once; a symbolic one is answered from the decisions the explorer fixed for this
+transition, recording the condition with the polarity taken so the successor state carries
+it in its path condition. A transition whose values are all concrete never reaches z3.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Union
+
+import z3
+
+MASK = (1 << 64) - 1
+SIGN = 1 << 63
+
+
+class Term(NamedTuple):
+    """A symbolic expression. Bit-vector ops: var, add, and, or, xor, shl, lshr, ashr, not,
+    mul. Boolean ops: eq, ult, ule, slt, sle, bnot, band, bor."""
+
+    op: str
+    args: tuple[Any, ...]
+
+    def __repr__(self) -> str:
+        if self.op == "var":
+            return str(self.args[0])
+        return f"{self.op}({', '.join(_show(a) for a in self.args)})"
+
+
+# A 64-bit value: concrete or symbolic. Conditions are bool or a boolean Term.
+BV = Union[int, Term]
+Cond = Union[bool, Term]
+
+BOOL_OPS = frozenset({"eq", "ult", "ule", "slt", "sle", "bnot", "band", "bor"})
+
+
+def _show(a: Any) -> str:
+    return f"{a:#x}" if isinstance(a, int) and not isinstance(a, bool) else repr(a)
+
+
+def is_symbolic(value: object) -> bool:
+    return isinstance(value, Term)
+
+
+def var(name: str) -> Term:
+    return Term("var", (name,))
+
+
+# -- bit-vector constructors (fold constants, normalise x + c) -----------------------------
+
+
+def add(a: BV, b: BV) -> BV:
+    if isinstance(a, int) and isinstance(b, int):
+        return (a + b) & MASK
+    if isinstance(a, int):
+        a, b = b, a
+    assert isinstance(a, Term)
+    if isinstance(b, int):
+        if b & MASK == 0:
+            return a
+        if a.op == "add" and isinstance(a.args[1], int):
+            return add(a.args[0], (a.args[1] + b) & MASK)
+        return Term("add", (a, b & MASK))
+    return Term("add", tuple(sorted((a, b), key=repr)))
+
+
+def sub(a: BV, b: BV) -> BV:
+    if isinstance(b, int):
+        return add(a, (-b) & MASK)
+    return add(a, mul(b, MASK))  # a + (-1 * b)
+
+
+def mul(a: BV, b: BV) -> BV:
+    if isinstance(a, int) and isinstance(b, int):
+        return (a * b) & MASK
+    if isinstance(a, int):
+        a, b = b, a
+    if isinstance(b, int) and b == 1:
+        return a
+    return Term("mul", (a, b))
+
+
+def _bitwise(op: str, a: BV, b: BV) -> BV:
+    if isinstance(a, int) and isinstance(b, int):
+        if op == "and":
+            return a & b
+        if op == "or":
+            return a | b
+        return a ^ b
+    if isinstance(a, int):
+        a, b = b, a
+    if isinstance(b, int):
+        if op == "and" and b == MASK:
+            return a
+        if op == "and" and b == 0:
+            return 0
+        if op in ("or", "xor") and b == 0:
+            return a
+    return Term(op, (a, b))
+
+
+def band(a: BV, b: BV) -> BV:
+    return _bitwise("and", a, b)
+
+
+def bor(a: BV, b: BV) -> BV:
+    return _bitwise("or", a, b)
+
+
+def bxor(a: BV, b: BV) -> BV:
+    return _bitwise("xor", a, b)
+
+
+def bnot(a: BV) -> BV:
+    return (~a) & MASK if isinstance(a, int) else Term("not", (a,))
+
+
+def neg(a: BV) -> BV:
+    return sub(0, a)
+
+
+def shl(a: BV, n: BV) -> BV:
+    if isinstance(a, int) and isinstance(n, int):
+        return (a << n) & MASK if n < 64 else 0
+    if isinstance(n, int) and n == 0:
+        return a
+    return Term("shl", (a, n))
+
+
+def lshr(a: BV, n: BV) -> BV:
+    if isinstance(a, int) and isinstance(n, int):
+        return a >> n if n < 64 else 0
+    if isinstance(n, int) and n == 0:
+        return a
+    return Term("lshr", (a, n))
+
+
+def ashr(a: BV, n: BV) -> BV:
+    if isinstance(a, int) and isinstance(n, int):
+        signed = a - (1 << 64) if a & SIGN else a
+        return (signed >> min(n, 63)) & MASK
+    if isinstance(n, int) and n == 0:
+        return a
+    return Term("ashr", (a, n))
+
+
+def truncate(a: BV, width: int) -> BV:
+    """The low `width` bits, zero-extended (a 32-bit register write)."""
+    return band(a, (1 << width) - 1) if width < 64 else a
+
+
+def sign_extend(a: BV, width: int) -> BV:
+    """Sign-extend the low `width` bits to 64 (for signed comparisons of narrow values)."""
+    if width >= 64:
+        return a
+    shift = 64 - width
+    return ashr(shl(a, shift), shift)
+
+
+# -- conditions ---------------------------------------------------------------------------------
+
+
+def eq(a: BV, b: BV) -> Cond:
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
+    if a == b:
+        return True
+    return Term("eq", tuple(sorted((a, b), key=repr)))
+
+
+def ne(a: BV, b: BV) -> Cond:
+    return lnot(eq(a, b))
+
+
+def ult(a: BV, b: BV) -> Cond:
+    if isinstance(a, int) and isinstance(b, int):
+        return a < b
+    if a == b:
+        return False
+    return Term("ult", (a, b))
+
+
+def ule(a: BV, b: BV) -> Cond:
+    if isinstance(a, int) and isinstance(b, int):
+        return a <= b
+    if a == b:
+        return True
+    return Term("ule", (a, b))
+
+
+def slt(a: BV, b: BV) -> Cond:
+    if isinstance(a, int) and isinstance(b, int):
+        return _signed(a) < _signed(b)
+    return Term("slt", (a, b))
+
+
+def sle(a: BV, b: BV) -> Cond:
+    if isinstance(a, int) and isinstance(b, int):
+        return _signed(a) <= _signed(b)
+    return Term("sle", (a, b))
+
+
+def _signed(a: int) -> int:
+    return a - (1 << 64) if a & SIGN else a
+
+
+def lnot(c: Cond) -> Cond:
+    if isinstance(c, bool):
+        return not c
+    if c.op == "bnot":
+        return c.args[0]  # type: ignore[no-any-return]
+    return Term("bnot", (c,))
+
+
+def land(*cs: Cond) -> Cond:
+    out: list[Term] = []
+    for c in cs:
+        if c is False:
+            return False
+        if c is True:
+            continue
+        assert isinstance(c, Term)
+        out.append(c)
+    if not out:
+        return True
+    return out[0] if len(out) == 1 else Term("band", tuple(out))
+
+
+def lor(*cs: Cond) -> Cond:
+    out: list[Term] = []
+    for c in cs:
+        if c is True:
+            return True
+        if c is False:
+            continue
+        assert isinstance(c, Term)
+        out.append(c)
+    if not out:
+        return False
+    return out[0] if len(out) == 1 else Term("bor", tuple(out))
+
+
+def in_range(a: BV, lo: int, hi: int) -> Cond:
+    """lo <= a < hi, unsigned."""
+    return land(ule(lo, a), ult(a, hi))
+
+
+# -- structure ------------------------------------------------------------------------------------
+
+
+def symbols(value: object) -> set[str]:
+    """Names of the symbols a value (or nested tuples of values) mentions."""
+    out: set[str] = set()
+    _collect(value, out)
+    return out
+
+
+def _collect(value: object, out: set[str]) -> None:
+    if isinstance(value, Term):
+        if value.op == "var":
+            out.add(value.args[0])
+        else:
+            for a in value.args:
+                _collect(a, out)
+    elif isinstance(value, tuple):
+        for a in value:
+            _collect(a, out)
+
+
+def rename(value: Any, mapping: Mapping[str, str]) -> Any:
+    """Rename symbols inside a value or nested tuples (NamedTuples keep their type)."""
+    if isinstance(value, Term):
+        if value.op == "var":
+            name = value.args[0]
+            return var(mapping.get(name, name))
+        return Term(value.op, tuple(rename(a, mapping) for a in value.args))
+    if isinstance(value, tuple):
+        items = [rename(a, mapping) for a in value]
+        if hasattr(value, "_fields"):
+            return type(value)(*items)
+        return tuple(items)
+    return value
+
+
+def substitute(value: Any, values: Mapping[str, int]) -> Any:
+    """Replace symbols by concrete values and fold: the concrete replay of a witness."""
+    if isinstance(value, Term):
+        if value.op == "var":
+            name = value.args[0]
+            return values[name] if name in values else value
+        args = [substitute(a, values) for a in value.args]
+        return _rebuild(value.op, args)
+    return value
+
+
+_REBUILD = {
+    "add": lambda a: add(a[0], a[1]), "mul": lambda a: mul(a[0], a[1]),
+    "and": lambda a: band(a[0], a[1]), "or": lambda a: bor(a[0], a[1]),
+    "xor": lambda a: bxor(a[0], a[1]), "not": lambda a: bnot(a[0]),
+    "shl": lambda a: shl(a[0], a[1]), "lshr": lambda a: lshr(a[0], a[1]),
+    "ashr": lambda a: ashr(a[0], a[1]), "eq": lambda a: eq(a[0], a[1]),
+    "ult": lambda a: ult(a[0], a[1]), "ule": lambda a: ule(a[0], a[1]),
+    "slt": lambda a: slt(a[0], a[1]), "sle": lambda a: sle(a[0], a[1]),
+    "bnot": lambda a: lnot(a[0]), "band": lambda a: land(*a), "bor": lambda a: lor(*a),
+}
+
+
+def _rebuild(op: str, args: list[Any]) -> Any:
+    return _REBUILD[op](args)
+
+
+# -- z3 ------------------------------------------------------------------------------------------
+
+
+def to_z3(value: Any, cache: dict[Any, Any] | None = None) -> Any:
+    """The z3 expression of a term (BitVec 64 or Bool)."""
+    if cache is not None and value in cache:
+        return cache[value]
+    if isinstance(value, bool):
+        result: Any = z3.BoolVal(value)
+    elif isinstance(value, int):
+        result = z3.BitVecVal(value & MASK, 64)
+    else:
+        op, args = value.op, value.args
+        if op == "var":
+            result = z3.BitVec(args[0], 64)
+        else:
+            zs = [to_z3(a, cache) for a in args]
+            result = _Z3_OPS[op](zs)
+    if cache is not None:
+        cache[value] = result
+    return result
+
+
+_Z3_OPS = {
+    "add": lambda z: z[0] + z[1], "mul": lambda z: z[0] * z[1],
+    "and": lambda z: z[0] & z[1], "or": lambda z: z[0] | z[1], "xor": lambda z: z[0] ^ z[1],
+    "not": lambda z: ~z[0], "shl": lambda z: z[0] << z[1],
+    "lshr": lambda z: z3.LShR(z[0], z[1]), "ashr": lambda z: z[0] >> z[1],
+    "eq": lambda z: z[0] == z[1], "ult": lambda z: z3.ULT(z[0], z[1]),
+    "ule": lambda z: z3.ULE(z[0], z[1]), "slt": lambda z: z[0] < z[1],
+    "sle": lambda z: z[0] <= z[1], "bnot": lambda z: z3.Not(z[0]),
+    "band": lambda z: z3.And(*z), "bor": lambda z: z3.Or(*z),
+}
+
+
+@dataclass
+class SolverStats:
+    queries: int = 0  # satisfiability questions asked of the service
+    cache_hits: int = 0  # answered from the cache, without z3
+    z3_calls: int = 0  # questions z3 answered
+    seconds: float = 0.0  # time inside z3
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "z3_queries": self.queries,
+            "z3_cache_hits": self.cache_hits,
+            "z3_calls": self.z3_calls,
+            "z3_seconds": round(self.seconds, 4),
+        }
+
+
+@dataclass
+class Solver:
+    """Satisfiability of conjunctions of conditions, cached by condition set; one
+    incremental z3 solver scoped with push/pop per question."""
+
+    stats: SolverStats = field(default_factory=SolverStats)
+    _cache: dict[frozenset[Any], bool] = field(default_factory=dict)
+    _z3: dict[Any, Any] = field(default_factory=dict)
+    _solver: Any = field(default_factory=z3.Solver)
+
+    def satisfiable(self, conds: Iterable[Cond]) -> bool:
+        terms = []
+        for c in conds:
+            if c is False:
+                return False
+            if c is not True:
+                terms.append(c)
+        if not terms:
+            return True
+        self.stats.queries += 1
+        key = frozenset(terms)
+        hit = self._cache.get(key)
+        if hit is not None:
+            self.stats.cache_hits += 1
+            return hit
+        started = time.perf_counter()
+        s = self._solver
+        s.push()
+        try:
+            for t in terms:
+                s.add(to_z3(t, self._z3))
+            result = s.check() == z3.sat
+        finally:
+            s.pop()
+        self.stats.z3_calls += 1
+        self.stats.seconds += time.perf_counter() - started
+        self._cache[key] = result
+        return result
+
+    def model(self, conds: Iterable[Cond], names: Iterable[str]) -> dict[str, int] | None:
+        """Concrete values for `names` satisfying every condition, or None."""
+        started = time.perf_counter()
+        s = self._solver
+        s.push()
+        try:
+            for c in conds:
+                s.add(to_z3(c, self._z3))
+            self.stats.z3_calls += 1
+            if s.check() != z3.sat:
+                return None
+            m = s.model()
+            return {
+                n: m.eval(z3.BitVec(n, 64), model_completion=True).as_long() for n in sorted(names)
+            }
+        finally:
+            s.pop()
+            self.stats.seconds += time.perf_counter() - started
+
+
+# -- decisions during one transition ------------------------------------------------------------
+
+
+class NeedDecision(Exception):
+    """A symbolic condition came up for which the transition fixed no outcome yet."""
+
+    def __init__(self, cond: Term):
+        super().__init__(repr(cond))
+        self.cond = cond
+
+
+class Decisions:
+    """The outcomes of the symbolic conditions met during one transition, in order."""
+
+    def __init__(self, choices: Sequence[bool]):
+        self.choices = choices
+        self.index = 0
+        self.taken: list[Cond] = []  # each condition with the polarity taken
+
+    def next(self, cond: Term) -> bool:
+        if self.index >= len(self.choices):
+            raise NeedDecision(cond)
+        outcome = self.choices[self.index]
+        self.index += 1
+        self.taken.append(cond if outcome else lnot(cond))
+        return outcome
+
+
+_current: contextvars.ContextVar[Decisions | None] = contextvars.ContextVar(
+    "decisions", default=None
+)
+
+
+class SymbolicDecisionError(Exception):
+    """A symbolic condition was decided outside a transition that can record it."""
+
+
+def decide(cond: Cond) -> bool:
+    """The outcome of a condition on possibly symbolic values in this transition."""
+    if isinstance(cond, bool):
+        return cond
+    d = _current.get()
+    if d is None:
+        raise SymbolicDecisionError(f"undecided symbolic condition {cond!r}")
+    return d.next(cond)
+
+
+def run_with(choices: Sequence[bool], fn: Any, *args: Any) -> tuple[Any, Decisions]:
+    """Run `fn(*args)` with these decision outcomes; returns its result and the record."""
+    d = Decisions(choices)
+    token = _current.set(d)
+    try:
+        return fn(*args), d
+    finally:
+        _current.reset(token)
