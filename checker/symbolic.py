@@ -27,7 +27,7 @@ SIGN = 1 << 63
 
 class Term(NamedTuple):
     """A symbolic expression. Bit-vector ops: var, add, and, or, xor, shl, lshr, ashr, not,
-    mul. Boolean ops: eq, ult, ule, slt, sle, bnot, band, bor."""
+    mul, ite. Boolean ops: eq, ult, ule, slt, sle, bnot, band, bor."""
 
     op: str
     args: tuple[Any, ...]
@@ -171,11 +171,21 @@ def sign_extend(a: BV, width: int) -> BV:
 # -- conditions ---------------------------------------------------------------------------------
 
 
+def _base_offset(a: BV) -> tuple[BV, int]:
+    """`x + c` as (x, c); anything else as (a, 0)."""
+    if isinstance(a, Term) and a.op == "add" and isinstance(a.args[1], int):
+        return a.args[0], a.args[1]
+    return a, 0
+
+
 def eq(a: BV, b: BV) -> Cond:
     if isinstance(a, int) and isinstance(b, int):
         return a == b
     if a == b:
         return True
+    (x, c), (y, d) = _base_offset(a), _base_offset(b)
+    if x == y:
+        return c == d  # x + c == x + d exactly when c == d (mod 2^64)
     return Term("eq", tuple(sorted((a, b), key=repr)))
 
 
@@ -251,6 +261,28 @@ def lor(*cs: Cond) -> Cond:
     return out[0] if len(out) == 1 else Term("bor", tuple(out))
 
 
+def ite(c: Cond, a: BV, b: BV) -> BV:
+    """If-then-else on values: how a condition becomes a number (C's `x = a < b`)."""
+    if isinstance(c, bool):
+        return a if c else b
+    if a == b:
+        return a
+    return Term("ite", (c, a, b))
+
+
+def truth(value: BV | Cond) -> Cond:
+    """A value used as a condition: non-zero. `ite(c, 1, 0)` is just `c`."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value != 0
+    if value.op in BOOL_OPS:
+        return value
+    if value.op == "ite" and value.args[1] == 1 and value.args[2] == 0:
+        return value.args[0]  # type: ignore[no-any-return]
+    return lnot(eq(value, 0))
+
+
 def in_range(a: BV, lo: int, hi: int) -> Cond:
     """lo <= a < hi, unsigned."""
     return land(ule(lo, a), ult(a, hi))
@@ -313,6 +345,7 @@ _REBUILD = {
     "ult": lambda a: ult(a[0], a[1]), "ule": lambda a: ule(a[0], a[1]),
     "slt": lambda a: slt(a[0], a[1]), "sle": lambda a: sle(a[0], a[1]),
     "bnot": lambda a: lnot(a[0]), "band": lambda a: land(*a), "bor": lambda a: lor(*a),
+    "ite": lambda a: ite(a[0], a[1], a[2]),
 }
 
 
@@ -352,6 +385,7 @@ _Z3_OPS = {
     "ule": lambda z: z3.ULE(z[0], z[1]), "slt": lambda z: z[0] < z[1],
     "sle": lambda z: z[0] <= z[1], "bnot": lambda z: z3.Not(z[0]),
     "band": lambda z: z3.And(*z), "bor": lambda z: z3.Or(*z),
+    "ite": lambda z: z3.If(z[0], z[1], z[2]),
 }
 
 
@@ -379,7 +413,7 @@ class Solver:
     stats: SolverStats = field(default_factory=SolverStats)
     _cache: dict[frozenset[Any], bool] = field(default_factory=dict)
     _z3: dict[Any, Any] = field(default_factory=dict)
-    _solver: Any = field(default_factory=z3.Solver)
+    _solver: Any = field(default_factory=z3.SimpleSolver)
 
     def satisfiable(self, conds: Iterable[Cond]) -> bool:
         terms = []
@@ -431,6 +465,56 @@ class Solver:
 
 
 # -- decisions during one transition ------------------------------------------------------------
+
+
+class Infeasible(Exception):
+    """This transition cannot happen on the outcomes decided so far (e.g. an interrupt
+    offered while RFLAGS.IF is symbolic, on the branch where IF turned out clear)."""
+
+
+def require(cond: Cond) -> None:
+    if not decide(cond):
+        raise Infeasible()
+
+
+def binary(op: str, a: BV, b: BV) -> BV:
+    """The design language's binary operators on possibly symbolic values (unsigned)."""
+    if op == "+":
+        return add(a, b)
+    if op == "-":
+        return sub(a, b)
+    if op == "*":
+        return mul(a, b)
+    if op == "&":
+        return band(a, b)
+    if op == "|":
+        return bor(a, b)
+    if op == "^":
+        return bxor(a, b)
+    if op == "<<":
+        return shl(a, b)
+    if op == ">>":
+        return lshr(a, b)
+    cond: Cond
+    if op == "==":
+        cond = eq(a, b)
+    elif op == "!=":
+        cond = ne(a, b)
+    elif op == "<":
+        cond = ult(a, b)
+    elif op == "<=":
+        cond = ule(a, b)
+    elif op == ">":
+        cond = ult(b, a)
+    elif op == ">=":
+        cond = ule(b, a)
+    elif op == "&&":
+        cond = land(truth(a), truth(b))
+    elif op == "||":
+        cond = lor(truth(a), truth(b))
+    else:
+        raise ValueError(f"operator {op} is not supported on symbolic values")
+    return ite(cond, 1, 0)
 
 
 class NeedDecision(Exception):

@@ -102,6 +102,7 @@ class Routine:
     kind: str = "asm"  # "asm" or "c"
     section: str = ".text"
     guest: bool = False  # guest code (runs at CPL 3; its frames hold guest context)
+    compat: bool = False  # GUEST32: guest code in compatibility mode (INTO raises #OF)
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,20 @@ class CpuDecl:
 
 
 @dataclass(frozen=True)
+class InputDecl:
+    """`input NAME = v1 | v2 | ...` or `input NAME = LOW..HIGH`: a guest-controlled value.
+
+    Enumerated, the environment picks one of the samples (or every value of the range);
+    declared symbolic by a property file, it is a 64-bit symbol (within the range)."""
+
+    name: str
+    samples: tuple[Expr, ...]
+    low: int | None
+    high: int | None
+    loc: Loc
+
+
+@dataclass(frozen=True)
 class Design:
     name: str
     path: str
@@ -187,7 +202,10 @@ class Design:
     cpu_decls: tuple[CpuDecl, ...]
     routines: dict[str, Routine]
     lstar: str | None = None
+    sysenter: tuple[str, str] | None = None  # SYSENTER's entry routine and stack (EIP/ESP MSRs)
     vendor: str = "intel"
     df_rule: str = "sdm"
     symmetric: bool = False  # the CPUs other than CPU 0 are interchangeable
+    inputs: dict[str, InputDecl] = field(default_factory=dict)
+    guest_code: str | None = None  # where guest code at an address the design names none runs
     observations: dict[str, Loc] = field(default_factory=dict)

@@ -7,14 +7,17 @@ here through model.x86.delivery, so every exception follows the same SDM path.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import replace
+from typing import Any, NamedTuple
 
+from checker import symbolic as sym
 from checker.errors import InputError
+from checker.symbolic import Term, decide
 from model.lang.expr import binop, unop
 from model.lang.ir import Abs, Expr, Imm, Instr, Mem, Name, Reg, RipRel, Routine, Target
 from model.system.layout import Layout
 from model.x86 import instructions as insn
-from model.x86.arch import BP, CF, DB, GP, OF_FLAG, UD
+from model.x86.arch import BP, CF, DB, GP, IF, OF_FLAG, RF, UD
 from model.x86.delivery import Event, Source, deliver
 from model.x86.events import after_instruction, ipi_destinations, send_nmi_ipi
 from model.x86.memory import ArchFault, copy_words, move_rsp, pop, push, read, write
@@ -39,6 +42,11 @@ class SysState(NamedTuple):
     vars: tuple[Value, ...]
     budgets: tuple[int, ...]  # per CPU: NMIs, #MCs, external interrupts; then faults
     init_freed: bool = False
+    # Symbolic execution (checker.symbolic): the path condition (sorted conditions), whether
+    # any value is symbolic, and per CPU the last symbolic compare the flags stand for.
+    path: tuple[Any, ...] = ()
+    symbolic: bool = False
+    lazy: tuple[Any, ...] = ()
 
 
 class Blocked(Exception):
@@ -46,14 +54,36 @@ class Blocked(Exception):
 
 
 class Interpreter:
-    def __init__(self, layout: Layout, platform: Platform):
+    def __init__(
+        self, layout: Layout, platform: Platform, symbolic_inputs: frozenset[str] = frozenset()
+    ):
         self.layout = layout
         self.platform = platform
+        self.symbolic_inputs = symbolic_inputs
+        # Witness support: name symbols by the step that made them, or replay concretely.
+        self.unique_names = False
+        self.witness_values: dict[str, int] | None = None
+        self.step_index = 0
         self.routines: dict[str, Routine] = layout.design.routines
+        # GUEST32 code runs in compatibility mode: INTO there follows the non-64-bit rules.
+        self.compat_platform = replace(platform, mode64=False)
 
     # -- values ------------------------------------------------------------------------------
-    def instr_at(self, pc: CodeAddr) -> Instr | None:
+    def routine_of(self, pc: CodeAddr) -> Routine:
         r = self.routines.get(pc.routine)
+        if r is None and pc.routine == insn.GUEST_CODE and self.layout.design.guest_code:
+            # Guest code at an address the design does not name runs the design's
+            # `guest_code` routine (a guest that returned wherever it chose).
+            r = self.routines[self.layout.design.guest_code]
+        if r is None:
+            raise InputError(f"no routine {pc.routine!r} to run", self.layout.design.path, 1)
+        return r
+
+    def instr_at(self, pc: CodeAddr) -> Instr | None:
+        try:
+            r = self.routine_of(pc)
+        except InputError:
+            return None
         if r is None or pc.index >= len(r.instrs):
             return None
         return r.instrs[pc.index]
@@ -81,11 +111,20 @@ class Interpreter:
         if kind == "binop":
             a = self.eval(s, cpu_i, e[2], ins)
             b = self.eval(s, cpu_i, e[3], ins)
+            if isinstance(a, Term) or isinstance(b, Term):
+                return sym.binary(e[1], self._bv(a, ins), self._bv(b, ins))
             if e[1] in ("==", "!="):
                 return int((a == b) == (e[1] == "=="))
             return binop(e[1], self._int(a, ins), self._int(b, ins))
         if kind == "unop":
-            return unop(e[1], self._int(self.eval(s, cpu_i, e[2], ins), ins))
+            v = self._bv(self.eval(s, cpu_i, e[2], ins), ins)
+            if isinstance(v, Term):
+                if e[1] == "-":
+                    return sym.neg(v)
+                if e[1] == "~":
+                    return sym.bnot(v)
+                return sym.ite(sym.lnot(sym.truth(v)), 1, 0)
+            return unop(e[1], v)
         if kind == "call" and e[1] == "per_cpu" and len(e[2]) == 2 and e[2][0][0] == "var":
             name = e[2][0][1]
             idx = self._int(self.eval(s, cpu_i, e[2][1], ins), ins)
@@ -102,8 +141,15 @@ class Interpreter:
         """The variable slot of `name[index]`: a per-CPU variable's copy, or an array element."""
         if name not in self.layout.var_index:
             raise self._error(f"{name}[...] is not a variable", ins)
-        idx = self._int(self.eval(s, cpu_i, index, ins), ins)
         size = self.layout.ncpus if name in self.layout.percpu_vars else self.layout.lengths[name]
+        raw = self._bv(self.eval(s, cpu_i, index, ins), ins)
+        if isinstance(raw, Term):
+            # A symbolic index is split over the elements (each a separate successor).
+            if not decide(sym.ult(raw, size)):
+                raise self._error(f"the index of {name} may be {size} or more", ins)
+            idx = next(k for k in range(size) if k == size - 1 or decide(sym.eq(raw, k)))
+        else:
+            idx = raw
         if not 0 <= idx < size:
             raise self._error(f"index {idx} is outside {name}[0..{size - 1}]", ins)
         return self.layout.var_index[name] + idx
@@ -112,7 +158,15 @@ class Interpreter:
         raise self._error(f"{name!r} is not a value here", ins)
 
     def _int(self, v: Value, ins: Instr) -> int:
-        """A value as a number: a code address becomes its linear address."""
+        """A value as a concrete number: a code address becomes its linear address."""
+        if isinstance(v, CodeAddr):
+            return self.layout.code_address(v)
+        if isinstance(v, Term):
+            raise self._error(f"this needs a concrete value, not the symbolic {v!r}", ins)
+        return v
+
+    def _bv(self, v: Value, ins: Instr) -> int | Term:
+        """A value as a bit-vector, symbolic or not."""
         if isinstance(v, CodeAddr):
             return self.layout.code_address(v)
         return v
@@ -140,20 +194,27 @@ class Interpreter:
             from model.x86.memory import check_access
 
             check_access(self.platform, addr, cpu.cpl)
+            if isinstance(addr, Term):
+                if op.size < WORD:
+                    raise self._error("narrow reads at symbolic addresses are not modelled", ins)
+                return read(m, addr)
             word = read(m, addr - addr % WORD)
-            if op.size == 4 and isinstance(word, int):
-                return (word >> (8 * (addr % WORD))) & 0xFFFF_FFFF
+            if op.size < WORD and isinstance(word, int):
+                # movl/cmpl/testb...: the bytes at the operand's address, little-endian
+                return (word >> (8 * (addr % WORD))) & ((1 << (8 * op.size)) - 1)
             return word
         if isinstance(op, RipRel):
             return CodeAddr(*op.target)
         raise self._error(f"unsupported operand {op!r}", ins)
 
-    def _address(self, s: SysState, m: Machine, cpu_i: int, op: Mem | Abs, ins: Instr) -> int:
+    def _address(
+        self, s: SysState, m: Machine, cpu_i: int, op: Mem | Abs, ins: Instr
+    ) -> int | Term:
         if isinstance(op, Abs):
-            return self._int(self.eval(s, cpu_i, op.expr, ins), ins) & MASK64
+            return sym.band(self._bv(self.eval(s, cpu_i, op.expr, ins), ins), MASK64)
         cpu = m.cpus[cpu_i]
         base = cpu.rsp if op.base == "rsp" else cpu.reg(op.base)
-        return (self._int(base, ins) + op.disp) & MASK64
+        return sym.add(self._bv(base, ins), op.disp)
 
     def _store(
         self, s: SysState, m: Machine, cpu_i: int, dst: object, value: Value, ins: Instr
@@ -165,11 +226,17 @@ class Interpreter:
             return m.with_cpu(cpu_i, cpu.with_reg(dst.name, value))
         if isinstance(dst, (Mem, Abs)):
             addr = self._address(s, m, cpu_i, dst, ins)
+            if isinstance(addr, Term):
+                if dst.size != WORD:
+                    raise self._error("narrow writes at symbolic addresses are not modelled", ins)
+                return write(self.platform, m, addr, value, cpu.cpl)
             aligned = addr - addr % WORD
             if dst.size == 4:
                 old = read(m, aligned)
                 shift = 8 * (addr % WORD)
                 keep = (old if isinstance(old, int) else 0) & ~(0xFFFF_FFFF << shift)
+                if isinstance(value, Term) or isinstance(keep, Term):
+                    raise self._error("a 32-bit store of a symbolic value is not modelled", ins)
                 value = keep | ((self._int(value, ins) & 0xFFFF_FFFF) << shift)
             return write(self.platform, m, aligned, value, cpu.cpl)
         raise self._error("cannot store there", ins)
@@ -222,9 +289,12 @@ class Interpreter:
         cpu = s.machine.cpus[cpu_i]
         ins = self.instr_at(cpu.pc)
         assert ins is not None and ins.fault is not None
-        if ins.op == "iret":
-            return self.raise_fault(s, cpu_i, insn.iret_faulting(s.machine, cpu_i), ins)
         error = 0 if ins.fault in (GP, 14, 10, 11, 12, 17, 21, 8) else None
+        if ins.op == "iret":
+            # every IRET unblocks NMIs, even one that faults (`iretq @fault(#GP)`, #SS, ...)
+            unblocked = insn.iret_faulting(s.machine, cpu_i).machine
+            fault = ArchFault(ins.fault, error, "IRET faults", machine=unblocked)
+            return self.raise_fault(s, cpu_i, fault, ins)
         return self.raise_fault(s, cpu_i, ArchFault(ins.fault, error), ins)
 
     def _advance(self, m: Machine, cpu_i: int) -> Machine:
@@ -239,7 +309,7 @@ class Interpreter:
     def _execute(self, s: SysState, cpu_i: int, ins: Instr, choice: int) -> SysState:
         m = s.machine
         cpu = m.cpus[cpu_i]
-        routine = self.routines[cpu.pc.routine]
+        routine = self.routine_of(cpu.pc)
         if s.init_freed and routine.section.startswith(".init"):
             # The bytes there now belong to something else: model them as undefined.
             m = m.incident(FREED_CODE)
@@ -270,33 +340,62 @@ class Interpreter:
             return s._replace(machine=self._advance(self._store(s, m, cpu_i, a[1], value, ins), cpu_i))
         base_op, width = _split_width(op)
         if op == "mov32":
-            value = self._int(self.operand(s, m, cpu_i, a[0], ins), ins) & 0xFFFF_FFFF
+            value = sym.band(self._bv(self.operand(s, m, cpu_i, a[0], ins), ins), 0xFFFF_FFFF)
             return s._replace(machine=self._advance(self._store(s, m, cpu_i, a[1], value, ins), cpu_i))
         if base_op in _ARITH:
             mask = (1 << width) - 1
             dst = a[-1]
-            x = self._int(self.operand(s, m, cpu_i, dst, ins), ins) & mask
-            y = self._int(self.operand(s, m, cpu_i, a[0], ins), ins) & mask if len(a) == 2 else 1
-            r = _ARITH[base_op](x, y, width) & mask
+            xv = self._bv(self.operand(s, m, cpu_i, dst, ins), ins)
+            yv = self._bv(self.operand(s, m, cpu_i, a[0], ins), ins) if len(a) == 2 else 1
+            if isinstance(xv, Term) or isinstance(yv, Term):
+                # Symbolic: the result is a term and the flags a lazy record of it.
+                r_sym = sym.band(_SYM_ARITH[base_op](sym.band(xv, mask), sym.band(yv, mask), width), mask)
+                m = self._store(s, m, cpu_i, dst, r_sym, ins)
+                s = _set_lazy(s, cpu_i, ("result", r_sym, width))
+                return s._replace(machine=self._advance(m, cpu_i))
+            s = _set_lazy(s, cpu_i, None)
+            x = xv & mask
+            y = yv & mask
+            raw = _ARITH[base_op](x, y, width)
+            r = raw & mask
             m = self._store(s, m, cpu_i, dst, r, ins)
-            m = self._set_flags(m, cpu_i, r, carry=base_op == "sub" and y > x, width=width)
+            carry, overflow = _carry_overflow(base_op, x, y, raw, width)
+            if base_op in ("inc", "dec"):
+                carry = bool(cpu.rflags & CF)  # INC and DEC leave CF alone
+            if base_op in ("shl", "shr", "sar") and (y & (width - 1)) == 0:
+                return s._replace(machine=self._advance(m, cpu_i))  # a zero count: no flags
+            m = self._set_flags(m, cpu_i, r, carry=carry, width=width, overflow=overflow)
             return s._replace(machine=self._advance(m, cpu_i))
         if base_op in ("cmp", "test"):
             mask = (1 << width) - 1
             x = self.operand(s, m, cpu_i, a[1], ins)
             y = self.operand(s, m, cpu_i, a[0], ins)
+            if isinstance(x, Term) or isinstance(y, Term):
+                xb, yb = sym.band(self._bv(x, ins), mask), sym.band(self._bv(y, ins), mask)
+                record = ("cmp", xb, yb, width) if base_op == "cmp" else (
+                    "result", sym.band(xb, yb), width)
+                s = _set_lazy(s, cpu_i, record)
+                return s._replace(machine=self._advance(m, cpu_i))
+            s = _set_lazy(s, cpu_i, None)
             if isinstance(x, CodeAddr) or isinstance(y, CodeAddr):
                 m = self._set_flags(m, cpu_i, 0 if x == y else 1, carry=False, width=width)
             elif base_op == "test":
                 m = self._set_flags(m, cpu_i, x & y & mask, carry=False, width=width)
             else:
                 x, y = x & mask, y & mask
-                m = self._set_flags(m, cpu_i, (x - y) & mask, carry=y > x, width=width)
+                _, overflow = _carry_overflow("sub", x, y, x - y, width)
+                m = self._set_flags(
+                    m, cpu_i, (x - y) & mask, carry=y > x, width=width, overflow=overflow
+                )
             return s._replace(machine=self._advance(m, cpu_i))
         if op == "jmp":
             return s._replace(machine=self._goto(m, cpu_i, a[0]))
         if op in _CONDITIONS:
-            taken = _CONDITIONS[op](cpu.rflags)
+            lazy = s.lazy[cpu_i] if s.lazy else None
+            if lazy is not None:
+                taken = decide(_lazy_condition(op, lazy))
+            else:
+                taken = _CONDITIONS[op](cpu.rflags)
             return s._replace(machine=self._goto(m, cpu_i, a[0]) if taken else self._advance(m, cpu_i))
         if op == "call":
             ret = CodeAddr(cpu.pc.routine, cpu.pc.index + 1)
@@ -327,6 +426,8 @@ class Interpreter:
         if op == "syscall":
             nxt = CodeAddr(cpu.pc.routine, cpu.pc.index + 1)
             return s._replace(machine=insn.syscall(p, m, cpu_i, nxt))
+        if op == "sysenter":
+            return s._replace(machine=self._sysenter(m, cpu_i))
         if op == "ud2":
             raise ArchFault(UD, None, "UD2")
         if op in ("int", "int3", "into", "int1"):
@@ -353,30 +454,58 @@ class Interpreter:
             dst = a[0]
             value = self.operand(s, m, cpu_i, a[1 + choice], ins)
             return s._replace(machine=self._advance(self._store(s, m, cpu_i, dst, value, ins), cpu_i))
+        if op == "input":
+            source = a[1]
+            assert isinstance(source, Name)
+            s, value = self.input_value(s, cpu_i, source.name, choice, ins)
+            m = s.machine
+            return s._replace(machine=self._advance(self._store(s, m, cpu_i, a[0], value, ins), cpu_i))
         raise self._error(f"no semantics for {op}", ins)
 
     def _software_interrupt(self, s: SysState, m: Machine, cpu_i: int, ins: Instr) -> Machine:
         """INT n / INT3 / INTO / INT1: trap-like, the frame saves the next instruction."""
         cpu = m.cpus[cpu_i]
+        platform = self.platform
         nxt = CodeAddr(cpu.pc.routine, cpu.pc.index + 1)
         if ins.op == "int":
-            vector = self._int(self.operand(s, m, cpu_i, ins.args[0], ins), ins) & 0xFF
+            vector = sym.band(self._bv(self.operand(s, m, cpu_i, ins.args[0], ins), ins), 0xFF)
             event = Event(Source.INT_N, vector)
         elif ins.op == "int3":
             event = Event(Source.INT3, BP)
         elif ins.op == "into":
-            if not self.platform.mode64 and not cpu.rflags & OF_FLAG:
+            if self.routines[cpu.pc.routine].compat:
+                platform = self.compat_platform
+            if not platform.mode64 and not cpu.rflags & OF_FLAG:
                 return self._advance(m, cpu_i)
             event = Event(Source.INTO, 4)
         else:
             event = Event(Source.INT1, DB)
-        return deliver(self.platform, m, cpu_i, event, nxt)
+        return deliver(platform, m, cpu_i, event, nxt)
+
+    def _sysenter(self, m: Machine, cpu_i: int) -> Machine:
+        """SYSENTER (SDM Vol. 2) from IA-32e mode: #GP(0) when IA32_SYSENTER_CS is null (no
+        `sysenter` declaration); else CPL 0, RSP := IA32_SYSENTER_ESP (the declared stack's
+        top), RIP := IA32_SYSENTER_EIP, IF and RF cleared, nothing saved. AMD CPUs raise #UD
+        outside legacy mode (AMD APM Vol. 3 SYSENTER)."""
+        if self.platform.vendor == "amd":
+            raise ArchFault(UD, None, "SYSENTER in long mode on AMD")
+        target = self.layout.design.sysenter
+        if target is None:
+            raise ArchFault(GP, 0, "SYSENTER with IA32_SYSENTER_CS = 0")
+        routine, stack = target
+        cpu = m.cpus[cpu_i]
+        rsp = self.platform.region(self.layout.resolve(stack, cpu_i)).top
+        cpu = cpu._replace(cpl=0, pc=CodeAddr(routine, 0), rsp=rsp, rflags=cpu.rflags & ~(IF | RF))
+        return m.with_cpu(cpu_i, cpu)
 
     def _set_flags(
-        self, m: Machine, cpu_i: int, result: int, carry: bool, width: int = 64
+        self, m: Machine, cpu_i: int, result: int, carry: bool, width: int = 64,
+        overflow: bool = False,
     ) -> Machine:
         cpu = m.cpus[cpu_i]
-        flags = cpu.rflags & ~(ZF | SF | CF)
+        flags = cpu.rflags & ~(ZF | SF | CF | OF_FLAG)
+        if overflow:
+            flags |= OF_FLAG
         if result & ((1 << width) - 1) == 0:
             flags |= ZF
         if result & (1 << (width - 1)):
@@ -386,8 +515,45 @@ class Interpreter:
         return m.with_cpu(cpu_i, cpu._replace(rflags=flags))
 
     # -- pseudo-C ------------------------------------------------------------------------------
+    def input_value(
+        self, s: SysState, cpu_i: int, name: str, choice: int, ins: Instr
+    ) -> tuple[SysState, Value]:
+        """The value a guest-controlled input takes: one of its samples (the `choice`-th),
+        or, when the property file makes it symbolic, a fresh symbol within its range."""
+        decl = self.layout.design.inputs[name]
+        if name not in self.symbolic_inputs:
+            if decl.low is not None:
+                return s, decl.low + choice
+            return s, self.eval(s, cpu_i, decl.samples[choice], ins)
+        if self.witness_values is not None:
+            return s, self.witness_values[f"{name}@{self.step_index}"]
+        if self.unique_names:
+            fresh = f"{name}@{self.step_index}"
+        else:
+            live = sym.symbols((s.machine, s.vars, s.path, s.lazy))
+            fresh = name
+            k = 1
+            while fresh in live:
+                fresh = f"{name}#{k}"
+                k += 1
+        value = sym.var(fresh)
+        path = s.path
+        if decl.low is not None:
+            bounds = [sym.ule(decl.low, value), sym.ule(value, decl.high)]
+            path = tuple(sorted(set(path) | {c for c in bounds if isinstance(c, Term)}, key=repr))
+        return s._replace(path=path, symbolic=True), value
+
     def choices(self, s: SysState, cpu_i: int, ins: Instr) -> int:
-        """How many ways a `choose` / `choose_range` step can go."""
+        """How many ways a `choose` / `choose_range` / `input` step can go."""
+        if ins.op in ("input", "c.input"):
+            source = ins.args[1]
+            name = source.name if isinstance(source, Name) else str(source[1])  # type: ignore[index]
+            if name in self.symbolic_inputs:
+                return 1
+            decl = self.layout.design.inputs[name]
+            if decl.low is not None and decl.high is not None:
+                return decl.high - decl.low + 1
+            return len(decl.samples)
         if ins.op == "c.choose_range":
             low = self._int(self.eval(s, cpu_i, ins.args[1], ins), ins)  # type: ignore[arg-type]
             high = self._int(self.eval(s, cpu_i, ins.args[2], ins), ins)  # type: ignore[arg-type]
@@ -395,7 +561,9 @@ class Interpreter:
         return len(ins.args) - 1
 
     def wait_ready(self, s: SysState, cpu_i: int, ins: Instr) -> bool:
-        return bool(self.eval(s, cpu_i, ins.args[0], ins))
+        """Can the wait proceed? A symbolic condition may: the step decides it."""
+        v = self.eval(s, cpu_i, ins.args[0], ins)
+        return isinstance(v, Term) or bool(v)
 
     def _pseudo_c(self, s: SysState, cpu_i: int, ins: Instr, choice: int) -> SysState:
         m = s.machine
@@ -423,13 +591,23 @@ class Interpreter:
             s = s._replace(vars=s.vars[:slot] + (low + choice,) + s.vars[slot + 1 :])
             return s._replace(machine=self._advance(m, cpu_i))
         if op == "branch_false":
-            if self.eval(s, cpu_i, a[0], ins):  # type: ignore[arg-type]
+            if decide(sym.truth(self._bv(self.eval(s, cpu_i, a[0], ins), ins))):  # type: ignore[arg-type]
                 return s._replace(machine=self._advance(m, cpu_i))
             return s._replace(machine=self._goto(m, cpu_i, a[1]))
         if op in ("wait_until", "wait_timeout"):
-            if not self.wait_ready(s, cpu_i, ins):
+            v = self.eval(s, cpu_i, a[0], ins)  # type: ignore[arg-type]
+            if isinstance(v, Term):
+                sym.require(sym.truth(v))
+            elif not v:
                 raise Blocked()
             return s._replace(machine=self._advance(m, cpu_i))
+        if op == "input":
+            var, source = a[0], a[1]
+            assert isinstance(var, tuple) and isinstance(source, tuple)
+            s, value = self.input_value(s, cpu_i, str(source[1]), choice, ins)
+            slot = self.layout.var_slot(var[1], cpu_i)
+            s = s._replace(vars=s.vars[:slot] + (value,) + s.vars[slot + 1 :])
+            return s._replace(machine=self._advance(s.machine, cpu_i))
         if op == "choose":
             var = a[0]
             assert isinstance(var, tuple) and var[0] == "var"
@@ -438,7 +616,7 @@ class Interpreter:
             s = s._replace(vars=s.vars[:slot] + (value,) + s.vars[slot + 1 :])
             return s._replace(machine=self._advance(m, cpu_i))
         if op == "assert":
-            if not self.eval(s, cpu_i, a[0], ins):  # type: ignore[arg-type]
+            if not decide(sym.truth(self._bv(self.eval(s, cpu_i, a[0], ins), ins))):  # type: ignore[arg-type]
                 m = m.incident(f"{ASSERT_FAILED} at line {ins.loc.line}")
             return s._replace(machine=self._advance(m, cpu_i))
         if op == "set_gate":
@@ -470,6 +648,12 @@ class Interpreter:
             m = insn.lidt(m, cpu_i, table)
         elif op == "ltr":
             m = insn.ltr(m, cpu_i, self._name_of(s, cpu_i, a[0], ins))  # type: ignore[arg-type]
+        elif op == "copy_idt":
+            # memcpy() of one IDT's gates over another's; the limit lives in IDTR, not here.
+            dst = m.idt(self._name_of(s, cpu_i, a[0], ins))  # type: ignore[arg-type]
+            src = m.idt(self._name_of(s, cpu_i, a[1], ins))  # type: ignore[arg-type]
+            assert dst is not None and src is not None
+            m = m.with_idt(dst._replace(gates=src.gates))
         elif op == "send_nmi":
             e = a[0]
             if isinstance(e, tuple) and e[0] == "var" and e[1] in ("SELF", "ALL_BUT_SELF", "ALL"):
@@ -477,6 +661,9 @@ class Interpreter:
                 targets = ipi_destinations(m, cpu_i, shorthand)
             else:
                 dest = self._int(self.eval(s, cpu_i, e, ins), ins)  # type: ignore[arg-type]
+                if not 0 <= dest < len(m.cpus):
+                    last = len(m.cpus) - 1
+                    raise self._error(f"send_nmi to CPU {dest}, but CPUs are 0-{last}", ins)
                 targets = ipi_destinations(m, cpu_i, "cpu", dest)
             m = send_nmi_ipi(m, cpu_i, targets)
         elif op == "halt":
@@ -512,6 +699,58 @@ class Interpreter:
         return s._replace(machine=self._advance(m, cpu_i))
 
 
+def _set_lazy(s: SysState, cpu_i: int, record: Any) -> SysState:
+    """Remember (or forget) that CPU cpu_i's arithmetic flags stand for a symbolic result."""
+    if not s.lazy and record is None:
+        return s
+    lazy = list(s.lazy) if s.lazy else [None] * len(s.machine.cpus)
+    lazy[cpu_i] = record
+    return s._replace(lazy=tuple(lazy) if any(x is not None for x in lazy) else ())
+
+
+def _lazy_condition(op: str, lazy: tuple[Any, ...]) -> Any:
+    """The condition a Jcc tests, from a symbolic compare or result (SDM Vol. 1 App. B)."""
+    kind = lazy[0]
+    if kind == "cmp":
+        _, x, y, width = lazy
+        xs, ys = sym.sign_extend(x, width), sym.sign_extend(y, width)
+        table = {
+            "je": sym.eq(x, y), "jne": sym.ne(x, y),
+            "jb": sym.ult(x, y), "jae": sym.ule(y, x),
+            "ja": sym.ult(y, x), "jbe": sym.ule(x, y),
+            "jl": sym.slt(xs, ys), "jge": sym.sle(ys, xs),
+            "jle": sym.sle(xs, ys), "jg": sym.slt(ys, xs),
+            "js": sym.ne(sym.band(sym.sub(x, y), 1 << (width - 1)), 0),
+            "jns": sym.eq(sym.band(sym.sub(x, y), 1 << (width - 1)), 0),
+        }
+        return table[op]
+    _, r, width = lazy
+    sign = sym.ne(sym.band(r, 1 << (width - 1)), 0)
+    zero = sym.eq(r, 0)
+    table = {
+        "je": zero, "jne": sym.lnot(zero), "js": sign, "jns": sym.lnot(sign),
+        # After and/or/xor/test CF=OF=0; after add/sub the model keeps only ZF/SF exact.
+        "jb": False, "jae": True, "ja": sym.lnot(zero), "jbe": zero,
+        "jl": sign, "jge": sym.lnot(sign), "jle": sym.lor(zero, sign),
+        "jg": sym.land(sym.lnot(zero), sym.lnot(sign)),
+    }
+    return table[op]
+
+
+_SYM_ARITH = {
+    "add": lambda x, y, w: sym.add(x, y),
+    "sub": lambda x, y, w: sym.sub(x, y),
+    "and": lambda x, y, w: sym.band(x, y),
+    "or": lambda x, y, w: sym.bor(x, y),
+    "xor": lambda x, y, w: sym.bxor(x, y),
+    "inc": lambda x, y, w: sym.add(x, 1),
+    "dec": lambda x, y, w: sym.sub(x, 1),
+    "shl": lambda x, y, w: sym.shl(x, y),
+    "shr": lambda x, y, w: sym.lshr(x, y),
+    "sar": lambda x, y, w: sym.ashr(sym.sign_extend(x, w), y),
+}
+
+
 def _split_width(op: str) -> tuple[str, int]:
     """`cmp32` -> ("cmp", 32); plain ops are 64-bit."""
     for w in ("32", "16", "8"):
@@ -520,10 +759,29 @@ def _split_width(op: str) -> tuple[str, int]:
     return op, 64
 
 
+def _carry_overflow(op: str, x: int, y: int, raw: int, width: int) -> tuple[bool, bool]:
+    """CF and OF of `x op y` (operands already `width` bits; `raw` unmasked)."""
+    sign = 1 << (width - 1)
+    mask = (1 << width) - 1
+    r = raw & mask
+    if op in ("add", "inc"):
+        y = 1 if op == "inc" else y
+        return raw > mask, bool(~(x ^ y) & (x ^ r) & sign)
+    if op in ("sub", "dec"):
+        y = 1 if op == "dec" else y
+        return y > x, bool((x ^ y) & (x ^ r) & sign)
+    count = y & (width - 1)
+    if op == "shl" and count:
+        return bool((x >> (width - count)) & 1), False
+    if op in ("shr", "sar") and count:
+        return bool((x >> (count - 1)) & 1), False
+    return False, False  # and, or, xor: CF and OF cleared
+
+
 def _sar(x: int, y: int, width: int) -> int:
     if x & (1 << (width - 1)):
         x -= 1 << width
-    return x >> y
+    return x >> (y & (width - 1))
 
 
 _ARITH = {
@@ -534,8 +792,8 @@ _ARITH = {
     "xor": lambda x, y, w: x ^ y,
     "inc": lambda x, y, w: x + 1,
     "dec": lambda x, y, w: x - 1,
-    "shl": lambda x, y, w: x << y,
-    "shr": lambda x, y, w: x >> y,
+    "shl": lambda x, y, w: x << (y & (w - 1)),  # the CPU masks the count to 5 or 6 bits
+    "shr": lambda x, y, w: x >> (y & (w - 1)),
     "sar": _sar,
 }
 
@@ -555,4 +813,4 @@ _CONDITIONS = {
     "jg": lambda f: not f & ZF and bool(f & SF) == bool(f & OF_FLAG),
 }
 
-__all__ = ["Interpreter", "SysState", "Blocked", "Shadow"]
+__all__ = ["Blocked", "Interpreter", "Shadow", "SysState"]

@@ -23,6 +23,7 @@ ENVIRONMENT_KEYS: dict[str, tuple[type, str]] = {
     "faults": (int, "how many steps marked @fault(#X) may fault, in all"),
     "cpus": (int, "the number of CPUs (default: the design's `cpus`)"),
     "quiet_without_idt": (bool, "no NMI or #MC while a CPU's IDTR is empty (the boot critical region)"),
+    "symbolic": (list, "inputs (declared with `input` in the design) that are symbolic values"),
     "pic": (bool, "external interrupts come from a legacy 8259 PIC (any vector, even 0-15)"),
 }
 
@@ -47,8 +48,17 @@ class DesignProvider:
         self, design: str, variant: Mapping[str, str], environment: Mapping[str, Any]
     ) -> DesignSystem:
         env = environment_of(environment)
-        parsed = parse_design(self.path_of(design), variant)
+        parsed = parse_design(_display_path(self.path_of(design)), variant)
         return DesignSystem(parsed, env)
+
+
+def _display_path(path: Path) -> Path:
+    """Relative to the working directory when below it, so messages and traces read
+    `model/designs/xen_ist.design:42` as a user would write it."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def environment_of(environment: Mapping[str, Any]) -> Environment:
@@ -62,6 +72,13 @@ def environment_of(environment: Mapping[str, Any]) -> Environment:
             raise ModelInputError(f"environment.{key} must be true or false", f"environment.{key}")
         if kind is int and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
             raise ModelInputError(f"environment.{key} must be a non-negative integer", f"environment.{key}")
+        if key == "symbolic":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ModelInputError(
+                    "environment.symbolic must be a list of input names", "environment.symbolic"
+                )
+            values[key] = tuple(value)
+            continue
         if kind is list:
             if not isinstance(value, list) or not all(
                 isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value

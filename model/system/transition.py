@@ -8,10 +8,13 @@ latched NMI or held-back #DB being taken, or a wait timing out when nothing else
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from checker import symbolic as sym
+from checker.errors import InputError, ModelInputError
+from checker.symbolic import Decisions, Infeasible, NeedDecision, Solver, Term, require, run_with
 from model.lang.ir import Design
 from model.system.interp import TIMED_OUT, Blocked, Interpreter, SysState
 from model.system.layout import Layout, build_layout, initial_machines, platform_of
@@ -19,13 +22,16 @@ from model.x86 import events as ev
 from model.x86.arch import DF, FLAG_NAMES, IF, vector_name
 from model.x86.delivery import IST_WITHOUT_TSS, Event, Source, deliver
 from model.x86.memory import region_name
-from model.x86.state import CodeAddr, Frame, Machine, Run, Value
+from model.x86.state import REGISTERS, CodeAddr, Frame, Machine, Run, Value
 
 
 class Action(NamedTuple):
     kind: str  # step, fault, nmi, mce, ext, ipi, pending-nmi, held-db, timeout
     cpu: int
     arg: int = 0  # the choice of a `choose`, or the vector of an external interrupt
+    # The outcomes of the symbolic conditions this step meets, in order (checker.symbolic):
+    # one action per feasible combination, so next_state stays deterministic.
+    decisions: tuple[bool, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ class Environment:
     cpus: int | None = None
     quiet_without_idt: bool = False  # no NMI/#MC while IDTR is empty (boot's critical region)
     pic: bool = False  # external interrupts come from an 8259 PIC (any vector) not the LAPIC
+    symbolic: tuple[str, ...] = ()  # inputs that are symbolic 64-bit values instead of samples
 
 
 BUDGETS_PER_CPU = 4  # nmi, mce, external, double faults
@@ -55,7 +62,17 @@ class DesignSystem:
         ncpus = env.cpus or design.cpus
         self.layout: Layout = build_layout(design, ncpus)
         self.platform = platform_of(self.layout)
-        self.interp = Interpreter(self.layout, self.platform)
+        unknown = [n for n in env.symbolic if n not in design.inputs]
+        if unknown:
+            known = ", ".join(sorted(design.inputs)) or "none"
+            raise ModelInputError(
+                f"design {design.name!r} has no input {unknown[0]!r} (inputs: {known})",
+                "environment.symbolic",
+            )
+        self.interp = Interpreter(self.layout, self.platform, frozenset(env.symbolic))
+        self.solver = Solver()
+        self._successors: dict[Action, SysState] = {}  # of the state whose actions were last asked
+        self._successors_of: SysState | None = None
         self.ncpus = ncpus
         self.var_names = [v.name for v in design.variables]
 
@@ -67,6 +84,62 @@ class DesignSystem:
         return [SysState(m, values, budgets) for m in machines]
 
     def actions(self, s: SysState) -> Sequence[Action]:
+        base = self._base_actions(s)
+        if not s.symbolic:
+            return base
+        # A symbolic state: run each step to find the symbolic conditions it meets, and
+        # offer one action per feasible combination of outcomes (z3 decides feasibility).
+        self._successors = {}
+        self._successors_of = s
+        out: list[Action] = []
+        for a in base:
+            pending: list[tuple[bool, ...]] = [()]
+            while pending:
+                choices = pending.pop()
+                try:
+                    succ, taken = self._run(s, a._replace(decisions=choices))
+                except NeedDecision as need:
+                    prior = (*s.path, *self._taken(s, a._replace(decisions=choices)))
+                    # The prefix is satisfiable, so when one outcome is not the other is.
+                    if self.solver.satisfiable((*prior, need.cond)):
+                        if self.solver.satisfiable((*prior, sym.lnot(need.cond))):
+                            pending.append((*choices, False))
+                        pending.append((*choices, True))
+                    else:
+                        pending.append((*choices, False))
+                    continue
+                except Infeasible:
+                    continue
+                done = a._replace(decisions=choices)
+                self._successors[done] = succ
+                out.append(done)
+        return out
+
+    def _taken(self, s: SysState, a: Action) -> list[Any]:
+        """The conditions the decided prefix of `a` took (to extend them by one)."""
+        d = Decisions(a.decisions)
+        token = sym._current.set(d)
+        try:
+            self._raw_next(s, a)
+        except (NeedDecision, Infeasible):
+            pass
+        finally:
+            sym._current.reset(token)
+        return d.taken
+
+    def _run(self, s: SysState, a: Action) -> tuple[SysState, list[Any]]:
+        """Run one action under its decisions; the successor carries the conditions taken
+        in its path condition, pruned and canonically named."""
+        succ, d = run_with(a.decisions, self._raw_next, s, a)
+        if d.index < len(a.decisions):
+            raise Infeasible()  # more decisions than the step meets: not this action
+        path = s.path + tuple(c for c in d.taken if isinstance(c, Term))
+        succ = succ._replace(path=path)
+        if not self.interp.unique_names:
+            succ = canonical(succ)
+        return succ, d.taken
+
+    def _base_actions(self, s: SysState) -> list[Action]:
         out: list[Action] = []
         m = s.machine
         b = s.budgets
@@ -91,7 +164,7 @@ class DesignSystem:
                     if ins.op in ("c.wait_until", "c.wait_timeout"):
                         if self.interp.wait_ready(s, i, ins):
                             out.append(Action("step", i))
-                    elif ins.op in ("choose", "c.choose", "c.choose_range"):
+                    elif ins.op in ("choose", "c.choose", "c.choose_range", "input", "c.input"):
                         n = self.interp.choices(s, i, ins)
                         out.extend(Action("step", i, k) for k in range(n))
                     else:
@@ -119,6 +192,20 @@ class DesignSystem:
         return out
 
     def next_state(self, s: SysState, a: Action) -> SysState:
+        if s.symbolic or a.decisions:
+            if self._successors_of is s and a in self._successors:
+                return self._successors[a]
+            return self._run(s, a)[0]
+        try:
+            succ = self._raw_next(s, a)
+        except NeedDecision as need:  # pragma: no cover - a design bug, reported plainly
+            raise InputError(
+                f"a step decides on the symbolic value {need.cond!r} it has just made; "
+                "split it into two steps", self.design.path, 1,
+            ) from None
+        return canonical(succ) if succ.symbolic and not self.interp.unique_names else succ
+
+    def _raw_next(self, s: SysState, a: Action) -> SysState:
         i = a.cpu
         p = self.platform
         m = s.machine
@@ -137,6 +224,7 @@ class DesignSystem:
         if kind == "mce":
             return self._spend(s, base + 1)._replace(machine=ev.machine_check_arrives(p, m, i))
         if kind == "ext":
+            require(ev.interrupts_enabled(m.cpus[i]))  # IF may be symbolic (a guest's RFLAGS)
             return self._spend(s, base + 2)._replace(machine=ev.external_arrives(p, m, i, a.arg, pic=self.env.pic))
         if kind == "df":
             df = Event(Source.EXCEPTION, DF, 0)
@@ -157,6 +245,50 @@ class DesignSystem:
         b[slot] -= 1
         return s._replace(budgets=tuple(b))
 
+    # -- symbolic witnesses ----------------------------------------------------------------------
+    def statistics(self) -> dict[str, float | int]:
+        """Solver statistics for the exploration's summary (z3 queries, cache hits, time)."""
+        return self.solver.stats.as_dict()
+
+    def path_condition(self, s: SysState) -> tuple[Any, ...]:
+        return s.path
+
+    def witness(
+        self, init: SysState, actions: Sequence[Action], bad: Sequence[Any] = ()
+    ) -> dict[str, int] | None:
+        """Concrete values for every symbolic input along a trace (named `input@step`),
+        such that the same actions reach a state satisfying `bad` too: the trace is re-run
+        with one symbol per input introduction and no pruning, and z3 solves the whole
+        path condition at once. None when the trace introduced no symbol."""
+        self.interp.unique_names = True
+        try:
+            state = init
+            for k, a in enumerate(actions):
+                self.interp.step_index = k
+                state = self._run(state, a)[0]
+        finally:
+            self.interp.unique_names = False
+        names = {n for n in sym.symbols(state.path)} | sym.symbols((state.machine, state.vars))
+        introduced = {n for n in names if "@" in n}
+        if not introduced:
+            return None
+        conds = [*state.path, *bad]
+        return self.solver.model(conds, introduced)
+
+    def replay_concrete(
+        self, init: SysState, actions: Sequence[Action], values: Mapping[str, int]
+    ) -> SysState:
+        """Re-run a trace with the witness's concrete values: no symbol, no z3."""
+        self.interp.witness_values = dict(values)
+        try:
+            state = init
+            for k, a in enumerate(actions):
+                self.interp.step_index = k
+                state = self._raw_next(state, a._replace(decisions=()))
+        finally:
+            self.interp.witness_values = None
+        return state
+
     def is_terminal(self, s: SysState) -> bool:
         """Every CPU halted or shut down: nothing is left to run (not a deadlock)."""
         return all(c.run is not Run.RUNNING for c in s.machine.cpus)
@@ -167,7 +299,9 @@ class DesignSystem:
             "cpus": "the CPUs, each a record (see docs/design-language.md#vocabulary)",
             "cpu": "the same list, for cpu[1].halted",
             "ncpus": "the number of CPUs",
-            "frames": "live interrupt frames: cpu, vector, source, stack, clobbered, on_guest_stack, from_cpl",
+            "frames": "live interrupt frames: cpu, vector, source, stack, clobbered, on_guest_stack, "
+            "from_cpl, guest_chosen (its address derives from a symbolic guest input), "
+            "on_hypervisor_stack",
             "frame_clobbered": "some live frame has been overwritten before its IRET",
             "frame_on_guest_stack": "some live frame was pushed at ring 0 onto guest-controlled memory",
             "any_shutdown": "some CPU is in shutdown (triple fault)",
@@ -210,12 +344,7 @@ class DesignSystem:
                 out[f"cpu{i}.regs"] = " ".join(f"{k}={self._value(v)}" for k, v in regs.items())
         out["frames"] = "; ".join(self._frame(f) for f in m.frames) or "none"
         for name in self.var_names:
-            values = self._var_values(s, name)
-            if isinstance(values, tuple):
-                text = "[" + ", ".join(self._value(v) for v in values) + "]"
-            else:
-                text = self._value(values)
-            out[f"var.{name}"] = text
+            out[f"var.{name}"] = self._var_text(s, name)
         out["incidents"] = ", ".join(m.incidents) or "none"
         return out
 
@@ -271,6 +400,116 @@ class DesignSystem:
                 notes.append(inc)
         return "; ".join(notes)
 
+    # -- review and coverage (optional TransitionSystem methods) ----------------------------------
+    def action_key(self, s: SysState, a: Action) -> str:
+        """A stable name for an action that survives edits to the design (for replay)."""
+        return f"{a.kind}:{a.cpu}:{a.arg}"
+
+    def inspect_state(self, s: SysState) -> dict[str, Any]:
+        """A structured, JSON-able view of a state for the review report: CPUs with their
+        registers and design line, stacks with their written words and live frames."""
+        m = s.machine
+        cpus = []
+        for i, c in enumerate(m.cpus):
+            ins = self.interp.instr_at(c.pc)
+            cpus.append({
+                "id": i,
+                "pc": str(c.pc),
+                "routine": c.pc.routine,
+                "instruction": ins.text if ins else None,
+                "file": ins.loc.file if ins else None,
+                "line": ins.loc.line if ins else None,
+                "cpl": c.cpl,
+                "rsp": self._addr(c.rsp),
+                "rflags": f"{c.rflags:#x}",
+                "flags": [n for n, bit in FLAG_NAMES if c.rflags & bit],
+                "run": c.run.name.lower(),
+                "nmi_blocked": c.nmi_blocked,
+                "nmi_pending": c.nmi_pending,
+                "mcip": c.mcip,
+                "shadow": c.shadow.name.lower(),
+                "idtr": c.idtr,
+                "tr": c.tr,
+                "gs_swapped": c.gs_swapped,
+                "ipi_pending": c.ipi_nmi,
+                "registers": {n: self._value(c.reg(n)) for n in REGISTERS},
+            })
+        stacks = []
+        for r in self.platform.regions:
+            words = [
+                {"address": f"{a:#x}", "offset": a - r.lo, "value": self._value(v)}
+                for a, v in m.memory if r.lo <= a < r.hi
+            ]
+            frames = [self._frame_record(f) for f in m.frames if r.lo <= f.lo < r.hi]
+            rsps = [i for i, c in enumerate(m.cpus) if isinstance(c.rsp, int) and r.lo <= c.rsp <= r.hi]
+            if words or frames or rsps:
+                stacks.append({
+                    "name": r.name, "owner": r.owner, "lo": f"{r.lo:#x}", "size": r.size,
+                    "words": words, "frames": frames, "rsp_of": rsps,
+                })
+        elsewhere = [self._frame_record(f) for f in m.frames if self.platform.region_at(f.lo) is None]
+        if elsewhere:
+            stacks.append({"name": "guest memory", "owner": "guest", "lo": None, "size": None,
+                           "words": [], "frames": elsewhere, "rsp_of": []})
+        return {
+            "cpus": cpus,
+            "stacks": stacks,
+            "variables": {n: self._var_text(s, n) for n in self.var_names},
+            "incidents": list(m.incidents),
+            "budgets": list(s.budgets),
+        }
+
+    def coverage(self, states: Iterable[SysState]) -> dict[str, Any]:
+        """What an exploration reached: design lines (an instruction some CPU was about to
+        execute), routines, IDT vectors (frames seen) and environment events (enabled
+        actions), against everything the design contains."""
+        lines: set[tuple[str, int]] = set()
+        routines: set[str] = set()
+        vectors: set[int] = set()
+        events: set[str] = set()
+        for s in states:
+            for c in s.machine.cpus:
+                routines.add(c.pc.routine)
+                ins = self.interp.instr_at(c.pc)
+                if ins is not None:
+                    lines.add((ins.loc.file, ins.loc.line))
+            for f in s.machine.frames:
+                vectors.add(f.vector)
+            for a in self.actions(s):
+                events.add(a.kind if a.kind != "ext" else f"ext:{a.arg:#x}")
+        all_lines: dict[str, set[int]] = {}
+        for r in self.design.routines.values():
+            for ins in r.instrs:
+                all_lines.setdefault(ins.loc.file, set()).add(ins.loc.line)
+        files = {
+            f: {
+                "reached": sorted(n for (ff, n) in lines if ff == f),
+                "unreached": sorted(n for n in ls if (f, n) not in lines),
+            }
+            for f, ls in all_lines.items()
+        }
+        gated = sorted({g.vector for t in self.design.idts for g in t.gates})
+        return {
+            "files": files,
+            "routines": {name: name in routines for name in sorted(self.design.routines)},
+            "vectors": {str(v): v in vectors for v in sorted(set(gated) | vectors)},
+            "events": sorted(events),
+            "unreached_lines": sum(len(v["unreached"]) for v in files.values()),
+        }
+
+    def _frame_record(self, f: Frame) -> dict[str, Any]:
+        return {
+            "cpu": f.cpu, "vector": f.vector, "name": vector_name(f.vector), "source": f.source,
+            "lo": f"{f.lo:#x}", "hi": f"{f.hi:#x}", "stack": f.stack, "from_cpl": f.from_cpl,
+            "clobbered": f.clobbered, "on_guest_stack": f.on_guest_stack,
+        }
+
+    def _var_text(self, s: SysState, name: str) -> str:
+        values = self._var_values(s, name)
+        if isinstance(values, tuple):
+            return "[" + ", ".join(self._value(v) for v in values) + "]"
+        return self._value(values)
+
     # -- helpers ---------------------------------------------------------------------------------
     def _where(self, pc: CodeAddr) -> str:
         ins = self.interp.instr_at(pc)
@@ -279,8 +518,8 @@ class DesignSystem:
         return f"{pc} ({ins.text} @ line {ins.loc.line})"
 
     def _addr(self, v: Value) -> str:
-        if isinstance(v, CodeAddr):
-            return str(v)
+        if isinstance(v, CodeAddr | Term):
+            return repr(v) if isinstance(v, Term) else str(v)
         name = region_name(self.platform, v)
         top = next((r for r in self.platform.regions if r.hi == v), None)
         if name == "unmapped" and top is not None:
@@ -291,6 +530,8 @@ class DesignSystem:
         return f"{name}+{v - r.lo:#x}"
 
     def _value(self, v: Value) -> str:
+        if isinstance(v, Term):
+            return repr(v)
         return str(v) if isinstance(v, CodeAddr) else f"{v:#x}"
 
     def _frame(self, f: Frame) -> str:
@@ -307,6 +548,65 @@ class DesignSystem:
             return s.vars[base : base + self.ncpus]
         length = self.layout.lengths[name]
         return s.vars[base] if length == 1 else s.vars[base : base + length]
+
+
+def canonical(s: SysState) -> SysState:
+    """One representative of states equal up to the naming of symbols and to constraints
+    on symbols that no longer matter: the path keeps only conditions connected to a live
+    symbol, and symbols are renamed NAME, NAME#1, ... in order of first appearance."""
+    live = sym.symbols((s.machine, s.vars, s.lazy))
+    if not live:
+        return s._replace(path=(), symbolic=False) if s.symbolic or s.path else s
+    # Keep the conditions that reach a live symbol through shared symbols.
+    conds = [(c, sym.symbols(c)) for c in s.path]
+    reach = set(live)
+    changed = True
+    kept: set[int] = set()
+    while changed:
+        changed = False
+        for k, (_c, names) in enumerate(conds):
+            if k not in kept and names & reach:
+                kept.add(k)
+                reach |= names
+                changed = True
+    order: list[str] = []
+    _first_names((s.machine, s.vars, s.lazy), order)
+    for k in sorted(kept, key=lambda k: repr(conds[k][0])):
+        _first_names(conds[k][0], order)
+    mapping: dict[str, str] = {}
+    used: set[str] = set()
+    for name in order:
+        base = name.split("#")[0]
+        fresh, n = base, 1
+        while fresh in used:
+            fresh = f"{base}#{n}"
+            n += 1
+        used.add(fresh)
+        mapping[name] = fresh
+    path = tuple(sorted({sym.rename(conds[k][0], mapping) for k in kept}, key=repr))
+    if all(k == v for k, v in mapping.items()):
+        return s._replace(path=path, symbolic=True)
+    return s._replace(
+        machine=sym.rename(s.machine, mapping),
+        vars=sym.rename(s.vars, mapping),
+        path=path,
+        symbolic=True,
+        lazy=sym.rename(s.lazy, mapping),
+    )
+
+
+def _first_names(value: Any, out: list[str]) -> None:
+    """Symbol names in order of first appearance (a deterministic traversal)."""
+    if isinstance(value, Term):
+        if value.op == "var":
+            if value.args[0] not in out:
+                out.append(value.args[0])
+        else:
+            for a in value.args:
+                _first_names(a, out)
+    elif isinstance(value, tuple):
+        for a in value:
+            _first_names(a, out)
 
 
 class _Vocabulary(Mapping[str, Any]):
@@ -338,11 +638,15 @@ class _Vocabulary(Mapping[str, Any]):
         if key == "ncpus":
             return len(m.cpus)
         if key == "frames":
+            hypervisor = {r.name for r in sysm.platform.regions if r.owner == "hypervisor"}
             return [
                 {
                     "cpu": f.cpu, "vector": f.vector, "source": f.source, "stack": f.stack,
                     "clobbered": f.clobbered, "on_guest_stack": f.on_guest_stack,
                     "from_cpl": f.from_cpl,
+                    # pushed at an address computed from a symbolic guest input
+                    "guest_chosen": isinstance(f.lo, Term),
+                    "on_hypervisor_stack": f.stack in hypervisor,
                 }
                 for f in m.frames
             ]

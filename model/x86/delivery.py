@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any, NamedTuple
 
-from checker.symbolic import add, band, decide, eq
+from checker.symbolic import Term, add, band, decide, eq
 from model.x86.arch import (
     ADDRESS_MASK,
     CONTRIBUTORY_VECTORS,
@@ -27,10 +27,10 @@ from model.x86.arch import (
     TS,
     UD,
     EventClass,
-    idt_error_code,
     canonical_cond,
+    idt_error_code,
 )
-from model.x86.memory import ArchFault, classify, location_name, write
+from model.x86.memory import ArchFault, classify, classify_range, location_name, write
 from model.x86.state import (
     GUEST_CS64,
     GUEST_CS_RING1,
@@ -232,17 +232,22 @@ def _enter_handler(
     if pushes_error_code(event):
         words.append(event.error_code or 0)
     rsp: Value = new_rsp
+    # A symbolic stack pointer (a guest's): decide where the whole frame lands at once.
+    where = (
+        classify_range(platform, add(new_rsp, -WORD * len(words)), WORD * len(words))
+        if isinstance(new_rsp, Term) else None
+    )
     try:
         for word in words:
             # RSP arithmetic wraps modulo 2^64: an unset TSS slot (0) pushes its first word
             # at 0xFFFFFFFFFFFFFFF8, a canonical unmapped address (#PF), not at -8.
             rsp = add(rsp, -WORD)
-            m = write(platform, m, rsp, word, new_cpl)
+            m = write(platform, m, rsp, word, new_cpl, where)
     except ArchFault as fault:
         return m, fault
     rip_slot = add(new_rsp, -5 * WORD)
     # Where the frame landed (for a symbolic RSP the pushes above already decided it).
-    kind, region = classify(platform, rip_slot)
+    kind, region = where if where is not None else classify(platform, rip_slot)
     frame = Frame(
         cpu=cpu_i,
         vector=vector,

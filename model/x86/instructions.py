@@ -14,7 +14,6 @@ from checker.symbolic import MASK, add, band, bor, decide
 from model.x86.arch import GP, IF, RFLAGS_FIXED, SS, UD, canonical_cond
 from model.x86.memory import ArchFault, check_access, forget, read
 from model.x86.state import (
-    flag_set,
     WORD,
     CodeAddr,
     Gate,
@@ -23,6 +22,7 @@ from model.x86.state import (
     Run,
     Shadow,
     Value,
+    flag_set,
 )
 
 # Code that runs somewhere the design does not describe (a guest address SYSRET or IRET

@@ -89,10 +89,29 @@ def location_name(kind: str, region: StackRegion | None) -> str:
     return GUEST_MEMORY if kind == "guest" else kind
 
 
-def check_access(platform: Platform, address: Value, cpl: int) -> StackRegion | None:
-    """Raise the fault a stack access to `address` takes; return its region if any."""
+Where = tuple[str, "StackRegion | None"]
+
+
+def classify_range(platform: Platform, lo: Term, size: int) -> Where | None:
+    """Where a whole symbolic range [lo, lo + size) lies, when it lies in one place: one
+    decision per candidate instead of one per word (a frame's pushes). None: it straddles
+    or leaves the canonical space, and each word must be classified on its own."""
+    last = add(lo, size - WORD)
+    for region in platform.regions:
+        if decide(land(in_range(lo, region.lo, region.hi), in_range(last, region.lo, region.hi - WORD + 1))):
+            return "region", region
+    if decide(land(ult(lo, LOWER_HALF_END), ult(last, LOWER_HALF_END), ule(lo, last))):
+        return "guest", None
+    return None
+
+
+def check_access(
+    platform: Platform, address: Value, cpl: int, where: Where | None = None
+) -> StackRegion | None:
+    """Raise the fault a stack access to `address` takes; return its region if any.
+    `where` is the already-decided location of a symbolic address."""
     if isinstance(address, Term):
-        kind, region = classify(platform, address)
+        kind, region = where if where is not None else classify(platform, address)
         if kind == "noncanonical":
             raise ArchFault(SS, 0, f"non-canonical stack address {address!r}")
         if kind == "unmapped":
@@ -125,11 +144,16 @@ def read(m: Machine, address: Value) -> Value:
     return 0
 
 
-def write(platform: Platform, m: Machine, address: Value, value: Value, cpl: int) -> Machine:
+def write(
+    platform: Platform, m: Machine, address: Value, value: Value, cpl: int,
+    where: Where | None = None,
+) -> Machine:
     """Store one word, marking every live frame it lands on as clobbered."""
-    check_access(platform, address, cpl)
+    region = check_access(platform, address, cpl, where)
     if isinstance(address, Term) or m.sym_memory or _symbolic_frames(m):
-        return _write_symbolic(m, address, value)
+        if isinstance(address, Term) and where is None:
+            where = ("region", region) if region is not None else ("guest", None)
+        return _write_symbolic(platform, m, address, value, where)
     assert isinstance(address, int)
     address &= ADDRESS_MASK  # store at the 64-bit address the access checked
     mem = list(m.memory)
@@ -265,15 +289,35 @@ def _read_symbolic(m: Machine, address: Value) -> Value:
     return 0
 
 
-def _write_symbolic(m: Machine, address: Value, value: Value) -> Machine:
-    """A write where symbolic addresses or frames are involved: aliasing is decided."""
+def _same_place(platform: Platform, a: int, where: Where | None) -> bool:
+    """Could concrete address `a` be where a symbolic address was decided to lie?"""
+    if where is None:
+        return True
+    kind, region = where
+    if region is not None:
+        return region.lo <= a < region.hi
+    return kind == "guest" and a < LOWER_HALF_END and platform.region_at(a) is None
+
+
+def _write_symbolic(
+    platform: Platform, m: Machine, address: Value, value: Value, where: Where | None = None
+) -> Machine:
+    """A write where symbolic addresses or frames are involved: aliasing is decided (only
+    against words that can be in the same place)."""
     frames = tuple(
-        f._replace(clobbered=True) if not f.clobbered and overlaps(f, address) else f
+        f._replace(clobbered=True)
+        if not f.clobbered
+        and (not isinstance(f.lo, int) or _same_place(platform, f.lo, where))
+        and overlaps(f, address)
+        else f
         for f in m.frames
     )
     if isinstance(address, Term):
         kept = tuple(e for e in m.sym_memory if not decide(eq(e[0], address)))
-        concrete = tuple(e for e in m.memory if not decide(eq(e[0], address)))
+        concrete = tuple(
+            e for e in m.memory
+            if not (_same_place(platform, e[0], where) and decide(eq(e[0], address)))
+        )
         return m._replace(
             memory=concrete, sym_memory=kept + ((address, value),), frames=frames
         )
