@@ -12,6 +12,7 @@ import re
 
 from checker.errors import InputError
 from model.lang.ir import Expr, Loc
+from model.x86.state import REGISTERS
 
 _BINOPS: dict[type, str] = {
     ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.FloorDiv: "/", ast.Div: "/", ast.Mod: "%",
@@ -31,26 +32,49 @@ _C_TO_PY = [
 ]
 
 
+# The registers an expression may read (`%rsp` included); 32-bit names are not values here.
+EXPR_REGISTERS = frozenset(REGISTERS) | {"rsp"}
+
+# Functions an expression may call: name -> number of arguments (`top` is handled apart).
+FUNCTIONS = {"per_cpu": 2, "nmi_blocked": 0, "mem": 1, "smp_processor_id": 0}
+
+
+def _register(m: re.Match[str]) -> str:
+    # `%` after an operand (`i % 4`, `x%n`, `(a)%b`) is C's modulo, not a register.
+    before = m.string[: m.start()].rstrip()
+    operand = before and (before[-1].isalnum() or before[-1] in "_)]")
+    if operand and not re.search(r"\b(not|and|or)$", before):  # `!`, `&&`, `||` became these
+        return m.group(0)
+    return f"__reg__('{m.group(1)}')"
+
+
 def _c_to_python(text: str) -> str:
     for pattern, repl in _C_TO_PY:
         text = pattern.sub(repl, text)
     # C's `%rax` register syntax: turn into a call the whitelist understands.
-    return re.sub(r"%([a-z0-9]+)", r"__reg__('\1')", text)
+    return re.sub(r"%([a-z][a-z0-9]*)", _register, text)
 
 
 def parse_expr(text: str, loc: Loc, consts: dict[str, int] | None = None) -> Expr:
     """Parse a C-like expression into an Expr tuple; constants fold in `consts`."""
-    source = _c_to_python(text.strip())
+    # `!x` becomes ` not x`: strip again, or Python reads the space as an indent.
+    source = _c_to_python(text.strip()).strip()
     try:
         tree = ast.parse(source, mode="eval")
+        return _convert(tree.body, text, loc, consts or {})
     except SyntaxError as e:
-        raise InputError(f"malformed expression {text.strip()!r}: {e.msg}", loc.file, loc.line)
-    return _convert(tree.body, text, loc, consts or {})
+        raise InputError(
+            f"malformed expression {text.strip()!r}: {e.msg}", loc.file, loc.line
+        ) from None
+    except (RecursionError, MemoryError):
+        raise InputError("expression too deeply nested", loc.file, loc.line) from None
 
 
 def _convert(node: ast.AST, text: str, loc: Loc, consts: dict[str, int]) -> Expr:
     def bad(what: str) -> InputError:
-        return InputError(f"{what} is not allowed in expression {text.strip()!r}", loc.file, loc.line)
+        return InputError(
+            f"{what} is not allowed in expression {text.strip()!r}", loc.file, loc.line
+        )
 
     def conv(n: ast.AST) -> Expr:
         return _convert(n, text, loc, consts)
@@ -60,8 +84,6 @@ def _convert(node: ast.AST, text: str, loc: Loc, consts: dict[str, int]) -> Expr
             return ("const", int(node.value))
         if isinstance(node.value, int):
             return ("const", node.value)
-        if isinstance(node.value, str):
-            return ("str", node.value)
         raise bad(f"the constant {node.value!r}")
     if isinstance(node, ast.Name):
         if node.id in consts:
@@ -79,12 +101,14 @@ def _convert(node: ast.AST, text: str, loc: Loc, consts: dict[str, int]) -> Expr
         op = "&&" if isinstance(node.op, ast.And) else "||"
         result = conv(node.values[0])
         for v in node.values[1:]:
-            result = ("binop", op, result, conv(v))
+            result = _fold(("binop", op, result, conv(v)))
         return result
     if isinstance(node, ast.Compare):
         if len(node.ops) != 1 or type(node.ops[0]) not in _CMPOPS:
             raise bad("a chained or membership comparison")
-        return ("binop", _CMPOPS[type(node.ops[0])], conv(node.left), conv(node.comparators[0]))
+        return _fold(
+            ("binop", _CMPOPS[type(node.ops[0])], conv(node.left), conv(node.comparators[0]))
+        )
     if isinstance(node, ast.Subscript):
         if not isinstance(node.value, ast.Name):
             raise bad("indexing anything but a name")
@@ -93,15 +117,48 @@ def _convert(node: ast.AST, text: str, loc: Loc, consts: dict[str, int]) -> Expr
         if not isinstance(node.func, ast.Name) or node.keywords:
             raise bad("this call")
         name = node.func.id
+        args = node.args
         if name == "__reg__":
-            arg = node.args[0]
-            assert isinstance(arg, ast.Constant)
-            return ("reg", str(arg.value))
-        if name == "top" and len(node.args) == 1 and isinstance(node.args[0], ast.Name):
-            return ("top", node.args[0].id)
-        if name == "smp_processor_id" and not node.args:
+            if len(args) != 1 or not isinstance(args[0], ast.Constant) or not isinstance(
+                args[0].value, str
+            ):
+                raise bad("this call")
+            reg = args[0].value
+            if reg not in EXPR_REGISTERS:
+                raise InputError(
+                    f"unknown register %{reg} in expression {text.strip()!r} "
+                    "(expressions read 64-bit registers: %rax, %rsp, ...)",
+                    loc.file,
+                    loc.line,
+                )
+            return ("reg", reg)
+        if name == "top":
+            # top(STACK), or top(STACK[i]) for CPU i's instance of a per-CPU stack
+            if len(args) == 1 and isinstance(args[0], ast.Name):
+                return ("top", args[0].id)
+            if (
+                len(args) == 1
+                and isinstance(args[0], ast.Subscript)
+                and isinstance(args[0].value, ast.Name)
+                and isinstance(args[0].slice, ast.Constant)
+                and type(args[0].slice.value) is int
+            ):
+                return ("top", f"{args[0].value.id}[{args[0].slice.value}]")
+            raise bad("top() of anything but a stack name")
+        if name not in FUNCTIONS:
+            known = ", ".join(sorted(FUNCTIONS) + ["top"])
+            raise InputError(
+                f"unknown function {name!r} in expression {text.strip()!r} (functions: {known})",
+                loc.file,
+                loc.line,
+            )
+        if len(args) != FUNCTIONS[name]:
+            raise bad(f"{name}() with {len(args)} argument(s) (it takes {FUNCTIONS[name]})")
+        if name == "smp_processor_id":
             return ("cpu",)
-        return ("call", name, tuple(conv(a) for a in node.args))
+        if name == "per_cpu" and not isinstance(args[0], ast.Name):
+            raise bad("per_cpu() of anything but a variable name")
+        return ("call", name, tuple(conv(a) for a in args))
     raise bad(type(node).__name__)
 
 
@@ -156,7 +213,7 @@ def binop(op: str, a: int, b: int) -> int:
         return int(bool(a) or bool(b))
     else:
         raise ValueError(op)
-    return r & 0xFFFF_FFFF_FFFF_FFFF if r >= 0 else r & 0xFFFF_FFFF_FFFF_FFFF
+    return r & 0xFFFF_FFFF_FFFF_FFFF
 
 
 def unop(op: str, a: int) -> int:

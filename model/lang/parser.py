@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from checker.errors import InputError, ModelInputError
-from model.lang.expr import names_in, parse_expr
+from model.lang.expr import parse_expr
 from model.lang.ir import (
     Abs,
+    InputDecl,
     CpuDecl,
     Design,
     Expr,
@@ -44,7 +45,8 @@ _VECTOR_BY_NAME = {name: v for v, name in VECTOR_NAMES.items()}
 # 32-bit register names map to the 64-bit register they are part of.
 _REG_ALIASES = {
     "eax": "rax", "ebx": "rbx", "ecx": "rcx", "edx": "rdx", "esi": "rsi", "edi": "rdi",
-    "ebp": "rbp", "esp": "rsp", "ax": "rax", "al": "rax", "r11d": "r11",
+    "ebp": "rbp", "esp": "rsp", "ax": "rax", "al": "rax",
+    **{f"r{n}d": f"r{n}" for n in range(8, 16)},
 }
 REGISTERS = frozenset({
     "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
@@ -66,6 +68,7 @@ _MNEMONICS: dict[str, tuple[str, int | None]] = {
     "cmp": ("cmp", 2), "cmpq": ("cmp", 2), "cmpl": ("cmp32", 2), "cmpb": ("cmp8", 2),
     "cmpw": ("cmp16", 2),
     "test": ("test", 2), "testq": ("test", 2), "testl": ("test32", 2), "testb": ("test8", 2),
+    "testw": ("test16", 2),
     "inc": ("inc", 1), "incq": ("inc", 1), "incl": ("inc32", 1),
     "dec": ("dec", 1), "decq": ("dec", 1), "decl": ("dec32", 1),
     "sar": ("sar", 2), "sarq": ("sar", 2), "shr": ("shr", 2), "shrq": ("shr", 2),
@@ -81,8 +84,10 @@ _MNEMONICS: dict[str, tuple[str, int | None]] = {
     "sysret": ("sysret", 0), "sysretq": ("sysret", 0), "swapgs": ("swapgs", 0),
     "ud2": ("ud2", 0), "int": ("int", 1), "int3": ("int3", 0), "into": ("into", 0),
     "int1": ("int1", 0), "icebp": ("int1", 0), "syscall": ("syscall", 0),
+    "sysenter": ("sysenter", 0),
     "lidt": ("lidt", 1), "ltr": ("ltr", 1), "movsq": ("movsq", 0),
     "choose": ("choose", None),
+    "input": ("input", 2),
 }
 _MEMORY_OPS = {"mov", "movl", "push", "cmp", "cmp32", "test", "test8", "test32"}
 _NO_FALL_THROUGH = {"jmp", "ret", "iret", "sysret", "ud2"}
@@ -95,7 +100,7 @@ BUILTINS: dict[str, tuple[int, int]] = {  # name -> (min args, max args)
     "sti": (0, 0), "clear_mcip": (0, 0), "write_cr4_mce": (1, 1), "free_init": (0, 0),
     "wait_until": (1, 1), "wait_timeout": (1, 1), "atomic_inc": (1, 1),
     "atomic_dec": (1, 1), "atomic_set": (2, 2), "assert": (1, 1), "nop": (0, 0),
-    "choose": (2, 16), "choose_range": (3, 3), "stop": (0, 0),
+    "choose": (2, 16), "choose_range": (3, 3), "input": (2, 2), "stop": (0, 0), "copy_idt": (2, 2),
 }
 DESTINATIONS = ("SELF", "ALL_BUT_SELF", "ALL")
 
@@ -117,6 +122,7 @@ class _Builder:
     kind: str
     section: str
     guest: bool
+    compat: bool = False  # GUEST32: guest code in compatibility mode
     instrs: list[Instr] = field(default_factory=list)
     labels: dict[str, int] = field(default_factory=dict)
     numeric: list[tuple[str, int]] = field(default_factory=list)  # (label, index) in order
@@ -144,7 +150,7 @@ def parse_design(path: str | Path, variant: Mapping[str, str] | None = None) -> 
     try:
         text = p.read_text()
     except OSError as e:
-        raise InputError(f"cannot read design: {e.strerror}", str(p))
+        raise InputError(f"cannot read design: {e.strerror}", str(p)) from None
     return _Parser(str(p), text, dict(variant or {})).parse()
 
 
@@ -171,6 +177,10 @@ class _Parser:
         self.vendor = "intel"
         self.df_rule = "sdm"
         self.lstar: str | None = None
+        self.lstar_loc = Loc(path, 1)
+        self.sysenter: tuple[str, str] | None = None  # (routine, stack): SYSENTER_EIP/ESP
+        self.sysenter_loc = Loc(path, 1)
+        self.slot_locs: dict[tuple[str, str], Loc] = {}  # (tss, "rsp0" | "ist N") -> line
         self.stacks: list[StackDecl] = []
         self.idts: list[IdtDecl] = []
         self.tsss: list[TssDecl] = []
@@ -179,6 +189,8 @@ class _Parser:
         self.routines: dict[str, _Builder] = {}
         self.macros: dict[str, list[_Line]] = {}
         self.section = ".text"
+        self.inputs: dict[str, InputDecl] = {}
+        self.guest_code: str | None = None
 
     # -- stage 0: knobs (needed before conditionals can be evaluated) -----------------
     def scan_header(self) -> None:
@@ -234,29 +246,35 @@ class _Parser:
 
     def _preprocess(self, variant: dict[str, str]) -> list[_Line]:
         lines: list[_Line] = []
-        stack: list[tuple[bool, bool, Loc]] = []  # (active, taken, where)
+        # (active, taken, where, after .else). Every condition is checked, even in lines
+        # this variant drops, so a misspelt knob value is an error in every variant.
+        stack: list[tuple[bool, bool, Loc, bool]] = []
         for n, text in enumerate(self.raw, 1):
             loc = Loc(self.path, n)
             s = text.strip()
-            active = all(a for a, _, _ in stack)
+            active = all(e[0] for e in stack)
             if s.startswith(".if ") or s.startswith(".if\t"):
-                hit = self._conditional(s[3:], loc, variant) if active else False
-                stack.append((hit and active, hit, loc))
+                hit = self._conditional(s[3:], loc, variant)
+                stack.append((hit and active, hit, loc, False))
                 continue
-            if s.startswith(".elif "):
+            if s.startswith(".elif ") or s.startswith(".elif\t"):
                 if not stack:
                     raise _err(".elif without .if", loc)
-                _, taken, where = stack.pop()
-                outer = all(a for a, _, _ in stack)
-                hit = (not taken) and self._conditional(s[5:], loc, variant)
-                stack.append((hit and outer, taken or hit, where))
+                _, taken, where, in_else = stack.pop()
+                if in_else:
+                    raise _err(".elif after .else", loc)
+                outer = all(e[0] for e in stack)
+                hit = self._conditional(s[5:], loc, variant) and not taken
+                stack.append((hit and outer, taken or hit, where, False))
                 continue
             if s == ".else":
                 if not stack:
                     raise _err(".else without .if", loc)
-                _, taken, where = stack.pop()
-                outer = all(a for a, _, _ in stack)
-                stack.append((not taken and outer, True, where))
+                _, taken, where, in_else = stack.pop()
+                if in_else:
+                    raise _err(".else after .else", loc)
+                outer = all(e[0] for e in stack)
+                stack.append((not taken and outer, True, where, True))
                 continue
             if s == ".endif":
                 if not stack:
@@ -328,10 +346,11 @@ class _Parser:
                     current = None
                     continue
                 m = re.fullmatch(r"(?:ENTRY|GLOBAL)\((\w+)\):?|([A-Za-z_]\w*):", s)
-                g = re.fullmatch(r"GUEST\((\w+)\):?", s)
+                g = re.fullmatch(r"GUEST(32)?\((\w+)\):?", s)
                 if m or g:
-                    name = (g.group(1) if g else (m.group(1) or m.group(2)))  # type: ignore[union-attr]
+                    name = (g.group(2) if g else (m.group(1) or m.group(2)))  # type: ignore[union-attr]
                     current = self._new_routine(name, line.loc, "asm", bool(g))
+                    current.compat = bool(g and g.group(1))  # GUEST32: compatibility mode
                     i += 1
                     continue
                 if current is None:
@@ -381,8 +400,20 @@ class _Parser:
                 raise _err("df_rule is sdm or strict", loc)
             self.df_rule = rest
             return True, i + 1
+        if word == "input":
+            self._input(rest, loc)
+            return True, i + 1
+        if word == "guest_code":
+            self.guest_code = rest
+            return True, i + 1
         if word == "lstar":
-            self.lstar = rest
+            self.lstar, self.lstar_loc = rest, loc
+            return True, i + 1
+        if word == "sysenter":
+            parts = rest.split()
+            if len(parts) != 2:
+                raise _err("write `sysenter ROUTINE STACK`", loc)
+            self.sysenter, self.sysenter_loc = (parts[0], parts[1]), loc
             return True, i + 1
         if word == "section":
             self.section = rest
@@ -418,6 +449,23 @@ class _Parser:
         if word == "function":
             return True, self._function(rest, lines, i)
         return False, i
+
+    def _input(self, rest: str, loc: Loc) -> None:
+        m = re.fullmatch(r"(\w+)\s*=\s*(.+)", rest)
+        if not m:
+            raise _err("write `input NAME = v1 | v2 | ...` or `input NAME = LOW..HIGH`", loc)
+        name, values = m.group(1), m.group(2).strip()
+        if name in self.inputs:
+            raise _err(f"input {name!r} is declared twice", loc)
+        r = re.fullmatch(r"(.+?)\.\.(.+)", values)
+        if r:
+            low, high = self._int(r.group(1), loc), self._int(r.group(2), loc)
+            if not 0 <= low <= high < 1 << 64:
+                raise _err("an input range is LOW..HIGH with 0 <= LOW <= HIGH", loc)
+            self.inputs[name] = InputDecl(name, (), low, high, loc)
+        else:
+            samples = tuple(parse_expr(v, loc, self.consts) for v in values.split("|"))
+            self.inputs[name] = InputDecl(name, samples, None, None, loc)
 
     def _int(self, text: str, loc: Loc) -> int:
         e = parse_expr(text, loc, self.consts)
@@ -480,11 +528,13 @@ class _Parser:
             parts = line.text.split()
             if parts[0] == "rsp0" and len(parts) == 2:
                 rsp0 = None if parts[1] == "none" else parts[1]
+                self.slot_locs[(words[0], "rsp0")] = line.loc
             elif parts[0] == "ist" and len(parts) == 3:
                 n = self._int(parts[1], line.loc)
                 if not 1 <= n <= 7:
                     raise _err("IST slots are 1-7", line.loc)
                 ist[n - 1] = None if parts[2] == "none" else parts[2]
+                self.slot_locs[(words[0], f"ist {n}")] = line.loc
             else:
                 raise _err("in a tss block write `rsp0 STACK` or `ist N STACK|none`", line.loc)
         self.tsss.append(TssDecl(words[0], rsp0, tuple(ist), "per-cpu" in words, loc))
@@ -546,7 +596,11 @@ class _Parser:
         for w in words[1:]:
             m = re.fullmatch(r"%(\w+)=(.+)", w)
             if m:
-                regs.append((self._reg(m.group(1), loc), parse_expr(m.group(2), loc, self.consts)))
+                reg = self._reg(m.group(1), loc)
+                if reg in ("rsp", "ss"):
+                    raise _err(f"a cpu line sets %{reg} with `rsp EXPR`" if reg == "rsp"
+                               else "a cpu line cannot set %ss", loc)
+                regs.append((reg, parse_expr(m.group(2), loc, self.consts)))
             else:
                 plain.append(w)
         o = self._options(
@@ -555,6 +609,9 @@ class _Parser:
         )
         if "start" not in o:
             raise _err("a cpu line needs `start ROUTINE`", loc)
+        for flag in ("if", "mce"):
+            if o.get(flag, "0") not in ("0", "1"):
+                raise _err(f"write `{flag} 0` or `{flag} 1`, not {flag} {o[flag]!r}", loc)
         cpl = self._int(o.get("cpl", "0"), loc)
         if cpl not in (0, 1, 3):
             raise _err("cpl is 0, 1 or 3", loc)
@@ -603,7 +660,8 @@ class _Parser:
                 raise _err(f"unknown exception {name!r} in @fault (use #PF, #GP, #BP, ...)", loc)
             fault = _VECTOR_BY_NAME[name]
             s = s[: fm.start()].strip()
-        if s.startswith("rep "):
+        rep = s.startswith("rep ")
+        if rep:
             s = s[4:].strip()
             if s not in ("movsq",):
                 raise _err(f"unsupported rep instruction {s!r}", loc)
@@ -611,6 +669,10 @@ class _Parser:
         mnemonic = parts[0].lower()
         if mnemonic not in _MNEMONICS:
             raise _err(f"unknown instruction {parts[0]!r}", loc)
+        if mnemonic == "movsq" and not rep:
+            raise _err("only `rep movsq` is supported (it copies %rcx words)", loc)
+        if rep:
+            s = "rep " + s
         op, count = _MNEMONICS[mnemonic]
         texts = _split_operands(parts[1]) if len(parts) > 1 else []
         if count is not None and len(texts) != count:
@@ -632,6 +694,15 @@ class _Parser:
                 else Abs(a.expr, 4) if isinstance(a, Abs) else a
                 for a in args
             )
+        wm = re.fullmatch(r"[a-z]+?(32|16|8)", op)
+        if wm and op != "mov32":
+            # cmpl/testb/...: the memory operand is that many bytes at its address.
+            size = int(wm.group(1)) // 8
+            args = tuple(
+                Mem(a.base, a.disp, size) if isinstance(a, Mem)
+                else Abs(a.expr, size) if isinstance(a, Abs) else a
+                for a in args
+            )
         self._check_forms(op, args, mnemonic, loc)
         b.instrs.append(Instr(op, args, loc, s, fault))
 
@@ -647,7 +718,10 @@ class _Parser:
         m = re.fullmatch(r"(.*)\(%(\w+)\)", t)
         if m:
             disp_text = m.group(1).strip() or "0"
-            return Mem(self._reg(m.group(2), loc), self._int(disp_text, loc))
+            base = self._reg(m.group(2), loc)
+            if base == "ss":
+                raise _err(f"unknown operand form {t!r}", loc)
+            return Mem(base, self._int(disp_text, loc))
         if re.fullmatch(r"\d+[fb]|" + _IDENT, t):
             return Name(t)
         if op in _MEMORY_OPS:
@@ -660,6 +734,8 @@ class _Parser:
             return _err(f"unsupported operand form for {mnemonic}: "
                         f"{', '.join(type(a).__name__.lower() for a in args)}", loc)
 
+        if op != "mov_ss" and any(isinstance(a, Reg) and a.name == "ss" for a in args):
+            raise bad()  # %ss is only written: `mov %ax, %ss`, `pop %ss`
         if op == "push" and not isinstance(args[0], (Imm, Reg, Mem)):
             raise bad()
         if op == "pop" and not isinstance(args[0], Reg):
@@ -671,7 +747,22 @@ class _Parser:
             if isinstance(src, Mem) and isinstance(dst, Mem):
                 raise bad()
         if op == "lea":
-            if not isinstance(args[1], Reg) or not isinstance(args[0], (Mem, Name)):
+            if not isinstance(args[1], Reg) or not (
+                isinstance(args[0], Mem)
+                or (isinstance(args[0], Name) and args[0].name.startswith("@rip:"))
+            ):
+                raise bad()
+        if op.rstrip("0123456789") in ("cmp", "test"):
+            if not all(isinstance(a, (Imm, Reg, Mem, Abs)) for a in args):
+                raise bad()
+            if not isinstance(args[1], (Reg, Mem, Abs)):
+                raise bad()
+        if op == "choose":
+            if len(args) < 2:
+                raise _err("write `choose DST, SRC1, SRC2, ...`", loc)
+            if not isinstance(args[0], (Reg, Mem, Abs)):
+                raise bad()
+            if not all(isinstance(a, (Imm, Reg, Mem, Abs)) for a in args[1:]):
                 raise bad()
         if op.rstrip("0123456789") in ("add", "sub", "and", "or", "xor", "sar", "shr", "shl") and (
             not isinstance(args[1], Reg)
@@ -683,6 +774,11 @@ class _Parser:
             raise bad()
         if op == "int" and not isinstance(args[0], Imm):
             raise bad()
+        if (
+            op == "int" and isinstance(args[0], Imm) and args[0].expr[0] == "const"
+            and not 0 <= args[0].expr[1] <= 255
+        ):
+            raise _err(f"int ${args[0].expr[1]}: the vector is 0-255", loc)
 
     # -- pseudo-C ------------------------------------------------------------------------
     def _function(self, rest: str, lines: list[_Line], i: int) -> int:
@@ -700,9 +796,17 @@ class _Parser:
     def _finish(self, variant: dict[str, str]) -> Design:
         stack_names = {s.name for s in self.stacks}
         for t in self.tsss:
-            for slot in (t.rsp0, *t.ist):
+            keys = ["rsp0"] + [f"ist {n}" for n in range(1, 8)]
+            for key, slot in zip(keys, (t.rsp0, *t.ist), strict=True):
                 if slot is not None and slot not in stack_names:
-                    raise _err(f"tss {t.name} names a missing stack {slot!r}", t.loc)
+                    where = self.slot_locs.get((t.name, key), t.loc)
+                    raise _err(f"tss {t.name} names a missing stack {slot!r} ({key})", where)
+        seen: dict[str, str] = {}
+        for what, decls in (("stack", self.stacks), ("idt", self.idts), ("tss", self.tsss)):
+            for d in decls:
+                if d.name in seen:
+                    raise _err(f"{what} {d.name!r}: the name is already a {seen[d.name]}", d.loc)
+                seen[d.name] = what
         for idt in self.idts:
             for g in idt.gates:
                 if g.routine not in self.routines:
@@ -712,15 +816,25 @@ class _Parser:
         for c in self.cpu_decls:
             if c.start not in self.routines:
                 raise _err(f"cpu starts in a missing routine {c.start!r}", c.loc)
+            for e in ([c.rsp] if c.rsp is not None else []) + [e for _, e in c.regs]:
+                self._check_static(e, c.loc, stack_names)
             if c.idt is not None and c.idt not in tables:
                 raise _err(f"cpu loads a missing idt {c.idt!r}", c.loc)
             if c.tss is not None and c.tss not in tss_names:
                 raise _err(f"cpu loads a missing tss {c.tss!r}", c.loc)
         if not self.cpu_decls:
             raise InputError("the design declares no `cpu` line", self.path, 1)
+        if self.guest_code is not None and self.guest_code not in self.routines:
+            raise InputError(f"guest_code names a missing routine {self.guest_code!r}", self.path, 1)
         if self.lstar is not None and self.lstar not in self.routines:
-            raise InputError(f"lstar names a missing routine {self.lstar!r}", self.path, 1)
+            raise _err(f"lstar names a missing routine {self.lstar!r}", self.lstar_loc)
+        if self.sysenter is not None and self.sysenter[0] not in self.routines:
+            raise _err(f"sysenter names a missing routine {self.sysenter[0]!r}", self.sysenter_loc)
+        if self.sysenter is not None and self.sysenter[1] not in stack_names:
+            raise _err(f"sysenter names a missing stack {self.sysenter[1]!r}", self.sysenter_loc)
         var_names = {v.name for v in self.variables}
+        for v in self.variables:
+            self._check_static(v.init, v.loc, stack_names)
         routines: dict[str, Routine] = {}
         global_labels: dict[str, tuple[str, int]] = {}
         for b in self.routines.values():
@@ -734,7 +848,9 @@ class _Parser:
             instrs = self._fall_through(b, instrs)
             for ins in instrs:
                 self._check_names(ins, var_names, tables, tss_names, stack_names)
-            routines[b.name] = Routine(b.name, tuple(instrs), b.loc, b.kind, b.section, b.guest)
+            routines[b.name] = Routine(
+                b.name, tuple(instrs), b.loc, b.kind, b.section, b.guest, b.compat
+            )
         return Design(
             name=self.name,
             path=self.path,
@@ -749,9 +865,12 @@ class _Parser:
             cpu_decls=tuple(self.cpu_decls),
             routines=routines,
             lstar=self.lstar,
+            sysenter=self.sysenter,
             vendor=self.vendor,
             df_rule=self.df_rule,
             symmetric=self.symmetric,
+            inputs=self.inputs,
+            guest_code=self.guest_code,
         )
 
     def _target(
@@ -803,7 +922,7 @@ class _Parser:
     ) -> Instr:
         if not any(isinstance(a, Name) and a.name.startswith("@rip:") for a in ins.args):
             return ins
-        args = []
+        args: list[object] = []
         for a in ins.args:
             if isinstance(a, Name) and a.name.startswith("@rip:"):
                 t = self._target(a.name[5:], idx, ins.loc, b, global_labels)
@@ -822,39 +941,151 @@ class _Parser:
         if ins.op == "ltr" and isinstance(ins.args[0], Name):
             if ins.args[0].name not in tss_names:
                 raise _err(f"ltr names a missing tss {ins.args[0].name!r}", ins.loc)
-        known = var_names | tables | tss_names | stack_names | set(self.routines) | set(DESTINATIONS)
-        known |= {"none", "interrupt", "trap"}
-        if ins.op in ("c.assign", "c.assign_index") and ins.args[0] not in var_names:
-            raise _err(f"assignment to an undeclared variable {ins.args[0]!r}", ins.loc)
-        for a in ins.args:
-            exprs: list[Expr] = []
-            if isinstance(a, Imm):
-                exprs.append(a.expr)
-            elif isinstance(a, tuple) and a and isinstance(a[0], str):
-                exprs.append(a)
-            for e in exprs:
-                for n in names_in(e):
-                    if n not in known:
-                        raise _err(f"undefined name {n!r}", ins.loc)
-                for s in _tops(e):
-                    if s not in stack_names:
-                        raise _err(f"top() names a missing stack {s!r}", ins.loc)
+        check = _NameCheck(self, ins, var_names, tables, tss_names, stack_names)
+        op, a = ins.op, ins.args
+        if op in ("c.assign", "c.assign_index"):
+            assigned = str(a[0])
+            if assigned not in var_names:
+                raise _err(f"assignment to an undeclared variable {assigned!r}", ins.loc)
+            if op == "c.assign":
+                check.scalar(assigned)
+            elif assigned not in check.arrays | check.percpu:
+                raise _err(f"{assigned!r} is not an array or a per-CPU variable: "
+                           f"write {assigned} = ...", ins.loc)
+        elif op in ("c.choose", "c.choose_range"):
+            if a[0][0] != "var":  # type: ignore[index]
+                raise _err(f"{op[2:]} needs a variable name first", ins.loc)
+            assigned = str(a[0][1])  # type: ignore[index]
+            if assigned not in var_names:
+                raise _err(f"assignment to an undeclared variable {assigned!r}", ins.loc)
+            check.scalar(assigned)
+            a = a[1:]
+        elif op in ("c.input", "input"):
+            source = a[1]
+            name = source.name if isinstance(source, Name) else (
+                source[1] if isinstance(source, tuple) and source[0] == "var" else None
+            )
+            if name not in self.inputs:
+                raise _err(f"{name!r} is not a declared input (write `input NAME = ...`)", ins.loc)
+            if op == "c.input":
+                target = a[0]
+                if not (isinstance(target, tuple) and target[0] == "var" and target[1] in var_names):
+                    raise _err("input() needs a declared variable first", ins.loc)
+                check.scalar(str(target[1]))
+            a = ()
+        elif op in ("c.set_gate", "c.set_gate_ist"):
+            check.named(a[0], "an idt", tables)  # type: ignore[arg-type]
+            a = a[1:]
+        elif op in ("c.set_ist", "c.set_rsp0"):
+            check.named(a[0], "a tss", tss_names)  # type: ignore[arg-type]
+            check.named(a[-1], "a stack", stack_names, "none" if op == "c.set_ist" else "")  # type: ignore[arg-type]
+            a = a[1:-1]
+        elif op == "c.lidt":
+            check.named(a[0], "an idt", tables, "empty")  # type: ignore[arg-type]
+            a = ()
+        elif op == "c.copy_idt":
+            check.named(a[0], "an idt", tables)  # type: ignore[arg-type]
+            check.named(a[1], "an idt", tables)  # type: ignore[arg-type]
+            a = ()
+        elif op == "c.ltr":
+            check.named(a[0], "a tss", tss_names)  # type: ignore[arg-type]
+            a = ()
+        elif op == "c.send_nmi" and a[0][0] == "var" and a[0][1] in DESTINATIONS:  # type: ignore[index]
+            a = ()
+        for arg in a:
+            if isinstance(arg, (Imm, Abs)):
+                check.value(arg.expr)
+            elif isinstance(arg, tuple) and arg and isinstance(arg[0], str):
+                check.value(arg)
+
+    def _check_static(self, e: Expr, loc: Loc, stack_names: set[str]) -> None:
+        """An initial value (`var`, `percpu`, a `cpu` line's rsp and registers): numbers,
+        `cpu`, `ncpus`, `top(STACK)` and arithmetic."""
+        kind = e[0]
+        if kind in ("binop", "unop"):
+            for part in e[2:]:
+                self._check_static(part, loc, stack_names)
+        elif kind == "top":
+            if e[1].split("[")[0] not in stack_names:
+                raise _err(f"top() names a missing stack {e[1]!r}", loc)
+        elif kind not in ("const", "cpu", "ncpus"):
+            what = f"{e[1]!r}" if kind == "var" else "this"
+            raise _err(f"an initial value must be a constant expression; {what} is not", loc)
 
 
-def _tops(e: Expr) -> set[str]:
-    if not isinstance(e, tuple) or not e:
-        return set()
-    if e[0] == "top":
-        return {e[1]}
-    out: set[str] = set()
-    for part in e[1:]:
-        if isinstance(part, tuple):
-            if part and isinstance(part[0], str):
-                out |= _tops(part)
-            else:
-                for p in part:
-                    out |= _tops(p)
-    return out
+class _NameCheck:
+    """What the names in one instruction's expressions must be: variables where a value is
+    read, an idt / tss / stack where a builtin takes one."""
+
+    def __init__(
+        self, parser: _Parser, ins: Instr, var_names: set[str], tables: set[str],
+        tss_names: set[str], stack_names: set[str],
+    ):
+        self.ins = ins
+        self.vars = var_names
+        self.arrays = {v.name for v in parser.variables if v.length > 1}
+        self.percpu = {v.name for v in parser.variables if v.per_cpu}
+        self.stacks = stack_names
+        self.kinds = {"an idt": tables, "a tss": tss_names, "a stack": stack_names}
+        self.per_cpu_objects = (
+            {x.name for x in parser.stacks if x.per_cpu}
+            | {x.name for x in parser.idts if x.per_cpu}
+            | {x.name for x in parser.tsss if x.per_cpu}
+        )
+
+    def fail(self, msg: str) -> InputError:
+        return _err(msg, self.ins.loc)
+
+    def _undefined(self, name: str) -> InputError:
+        for what, names in self.kinds.items():
+            if name in names:
+                return self.fail(f"{name!r} is {what}, not a value")
+        return self.fail(f"undefined name {name!r}")
+
+    def scalar(self, name: str) -> None:
+        if name in self.arrays:
+            raise self.fail(f"array {name!r} needs an index: {name}[i]")
+
+    def value(self, e: Expr) -> None:
+        kind = e[0]
+        if kind == "var":
+            if e[1] not in self.vars:
+                raise self._undefined(e[1])
+            self.scalar(e[1])
+        elif kind == "index":
+            if e[1] not in self.vars:
+                raise self._undefined(e[1])
+            if e[1] not in self.arrays | self.percpu:
+                raise self.fail(f"{e[1]!r} is not an array or a per-CPU variable")
+            self.value(e[2])
+        elif kind == "top":
+            name, _, index = e[1].partition("[")
+            if name not in self.stacks:
+                raise self.fail(f"top() names a missing stack {name!r}")
+            if index and name not in self.per_cpu_objects:
+                raise self.fail(f"stack {name!r} is not per-cpu: write top({name})")
+        elif kind in ("binop", "unop"):
+            for part in e[2:]:
+                self.value(part)
+        elif kind == "call":
+            if e[1] == "per_cpu" and e[2][0][1] not in self.percpu:
+                raise self.fail(f"per_cpu() needs a percpu variable, not {e[2][0][1]!r}")
+            for part in e[2][1:] if e[1] == "per_cpu" else e[2]:
+                self.value(part)
+
+    def named(self, e: Expr, what: str, names: set[str], special: str = "") -> None:
+        """A table, TSS or stack operand: `NAME` (this CPU's) or `NAME[i]` (CPU i's)."""
+        if special and e == ("var", special):
+            return
+        if e[0] not in ("var", "index") or e[1] not in names:
+            alternative = f" or {special}" if special else ""
+            shown = e[1] if e[0] in ("var", "index") else "this"
+            raise self.fail(f"{self.ins.op[2:]} needs {what}{alternative} here, "
+                            f"and {shown!r} is not one")
+        if e[0] == "index":
+            if e[1] not in self.per_cpu_objects:
+                raise self.fail(f"{e[1]!r} is not per-cpu: write {e[1]} without an index")
+            self.value(e[2])
 
 
 def _split_operands(text: str) -> list[str]:
@@ -904,6 +1135,9 @@ class _CCompiler:
             s = line.text.strip()
             loc = line.loc
             i += 1
+            if line.text[:1] not in (" ", "\t") and not s.startswith("}"):
+                # a declaration or routine header: the function was never closed
+                raise _err(f"function {self.b.name} has no closing `}}` before this line", loc)
             for stmt in _statements(s):
                 fault: int | None = None
                 fm = re.search(r"@fault\(\s*([#\w]+)\s*\)\s*;?\s*$", stmt)
@@ -1044,9 +1278,18 @@ class _CCompiler:
             if name == "atomic_set":
                 self._emit("c.assign", (args[0].lstrip("&"), self._cond(args[1], loc)), loc, text)
                 return
+            if name in ("set_gate", "set_gate_ist") and args[1] in _VECTOR_BY_NAME:
+                args[1] = str(_VECTOR_BY_NAME[args[1]])  # `#PF`, `NMI`, ... as in an idt block
             if name == "set_gate":
                 parsed: list[object] = [self._cond(args[0], loc), self._cond(args[1], loc), Name(args[2])]
                 parsed += [a.strip() for a in args[3:]]
+                if len(args) > 3 and args[3] not in ("interrupt", "trap"):
+                    raise _err(
+                        f"set_gate: the gate type is interrupt or trap, not {args[3]!r}", loc
+                    )
+                for what, text, top in zip(("dpl", "ist"), args[4:], (3, 7), strict=False):
+                    if not re.fullmatch(r"\d+", text) or int(text) > top:
+                        raise _err(f"set_gate: {what} is a number 0-{top}, not {text!r}", loc)
                 self._check_routine(args[2], loc)
                 self._emit("c.set_gate", tuple(parsed), loc, text)
                 return
