@@ -488,3 +488,32 @@ def test_frame_pushed_at_ring0_onto_guest_stack_is_marked(rsp, stack):
     m = make_machine(p, make_cpu(p, cpl=0, rsp=rsp))
     f = last_frame(deliver_event(p, m, Source.EXCEPTION, UD))
     assert (f.stack, f.on_guest_stack, f.from_cpl) == (stack, True, 0)
+
+
+def test_fault_of_int_n_delivery_saves_the_int_instruction():
+    """SDM Vol. 2 INT n / §6.5: the #GP of a failed DPL check is a fault of the INT
+    instruction itself, so its frame saves the INT's address, not the next one."""
+    from model.x86.delivery import Event, deliver
+    from model.x86.memory import read
+    from model.x86.state import CodeAddr
+
+    p, m = setup(cpl=3)
+    here, after = CodeAddr("guest", 4), CodeAddr("guest", 5)
+    m2 = deliver(p, m, 0, Event(Source.INT_N, EXT_VECTOR), after, instruction_pc=here)
+    f = last_frame(m2)
+    assert f.vector == GP
+    assert read(m2, f.lo) == here
+
+
+def test_int_n_delivered_saves_the_next_instruction():
+    """SDM Vol. 2 INT n: a delivered software interrupt is trap-like: RIP after the INT."""
+    from model.x86.delivery import Event, deliver
+    from model.x86.memory import read
+    from model.x86.state import CodeAddr
+
+    p, m = setup(cpl=0)
+    here, after = CodeAddr("kernel", 4), CodeAddr("kernel", 5)
+    m2 = deliver(p, m, 0, Event(Source.INT_N, EXT_VECTOR), after, instruction_pc=here)
+    f = last_frame(m2)
+    assert f.vector == EXT_VECTOR
+    assert read(m2, f.lo) == after

@@ -480,7 +480,7 @@ class Interpreter:
             event = Event(Source.INTO, 4)
         else:
             event = Event(Source.INT1, DB)
-        return deliver(platform, m, cpu_i, event, nxt)
+        return deliver(platform, m, cpu_i, event, nxt, instruction_pc=cpu.pc)
 
     def _sysenter(self, m: Machine, cpu_i: int) -> Machine:
         """SYSENTER (SDM Vol. 2) from IA-32e mode: #GP(0) when IA32_SYSENTER_CS is null (no

@@ -134,17 +134,30 @@ def shutdown(m: Machine, cpu_i: int) -> Machine:
 
 
 def deliver(
-    platform: Platform, m: Machine, cpu_i: int, event: Event, return_pc: CodeAddr | Value
+    platform: Platform,
+    m: Machine,
+    cpu_i: int,
+    event: Event,
+    return_pc: CodeAddr | Value,
+    instruction_pc: CodeAddr | None = None,
 ) -> Machine:
     """Deliver `event` on CPU `cpu_i`; `return_pc` is the RIP the frame saves.
 
     A fault during delivery is combined with the event being delivered by Table 6-5:
-    serially (the fault is delivered instead), as #DF, or as shutdown.
+    serially (the fault is delivered instead), as #DF, or as shutdown. For INT n, INT3,
+    INTO and INT1, `instruction_pc` is the instruction's own address: a fault raised by
+    their delivery (the DPL check's #GP, INTO's #UD, a missing gate) is a fault of that
+    instruction and saves its address, not the next one (SDM Vol. 2 INT n, §6.5).
     """
     cpu = m.cpus[cpu_i]
+    if instruction_pc is not None and event.source in (*DPL_CHECKED, Source.INT1):
+        fault_pc: CodeAddr | Value = instruction_pc
+    else:
+        fault_pc = return_pc
     if event.source is Source.INTO and platform.mode64:
         # SDM Vol. 2 INTO: #UD in 64-bit mode, before any IDT access.
         event = Event(Source.EXCEPTION, UD)
+        return_pc = fault_pc
     if event.source is Source.NMI:
         # NMIs stay blocked from acceptance to the next IRET (SDM §6.7.1).
         cpu = cpu._replace(nmi_blocked=True)
@@ -162,6 +175,7 @@ def deliver(
         if fault is None:
             return m
         raised = Event(Source.EXCEPTION, fault.vector, fault.error_code)
+        return_pc = fault_pc
         outcome = double_fault_outcome(current, raised, platform.df_rule)
         if outcome is Outcome.SHUTDOWN:
             return shutdown(m, cpu_i)
