@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from checker.expr import EvalError
 from checker.interface import TransitionSystem
+from checker.symbolic import Term, lnot, truth
 from checker.trace import Trace, choices_to, replay
 from checker.verdict import Kind, Verdict
 
@@ -82,6 +84,10 @@ class Exploration:
     # Why exploration ended before exhausting the states: a bound ("max_states=10
     # reached"), "every property decided", or "the model raised ..."; None if complete.
     stop_reason: str | None
+    # Every state discovered (for coverage), when states are their own fingerprints; None
+    # with a custom fingerprint. A view of the engine's visited set: drop the Exploration
+    # to free it.
+    visited: Collection[Any] | None = field(default=None, repr=False, compare=False)
 
 
 class _Stop(Exception):
@@ -130,6 +136,18 @@ def explore(
     stop_reason: str | None = None
     cut = False  # the depth bound left some successor unexplored
 
+    possible = getattr(system, "possible", None)
+
+    def settle(state: Any, value: Term, kind: Kind) -> bool:
+        """A property whose value is a symbolic condition: decided by the model's solver
+        against the state's path condition (issue 6: violated when the path condition and
+        the bad case are satisfiable together)."""
+        if possible is None:
+            raise EvalError("the expression is symbolic but the model cannot decide it")
+        if kind is Kind.ALWAYS:
+            return not possible(state, lnot(truth(value)))
+        return bool(possible(state, truth(value)))
+
     def decide(index: int, verdict: Verdict, message: str, key: Hashable | None) -> None:
         nonlocal undecided
         decided[index] = (verdict, message, key)
@@ -146,6 +164,8 @@ def explore(
             index, predicate, kind, when_false = entry
             try:
                 value = predicate(vocab)
+                if isinstance(value, Term):
+                    value = settle(state, value, kind)
             except Exception as exc:  # a property error must not stop the others
                 decide(index, Verdict.ERROR, "the expression failed: " + _describe(exc), key)
             else:
@@ -167,7 +187,10 @@ def explore(
             try:
                 if kind is Kind.FINAL:
                     assert predicate is not None
-                    bad = not predicate(vocabulary(state))
+                    value = predicate(vocabulary(state))
+                    if isinstance(value, Term):
+                        value = settle(state, value, Kind.ALWAYS)
+                    bad = not value
                     message = "final state violates the expression"
                 else:
                     bad = not is_terminal(state)
@@ -258,7 +281,8 @@ def explore(
                         vocab = vocabulary(succ)
                         for _, predicate, _, when_false in on_new:
                             try:
-                                if (not predicate(vocab)) is when_false:
+                                fast = predicate(vocab)
+                                if isinstance(fast, Term) or (not fast) is when_false:
                                     break
                             except Exception:
                                 break
@@ -295,7 +319,9 @@ def explore(
     )
     if not exhausted and stop_reason is None:
         stop_reason = model_error or "every property decided"
-    return Exploration(outcomes, stats, exhausted, stop_reason)
+    return Exploration(
+        outcomes, stats, exhausted, stop_reason, parents.keys() if identity else None
+    )
 
 
 def _outcome(

@@ -21,7 +21,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from checker import symbolic as sym
 from checker.errors import CheckerError
+from checker.symbolic import Term
 
 Env = Mapping[str, Any]
 Loc = Mapping[str, Any]
@@ -51,18 +53,95 @@ class EvalError(CheckerError):
     """An expression failed on a particular state (missing field, bad operand types...)."""
 
 
-def _count(items: Iterable[Any]) -> int:
+# -- symbolic values ------------------------------------------------------------------------
+# A vocabulary value may be a symbolic term (checker.symbolic.Term) when the model explores
+# guest-controlled inputs symbolically. Operators on terms build terms; a property whose
+# value is a term is decided by the explorer with z3 against the state's path condition.
+
+
+def _truth(value: Any) -> Any:
+    """A value as a condition: a Python bool, or a boolean term."""
+    if isinstance(value, Term):
+        return sym.truth(value)
+    return bool(value)
+
+
+def _as_bv(value: Any) -> Any:
+    if isinstance(value, Term) and value.op in sym.BOOL_OPS:
+        return sym.ite(value, 1, 0)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _symbolic(name: str, fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """`fn` on concrete operands; the symbolic constructor when either is a term."""
+    builders: Mapping[str, Callable[[Any, Any], Any]] = {
+        "add": sym.add, "sub": sym.sub, "mul": sym.mul, "and": sym.band, "or": sym.bor,
+        "xor": sym.bxor, "lshift": sym.shl, "rshift": sym.lshr,
+        "eq": sym.eq, "ne": sym.ne, "lt": sym.ult, "le": sym.ule,
+        "gt": lambda a, b: sym.ult(b, a), "ge": lambda a, b: sym.ule(b, a),
+    }
+    build = builders.get(name)
+
+    def apply(a: Any, b: Any) -> Any:
+        if isinstance(a, Term) or isinstance(b, Term):
+            if build is None:
+                raise EvalError(f"'{name}' is not supported on symbolic values")
+            if not all(isinstance(x, int | Term) for x in (a, b)):
+                raise EvalError(f"'{name}' of a symbolic value and a {type(b).__name__}")
+            return build(_as_bv(a), _as_bv(b))
+        return fn(a, b)
+
+    return apply
+
+
+def _any(items: Iterable[Any]) -> Any:
+    terms = []
+    for item in items:
+        if isinstance(item, Term):
+            terms.append(sym.truth(item))
+        elif item:
+            return True
+    return sym.lor(*terms) if terms else False
+
+
+def _all(items: Iterable[Any]) -> Any:
+    terms = []
+    for item in items:
+        if isinstance(item, Term):
+            terms.append(sym.truth(item))
+        elif not item:
+            return False
+    return sym.land(*terms) if terms else True
+
+
+def _count(items: Iterable[Any]) -> Any:
     """Number of truthy items: `count(c.halted for c in cpus)`."""
-    return sum(1 for item in items if item)
+    total: Any = 0
+    for item in items:
+        if isinstance(item, Term):
+            total = sym.add(total, sym.ite(sym.truth(item), 1, 0))
+        elif item:
+            total = total + 1 if isinstance(total, int) else sym.add(total, 1)
+    return total
+
+
+def _sum(items: Iterable[Any]) -> Any:
+    total: Any = 0
+    for item in items:
+        total = sym.add(total, _as_bv(item)) if isinstance(item, Term) or isinstance(
+            total, Term) else total + item
+    return total
 
 
 BUILTINS: Mapping[str, Callable[..., Any]] = {
-    "any": any,
-    "all": all,
+    "any": _any,
+    "all": _all,
     "len": len,
     "min": min,
     "max": max,
-    "sum": sum,
+    "sum": _sum,
     "count": _count,
 }
 
@@ -85,43 +164,59 @@ def _mul(a: Any, b: Any) -> Any:
     return a * b
 
 
-def _not_in(a: Any, b: Any) -> bool:
-    return a not in b
+def _not_in(a: Any, b: Any) -> Any:
+    result = _in(a, b)
+    return sym.lnot(result) if isinstance(result, Term) else not result
 
 
-def _in(a: Any, b: Any) -> bool:
+def _in(a: Any, b: Any) -> Any:
+    if isinstance(a, Term) and isinstance(b, tuple | list):
+        return sym.lor(*(sym.eq(a, _as_bv(x)) for x in b))
     return a in b
 
 
 _BINOPS: Mapping[type[ast.operator], Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: _mul,
-    ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod,
-    ast.BitAnd: operator.and_,
-    ast.BitOr: operator.or_,
-    ast.BitXor: operator.xor,
-    ast.LShift: _lshift,
-    ast.RShift: operator.rshift,
+    ast.Add: _symbolic("add", operator.add),
+    ast.Sub: _symbolic("sub", operator.sub),
+    ast.Mult: _symbolic("mul", _mul),
+    ast.FloorDiv: _symbolic("floordiv", operator.floordiv),
+    ast.Mod: _symbolic("mod", operator.mod),
+    ast.BitAnd: _symbolic("and", operator.and_),
+    ast.BitOr: _symbolic("or", operator.or_),
+    ast.BitXor: _symbolic("xor", operator.xor),
+    ast.LShift: _symbolic("lshift", _lshift),
+    ast.RShift: _symbolic("rshift", operator.rshift),
 }
 
 _CMPOPS: Mapping[type[ast.cmpop], Callable[[Any, Any], Any]] = {
-    ast.Eq: operator.eq,
-    ast.NotEq: operator.ne,
-    ast.Lt: operator.lt,
-    ast.LtE: operator.le,
-    ast.Gt: operator.gt,
-    ast.GtE: operator.ge,
+    ast.Eq: _symbolic("eq", operator.eq),
+    ast.NotEq: _symbolic("ne", operator.ne),
+    ast.Lt: _symbolic("lt", operator.lt),
+    ast.LtE: _symbolic("le", operator.le),
+    ast.Gt: _symbolic("gt", operator.gt),
+    ast.GtE: _symbolic("ge", operator.ge),
     ast.In: _in,
     ast.NotIn: _not_in,
 }
 
+
+def _not(a: Any) -> Any:
+    return sym.lnot(sym.truth(a)) if isinstance(a, Term) else not a
+
+
+def _neg(a: Any) -> Any:
+    return sym.neg(_as_bv(a)) if isinstance(a, Term) else -a
+
+
+def _invert(a: Any) -> Any:
+    return sym.bnot(_as_bv(a)) if isinstance(a, Term) else ~a
+
+
 _UNARY: Mapping[type[ast.unaryop], Callable[[Any], Any]] = {
-    ast.Not: operator.not_,
-    ast.USub: operator.neg,
+    ast.Not: _not,
+    ast.USub: _neg,
     ast.UAdd: operator.pos,
-    ast.Invert: operator.invert,
+    ast.Invert: _invert,
 }
 
 # Readable names for rejected constructs, so the message says what was written.
@@ -351,6 +446,12 @@ class _Compiler:
         def subscript(loc: Loc, env: Env) -> Any:
             container = obj(loc, env)
             key = index(loc, env)
+            if isinstance(key, Term) and isinstance(container, list | tuple):
+                # An element chosen by a symbolic index: if-then-else over the elements.
+                result: Any = 0
+                for k in range(len(container) - 1, -1, -1):
+                    result = sym.ite(sym.eq(key, k), _as_bv(container[k]), result)
+                return result
             try:
                 return container[key]
             except (KeyError, IndexError):
@@ -414,28 +515,48 @@ class _Compiler:
         if isinstance(node.op, ast.And):
             if len(values) == 2:
                 a, b = values
-                return lambda loc, env: a(loc, env) and b(loc, env)
+
+                def both(loc: Loc, env: Env) -> Any:
+                    first = a(loc, env)
+                    if isinstance(first, Term):
+                        return sym.land(sym.truth(first), _truth(b(loc, env)))
+                    return first and b(loc, env)
+
+                return both
 
             def all_of(loc: Loc, env: Env) -> Any:
                 result: Any = True
+                terms = []
                 for value in values:
                     result = value(loc, env)
-                    if not result:
+                    if isinstance(result, Term):
+                        terms.append(sym.truth(result))
+                    elif not result:
                         return result
-                return result
+                return sym.land(*terms) if terms else result
 
             return all_of
         if len(values) == 2:
             a, b = values
-            return lambda loc, env: a(loc, env) or b(loc, env)
+
+            def either(loc: Loc, env: Env) -> Any:
+                first = a(loc, env)
+                if isinstance(first, Term):
+                    return sym.lor(sym.truth(first), _truth(b(loc, env)))
+                return first or b(loc, env)
+
+            return either
 
         def any_of(loc: Loc, env: Env) -> Any:
             result: Any = False
+            terms = []
             for value in values:
                 result = value(loc, env)
-                if result:
+                if isinstance(result, Term):
+                    terms.append(sym.truth(result))
+                elif result:
                     return result
-            return result
+            return sym.lor(*terms) if terms else result
 
         return any_of
 
@@ -493,7 +614,19 @@ class _Compiler:
         test = self.compile(node.test, scope)
         body = self.compile(node.body, scope)
         orelse = self.compile(node.orelse, scope)
-        return lambda loc, env: body(loc, env) if test(loc, env) else orelse(loc, env)
+        def if_exp(loc: Loc, env: Env) -> Any:
+            cond = test(loc, env)
+            if isinstance(cond, Term):
+                c = sym.truth(cond)
+                yes, no = body(loc, env), orelse(loc, env)
+                if isinstance(yes, bool | Term) and isinstance(no, bool | Term) and not (
+                    isinstance(yes, Term) and yes.op not in sym.BOOL_OPS
+                ):
+                    return sym.lor(sym.land(c, _truth(yes)), sym.land(sym.lnot(c), _truth(no)))
+                return sym.ite(c, _as_bv(yes), _as_bv(no))
+            return body(loc, env) if cond else orelse(loc, env)
+
+        return if_exp
 
     def c_Call(self, node: ast.Call, scope: frozenset[str]) -> Fn:
         if node.keywords:
@@ -591,5 +724,14 @@ def _generate(
 ) -> Iterator[Any]:
     for item in items:
         bound[var] = item
-        if all(cond(bound, env) for cond in conds):
-            yield elt(bound, env)
+        verdicts = [cond(bound, env) for cond in conds]
+        terms = [sym.truth(v) for v in verdicts if isinstance(v, Term)]
+        if not all(v for v in verdicts if not isinstance(v, Term)):
+            continue
+        value = elt(bound, env)
+        if terms:
+            # A symbolic filter: the element counts only where the filter holds.
+            guard = sym.land(*terms)
+            yield sym.land(guard, _truth(value)) if isinstance(value, bool | Term) else value
+        else:
+            yield value
