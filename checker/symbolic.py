@@ -196,7 +196,7 @@ def ne(a: BV, b: BV) -> Cond:
 def ult(a: BV, b: BV) -> Cond:
     if isinstance(a, int) and isinstance(b, int):
         return a < b
-    if a == b:
+    if a == b or b == 0 or a == MASK:
         return False
     return Term("ult", (a, b))
 
@@ -204,7 +204,7 @@ def ult(a: BV, b: BV) -> Cond:
 def ule(a: BV, b: BV) -> Cond:
     if isinstance(a, int) and isinstance(b, int):
         return a <= b
-    if a == b:
+    if a == b or a == 0 or b == MASK:
         return True
     return Term("ule", (a, b))
 
@@ -323,6 +323,31 @@ def rename(value: Any, mapping: Mapping[str, str]) -> Any:
             return type(value)(*items)
         return tuple(items)
     return value
+
+
+def substitute_all(value: Any, values: Mapping[str, int]) -> Any:
+    """`substitute` through nested tuples (NamedTuples keep their type): a whole state."""
+    if isinstance(value, Term):
+        return substitute(value, values)
+    if isinstance(value, tuple):
+        items = [substitute_all(a, values) for a in value]
+        if hasattr(value, "_fields"):
+            return type(value)(*items)
+        return tuple(items)
+    return value
+
+
+def pinned(conds: Iterable[Any]) -> dict[str, int]:
+    """Symbols a path condition fixes to one value outright (`x == 7`)."""
+    out: dict[str, int] = {}
+    for c in conds:
+        if isinstance(c, Term) and c.op == "eq":
+            a, b = c.args
+            if isinstance(a, int):
+                a, b = b, a
+            if isinstance(a, Term) and a.op == "var" and isinstance(b, int):
+                out[a.args[0]] = b
+    return out
 
 
 def substitute(value: Any, values: Mapping[str, int]) -> Any:

@@ -147,7 +147,17 @@ class Interpreter:
             # A symbolic index is split over the elements (each a separate successor).
             if not decide(sym.ult(raw, size)):
                 raise self._error(f"the index of {name} may be {size} or more", ins)
-            idx = next(k for k in range(size) if k == size - 1 or decide(sym.eq(raw, k)))
+            # Binary search over the elements: log2(size) decisions per branch, then the
+            # equality that pins the index (and lets the state become concrete again).
+            lo, hi = 0, size - 1
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if decide(sym.ule(raw, mid)):
+                    hi = mid
+                else:
+                    lo = mid + 1
+            sym.require(sym.eq(raw, lo))
+            idx = lo
         else:
             idx = raw
         if not 0 <= idx < size:

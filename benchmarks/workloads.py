@@ -1,0 +1,177 @@
+"""Named workloads for measuring the checker (issue 8): state counts, speed and memory.
+
+    python benchmarks/workloads.py                 # every workload
+    python benchmarks/workloads.py kexec-4 ist-2   # some of them
+    python benchmarks/workloads.py --markdown      # a table for benchmarks/RESULTS.md
+
+Each workload explores one design/variant/environment exhaustively with one property
+(the full state space is the measure, so the property is one that holds) and runs in its
+own process, so that the peak memory it reports is its own. Columns: distinct states,
+transitions, seconds, states/s, peak resident memory, and bytes per stored state (peak
+memory above the interpreter's baseline, divided by states). Timings are wall-clock on
+whatever else the machine is doing: run it on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    design: str
+    expr: str
+    variant: dict[str, str] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    kind: str = "never"
+
+
+def _kexec(n: int) -> Workload:
+    # The shot-down CPUs may each take one watchdog NMI; CPU 0 crashes from either context.
+    return Workload(
+        f"kexec-{n}",
+        "xen_kexec",
+        "timed_out and waiting_for_crash_ipi != 0",
+        {"patch": "patch-v1-fixed"},
+        {"cpus": n, "nmi": [0] + [1] * (n - 1)},
+    )
+
+
+def _ist(k: int) -> Workload:
+    # Xen's IST layout, one CPU in Xen or guest context, k real NMIs, k real #MCs and k
+    # external interrupts (vector 0x30, an ordinary device interrupt).
+    return Workload(
+        f"ist-{k}",
+        "xen_ist",
+        "any_shutdown",
+        {"ist": "xen"},
+        {"nmi": k, "mce": k, "external": k, "external_vectors": [0x30]},
+    )
+
+
+WORKLOADS: dict[str, Workload] = {
+    w.name: w
+    for w in [
+        _kexec(2), _kexec(3), _kexec(4), _kexec(6),
+        _ist(1), _ist(2), _ist(3),
+        Workload(
+            "syscall-concrete", "xen_syscall", "frame_on_guest_stack", {},
+            {"nmi": 1, "mce": 1, "double_faults": 1},
+        ),
+        Workload(
+            "syscall-symbolic", "xen_syscall", "frame_on_guest_stack", {},
+            {"nmi": 1, "mce": 1, "double_faults": 1, "symbolic": ["guest_rsp", "guest_rip"]},
+        ),
+    ]
+}
+
+
+def _peak_kib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def measure(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Run one workload in this process and return its figures."""
+    from checker.explore import Check, explore
+    from checker.expr import compile_expr
+    from checker.verdict import Kind
+    from model import provider
+
+    w = WORKLOADS[name]
+    baseline = _peak_kib()
+    system = provider().load(w.design, w.variant, w.environment)
+    expr = compile_expr(w.expr)
+    check = Check(Kind(w.kind), expr.evaluate, w.name)
+    kwargs = {k: v for k, v in options.items() if v is not None}
+    started = time.perf_counter()
+    result = explore(system, [check], **kwargs)
+    seconds = time.perf_counter() - started
+    peak = _peak_kib()
+    stats = result.stats
+    extra = getattr(system, "statistics", lambda: {})()
+    return {
+        "workload": name,
+        "verdict": result.outcomes[0].verdict.value,
+        "states": stats.states,
+        "transitions": stats.transitions,
+        "depth": stats.depth,
+        "seconds": round(seconds, 3),
+        "states_per_second": round(stats.states / seconds) if seconds else 0,
+        "peak_mib": round(peak / 1024, 1),
+        "bytes_per_state": round((peak - baseline) * 1024 / stats.states) if stats.states else 0,
+        "z3_queries": extra.get("z3_queries", 0),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="workloads (default: all)")
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # run one workload, print JSON
+    parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument("--symmetry", action="store_true", help="symmetry reduction")
+    parser.add_argument("--workers", type=int, default=None, help="parallel workers")
+    parser.add_argument("--fingerprints", action="store_true", help="64-bit fingerprints")
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(measure(args.one, json.loads(args.options))))
+        return 0
+    options = {}
+    if args.symmetry:
+        options["symmetry"] = True
+    if args.workers:
+        options["workers"] = args.workers
+    if args.fingerprints:
+        options["compact"] = True
+    names = args.names or list(WORKLOADS)
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown:
+        print(f"unknown workload {unknown[0]!r}; known: {', '.join(WORKLOADS)}", file=sys.stderr)
+        return 2
+    rows = []
+    for name in names:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--one", name, "--options", json.dumps(options)],
+            capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": "0"},
+        )
+        if proc.returncode != 0:
+            print(f"{name}: failed\n{proc.stderr}", file=sys.stderr)
+            return 1
+        row = json.loads(proc.stdout)
+        rows.append(row)
+        if not args.markdown:
+            print(
+                f"{name:18} {row['verdict']:9} {row['states']:>10,} states "
+                f"{row['transitions']:>11,} transitions {row['seconds']:>8.2f}s "
+                f"{row['states_per_second']:>8,}/s peak {row['peak_mib']:>7.1f} MiB "
+                f"{row['bytes_per_state']:>6} B/state"
+                + (f"  z3 {row['z3_queries']}" if row["z3_queries"] else ""),
+                flush=True,
+            )
+    if args.markdown:
+        print("| workload | verdict | states | transitions | seconds | states/s | peak MiB | bytes/state |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        for r in rows:
+            print(
+                f"| {r['workload']} | {r['verdict']} | {r['states']:,} | {r['transitions']:,} | "
+                f"{r['seconds']:.2f} | {r['states_per_second']:,} | {r['peak_mib']} | "
+                f"{r['bytes_per_state']} |"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
