@@ -1,26 +1,35 @@
 """`python -m checker [PATHS...]`: check property files and gate on their verdicts.
 
-Exit codes: 0 every verdict meets its expectation; 1 some verdict differs; 2 bad input or
-usage (including a property that could not be evaluated); 3 some verdict is incomplete
-(a bound stopped exploration) and none differs.
+Exit codes: 0 every verdict meets its expectation; 1 some verdict differs (or, with
+`--require-full-coverage`, some source line was never reached); 2 bad input or usage
+(including a property that could not be evaluated); 3 some verdict is incomplete (a bound
+stopped exploration) and none differs.
+
+`python -m checker replay TRACE` re-runs a stored trace (see `checker.replay`).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from checker import replay as replay_command
+from checker.ci import github_input_errors, github_report, junit_xml, sarif_text
+from checker.coverage import run_coverage, unreached_report
 from checker.errors import CheckerError, UsageError
 from checker.explore import Bounds, Progress
+from checker.html import write_html
 from checker.interface import ModelProvider
 from checker.report import dumps, errors_json, render_text, run_json, write_all_traces
 from checker.run import check, plan, read_files
 from checker.spec import LoadedGroup, find_property_files
-from checker.verdict import EXIT_INPUT, Verdict
+from checker.verdict import EXIT_INCOMPLETE, EXIT_INPUT, EXIT_OK, EXIT_UNEXPECTED, Verdict
 
 DEFAULT_PATH = "properties/"
 DEFAULT_REPORT_DIR = "reports/"
@@ -51,8 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m checker",
         description="Exhaustively check property files against the interrupt-delivery model.",
-        epilog="Exit codes: 0 all verdicts as expected, 1 a verdict differs, "
-        "2 bad input or usage, 3 a verdict is incomplete (a bound was hit).",
+        epilog="Exit codes: 0 all verdicts as expected, 1 a verdict differs (or "
+        "--require-full-coverage found unreached lines), 2 bad input or usage, 3 a verdict "
+        "is incomplete (a bound was hit). `python -m checker replay TRACE` re-runs a "
+        "stored trace (see `python -m checker replay --help`).",
     )
     parser.add_argument(
         "paths", nargs="*", metavar="PATH",
@@ -72,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output format on stdout (default text)")
     parser.add_argument("--report-dir", default=DEFAULT_REPORT_DIR, metavar="DIR",
                         help=f"where traces are written (default {DEFAULT_REPORT_DIR})")
+    parser.add_argument("--html", action="store_true",
+                        help="also write DIR/index.html, a self-contained review report "
+                        "(timelines, stacks, trace graphs, coverage)")
+    parser.add_argument("--junit", metavar="FILE",
+                        help="write a JUnit XML report (one testcase per property)")
+    parser.add_argument("--sarif", metavar="FILE",
+                        help="write a SARIF 2.1.0 log (one result per unexpected verdict)")
+    parser.add_argument("--require-full-coverage", action="store_true",
+                        help="exit 1 when some source line of a design was never reached")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-q", "--quiet", action="store_true",
                            help="print only failures and the summary")
@@ -140,13 +160,22 @@ def _load_provider() -> ModelProvider:
 def _print_errors(errors: Sequence[CheckerError], fmt: str) -> None:
     for error in errors:
         print(str(error), file=sys.stderr)
+    github_input_errors(errors, os.environ)
     if fmt == "json":
         sys.stdout.write(dumps(errors_json(list(errors))))
 
 
 def main(argv: list[str] | None = None, provider: ModelProvider | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["replay"]:  # `./replay` names a property folder called replay
+        try:
+            return replay_command.main(argv[1:], provider, _load_provider)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 on a usage error, as argparse does
+    args.command = "python -m checker " + shlex.join(argv) if argv else "python -m checker"
     try:
         return _run(args, provider)
     except CheckerError as exc:  # InputError, UsageError, ...: a message, no traceback
@@ -174,23 +203,59 @@ def _run(args: argparse.Namespace, provider: ModelProvider | None) -> int:
         return EXIT_INPUT
     bounds = Bounds(args.max_states, args.max_depth, args.timeout)
     progress = ProgressLine(sys.stderr)
+    want_coverage = args.html or args.format == "json" or args.require_full_coverage
     try:
-        run = check(prepared.groups, prepared.properties, bounds, progress.for_group)
+        run = check(prepared.groups, prepared.properties, bounds, progress.for_group,
+                    coverage=want_coverage)
     finally:
         progress.clear()
+    code = run.exit_code
+    coverage_lines: list[str] = []
+    if args.require_full_coverage:
+        merged = run_coverage(run.explorations)
+        if merged is None:
+            raise UsageError("--require-full-coverage: the model reports no coverage")
+        coverage_lines = unreached_report(merged)
+        if coverage_lines and code in (EXIT_OK, EXIT_INCOMPLETE):
+            code = EXIT_UNEXPECTED
+    report_dir = Path(args.report_dir)
     try:
-        traces = write_all_traces(run, Path(args.report_dir))
+        traces = write_all_traces(run, report_dir)
+        if args.html:
+            write_html(run, traces, report_dir, command=args.command, exit_code=code)
+        if args.junit:
+            _write(args.junit, junit_xml(run, traces))
+        if args.sarif:
+            _write(args.sarif, sarif_text(run))
     except OSError as exc:
-        raise UsageError(f"cannot write reports to {args.report_dir}: {exc}") from None
+        where = getattr(exc, "filename", None) or args.report_dir
+        raise UsageError(f"cannot write reports to {where}: {exc.strerror or exc}") from None
     if args.format == "json":
-        sys.stdout.write(dumps(run_json(run, traces)))
+        sys.stdout.write(dumps(run_json(run, traces, code)))
     else:
         sys.stdout.write(render_text(run, traces, quiet=args.quiet, verbose=args.verbose))
+        if args.html:
+            print(f"report: {report_dir / 'index.html'}")
     for result in run.results:
         if result.verdict is Verdict.ERROR:
             print(f"{result.prop.file}:{result.prop.line}: property '{result.prop.name}': "
                   f"{result.message}", file=sys.stderr)
-    return run.exit_code
+    if coverage_lines:
+        total = sum(len(f["unreached"]) for f in (run_coverage(run.explorations) or {})
+                    .get("files", {}).values())
+        print(f"--require-full-coverage: {total} source line{'s' if total != 1 else ''} "
+              "never reached:", file=sys.stderr)
+        for line in coverage_lines:
+            print(f"  {line}", file=sys.stderr)
+    github_report(run, traces, os.environ)
+    return code
+
+
+def _write(path: str, text: str) -> None:
+    target = Path(path)
+    if target.parent != Path():
+        target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
 
 
 def entry_point() -> None:

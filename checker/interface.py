@@ -10,8 +10,8 @@ A model package exposes a `ModelProvider`; the CLI asks it for a `TransitionSyst
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 S = TypeVar("S", bound=Hashable)
 A = TypeVar("A", bound=Hashable)
@@ -66,9 +66,90 @@ class TransitionSystem(Protocol[S, A]):
     def describe_action(self, state: S, action: A) -> Mapping[str, Scalar]:
         """Readable attributes of `action` taken in `state`, for trace edges.
 
-        Must contain `label`; may contain `cpu`, `file`, `line`, `detail`.
+        Must contain `label`; may contain `cpu` (an int: the CPU or process that acts;
+        or `actor`, a str), `file` and `line` (the source line the step executes; steps
+        without them are drawn as events), `kind`, `routine`, `detail`, and `damage`
+        (what the step broke, highlighted in reports).
         """
         ...
+
+
+# -- optional methods ------------------------------------------------------------------------
+#
+# A model may also implement any of the methods below; the checker looks for each with
+# `getattr` (through the helpers at the end of this module) and works without them, with
+# less detail in its reports. Whatever they return must be JSON-able (dicts with str keys,
+# lists, str, int, float, bool, None).
+
+
+@runtime_checkable
+class Inspectable(Protocol):
+    def inspect_state(self, state: Any) -> Mapping[str, Any]:
+        """A structured view of `state` for the review report (HTML, ITF).
+
+        Keys the report draws specially, all optional (any other key is shown as a table):
+        - `cpus`: records with `id`; `file`/`line`/`instruction` (the next step's source),
+          `registers` (a mapping name -> text), and any other scalar or list fields.
+        - `stacks`: records with `name`, `owner`, `size`, `words` (records with `address`,
+          `offset`, `value`), `frames` (records; `name`, `lo`, `hi`, and booleans
+          `clobbered` / `on_guest_stack` that mark a damaged frame, highlighted) and
+          `rsp_of` (ids of CPUs whose stack pointer lies in it).
+        - `variables` (name -> text), `incidents` (list of text), `budgets` (list).
+        - `witness`: a mapping name -> value, the concrete values of symbolic inputs along
+          the path to this state (shown in a "witness" section; read from the last state).
+        """
+        ...
+
+
+@runtime_checkable
+class ActionKeyed(Protocol):
+    def action_key(self, state: Any, action: Any) -> str:
+        """A name for `action` in `state` that stays the same across edits to the design
+        (e.g. "kind:cpu:arg"); replay finds a trace's actions by it."""
+        ...
+
+
+@runtime_checkable
+class Covering(Protocol):
+    def coverage(self, states: Iterable[Any]) -> Mapping[str, Any]:
+        """What the given (visited) states reach of the design:
+
+        `{"files": {path: {"reached": [line, ...], "unreached": [line, ...]}},
+          "routines": {name: bool}, "vectors": {name: bool}, "events": [text, ...],
+          "unreached_lines": int}`. Paths are as the model prints them (relative to the
+        working directory when below it); any part may be missing.
+        """
+        ...
+
+
+def inspect_state(system: object, state: Any) -> Mapping[str, Any] | None:
+    """The model's `inspect_state(state)`, or None when it has none."""
+    method = getattr(system, "inspect_state", None)
+    if method is None:
+        return None
+    result: Mapping[str, Any] = method(state)
+    return result
+
+
+def action_key(system: object, state: Any, action: Any) -> str | None:
+    """The model's `action_key(state, action)`, or None when it has none."""
+    method = getattr(system, "action_key", None)
+    if method is None:
+        return None
+    return str(method(state, action))
+
+
+def has_coverage(system: object) -> bool:
+    return callable(getattr(system, "coverage", None))
+
+
+def coverage(system: object, states: Iterable[Any]) -> Mapping[str, Any] | None:
+    """The model's `coverage(states)`, or None when it has none."""
+    method = getattr(system, "coverage", None)
+    if method is None:
+        return None
+    result: Mapping[str, Any] = method(states)
+    return result
 
 
 class ModelProvider(Protocol):

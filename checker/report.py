@@ -1,4 +1,7 @@
-"""Writers: trace files (GraphML, node-link JSON, DOT), terminal text, and JSON output."""
+"""Writers: trace files (GraphML, node-link JSON, DOT, ITF), terminal text, and JSON output.
+
+HTML, JUnit XML, SARIF and the CI annotations live in `checker.html` and `checker.ci`.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +13,17 @@ from typing import Any
 
 import networkx as nx
 
+from checker.coverage import run_coverage
+from checker.coverage import summary_line as coverage_summary
 from checker.errors import InputError
+from checker.itf import itf_text, itf_trace
+from checker.replay import replay_record
 from checker.run import PropertyResult, RunResult
 from checker.spec import Property
-from checker.trace import graph_json_text, graph_steps, to_dot
+from checker.trace import graph_steps, to_dot, to_node_link
 from checker.verdict import Verdict
 
-TRACE_SUFFIXES = ("graphml", "json", "dot")
+TRACE_SUFFIXES = ("graphml", "json", "dot", "itf.json")
 JSON_VERSION = 1
 
 
@@ -25,22 +32,62 @@ class TraceFiles:
     graphml: str
     json: str
     dot: str
+    itf: str
 
     def as_dict(self) -> dict[str, str]:
-        return {"graphml": self.graphml, "json": self.json, "dot": self.dot}
+        return {"graphml": self.graphml, "json": self.json, "dot": self.dot, "itf": self.itf}
 
 
 def trace_base(report_dir: Path, prop: Property) -> Path:
     return report_dir / Path(prop.file).stem / prop.name
 
 
-def write_trace_files(graph: nx.DiGraph, report_dir: Path, prop: Property) -> TraceFiles:
+def witness_of(result: PropertyResult) -> dict[str, Any] | None:
+    """Concrete values of the trace's symbolic inputs, when it carries any: the graph's
+    `witness` attribute (JSON text of a mapping) or the last state's `inspect_state`
+    `witness`."""
+    found: dict[str, Any] = {}
+    if result.graph is not None and "witness" in result.graph.graph:
+        try:
+            loaded = json.loads(str(result.graph.graph["witness"]))
+        except json.JSONDecodeError:
+            loaded = {"witness": result.graph.graph["witness"]}
+        if isinstance(loaded, dict):
+            found.update(loaded)
+    if result.inspected:
+        last = result.inspected[-1].get("witness")
+        if isinstance(last, Mapping):
+            found.update(last)
+    return found or None
+
+
+def write_trace_files(result: PropertyResult, report_dir: Path) -> TraceFiles:
+    graph = result.graph
+    assert graph is not None
+    prop = result.prop
     base = trace_base(report_dir, prop)
     base.parent.mkdir(parents=True, exist_ok=True)
     paths = {suffix: base.with_name(f"{base.name}.{suffix}") for suffix in TRACE_SUFFIXES}
+    record = replay_record(prop, result.verdict, graph)
     nx.write_graphml(graph, paths["graphml"])
-    paths["json"].write_text(graph_json_text(graph), encoding="utf-8")
+    data = to_node_link(graph)
+    data["replay"] = record
+    paths["json"].write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     paths["dot"].write_text(to_dot(graph, prop.name), encoding="utf-8")
+    meta: dict[str, Any] = {
+        "property": prop.name,
+        "design": prop.design,
+        "variant": dict(prop.variant),
+        "environment": dict(prop.environment),
+        "verdict": str(result.verdict),
+        "expected": str(prop.expect),
+        "replay": record,
+    }
+    witness = witness_of(result)
+    if witness is not None:
+        meta["witness"] = witness
+    itf = itf_trace(graph, result.inspected, meta)
+    paths["itf.json"].write_text(itf_text(itf), encoding="utf-8")
     return TraceFiles(*(str(paths[s]) for s in TRACE_SUFFIXES))
 
 
@@ -55,9 +102,7 @@ def write_all_traces(run: RunResult, report_dir: Path) -> dict[tuple[str, str], 
     written: dict[tuple[str, str], TraceFiles] = {}
     for result in run.results:
         if result.graph is not None:
-            written[(result.prop.file, result.prop.name)] = write_trace_files(
-                result.graph, report_dir, result.prop
-            )
+            written[(result.prop.file, result.prop.name)] = write_trace_files(result, report_dir)
         elif report_dir.is_dir():
             clear_trace_files(report_dir, result.prop)
     return written
@@ -110,6 +155,8 @@ def trace_lines(graph: nx.DiGraph, verbose: bool = False) -> list[str]:
                 where = f"  ({edge['file']}" + (f":{edge['line']}" if "line" in edge else "") + ")"
             detail = f" - {edge['detail']}" if edge.get("detail") else ""
             lines.append(f"      {node['step']}. {who}{edge.get('label', '?')}{where}{detail}")
+            if edge.get("damage"):
+                lines.append(f"           !! {edge['damage']}")
             changes = [
                 f"{k}: {_fmt(previous.get(k, '-'))} -> {_fmt(v)}"
                 for k, v in attrs.items()
@@ -153,8 +200,11 @@ def render_text(
             out.extend(trace_lines(result.graph, verbose))
             if files is not None:
                 stem = files.graphml.rsplit(".", 1)[0]
-                out.append(f"      written to {stem}.{{graphml,json,dot}}")
+                out.append(f"      written to {stem}.{{graphml,json,dot,itf.json}}")
     if verbose:
+        covered = run_coverage(run.explorations)
+        if covered is not None:
+            out.append(coverage_summary(covered))
         out.append("explorations:")
         for number, exp in enumerate(run.explorations):
             s = exp.stats
@@ -222,10 +272,14 @@ def result_json(result: PropertyResult, files: TraceFiles | None) -> dict[str, A
     }
 
 
-def run_json(run: RunResult, traces: Mapping[tuple[str, str], TraceFiles]) -> dict[str, Any]:
+def run_json(
+    run: RunResult,
+    traces: Mapping[tuple[str, str], TraceFiles],
+    exit_code: int | None = None,
+) -> dict[str, Any]:
     return {
         "version": JSON_VERSION,
-        "exit_code": run.exit_code,
+        "exit_code": run.exit_code if exit_code is None else exit_code,
         "results": [result_json(r, traces.get((r.prop.file, r.prop.name))) for r in run.results],
         "explorations": [
             {
@@ -240,9 +294,11 @@ def run_json(run: RunResult, traces: Mapping[tuple[str, str], TraceFiles]) -> di
                 "states_per_second": round(e.stats.states_per_second, 1),
                 "complete": e.complete,
                 "stop_reason": e.stop_reason,
+                "coverage": _coverage_json(e.coverage, e.coverage_error),
             }
             for e in run.explorations
         ],
+        "coverage": run_coverage(run.explorations),
         "summary": {
             "total": len(run.results),
             "ok": sum(1 for r in run.results if r.ok),
@@ -254,6 +310,14 @@ def run_json(run: RunResult, traces: Mapping[tuple[str, str], TraceFiles]) -> di
             "errors": sum(1 for r in run.results if r.verdict is Verdict.ERROR),
         },
     }
+
+
+def _coverage_json(
+    coverage: Mapping[str, Any] | None, error: str | None
+) -> dict[str, Any] | None:
+    if coverage is None:
+        return {"error": error} if error else None
+    return dict(coverage)
 
 
 def errors_json(errors: list[InputError] | list[Any]) -> dict[str, Any]:

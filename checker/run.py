@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ import networkx as nx
 
 from checker.errors import InputError, UsageError
 from checker.explore import Bounds, Check, Exploration, Progress, Stats, explore
-from checker.interface import ModelProvider
+from checker.interface import ModelProvider, TransitionSystem, has_coverage, inspect_state
+from checker.interface import coverage as model_coverage
 from checker.spec import (
     Group,
     LoadedGroup,
@@ -41,6 +43,10 @@ class PropertyResult:
     stats: Stats
     trace: Trace | None = None
     graph: nx.DiGraph | None = None
+    # The model's `inspect_state` of every state along the trace (None when the model has
+    # no such method, or it failed; `review_error` says why).
+    inspected: tuple[Mapping[str, Any], ...] | None = field(default=None, compare=False)
+    review_error: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -53,6 +59,11 @@ class ExplorationResult:
     stats: Stats
     complete: bool
     stop_reason: str | None
+    # The model's `coverage` of the visited states, when asked for and available;
+    # `coverage_error` says why it is missing when it was asked for.
+    coverage: Mapping[str, Any] | None = field(default=None, compare=False)
+    coverage_seconds: float = 0.0
+    coverage_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,8 +143,13 @@ def check(
     properties: Sequence[Property],
     bounds: Bounds | None = None,
     progress: GroupProgress | None = None,
+    coverage: bool = False,
 ) -> RunResult:
-    """One exploration per group; results in the order of `properties`."""
+    """One exploration per group; results in the order of `properties`.
+
+    With `coverage`, the model's `coverage` (when it has one) is computed from each
+    exploration's visited states right after it, before they are dropped.
+    """
     by_prop: dict[tuple[str, str], PropertyResult] = {}
     explorations: list[ExplorationResult] = []
     for number, loaded in enumerate(groups):
@@ -143,12 +159,20 @@ def check(
         ]
         report = progress(number, len(groups), loaded) if progress is not None else None
         done: Exploration = explore(loaded.system, checks, bounds, progress=report)
+        cov, cov_seconds, cov_error = (
+            _coverage(loaded.system, done) if coverage else (None, 0.0, None)
+        )
         explorations.append(
-            ExplorationResult(loaded.group, done.stats, done.complete, done.stop_reason)
+            ExplorationResult(
+                loaded.group, done.stats, done.complete, done.stop_reason, cov, cov_seconds,
+                cov_error,
+            )
         )
         for prop, outcome in zip(props, done.outcomes, strict=True):
             graph: Any = None
             message = outcome.message
+            inspected: tuple[Mapping[str, Any], ...] | None = None
+            review_error: str | None = None
             if outcome.trace is not None:
                 try:
                     graph = trace_graph(
@@ -156,8 +180,42 @@ def check(
                     )
                 except Exception as exc:  # the model's describe_* failed: keep the verdict
                     message += f" (the trace could not be drawn: {type(exc).__name__}: {exc})"
+                inspected, review_error = inspect_trace(loaded.system, outcome.trace)
             by_prop[(prop.file, prop.name)] = PropertyResult(
-                prop, outcome.verdict, message, number, done.stats, outcome.trace, graph
+                prop, outcome.verdict, message, number, done.stats, outcome.trace, graph,
+                inspected, review_error,
             )
+        del done  # the visited set goes with it
     results = tuple(by_prop[(p.file, p.name)] for p in properties)
     return RunResult(results, tuple(explorations))
+
+
+def inspect_trace(
+    system: TransitionSystem[Any, Any], trace: Trace
+) -> tuple[tuple[Mapping[str, Any], ...] | None, str | None]:
+    """The model's `inspect_state` along a trace, or (None, why not)."""
+    if getattr(system, "inspect_state", None) is None:
+        return None, None
+    out: list[Mapping[str, Any]] = []
+    try:
+        for state in trace.states:
+            view = inspect_state(system, state)
+            out.append(view if view is not None else {})
+    except Exception as exc:  # a model bug must not cost the verdict
+        return None, f"the model's inspect_state failed: {type(exc).__name__}: {exc}"
+    return tuple(out), None
+
+
+def _coverage(
+    system: TransitionSystem[Any, Any], done: Exploration
+) -> tuple[Mapping[str, Any] | None, float, str | None]:
+    if not has_coverage(system):
+        return None, 0.0, None
+    if done.visited is None:
+        return None, 0.0, "the visited states were not kept (custom fingerprint)"
+    started = time.perf_counter()
+    try:
+        cov = model_coverage(system, done.visited)
+    except Exception as exc:
+        return None, 0.0, f"the model's coverage failed: {type(exc).__name__}: {exc}"
+    return cov, time.perf_counter() - started, None

@@ -5,9 +5,10 @@ initial state, then at each step the index of the action taken among `actions(st
 `replay` rebuilds the states from it, so a trace survives without storing any state.
 
 As a graph a trace is a networkx DiGraph: nodes "s0", "s1", ... carry `describe_state`
-attributes and `step`; edges carry `describe_action` attributes (with `label`), `step`
-and `choice`. This module also writes and reads back the DOT text of such a graph (no
-pydot/pygraphviz needed); file I/O lives in `checker.report`.
+attributes and `step`; edges carry `describe_action` attributes (with `label`), `step`,
+`choice`, and `key` (the model's `action_key`, when it has one). This module also
+writes and reads back the DOT text of such a graph (no pydot/pygraphviz needed); file I/O
+lives in `checker.report`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import networkx as nx
 
 from checker.errors import CheckerError
-from checker.interface import Scalar, TransitionSystem
+from checker.interface import Scalar, TransitionSystem, action_key
 
 
 class ReplayError(CheckerError):
@@ -130,6 +131,9 @@ def trace_graph(
     for step, action in enumerate(trace.actions):
         attrs = _scalar_attrs(system.describe_action(trace.states[step], action), "action")
         attrs.setdefault("label", str(action))
+        key = action_key(system, trace.states[step], action)
+        if key is not None:
+            attrs["key"] = key
         attrs["step"] = step + 1
         attrs["choice"] = trace.choices[step + 1]
         graph.add_edge(node_id(step), node_id(step + 1), **attrs)

@@ -275,7 +275,10 @@ def test_json_output_schema(tmp_path: Path, capsys: Any) -> None:
     assert code == 0 and err == ""
     data = json.loads(out)
     assert data["version"] == 1 and data["exit_code"] == 0
-    assert set(data) == {"version", "exit_code", "results", "explorations", "summary"}
+    assert set(data) == {
+        "version", "exit_code", "results", "explorations", "summary", "coverage"
+    }
+    assert data["coverage"] is None  # the toy models report no coverage
     first, no_lock, finish, deadlock = data["results"]
     expected_keys = {
         "name", "file", "line", "design", "variant", "environment", "kind", "expr", "verdict",
@@ -290,7 +293,7 @@ def test_json_output_schema(tmp_path: Path, capsys: Any) -> None:
     assert first["traces"] is None and first["choices"] is None
     assert isinstance(first["states"], int) and isinstance(first["seconds"], float)
     assert no_lock["verdict"] == "violated" and no_lock["trace_length"] == 2
-    assert set(no_lock["traces"]) == {"graphml", "json", "dot"}
+    assert set(no_lock["traces"]) == {"graphml", "json", "dot", "itf"}
     assert all(Path(p).is_file() for p in no_lock["traces"].values())
     assert replay(Mutex(lock=False), no_lock["choices"]).length == 2
     assert finish["traces"] is not None  # a reachable witness is written too
@@ -299,7 +302,7 @@ def test_json_output_schema(tmp_path: Path, capsys: Any) -> None:
     exploration = data["explorations"][first["exploration"]]
     assert set(exploration) == {
         "design", "variant", "environment", "properties", "states", "transitions", "depth",
-        "seconds", "states_per_second", "complete", "stop_reason",
+        "seconds", "states_per_second", "complete", "stop_reason", "coverage",
     }
     assert [p["name"] for p in exploration["properties"]] == [
         "mutual-exclusion", "both-finish", "no-deadlock"

@@ -1,0 +1,339 @@
+"""`python -m checker replay TRACE`: re-run a stored counterexample against today's design.
+
+A trace file (`.json` or `.itf.json`, as `python -m checker` writes them) carries a
+`replay` record: the design, variant and environment the trace was found with, the
+property (kind and expression), and each step's action as the model's `action_key`
+(stable across design edits), its label and actor, and its index among the enabled
+actions. Replay loads the system afresh, takes the same actions step by step and says
+whether the trace still reproduces:
+
+- a step's action is looked up by its key when both the trace and the model have keys,
+  else by its label and actor (CPU), else by its index; when none is enabled, the trace
+  "no longer reproduces at step K";
+- at the end (or earlier, for always/never/reachable) the property must still fail as
+  it did: `never EXPR` needs EXPR true, `always EXPR` false, a `reachable` witness EXPR
+  true, `final EXPR` a state without actions where EXPR is false, `deadlock_free` a
+  non-terminal state without actions.
+
+Exit codes: 0 the trace still reproduces, 1 it no longer does, 2 bad input (an unreadable
+or malformed trace file, a design or model that rejects the recorded settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from checker.errors import CheckerError, InputError, ModelInputError, UsageError
+from checker.expr import ExprError, compile_expr
+from checker.interface import ModelProvider, TransitionSystem, action_key
+from checker.spec import Property
+from checker.trace import graph_steps
+from checker.verdict import EXIT_INPUT, Kind, Verdict
+
+REPLAY_FORMAT = 1
+EXIT_REPRODUCES = 0
+EXIT_GONE = 1
+STEP_FIELDS = ("key", "label", "cpu", "actor", "choice")
+
+
+def replay_record(prop: Property, verdict: Verdict, graph: nx.DiGraph) -> dict[str, Any]:
+    """What `replay` needs to re-run a trace, as stored in its trace files."""
+    steps = []
+    for _, edge in graph_steps(graph)[1:]:
+        assert edge is not None
+        steps.append({k: edge[k] for k in STEP_FIELDS if k in edge})
+    choices = str(graph.graph.get("choices", "")).split()
+    return {
+        "format": REPLAY_FORMAT,
+        "property": prop.name,
+        "file": prop.file,
+        "line": prop.line,
+        "design": prop.design,
+        "variant": dict(prop.variant),
+        "environment": dict(prop.environment),
+        "kind": str(prop.kind),
+        "expr": prop.expr.source if prop.expr is not None else None,
+        "expected": str(prop.expect),
+        "verdict": str(verdict),
+        "init": int(choices[0]) if choices else 0,
+        "steps": steps,
+    }
+
+
+class TraceFileError(CheckerError):
+    """A trace file that cannot be replayed (unreadable, or without a replay record)."""
+
+
+def read_replay_record(path: str | Path) -> dict[str, Any]:
+    """The replay record of a `.json` or `.itf.json` trace file."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise TraceFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TraceFileError(f"{path}: not a JSON trace file ({exc})") from None
+    record: Any = None
+    if isinstance(data, dict):
+        record = data.get("replay")
+        if record is None and isinstance(data.get("#meta"), dict):
+            record = data["#meta"].get("replay")
+    if not isinstance(record, dict):
+        raise TraceFileError(
+            f"{path}: no replay record (give the .json or .itf.json trace file that "
+            "`python -m checker` wrote)"
+        )
+    if record.get("format") != REPLAY_FORMAT:
+        raise TraceFileError(f"{path}: unknown replay record format {record.get('format')!r}")
+    problems = [
+        key for key, kind in (
+            ("design", str), ("variant", dict), ("environment", dict), ("kind", str),
+            ("steps", list), ("init", int),
+        ) if not isinstance(record.get(key), kind)
+    ]
+    if problems:
+        raise TraceFileError(f"{path}: malformed replay record ({', '.join(problems)})")
+    if record["kind"] not in {k.value for k in Kind}:
+        raise TraceFileError(f"{path}: unknown property kind {record['kind']!r}")
+    if Kind(record["kind"]).needs_expr and not isinstance(record.get("expr"), str):
+        raise TraceFileError(f"{path}: the replay record has no expression")
+    for number, step in enumerate(record["steps"], start=1):
+        if not isinstance(step, dict):
+            raise TraceFileError(f"{path}: step {number} of the replay record is malformed")
+    return record
+
+
+@dataclass
+class StepReport:
+    step: int
+    label: str  # the action's label now
+    recorded: str | None  # its label in the trace
+    matched_by: str  # "key", "label", "index"
+
+
+@dataclass
+class ReplayResult:
+    reproduces: bool
+    message: str
+    at_step: int | None  # where it stopped reproducing, or where the property failed
+    steps: list[StepReport] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_REPRODUCES if self.reproduces else EXIT_GONE
+
+
+def _find(
+    system: TransitionSystem[Any, Any],
+    state: Any,
+    enabled: Sequence[Any],
+    recorded: Mapping[str, Any],
+) -> tuple[int | None, str]:
+    """Index of the enabled action the recorded step names, and how it was found."""
+    key = recorded.get("key")
+    label = recorded.get("label")
+    choice = recorded.get("choice")
+    if isinstance(key, str) and getattr(system, "action_key", None) is not None:
+        matches = [i for i, a in enumerate(enabled) if action_key(system, state, a) == key]
+        if len(matches) > 1:  # a key shared by several actions: the label, then the index
+            same = [i for i in matches
+                    if system.describe_action(state, enabled[i]).get("label") == label]
+            matches = same or matches
+        if not matches:
+            return None, "key"
+        return (choice if choice in matches else matches[0]), "key"
+    if isinstance(label, str):
+        matches = []
+        for index, action in enumerate(enabled):
+            attrs = system.describe_action(state, action)
+            if attrs.get("label") != label:
+                continue
+            if any(f in recorded and attrs.get(f) != recorded[f] for f in ("cpu", "actor")):
+                continue
+            matches.append(index)
+        if not matches:
+            return None, "label"
+        return (choice if choice in matches else matches[0]), "label"
+    if isinstance(choice, int) and 0 <= choice < len(enabled):
+        return choice, "index"
+    return None, "index"
+
+
+def _describe(recorded: Mapping[str, Any]) -> str:
+    parts = []
+    if "label" in recorded:
+        parts.append(repr(recorded["label"]))
+    if "key" in recorded:
+        parts.append(f"key {recorded['key']}")
+    if not parts and "choice" in recorded:
+        parts.append(f"choice {recorded['choice']}")
+    return " ".join(parts) or "?"
+
+
+def replay_trace(system: TransitionSystem[Any, Any], record: Mapping[str, Any]) -> ReplayResult:
+    """Re-run a replay record against `system` (see the module docstring)."""
+    kind = Kind(record["kind"])
+    predicate = None
+    if kind.needs_expr:
+        try:
+            predicate = compile_expr(record["expr"])
+        except ExprError as exc:
+            raise TraceFileError(f"the recorded expression is not valid: {exc}") from None
+        names = getattr(system, "vocabulary_names", None)
+        if names is not None:
+            try:
+                predicate.check_names(names())
+            except ExprError as exc:
+                return ReplayResult(
+                    False, f"the design no longer provides what the property reads: {exc}", 0
+                )
+
+    def fails(state: Any) -> bool:
+        """The property fails in `state` as it did in the trace (on discovery kinds)."""
+        assert predicate is not None
+        value = bool(predicate.evaluate(system.vocabulary(state)))
+        return not value if kind is Kind.ALWAYS else value
+
+    inits = system.init_states()
+    first = record["init"]
+    if not 0 <= first < len(inits):
+        return ReplayResult(
+            False, f"no longer reproduces at step 0: the system has {len(inits)} initial "
+            f"state(s), the trace starts from #{first}", 0,
+        )
+    state = inits[first]
+    reports: list[StepReport] = []
+    steps: Sequence[Mapping[str, Any]] = record["steps"]
+    if kind.checked_on_discovery and fails(state):
+        return _reproduced(kind, 0, len(steps), reports)
+    for number, recorded in enumerate(steps, start=1):
+        enabled = system.actions(state)
+        index, how = _find(system, state, enabled, recorded)
+        if index is None:
+            return ReplayResult(
+                False,
+                f"no longer reproduces at step {number}: the action {_describe(recorded)} "
+                f"is not enabled ({len(enabled)} action(s) are)",
+                number, reports,
+            )
+        action = enabled[index]
+        label = str(system.describe_action(state, action).get("label", action))
+        reports.append(StepReport(number, label, recorded.get("label"), how))
+        state = system.next_state(state, action)
+        if kind.checked_on_discovery and fails(state):
+            return _reproduced(kind, number, len(steps), reports)
+    end = len(steps)
+    if kind.checked_on_discovery:
+        return ReplayResult(
+            False, f"no longer reproduces at step {end}: the trace runs to its end but the "
+            f"property no longer {'finds its witness' if kind is Kind.REACHABLE else 'fails'}",
+            end, reports,
+        )
+    if system.actions(state):
+        return ReplayResult(
+            False, f"no longer reproduces at step {end}: the last state has enabled actions "
+            "now", end, reports,
+        )
+    if kind is Kind.FINAL:
+        assert predicate is not None
+        bad = not predicate.evaluate(system.vocabulary(state))
+    else:
+        bad = not system.is_terminal(state)
+    if bad:
+        return _reproduced(kind, end, end, reports)
+    what = "satisfies the expression" if kind is Kind.FINAL else "is terminal"
+    return ReplayResult(
+        False, f"no longer reproduces at step {end}: the final state now {what}", end, reports
+    )
+
+
+def _reproduced(kind: Kind, at: int, length: int, reports: list[StepReport]) -> ReplayResult:
+    what = "the witness is reached" if kind is Kind.REACHABLE else "the property fails"
+    where = f"at step {at}" + (f" (of {length}: earlier than recorded)" if at < length else "")
+    return ReplayResult(True, f"reproduces: {what} {where}", at, reports)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m checker replay",
+        description="Re-run a stored counterexample or witness against the current design.",
+        epilog="Exit codes: 0 the trace still reproduces, 1 it no longer does, 2 bad input.",
+    )
+    parser.add_argument("trace", metavar="TRACE",
+                        help="a trace file written by `python -m checker` (.json or .itf.json)")
+    parser.add_argument("--format", choices=("text", "json"), default="text",
+                        help="output format on stdout (default text)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="print every step and how its action was found")
+    return parser
+
+
+def main(argv: Sequence[str], provider: ModelProvider | None,
+         load_provider: Any = None) -> int:
+    args = build_parser().parse_args(list(argv))
+    try:
+        record = read_replay_record(args.trace)
+        if provider is None:
+            provider = load_provider() if load_provider is not None else None
+        if provider is None:
+            raise UsageError("no model provider")
+        try:
+            system = provider.load(record["design"], record["variant"], record["environment"])
+        except ModelInputError as exc:
+            raise TraceFileError(
+                f"{args.trace}: the model rejects the recorded {exc.key}: {exc.message}"
+            ) from None
+        try:
+            result = replay_trace(system, record)
+        except CheckerError:
+            raise
+        except Exception as exc:  # the model failed on a replayed step
+            raise CheckerError(
+                f"{args.trace}: the model raised {type(exc).__name__}: {exc}"
+            ) from None
+    except InputError as exc:  # a design-file error names its own file and line
+        print(str(exc), file=sys.stderr)
+        return EXIT_INPUT
+    except CheckerError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_INPUT
+    name = f"{record.get('file', '?')}: {record.get('property', '?')}"
+    if args.format == "json":
+        out = {
+            "trace": args.trace,
+            "property": record.get("property"),
+            "file": record.get("file"),
+            "reproduces": result.reproduces,
+            "at_step": result.at_step,
+            "message": result.message,
+            "exit_code": result.exit_code,
+            "steps": [
+                {"step": s.step, "label": s.label, "recorded": s.recorded,
+                 "matched_by": s.matched_by}
+                for s in result.steps
+            ],
+        }
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        return result.exit_code
+    lines = [f"{name} ({record['kind']} {record.get('expr') or ''}".rstrip() + ")"]
+    if args.verbose:
+        for s in result.steps:
+            note = (
+                f"   (recorded: {s.recorded})" if s.recorded is not None and s.recorded != s.label
+                else ""
+            )
+            lines.append(f"  {s.step}. {s.label}  [by {s.matched_by}]{note}")
+    else:
+        changed = [s for s in result.steps if s.recorded is not None and s.recorded != s.label]
+        if changed:
+            lines.append(f"  {len(changed)} step(s) now run different code (-v shows them)")
+    lines.append(result.message)
+    sys.stdout.write("\n".join(lines) + "\n")
+    return result.exit_code
