@@ -48,6 +48,24 @@ class Bounds:
 
 
 @dataclass(frozen=True)
+class Options:
+    """How to explore (none of these changes a verdict).
+
+    compact:  keep 64-bit fingerprints of visited states instead of the states (parents
+              are fingerprints too; full states live only in the frontier); the run
+              reports the probability that two distinct states shared a fingerprint.
+    symmetry: explore one representative per orbit of the model's symmetry (the model's
+              `representative(state)`); counterexamples are mapped back to real paths.
+    workers:  expand each BFS level in this many processes (fork); the level is merged
+              in the sequential order, so counts, verdicts and traces are the same.
+    """
+
+    compact: bool = False
+    symmetry: bool = False
+    workers: int = 1
+
+
+@dataclass(frozen=True)
 class Check:
     """A property as the engine sees it: a kind and, except for deadlock_free, a
     predicate over the state's vocabulary (an `Expr.evaluate`)."""
@@ -70,6 +88,11 @@ class Stats:
     transitions: int  # (state, action) pairs followed
     depth: int  # deepest BFS level reached
     seconds: float
+    # With 64-bit fingerprints: the chance that two of the distinct states shared one and
+    # a state was wrongly skipped (TLC's optimistic estimate n^2 / 2^65); else 0.
+    collision_probability: float = 0.0
+    workers: int = 1
+    reduced: bool = False  # symmetry reduction was on (traces need not be shortest)
 
     @property
     def states_per_second(self) -> float:
@@ -94,15 +117,27 @@ class _Stop(Exception):
     """Internal: a bound was hit."""
 
 
+def fingerprint64(state: Hashable) -> int:
+    """A 64-bit fingerprint: the state's own hash (tuples of ints and strings)."""
+    return hash(state) & 0xFFFF_FFFF_FFFF_FFFF
+
+
 def explore(
     system: TransitionSystem[Any, Any],
     checks: Sequence[Check],
     bounds: Bounds | None = None,
     fingerprint: Callable[[Any], Hashable] | None = None,
     progress: Progress | None = None,
+    options: Options | None = None,
 ) -> Exploration:
     """Explore `system` breadth-first and decide every check in one pass."""
+    options = options or Options()
     bounds = bounds or Bounds()
+    if options.compact and fingerprint is None:
+        fingerprint = fingerprint64
+    represent: Callable[[Any], Any] | None = None
+    if options.symmetry:
+        represent = getattr(system, "representative", None)
     started = time.perf_counter()
     deadline = started + bounds.timeout if bounds.timeout is not None else None
     max_states = bounds.max_states if bounds.max_states is not None else sys.maxsize
@@ -123,7 +158,10 @@ def explore(
     undecided = len(checks)
 
     actions_of = system.actions
-    next_state = system.next_state
+    raw_next = system.next_state
+    next_state = raw_next if represent is None else (
+        lambda state, action: represent(raw_next(state, action))
+    )
     vocabulary = system.vocabulary
     is_terminal: Callable[[Any], bool] = getattr(system, "is_terminal", None) or _never
     identity = fingerprint is None
@@ -209,8 +247,11 @@ def explore(
     successors: list[Any] = []
     exhausted = False
     model_error: str | None = None
+    pool = _Pool(system, next_state, [c.predicate for c in checks], options.workers)
     try:
         for index, state in enumerate(system.init_states()):
+            if represent is not None:
+                state = represent(state)
             key = state if identity else fp(state)
             if key in parents:
                 continue
@@ -234,7 +275,10 @@ def explore(
             last_level = depth >= max_depth
             successors = []
             append = successors.append
-            for state in frontier:
+            # With workers, the level's successors are computed in parallel, then merged
+            # here in exactly the sequential order.
+            expanded = pool.expand(frontier) if pool.active(frontier) else None
+            for position, state in enumerate(frontier):
                 expansions += 1
                 if expansions >= clock_at:
                     now = time.perf_counter()
@@ -253,8 +297,12 @@ def explore(
                     last_look = now
                     clock_at = expansions + stride
                 key = state if identity else fp(state)
-                enabled = actions_of(state)
-                count = len(enabled)
+                if expanded is not None:
+                    count, computed = expanded[position]
+                else:
+                    enabled = actions_of(state)
+                    count = len(enabled)
+                    computed = None
                 transitions += count
                 if not count:
                     if on_dead:
@@ -262,8 +310,10 @@ def explore(
                         if not undecided:
                             raise _Stop
                     continue
-                for choice, action in enumerate(enabled):
-                    succ = next_state(state, action)
+                pairs = computed if computed is not None else (
+                    (choice, next_state(state, action)) for choice, action in enumerate(enabled)
+                )
+                for choice, succ in pairs:
                     succ_key = succ if identity else fp(succ)
                     if succ_key in parents:
                         continue
@@ -303,18 +353,24 @@ def explore(
         exhausted = True
     except _Stop:
         pass
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the model failed; report, never crash
         # The model itself failed: every undecided property is an error, with the reason.
         model_error = "the model raised " + _describe(exc)
         for index in range(len(checks)):
             if index not in decided:
                 decide(index, Verdict.ERROR, model_error, None)
 
+    finally:
+        pool.close()
     if successors:
         depth += 1  # stopped while discovering the next level
-    stats = Stats(states, transitions, depth, time.perf_counter() - started)
+    stats = Stats(
+        states, transitions, depth, time.perf_counter() - started,
+        collision_probability=(states * states / 2.0**65) if options.compact else 0.0,
+        workers=pool.workers, reduced=represent is not None,
+    )
     outcomes = tuple(
-        _outcome(system, parents, checks[i], decided.get(i), stop_reason, stats)
+        _outcome(system, parents, checks[i], decided.get(i), stop_reason, stats, represent)
         for i in range(len(checks))
     )
     if not exhausted and stop_reason is None:
@@ -331,12 +387,23 @@ def _outcome(
     decision: tuple[Verdict, str, Hashable | None] | None,
     stop_reason: str | None,
     stats: Stats,
+    represent: Callable[[Any], Any] | None = None,
 ) -> Outcome:
     if decision is not None:
         verdict, message, key = decision
         trace = None
         if key is not None:
-            trace = replay(system, choices_to(parents, key))
+            choices = choices_to(parents, key)
+            target: Any = system
+            if represent is not None:
+                real = _real_choices(system, represent, choices)
+                if real is not None:
+                    choices = real
+                    message += " (symmetry reduction: a real path, shortest up to CPU renaming)"
+                else:
+                    target = _Represented(system, represent)
+                    message += " (symmetry reduction: a path through orbit representatives)"
+            trace = replay(target, choices)
             message = f"{message} at depth {trace.length}"
         return Outcome(verdict, message, trace)
     if stop_reason is not None:
@@ -350,6 +417,106 @@ def _outcome(
             Verdict.VIOLATED, f"no reachable state satisfies the expression ({stats.states} states)"
         )
     return Outcome(Verdict.HOLDS, f"holds in all {stats.states} reachable states")
+
+
+def _real_choices(
+    system: TransitionSystem[Any, Any], represent: Callable[[Any], Any], choices: Sequence[int]
+) -> tuple[int, ...] | None:
+    """Map a path through orbit representatives to a path of the real system: from the
+    real initial state, each step takes the action whose successor lies in the next
+    representative's orbit (the model is symmetric, so one exists)."""
+    inits = system.init_states()
+    reps = [represent(s) for s in inits]
+    target = represent(reps[choices[0]])
+    index = next(i for i, s in enumerate(inits) if represent(s) == target)
+    state = inits[index]
+    out = [index]
+    rep_state = reps[choices[0]]
+    for choice in choices[1:]:
+        rep_state = represent(system.next_state(rep_state, system.actions(rep_state)[choice]))
+        for k, action in enumerate(system.actions(state)):
+            succ = system.next_state(state, action)
+            if represent(succ) == rep_state:
+                out.append(k)
+                state = succ
+                break
+        else:
+            # The model's representative is not canonical here (a tie it could not break):
+            # the caller shows the path through representatives instead.
+            return None
+    return tuple(out)
+
+
+class _Represented:
+    """A system whose states are orbit representatives (to replay a reduced path)."""
+
+    def __init__(self, system: Any, represent: Callable[[Any], Any]):
+        self._system = system
+        self._represent = represent
+
+    def init_states(self) -> list[Any]:
+        return [self._represent(s) for s in self._system.init_states()]
+
+    def next_state(self, state: Any, action: Any) -> Any:
+        return self._represent(self._system.next_state(state, action))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._system, name)
+
+
+class _Pool:
+    """Expands BFS levels in worker processes (fork) when asked for more than one."""
+
+    # Levels smaller than this are expanded in-process: shipping them costs more.
+    MIN_LEVEL = 256
+
+    def __init__(
+        self, system: Any, next_state: Callable[[Any, Any], Any],
+        predicates: Sequence[Predicate | None], workers: int,
+    ):
+        self.workers = 1
+        self.pool: Any = None
+        if workers <= 1:
+            return
+        import multiprocessing
+
+        try:
+            ctx = multiprocessing.get_context("fork")
+        except ValueError:  # pragma: no cover - no fork on this platform
+            return
+        global _WORKER
+        _WORKER = (system, next_state)
+        self.pool = ctx.Pool(workers)
+        self.workers = workers
+
+    def active(self, frontier: Sequence[Any]) -> bool:
+        return self.pool is not None and len(frontier) >= self.MIN_LEVEL
+
+    def expand(self, frontier: Sequence[Any]) -> list[tuple[int, list[tuple[int, Any]]]]:
+        size = max(1, len(frontier) // (self.workers * 4))
+        chunks = [frontier[i : i + size] for i in range(0, len(frontier), size)]
+        out: list[tuple[int, list[tuple[int, Any]]]] = []
+        for part in self.pool.imap(_expand_chunk, chunks):
+            out.extend(part)
+        return out
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool = None
+
+
+_WORKER: Any = None
+
+
+def _expand_chunk(states: Sequence[Any]) -> list[tuple[int, list[tuple[int, Any]]]]:
+    """In a worker: every successor of every state, in action order."""
+    system, next_state = _WORKER
+    out = []
+    for state in states:
+        enabled = system.actions(state)
+        out.append((len(enabled), [(k, next_state(state, a)) for k, a in enumerate(enabled)]))
+    return out
 
 
 def _describe(exc: BaseException) -> str:

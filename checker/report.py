@@ -268,6 +268,7 @@ def result_json(result: PropertyResult, files: TraceFiles | None) -> dict[str, A
         "trace_length": result.trace.length if result.trace is not None else None,
         "choices": list(result.trace.choices) if result.trace is not None else None,
         "traces": files.as_dict() if files is not None else None,
+        "witness": witness_of(result),
         "message": result.message,
     }
 

@@ -19,6 +19,7 @@ import networkx as nx
 
 from checker.errors import InputError, UsageError
 from checker.explore import Bounds, Check, Exploration, Progress, Stats, explore
+from checker.symbolic import Term, lnot, truth
 from checker.interface import ModelProvider, TransitionSystem, has_coverage, inspect_state
 from checker.interface import coverage as model_coverage
 from checker.spec import (
@@ -31,7 +32,7 @@ from checker.spec import (
     read_property_file,
 )
 from checker.trace import Trace, trace_graph
-from checker.verdict import Verdict, exit_code, is_ok
+from checker.verdict import Kind, Verdict, exit_code, is_ok
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,8 @@ def check(
                 except Exception as exc:  # the model's describe_* failed: keep the verdict
                     message += f" (the trace could not be drawn: {type(exc).__name__}: {exc})"
                 inspected, review_error = inspect_trace(loaded.system, outcome.trace)
+                if graph is not None:
+                    message += attach_witness(loaded.system, prop, outcome.trace, graph)
             by_prop[(prop.file, prop.name)] = PropertyResult(
                 prop, outcome.verdict, message, number, done.stats, outcome.trace, graph,
                 inspected, review_error,
@@ -188,6 +191,48 @@ def check(
         del done  # the visited set goes with it
     results = tuple(by_prop[(p.file, p.name)] for p in properties)
     return RunResult(results, tuple(explorations))
+
+
+def attach_witness(
+    system: TransitionSystem[Any, Any], prop: Property, trace: Trace, graph: Any
+) -> str:
+    """Concrete values for the symbolic inputs of a trace (the model's `witness`), stored
+    on the graph and its nodes; the trace is then replayed with them, without z3, to
+    check it reproduces. Returns a note for the message ("" when nothing symbolic)."""
+    witness_fn = getattr(system, "witness", None)
+    replay_fn = getattr(system, "replay_concrete", None)
+    if witness_fn is None or not trace.actions:
+        return ""
+    bad: list[Any] = []
+    kind = prop.kind
+    if prop.expr is not None:
+        value = prop.expr.evaluate(system.vocabulary(trace.states[-1]))
+        if isinstance(value, Term):
+            cond = truth(value)
+            bad.append(lnot(cond) if kind in (Kind.ALWAYS, Kind.FINAL) else cond)
+    try:
+        values = witness_fn(trace.states[0], list(trace.actions), bad)
+    except Exception as exc:  # a model bug must not cost the verdict
+        return f" (no witness: {type(exc).__name__}: {exc})"
+    if not values:
+        return ""
+    text = json.dumps({k: f"{v:#x}" for k, v in sorted(values.items())})
+    graph.graph["witness"] = text
+    for node in graph.nodes:
+        graph.nodes[node]["witness"] = text
+    note = " with witness " + ", ".join(f"{k}={v:#x}" for k, v in sorted(values.items()))
+    if replay_fn is not None and prop.expr is not None:
+        try:
+            final = replay_fn(trace.states[0], list(trace.actions), values)
+            concrete = prop.expr.evaluate(system.vocabulary(final))
+        except Exception as exc:
+            return note + f" (the concrete replay failed: {type(exc).__name__}: {exc})"
+        reproduced = (not concrete) if kind in (Kind.ALWAYS, Kind.FINAL) else bool(concrete)
+        note += (
+            " (replayed concretely without z3: reproduces)" if reproduced
+            else " (WARNING: the concrete replay does not reproduce it)"
+        )
+    return note
 
 
 def inspect_trace(

@@ -206,6 +206,8 @@ class Design:
     vendor: str = "intel"
     df_rule: str = "sdm"
     symmetric: bool = False  # the CPUs other than CPU 0 are interchangeable
+    # variables holding CPU numbers, CPU bitmasks, and loop positions over CPUs
+    symmetry_vars: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] = ((), (), ())
     inputs: dict[str, InputDecl] = field(default_factory=dict)
     guest_code: str | None = None  # where guest code at an address the design names none runs
     observations: dict[str, Loc] = field(default_factory=dict)

@@ -190,6 +190,8 @@ class _Parser:
         self.macros: dict[str, list[_Line]] = {}
         self.section = ".text"
         self.inputs: dict[str, InputDecl] = {}
+        self.symmetry_vars: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] = ((), (), ())
+        self.symmetry_loc = Loc(path, 1)
         self.guest_code: str | None = None
 
     # -- stage 0: knobs (needed before conditionals can be evaluated) -----------------
@@ -389,6 +391,20 @@ class _Parser:
             return True, i + 1
         if word == "symmetric":
             self.symmetric = True
+            # symmetric [ids VAR...] [masks VAR...] [order VAR...]
+            groups: dict[str, list[str]] = {"ids": [], "masks": [], "order": []}
+            current_group: str | None = None
+            for w in rest.split():
+                if w in groups:
+                    current_group = w
+                elif current_group is None or not re.fullmatch(r"\w+", w):
+                    raise _err("write `symmetric [ids VAR...] [masks VAR...] [order VAR...]`", loc)
+                else:
+                    groups[current_group].append(w)
+            self.symmetry_vars = (
+                tuple(groups["ids"]), tuple(groups["masks"]), tuple(groups["order"])
+            )
+            self.symmetry_loc = loc
             return True, i + 1
         if word == "vendor":
             if rest not in ("intel", "amd"):
@@ -833,6 +849,10 @@ class _Parser:
         if self.sysenter is not None and self.sysenter[1] not in stack_names:
             raise _err(f"sysenter names a missing stack {self.sysenter[1]!r}", self.sysenter_loc)
         var_names = {v.name for v in self.variables}
+        for group in self.symmetry_vars:
+            for name in group:
+                if name not in var_names:
+                    raise _err(f"symmetric names an undeclared variable {name!r}", self.symmetry_loc)
         for v in self.variables:
             self._check_static(v.init, v.loc, stack_names)
         routines: dict[str, Routine] = {}
@@ -869,6 +889,7 @@ class _Parser:
             vendor=self.vendor,
             df_rule=self.df_rule,
             symmetric=self.symmetric,
+            symmetry_vars=self.symmetry_vars,
             inputs=self.inputs,
             guest_code=self.guest_code,
         )
@@ -1287,9 +1308,9 @@ class _CCompiler:
                     raise _err(
                         f"set_gate: the gate type is interrupt or trap, not {args[3]!r}", loc
                     )
-                for what, text, top in zip(("dpl", "ist"), args[4:], (3, 7), strict=False):
-                    if not re.fullmatch(r"\d+", text) or int(text) > top:
-                        raise _err(f"set_gate: {what} is a number 0-{top}, not {text!r}", loc)
+                for what, field, top in zip(("dpl", "ist"), args[4:], (3, 7), strict=False):
+                    if not re.fullmatch(r"\d+", field) or int(field) > top:
+                        raise _err(f"set_gate: {what} is a number 0-{top}, not {field!r}", loc)
                 self._check_routine(args[2], loc)
                 self._emit("c.set_gate", tuple(parsed), loc, text)
                 return

@@ -8,15 +8,15 @@ from typing import Any
 
 from checker.errors import ModelInputError
 from model.lang.parser import parse_design
-from model.system.transition import DesignSystem, Environment
+from model.system.transition import PER_CPU_BUDGETS, DesignSystem, Environment
 
 DESIGNS_DIR = Path(__file__).resolve().parent.parent / "designs"
 DESIGN_SUFFIX = ".design"
 
 # environment key -> (type, description)
 ENVIRONMENT_KEYS: dict[str, tuple[type, str]] = {
-    "nmi": (int, "NMIs the platform may raise, per CPU"),
-    "mce": (int, "machine checks the platform may raise, per CPU"),
+    "nmi": (int, "NMIs the platform may raise, per CPU (or a list: one budget per CPU)"),
+    "mce": (int, "machine checks the platform may raise, per CPU (or a list: one budget per CPU)"),
     "external": (int, "external interrupts the LAPIC may deliver, per CPU"),
     "external_vectors": (list, "the vectors those interrupts may carry"),
     "double_faults": (int, "double faults the environment may raise at a boundary, per CPU"),
@@ -68,6 +68,18 @@ def environment_of(environment: Mapping[str, Any]) -> Environment:
             known = ", ".join(sorted(ENVIRONMENT_KEYS))
             raise ModelInputError(f"unknown environment key {key!r} (keys: {known})", f"environment.{key}")
         kind, _ = ENVIRONMENT_KEYS[key]
+        if key in PER_CPU_BUDGETS and isinstance(value, list):
+            # One budget per CPU: `nmi = [1, 0, 0]` lets only CPU 0 take an NMI.
+            if not value or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+            ):
+                raise ModelInputError(
+                    f"environment.{key} must be a non-negative integer or a list of them, "
+                    "one per CPU",
+                    f"environment.{key}",
+                )
+            values[key] = tuple(value)
+            continue
         if kind is bool and not isinstance(value, bool):
             raise ModelInputError(f"environment.{key} must be true or false", f"environment.{key}")
         if kind is int and (not isinstance(value, int) or isinstance(value, bool) or value < 0):

@@ -21,7 +21,7 @@ from model.system.layout import Layout, build_layout, initial_machines, platform
 from model.x86 import events as ev
 from model.x86.arch import DF, FLAG_NAMES, IF, vector_name
 from model.x86.delivery import IST_WITHOUT_TSS, Event, Source, deliver
-from model.x86.memory import region_name
+from model.x86.memory import read, region_name
 from model.x86.state import REGISTERS, CodeAddr, Frame, Machine, Run, Value
 
 
@@ -38,12 +38,14 @@ class Action(NamedTuple):
 class Environment:
     """What the world outside the design may do, per CPU, within budgets."""
 
-    nmi: int = 0
-    mce: int = 0
-    external: int = 0
+    # Each per-CPU budget is one number for every CPU, or a tuple with one number per CPU.
+    nmi: int | tuple[int, ...] = 0
+    mce: int | tuple[int, ...] = 0
+    external: int | tuple[int, ...] = 0
     external_vectors: tuple[int, ...] = ()
     faults: int = 0
-    double_faults: int = 0  # #DF raised at a boundary: a fault the model does not spell out
+    # #DF raised at a boundary: a fault the model does not spell out
+    double_faults: int | tuple[int, ...] = 0
     cpus: int | None = None
     quiet_without_idt: bool = False  # no NMI/#MC while IDTR is empty (boot's critical region)
     pic: bool = False  # external interrupts come from an 8259 PIC (any vector) not the LAPIC
@@ -51,6 +53,7 @@ class Environment:
 
 
 BUDGETS_PER_CPU = 4  # nmi, mce, external, double faults
+PER_CPU_BUDGETS = ("nmi", "mce", "external", "double_faults")
 
 
 class DesignSystem:
@@ -60,6 +63,13 @@ class DesignSystem:
         self.design = design
         self.env = env
         ncpus = env.cpus or design.cpus
+        for key in PER_CPU_BUDGETS:
+            value = getattr(env, key)
+            if isinstance(value, tuple) and len(value) != ncpus:
+                raise ModelInputError(
+                    f"environment.{key} lists {len(value)} budgets for {ncpus} CPUs",
+                    f"environment.{key}",
+                )
         self.layout: Layout = build_layout(design, ncpus)
         self.platform = platform_of(self.layout)
         unknown = [n for n in env.symbolic if n not in design.inputs]
@@ -71,6 +81,7 @@ class DesignSystem:
             )
         self.interp = Interpreter(self.layout, self.platform, frozenset(env.symbolic))
         self.solver = Solver()
+
         self._successors: dict[Action, SysState] = {}  # of the state whose actions were last asked
         self._successors_of: SysState | None = None
         self.ncpus = ncpus
@@ -79,8 +90,11 @@ class DesignSystem:
     # -- TransitionSystem ----------------------------------------------------------------------
     def init_states(self) -> Sequence[SysState]:
         machines, values = initial_machines(self.layout)
-        per_cpu = (self.env.nmi, self.env.mce, self.env.external, self.env.double_faults)
-        budgets = per_cpu * self.ncpus + (self.env.faults,)
+        env = self.env
+        per_cpu = (env.nmi, env.mce, env.external, env.double_faults)
+        budgets = tuple(
+            b[i] if isinstance(b, tuple) else b for i in range(self.ncpus) for b in per_cpu
+        ) + (env.faults,)
         return [SysState(m, values, budgets) for m in machines]
 
     def actions(self, s: SysState) -> Sequence[Action]:
@@ -133,11 +147,34 @@ class DesignSystem:
         succ, d = run_with(a.decisions, self._raw_next, s, a)
         if d.index < len(a.decisions):
             raise Infeasible()  # more decisions than the step meets: not this action
-        path = s.path + tuple(c for c in d.taken if isinstance(c, Term))
+        taken = tuple(c for c in d.taken if isinstance(c, Term))
+        path = s.path + taken
         succ = succ._replace(path=path)
+        if taken and not self.interp.unique_names:
+            succ = self._pin(succ, taken)
         if not self.interp.unique_names:
             succ = canonical(succ)
         return succ, d.taken
+
+    def _pin(self, s: SysState, taken: tuple[Any, ...]) -> SysState:
+        """When a step took `f(x) == c` for a single symbol x (an index, a vector), x may
+        now have one possible value: ask z3, and if so add `x == value` to the path so
+        canonical() substitutes it and the state becomes concrete again."""
+        names: set[str] = set()
+        for c in taken:
+            if c.op == "eq":
+                found = sym.symbols(c)
+                if len(found) == 1:
+                    names |= found
+        extra = []
+        for name in sorted(names):
+            model = self.solver.model(s.path, [name])
+            if model is None:
+                continue
+            x = sym.var(name)
+            if not self.solver.satisfiable((*s.path, sym.ne(x, model[name]))):
+                extra.append(sym.eq(x, model[name]))
+        return s._replace(path=s.path + tuple(extra)) if extra else s
 
     def _base_actions(self, s: SysState) -> list[Action]:
         out: list[Action] = []
@@ -253,6 +290,10 @@ class DesignSystem:
     def path_condition(self, s: SysState) -> tuple[Any, ...]:
         return s.path
 
+    def possible(self, s: SysState, cond: Any) -> bool:
+        """Is `cond` satisfiable together with the state's path condition?"""
+        return self.solver.satisfiable((*s.path, cond))
+
     def witness(
         self, init: SysState, actions: Sequence[Action], bad: Sequence[Any] = ()
     ) -> dict[str, int] | None:
@@ -301,7 +342,7 @@ class DesignSystem:
             "ncpus": "the number of CPUs",
             "frames": "live interrupt frames: cpu, vector, source, stack, clobbered, on_guest_stack, "
             "from_cpl, guest_chosen (its address derives from a symbolic guest input), "
-            "on_hypervisor_stack",
+            "on_hypervisor_stack, interrupted (the saved RIP, routine+index)",
             "frame_clobbered": "some live frame has been overwritten before its IRET",
             "frame_on_guest_stack": "some live frame was pushed at ring 0 onto guest-controlled memory",
             "any_shutdown": "some CPU is in shutdown (triple fault)",
@@ -403,7 +444,10 @@ class DesignSystem:
     # -- review and coverage (optional TransitionSystem methods) ----------------------------------
     def action_key(self, s: SysState, a: Action) -> str:
         """A stable name for an action that survives edits to the design (for replay)."""
-        return f"{a.kind}:{a.cpu}:{a.arg}"
+        key = f"{a.kind}:{a.cpu}:{a.arg}"
+        if a.decisions:
+            key += ":" + "".join("T" if d else "F" for d in a.decisions)
+        return key
 
     def inspect_state(self, s: SysState) -> dict[str, Any]:
         """A structured, JSON-able view of a state for the review report: CPUs with their
@@ -475,7 +519,7 @@ class DesignSystem:
                     lines.add((ins.loc.file, ins.loc.line))
             for f in s.machine.frames:
                 vectors.add(f.vector)
-            for a in self.actions(s):
+            for a in self._base_actions(s):  # no z3: which events were offered is enough
                 events.add(a.kind if a.kind != "ext" else f"ext:{a.arg:#x}")
         all_lines: dict[str, set[int]] = {}
         for r in self.design.routines.values():
@@ -554,6 +598,17 @@ def canonical(s: SysState) -> SysState:
     """One representative of states equal up to the naming of symbols and to constraints
     on symbols that no longer matter: the path keeps only conditions connected to a live
     symbol, and symbols are renamed NAME, NAME#1, ... in order of first appearance."""
+    fixed = sym.pinned(s.path)
+    if fixed:
+        # A symbol the path pins to one value is that value: substitute it everywhere, so
+        # the state is as concrete as it can be (and fingerprints like the concrete one).
+        path = tuple(c for c in (sym.substitute(c, fixed) for c in s.path) if c is not True)
+        s = s._replace(
+            machine=sym.substitute_all(s.machine, fixed),
+            vars=sym.substitute_all(s.vars, fixed),
+            lazy=sym.substitute_all(s.lazy, fixed),
+            path=path,
+        )
     live = sym.symbols((s.machine, s.vars, s.lazy))
     if not live:
         return s._replace(path=(), symbolic=False) if s.symbolic or s.path else s
@@ -646,6 +701,8 @@ class _Vocabulary(Mapping[str, Any]):
                     "from_cpl": f.from_cpl,
                     # pushed at an address computed from a symbolic guest input
                     "guest_chosen": isinstance(f.lo, Term),
+                    # where the interrupted code was: the saved RIP, "routine+index"
+                    "interrupted": str(read(m, f.lo)),
                     "on_hypervisor_stack": f.stack in hypervisor,
                 }
                 for f in m.frames
