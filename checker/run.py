@@ -19,7 +19,6 @@ import networkx as nx
 
 from checker.errors import InputError, UsageError
 from checker.explore import Bounds, Check, Exploration, Progress, Stats, explore
-from checker.symbolic import Term, lnot, truth
 from checker.interface import ModelProvider, TransitionSystem, has_coverage, inspect_state
 from checker.interface import coverage as model_coverage
 from checker.spec import (
@@ -31,6 +30,7 @@ from checker.spec import (
     load_group,
     read_property_file,
 )
+from checker.symbolic import Term, lnot, truth
 from checker.trace import Trace, trace_graph
 from checker.verdict import Kind, Verdict, exit_code, is_ok
 
@@ -201,8 +201,10 @@ def attach_witness(
     check it reproduces. Returns a note for the message ("" when nothing symbolic)."""
     witness_fn = getattr(system, "witness", None)
     replay_fn = getattr(system, "replay_concrete", None)
-    if witness_fn is None or not trace.actions:
+    if not callable(witness_fn) or not trace.actions:
         return ""
+    if not callable(replay_fn):
+        replay_fn = None
     bad: list[Any] = []
     kind = prop.kind
     if prop.expr is not None:

@@ -283,7 +283,7 @@ def test_json_output_schema(tmp_path: Path, capsys: Any) -> None:
     expected_keys = {
         "name", "file", "line", "design", "variant", "environment", "kind", "expr", "verdict",
         "expected", "ok", "states", "transitions", "depth", "seconds", "exploration",
-        "trace_length", "choices", "traces", "message",
+        "trace_length", "choices", "traces", "witness", "message",
     }
     assert set(first) == expected_keys
     assert first["name"] == "mutual-exclusion" and first["line"] == 7
