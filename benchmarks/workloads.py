@@ -162,7 +162,10 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     if args.markdown:
-        print("| workload | verdict | states | transitions | seconds | states/s | peak MiB | bytes/state |")
+        print(
+            "| workload | verdict | states | transitions | seconds | states/s | peak MiB"
+            " | bytes/state |"
+        )
         print("|---|---|---:|---:|---:|---:|---:|---:|")
         for r in rows:
             print(

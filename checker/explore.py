@@ -353,7 +353,7 @@ def explore(
         exhausted = True
     except _Stop:
         pass
-    except Exception as exc:  # noqa: BLE001 - the model failed; report, never crash
+    except Exception as exc:
         # The model itself failed: every undecided property is an error, with the reason.
         model_error = "the model raised " + _describe(exc)
         for index in range(len(checks)):

@@ -17,7 +17,7 @@ import contextvars
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 import z3
 
@@ -39,8 +39,8 @@ class Term(NamedTuple):
 
 
 # A 64-bit value: concrete or symbolic. Conditions are bool or a boolean Term.
-BV = Union[int, Term]
-Cond = Union[bool, Term]
+BV = int | Term
+Cond = bool | Term
 
 BOOL_OPS = frozenset({"eq", "ult", "ule", "slt", "sle", "bnot", "band", "bor"})
 
@@ -196,7 +196,7 @@ def ne(a: BV, b: BV) -> Cond:
 def ult(a: BV, b: BV) -> Cond:
     if isinstance(a, int) and isinstance(b, int):
         return a < b
-    if a == b or b == 0 or a == MASK:
+    if a in (b, MASK) or b == 0:
         return False
     return Term("ult", (a, b))
 
@@ -355,7 +355,7 @@ def substitute(value: Any, values: Mapping[str, int]) -> Any:
     if isinstance(value, Term):
         if value.op == "var":
             name = value.args[0]
-            return values[name] if name in values else value
+            return values.get(name, value)
         args = [substitute(a, values) for a in value.args]
         return _rebuild(value.op, args)
     return value
@@ -461,7 +461,7 @@ class Solver:
         try:
             for t in terms:
                 s.add(to_z3(t, self._z3))
-            result = s.check() == z3.sat
+            result = bool(s.check() == z3.sat)
         finally:
             s.pop()
         self.stats.z3_calls += 1

@@ -8,7 +8,6 @@ model/system runs a single instruction set and every step points at a design-fil
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,7 @@ class Name:
     name: str
 
 
-Operand = Union[Imm, Reg, Mem, Abs, RipRel, Target, Name]
+Operand = Imm | Reg | Mem | Abs | RipRel | Target | Name
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,13 @@ from checker.errors import InputError, ModelInputError
 from model.lang.expr import parse_expr
 from model.lang.ir import (
     Abs,
-    InputDecl,
     CpuDecl,
     Design,
     Expr,
     GateDecl,
     IdtDecl,
     Imm,
+    InputDecl,
     Instr,
     Loc,
     Mem,
@@ -489,7 +489,9 @@ class _Parser:
             raise _err(f"{text.strip()!r} is not a number", loc)
         return int(e[1])
 
-    def _options(self, words: list[str], loc: Loc, flags: set[str], valued: set[str]) -> dict[str, str]:
+    def _options(
+        self, words: list[str], loc: Loc, flags: set[str], valued: set[str]
+    ) -> dict[str, str]:
         out: dict[str, str] = {}
         k = 0
         while k < len(words):
@@ -573,9 +575,13 @@ class _Parser:
                 m = re.fullmatch(r"(\S+)-(\S+)", parts[1])
                 if not m:
                     raise _err("write `gates FIRST-LAST ROUTINE ...`", line.loc)
-                vectors = range(self._vector(m.group(1), line.loc), self._vector(m.group(2), line.loc) + 1)
+                vectors = range(
+                    self._vector(m.group(1), line.loc), self._vector(m.group(2), line.loc) + 1
+                )
             else:
-                vectors = range(self._vector(parts[1], line.loc), self._vector(parts[1], line.loc) + 1)
+                vectors = range(
+                    self._vector(parts[1], line.loc), self._vector(parts[1], line.loc) + 1
+                )
             kind = "interrupt"
             extra = parts[3:]
             if extra and extra[0] in ("interrupt", "trap"):
@@ -762,12 +768,14 @@ class _Parser:
                 raise bad()
             if isinstance(src, Mem) and isinstance(dst, Mem):
                 raise bad()
-        if op == "lea":
-            if not isinstance(args[1], Reg) or not (
+        if op == "lea" and (
+            not isinstance(args[1], Reg)
+            or not (
                 isinstance(args[0], Mem)
                 or (isinstance(args[0], Name) and args[0].name.startswith("@rip:"))
-            ):
-                raise bad()
+            )
+        ):
+            raise bad()
         if op.rstrip("0123456789") in ("cmp", "test"):
             if not all(isinstance(a, (Imm, Reg, Mem, Abs)) for a in args):
                 raise bad()
@@ -841,7 +849,9 @@ class _Parser:
         if not self.cpu_decls:
             raise InputError("the design declares no `cpu` line", self.path, 1)
         if self.guest_code is not None and self.guest_code not in self.routines:
-            raise InputError(f"guest_code names a missing routine {self.guest_code!r}", self.path, 1)
+            raise InputError(
+                f"guest_code names a missing routine {self.guest_code!r}", self.path, 1
+            )
         if self.lstar is not None and self.lstar not in self.routines:
             raise _err(f"lstar names a missing routine {self.lstar!r}", self.lstar_loc)
         if self.sysenter is not None and self.sysenter[0] not in self.routines:
@@ -852,7 +862,9 @@ class _Parser:
         for group in self.symmetry_vars:
             for name in group:
                 if name not in var_names:
-                    raise _err(f"symmetric names an undeclared variable {name!r}", self.symmetry_loc)
+                    raise _err(
+                        f"symmetric names an undeclared variable {name!r}", self.symmetry_loc
+                    )
         for v in self.variables:
             self._check_static(v.init, v.loc, stack_names)
         routines: dict[str, Routine] = {}
@@ -895,7 +907,12 @@ class _Parser:
         )
 
     def _target(
-        self, target: str, idx: int, loc: Loc, b: _Builder, global_labels: dict[str, tuple[str, int]]
+        self,
+        target: str,
+        idx: int,
+        loc: Loc,
+        b: _Builder,
+        global_labels: dict[str, tuple[str, int]],
     ) -> Target:
         m = re.fullmatch(r"(\d+)([fb])", target)
         if m:
@@ -956,12 +973,19 @@ class _Parser:
         self, ins: Instr, var_names: set[str], tables: set[str], tss_names: set[str],
         stack_names: set[str],
     ) -> None:
-        if ins.op == "lidt" and isinstance(ins.args[0], Name):
-            if ins.args[0].name not in tables and ins.args[0].name != "empty":
-                raise _err(f"lidt names a missing idt {ins.args[0].name!r}", ins.loc)
-        if ins.op == "ltr" and isinstance(ins.args[0], Name):
-            if ins.args[0].name not in tss_names:
-                raise _err(f"ltr names a missing tss {ins.args[0].name!r}", ins.loc)
+        if (
+            ins.op == "lidt"
+            and isinstance(ins.args[0], Name)
+            and ins.args[0].name not in tables
+            and ins.args[0].name != "empty"
+        ):
+            raise _err(f"lidt names a missing idt {ins.args[0].name!r}", ins.loc)
+        if (
+            ins.op == "ltr"
+            and isinstance(ins.args[0], Name)
+            and ins.args[0].name not in tss_names
+        ):
+            raise _err(f"ltr names a missing tss {ins.args[0].name!r}", ins.loc)
         check = _NameCheck(self, ins, var_names, tables, tss_names, stack_names)
         op, a = ins.op, ins.args
         if op in ("c.assign", "c.assign_index"):
@@ -990,7 +1014,9 @@ class _Parser:
                 raise _err(f"{name!r} is not a declared input (write `input NAME = ...`)", ins.loc)
             if op == "c.input":
                 target = a[0]
-                if not (isinstance(target, tuple) and target[0] == "var" and target[1] in var_names):
+                if not (
+                    isinstance(target, tuple) and target[0] == "var" and target[1] in var_names
+                ):
                     raise _err("input() needs a declared variable first", ins.loc)
                 check.scalar(str(target[1]))
             a = ()
@@ -1232,12 +1258,16 @@ class _CCompiler:
         m = re.fullmatch(r"(\w+)\s*(\+\+|--)", s)
         if m:
             op = "+" if m.group(2) == "++" else "-"
-            self._emit("c.assign", (m.group(1), ("binop", op, ("var", m.group(1)), ("const", 1))), loc, s)
+            self._emit(
+                "c.assign", (m.group(1), ("binop", op, ("var", m.group(1)), ("const", 1))), loc, s
+            )
             return False
         m = re.fullmatch(r"(\w+)\s*(?:\[(.+)\])?\s*(\+|-|\||&|\^)?=\s*(.+)", s)
         if m and not m.group(4).startswith("="):
             name, index, op, value = m.group(1), m.group(2), m.group(3), self._cond(m.group(4), loc)
-            target: Expr = ("var", name) if index is None else ("index", name, self._cond(index, loc))
+            target: Expr = (
+                ("var", name) if index is None else ("index", name, self._cond(index, loc))
+            )
             if op:
                 value = ("binop", op, target, value)
             if index is None:
@@ -1260,7 +1290,7 @@ class _CCompiler:
     def _else(self, loc: Loc, text: str) -> None:
         if not self.blocks or self.blocks[-1][0] != "if":
             raise _err("`else` without `if`", loc)
-        kind, data, where = self.blocks.pop()
+        _kind, data, where = self.blocks.pop()
         self._jump("jmp", (), str(data["end"]), loc, text)
         self._place(str(data["else"]))
         # the else branch closes with the same `}` as a plain block
@@ -1294,7 +1324,9 @@ class _CCompiler:
             if name in ("atomic_inc", "atomic_dec"):
                 var = args[0].lstrip("&")
                 delta = "+" if name == "atomic_inc" else "-"
-                self._emit("c.assign", (var, ("binop", delta, ("var", var), ("const", 1))), loc, text)
+                self._emit(
+                    "c.assign", (var, ("binop", delta, ("var", var), ("const", 1))), loc, text
+                )
                 return
             if name == "atomic_set":
                 self._emit("c.assign", (args[0].lstrip("&"), self._cond(args[1], loc)), loc, text)
@@ -1302,7 +1334,9 @@ class _CCompiler:
             if name in ("set_gate", "set_gate_ist") and args[1] in _VECTOR_BY_NAME:
                 args[1] = str(_VECTOR_BY_NAME[args[1]])  # `#PF`, `NMI`, ... as in an idt block
             if name == "set_gate":
-                parsed: list[object] = [self._cond(args[0], loc), self._cond(args[1], loc), Name(args[2])]
+                parsed: list[object] = [
+                    self._cond(args[0], loc), self._cond(args[1], loc), Name(args[2])
+                ]
                 parsed += [a.strip() for a in args[3:]]
                 if len(args) > 3 and args[3] not in ("interrupt", "trap"):
                     raise _err(

@@ -257,7 +257,9 @@ class Interpreter:
         cpu = s.machine.cpus[cpu_i]
         ins = self.instr_at(cpu.pc)
         if ins is None:
-            raise InputError(f"CPU {cpu_i} has no instruction at {cpu.pc}", self.layout.design.path, 1)
+            raise InputError(
+                f"CPU {cpu_i} has no instruction at {cpu.pc}", self.layout.design.path, 1
+            )
         shadow_before = cpu.shadow
         if ins.op == "c.atomic_begin":
             return self._atomic(s, cpu_i)
@@ -273,7 +275,11 @@ class Interpreter:
         """`atomic { ... }`: the statements up to the closing brace as one step."""
         m = s.machine
         cpu = m.cpus[cpu_i]
-        s = s._replace(machine=m.with_cpu(cpu_i, cpu._replace(pc=CodeAddr(cpu.pc.routine, cpu.pc.index + 1))))
+        s = s._replace(
+            machine=m.with_cpu(
+                cpu_i, cpu._replace(pc=CodeAddr(cpu.pc.routine, cpu.pc.index + 1))
+            )
+        )
         while True:
             cpu = s.machine.cpus[cpu_i]
             ins = self.instr_at(cpu.pc)
@@ -340,18 +346,24 @@ class Interpreter:
             return s._replace(machine=self._advance(m, cpu_i))
         if op == "mov":
             value = self.operand(s, m, cpu_i, a[0], ins)
-            return s._replace(machine=self._advance(self._store(s, m, cpu_i, a[1], value, ins), cpu_i))
+            return s._replace(
+                machine=self._advance(self._store(s, m, cpu_i, a[1], value, ins), cpu_i)
+            )
         if op == "lea":
             src = a[0]
             value = (
                 self._address(s, m, cpu_i, src, ins) if isinstance(src, Mem)
                 else self.operand(s, m, cpu_i, src, ins)
             )
-            return s._replace(machine=self._advance(self._store(s, m, cpu_i, a[1], value, ins), cpu_i))
+            return s._replace(
+                machine=self._advance(self._store(s, m, cpu_i, a[1], value, ins), cpu_i)
+            )
         base_op, width = _split_width(op)
         if op == "mov32":
             value = sym.band(self._bv(self.operand(s, m, cpu_i, a[0], ins), ins), 0xFFFF_FFFF)
-            return s._replace(machine=self._advance(self._store(s, m, cpu_i, a[1], value, ins), cpu_i))
+            return s._replace(
+                machine=self._advance(self._store(s, m, cpu_i, a[1], value, ins), cpu_i)
+            )
         if base_op in _ARITH:
             mask = (1 << width) - 1
             dst = a[-1]
@@ -359,7 +371,9 @@ class Interpreter:
             yv = self._bv(self.operand(s, m, cpu_i, a[0], ins), ins) if len(a) == 2 else 1
             if isinstance(xv, Term) or isinstance(yv, Term):
                 # Symbolic: the result is a term and the flags a lazy record of it.
-                r_sym = sym.band(_SYM_ARITH[base_op](sym.band(xv, mask), sym.band(yv, mask), width), mask)
+                r_sym = sym.band(
+                    _SYM_ARITH[base_op](sym.band(xv, mask), sym.band(yv, mask), width), mask
+                )
                 m = self._store(s, m, cpu_i, dst, r_sym, ins)
                 s = _set_lazy(s, cpu_i, ("result", r_sym, width))
                 return s._replace(machine=self._advance(m, cpu_i))
@@ -406,7 +420,9 @@ class Interpreter:
                 taken = decide(_lazy_condition(op, lazy))
             else:
                 taken = _CONDITIONS[op](cpu.rflags)
-            return s._replace(machine=self._goto(m, cpu_i, a[0]) if taken else self._advance(m, cpu_i))
+            return s._replace(
+                machine=self._goto(m, cpu_i, a[0]) if taken else self._advance(m, cpu_i)
+            )
         if op == "call":
             ret = CodeAddr(cpu.pc.routine, cpu.pc.index + 1)
             return s._replace(machine=self._goto(push(p, m, cpu_i, ret), cpu_i, a[0]))
@@ -420,7 +436,11 @@ class Interpreter:
         if op == "popf":
             m, value = pop(p, m, cpu_i)
             c = m.cpus[cpu_i]
-            return s._replace(machine=self._advance(m.with_cpu(cpu_i, c._replace(rflags=self._int(value, ins) | 2)), cpu_i))
+            return s._replace(
+                machine=self._advance(
+                    m.with_cpu(cpu_i, c._replace(rflags=self._int(value, ins) | 2)), cpu_i
+                )
+            )
         if op == "cli":
             return s._replace(machine=self._advance(insn.cli(m, cpu_i), cpu_i))
         if op == "sti":
@@ -448,7 +468,11 @@ class Interpreter:
             return s._replace(machine=self._advance(insn.lidt(m, cpu_i, table), cpu_i))
         if op == "ltr":
             assert isinstance(a[0], Name)
-            return s._replace(machine=self._advance(insn.ltr(m, cpu_i, self.layout.resolve(a[0].name, cpu_i)), cpu_i))
+            return s._replace(
+                machine=self._advance(
+                    insn.ltr(m, cpu_i, self.layout.resolve(a[0].name, cpu_i)), cpu_i
+                )
+            )
         if op == "mov_ss":
             m = self._advance(m, cpu_i)
             return s._replace(machine=insn.mov_ss(m, cpu_i))
@@ -463,13 +487,17 @@ class Interpreter:
         if op == "choose":
             dst = a[0]
             value = self.operand(s, m, cpu_i, a[1 + choice], ins)
-            return s._replace(machine=self._advance(self._store(s, m, cpu_i, dst, value, ins), cpu_i))
+            return s._replace(
+                machine=self._advance(self._store(s, m, cpu_i, dst, value, ins), cpu_i)
+            )
         if op == "input":
             source = a[1]
             assert isinstance(source, Name)
             s, value = self.input_value(s, cpu_i, source.name, choice, ins)
             m = s.machine
-            return s._replace(machine=self._advance(self._store(s, m, cpu_i, a[0], value, ins), cpu_i))
+            return s._replace(
+                machine=self._advance(self._store(s, m, cpu_i, a[0], value, ins), cpu_i)
+            )
         raise self._error(f"no semantics for {op}", ins)
 
     def _software_interrupt(self, s: SysState, m: Machine, cpu_i: int, ins: Instr) -> Machine:

@@ -22,7 +22,10 @@ ENVIRONMENT_KEYS: dict[str, tuple[type, str]] = {
     "double_faults": (int, "double faults the environment may raise at a boundary, per CPU"),
     "faults": (int, "how many steps marked @fault(#X) may fault, in all"),
     "cpus": (int, "the number of CPUs (default: the design's `cpus`)"),
-    "quiet_without_idt": (bool, "no NMI or #MC while a CPU's IDTR is empty (the boot critical region)"),
+    "quiet_without_idt": (
+        bool,
+        "no NMI or #MC while a CPU's IDTR is empty (the boot critical region)",
+    ),
     "symbolic": (list, "inputs (declared with `input` in the design) that are symbolic values"),
     "pic": (bool, "external interrupts come from a legacy 8259 PIC (any vector, even 0-15)"),
 }
@@ -35,7 +38,9 @@ class DesignProvider:
         self.directory = directory
 
     def designs(self) -> Sequence[str]:
-        return sorted(p.name[: -len(DESIGN_SUFFIX)] for p in self.directory.glob("*" + DESIGN_SUFFIX))
+        return sorted(
+            p.name[: -len(DESIGN_SUFFIX)] for p in self.directory.glob("*" + DESIGN_SUFFIX)
+        )
 
     def path_of(self, design: str) -> Path:
         path = self.directory / (design + DESIGN_SUFFIX)
@@ -66,7 +71,9 @@ def environment_of(environment: Mapping[str, Any]) -> Environment:
     for key, value in environment.items():
         if key not in ENVIRONMENT_KEYS:
             known = ", ".join(sorted(ENVIRONMENT_KEYS))
-            raise ModelInputError(f"unknown environment key {key!r} (keys: {known})", f"environment.{key}")
+            raise ModelInputError(
+                f"unknown environment key {key!r} (keys: {known})", f"environment.{key}"
+            )
         kind, _ = ENVIRONMENT_KEYS[key]
         if key in PER_CPU_BUDGETS and isinstance(value, list):
             # One budget per CPU: `nmi = [1, 0, 0]` lets only CPU 0 take an NMI.
@@ -83,7 +90,9 @@ def environment_of(environment: Mapping[str, Any]) -> Environment:
         if kind is bool and not isinstance(value, bool):
             raise ModelInputError(f"environment.{key} must be true or false", f"environment.{key}")
         if kind is int and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-            raise ModelInputError(f"environment.{key} must be a non-negative integer", f"environment.{key}")
+            raise ModelInputError(
+                f"environment.{key} must be a non-negative integer", f"environment.{key}"
+            )
         if key == "symbolic":
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ModelInputError(

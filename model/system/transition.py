@@ -111,7 +111,7 @@ class DesignSystem:
             while pending:
                 choices = pending.pop()
                 try:
-                    succ, taken = self._run(s, a._replace(decisions=choices))
+                    succ, _taken = self._run(s, a._replace(decisions=choices))
                 except NeedDecision as need:
                     prior = (*s.path, *self._taken(s, a._replace(decisions=choices)))
                     # The prefix is satisfiable, so when one outcome is not the other is.
@@ -262,7 +262,9 @@ class DesignSystem:
             return self._spend(s, base + 1)._replace(machine=ev.machine_check_arrives(p, m, i))
         if kind == "ext":
             require(ev.interrupts_enabled(m.cpus[i]))  # IF may be symbolic (a guest's RFLAGS)
-            return self._spend(s, base + 2)._replace(machine=ev.external_arrives(p, m, i, a.arg, pic=self.env.pic))
+            return self._spend(s, base + 2)._replace(
+                machine=ev.external_arrives(p, m, i, a.arg, pic=self.env.pic)
+            )
         if kind == "df":
             df = Event(Source.EXCEPTION, DF, 0)
             return self._spend(s, base + 3)._replace(machine=deliver(p, m, i, df, m.cpus[i].pc))
@@ -340,14 +342,20 @@ class DesignSystem:
             "cpus": "the CPUs, each a record (see docs/design-language.md#vocabulary)",
             "cpu": "the same list, for cpu[1].halted",
             "ncpus": "the number of CPUs",
-            "frames": "live interrupt frames: cpu, vector, source, stack, clobbered, on_guest_stack, "
-            "from_cpl, guest_chosen (its address derives from a symbolic guest input), "
-            "on_hypervisor_stack, interrupted (the saved RIP, routine+index)",
+            "frames": (
+                "live interrupt frames: cpu, vector, source, stack, clobbered, on_guest_stack, "
+                "from_cpl, guest_chosen (its address derives from a symbolic guest input), "
+                "on_hypervisor_stack, interrupted (the saved RIP, routine+index)"
+            ),
             "frame_clobbered": "some live frame has been overwritten before its IRET",
-            "frame_on_guest_stack": "some live frame was pushed at ring 0 onto guest-controlled memory",
+            "frame_on_guest_stack": (
+                "some live frame was pushed at ring 0 onto guest-controlled memory"
+            ),
             "any_shutdown": "some CPU is in shutdown (triple fault)",
             "all_halted": "every CPU is halted or shut down",
-            "incidents": "sticky happenings: ist-without-tss, freed-init-code-executed, timeout-fired, ...",
+            "incidents": (
+                "sticky happenings: ist-without-tss, freed-init-code-executed, timeout-fired, ..."
+            ),
             "timed_out": "a wait_timeout gave up",
             "ist_without_tss": "a delivery went through an IST slot with no TSS loaded",
             "freed_code_executed": "a CPU executed code in a freed init section",
@@ -433,7 +441,7 @@ class DesignSystem:
                 notes.append(f"clobbers {self._frame(f)}")
             if f.on_guest_stack and f not in old and f._replace(clobbered=False) not in old:
                 notes.append(f"pushes {self._frame(f)} onto guest-controlled memory")
-        for i, (c0, c1) in enumerate(zip(before.machine.cpus, after.machine.cpus)):
+        for i, (c0, c1) in enumerate(zip(before.machine.cpus, after.machine.cpus, strict=True)):
             if c1.run is Run.SHUTDOWN and c0.run is not Run.SHUTDOWN:
                 notes.append(f"cpu{i} shuts down (triple fault)")
         for inc in after.machine.incidents:
@@ -485,13 +493,17 @@ class DesignSystem:
                 for a, v in m.memory if r.lo <= a < r.hi
             ]
             frames = [self._frame_record(f) for f in m.frames if r.lo <= f.lo < r.hi]
-            rsps = [i for i, c in enumerate(m.cpus) if isinstance(c.rsp, int) and r.lo <= c.rsp <= r.hi]
+            rsps = [
+                i for i, c in enumerate(m.cpus) if isinstance(c.rsp, int) and r.lo <= c.rsp <= r.hi
+            ]
             if words or frames or rsps:
                 stacks.append({
                     "name": r.name, "owner": r.owner, "lo": f"{r.lo:#x}", "size": r.size,
                     "words": words, "frames": frames, "rsp_of": rsps,
                 })
-        elsewhere = [self._frame_record(f) for f in m.frames if self.platform.region_at(f.lo) is None]
+        elsewhere = [
+            self._frame_record(f) for f in m.frames if self.platform.region_at(f.lo) is None
+        ]
         if elsewhere:
             stacks.append({"name": "guest memory", "owner": "guest", "lo": None, "size": None,
                            "words": [], "frames": elsewhere, "rsp_of": []})
@@ -580,7 +592,9 @@ class DesignSystem:
 
     def _frame(self, f: Frame) -> str:
         from_ = "guest" if f.from_cpl == 3 else f"CPL{f.from_cpl}"
-        flags = (" CLOBBERED" if f.clobbered else "") + (" ON-GUEST-STACK" if f.on_guest_stack else "")
+        flags = (" CLOBBERED" if f.clobbered else "") + (
+            " ON-GUEST-STACK" if f.on_guest_stack else ""
+        )
         return (
             f"{vector_name(f.vector)} frame ({f.source}) of cpu{f.cpu} at {self._addr(f.lo)} "
             f"from {from_}{flags}"

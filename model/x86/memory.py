@@ -98,7 +98,12 @@ def classify_range(platform: Platform, lo: Term, size: int) -> Where | None:
     or leaves the canonical space, and each word must be classified on its own."""
     last = add(lo, size - WORD)
     for region in platform.regions:
-        if decide(land(in_range(lo, region.lo, region.hi), in_range(last, region.lo, region.hi - WORD + 1))):
+        if decide(
+            land(
+                in_range(lo, region.lo, region.hi),
+                in_range(last, region.lo, region.hi - WORD + 1),
+            )
+        ):
             return "region", region
     if decide(land(ult(lo, LOWER_HALF_END), ult(last, LOWER_HALF_END), ule(lo, last))):
         return "guest", None
