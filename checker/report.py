@@ -228,6 +228,13 @@ def summary_line(run: RunResult) -> str:
     unexpected = total - ok - errors - incomplete
     states = sum(e.stats.states for e in run.explorations)
     seconds = sum(e.stats.seconds for e in run.explorations)
+    queries = sum(int(e.model_stats.get("z3_queries", 0)) for e in run.explorations)
+    hits = sum(int(e.model_stats.get("z3_cache_hits", 0)) for e in run.explorations)
+    z3_seconds = sum(float(e.model_stats.get("z3_seconds", 0.0)) for e in run.explorations)
+    z3 = (
+        f", z3: {queries:,} queries, {hits:,} cache hits, {_seconds(z3_seconds)}"
+        if queries else ""
+    )
     parts = [f"{ok} as expected"]
     if unexpected:
         parts.append(f"{unexpected} unexpected")
@@ -238,7 +245,7 @@ def summary_line(run: RunResult) -> str:
     return (
         f"{total} propert{'ies' if total != 1 else 'y'}: " + ", ".join(parts)
         + f" ({len(run.explorations)} exploration{'s' if len(run.explorations) != 1 else ''},"
-        f" {states:,} states, {_seconds(seconds)})"
+        f" {states:,} states, {_seconds(seconds)}{z3})"
     )
 
 
@@ -295,6 +302,7 @@ def run_json(
                 "states_per_second": round(e.stats.states_per_second, 1),
                 "complete": e.complete,
                 "stop_reason": e.stop_reason,
+                "model_statistics": dict(e.model_stats),
                 "coverage": _coverage_json(e.coverage, e.coverage_error),
             }
             for e in run.explorations

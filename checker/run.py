@@ -65,6 +65,8 @@ class ExplorationResult:
     coverage: Mapping[str, Any] | None = field(default=None, compare=False)
     coverage_seconds: float = 0.0
     coverage_error: str | None = None
+    # The model's own statistics (`statistics()`), e.g. z3 queries, cache hits, z3 time.
+    model_stats: Mapping[str, float | int] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ def check(
         explorations.append(
             ExplorationResult(
                 loaded.group, done.stats, done.complete, done.stop_reason, cov, cov_seconds,
-                cov_error,
+                cov_error, model_statistics(loaded.system),
             )
         )
         for prop, outcome in zip(props, done.outcomes, strict=True):
@@ -191,6 +193,17 @@ def check(
         del done  # the visited set goes with it
     results = tuple(by_prop[(p.file, p.name)] for p in properties)
     return RunResult(results, tuple(explorations))
+
+
+def model_statistics(system: TransitionSystem[Any, Any]) -> Mapping[str, float | int]:
+    """The model's optional `statistics()` (z3 queries, cache hits, seconds in z3)."""
+    stats = getattr(system, "statistics", None)
+    if not callable(stats):
+        return {}
+    try:
+        return dict(stats())
+    except Exception:  # statistics are informative only
+        return {}
 
 
 def attach_witness(

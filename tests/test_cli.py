@@ -302,7 +302,7 @@ def test_json_output_schema(tmp_path: Path, capsys: Any) -> None:
     exploration = data["explorations"][first["exploration"]]
     assert set(exploration) == {
         "design", "variant", "environment", "properties", "states", "transitions", "depth",
-        "seconds", "states_per_second", "complete", "stop_reason", "coverage",
+        "seconds", "states_per_second", "complete", "stop_reason", "model_statistics", "coverage",
     }
     assert [p["name"] for p in exploration["properties"]] == [
         "mutual-exclusion", "both-finish", "no-deadlock"
