@@ -188,3 +188,34 @@ def test_symbolic_states_are_canonical() -> None:
     for s in parents:
         names |= S.symbols((s.machine, s.vars))
     assert names <= {"guest_rsp", "guest_rip", "guest_rsp#1", "guest_rip#1"}
+
+
+def test_interrupt_after_symbolic_compare_saves_real_flags() -> None:
+    """SDM §6.12.1: an interrupt frame saves RFLAGS and IRET restores it. After a compare
+    on symbolic values (Xen's canonical check of the guest's return RIP), an #MC before
+    the `ja` must save flags with real ZF/CF bits: the model decides them at delivery
+    (one successor per outcome) instead of keeping them as a record the handler's own
+    arithmetic would overwrite."""
+    system = DesignProvider().load(
+        "xen_syscall", {"sysret_check": "checked"},
+        {"mce": 1, "symbolic": ["guest_rsp", "guest_rip"]},
+    )
+    state = system.init_states()[0]
+    while True:
+        ins = system.interp.instr_at(state.machine.cpus[0].pc)
+        if ins is not None and ins.op == "ja":
+            break
+        steps = [a for a in system.actions(state) if a.kind == "step"]
+        state = system.next_state(state, steps[0])
+    assert state.lazy and state.lazy[0] is not None, "the compare was symbolic"
+    mces = [a for a in system.actions(state) if a.kind == "mce"]
+    assert len(mces) >= 2, "the #MC splits on the flags' possible values"
+    for a in mces:
+        after = system.next_state(state, a)
+        assert not after.lazy and isinstance(after.machine.cpus[0].rflags, int)
+        frame = after.machine.frames[-1]
+        assert frame.vector == 18
+        from model.x86.memory import read
+
+        saved_flags = read(after.machine, frame.lo + 16)  # RIP, CS, then RFLAGS
+        assert isinstance(saved_flags, int), "the frame holds real flag bits"

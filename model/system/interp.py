@@ -291,8 +291,31 @@ class Interpreter:
             except ArchFault as fault:
                 return self.raise_fault(s, cpu_i, fault, ins)
 
+    def settle_flags(self, s: SysState, cpu_i: int) -> SysState:
+        """Before an event interrupts CPU cpu_i, give its arithmetic flags real bits: a
+        symbolic compare's flags are kept as a record (for the Jcc that reads them) and
+        an interrupt frame must save, and IRET restore, what they actually are. Each flag
+        is decided (the state splits where the compare could go either way)."""
+        lazy = s.lazy[cpu_i] if s.lazy else None
+        if lazy is None:
+            return s
+        m = s.machine
+        cpu = m.cpus[cpu_i]
+        flags = cpu.rflags if isinstance(cpu.rflags, int) else 0
+        flags &= ~(ZF | SF | CF | OF_FLAG)
+        for jcc, bit in (("je", ZF), ("js", SF), ("jb", CF), ("jl", OF_FLAG)):
+            if jcc == "jl":
+                # OF: jl is SF != OF, and SF is already known.
+                if decide(_lazy_condition("jl", lazy)) != bool(flags & SF):
+                    flags |= bit
+            elif decide(_lazy_condition(jcc, lazy)):
+                flags |= bit
+        s = _set_lazy(s, cpu_i, None)
+        return s._replace(machine=m.with_cpu(cpu_i, cpu._replace(rflags=flags)))
+
     def raise_fault(self, s: SysState, cpu_i: int, fault: ArchFault, ins: Instr) -> SysState:
         """Deliver an exception raised by `ins` (faults save its address, traps the next)."""
+        s = self.settle_flags(s, cpu_i)
         m = fault.machine if fault.machine is not None else s.machine
         pc = m.cpus[cpu_i].pc
         if fault.vector in TRAPS:
@@ -431,6 +454,10 @@ class Interpreter:
             if not isinstance(value, CodeAddr):
                 raise ArchFault(GP, 0, f"RET to {value:#x}", machine=None)
             return s._replace(machine=m.with_cpu(cpu_i, m.cpus[cpu_i]._replace(pc=value)))
+        if op == "pushf" and s.lazy and s.lazy[cpu_i] is not None:
+            s = self.settle_flags(s, cpu_i)
+            m = s.machine
+            cpu = m.cpus[cpu_i]
         if op == "pushf":
             return s._replace(machine=self._advance(push(p, m, cpu_i, cpu.rflags), cpu_i))
         if op == "popf":

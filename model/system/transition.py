@@ -244,6 +244,8 @@ class DesignSystem:
 
     def _raw_next(self, s: SysState, a: Action) -> SysState:
         i = a.cpu
+        if s.lazy and a.kind != "step":
+            s = self.interp.settle_flags(s, i)  # an event interrupts: flags become real bits
         p = self.platform
         m = s.machine
         kind = a.kind
@@ -380,7 +382,10 @@ class DesignSystem:
             out[f"cpu{i}.pc"] = self._where(c.pc)
             out[f"cpu{i}.cpl"] = c.cpl
             out[f"cpu{i}.rsp"] = self._addr(c.rsp)
-            out[f"cpu{i}.flags"] = " ".join(n for n, bit in FLAG_NAMES if c.rflags & bit) or "-"
+            out[f"cpu{i}.flags"] = (
+                " ".join(n for n, bit in FLAG_NAMES if c.rflags & bit) or "-"
+                if isinstance(c.rflags, int) else f"symbolic {c.rflags!r}"
+            )
             out[f"cpu{i}.run"] = c.run.name.lower()
             out[f"cpu{i}.nmi"] = (
                 ("blocked" if c.nmi_blocked else "open") + (" +latched" if c.nmi_pending else "")
@@ -473,8 +478,9 @@ class DesignSystem:
                 "line": ins.loc.line if ins else None,
                 "cpl": c.cpl,
                 "rsp": self._addr(c.rsp),
-                "rflags": f"{c.rflags:#x}",
-                "flags": [n for n, bit in FLAG_NAMES if c.rflags & bit],
+                "rflags": self._value(c.rflags),
+                "flags": [n for n, bit in FLAG_NAMES if c.rflags & bit]
+                if isinstance(c.rflags, int) else [repr(c.rflags)],
                 "run": c.run.name.lower(),
                 "nmi_blocked": c.nmi_blocked,
                 "nmi_pending": c.nmi_pending,
@@ -764,7 +770,8 @@ class _Vocabulary(Mapping[str, Any]):
             "nmi_blocked": c.nmi_blocked,
             "nmi_pending": c.nmi_pending,
             "mcip": c.mcip,
-            "interrupts_enabled": bool(c.rflags & IF),
+            "interrupts_enabled": bool(c.rflags & IF) if isinstance(c.rflags, int)
+            else sym.ne(sym.band(c.rflags, IF), 0),
             "idt": c.idtr or "empty",
             "tss": c.tr or "none",
             "ipi_pending": c.ipi_nmi,
