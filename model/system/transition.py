@@ -291,9 +291,6 @@ class DesignSystem:
         """Solver statistics for the exploration's summary (z3 queries, cache hits, time)."""
         return self.solver.stats.as_dict()
 
-    def path_condition(self, s: SysState) -> tuple[Any, ...]:
-        return s.path
-
     def possible(self, s: SysState, cond: Any) -> bool:
         """Is `cond` satisfiable together with the state's path condition?"""
         return self.solver.satisfiable((*s.path, cond))
