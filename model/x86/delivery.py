@@ -283,5 +283,5 @@ def _enter_handler(
         shadow=Shadow.NONE,
         delivering=None,
     )
-    m = m._replace(frames=m.frames + (frame,))
+    m = m.with_frame(frame)
     return m.with_cpu(cpu_i, cpu), None

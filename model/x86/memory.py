@@ -263,7 +263,8 @@ def copy_words(
             kept.append(f)
     if not moved:
         return m
-    return m._replace(frames=tuple(kept + moved))
+    # The copies are their CPU's newest frames; a stable sort keeps the order by CPU.
+    return m._replace(frames=tuple(sorted(kept + moved, key=lambda f: f.cpu)))
 
 
 def _symbolic_frames(m: Machine) -> bool:

@@ -163,7 +163,10 @@ class Machine(NamedTuple):
 
     cpus: tuple[Cpu, ...]
     memory: tuple[tuple[int, Value], ...]  # written stack words, sorted by address
-    frames: tuple[Frame, ...]  # live frames, oldest first
+    # Live frames, ordered by CPU and oldest first within a CPU: nothing in the semantics
+    # reads the order across CPUs, so one order keeps "CPU 1's frame, then CPU 2's" and the
+    # reverse from being two states (4.6x fewer kexec states on 4 CPUs).
+    frames: tuple[Frame, ...]
     idts: tuple[Idt, ...]
     tsss: tuple[Tss, ...]
     incidents: tuple[str, ...] = ()  # sticky, sorted: things that happened (see incident())
@@ -189,6 +192,14 @@ class Machine(NamedTuple):
 
     def with_tss(self, tss: Tss) -> Machine:
         return self._replace(tsss=tuple(tss if t.name == tss.name else t for t in self.tsss))
+
+    def with_frame(self, frame: Frame) -> Machine:
+        """The machine with `frame` as its CPU's newest live frame."""
+        frames = self.frames
+        k = len(frames)
+        while k and frames[k - 1].cpu > frame.cpu:
+            k -= 1
+        return self._replace(frames=frames[:k] + (frame,) + frames[k:])
 
     def incident(self, what: str) -> Machine:
         """Record a sticky happening (e.g. an IST delivery with no TSS loaded)."""
