@@ -11,6 +11,7 @@ A model package exposes a `ModelProvider`; the CLI asks it for a `TransitionSyst
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 S = TypeVar("S", bound=Hashable)
@@ -119,6 +120,57 @@ class Covering(Protocol):
           "unreached_lines": int}`. Paths are as the model prints them (relative to the
         working directory when below it); any part may be missing.
         """
+        ...
+
+
+@dataclass(frozen=True)
+class SymmetricVocabulary:
+    """How a model's vocabulary behaves when its interchangeable processes are renumbered
+    (a permutation of `permuted`, e.g. CPUs 1..n-1; every other index stays put).
+
+    The checker reduces only properties whose expression no such renumbering can change
+    (`checker.symmetry.asymmetry`); the rest are explored in full.
+    """
+
+    permuted: frozenset[int]
+    # Names whose value no renumbering changes (counters, flags, "some frame clobbered").
+    invariant: frozenset[str]
+    # Names that are sequences with one element per process, in process order (cpus, a
+    # per-CPU variable): a renumbering permutes their elements.
+    sequences: frozenset[str]
+    # Names that are collections of records in which some fields hold a process index
+    # (frames, with `cpu`): a renumbering rewrites those fields and may reorder them.
+    collections: frozenset[str] = frozenset()
+    # Record fields that hold a process index (`id` of a CPU record, `cpu` of a frame).
+    index_fields: frozenset[str] = frozenset()
+    # Model functions and the positions of their arguments that are process indices
+    # (`running(cpu, routine)`: {"running": (0,)}); other arguments must not depend on one.
+    index_arguments: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Symmetric(Protocol):
+    """A model with interchangeable processes (declared by its design)."""
+
+    def symmetry_vocabulary(self) -> SymmetricVocabulary | None:
+        """The symmetry of the vocabulary, or None when the model has no symmetry."""
+        ...
+
+    def representative(self, state: Any) -> Any:
+        """One state per orbit: equal for any two states that differ by a renumbering of
+        the permuted processes, and itself such a renumbering of `state`."""
+        ...
+
+
+@runtime_checkable
+class Reducible(Protocol):
+    """A model that can name persistent sets of actions (partial-order reduction)."""
+
+    def persistent_sets(self, state: Any, actions: Sequence[Any]) -> Iterable[Sequence[int]]:
+        """Candidate persistent sets of `state`: index lists into `actions` (the enabled
+        actions, as `actions(state)` returned them), each a proper subset such that no
+        sequence of actions outside it, from `state`, can include an action dependent on
+        one inside it. The checker adds the visibility and cycle conditions."""
         ...
 
 

@@ -200,7 +200,8 @@ inline test_cs(c) {
 }
 
 /* rep movsq (memory.py copy_words): RCX words from RSI to RDI; frames inside the source
- * move with it (to the end of the frame list, in order) */
+ * move with it (to the end of the frame list, in order, then sorted by CPU: they become
+ * their CPU's newest frames) */
 inline rep_movsq(c) {
   CHECK(rcx[c] == V_INT10 && IS_ADDR(rsi[c]) && IS_ADDR(rdi[c]));
   t_src = rsi[c]; t_dst = rdi[c];
@@ -236,6 +237,7 @@ inline rep_movsq(c) {
      fi
   :: else -> break
   od;
+  sort_frames();
   rcx[c] = V_INT0;
   rsi[c] = t_src - 10;
   rdi[c] = t_dst - 10

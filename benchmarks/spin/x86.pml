@@ -29,7 +29,8 @@
  *   Cpu.cpl, rsp, nmi_blocked,            cpl[c], rsp[c], nmi_blk[c],
  *       nmi_pending, mcip, ipi_nmi            nmi_pend[c], mcip[c], ipi[c]
  *   Machine.memory  ((address, value),..) mem[]     V_ABSENT where the checker has no entry
- *   Machine.frames  (Frame, ...) in order f_*[0 .. nf-1], same order
+ *   Machine.frames  (Frame, ...) in order f_*[0 .. nf-1], same order: by CPU, oldest
+ *                                                   first within a CPU (sort_frames)
  *   SysState.budgets                      nmi_b[c], mce_b[c], ext_b[c], faults_b
  *
  * Values (a byte each). An address is a stack and a word count below its top: the checker's
@@ -119,13 +120,13 @@ byte nclob;
  * are ordinary globals that every step zeroes when it ends (CLEAN): between steps they are
  * always 0 and tell no states apart. */
 byte t_a, t_j, t_m, t_o, t_p, t_v, t_s, t_new, t_rt, t_ist, t_rip, t_cs, t_fl, t_rs;
-byte t_src, t_dst, t_n, t_k;
+byte t_src, t_dst, t_n, t_k, t_x, t_y, t_z;
 byte t_w[10];
 #define CLEAN_W t_w[0] = 0; t_w[1] = 0; t_w[2] = 0; t_w[3] = 0; t_w[4] = 0; \
                 t_w[5] = 0; t_w[6] = 0; t_w[7] = 0; t_w[8] = 0; t_w[9] = 0
 #define CLEAN t_a = 0; t_j = 0; t_m = 0; t_o = 0; t_p = 0; t_v = 0; t_s = 0; t_new = 0; \
               t_rt = 0; t_ist = 0; t_rip = 0; t_cs = 0; t_fl = 0; t_rs = 0; \
-              t_src = 0; t_dst = 0; t_n = 0; t_k = 0; CLEAN_W
+              t_src = 0; t_dst = 0; t_n = 0; t_k = 0; t_x = 0; t_y = 0; t_z = 0; CLEAN_W
 
 /* -- memory (model/x86/memory.py) ------------------------------------------------------ */
 
@@ -145,6 +146,30 @@ inline drop_frame(idx) {
   od;
   nf--;
   f_cpu[nf] = 0; f_lo[nf] = 0; f_kind[nf] = 0; f_guest[nf] = 0; f_clob[nf] = 0
+}
+
+/* state.py Machine.frames is ordered by CPU, oldest first within a CPU: a frame delivered
+ * (state.py with_frame) or moved (memory.py copy_words, a stable sort) becomes its CPU's
+ * newest. Callers append at nf, after frames already in that order, and call this: a
+ * stable insertion sort on f_cpu, which moves each appended frame back past the frames of
+ * higher-numbered CPUs only. */
+#define SWAP_F(arr, i, j) t_z = arr[i]; arr[i] = arr[j]; arr[j] = t_z
+inline sort_frames() {
+  t_x = 1;
+  do
+  :: t_x < nf ->
+     t_y = t_x;
+     do
+     :: t_y > 0 && f_cpu[t_y - 1] > f_cpu[t_y] ->
+        SWAP_F(f_cpu, t_y - 1, t_y); SWAP_F(f_lo, t_y - 1, t_y);
+        SWAP_F(f_kind, t_y - 1, t_y); SWAP_F(f_guest, t_y - 1, t_y);
+        SWAP_F(f_clob, t_y - 1, t_y);
+        t_y--
+     :: else -> break
+     od;
+     t_x++
+  :: else -> break
+  od
 }
 
 /* memory.py write(): store one word; every live frame it lands on is clobbered. A frame
@@ -315,6 +340,7 @@ inline deliver(c, vec, kind, retpc) {
   f_cpu[nf] = c; f_lo[nf] = t_new + 5; f_kind[nf] = kind; f_guest[nf] = (cpl[c] == 3);
   f_clob[nf] = 0;
   nf++;
+  sort_frames();                        /* state.py with_frame: its CPU's newest frame */
   fl[c] = fl[c] & ~F_IF;                /* every gate here is an interrupt gate */
   cpl[c] = 0;
   pc[c] = t_rt;

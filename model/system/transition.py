@@ -14,10 +14,12 @@ from typing import Any, NamedTuple
 
 from checker import symbolic as sym
 from checker.errors import InputError, ModelInputError
+from checker.interface import SymmetricVocabulary
 from checker.symbolic import Decisions, Infeasible, NeedDecision, Solver, Term, require, run_with
 from model.lang.ir import Design
 from model.system.interp import TIMED_OUT, Blocked, Interpreter, SysState
 from model.system.layout import Layout, build_layout, initial_machines, platform_of
+from model.system.symmetry import CpuSymmetry
 from model.x86 import events as ev
 from model.x86.arch import DF, FLAG_NAMES, IF, vector_name
 from model.x86.delivery import IST_WITHOUT_TSS, Event, Source, deliver
@@ -86,6 +88,10 @@ class DesignSystem:
         self._successors_of: SysState | None = None
         self.ncpus = ncpus
         self.var_names = [v.name for v in design.variables]
+        # The design's `symmetric` declaration: CPUs 1..n-1 are interchangeable.
+        self.symmetry = (
+            CpuSymmetry(self.layout, self.platform, BUDGETS_PER_CPU) if design.symmetric and ncpus > 2 else None
+        )
 
     # -- TransitionSystem ----------------------------------------------------------------------
     def init_states(self) -> Sequence[SysState]:
@@ -285,6 +291,30 @@ class DesignSystem:
         b = list(s.budgets)
         b[slot] -= 1
         return s._replace(budgets=tuple(b))
+
+    # -- symmetry (checker.interface.Symmetric) -------------------------------------------------
+    def symmetry_vocabulary(self) -> SymmetricVocabulary | None:
+        """How the vocabulary behaves when CPUs 1..n-1 are renumbered: per-CPU lists
+        permute, frames' `cpu` and CPU records' `id` are CPU numbers, `running` takes one,
+        and the design's `ids`/`masks` variables change; everything else is invariant."""
+        if self.symmetry is None:
+            return None
+        ids, masks, _order = self.design.symmetry_vars
+        per_cpu = {v.name for v in self.design.variables if v.per_cpu}
+        sequences = frozenset({"cpus", "cpu"} | per_cpu)
+        changing = sequences | {"frames", "running", "frames_on"} | set(ids) | set(masks)
+        return SymmetricVocabulary(
+            permuted=frozenset(self.symmetry.permuted),
+            invariant=frozenset(n for n in self.vocabulary_names() if n not in changing),
+            sequences=sequences,
+            collections=frozenset({"frames"}),
+            index_fields=frozenset({"id", "cpu"}),
+            index_arguments={"running": (0,)},
+        )
+
+    def representative(self, s: SysState) -> SysState:
+        """The orbit's representative under renumbering CPUs 1..n-1 (model.system.symmetry)."""
+        return s if self.symmetry is None else self.symmetry.representative(s)
 
     # -- symbolic witnesses ----------------------------------------------------------------------
     def statistics(self) -> dict[str, float | int]:

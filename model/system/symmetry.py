@@ -1,0 +1,292 @@
+"""CPU symmetry of a design (its `symmetric` declaration): one state per orbit.
+
+A symmetric design runs CPUs 1..n-1 on the same code, each on its own instance of every
+per-CPU stack, IDT, TSS and variable, and refers to CPU numbers only through `cpu` (the
+running CPU), the design variables it names as `ids` (a CPU number) and `masks` (one bit
+per CPU), and the loop positions it names as `order`. Renumbering those CPUs then maps
+reachable states to reachable states, and `representative` picks one state per orbit:
+the CPUs are sorted by a signature of everything they own, written without their own
+number, and the state is renumbered accordingly (registers and stack words that hold
+addresses in per-CPU stacks, frames, IDT and TSS instance names, per-CPU variables,
+budgets, the `ids` and `masks` variables). CPU 0 is never moved.
+
+A loop over the CPUs (`for (i = 0; i < ncpus; i++)`, with `i` declared `order`) visits
+them in index order: only the CPUs it has passed (below i) are exchanged, the others keep
+their numbers. The position must only grow (a loop that starts again from 0 would shrink
+the set the reduction has already exchanged).
+
+Two CPUs with equal signatures are exchangeable in the rest of the state too unless some
+other CPU's registers or stack words point into their stacks: then the representative is
+still in the orbit (sound) but an orbit may have more than one (less reduction).
+`tests/test_symmetry_reduction.py` checks on the shipped designs that every orbit has
+exactly one.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from model.system.interp import SysState
+from model.system.layout import Layout
+from model.x86.state import Cpu, Frame, Machine, Platform
+
+_INSTANCE = re.compile(r"^(.*)\[(\d+)\]$")
+
+
+class CpuSymmetry:
+    """Renumbering of CPUs 1..n-1 of one laid-out design."""
+
+    def __init__(self, layout: Layout, platform: Platform, budgets_per_cpu: int):
+        d = layout.design
+        self.budgets_per_cpu = budgets_per_cpu  # SysState.budgets: this many per CPU, then shared
+        self.layout = layout
+        self.n = layout.ncpus
+        self.ids, self.masks, self.order = d.symmetry_vars
+        self.permuted = tuple(range(1, self.n))
+        # Per-CPU stack instances, by address: (lo, hi, base name, cpu), and by key.
+        spans = []
+        self._lo_of: dict[tuple[str, int], int] = {}
+        for r in platform.regions:
+            m = _INSTANCE.match(r.name)
+            if m:
+                spans.append((r.lo, r.hi, m.group(1), int(m.group(2))))
+                self._lo_of[(m.group(1), int(m.group(2)))] = r.lo
+        spans.sort()
+        self._spans = spans
+        self._range = (spans[0][0], max(s[1] for s in spans)) if spans else (1, 0)
+        self._spans_of: list[list[tuple[int, int, str]]] = [[] for _ in range(self.n)]
+        for lo, hi, base, cpu in spans:
+            self._spans_of[cpu].append((lo, hi, base))
+        self._suffix = [f"[{c}]" for c in range(self.n)]
+        # Instance names of per-CPU stacks, IDTs and TSSs: name -> (base, cpu).
+        self._mappings: dict[tuple[int, ...], tuple[dict[str, str], list[int]]] = {}
+        self._names: dict[str, tuple[str, int]] = {}
+        for base in layout.per_cpu:
+            for c in range(self.n):
+                self._names[f"{base}[{c}]"] = (base, c)
+        self._starts = [s[0] for s in spans]
+        self._percpu_slots = tuple(layout.var_index[v] for v in sorted(layout.percpu_vars))
+        self._id_slots = tuple(layout.var_index[v] for v in self.ids)
+        self._mask_slots = tuple(layout.var_index[v] for v in self.masks)
+        self._order_slots = tuple(layout.var_index[v] for v in self.order)
+
+    # -- where an address lies ---------------------------------------------------------------
+    def _owner(self, v: Any) -> tuple[int, str, int] | None:
+        """(offset, stack base name, cpu) when `v` is an address in a per-CPU stack or
+        its top (an address that is both one stack's top and the next one's bottom is
+        the next one's)."""
+        if type(v) is not int or not self._range[0] <= v <= self._range[1]:
+            return None
+        k = bisect.bisect_right(self._starts, v) - 1
+        if k < 0:
+            return None
+        lo, hi, base, cpu = self._spans[k]
+        if v > hi:
+            return None
+        return v - lo, base, cpu  # v == hi: the stack's top, where an empty stack's RSP points
+
+    def _mapping(self, p: tuple[int, ...]) -> tuple[dict[str, str], list[int]]:
+        """For a renumbering: instance names old -> new, and per stack span (in address
+        order) how far its addresses move. Cached: few renumberings ever occur."""
+        cached = self._mappings.get(p)
+        if cached is None:
+            names = {x: f"{base}[{p[c]}]" for x, (base, c) in self._names.items() if p[c] != c}
+            deltas = [self._lo_of[(base, p[c])] - lo for lo, _hi, base, c in self._spans]
+            cached = self._mappings[p] = (names, deltas)
+        return cached
+
+    def _move(self, v: Any, deltas: list[int]) -> Any:
+        if type(v) is not int or not self._range[0] <= v <= self._range[1]:
+            return v
+        k = bisect.bisect_right(self._starts, v) - 1
+        if k < 0 or v > self._spans[k][1]:
+            return v
+        return v + deltas[k]
+
+    # -- renumbering ---------------------------------------------------------------------------
+    def apply(self, s: SysState, p: Sequence[int]) -> SysState:
+        """The state with CPU c renumbered p[c] (p fixes CPU 0)."""
+        m = s.machine
+        n = self.n
+        inv = [0] * n
+        for old, new in enumerate(p):
+            inv[new] = old
+        names, deltas = self._mapping(tuple(p))
+        move = self._move
+
+        def rename(x: str | None) -> str | None:
+            return names.get(x, x) if x is not None else None
+
+        cpus = []
+        for new in range(n):
+            c = m.cpus[inv[new]]
+            cpus.append(c._replace(
+                rsp=move(c.rsp, deltas),
+                regs=tuple(move(v, deltas) for v in c.regs),
+                idtr=rename(c.idtr),
+                tr=rename(c.tr),
+            ))
+        memory = tuple(sorted(
+            ((move(a, deltas), move(v, deltas)) for a, v in m.memory), key=lambda w: w[0]
+        ))
+        # Frames stay ordered by CPU, oldest first within a CPU (Machine.frames).
+        frames = tuple(sorted(
+            (
+                f._replace(cpu=p[f.cpu], lo=move(f.lo, deltas), stack=names.get(f.stack, f.stack))
+                for f in m.frames
+            ),
+            key=lambda f: f.cpu,
+        ))
+        # Each instance keeps its slot: the renamed tables in the original name order.
+        idts = _in_order(tuple(t._replace(name=names.get(t.name, t.name)) for t in m.idts), m.idts)
+        tsss = _in_order(
+            tuple(
+                t._replace(
+                    name=names.get(t.name, t.name),
+                    rsp0=rename(t.rsp0),
+                    ist=tuple(rename(x) for x in t.ist),
+                )
+                for t in m.tsss
+            ),
+            m.tsss,
+        )
+        machine = Machine(
+            cpus=tuple(cpus), memory=memory, frames=frames, idts=idts, tsss=tsss,
+            incidents=m.incidents, sym_memory=m.sym_memory,
+        )
+        values = list(s.vars)
+        for base in self._percpu_slots:
+            for new in range(n):
+                values[base + new] = s.vars[base + inv[new]]
+        for slot in self._id_slots:
+            v = values[slot]
+            if type(v) is int and 0 <= v < n:
+                values[slot] = p[v]
+        for slot in self._mask_slots:
+            v = values[slot]
+            if type(v) is int:
+                out = v & ~((1 << n) - 1)
+                for old in range(n):
+                    if v >> old & 1:
+                        out |= 1 << p[old]
+                values[slot] = out
+        k = self.budgets_per_cpu
+        budgets: list[int] = []
+        for new in range(n):
+            budgets.extend(s.budgets[inv[new] * k : inv[new] * k + k])
+        budgets.extend(s.budgets[n * k :])
+        lazy = tuple(s.lazy[inv[new]] for new in range(n)) if s.lazy else s.lazy
+        return s._replace(machine=machine, vars=tuple(values), budgets=tuple(budgets), lazy=lazy)
+
+    # -- the representative --------------------------------------------------------------------
+    def quick_key(self, s: SysState, cpu: int) -> tuple[Any, ...]:
+        """A cheap part of the signature (where the CPU is, its latches, its per-CPU
+        variables and budgets): most CPUs are told apart by it alone."""
+        c = s.machine.cpus[cpu]
+        k = self.budgets_per_cpu
+        vars_ = s.vars
+        return (
+            c.pc, c.run, c.nmi_blocked, c.nmi_pending, c.mcip, c.cpl,
+            tuple(vars_[base + cpu] for base in self._percpu_slots),
+            s.budgets[cpu * k : cpu * k + k],
+        )
+
+    def signature(self, s: SysState, cpu: int) -> str:
+        """Everything CPU `cpu` owns, written without its number (its own stacks and
+        instances are "self"; references to other CPUs keep their numbers)."""
+        m = s.machine
+        owner = self._owner
+        lo_all, hi_all = self._range
+
+        def addr(v: Any) -> Any:
+            if type(v) is not int or v < lo_all or v > hi_all:
+                return v
+            where = owner(v)
+            if where is None:
+                return v
+            off, base, c = where
+            return (base, "self" if c == cpu else c, off)
+
+        def name(x: str | None) -> Any:
+            where = self._names.get(x) if x is not None else None
+            if where is None:
+                return x
+            return (where[0], "self" if where[1] == cpu else where[1])
+
+        c: Cpu = m.cpus[cpu]
+        own_cpu = (
+            c._replace(rsp=0, regs=(), idtr=None, tr=None),
+            addr(c.rsp), tuple(addr(v) for v in c.regs), name(c.idtr), name(c.tr),
+        )
+        memory = []
+        words = m.memory
+        if words:
+            addresses = [a for a, _ in words]
+            for lo, hi, base in self._spans_of[cpu]:
+                first = bisect.bisect_left(addresses, lo)
+                last = bisect.bisect_left(addresses, hi, first)
+                memory.extend((base, a - lo, addr(v)) for a, v in words[first:last])
+        frames = [_frame_sig(f, addr(f.lo)) for f in m.frames if f.cpu == cpu]
+        suffix = self._suffix[cpu]
+        idts = [(t.name, t.limit, t.gates) for t in m.idts if t.name.endswith(suffix)]
+        tsss = [
+            (t.name[: -len(suffix)], name(t.rsp0), tuple(name(x) for x in t.ist))
+            for t in m.tsss if t.name.endswith(suffix)
+        ]
+        vars_ = s.vars
+        masks = tuple(
+            (vars_[slot] >> cpu) & 1 if type(vars_[slot]) is int else vars_[slot]
+            for slot in self._mask_slots
+        )
+        ids = tuple(vars_[slot] == cpu for slot in self._id_slots)
+        lazy = s.lazy[cpu] if s.lazy else None
+        return repr((own_cpu, memory, frames, [i[1:] for i in idts], tsss, masks, ids, lazy))
+
+    def groups(self, s: SysState) -> list[list[int]]:
+        """The classes of CPUs that may trade places: all of 1..n-1, except that a loop
+        over the CPUs (`order` variable at position i) visits them in index order, so the
+        CPUs it has yet to visit (>= i) keep their numbers and only those it has passed
+        trade places. (Letting the CPUs ahead of the loop trade places too is unsound: the
+        loop would then visit one of them twice and the other never.)"""
+        if not self._order_slots:
+            return [list(self.permuted)]
+        positions = [s.vars[slot] for slot in self._order_slots]
+        classes: dict[tuple[int, ...], list[int]] = {}
+        for cpu in self.permuted:
+            key = tuple(0 if type(pos) is int and cpu < pos else cpu for pos in positions)
+            classes.setdefault(key, []).append(cpu)
+        return list(classes.values())
+
+    def representative(self, s: SysState) -> SysState:
+        if self.n <= 2 or s.symbolic:
+            return s  # one permuted CPU; symbolic states are left as they are
+        p = list(range(self.n))
+        moved = False
+        for cls in self.groups(s):
+            if len(cls) < 2:
+                continue
+            # Sort by the quick key, and by the whole signature among equal quick keys.
+            quick = {c: self.quick_key(s, c) for c in cls}
+            ranked = sorted(cls, key=quick.__getitem__)
+            if len(set(quick.values())) < len(cls):
+                full = {
+                    c: self.signature(s, c) for c in cls
+                    if sum(q == quick[c] for q in quick.values()) > 1
+                }
+                ranked = sorted(cls, key=lambda c: (quick[c], full.get(c, "")))
+            for slot, old in zip(cls, ranked, strict=True):
+                p[old] = slot
+                moved |= slot != old
+        return self.apply(s, p) if moved else s
+
+
+def _frame_sig(f: Frame, where: Any) -> tuple[Any, ...]:
+    return (f.vector, f.source, where, f.from_cpl, f.clobbered, f.on_guest_stack)
+
+
+def _in_order(tables: tuple[Any, ...], like: tuple[Any, ...]) -> tuple[Any, ...]:
+    by_name = {t.name: t for t in tables}
+    return tuple(by_name[t.name] for t in like)
