@@ -90,7 +90,8 @@ class DesignSystem:
         self.var_names = [v.name for v in design.variables]
         # The design's `symmetric` declaration: CPUs 1..n-1 are interchangeable.
         self.symmetry = (
-            CpuSymmetry(self.layout, self.platform, BUDGETS_PER_CPU) if design.symmetric and ncpus > 2 else None
+            CpuSymmetry(self.layout, self.platform, BUDGETS_PER_CPU)
+            if design.symmetric and ncpus > 2 else None
         )
 
     # -- TransitionSystem ----------------------------------------------------------------------
