@@ -21,7 +21,17 @@ from model.x86.arch import BP, CF, DB, GP, IF, OF_FLAG, RF, UD
 from model.x86.delivery import Event, Source, deliver
 from model.x86.events import after_instruction, ipi_destinations, send_nmi_ipi
 from model.x86.memory import ArchFault, copy_words, move_rsp, pop, push, read, write
-from model.x86.state import WORD, CodeAddr, Gate, Machine, Platform, Run, Shadow, Value
+from model.x86.state import (
+    WORD,
+    CodeAddr,
+    Gate,
+    Machine,
+    Platform,
+    Run,
+    Shadow,
+    Value,
+    fast_replace,
+)
 
 ZF = 1 << 6
 SF = 1 << 7
@@ -37,6 +47,7 @@ TIMED_OUT = "timeout-fired"
 TRAPS = frozenset({BP, DB})
 
 
+@fast_replace
 class SysState(NamedTuple):
     machine: Machine
     vars: tuple[Value, ...]
@@ -47,6 +58,31 @@ class SysState(NamedTuple):
     path: tuple[Any, ...] = ()
     symbolic: bool = False
     lazy: tuple[Any, ...] = ()
+
+    def with_machine(self, m: Machine) -> SysState:
+        fields = list(self)
+        fields[0] = m
+        return _new(SysState, fields)
+
+    def with_machine_vars(self, m: Machine, values: tuple[Value, ...]) -> SysState:
+        fields = list(self)
+        fields[0] = m
+        fields[1] = values
+        return _new(SysState, fields)
+
+
+_new = tuple.__new__  # see model.x86.state._new
+
+
+class _Site(NamedTuple):
+    """What running the instruction at one pc needs, worked out once per pc."""
+
+    ins: Instr | None
+    next_pc: CodeAddr  # the fall-through pc: CALL's return address, a trap's saved RIP
+    goto: CodeAddr | None  # a jump's, call's or branch's target
+    init: bool  # the routine is in an .init section (freed by `free_init`)
+    op: str  # a pseudo-C statement without its "c.", an instruction without its width
+    width: int  # the operand width in bits (`cmp32` -> 32; 64 for plain ops)
 
 
 class Blocked(Exception):
@@ -67,6 +103,11 @@ class Interpreter:
         self.routines: dict[str, Routine] = layout.design.routines
         # GUEST32 code runs in compatibility mode: INTO there follows the non-64-bit rules.
         self.compat_platform = replace(platform, mode64=False)
+        self._sites: dict[CodeAddr, _Site] = {}
+        # Each variable's first slot and whether it is per-CPU (Layout.var_slot, one lookup).
+        self._var_slots: dict[str, tuple[int, bool]] = {
+            name: (base, name in layout.percpu_vars) for name, base in layout.var_index.items()
+        }
 
     # -- values ------------------------------------------------------------------------------
     def routine_of(self, pc: CodeAddr) -> Routine:
@@ -80,23 +121,42 @@ class Interpreter:
         return r
 
     def instr_at(self, pc: CodeAddr) -> Instr | None:
+        site = self._sites.get(pc)
+        return (site if site is not None else self._site(pc)).ins
+
+    def _site(self, pc: CodeAddr) -> _Site:
+        """The pc's _Site, decoded on first use (routines never change after parsing)."""
+        site = self._sites.get(pc)
+        if site is not None:
+            return site
         try:
-            r = self.routine_of(pc)
+            r: Routine | None = self.routine_of(pc)
         except InputError:
-            return None
-        if r is None or pc.index >= len(r.instrs):
-            return None
-        return r.instrs[pc.index]
+            r = None
+        ins = r.instrs[pc.index] if r is not None and pc.index < len(r.instrs) else None
+        goto = None
+        if ins is not None:
+            arg = ins.args[1] if ins.op == "c.branch_false" else ins.args[0] if ins.args else None
+            if isinstance(arg, Target):
+                goto = CodeAddr(arg.routine, arg.index)
+        init = r is not None and r.section.startswith(".init")
+        op, width = ("", 64) if ins is None else (
+            (ins.op[2:], 64) if ins.op.startswith("c.") else _split_width(ins.op)
+        )
+        site = _Site(ins, CodeAddr(pc.routine, pc.index + 1), goto, init, op, width)
+        self._sites[pc] = site
+        return site
 
     def eval(self, s: SysState, cpu_i: int, e: Expr, ins: Instr) -> Value:
         kind = e[0]
         if kind == "const":
             return int(e[1])
         if kind == "var":
-            name = e[1]
-            if name in self.layout.var_index:
-                return s.vars[self.layout.var_slot(name, cpu_i)]
-            return self._named(name, cpu_i, ins)
+            slot = self._var_slots.get(e[1])
+            if slot is not None:
+                base, per_cpu = slot
+                return s.vars[base + cpu_i if per_cpu else base]
+            return self._named(e[1], cpu_i, ins)
         if kind == "cpu":
             return cpu_i
         if kind == "ncpus":
@@ -196,7 +256,7 @@ class Interpreter:
     def operand(self, s: SysState, m: Machine, cpu_i: int, op: object, ins: Instr) -> Value:
         cpu = m.cpus[cpu_i]
         if isinstance(op, Imm):
-            return self.eval(s._replace(machine=m), cpu_i, op.expr, ins)
+            return self.eval(s if s.machine is m else s.with_machine(m), cpu_i, op.expr, ins)
         if isinstance(op, Reg):
             return cpu.rsp if op.name == "rsp" else cpu.reg(op.name)
         if isinstance(op, (Mem, Abs)):
@@ -255,7 +315,8 @@ class Interpreter:
     def step(self, s: SysState, cpu_i: int, choice: int = 0) -> SysState:
         """Execute the instruction at CPU `cpu_i`'s pc (one action)."""
         cpu = s.machine.cpus[cpu_i]
-        ins = self.instr_at(cpu.pc)
+        site = self._sites.get(cpu.pc) or self._site(cpu.pc)
+        ins = site.ins
         if ins is None:
             raise InputError(
                 f"CPU {cpu_i} has no instruction at {cpu.pc}", self.layout.design.path, 1
@@ -264,30 +325,27 @@ class Interpreter:
         if ins.op == "c.atomic_begin":
             return self._atomic(s, cpu_i)
         try:
-            s = self._execute(s, cpu_i, ins, choice)
+            s = self._execute(s, cpu_i, site, choice)
         except ArchFault as fault:
             return self.raise_fault(s, cpu_i, fault, ins)
+        if shadow_before is Shadow.NONE:
+            return s  # no shadow to end at this boundary (the common case)
         m = s.machine
         cpu = m.cpus[cpu_i]
-        return s._replace(machine=m.with_cpu(cpu_i, after_instruction(cpu, shadow_before)))
+        after = after_instruction(cpu, shadow_before)
+        return s if after is cpu else s.with_machine(m.with_cpu(cpu_i, after))
 
     def _atomic(self, s: SysState, cpu_i: int) -> SysState:
         """`atomic { ... }`: the statements up to the closing brace as one step."""
-        m = s.machine
-        cpu = m.cpus[cpu_i]
-        s = s._replace(
-            machine=m.with_cpu(
-                cpu_i, cpu._replace(pc=CodeAddr(cpu.pc.routine, cpu.pc.index + 1))
-            )
-        )
+        s = s.with_machine(self._advance(s.machine, cpu_i))
         while True:
             cpu = s.machine.cpus[cpu_i]
-            ins = self.instr_at(cpu.pc)
+            site = self._site(cpu.pc)
+            ins = site.ins
             if ins is None or ins.op == "c.atomic_end":
-                pc = CodeAddr(cpu.pc.routine, cpu.pc.index + 1)
-                return s._replace(machine=s.machine.with_cpu(cpu_i, cpu._replace(pc=pc)))
+                return s.with_machine(s.machine.with_cpu(cpu_i, cpu.with_pc(site.next_pc)))
             try:
-                s = self._execute(s, cpu_i, ins, 0)
+                s = self._execute(s, cpu_i, site, 0)
             except ArchFault as fault:
                 return self.raise_fault(s, cpu_i, fault, ins)
 
@@ -311,7 +369,7 @@ class Interpreter:
             elif decide(_lazy_condition(jcc, lazy)):
                 flags |= bit
         s = _set_lazy(s, cpu_i, None)
-        return s._replace(machine=m.with_cpu(cpu_i, cpu._replace(rflags=flags)))
+        return s.with_machine(m.with_cpu(cpu_i, cpu._replace(rflags=flags)))
 
     def raise_fault(self, s: SysState, cpu_i: int, fault: ArchFault, ins: Instr) -> SysState:
         """Deliver an exception raised by `ins` (faults save its address, traps the next)."""
@@ -319,9 +377,9 @@ class Interpreter:
         m = fault.machine if fault.machine is not None else s.machine
         pc = m.cpus[cpu_i].pc
         if fault.vector in TRAPS:
-            pc = CodeAddr(pc.routine, pc.index + 1)
+            pc = self._site(pc).next_pc
         event = Event(Source.EXCEPTION, fault.vector, fault.error_code)
-        return s._replace(machine=deliver(self.platform, m, cpu_i, event, pc))
+        return s.with_machine(deliver(self.platform, m, cpu_i, event, pc))
 
     def environment_fault(self, s: SysState, cpu_i: int) -> SysState:
         """The environment makes a step marked `@fault(#X)` raise #X instead of running."""
@@ -338,18 +396,19 @@ class Interpreter:
 
     def _advance(self, m: Machine, cpu_i: int) -> Machine:
         cpu = m.cpus[cpu_i]
-        return m.with_cpu(cpu_i, cpu._replace(pc=CodeAddr(cpu.pc.routine, cpu.pc.index + 1)))
+        site = self._sites.get(cpu.pc) or self._site(cpu.pc)
+        return m.with_cpu(cpu_i, cpu.with_pc(site.next_pc))
 
-    def _goto(self, m: Machine, cpu_i: int, target: object) -> Machine:
-        assert isinstance(target, Target)
-        cpu = m.cpus[cpu_i]
-        return m.with_cpu(cpu_i, cpu._replace(pc=CodeAddr(target.routine, target.index)))
+    def _goto(self, m: Machine, cpu_i: int, site: _Site) -> Machine:
+        assert site.goto is not None
+        return m.with_cpu(cpu_i, m.cpus[cpu_i].with_pc(site.goto))
 
-    def _execute(self, s: SysState, cpu_i: int, ins: Instr, choice: int) -> SysState:
+    def _execute(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
         m = s.machine
         cpu = m.cpus[cpu_i]
-        routine = self.routine_of(cpu.pc)
-        if s.init_freed and routine.section.startswith(".init"):
+        ins = site.ins
+        assert ins is not None
+        if site.init and s.init_freed:
             # The bytes there now belong to something else: model them as undefined.
             m = m.incident(FREED_CODE)
             raise ArchFault(UD, None, "executing freed init code", machine=m)
@@ -357,20 +416,30 @@ class Interpreter:
         a = ins.args
         p = self.platform
         if op.startswith("c."):
-            return self._pseudo_c(s, cpu_i, ins, choice)
-        if op == "nop":
-            return s._replace(machine=self._advance(m, cpu_i))
+            return self._pseudo_c(s, cpu_i, site, choice)
+        # The most frequent instructions first.
         if op == "push":
             value = self.operand(s, m, cpu_i, a[0], ins)
-            return s._replace(machine=self._advance(push(p, m, cpu_i, value), cpu_i))
+            return s.with_machine(self._advance(push(p, m, cpu_i, value), cpu_i))
+        if op == "jmp":
+            return s.with_machine(self._goto(m, cpu_i, site))
+        if op == "call":
+            return s.with_machine(self._goto(push(p, m, cpu_i, site.next_pc), cpu_i, site))
+        if op == "ret":
+            m, value = pop(p, m, cpu_i)
+            if not isinstance(value, CodeAddr):
+                raise ArchFault(GP, 0, f"RET to {value:#x}", machine=None)
+            return s.with_machine(m.with_cpu(cpu_i, m.cpus[cpu_i].with_pc(value)))
+        if op == "nop":
+            return s.with_machine(self._advance(m, cpu_i))
         if op == "pop":
             m, value = pop(p, m, cpu_i)
             m = self._store(s, m, cpu_i, a[0], value, ins)
-            return s._replace(machine=self._advance(m, cpu_i))
+            return s.with_machine(self._advance(m, cpu_i))
         if op == "mov":
             value = self.operand(s, m, cpu_i, a[0], ins)
-            return s._replace(
-                machine=self._advance(self._store(s, m, cpu_i, a[1], value, ins), cpu_i)
+            return s.with_machine(
+                self._advance(self._store(s, m, cpu_i, a[1], value, ins), cpu_i)
             )
         if op == "lea":
             src = a[0]
@@ -378,14 +447,14 @@ class Interpreter:
                 self._address(s, m, cpu_i, src, ins) if isinstance(src, Mem)
                 else self.operand(s, m, cpu_i, src, ins)
             )
-            return s._replace(
-                machine=self._advance(self._store(s, m, cpu_i, a[1], value, ins), cpu_i)
+            return s.with_machine(
+                self._advance(self._store(s, m, cpu_i, a[1], value, ins), cpu_i)
             )
-        base_op, width = _split_width(op)
+        base_op, width = site.op, site.width
         if op == "mov32":
             value = sym.band(self._bv(self.operand(s, m, cpu_i, a[0], ins), ins), 0xFFFF_FFFF)
-            return s._replace(
-                machine=self._advance(self._store(s, m, cpu_i, a[1], value, ins), cpu_i)
+            return s.with_machine(
+                self._advance(self._store(s, m, cpu_i, a[1], value, ins), cpu_i)
             )
         if base_op in _ARITH:
             mask = (1 << width) - 1
@@ -399,7 +468,7 @@ class Interpreter:
                 )
                 m = self._store(s, m, cpu_i, dst, r_sym, ins)
                 s = _set_lazy(s, cpu_i, ("result", r_sym, width))
-                return s._replace(machine=self._advance(m, cpu_i))
+                return s.with_machine(self._advance(m, cpu_i))
             s = _set_lazy(s, cpu_i, None)
             x = xv & mask
             y = yv & mask
@@ -410,9 +479,9 @@ class Interpreter:
             if base_op in ("inc", "dec"):
                 carry = bool(cpu.rflags & CF)  # INC and DEC leave CF alone
             if base_op in ("shl", "shr", "sar") and (y & (width - 1)) == 0:
-                return s._replace(machine=self._advance(m, cpu_i))  # a zero count: no flags
+                return s.with_machine(self._advance(m, cpu_i))  # a zero count: no flags
             m = self._set_flags(m, cpu_i, r, carry=carry, width=width, overflow=overflow)
-            return s._replace(machine=self._advance(m, cpu_i))
+            return s.with_machine(self._advance(m, cpu_i))
         if base_op in ("cmp", "test"):
             mask = (1 << width) - 1
             x = self.operand(s, m, cpu_i, a[1], ins)
@@ -422,7 +491,7 @@ class Interpreter:
                 record = ("cmp", xb, yb, width) if base_op == "cmp" else (
                     "result", sym.band(xb, yb), width)
                 s = _set_lazy(s, cpu_i, record)
-                return s._replace(machine=self._advance(m, cpu_i))
+                return s.with_machine(self._advance(m, cpu_i))
             s = _set_lazy(s, cpu_i, None)
             if isinstance(x, CodeAddr) or isinstance(y, CodeAddr):
                 m = self._set_flags(m, cpu_i, 0 if x == y else 1, carry=False, width=width)
@@ -434,75 +503,64 @@ class Interpreter:
                 m = self._set_flags(
                     m, cpu_i, (x - y) & mask, carry=y > x, width=width, overflow=overflow
                 )
-            return s._replace(machine=self._advance(m, cpu_i))
-        if op == "jmp":
-            return s._replace(machine=self._goto(m, cpu_i, a[0]))
+            return s.with_machine(self._advance(m, cpu_i))
         if op in _CONDITIONS:
             lazy = s.lazy[cpu_i] if s.lazy else None
             if lazy is not None:
                 taken = decide(_lazy_condition(op, lazy))
             else:
                 taken = _CONDITIONS[op](cpu.rflags)
-            return s._replace(
-                machine=self._goto(m, cpu_i, a[0]) if taken else self._advance(m, cpu_i)
+            return s.with_machine(
+                self._goto(m, cpu_i, site) if taken else self._advance(m, cpu_i)
             )
-        if op == "call":
-            ret = CodeAddr(cpu.pc.routine, cpu.pc.index + 1)
-            return s._replace(machine=self._goto(push(p, m, cpu_i, ret), cpu_i, a[0]))
-        if op == "ret":
-            m, value = pop(p, m, cpu_i)
-            if not isinstance(value, CodeAddr):
-                raise ArchFault(GP, 0, f"RET to {value:#x}", machine=None)
-            return s._replace(machine=m.with_cpu(cpu_i, m.cpus[cpu_i]._replace(pc=value)))
         if op == "pushf" and s.lazy and s.lazy[cpu_i] is not None:
             s = self.settle_flags(s, cpu_i)
             m = s.machine
             cpu = m.cpus[cpu_i]
         if op == "pushf":
-            return s._replace(machine=self._advance(push(p, m, cpu_i, cpu.rflags), cpu_i))
+            return s.with_machine(self._advance(push(p, m, cpu_i, cpu.rflags), cpu_i))
         if op == "popf":
             m, value = pop(p, m, cpu_i)
             c = m.cpus[cpu_i]
-            return s._replace(
-                machine=self._advance(
+            return s.with_machine(
+                self._advance(
                     m.with_cpu(cpu_i, c._replace(rflags=self._int(value, ins) | 2)), cpu_i
                 )
             )
         if op == "cli":
-            return s._replace(machine=self._advance(insn.cli(m, cpu_i), cpu_i))
+            return s.with_machine(self._advance(insn.cli(m, cpu_i), cpu_i))
         if op == "sti":
-            return s._replace(machine=self._advance(insn.sti(m, cpu_i), cpu_i))
+            return s.with_machine(self._advance(insn.sti(m, cpu_i), cpu_i))
         if op == "hlt":
-            return s._replace(machine=insn.hlt(self._advance(m, cpu_i), cpu_i))
+            return s.with_machine(insn.hlt(self._advance(m, cpu_i), cpu_i))
         if op == "iret":
-            return s._replace(machine=insn.iret(p, m, cpu_i))
+            return s.with_machine(insn.iret(p, m, cpu_i))
         if op == "sysret":
-            return s._replace(machine=insn.sysret(p, m, cpu_i))
+            return s.with_machine(insn.sysret(p, m, cpu_i))
         if op == "swapgs":
-            return s._replace(machine=self._advance(insn.swapgs(m, cpu_i), cpu_i))
+            return s.with_machine(self._advance(insn.swapgs(m, cpu_i), cpu_i))
         if op == "syscall":
-            nxt = CodeAddr(cpu.pc.routine, cpu.pc.index + 1)
-            return s._replace(machine=insn.syscall(p, m, cpu_i, nxt))
+            return s.with_machine(insn.syscall(p, m, cpu_i, site.next_pc))
         if op == "sysenter":
-            return s._replace(machine=self._sysenter(m, cpu_i))
+            return s.with_machine(self._sysenter(m, cpu_i))
         if op == "ud2":
             raise ArchFault(UD, None, "UD2")
         if op in ("int", "int3", "into", "int1"):
-            return s._replace(machine=self._software_interrupt(s, m, cpu_i, ins))
+            return s.with_machine(self._software_interrupt(s, m, cpu_i, site))
         if op == "lidt":
             name = a[0].name if isinstance(a[0], Name) else ""
             table = None if name == "empty" else self.layout.resolve(name, cpu_i)
-            return s._replace(machine=self._advance(insn.lidt(m, cpu_i, table), cpu_i))
+            return s.with_machine(self._advance(insn.lidt(m, cpu_i, table), cpu_i))
         if op == "ltr":
             assert isinstance(a[0], Name)
-            return s._replace(
-                machine=self._advance(
+            return s.with_machine(
+                self._advance(
                     insn.ltr(m, cpu_i, self.layout.resolve(a[0].name, cpu_i)), cpu_i
                 )
             )
         if op == "mov_ss":
             m = self._advance(m, cpu_i)
-            return s._replace(machine=insn.mov_ss(m, cpu_i))
+            return s.with_machine(insn.mov_ss(m, cpu_i))
         if op == "movsq":
             count = self._int(cpu.reg("rcx"), ins)
             src = self._int(cpu.reg("rsi"), ins)
@@ -510,28 +568,30 @@ class Interpreter:
             m = copy_words(p, m, cpu_i, src, dst, count)
             c = m.cpus[cpu_i].with_reg("rcx", 0).with_reg("rsi", src + count * WORD)
             c = c.with_reg("rdi", dst + count * WORD)
-            return s._replace(machine=self._advance(m.with_cpu(cpu_i, c), cpu_i))
+            return s.with_machine(self._advance(m.with_cpu(cpu_i, c), cpu_i))
         if op == "choose":
             dst = a[0]
             value = self.operand(s, m, cpu_i, a[1 + choice], ins)
-            return s._replace(
-                machine=self._advance(self._store(s, m, cpu_i, dst, value, ins), cpu_i)
+            return s.with_machine(
+                self._advance(self._store(s, m, cpu_i, dst, value, ins), cpu_i)
             )
         if op == "input":
             source = a[1]
             assert isinstance(source, Name)
             s, value = self.input_value(s, cpu_i, source.name, choice, ins)
             m = s.machine
-            return s._replace(
-                machine=self._advance(self._store(s, m, cpu_i, a[0], value, ins), cpu_i)
+            return s.with_machine(
+                self._advance(self._store(s, m, cpu_i, a[0], value, ins), cpu_i)
             )
         raise self._error(f"no semantics for {op}", ins)
 
-    def _software_interrupt(self, s: SysState, m: Machine, cpu_i: int, ins: Instr) -> Machine:
+    def _software_interrupt(self, s: SysState, m: Machine, cpu_i: int, site: _Site) -> Machine:
         """INT n / INT3 / INTO / INT1: trap-like, the frame saves the next instruction."""
         cpu = m.cpus[cpu_i]
         platform = self.platform
-        nxt = CodeAddr(cpu.pc.routine, cpu.pc.index + 1)
+        ins = site.ins
+        assert ins is not None
+        nxt = site.next_pc
         if ins.op == "int":
             vector = sym.band(self._bv(self.operand(s, m, cpu_i, ins.args[0], ins), ins), 0xFF)
             event = Event(Source.INT_N, vector)
@@ -630,61 +690,72 @@ class Interpreter:
         v = self.eval(s, cpu_i, ins.args[0], ins)
         return isinstance(v, Term) or bool(v)
 
-    def _pseudo_c(self, s: SysState, cpu_i: int, ins: Instr, choice: int) -> SysState:
+    def _pseudo_c(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
         m = s.machine
-        op = ins.op[2:]
+        ins = site.ins
+        assert ins is not None
+        op = site.op
         a = ins.args
+        if op == "halt":  # the most frequent first
+            return s.with_machine(insn.hlt(self._advance(m, cpu_i), cpu_i))
         if op == "assign":
             name = a[0]
             assert isinstance(name, str)
             value = self.eval(s, cpu_i, a[1], ins)  # type: ignore[arg-type]
             slot = self.layout.var_slot(name, cpu_i)
-            s = s._replace(vars=s.vars[:slot] + (value,) + s.vars[slot + 1 :])
-            return s._replace(machine=self._advance(m, cpu_i))
+            return _assigned(s, slot, value, self._advance(m, cpu_i))
         if op == "assign_index":
             name = a[0]
             assert isinstance(name, str)
             slot = self._element(s, cpu_i, name, a[1], ins)  # type: ignore[arg-type]
             value = self.eval(s, cpu_i, a[2], ins)  # type: ignore[arg-type]
-            s = s._replace(vars=s.vars[:slot] + (value,) + s.vars[slot + 1 :])
-            return s._replace(machine=self._advance(m, cpu_i))
+            return _assigned(s, slot, value, self._advance(m, cpu_i))
         if op == "choose_range":
             var = a[0]
             assert isinstance(var, tuple) and var[0] == "var"
             low = self._int(self.eval(s, cpu_i, a[1], ins), ins)  # type: ignore[arg-type]
             slot = self.layout.var_slot(var[1], cpu_i)
-            s = s._replace(vars=s.vars[:slot] + (low + choice,) + s.vars[slot + 1 :])
-            return s._replace(machine=self._advance(m, cpu_i))
+            return _assigned(s, slot, low + choice, self._advance(m, cpu_i))
         if op == "branch_false":
             if decide(sym.truth(self._bv(self.eval(s, cpu_i, a[0], ins), ins))):  # type: ignore[arg-type]
-                return s._replace(machine=self._advance(m, cpu_i))
-            return s._replace(machine=self._goto(m, cpu_i, a[1]))
+                return s.with_machine(self._advance(m, cpu_i))
+            return s.with_machine(self._goto(m, cpu_i, site))
         if op in ("wait_until", "wait_timeout"):
             v = self.eval(s, cpu_i, a[0], ins)  # type: ignore[arg-type]
             if isinstance(v, Term):
                 sym.require(sym.truth(v))
             elif not v:
                 raise Blocked()
-            return s._replace(machine=self._advance(m, cpu_i))
+            return s.with_machine(self._advance(m, cpu_i))
         if op == "input":
             var, source = a[0], a[1]
             assert isinstance(var, tuple) and isinstance(source, tuple)
             s, value = self.input_value(s, cpu_i, str(source[1]), choice, ins)
             slot = self.layout.var_slot(var[1], cpu_i)
-            s = s._replace(vars=s.vars[:slot] + (value,) + s.vars[slot + 1 :])
-            return s._replace(machine=self._advance(s.machine, cpu_i))
+            return _assigned(s, slot, value, self._advance(s.machine, cpu_i))
         if op == "choose":
             var = a[0]
             assert isinstance(var, tuple) and var[0] == "var"
             value = self.eval(s, cpu_i, a[1 + choice], ins)  # type: ignore[arg-type]
             slot = self.layout.var_slot(var[1], cpu_i)
-            s = s._replace(vars=s.vars[:slot] + (value,) + s.vars[slot + 1 :])
-            return s._replace(machine=self._advance(m, cpu_i))
+            return _assigned(s, slot, value, self._advance(m, cpu_i))
         if op == "assert":
             if not decide(sym.truth(self._bv(self.eval(s, cpu_i, a[0], ins), ins))):  # type: ignore[arg-type]
                 m = m.incident(f"{ASSERT_FAILED} at line {ins.loc.line}")
-            return s._replace(machine=self._advance(m, cpu_i))
-        if op == "set_gate":
+            return s.with_machine(self._advance(m, cpu_i))
+        if op == "send_nmi":
+            e = a[0]
+            if isinstance(e, tuple) and e[0] == "var" and e[1] in ("SELF", "ALL_BUT_SELF", "ALL"):
+                shorthand = {"SELF": "self", "ALL_BUT_SELF": "all-but-self", "ALL": "all"}[e[1]]
+                targets = ipi_destinations(m, cpu_i, shorthand)
+            else:
+                dest = self._int(self.eval(s, cpu_i, e, ins), ins)  # type: ignore[arg-type]
+                if not 0 <= dest < len(m.cpus):
+                    last = len(m.cpus) - 1
+                    raise self._error(f"send_nmi to CPU {dest}, but CPUs are 0-{last}", ins)
+                targets = ipi_destinations(m, cpu_i, "cpu", dest)
+            m = send_nmi_ipi(m, cpu_i, targets)
+        elif op == "set_gate":
             table = self._name_of(s, cpu_i, a[0], ins)  # type: ignore[arg-type]
             vector = self._int(self.eval(s, cpu_i, a[1], ins), ins)  # type: ignore[arg-type]
             target = a[2]
@@ -719,20 +790,6 @@ class Interpreter:
             src = m.idt(self._name_of(s, cpu_i, a[1], ins))  # type: ignore[arg-type]
             assert dst is not None and src is not None
             m = m.with_idt(dst._replace(gates=src.gates))
-        elif op == "send_nmi":
-            e = a[0]
-            if isinstance(e, tuple) and e[0] == "var" and e[1] in ("SELF", "ALL_BUT_SELF", "ALL"):
-                shorthand = {"SELF": "self", "ALL_BUT_SELF": "all-but-self", "ALL": "all"}[e[1]]
-                targets = ipi_destinations(m, cpu_i, shorthand)
-            else:
-                dest = self._int(self.eval(s, cpu_i, e, ins), ins)  # type: ignore[arg-type]
-                if not 0 <= dest < len(m.cpus):
-                    last = len(m.cpus) - 1
-                    raise self._error(f"send_nmi to CPU {dest}, but CPUs are 0-{last}", ins)
-                targets = ipi_destinations(m, cpu_i, "cpu", dest)
-            m = send_nmi_ipi(m, cpu_i, targets)
-        elif op == "halt":
-            return s._replace(machine=insn.hlt(self._advance(m, cpu_i), cpu_i))
         elif op == "cli":
             m = insn.cli(m, cpu_i)
         elif op == "sti":
@@ -748,7 +805,7 @@ class Interpreter:
         elif op == "stop":
             # The CPU stops for good (a model of `for (;;) halt();` with everything masked).
             cpu = m.cpus[cpu_i]
-            return s._replace(machine=m.with_cpu(cpu_i, cpu._replace(run=Run.HALTED)))
+            return s.with_machine(m.with_cpu(cpu_i, cpu._replace(run=Run.HALTED)))
         elif op == "fell_off":
             m = m.incident(FELL_OFF)
             raise ArchFault(UD, None, "ran off the end of a routine", machine=m)
@@ -756,12 +813,19 @@ class Interpreter:
             pass
         else:
             raise self._error(f"no semantics for {op}", ins)
-        return s._replace(machine=self._advance(m, cpu_i))
+        return s.with_machine(self._advance(m, cpu_i))
 
     def timeout(self, s: SysState, cpu_i: int) -> SysState:
         """A `wait_timeout` gives up: only when nothing else can happen (Promela's timeout)."""
         m = s.machine.incident(TIMED_OUT)
-        return s._replace(machine=self._advance(m, cpu_i))
+        return s.with_machine(self._advance(m, cpu_i))
+
+
+def _assigned(s: SysState, slot: int, value: Value, m: Machine) -> SysState:
+    """The state with variable slot `slot` set to `value` and machine `m`."""
+    values = list(s.vars)
+    values[slot] = value
+    return s.with_machine_vars(m, tuple(values))
 
 
 def _set_lazy(s: SysState, cpu_i: int, record: Any) -> SysState:

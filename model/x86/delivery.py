@@ -30,7 +30,7 @@ from model.x86.arch import (
     canonical_cond,
     idt_error_code,
 )
-from model.x86.memory import ArchFault, classify, classify_range, location_name, write
+from model.x86.memory import ArchFault, classify, classify_range, location_name, write_words
 from model.x86.state import (
     GUEST_CS64,
     GUEST_CS_RING1,
@@ -167,13 +167,13 @@ def deliver(
         if cpu.mcip or not cpu.cr4_mce:
             return shutdown(m, cpu_i)
         cpu = cpu._replace(mcip=True)
-    m = m.with_cpu(cpu_i, cpu)
     current = event
     while True:
-        m = m.with_cpu(cpu_i, m.cpus[cpu_i]._replace(delivering=current.vector))
+        m = m.with_cpu(cpu_i, cpu._replace(delivering=current.vector))
         m, fault = _enter_handler(platform, m, cpu_i, current, return_pc)
         if fault is None:
             return m
+        cpu = m.cpus[cpu_i]
         raised = Event(Source.EXCEPTION, fault.vector, fault.error_code)
         return_pc = fault_pc
         outcome = double_fault_outcome(current, raised, platform.df_rule)
@@ -251,13 +251,14 @@ def _enter_handler(
         classify_range(platform, add(new_rsp, -WORD * len(words)), WORD * len(words))
         if isinstance(new_rsp, Term) else None
     )
-    try:
-        for word in words:
-            # RSP arithmetic wraps modulo 2^64: an unset TSS slot (0) pushes its first word
-            # at 0xFFFFFFFFFFFFFFF8, a canonical unmapped address (#PF), not at -8.
-            rsp = add(rsp, -WORD)
-            m = write(platform, m, rsp, word, new_cpl, where)
-    except ArchFault as fault:
+    stores: list[tuple[Value, Value]] = []
+    for word in words:
+        # RSP arithmetic wraps modulo 2^64: an unset TSS slot (0) pushes its first word
+        # at 0xFFFFFFFFFFFFFFF8, a canonical unmapped address (#PF), not at -8.
+        rsp = add(rsp, -WORD)
+        stores.append((rsp, word))
+    m, fault = write_words(platform, m, stores, new_cpl, where)
+    if fault is not None:
         return m, fault
     rip_slot = add(new_rsp, -5 * WORD)
     # Where the frame landed (for a symbolic RSP the pushes above already decided it).

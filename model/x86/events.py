@@ -28,7 +28,7 @@ def alive(cpu: Cpu) -> bool:
 
 def can_take_external(cpu: Cpu) -> bool:
     """A maskable interrupt needs IF=1 and no STI/MOV SS shadow (SDM §6.8.1, §6.8.3)."""
-    if not alive(cpu) or cpu.shadow is not Shadow.NONE:
+    if cpu.run is Run.SHUTDOWN or cpu.shadow is not Shadow.NONE:
         return False
     # A symbolic IF (a guest's RFLAGS) is decided when the interrupt is delivered.
     return not isinstance(cpu.rflags, int) or bool(cpu.rflags & IF)
@@ -46,12 +46,12 @@ def can_take_nmi(cpu: Cpu) -> bool:
 
 def db_due(cpu: Cpu) -> bool:
     """A #DB held back by MOV SS is delivered once the shadow has passed (SDM §6.8.3)."""
-    return alive(cpu) and cpu.held_db and cpu.shadow is not Shadow.MOV_SS
+    return cpu.held_db and cpu.shadow is not Shadow.MOV_SS and cpu.run is not Run.SHUTDOWN
 
 
 def pending_nmi_due(cpu: Cpu) -> bool:
     """A latched NMI is taken as soon as NMIs unblock (SDM §6.7.1)."""
-    return alive(cpu) and cpu.nmi_pending and not cpu.nmi_blocked
+    return cpu.nmi_pending and not cpu.nmi_blocked and cpu.run is not Run.SHUTDOWN
 
 
 def after_instruction(cpu: Cpu, shadow_before: Shadow) -> Cpu:
@@ -134,7 +134,11 @@ def ipi_destinations(m: Machine, sender: int, shorthand: str, dest: int | None =
 
 def nmi_ipi_arrives(platform: Platform, m: Machine, cpu_i: int) -> Machine:
     """An in-flight NMI IPI reaches its CPU (lost on a CPU in shutdown)."""
-    m = m.with_cpu(cpu_i, m.cpus[cpu_i]._replace(ipi_nmi=False))
+    cpu = m.cpus[cpu_i]
+    if alive(cpu) and cpu.nmi_blocked:
+        # Latched: one CPU rebuild for both changes (nmi_arrives would make two).
+        return m.with_cpu(cpu_i, cpu._replace(ipi_nmi=False, nmi_pending=True))
+    m = m.with_cpu(cpu_i, cpu._replace(ipi_nmi=False))
     return nmi_arrives(platform, m, cpu_i)
 
 

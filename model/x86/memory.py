@@ -11,12 +11,14 @@ Every word written over a live frame marks that frame clobbered, whoever wrote i
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Collection
 
-from checker.symbolic import Term, add, decide, eq, in_range, land, ule, ult
+from checker.symbolic import MASK, Term, add, decide, eq, in_range, land, ule, ult
 from model.x86.arch import ADDRESS_MASK, LOWER_HALF_END, PF, SS, canonical_cond, is_canonical
 from model.x86.state import WORD, CodeAddr, Frame, Machine, Platform, StackRegion, Value
 
 GUEST_MEMORY = "guest memory"
+FRAME_BYTES = 5 * WORD  # SS, RSP, RFLAGS, CS, RIP
 
 
 class ArchFault(Exception):
@@ -155,24 +157,91 @@ def write(
 ) -> Machine:
     """Store one word, marking every live frame it lands on as clobbered."""
     region = check_access(platform, address, cpl, where)
-    if isinstance(address, Term) or m.sym_memory or _symbolic_frames(m):
-        if isinstance(address, Term) and where is None:
-            where = ("region", region) if region is not None else ("guest", None)
-        return _write_symbolic(platform, m, address, value, where)
-    assert isinstance(address, int)
-    address &= ADDRESS_MASK  # store at the 64-bit address the access checked
-    mem = list(m.memory)
-    i = bisect_left(mem, (address,))
-    if i < len(mem) and mem[i][0] == address:
-        mem[i] = (address, value)
-    else:
-        mem.insert(i, (address, value))
-    frames = m.frames
-    if any(f.lo <= address < f.hi and not f.clobbered for f in frames):
-        frames = tuple(
-            f._replace(clobbered=True) if f.lo <= address < f.hi else f for f in frames
-        )
-    return m._replace(memory=tuple(mem), frames=frames)
+    if not isinstance(address, Term) and not m.sym_memory:
+        assert isinstance(address, int)
+        at = address & ADDRESS_MASK  # store at the 64-bit address the access checked
+        frames = _landed_on(m.frames, (at,))
+        if frames is not None:
+            mem = m.memory
+            i = bisect_left(mem, (at,))
+            j = i + 1 if i < len(mem) and mem[i][0] == at else i
+            return m.with_memory(mem[:i] + ((at, value),) + mem[j:], frames)
+    if isinstance(address, Term) and where is None:
+        where = ("region", region) if region is not None else ("guest", None)
+    return _write_symbolic(platform, m, address, value, where)
+
+
+def write_words(
+    platform: Platform, m: Machine, stores: list[tuple[Value, Value]], cpl: int,
+    where: Where | None = None,
+) -> tuple[Machine, ArchFault | None]:
+    """`write` of each (address, value) in order (a frame's pushes): the machine holding
+    every store before the first that faults, and that fault (None when none does)."""
+    done = _write_concrete(platform, m, stores, cpl)
+    if done is not None:
+        return done
+    for address, value in stores:
+        try:
+            m = write(platform, m, address, value, cpl, where)
+        except ArchFault as fault:
+            return m, fault
+    return m, None
+
+
+def _write_concrete(
+    platform: Platform, m: Machine, stores: list[tuple[Value, Value]], cpl: int
+) -> tuple[Machine, ArchFault | None] | None:
+    """write_words when every address and frame is concrete: one memory rebuild for all
+    the stores instead of one per word. None when something is symbolic."""
+    if m.sym_memory:
+        return None
+    words: dict[int, Value] = {}
+    failed: ArchFault | None = None
+    for address, value in stores:
+        if not isinstance(address, int):
+            return None
+        try:
+            check_access(platform, address, cpl)  # no effect: all can be checked first
+        except ArchFault as fault:
+            failed = fault
+            break
+        words[address & ADDRESS_MASK] = value  # a later store to one address wins
+    if not words:
+        return m, failed
+    frames = _landed_on(m.frames, words)
+    if frames is None:
+        return None
+    mem = m.memory
+    i = bisect_left(mem, (min(words),))
+    j = bisect_left(mem, (max(words) + 1,))
+    merged = dict(mem[i:j])
+    merged.update(words)
+    # The addresses are distinct, so sorting never compares two values.
+    mem = mem[:i] + tuple(sorted(merged.items())) + mem[j:]
+    return m.with_memory(mem, frames), failed
+
+
+def _landed_on(frames: tuple[Frame, ...], addresses: Collection[int]) -> tuple[Frame, ...] | None:
+    """The frames after concrete stores at `addresses`: every live frame a word lands on
+    is clobbered. None when a frame is at a symbolic address (aliasing must be decided)."""
+    if not frames:
+        return frames
+    low, high = min(addresses), max(addresses)
+    out: list[Frame] | None = None
+    for k, f in enumerate(frames):
+        lo = f.lo
+        if not isinstance(lo, int):
+            return None
+        if f.clobbered:
+            continue
+        hi = (lo + FRAME_BYTES) & MASK  # Frame.hi, inlined
+        if high < lo or low >= hi:
+            continue  # every store misses it (most frames are on other stacks)
+        if low == high or any(lo <= a < hi for a in addresses):
+            if out is None:
+                out = list(frames)
+            out[k] = f._replace(clobbered=True)
+    return frames if out is None else tuple(out)
 
 
 def forget(m: Machine, lo: int, hi: int) -> Machine:
@@ -182,7 +251,7 @@ def forget(m: Machine, lo: int, hi: int) -> Machine:
     j = bisect_left(mem, (hi,))
     if i == j:
         return m
-    return m._replace(memory=mem[:i] + mem[j:])
+    return m.with_memory(mem[:i] + mem[j:], m.frames)
 
 
 def push(platform: Platform, m: Machine, cpu_i: int, value: Value) -> Machine:
@@ -192,7 +261,7 @@ def push(platform: Platform, m: Machine, cpu_i: int, value: Value) -> Machine:
         raise ArchFault(SS, 0, "RSP holds a code address")
     new_rsp = add(cpu.rsp, -WORD)  # RSP wraps modulo 2^64 (SDM Vol. 1 §3.3.7)
     m = write(platform, m, new_rsp, value, cpu.cpl)
-    return m.with_cpu(cpu_i, m.cpus[cpu_i]._replace(rsp=new_rsp))
+    return m.with_cpu(cpu_i, m.cpus[cpu_i].with_rsp(new_rsp))
 
 
 def pop(platform: Platform, m: Machine, cpu_i: int) -> tuple[Machine, Value]:
@@ -217,7 +286,7 @@ def move_rsp(platform: Platform, m: Machine, cpu_i: int, new_rsp: Value) -> Mach
     """
     cpu = m.cpus[cpu_i]
     old = cpu.rsp
-    m = m.with_cpu(cpu_i, cpu._replace(rsp=new_rsp))
+    m = m.with_cpu(cpu_i, cpu.with_rsp(new_rsp))
     # Only concrete moves abandon frames: a symbolic stack pointer is a guest's, and the
     # frames the model tracks there are consumed by IRET/SYSRET, not by stack arithmetic.
     if not (isinstance(old, int) and isinstance(new_rsp, int) and new_rsp > old):

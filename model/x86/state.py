@@ -7,12 +7,39 @@ double-fault rule). Nothing here knows which hypervisor runs on the machine.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import NamedTuple
+from itertools import pairwise
+from typing import Any, NamedTuple, TypeVar
 
-from checker.symbolic import Term, add, band, decide, ne
+from checker.symbolic import MASK, Term, add, band, decide, ne
 from model.x86.arch import AC_FLAG, DF_FLAG, IF, NT, RF, TF
+
+# Every step rebuilds a Cpu, a Machine and a state. Building a NamedTuple from a list with
+# tuple.__new__ is about 3x cheaper than the stock `_replace` (a keyword dict popped once
+# per field, then `_make`).
+_new = tuple.__new__
+_C = TypeVar("_C", bound=type)
+
+
+def fast_replace(cls: _C) -> _C:
+    """Class decorator: a cheaper `_replace` for a NamedTuple, with the same results and
+    the same ValueError for a field it does not have (typing.NamedTuple forbids defining
+    `_replace` in the class body, so it is set afterwards)."""
+    index = {name: i for i, name in enumerate(cls._fields)}  # type: ignore[attr-defined]
+
+    def _replace(self: Any, **changes: Any) -> Any:
+        fields = list(self)
+        for name, value in changes.items():
+            i = index.get(name)
+            if i is None:
+                raise ValueError(f"Got unexpected field names: {list(changes)!r}")
+            fields[i] = value
+        return _new(type(self), fields)
+
+    cls._replace = _replace  # type: ignore[attr-defined]
+    return cls
 
 
 def flag_set(flags: int | Term, bit: int) -> bool:
@@ -107,6 +134,7 @@ class Tss(NamedTuple):
     ist: tuple[str | None, ...]  # seven slots, IST1 at index 0
 
 
+@fast_replace
 class Frame(NamedTuple):
     """An interrupt frame pushed by delivery, tracked until IRET or a copy consumes it.
 
@@ -126,9 +154,13 @@ class Frame(NamedTuple):
 
     @property
     def hi(self) -> int | Term:
-        return add(self.lo, 5 * WORD)
+        lo = self.lo
+        if isinstance(lo, int):
+            return (lo + 5 * WORD) & MASK  # add()'s wrap-around, without the call
+        return add(lo, 5 * WORD)
 
 
+@fast_replace
 class Cpu(NamedTuple):
     """One logical CPU with its local APIC state."""
 
@@ -154,10 +186,29 @@ class Cpu(NamedTuple):
         return self.regs[REGISTER_INDEX[name]]
 
     def with_reg(self, name: str, value: Value) -> Cpu:
-        i = REGISTER_INDEX[name]
-        return self._replace(regs=self.regs[:i] + (value,) + self.regs[i + 1 :])
+        regs = list(self.regs)
+        regs[REGISTER_INDEX[name]] = value
+        fields = list(self)
+        fields[_CPU_REGS] = tuple(regs)
+        return _new(Cpu, fields)
+
+    def with_pc(self, pc: CodeAddr) -> Cpu:
+        fields = list(self)
+        fields[_CPU_PC] = pc
+        return _new(Cpu, fields)
+
+    def with_rsp(self, rsp: Value) -> Cpu:
+        fields = list(self)
+        fields[_CPU_RSP] = rsp
+        return _new(Cpu, fields)
 
 
+_CPU_PC = Cpu._fields.index("pc")
+_CPU_RSP = Cpu._fields.index("rsp")
+_CPU_REGS = Cpu._fields.index("regs")
+
+
+@fast_replace
 class Machine(NamedTuple):
     """Everything code and events can change."""
 
@@ -185,7 +236,19 @@ class Machine(NamedTuple):
         return None
 
     def with_cpu(self, i: int, cpu: Cpu) -> Machine:
-        return self._replace(cpus=self.cpus[:i] + (cpu,) + self.cpus[i + 1 :])
+        cpus = list(self.cpus)
+        cpus[i] = cpu
+        fields = list(self)
+        fields[0] = tuple(cpus)
+        return _new(Machine, fields)
+
+    def with_memory(
+        self, memory: tuple[tuple[int, Value], ...], frames: tuple[Frame, ...]
+    ) -> Machine:
+        fields = list(self)
+        fields[1] = memory
+        fields[2] = frames
+        return _new(Machine, fields)
 
     def with_idt(self, idt: Idt) -> Machine:
         return self._replace(idts=tuple(idt if t.name == idt.name else t for t in self.idts))
@@ -242,14 +305,30 @@ class Platform:
     lstar: str | None = None  # the routine SYSCALL enters
     mode64: bool = True  # 64-bit mode (INTO is #UD); False models a compat-mode guest
     _by_name: dict[str, StackRegion] = field(default_factory=dict, compare=False, repr=False)
+    # The non-empty regions sorted by address, when no two overlap (a binary search then
+    # finds the only candidate); None falls back to the first match in declaration order.
+    _starts: list[int] | None = field(init=False, compare=False, repr=False)
+    _sorted: list[tuple[int, StackRegion]] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self._by_name.update({r.name: r for r in self.regions})
+        ordered = sorted((r for r in self.regions if r.size > 0), key=lambda r: r.lo)
+        disjoint = all(a.hi <= b.lo for a, b in pairwise(ordered))
+        object.__setattr__(self, "_starts", [r.lo for r in ordered] if disjoint else None)
+        object.__setattr__(self, "_sorted", [(r.hi, r) for r in ordered])
 
     def region(self, name: str) -> StackRegion:
         return self._by_name[name]
 
     def region_at(self, address: int) -> StackRegion | None:
+        starts = self._starts
+        if starts is not None:
+            i = bisect_right(starts, address) - 1
+            if i >= 0:
+                hi, r = self._sorted[i]
+                if address < hi:
+                    return r
+            return None
         for r in self.regions:
             if r.lo <= address < r.hi:
                 return r
