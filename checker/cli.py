@@ -23,7 +23,7 @@ from checker import replay as replay_command
 from checker.ci import github_input_errors, github_report, junit_xml, sarif_text
 from checker.coverage import run_coverage, unreached_report
 from checker.errors import CheckerError, UsageError
-from checker.explore import Bounds, Progress
+from checker.explore import Bounds, Options, Progress
 from checker.html import write_html
 from checker.interface import ModelProvider
 from checker.report import dumps, errors_json, render_text, run_json, write_all_traces
@@ -32,6 +32,10 @@ from checker.spec import LoadedGroup, find_property_files
 from checker.verdict import EXIT_INCOMPLETE, EXIT_INPUT, EXIT_OK, EXIT_UNEXPECTED, Verdict
 
 DEFAULT_PATH = "properties/"
+WORKERS_HELP = (
+    "expand big BFS levels in N processes (fork); counts, verdicts and traces do not "
+    "depend on N. Default: the number of cores"
+)
 DEFAULT_REPORT_DIR = "reports/"
 EXIT_INTERRUPTED = 130
 
@@ -43,6 +47,13 @@ def _non_negative_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1: {text!r}")
     return value
 
 
@@ -92,12 +103,39 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write a SARIF 2.1.0 log (one result per unexpected verdict)")
     parser.add_argument("--require-full-coverage", action="store_true",
                         help="exit 1 when some source line of a design was never reached")
+    parser.add_argument("--workers", type=_positive_int, metavar="N",
+                        help=WORKERS_HELP)
+    parser.add_argument("--compact", action="store_true",
+                        help="keep 64-bit fingerprints of visited states instead of the states "
+                        "(less memory; reports the probability of a fingerprint collision, "
+                        "as TLC does; no coverage)")
+    parser.add_argument("--symmetry", choices=("auto", "off"), default="auto",
+                        help="auto (default): explore one state per orbit when the design "
+                        "declares interchangeable CPUs, for the properties no renumbering "
+                        "can change (the others are explored in full); off: never")
+    parser.add_argument("--por", action="store_true",
+                        help="partial-order reduction where the model names persistent sets "
+                        "(same verdicts; counterexamples may not be the shortest)")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-q", "--quiet", action="store_true",
                            help="print only failures and the summary")
     verbosity.add_argument("-v", "--verbose", action="store_true",
                            help="print every message and exploration statistics")
     return parser
+
+
+def default_workers() -> int:
+    return os.cpu_count() or 1
+
+
+def exploration_options(args: argparse.Namespace) -> Options:
+    """How to explore, from the command line."""
+    return Options(
+        compact=args.compact,
+        symmetry=args.symmetry == "auto",
+        workers=args.workers if args.workers is not None else default_workers(),
+        por=args.por,
+    )
 
 
 class ProgressLine:
@@ -187,6 +225,11 @@ def main(argv: list[str] | None = None, provider: ModelProvider | None = None) -
 
 
 def _run(args: argparse.Namespace, provider: ModelProvider | None) -> int:
+    if args.compact and args.require_full_coverage:
+        raise UsageError(
+            "--require-full-coverage needs the visited states: --compact keeps only their "
+            "fingerprints"
+        )
     paths = find_property_files(args.paths or [DEFAULT_PATH])
     if not paths:
         where = ", ".join(args.paths or [DEFAULT_PATH])
@@ -202,11 +245,12 @@ def _run(args: argparse.Namespace, provider: ModelProvider | None) -> int:
         _print_errors(errors, args.format)
         return EXIT_INPUT
     bounds = Bounds(args.max_states, args.max_depth, args.timeout)
+    options = exploration_options(args)
     progress = ProgressLine(sys.stderr)
     want_coverage = args.html or args.format == "json" or args.require_full_coverage
     try:
         run = check(prepared.groups, prepared.properties, bounds, progress.for_group,
-                    coverage=want_coverage)
+                    coverage=want_coverage, options=options)
     finally:
         progress.clear()
     code = run.exit_code

@@ -17,6 +17,7 @@ ends exploration first, the undecided properties are `incomplete`, never `holds`
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
@@ -25,6 +26,7 @@ from typing import Any
 
 from checker.expr import EvalError
 from checker.interface import TransitionSystem
+from checker.parallel import Pool as _Pool
 from checker.symbolic import Term, lnot, truth
 from checker.trace import Trace, choices_to, replay
 from checker.verdict import Kind, Verdict
@@ -58,11 +60,16 @@ class Options:
               `representative(state)`); counterexamples are mapped back to real paths.
     workers:  expand each BFS level in this many processes (fork); the level is merged
               in the sequential order, so counts, verdicts and traces are the same.
+    por:      partial-order reduction: expand a persistent set the model names (its
+              `persistent_sets`) when its steps are invisible to every property and lead
+              to new states (the BFS cycle proviso); counterexamples stay real paths but
+              need not be shortest.
     """
 
     compact: bool = False
     symmetry: bool = False
     workers: int = 1
+    por: bool = False
 
 
 @dataclass(frozen=True)
@@ -248,6 +255,10 @@ def explore(
     exhausted = False
     model_error: str | None = None
     pool = _Pool(system, next_state, [c.predicate for c in checks], options.workers)
+    # States are acyclic tuples that reference counting frees; the cyclic collector would
+    # only rescan the ever-growing visited set (a third of the time on kexec).
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         for index, state in enumerate(system.init_states()):
             if represent is not None:
@@ -311,12 +322,19 @@ def explore(
                             raise _Stop
                     continue
                 pairs = computed if computed is not None else (
-                    (choice, next_state(state, action)) for choice, action in enumerate(enabled)
+                    (choice, raw_next(state, action)) for choice, action in enumerate(enabled)
                 )
                 for choice, succ in pairs:
                     succ_key = succ if identity else fp(succ)
                     if succ_key in parents:
                         continue
+                    if represent is not None and computed is None:
+                        # Only representatives are stored, so a successor found as it is
+                        # needs no representative; the others are mapped now.
+                        succ = represent(succ)
+                        succ_key = succ if identity else fp(succ)
+                        if succ_key in parents:
+                            continue
                     if last_level:
                         cut = True
                         continue
@@ -362,6 +380,8 @@ def explore(
 
     finally:
         pool.close()
+        if collecting:
+            gc.enable()
     if successors:
         depth += 1  # stopped while discovering the next level
     stats = Stats(
@@ -462,61 +482,6 @@ class _Represented:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._system, name)
-
-
-class _Pool:
-    """Expands BFS levels in worker processes (fork) when asked for more than one."""
-
-    # Levels smaller than this are expanded in-process: shipping them costs more.
-    MIN_LEVEL = 256
-
-    def __init__(
-        self, system: Any, next_state: Callable[[Any, Any], Any],
-        predicates: Sequence[Predicate | None], workers: int,
-    ):
-        self.workers = 1
-        self.pool: Any = None
-        if workers <= 1:
-            return
-        import multiprocessing
-
-        try:
-            ctx = multiprocessing.get_context("fork")
-        except ValueError:  # pragma: no cover - no fork on this platform
-            return
-        global _WORKER
-        _WORKER = (system, next_state)
-        self.pool = ctx.Pool(workers)
-        self.workers = workers
-
-    def active(self, frontier: Sequence[Any]) -> bool:
-        return self.pool is not None and len(frontier) >= self.MIN_LEVEL
-
-    def expand(self, frontier: Sequence[Any]) -> list[tuple[int, list[tuple[int, Any]]]]:
-        size = max(1, len(frontier) // (self.workers * 4))
-        chunks = [frontier[i : i + size] for i in range(0, len(frontier), size)]
-        out: list[tuple[int, list[tuple[int, Any]]]] = []
-        for part in self.pool.imap(_expand_chunk, chunks):
-            out.extend(part)
-        return out
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.terminate()
-            self.pool = None
-
-
-_WORKER: Any = None
-
-
-def _expand_chunk(states: Sequence[Any]) -> list[tuple[int, list[tuple[int, Any]]]]:
-    """In a worker: every successor of every state, in action order."""
-    system, next_state = _WORKER
-    out = []
-    for state in states:
-        enabled = system.actions(state)
-        out.append((len(enabled), [(k, next_state(state, a)) for k, a in enumerate(enabled)]))
-    return out
 
 
 def _describe(exc: BaseException) -> str:

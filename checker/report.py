@@ -18,7 +18,7 @@ from checker.coverage import summary_line as coverage_summary
 from checker.errors import InputError
 from checker.itf import itf_text, itf_trace
 from checker.replay import replay_record
-from checker.run import PropertyResult, RunResult
+from checker.run import ExplorationResult, PropertyResult, RunResult
 from checker.spec import Property
 from checker.trace import graph_steps, to_dot, to_node_link
 from checker.verdict import Verdict
@@ -216,6 +216,9 @@ def render_text(
                 f"{s.transitions:,} transitions, depth {s.depth}, {_seconds(s.seconds)}, "
                 f"{s.states_per_second:,.0f} states/s, {end} ({names})"
             )
+            out.append(f"      {how_explored(exp)}")
+            for name, why in exp.unreduced:
+                out.append(f"      not reduced by symmetry: {name}: {why}")
     out.append(summary_line(run))
     return "\n".join(out) + "\n"
 
@@ -235,6 +238,14 @@ def summary_line(run: RunResult) -> str:
         f", z3: {queries:,} queries, {hits:,} cache hits, {_seconds(z3_seconds)}"
         if queries else ""
     )
+    workers = max((e.stats.workers for e in run.explorations), default=1)
+    how = f", {workers} worker{'s' if workers != 1 else ''}"
+    for name in ("symmetry", "por"):
+        reduced = sum(1 for e in run.explorations if name in e.reductions)
+        if reduced:
+            how += f", {name} on {reduced} of {len(run.explorations)}"
+    if any(e.options.compact for e in run.explorations):
+        how += ", " + collision_text(sum(e.stats.collision_probability for e in run.explorations))
     parts = [f"{ok} as expected"]
     if unexpected:
         parts.append(f"{unexpected} unexpected")
@@ -245,8 +256,22 @@ def summary_line(run: RunResult) -> str:
     return (
         f"{total} propert{'ies' if total != 1 else 'y'}: " + ", ".join(parts)
         + f" ({len(run.explorations)} exploration{'s' if len(run.explorations) != 1 else ''},"
-        f" {states:,} states, {_seconds(seconds)}{z3})"
+        f" {states:,} states, {_seconds(seconds)}{how}{z3})"
     )
+
+
+def collision_text(probability: float) -> str:
+    """TLC's wording for the chance that two distinct states shared a fingerprint."""
+    return f"64-bit fingerprints: calculated (optimistic) collision probability {probability:.1e}"
+
+
+def how_explored(exp: ExplorationResult) -> str:
+    """Reductions, fingerprints and processes of one exploration, for -v."""
+    reductions = ", ".join(exp.reductions) or "none"
+    text = f"reductions: {reductions}; workers: {exp.stats.workers}"
+    if exp.options.compact:
+        text += "; " + collision_text(exp.stats.collision_probability)
+    return text
 
 
 # -- JSON ----------------------------------------------------------------------------------
@@ -303,6 +328,13 @@ def run_json(
                 "complete": e.complete,
                 "stop_reason": e.stop_reason,
                 "model_statistics": dict(e.model_stats),
+                "workers": e.stats.workers,
+                "reductions": list(e.reductions),
+                "compact": e.options.compact,
+                "collision_probability": (
+                    e.stats.collision_probability if e.options.compact else None
+                ),
+                "not_reduced": [{"name": name, "reason": why} for name, why in e.unreduced],
                 "coverage": _coverage_json(e.coverage, e.coverage_error),
             }
             for e in run.explorations

@@ -11,15 +11,21 @@ import fnmatch
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
 
 from checker.errors import InputError, UsageError
-from checker.explore import Bounds, Check, Exploration, Progress, Stats, explore
-from checker.interface import ModelProvider, TransitionSystem, has_coverage, inspect_state
+from checker.explore import Bounds, Check, Exploration, Options, Progress, Stats, explore
+from checker.interface import (
+    ModelProvider,
+    SymmetricVocabulary,
+    TransitionSystem,
+    has_coverage,
+    inspect_state,
+)
 from checker.interface import coverage as model_coverage
 from checker.spec import (
     Group,
@@ -31,6 +37,7 @@ from checker.spec import (
     read_property_file,
 )
 from checker.symbolic import Term, lnot, truth
+from checker.symmetry import asymmetry
 from checker.trace import Trace, trace_graph
 from checker.verdict import Kind, Verdict, exit_code, is_ok
 
@@ -67,6 +74,19 @@ class ExplorationResult:
     coverage_error: str | None = None
     # The model's own statistics (`statistics()`), e.g. z3 queries, cache hits, z3 time.
     model_stats: Mapping[str, float | int] = field(default_factory=dict, compare=False)
+    # How it explored: `options.symmetry` and `options.por` say whether each reduction was
+    # applied (asked for, and the model supports it), `options.compact` whether visited
+    # states were kept as 64-bit fingerprints; `stats.workers` the processes.
+    options: Options = field(default_factory=Options)
+    # Its properties explored without the symmetry reduction the model offers, with the
+    # reason: (name, why).
+    unreduced: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def reductions(self) -> tuple[str, ...]:
+        """The reductions applied, by name ("symmetry", "por")."""
+        on = (("symmetry", self.options.symmetry), ("por", self.options.por))
+        return tuple(name for name, applied in on if applied)
 
 
 @dataclass(frozen=True)
@@ -147,52 +167,122 @@ def check(
     bounds: Bounds | None = None,
     progress: GroupProgress | None = None,
     coverage: bool = False,
+    options: Options | None = None,
 ) -> RunResult:
-    """One exploration per group; results in the order of `properties`.
+    """One exploration per group (two when symmetry splits it, see `split`); results in
+    the order of `properties`.
 
-    With `coverage`, the model's `coverage` (when it has one) is computed from each
-    exploration's visited states right after it, before they are dropped.
+    `options` says how to explore; `options.symmetry` means "reduce where the model
+    declares a symmetry and the property allows it". With `coverage`, the model's
+    `coverage` (when it has one) is computed from each exploration's visited states right
+    after it, before they are dropped.
     """
+    options = options or Options()
     by_prop: dict[tuple[str, str], PropertyResult] = {}
     explorations: list[ExplorationResult] = []
     for number, loaded in enumerate(groups):
-        props = loaded.group.properties
-        checks = [
-            Check(p.kind, p.expr.evaluate if p.expr is not None else None, p.name) for p in props
-        ]
         report = progress(number, len(groups), loaded) if progress is not None else None
-        done: Exploration = explore(loaded.system, checks, bounds, progress=report)
-        cov, cov_seconds, cov_error = (
-            _coverage(loaded.system, done) if coverage else (None, 0.0, None)
-        )
-        explorations.append(
-            ExplorationResult(
-                loaded.group, done.stats, done.complete, done.stop_reason, cov, cov_seconds,
-                cov_error, model_statistics(loaded.system),
-            )
-        )
-        for prop, outcome in zip(props, done.outcomes, strict=True):
-            graph: Any = None
-            message = outcome.message
-            inspected: tuple[Mapping[str, Any], ...] | None = None
-            review_error: str | None = None
-            if outcome.trace is not None:
-                try:
-                    graph = trace_graph(
-                        loaded.system, outcome.trace, graph_meta(prop, outcome.verdict)
-                    )
-                except Exception as exc:  # the model's describe_* failed: keep the verdict
-                    message += f" (the trace could not be drawn: {type(exc).__name__}: {exc})"
-                inspected, review_error = inspect_trace(loaded.system, outcome.trace)
-                if graph is not None:
-                    message += attach_witness(loaded.system, prop, outcome.trace, graph)
-            by_prop[(prop.file, prop.name)] = PropertyResult(
-                prop, outcome.verdict, message, number, done.stats, outcome.trace, graph,
-                inspected, review_error,
-            )
-        del done  # the visited set goes with it
+        for part in split(loaded, options):
+            index = len(explorations)
+            exploration, found = _explore_part(loaded.system, part, bounds, report, coverage)
+            explorations.append(exploration)
+            for result in found:
+                by_prop[(result.prop.file, result.prop.name)] = replace(
+                    result, exploration=index
+                )
     results = tuple(by_prop[(p.file, p.name)] for p in properties)
     return RunResult(results, tuple(explorations))
+
+
+@dataclass(frozen=True)
+class Part:
+    """Some properties of a group and how to explore them together."""
+
+    group: Group  # the group, with only these properties
+    options: Options
+    unreduced: tuple[tuple[str, str], ...] = ()  # (property name, why it is not reduced)
+
+
+def split(loaded: LoadedGroup, options: Options) -> list[Part]:
+    """The explorations of a group: with `options.symmetry` and a model that declares a
+    symmetry, the properties no renumbering can change are explored on orbit
+    representatives and the others in full, apart. Reductions the model does not support
+    are switched off, so that `Part.options` says what was applied."""
+    system = loaded.system
+    group = loaded.group
+    por = options.por and callable(getattr(system, "persistent_sets", None))
+    full = replace(options, symmetry=False, por=por)
+    vocab = symmetry_of(system) if options.symmetry else None
+    if vocab is None:
+        return [Part(group, full)]
+    reasons = {p.name: property_asymmetry(p, vocab) for p in group.properties}
+    reduced = tuple(p for p in group.properties if reasons[p.name] is None)
+    rest = tuple(p for p in group.properties if reasons[p.name] is not None)
+    unreduced = tuple((p.name, str(reasons[p.name])) for p in rest)
+    parts = []
+    if reduced:
+        parts.append(Part(replace(group, properties=reduced), replace(full, symmetry=True)))
+    if rest:
+        parts.append(Part(replace(group, properties=rest), full, unreduced))
+    return parts
+
+
+def symmetry_of(system: TransitionSystem[Any, Any]) -> SymmetricVocabulary | None:
+    """The model's declared symmetry, when it has one and can pick representatives."""
+    declared = getattr(system, "symmetry_vocabulary", None)
+    if not callable(declared) or not callable(getattr(system, "representative", None)):
+        return None
+    vocab = declared()
+    return vocab if isinstance(vocab, SymmetricVocabulary) else None
+
+
+def property_asymmetry(prop: Property, vocab: SymmetricVocabulary) -> str | None:
+    """Why a renumbering might change the property's verdict (None: it cannot);
+    deadlock freedom has no expression and depends on no numbering."""
+    if prop.expr is None:
+        return None
+    return asymmetry(prop.expr.source, vocab)
+
+
+POR_NOTE = " (partial-order reduction: a real path, not necessarily the shortest)"
+
+
+def _explore_part(
+    system: TransitionSystem[Any, Any], part: Part, bounds: Bounds | None,
+    report: Progress | None, coverage: bool,
+) -> tuple[ExplorationResult, list[PropertyResult]]:
+    props = part.group.properties
+    checks = [
+        Check(p.kind, p.expr.evaluate if p.expr is not None else None, p.name) for p in props
+    ]
+    done: Exploration = explore(system, checks, bounds, progress=report, options=part.options)
+    cov, cov_seconds, cov_error = _coverage(system, done) if coverage else (None, 0.0, None)
+    exploration = ExplorationResult(
+        part.group, done.stats, done.complete, done.stop_reason, cov, cov_seconds, cov_error,
+        model_statistics(system), part.options, part.unreduced,
+    )
+    results = []
+    for prop, outcome in zip(props, done.outcomes, strict=True):
+        graph: Any = None
+        message = outcome.message
+        inspected: tuple[Mapping[str, Any], ...] | None = None
+        review_error: str | None = None
+        if outcome.trace is not None:
+            if part.options.por and "partial-order" not in message:
+                message += POR_NOTE
+            try:
+                graph = trace_graph(system, outcome.trace, graph_meta(prop, outcome.verdict))
+            except Exception as exc:  # the model's describe_* failed: keep the verdict
+                message += f" (the trace could not be drawn: {type(exc).__name__}: {exc})"
+            inspected, review_error = inspect_trace(system, outcome.trace)
+            if graph is not None:
+                message += attach_witness(system, prop, outcome.trace, graph)
+        results.append(PropertyResult(
+            prop, outcome.verdict, message, 0, done.stats, outcome.trace, graph, inspected,
+            review_error,
+        ))
+    del done  # the visited set goes with it
+    return exploration, results
 
 
 def model_statistics(system: TransitionSystem[Any, Any]) -> Mapping[str, float | int]:
@@ -272,7 +362,7 @@ def _coverage(
     if not has_coverage(system):
         return None, 0.0, None
     if done.visited is None:
-        return None, 0.0, "the visited states were not kept (custom fingerprint)"
+        return None, 0.0, "the visited states were not kept (only their 64-bit fingerprints)"
     started = time.perf_counter()
     try:
         cov = model_coverage(system, done.visited)
