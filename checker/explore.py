@@ -80,6 +80,9 @@ class Check:
     kind: Kind
     predicate: Predicate | None = None
     name: str = ""
+    # The vocabulary names the predicate reads (partial-order reduction keeps the steps
+    # that change them); None: unknown, every step counts as visible.
+    reads: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,9 @@ class Stats:
     collision_probability: float = 0.0
     workers: int = 1
     reduced: bool = False  # symmetry reduction was on (traces need not be shortest)
+    # Partial-order reduction was on: how many expansions took a persistent set.
+    por: bool = False
+    persistent_expansions: int = 0
 
     @property
     def states_per_second(self) -> float:
@@ -182,6 +188,41 @@ def explore(
     cut = False  # the depth bound left some successor unexplored
 
     possible = getattr(system, "possible", None)
+
+    # Partial-order reduction: the model names persistent sets whose steps change nothing
+    # the undecided properties read (invisible); one is taken when every step in it leads
+    # to a new state (the BFS cycle proviso: a cycle of reduced expansions would close on
+    # a visited state). Not combined with symmetry reduction.
+    persistent: Callable[[Any, Sequence[Any], frozenset[str]], Any] | None = None
+    if options.por and represent is None:
+        persistent = getattr(system, "persistent_sets", None)
+    reductions = 0
+
+    def observed() -> frozenset[str] | None:
+        """What the undecided discovery checks read (None: something unknown)."""
+        names: set[str] = set()
+        for index, _, _, _ in on_new:
+            reads = checks[index].reads
+            if reads is None:
+                return None
+            names |= reads
+        return frozenset(names)
+
+    def reduce(state: Any, enabled: Sequence[Any]) -> list[tuple[int, Any]] | None:
+        assert persistent is not None
+        seen = observed()
+        if seen is None:
+            return None
+        for indexes in persistent(state, enabled, seen):
+            succs = []
+            for i in indexes:
+                succ = raw_next(state, enabled[i])
+                if (succ if identity else fp(succ)) in parents:
+                    break  # the cycle proviso
+                succs.append((i, succ))
+            else:
+                return succs
+        return None
 
     def settle(state: Any, value: Term, kind: Kind) -> bool:
         """A property whose value is a symbolic condition: decided by the model's solver
@@ -288,7 +329,9 @@ def explore(
             append = successors.append
             # With workers, the level's successors are computed in parallel, then merged
             # here in exactly the sequential order.
-            expanded = pool.expand(frontier) if pool.active(frontier) else None
+            expanded = (
+                pool.expand(frontier) if pool.active(frontier) and persistent is None else None
+            )
             for position, state in enumerate(frontier):
                 expansions += 1
                 if expansions >= clock_at:
@@ -314,6 +357,11 @@ def explore(
                     enabled = actions_of(state)
                     count = len(enabled)
                     computed = None
+                    if persistent is not None and count > 1:
+                        computed = reduce(state, enabled)
+                        if computed is not None:
+                            count = len(computed)
+                            reductions += 1
                 transitions += count
                 if not count:
                     if on_dead:
@@ -388,6 +436,7 @@ def explore(
         states, transitions, depth, time.perf_counter() - started,
         collision_probability=(states * states / 2.0**65) if options.compact else 0.0,
         workers=pool.workers, reduced=represent is not None,
+        por=persistent is not None, persistent_expansions=reductions,
     )
     outcomes = tuple(
         _outcome(system, parents, checks[i], decided.get(i), stop_reason, stats, represent)
@@ -425,6 +474,8 @@ def _outcome(
                     message += " (symmetry reduction: a path through orbit representatives)"
             trace = replay(target, choices)
             message = f"{message} at depth {trace.length}"
+            if stats.por:
+                message += " (partial-order reduction: a real path, not necessarily the shortest)"
         return Outcome(verdict, message, trace)
     if stop_reason is not None:
         return Outcome(

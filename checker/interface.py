@@ -166,11 +166,14 @@ class Symmetric(Protocol):
 class Reducible(Protocol):
     """A model that can name persistent sets of actions (partial-order reduction)."""
 
-    def persistent_sets(self, state: Any, actions: Sequence[Any]) -> Iterable[Sequence[int]]:
+    def persistent_sets(
+        self, state: Any, actions: Sequence[Any], observed: frozenset[str]
+    ) -> Iterable[Sequence[int]]:
         """Candidate persistent sets of `state`: index lists into `actions` (the enabled
         actions, as `actions(state)` returned them), each a proper subset such that no
         sequence of actions outside it, from `state`, can include an action dependent on
-        one inside it. The checker adds the visibility and cycle conditions."""
+        one inside it, and whose actions change none of the `observed` vocabulary names
+        in any state (invisible). The checker adds the cycle proviso."""
         ...
 
 

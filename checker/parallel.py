@@ -14,7 +14,9 @@ import os
 import pickle
 import signal
 import struct
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -39,6 +41,11 @@ class Pool:
     exploration (counts, order, verdicts, traces) is exactly the sequential one. A chunk a
     helper could not expand or send (a model error, a state that does not pickle) is
     expanded again here, where it fails or succeeds as it would sequentially.
+
+    Helpers pay only when merging a state they expanded costs this process much less than
+    expanding it, by more than the fork, the pages copied on write and the waiting cost;
+    after STRIKES levels in a row where they did not (e.g. a model that expands states
+    faster than they unpickle, or no idle core), the rest of the exploration runs here.
     """
 
     # Levels below this many states are expanded in-process: a fork costs milliseconds.
@@ -48,6 +55,7 @@ class Pool:
     CHUNKS_PER_WORKER = 16
     MIN_CHUNK = 64
     MAX_CHUNKS = 4096
+    STRIKES = 3
 
     def __init__(
         self, system: Any, next_state: Callable[[Any, Any], Any],
@@ -59,10 +67,12 @@ class Pool:
         self.workers = workers if workers > 1 and hasattr(os, "fork") else 1
         self.level: Level | None = None
         self.zombies: list[int] = []
-        self.thaw = gc.get_freeze_count() == 0  # nobody else froze objects
+        self.strikes = 0  # levels in a row where the helpers did not pay
 
     def active(self, frontier: Sequence[Any]) -> bool:
-        return self.workers > 1 and len(frontier) >= self.MIN_LEVEL
+        return (
+            self.workers > 1 and self.strikes < self.STRIKES and len(frontier) >= self.MIN_LEVEL
+        )
 
     def expand(self, frontier: Sequence[Any]) -> Sequence[_Entry]:
         self._end_level()
@@ -76,11 +86,12 @@ class Pool:
         for pid in self.zombies:
             os.waitpid(pid, 0)
         self.zombies = []
-        if self.thaw:
-            gc.unfreeze()
 
     def _end_level(self) -> None:
         if self.level is not None:
+            paid = self.level.paid() if self.level.done else None
+            if paid is not None:
+                self.strikes = 0 if paid else self.strikes + 1
             self.zombies.extend(self.level.close())
             self.level = None
         # Reap helpers that have exited without waiting for the others (an exit unmaps
@@ -117,9 +128,7 @@ class Level(Sequence[_Entry]):
         self.entries: list[_Entry] = []
         self.helpers: dict[Connection, int] = {}
         self.done = False
-        # Objects the collector would visit (and so copy, in a helper, page by page)
-        # are moved out of its reach; the pool thaws them when it closes.
-        gc.freeze()
+        self.cost = _Cost(os.times(), time.perf_counter())
         for _ in range(helpers):
             read, write = os.pipe()
             pid = os.fork()
@@ -141,6 +150,12 @@ class Level(Sequence[_Entry]):
         raise self.failed.pop(chunk)
 
     def _chunk(self, chunk: int) -> list[_Entry]:
+        started = time.process_time()
+        entries = self._entries(chunk)
+        self.cost.merge += time.process_time() - started
+        return entries
+
+    def _entries(self, chunk: int) -> list[_Entry]:
         """Chunk `chunk`'s entries: expanded here, or a helper's."""
         while chunk not in self.mine and chunk not in self.ready:
             self._receive(block=False)
@@ -159,6 +174,7 @@ class Level(Sequence[_Entry]):
         if encoded is None:  # the helper could not expand or send it
             return self._expand(chunk)
         start = chunk * self.size
+        self.cost.remote_states += len(encoded)
         return [
             (count, [(choice, _apply(parent, diff)) for choice, diff in pairs])
             for parent, (count, pairs) in zip(
@@ -169,13 +185,22 @@ class Level(Sequence[_Entry]):
     def _expand(self, chunk: int) -> list[_Entry]:
         start = chunk * self.size
         states = self.frontier[start : start + self.size]
+        started = time.process_time()
         entries, error = expand_chunk(self.system, self.next_state, states, dedup=False)
+        self.cost.local += time.process_time() - started
+        self.cost.local_states += len(states)
         if error is not None:
             self.failed[chunk] = error
         return entries
 
-    def _claim(self) -> int | None:
+    def paid(self) -> bool | None:
+        """Whether the helpers made this level faster (None: nothing to compare)."""
+        cost = self.cost
+        if not (cost.local_states and cost.remote_states):
+            return None
+        return cost.paid(os.times(), time.perf_counter())
 
+    def _claim(self) -> int | None:
         token = os.read(self.tokens, 4)
         return struct.unpack("<I", token)[0] if len(token) == 4 else None
 
@@ -184,7 +209,11 @@ class Level(Sequence[_Entry]):
         no helper is left to wait for."""
         if not self.helpers:
             return False
-        for conn in wait(list(self.helpers), timeout=None if block else 0):
+        started = time.perf_counter()
+        ready = wait(list(self.helpers), timeout=None if block else 0)
+        if block:
+            self.cost.waited += time.perf_counter() - started
+        for conn in ready:
             assert isinstance(conn, Connection)  # wait() returns what it was given
             try:
                 payload = conn.recv_bytes()
@@ -198,7 +227,6 @@ class Level(Sequence[_Entry]):
 
     def close(self) -> list[int]:
         """Stop the helpers (killing them when the level was cut short); their pids."""
-
         pids = list(self.helpers.values())
         for conn, pid in self.helpers.items():
             if not self.done:
@@ -208,6 +236,38 @@ class Level(Sequence[_Entry]):
         os.close(self.tokens)
         self.ready = {}
         return pids
+
+
+@dataclass
+class _Cost:
+    """This process's time on a level, to tell whether its helpers paid."""
+
+    times_start: os.times_result  # when the level began
+    wall_start: float
+    merge: float = 0.0  # CPU seconds getting chunks: expanding here, unpickling, rebuilding
+    local: float = 0.0  # of which expanding here
+    local_states: int = 0
+    remote_states: int = 0  # states whose successors came from a helper
+    waited: float = 0.0  # seconds blocked waiting for a helper
+
+    # Helpers must save this share of what expanding their states here would have cost.
+    MARGIN = 0.1
+    # Below this share of a core (blocked time aside), this process was waiting for one:
+    # there is no idle core for helpers.
+    MIN_SHARE = 0.8
+
+    def paid(self, times_now: os.times_result, wall_now: float) -> bool:
+        """Helpers pay when expanding their states here would have cost clearly more than
+        taking them (unpickling, rebuilding, waiting, forking and copying pages on write)
+        and this process had a core to itself."""
+        start = self.times_start
+        cpu = times_now.user + times_now.system - start.user - start.system
+        wall = wall_now - self.wall_start
+        if wall > 0 and (cpu + self.waited) < self.MIN_SHARE * wall:
+            return False
+        saved = self.remote_states * self.local / self.local_states
+        taking = self.merge - self.local + self.waited + (times_now.system - start.system)
+        return saved - taking > self.MARGIN * saved
 
 
 def _helper(

@@ -267,8 +267,12 @@ def collision_text(probability: float) -> str:
 
 def how_explored(exp: ExplorationResult) -> str:
     """Reductions, fingerprints and processes of one exploration, for -v."""
-    reductions = ", ".join(exp.reductions) or "none"
-    text = f"reductions: {reductions}; workers: {exp.stats.workers}"
+    names = [
+        f"por ({exp.stats.persistent_expansions:,} persistent-set expansions)" if name == "por"
+        else name
+        for name in exp.reductions
+    ]
+    text = f"reductions: {', '.join(names) or 'none'}; workers: {exp.stats.workers}"
     if exp.options.compact:
         text += "; " + collision_text(exp.stats.collision_probability)
     return text

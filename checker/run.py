@@ -74,9 +74,8 @@ class ExplorationResult:
     coverage_error: str | None = None
     # The model's own statistics (`statistics()`), e.g. z3 queries, cache hits, z3 time.
     model_stats: Mapping[str, float | int] = field(default_factory=dict, compare=False)
-    # How it explored: `options.symmetry` and `options.por` say whether each reduction was
-    # applied (asked for, and the model supports it), `options.compact` whether visited
-    # states were kept as 64-bit fingerprints; `stats.workers` the processes.
+    # How it was asked to explore (`options.compact`: visited states kept as 64-bit
+    # fingerprints); `reductions` says which reductions the explorer applied.
     options: Options = field(default_factory=Options)
     # Its properties explored without the symmetry reduction the model offers, with the
     # reason: (name, why).
@@ -84,8 +83,8 @@ class ExplorationResult:
 
     @property
     def reductions(self) -> tuple[str, ...]:
-        """The reductions applied, by name ("symmetry", "por")."""
-        on = (("symmetry", self.options.symmetry), ("por", self.options.por))
+        """The reductions the explorer applied, by name ("symmetry", "por")."""
+        on = (("symmetry", self.stats.reduced), ("por", self.stats.por))
         return tuple(name for name, applied in on if applied)
 
 
@@ -206,12 +205,10 @@ class Part:
 def split(loaded: LoadedGroup, options: Options) -> list[Part]:
     """The explorations of a group: with `options.symmetry` and a model that declares a
     symmetry, the properties no renumbering can change are explored on orbit
-    representatives and the others in full, apart. Reductions the model does not support
-    are switched off, so that `Part.options` says what was applied."""
+    representatives and the others in full, apart."""
     system = loaded.system
     group = loaded.group
-    por = options.por and callable(getattr(system, "persistent_sets", None))
-    full = replace(options, symmetry=False, por=por)
+    full = replace(options, symmetry=False)
     vocab = symmetry_of(system) if options.symmetry else None
     if vocab is None:
         return [Part(group, full)]
@@ -244,16 +241,17 @@ def property_asymmetry(prop: Property, vocab: SymmetricVocabulary) -> str | None
     return asymmetry(prop.expr.source, vocab)
 
 
-POR_NOTE = " (partial-order reduction: a real path, not necessarily the shortest)"
-
-
 def _explore_part(
     system: TransitionSystem[Any, Any], part: Part, bounds: Bounds | None,
     report: Progress | None, coverage: bool,
 ) -> tuple[ExplorationResult, list[PropertyResult]]:
     props = part.group.properties
     checks = [
-        Check(p.kind, p.expr.evaluate if p.expr is not None else None, p.name) for p in props
+        Check(
+            p.kind, p.expr.evaluate if p.expr is not None else None, p.name,
+            p.expr.names if p.expr is not None else frozenset(),
+        )
+        for p in props
     ]
     done: Exploration = explore(system, checks, bounds, progress=report, options=part.options)
     cov, cov_seconds, cov_error = _coverage(system, done) if coverage else (None, 0.0, None)
@@ -268,8 +266,6 @@ def _explore_part(
         inspected: tuple[Mapping[str, Any], ...] | None = None
         review_error: str | None = None
         if outcome.trace is not None:
-            if part.options.por and "partial-order" not in message:
-                message += POR_NOTE
             try:
                 graph = trace_graph(system, outcome.trace, graph_meta(prop, outcome.verdict))
             except Exception as exc:  # the model's describe_* failed: keep the verdict

@@ -3,6 +3,7 @@ would, so counts, verdicts, messages and traces do not depend on N."""
 
 from __future__ import annotations
 
+import os
 from collections import namedtuple
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from toy_models import Counters, Faulty, Graph, Mutex
 from checker import parallel
 from checker.explore import Bounds, Check, Exploration, Options, explore
 from checker.expr import compile_expr
-from checker.parallel import Pool, _apply, _diff, expand_chunk
+from checker.parallel import Pool, _apply, _Cost, _diff, expand_chunk
 from checker.verdict import Kind
 
 
@@ -26,6 +27,7 @@ def _small_levels(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Pool, "MIN_LEVEL", 1)
     monkeypatch.setattr(Pool, "MIN_CHUNK", 2)
     monkeypatch.setattr(Pool, "CHUNKS_PER_WORKER", 3)
+    monkeypatch.setattr(Pool, "STRIKES", 10**9)  # keep helpers even where they cannot pay
 
 
 def check(kind: Kind, expr: str | None = None) -> Check:
@@ -178,6 +180,42 @@ def test_one_worker_never_forks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(parallel.os, "fork", no_fork)
     result = explore(Counters(3, 3), COUNTER_CHECKS, options=Options(workers=1))
     assert result.stats.workers == 1 and result.complete
+
+
+def times(user: float, system: float) -> os.times_result:
+    return os.times_result((user, system, 0.0, 0.0, 0.0))
+
+
+def test_helpers_pay_when_taking_their_states_is_cheap() -> None:
+    cost = _Cost(times(0, 0), 0.0, merge=3.0, local=2.0, local_states=100, remote_states=100,
+                 waited=0.1)
+    # expanding the 100 remote states here: 2 s; taking them: 1 s + 0.1 s waiting + 0.2 s sys
+    assert cost.paid(times(3.0, 0.2), 3.4)
+    assert not cost.paid(times(3.0, 0.9), 4.0)  # copies on write ate the gain
+    # this process had a core less than 80% of the time it was not waiting: no idle core
+    assert not cost.paid(times(3.0, 0.2), 6.0)
+    slow = _Cost(times(0, 0), 0.0, merge=3.9, local=2.0, local_states=100, remote_states=100)
+    assert not slow.paid(times(3.9, 0.0), 3.9)  # unpickling costs as much as expanding
+
+
+def test_helpers_are_given_up_after_levels_that_did_not_pay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(Pool, "STRIKES", 2)
+    monkeypatch.setattr(parallel.Level, "paid", lambda self: False)
+    levels: list[int] = []
+    original = parallel.Level.__init__
+
+    def counting(self: Any, *args: Any) -> None:
+        levels.append(1)
+        original(self, *args)
+
+    monkeypatch.setattr(parallel.Level, "__init__", counting)
+    result = same(Counters(3, 5), COUNTER_CHECKS)
+    assert result.complete
+    # A level is judged when the next one starts: three levels with helpers, for each of
+    # workers=2 and workers=3.
+    assert len(levels) == 3 * 2
 
 
 # -- successors as differences -------------------------------------------------------------

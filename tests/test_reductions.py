@@ -64,7 +64,9 @@ class NoSymmetry(SymCounters):
 class Reducible(Mutex):
     """A mutex whose model names persistent sets (none: the reduction changes nothing)."""
 
-    def persistent_sets(self, state: Any, actions: Sequence[Any]) -> list[list[int]]:
+    def persistent_sets(
+        self, state: Any, actions: Sequence[Any], observed: frozenset[str] = frozenset()
+    ) -> list[list[int]]:
         return []
 
 
@@ -346,6 +348,10 @@ def test_por_notes_counterexamples(tmp_path: Path, capsys: Any) -> None:
     plain = run_json([str(path)], tmp_path, capsys)
     assert plain["explorations"][0]["reductions"] == []
     assert "partial-order" not in plain["results"][0]["message"]
+    code, out = run([str(path), "--por", "-v"], tmp_path, capsys)
+    assert code == 0
+    assert "reductions: por (0 persistent-set expansions); workers:" in out
+    assert "por on 1 of 1" in out.splitlines()[-1]
 
 
 def test_por_needs_the_models_persistent_sets(tmp_path: Path, capsys: Any) -> None:

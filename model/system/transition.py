@@ -19,6 +19,7 @@ from checker.symbolic import Decisions, Infeasible, NeedDecision, Solver, Term, 
 from model.lang.ir import Design
 from model.system.interp import TIMED_OUT, Blocked, Interpreter, SysState
 from model.system.layout import Layout, build_layout, initial_machines, platform_of
+from model.system.por import Persistence
 from model.system.symmetry import CpuSymmetry
 from model.x86 import events as ev
 from model.x86.arch import DF, FLAG_NAMES, IF, vector_name
@@ -55,6 +56,7 @@ class Environment:
 
 
 BUDGETS_PER_CPU = 4  # nmi, mce, external, double faults
+_WAIT_OPS = frozenset({"c.wait_until", "c.wait_timeout", "wait_until", "wait_timeout"})
 PER_CPU_BUDGETS = ("nmi", "mce", "external", "double_faults")
 
 
@@ -88,6 +90,9 @@ class DesignSystem:
         self._successors_of: SysState | None = None
         self.ncpus = ncpus
         self.var_names = [v.name for v in design.variables]
+        self.persistence = Persistence(design, self.layout, self.platform, BUDGETS_PER_CPU)
+        self._por_of: SysState | None = None  # successors persistent_sets computed
+        self._por_succ: dict[Action, SysState] = {}
         # The design's `symmetric` declaration: CPUs 1..n-1 are interchangeable.
         self.symmetry = (
             CpuSymmetry(self.layout, self.platform, BUDGETS_PER_CPU)
@@ -236,6 +241,8 @@ class DesignSystem:
         return out
 
     def next_state(self, s: SysState, a: Action) -> SysState:
+        if self._por_of is s and a in self._por_succ:
+            return self._por_succ[a]
         if s.symbolic or a.decisions:
             if self._successors_of is s and a in self._successors:
                 return self._successors[a]
@@ -292,6 +299,25 @@ class DesignSystem:
         b = list(s.budgets)
         b[slot] -= 1
         return s._replace(budgets=tuple(b))
+
+    # -- partial-order reduction (checker.interface.Reducible) --------------------------------
+    def persistent_sets(
+        self, s: SysState, actions: Sequence[Action], observed: frozenset[str] = frozenset()
+    ) -> list[list[int]]:
+        """One candidate per CPU whose enabled actions are all local to it, change none of
+        the `observed` vocabulary names, and no other CPU can still reach into it
+        (model.system.por)."""
+        self._por_of, self._por_succ = s, {}
+
+        def step(a: Action) -> SysState:
+            succ = self._por_succ.get(a)
+            if succ is None:
+                succ = self._por_succ[a] = self.next_state(s, a)
+            return succ
+
+        return self.persistence.candidates(
+            s, actions, step, _WAIT_OPS, self.interp.instr_at, observed
+        )
 
     # -- symmetry (checker.interface.Symmetric) -------------------------------------------------
     def symmetry_vocabulary(self) -> SymmetricVocabulary | None:

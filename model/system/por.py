@@ -1,0 +1,332 @@
+"""Persistent sets of a design's actions, for partial-order reduction (checker --por).
+
+The candidate for CPU p is every action of p enabled in the state: its next step and the
+events the environment may deliver to it. That set is persistent (no sequence of other
+CPUs' actions can reach an action that depends on it) when
+
+1. each action in it is local to p: it changes nothing but p's registers and latches, p's
+   own stacks, frames, budgets and per-CPU variables (checked on the successor), and it
+   reads nothing another CPU can write: no global variable, no per-CPU variable that
+   some code indexes (`crash_save_done[c]`), no shared stack, table or wait condition
+   (checked on the instruction, once per pc); and
+2. no other CPU can still reach an instruction that reaches into p: an NMI IPI to other
+   CPUs, a gate, IST or TSS write through an index or to a shared table, `free_init`.
+   "Can still reach" follows the control flow from everything the CPU may resume at: its
+   pc, code addresses in its registers and on its stacks (return addresses, interrupted
+   RIPs), and the handlers its IDT names.
+
+The checker adds the rest: it takes the set only when its steps are invisible to every
+property and lead to new states (the BFS cycle proviso).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import fields, is_dataclass
+from typing import Any
+
+from model.lang.ir import Design, Instr, Target
+from model.system.interp import SysState
+from model.system.layout import Layout
+from model.x86.state import CodeAddr, Platform, Run
+
+_INSTANCE = re.compile(r"^(.*)\[(\d+)\]$")
+
+# Steps whose enabledness or effect depends on shared state by their nature.
+_SHARED_OPS = frozenset({
+    "c.wait_until", "c.wait_timeout", "wait_until", "wait_timeout", "c.atomic_begin",
+    "free_init", "c.free_init", "syscall", "sysret", "sysenter", "c.assert", "assert",
+})
+_TABLE_WRITES = frozenset({
+    "set_gate", "set_gate_ist", "set_ist", "set_rsp0", "copy_idt",
+    "c.set_gate", "c.set_gate_ist", "c.set_ist", "c.set_rsp0", "c.copy_idt",
+})
+_SELF = ("var", "SELF")
+NMI_VECTOR, DF_VECTOR, MC_VECTOR = 2, 8, 18
+# Vocabulary names (model.system.transition) by what they are computed from.
+_CPU_NAMES = frozenset({"cpus", "cpu", "all_halted", "running", "any_shutdown"})
+_FRAME_NAMES = frozenset(
+    {"frames", "frame_clobbered", "frame_on_guest_stack", "frames_on", "nmi_frames"}
+)
+# Computed from what a local step never changes (changes_only): incidents, global and
+# shared variables, constants.
+_GLOBAL_NAMES = frozenset({
+    "ncpus", "incidents", "timed_out", "ist_without_tss", "freed_code_executed",
+    "assertion_failed",
+})
+
+
+def _walk(value: Any) -> Iterator[Any]:
+    """Every node of an instruction's operands (expression tuples, operand records)."""
+    yield value
+    if isinstance(value, tuple):
+        for v in value:
+            yield from _walk(v)
+    elif is_dataclass(value) and not isinstance(value, type):
+        for f in fields(value):
+            yield from _walk(getattr(value, f.name))
+
+
+def _names(ins: Instr) -> list[tuple[str, bool]]:
+    """The names an instruction mentions, each with whether it is indexed (`x[i]`)."""
+    out: list[tuple[str, bool]] = []
+    for node in _walk(ins.args):
+        if isinstance(node, tuple) and len(node) >= 2 and isinstance(node[1], str):
+            if node[0] == "var" or node[0] == "top":
+                out.append((node[1], False))
+            elif node[0] == "index":
+                out.append((node[1], True))
+        elif type(node).__name__ == "Name":
+            out.append((node.name, False))
+    if ins.op in ("assign_index", "c.assign_index") and ins.args and isinstance(ins.args[0], str):
+        out.append((ins.args[0], True))
+    return out
+
+
+class Persistence:
+    """The static facts of one laid-out design that persistent sets need."""
+
+    def __init__(self, design: Design, layout: Layout, platform: Platform, budgets: int):
+        self.layout = layout
+        self.budgets_per_cpu = budgets
+        variables = {v.name: v for v in design.variables}
+        self.globals = {n for n, v in variables.items() if not v.per_cpu}
+        percpu = {n for n, v in variables.items() if v.per_cpu}
+        shared_names = {s.name for s in design.stacks if not s.per_cpu}
+        shared_names |= {t.name for t in design.idts if not t.per_cpu}
+        shared_names |= {t.name for t in design.tsss if not t.per_cpu}
+        instrs = [
+            (CodeAddr(r.name, k), ins)
+            for r in design.routines.values() for k, ins in enumerate(r.instrs)
+        ]
+        indexed = {n for _, ins in instrs for n, ix in _names(ins) if ix}
+        # Per-CPU variables some code reaches by index are shared between the CPUs.
+        self.shared_vars = self.globals | (percpu & indexed)
+        self.shared_names = shared_names
+        self.per_cpu_names = layout.per_cpu | percpu
+        self.local_pc = {pc: self._local(ins) for pc, ins in instrs}
+        foreign = {pc for pc, ins in instrs if self._foreign(ins)}
+        self.reaches_foreign = _backward_closure(instrs, design, foreign)
+        self_nmi = {pc for pc, ins in instrs if ins.op in ("send_nmi", "c.send_nmi")}
+        self.reaches_self_nmi = _backward_closure(instrs, design, self_nmi)
+        # INT n can reach any gate.
+        self.int_n = any(ins.op in ("int", "int3", "into", "int1") for _, ins in instrs)
+        # Per-CPU stack spans: (lo, hi, cpu), to attribute written words to a CPU.
+        self.spans: list[tuple[int, int, int | None]] = []
+        for r in platform.regions:
+            m = _INSTANCE.match(r.name)
+            self.spans.append((r.lo, r.hi, int(m.group(2)) if m else None))
+        own = percpu - self.shared_vars
+        self.own_slot_of = {n: layout.var_index[n] for n in own}
+        self.unchanged_names = _GLOBAL_NAMES | self.shared_vars
+        self.slots_of: list[frozenset[int]] = [
+            frozenset(
+                layout.var_index[n] + c for n in percpu - self.shared_vars
+            )
+            for c in range(layout.ncpus)
+        ]
+
+    # -- static -------------------------------------------------------------------------------
+    def _local(self, ins: Instr) -> bool:
+        if ins.op in _SHARED_OPS:
+            return False
+        for name, ix in _names(ins):
+            if name in self.shared_vars or name in self.shared_names:
+                return False
+            if ix and name in self.per_cpu_names:
+                return False
+        return not self._foreign(ins)
+
+    def _foreign(self, ins: Instr) -> bool:
+        """Reaches into another CPU (or into state every CPU shares)."""
+        op = ins.op
+        if op in ("send_nmi", "c.send_nmi"):
+            return not (ins.args and ins.args[0] == _SELF)
+        if op in ("free_init", "c.free_init"):
+            return True
+        if op in _TABLE_WRITES:
+            return any(
+                ix or name in self.shared_names
+                for name, ix in _names(ins)
+                if name in self.layout.per_cpu or name in self.shared_names
+            )
+        return False
+
+    # -- per state ------------------------------------------------------------------------------
+    def may_reach_foreign(self, s: SysState, q: int) -> bool:
+        """Can CPU q still run an instruction that reaches into another CPU? From where
+        it may resume (pc, code addresses in registers and on its stacks) and from the
+        handlers of the events it can still take."""
+        m = s.machine
+        cpu = m.cpus[q]
+        if cpu.run is Run.SHUTDOWN:
+            return False
+        resume = [cpu.pc, *(v for v in cpu.regs if type(v) is CodeAddr)]
+        resume += [
+            v for a, v in m.memory if type(v) is CodeAddr and self._owner(a) in (q, None)
+        ]
+        idt = m.idt(cpu.idtr)
+        gates = dict(idt.gates) if idt is not None else {}
+        k = q * self.budgets_per_cpu
+        nmi, mce, ext, df = s.budgets[k : k + 4]
+        # An NMI can still come: the environment's, a sent or latched one, or one this
+        # CPU sends itself (another CPU's would be foreign, and so already decisive).
+        nmi_possible = bool(nmi) or cpu.ipi_nmi or cpu.nmi_pending
+        entries = [pc for pc in resume]
+        for vector, gate in gates.items():
+            entry = CodeAddr(gate.routine, 0)
+            if vector == NMI_VECTOR:
+                continue
+            if vector == MC_VECTOR and not mce:
+                continue
+            if vector >= 32 and not ext and not self.int_n:
+                continue
+            if vector == DF_VECTOR and not df:
+                pass  # #DF also comes from faults while delivering: always possible
+            entries.append(entry)
+        if not nmi_possible:
+            nmi_possible = any(pc in self.reaches_self_nmi for pc in entries)
+        if nmi_possible and NMI_VECTOR in gates:
+            entries.append(CodeAddr(gates[NMI_VECTOR].routine, 0))
+        reach = self.reaches_foreign
+        return any(pc in reach for pc in entries)
+
+    def _owner(self, address: int) -> int | None:
+        """The CPU whose stack holds `address` (None: a shared stack, or none)."""
+        for lo, hi, cpu in self.spans:
+            if lo <= address < hi:
+                return cpu
+        return None
+
+    def visible(self, s: SysState, t: SysState, p: int, observed: frozenset[str]) -> bool:
+        """Could a property reading `observed` see the step from s to t, a step that
+        changes only what CPU p owns (changes_only)? Judged on what it changes, so the
+        answer is the same in every state where p takes the same step."""
+        cpu_changed = s.machine.cpus[p] != t.machine.cpus[p]
+        frames_changed = s.machine.frames != t.machine.frames
+        for name in observed:
+            if name in _CPU_NAMES:
+                if cpu_changed:
+                    return True
+            elif name in _FRAME_NAMES:
+                if frames_changed:
+                    return True
+            elif name in self.own_slot_of:
+                slot = self.own_slot_of[name] + p
+                if s.vars[slot] != t.vars[slot]:
+                    return True
+            elif name not in self.unchanged_names:
+                return True  # a name this module does not know: assume it sees the step
+        return False
+
+    def changes_only(self, s: SysState, t: SysState, p: int) -> bool:
+        """Did the step from s to t change nothing but what CPU p owns?"""
+        if t.init_freed != s.init_freed or t.path != s.path:
+            return False
+        a, b = s.machine, t.machine
+        if b.incidents != a.incidents or b.sym_memory != a.sym_memory:
+            return False
+        for j, (c0, c1) in enumerate(zip(a.cpus, b.cpus, strict=True)):
+            if j != p and c0 != c1:
+                return False
+        if b.memory != a.memory:
+            changed = set(a.memory) ^ set(b.memory)
+            if any(self._owner(addr) != p for addr, _ in changed):
+                return False
+        if b.frames != a.frames and (
+            [f for f in a.frames if f.cpu != p] != [f for f in b.frames if f.cpu != p]
+        ):
+            return False
+        suffix = f"[{p}]"
+        if b.idts != a.idts and any(
+            x != y and not x.name.endswith(suffix) for x, y in zip(a.idts, b.idts, strict=True)
+        ):
+            return False
+        if b.tsss != a.tsss and any(
+            x != y and not x.name.endswith(suffix) for x, y in zip(a.tsss, b.tsss, strict=True)
+        ):
+            return False
+        if t.vars != s.vars:
+            own = self.slots_of[p]
+            pairs = enumerate(zip(s.vars, t.vars, strict=True))
+            if any(x != y and k not in own for k, (x, y) in pairs):
+                return False
+        if t.budgets != s.budgets:
+            k = self.budgets_per_cpu
+            lo, hi = p * k, p * k + k
+            if any(
+                x != y and not lo <= j < hi
+                for j, (x, y) in enumerate(zip(s.budgets, t.budgets, strict=True))
+            ):
+                return False
+        return not (s.lazy and any(
+            x != y for j, (x, y) in enumerate(zip(s.lazy, t.lazy, strict=True)) if j != p
+        ))
+
+    def candidates(
+        self, s: SysState, actions: Sequence[Any], step: Callable[[Any], SysState],
+        wait_ops: frozenset[str], instr_at: Callable[[CodeAddr], Instr | None],
+        observed: frozenset[str],
+    ) -> list[list[int]]:
+        """Index lists into `actions`, one per CPU whose enabled actions are persistent,
+        in CPU order (fewest actions first)."""
+        if s.symbolic or len(actions) < 2:
+            return []
+        n = len(s.machine.cpus)
+        interferes = [self.may_reach_foreign(s, q) for q in range(n)]
+        if sum(interferes) > 1:
+            return []
+        by_cpu: dict[int, list[int]] = {}
+        for k, a in enumerate(actions):
+            by_cpu.setdefault(a.cpu, []).append(k)
+        out: list[list[int]] = []
+        for p, indexes in by_cpu.items():
+            if len(indexes) == len(actions):
+                continue
+            if any(interferes[q] for q in range(n) if q != p):
+                continue
+            cpu = s.machine.cpus[p]
+            if cpu.run is Run.RUNNING:
+                ins = instr_at(cpu.pc)
+                if ins is None or ins.op in wait_ops or not self.local_pc.get(cpu.pc, False):
+                    continue  # a step that reads shared state, or one that may not be offered
+            if any(actions[k].kind in ("fault", "timeout") for k in indexes):
+                continue
+            if all(
+                self.changes_only(s, t, p) and not self.visible(s, t, p, observed)
+                for t in (step(actions[k]) for k in indexes)
+            ):
+                out.append(indexes)
+        out.sort(key=len)
+        return out
+
+
+def _backward_closure(
+    instrs: list[tuple[CodeAddr, Instr]], design: Design, targets: set[CodeAddr]
+) -> frozenset[CodeAddr]:
+    """Every pc from which control may flow to one of `targets`: fall-through, jump,
+    branch and call targets, and code addresses an instruction names (a gate's handler, a
+    label it takes the address of) all count as edges."""
+    preds: dict[CodeAddr, set[CodeAddr]] = {}
+    lengths = {r.name: len(r.instrs) for r in design.routines.values()}
+    for pc, ins in instrs:
+        succs = []
+        if pc.index + 1 < lengths[pc.routine]:
+            succs.append(CodeAddr(pc.routine, pc.index + 1))
+        for node in _walk(ins.args):
+            if isinstance(node, Target):
+                succs.append(CodeAddr(node.routine, node.index))
+            elif isinstance(node, tuple) and len(node) == 3 and node[0] == "code":
+                succs.append(CodeAddr(str(node[1]), 0))
+        for nxt in succs:
+            preds.setdefault(nxt, set()).add(pc)
+    seen = set(targets)
+    todo = list(targets)
+    while todo:
+        pc = todo.pop()
+        for prev in preds.get(pc, ()):
+            if prev not in seen:
+                seen.add(prev)
+                todo.append(prev)
+    return frozenset(seen)
