@@ -192,9 +192,10 @@ def explore(
     # Partial-order reduction: the model names persistent sets whose steps change nothing
     # the undecided properties read (invisible); one is taken when every step in it leads
     # to a new state (the BFS cycle proviso: a cycle of reduced expansions would close on
-    # a visited state). Not combined with symmetry reduction.
+    # a visited state). With symmetry reduction too, the sets are taken at representatives
+    # and the proviso looks at their successors' representatives.
     persistent: Callable[[Any, Sequence[Any], frozenset[str]], Any] | None = None
-    if options.por and represent is None:
+    if options.por:
         persistent = getattr(system, "persistent_sets", None)
     reductions = 0
 
@@ -217,6 +218,8 @@ def explore(
             succs = []
             for i in indexes:
                 succ = raw_next(state, enabled[i])
+                if represent is not None:
+                    succ = represent(succ)
                 if (succ if identity else fp(succ)) in parents:
                     break  # the cycle proviso
                 succs.append((i, succ))

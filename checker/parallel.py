@@ -131,7 +131,12 @@ class Level(Sequence[_Entry]):
         self.cost = _Cost(os.times(), time.perf_counter())
         for _ in range(helpers):
             read, write = os.pipe()
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError:  # no more processes: fewer helpers (this process does the rest)
+                os.close(read)
+                os.close(write)
+                break
             if pid == 0:  # pragma: no cover - a helper (coverage does not follow forks)
                 _helper(system, next_state, frontier, size, self.tokens, write)
             os.close(write)
@@ -165,7 +170,9 @@ class Level(Sequence[_Entry]):
             if claimed is not None:
                 self.mine[claimed] = self._expand(claimed)
             elif not self._receive(block=True):
-                raise RuntimeError(f"a worker process exited without sending chunk {chunk}")
+                # Every helper has exited and the one that took this chunk never sent it
+                # (killed, out of memory): expand it here.
+                self.mine[chunk] = self._expand(chunk)
         if chunk == self.chunks - 1:
             self.done = True
         if chunk in self.mine:
@@ -275,7 +282,6 @@ def _helper(
     tokens: int, write: int,
 ) -> None:  # pragma: no cover - runs in a forked helper
     """A helper's life: expand the chunks it claims, send each, exit (never return)."""
-
     # The collector would touch every object and copy the parent's pages: not for a
     # process that lives one level.
     gc.disable()

@@ -165,6 +165,23 @@ def test_random_graphs(edges: dict[int, list[int]], inits: list[int], target: in
     same(graph, [check(Kind.NEVER, f"node == {target}"), check(Kind.DEADLOCK_FREE)])
 
 
+def test_helpers_that_die_without_sending(monkeypatch: pytest.MonkeyPatch) -> None:
+    def dying(*args: Any) -> None:
+        os.read(args[4], 4)  # takes a chunk and never sends it
+        os._exit(1)
+
+    monkeypatch.setattr(parallel, "_helper", dying)
+    same(Counters(3, 5), COUNTER_CHECKS)
+
+
+def test_no_more_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused() -> int:
+        raise BlockingIOError("fork: Resource temporarily unavailable")
+
+    monkeypatch.setattr(parallel.os, "fork", refused)
+    same(Counters(3, 4), COUNTER_CHECKS)
+
+
 def no_fork() -> int:
     raise AssertionError("forked")
 

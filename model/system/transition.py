@@ -328,14 +328,16 @@ class DesignSystem:
             return None
         ids, masks, _order = self.design.symmetry_vars
         per_cpu = {v.name for v in self.design.variables if v.per_cpu}
-        sequences = frozenset({"cpus", "cpu"} | per_cpu)
+        # A per-CPU variable the design also names as ids/masks is not a plain sequence.
+        sequences = frozenset({"cpus", "cpu"} | (per_cpu - set(ids) - set(masks)))
         changing = sequences | {"frames", "running", "frames_on"} | set(ids) | set(masks)
         return SymmetricVocabulary(
             permuted=frozenset(self.symmetry.permuted),
             invariant=frozenset(n for n in self.vocabulary_names() if n not in changing),
             sequences=sequences,
             collections=frozenset({"frames"}),
-            index_fields=frozenset({"id", "cpu"}),
+            # CPU numbers, and names of per-CPU instances ('nmi_ist[1]', 'idt_table[1]')
+            index_fields=frozenset({"id", "cpu", "stack", "idt", "tss"}),
             index_arguments={"running": (0,)},
         )
 
