@@ -195,10 +195,17 @@ def checker_python() -> str:
     return str(venv) if venv.exists() else sys.executable
 
 
-def checker_one(file: str, prop_name: str, cpus: int | None) -> dict[str, Any]:
+REDUCTIONS = {"none": {}, "symmetry": {"symmetry": True}, "por": {"por": True},
+              "symmetry+por": {"symmetry": True, "por": True}}
+
+
+def checker_one(
+    file: str, prop_name: str, cpus: int | None, reduction: str = "none"
+) -> dict[str, Any]:
     """Run inside the child process: load and check one question, return the numbers."""
     os.chdir(REPO)
     sys.path.insert(0, str(REPO))
+    from checker.explore import Options
     from checker.run import check
     from checker.spec import group_properties, load_group
     from model.system.provider import DesignProvider
@@ -206,7 +213,8 @@ def checker_one(file: str, prop_name: str, cpus: int | None) -> dict[str, Any]:
     started = time.perf_counter()
     prop = load_property(Question(file, prop_name, cpus))
     loaded = load_group(group_properties([prop])[0], DesignProvider())
-    result = check([loaded], [prop]).results[0]
+    run = check([loaded], [prop], options=Options(workers=1, **REDUCTIONS[reduction]))
+    result = run.results[0]
     return {
         "verdict": str(result.verdict),
         "expected": str(prop.expect),
@@ -216,13 +224,16 @@ def checker_one(file: str, prop_name: str, cpus: int | None) -> dict[str, Any]:
         "explore_seconds": result.stats.seconds,
         "load_and_check_seconds": time.perf_counter() - started,
         "trace_length": result.trace.length if result.trace is not None else None,
-        # a symmetric design's checker counts one state per orbit of CPU renumberings
-        "symmetric": bool(getattr(getattr(loaded.system, "design", None), "symmetric", False)),
+        # a reduced exploration counts fewer states than SPIN stores
+        "symmetric": bool(result.stats.reduced or result.stats.por),
     }
 
 
-def run_checker(q: Question) -> dict[str, Any]:
-    args = [checker_python(), str(Path(__file__).resolve()), "--checker-one", q.file, q.prop]
+def run_checker(q: Question, reduction: str = "none") -> dict[str, Any]:
+    args = [
+        checker_python(), str(Path(__file__).resolve()), "--checker-one", q.file, q.prop,
+        "--reduction", reduction,
+    ]
     if q.cpus is not None:
         args += ["--cpus", str(q.cpus)]
     started = time.perf_counter()
@@ -384,14 +395,17 @@ class Row:
         return nominal is not None and nominal - 1 == self.checker["states"]
 
 
-def compare(q: Question, cflags: Sequence[str] = ("-O2",), keep: Path | None = None) -> Row:
+def compare(
+    q: Question, cflags: Sequence[str] = ("-O2",), keep: Path | None = None,
+    reduction: str = "none",
+) -> Row:
     prop = load_property(q)
     model = MODELS.get(prop.design)
     if model is None:
         raise Unsupported(f"no Promela translation of design {prop.design}")
     flags = promela_flags(prop.design, prop.variant, prop.environment)
     claim = claim_of(prop)
-    checker = run_checker(q)
+    checker = run_checker(q, reduction)
     if keep is not None:
         work = keep / re.sub(r"[^A-Za-z0-9_.-]+", "_", q.label)
         work.mkdir(parents=True, exist_ok=True)
@@ -438,7 +452,7 @@ def table(rows: Sequence[Row]) -> str:
         mark = "" if r.agree else " **DISAGREE**"
         same = {None: "-", True: "yes", False: "**no**"}[r.same_space]
         if r.checker.get("symmetric") and r.same_space is None and "violated" not in r.verdicts:
-            same = "(symmetry)"
+            same = "(reduced)"
         lines.append(
             f"| {r.question.label} | {c['verdict']} / {b['verdict']} / {d['verdict']}{mark} "
             f"| {_n(c['states'])} / {_n(b['stored'])} ({_n(b['nominal'])}) / {_n(d['stored'])} "
@@ -507,10 +521,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--keep", type=Path, help="keep the generated pan.c and binaries here")
     ap.add_argument("--checker-one", nargs=2, metavar=("FILE", "PROPERTY"), help=argparse.SUPPRESS)
     ap.add_argument("--cpus", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--reduction", choices=sorted(REDUCTIONS), default="none",
+                    help="the checker's reduction (default none: the same state space as SPIN)")
     args = ap.parse_args(argv)
 
     if args.checker_one:
-        print(json.dumps(checker_one(args.checker_one[0], args.checker_one[1], args.cpus)))
+        print(json.dumps(
+            checker_one(args.checker_one[0], args.checker_one[1], args.cpus, args.reduction)
+        ))
         return 0
 
     try:
@@ -528,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for q in questions:
         print(f"... {q.label}", file=sys.stderr, flush=True)
         try:
-            rows.append(compare(q, cflags, args.keep))
+            rows.append(compare(q, cflags, args.keep, args.reduction))
         except Unsupported as exc:
             print(f"compare_spin: {q.label}: {exc}", file=sys.stderr)
             return 2
@@ -551,7 +569,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "agree": r.agree, "same_space": r.same_space} for r in rows]},
             indent=2))
     if args.results:
-        write_results(args.results, table(rows) + "\n\n" + note + "\n", " ".join(cflags))
+        tag = " ".join(cflags) + ("" if args.reduction == "none" else f" {args.reduction}")
+        note += "" if args.reduction == "none" else f" Checker reduction: {args.reduction}."
+        write_results(args.results, table(rows) + "\n\n" + note + "\n", tag)
     return 1 if bad else 0
 
 
