@@ -61,9 +61,9 @@ class Options:
     workers:  expand each BFS level in this many processes (fork); the level is merged
               in the sequential order, so counts, verdicts and traces are the same.
     por:      partial-order reduction: expand a persistent set the model names (its
-              `persistent_sets`) when its steps are invisible to every property and lead
-              to new states (the BFS cycle proviso); counterexamples stay real paths but
-              need not be shortest.
+              `persistent_sets`) when its steps are invisible to every property and none
+              leads to a state already expanded (the BFS cycle proviso); counterexamples
+              stay real paths but need not be shortest.
     """
 
     compact: bool = False
@@ -190,14 +190,19 @@ def explore(
     possible = getattr(system, "possible", None)
 
     # Partial-order reduction: the model names persistent sets whose steps change nothing
-    # the undecided properties read (invisible); one is taken when every step in it leads
-    # to a new state (the BFS cycle proviso: a cycle of reduced expansions would close on
-    # a visited state). With symmetry reduction too, the sets are taken at representatives
-    # and the proviso looks at their successors' representatives.
+    # the undecided properties read (invisible); one is taken when no step in it leads to
+    # a state already expanded (the BFS cycle proviso, below). With symmetry reduction
+    # too, the sets are taken at representatives and the proviso looks at their
+    # successors' representatives.
     persistent: Callable[[Any, Sequence[Any], frozenset[str]], Any] | None = None
     if options.por:
         persistent = getattr(system, "persistent_sets", None)
     reductions = 0
+    # The states whose expansion has begun. A cycle of the reduced graph closes, at the
+    # last of its states to be expanded, on one already expanded: so a persistent set
+    # with a step into `closed` is not taken (Bosnacki & Holzmann's BFS proviso; a step
+    # into a visited state still waiting in the queue closes no cycle yet).
+    closed: set[Any] = set()
 
     def observed() -> frozenset[str] | None:
         """What the undecided discovery checks read (None: something unknown)."""
@@ -220,7 +225,7 @@ def explore(
                 succ = raw_next(state, enabled[i])
                 if represent is not None:
                     succ = represent(succ)
-                if (succ if identity else fp(succ)) in parents:
+                if (succ if identity else fp(succ)) in closed:
                     break  # the cycle proviso
                 succs.append((i, succ))
             else:
@@ -360,6 +365,8 @@ def explore(
                     enabled = actions_of(state)
                     count = len(enabled)
                     computed = None
+                    if persistent is not None:
+                        closed.add(key)
                     if persistent is not None and count > 1:
                         computed = reduce(state, enabled)
                         if computed is not None:

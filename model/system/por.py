@@ -15,8 +15,8 @@ CPUs' actions can reach an action that depends on it) when
    pc, code addresses in its registers and on its stacks (return addresses, interrupted
    RIPs), and the handlers its IDT names.
 
-The checker adds the rest: it takes the set only when its steps are invisible to every
-property and lead to new states (the BFS cycle proviso).
+The model also judges invisibility (a step changes no vocabulary name the properties
+read); the checker adds the cycle proviso (no step into a state already expanded).
 """
 
 from __future__ import annotations
