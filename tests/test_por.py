@@ -10,7 +10,6 @@ multi-CPU designs gets the same verdict with and without reduction.
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -21,40 +20,16 @@ from checker.expr import compile_expr
 from checker.spec import read_property_file
 from checker.trace import replay
 from checker.verdict import Kind, Verdict
-from model.lang.parser import parse_design
 from model.system.provider import DesignProvider
-from model.system.transition import DesignSystem, Environment
+from model.system.transition import DesignSystem
+from tests.counting_design import counting
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVIDER = DesignProvider()
 
-# CPUs 1..n-1 each take three local steps (four local states); CPU 0 idles.
-TOY = """\
-design toy_por "CPUs 1..n-1 each count to two and halt"
-cpus 3
-stack primary size 0x1000 per-cpu
-percpu done = 0
-cpu 0 start idle cpl 0 rsp top(primary) halted
-cpu * start work cpl 0 rsp top(primary)
-
-ENTRY(idle)
-1:      hlt
-        jmp   1b
-
-function work {
-    done = 1;
-    done = 2;
-    for (;;) {
-        halt();
-    }
-}
-"""
-
 
 def toy(tmp_path: Path, cpus: int) -> DesignSystem:
-    path = tmp_path / "toy.design"
-    path.write_text(textwrap.dedent(TOY))
-    return DesignSystem(parse_design(path, {}), Environment(cpus=cpus))
+    return counting(tmp_path, cpus, symmetric=False)
 
 
 @pytest.mark.parametrize("cpus", [2, 3, 4, 5])

@@ -9,7 +9,6 @@ gets the same verdict with and without reduction.
 from __future__ import annotations
 
 import itertools
-import textwrap
 from math import comb
 from pathlib import Path
 from typing import Any
@@ -19,44 +18,20 @@ import pytest
 from checker.explore import Check, Options, explore
 from checker.spec import read_property_file
 from checker.verdict import Kind
-from model.lang.parser import parse_design
 from model.system.provider import DesignProvider
-from model.system.transition import DesignSystem, Environment
+from model.system.transition import DesignSystem
+from tests.counting_design import counting
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVIDER = DesignProvider()
 
-# CPUs 1..n-1 each take four local states (before `count = 1`, before `count = 2`, at
-# `halt()`, halted); CPU 0 idles. Full: 4^(n-1) states; one per orbit: the multisets of
-# n-1 local states, C(4 + n - 2, n - 1).
-TOY = """\
-design toy_sym "CPUs 1..n-1 each count to two and halt"
-cpus 4
-symmetric
-stack primary size 0x1000 per-cpu
-percpu count = 0
-cpu 0 start idle cpl 0 rsp top(primary) halted
-cpu * start work cpl 0 rsp top(primary)
 
-ENTRY(idle)
-1:      hlt
-        jmp   1b
-
-function work {
-    count = 1;
-    count = 2;
-    for (;;) {
-        halt();
-    }
-}
-"""
+# Full: 4^(n-1) states; one per orbit: the multisets of n-1 local states of the counting
+# design, C(4 + n - 2, n - 1).
 
 
 def toy(tmp_path: Path, cpus: int, symmetric: bool = True) -> DesignSystem:
-    path = tmp_path / "toy.design"
-    text = TOY if symmetric else TOY.replace("symmetric\n", "")
-    path.write_text(textwrap.dedent(text))
-    return DesignSystem(parse_design(path, {}), Environment(cpus=cpus))
+    return counting(tmp_path, cpus, symmetric)
 
 
 @pytest.mark.parametrize("cpus", [3, 4, 5, 6])

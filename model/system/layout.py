@@ -4,6 +4,7 @@ instance each (`nmi_ist[1]`), stacks get addresses, and the initial machine is b
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 
 from checker.errors import InputError
@@ -35,6 +36,15 @@ GUEST_TEXT = 0x0000_5555_0000_0000
 
 def instance(name: str, cpu: int, per_cpu: bool) -> str:
     return f"{name}[{cpu}]" if per_cpu else name
+
+
+_INSTANCE = re.compile(r"^(.*)\[(\d+)\]$")
+
+
+def split_instance(name: str) -> tuple[str, int] | None:
+    """The inverse of `instance`: (base name, CPU) of a per-CPU instance name, else None."""
+    m = _INSTANCE.match(name)
+    return (m.group(1), int(m.group(2))) if m else None
 
 
 @dataclass(frozen=True)

@@ -21,17 +21,15 @@ read); the checker adds the cycle proviso (no step into a state already expanded
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields, is_dataclass
 from typing import Any
 
 from model.lang.ir import Design, Instr, Target
 from model.system.interp import SysState
-from model.system.layout import Layout
+from model.system.layout import Layout, split_instance
+from model.x86.arch import MC, NMI
 from model.x86.state import CodeAddr, Platform, Run
-
-_INSTANCE = re.compile(r"^(.*)\[(\d+)\]$")
 
 # Steps whose enabledness or effect depends on shared state by their nature.
 _SHARED_OPS = frozenset({
@@ -43,7 +41,6 @@ _TABLE_WRITES = frozenset({
     "c.set_gate", "c.set_gate_ist", "c.set_ist", "c.set_rsp0", "c.copy_idt",
 })
 _SELF = ("var", "SELF")
-NMI_VECTOR, DF_VECTOR, MC_VECTOR = 2, 8, 18
 # Vocabulary names (model.system.transition) by what they are computed from.
 _CPU_NAMES = frozenset({"cpus", "cpu", "all_halted", "running", "any_shutdown"})
 _FRAME_NAMES = frozenset(
@@ -112,11 +109,13 @@ class Persistence:
         self.reaches_self_nmi = _backward_closure(instrs, design, self_nmi)
         # INT n can reach any gate.
         self.int_n = any(ins.op in ("int", "int3", "into", "int1") for _, ins in instrs)
-        # Per-CPU stack spans: (lo, hi, cpu), to attribute written words to a CPU.
-        self.spans: list[tuple[int, int, int | None]] = []
+        # Which CPU's stack a region is, to attribute written words to a CPU.
+        self.platform = platform
+        self.cpu_of_region: dict[str, int] = {}
         for r in platform.regions:
-            m = _INSTANCE.match(r.name)
-            self.spans.append((r.lo, r.hi, int(m.group(2)) if m else None))
+            where = split_instance(r.name)
+            if where is not None:
+                self.cpu_of_region[r.name] = where[1]
         own = percpu - self.shared_vars
         self.own_slot_of = {n: layout.var_index[n] for n in own}
         self.unchanged_names = _GLOBAL_NAMES | self.shared_vars
@@ -169,35 +168,29 @@ class Persistence:
         idt = m.idt(cpu.idtr)
         gates = dict(idt.gates) if idt is not None else {}
         k = q * self.budgets_per_cpu
-        nmi, mce, ext, df = s.budgets[k : k + 4]
+        nmi, mce, ext = s.budgets[k : k + 3]
         # An NMI can still come: the environment's, a sent or latched one, or one this
         # CPU sends itself (another CPU's would be foreign, and so already decisive).
         nmi_possible = bool(nmi) or cpu.ipi_nmi or cpu.nmi_pending
-        entries = [pc for pc in resume]
+        entries = resume
         for vector, gate in gates.items():
-            entry = CodeAddr(gate.routine, 0)
-            if vector == NMI_VECTOR:
-                continue
-            if vector == MC_VECTOR and not mce:
+            # #DF and the other exceptions can come from any fault: always possible.
+            if vector == NMI or (vector == MC and not mce):
                 continue
             if vector >= 32 and not ext and not self.int_n:
                 continue
-            if vector == DF_VECTOR and not df:
-                pass  # #DF also comes from faults while delivering: always possible
-            entries.append(entry)
+            entries.append(CodeAddr(gate.routine, 0))
         if not nmi_possible:
             nmi_possible = any(pc in self.reaches_self_nmi for pc in entries)
-        if nmi_possible and NMI_VECTOR in gates:
-            entries.append(CodeAddr(gates[NMI_VECTOR].routine, 0))
+        if nmi_possible and NMI in gates:
+            entries.append(CodeAddr(gates[NMI].routine, 0))
         reach = self.reaches_foreign
         return any(pc in reach for pc in entries)
 
     def _owner(self, address: int) -> int | None:
         """The CPU whose stack holds `address` (None: a shared stack, or none)."""
-        for lo, hi, cpu in self.spans:
-            if lo <= address < hi:
-                return cpu
-        return None
+        region = self.platform.region_at(address)
+        return None if region is None else self.cpu_of_region.get(region.name)
 
     def visible(self, s: SysState, t: SysState, p: int, observed: frozenset[str]) -> bool:
         """Could a property reading `observed` see the step from s to t, a step that

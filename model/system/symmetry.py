@@ -25,15 +25,12 @@ exactly one.
 from __future__ import annotations
 
 import bisect
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from model.system.interp import SysState
-from model.system.layout import Layout
+from model.system.layout import Layout, split_instance
 from model.x86.state import Cpu, Frame, Machine, Platform
-
-_INSTANCE = re.compile(r"^(.*)\[(\d+)\]$")
 
 
 class CpuSymmetry:
@@ -50,10 +47,10 @@ class CpuSymmetry:
         spans = []
         self._lo_of: dict[tuple[str, int], int] = {}
         for r in platform.regions:
-            m = _INSTANCE.match(r.name)
-            if m:
-                spans.append((r.lo, r.hi, m.group(1), int(m.group(2))))
-                self._lo_of[(m.group(1), int(m.group(2)))] = r.lo
+            where = split_instance(r.name)
+            if where:
+                spans.append((r.lo, r.hi, *where))
+                self._lo_of[where] = r.lo
         spans.sort()
         self._spans = spans
         self._range = (spans[0][0], max(s[1] for s in spans)) if spans else (1, 0)
