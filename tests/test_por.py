@@ -74,6 +74,7 @@ def _properties() -> list[Any]:
 
 
 @pytest.mark.parametrize("prop", _properties(), ids=lambda p: p.name)
+@pytest.mark.slow  # minutes: every property explored twice
 def test_every_multi_cpu_property_has_the_same_verdict_reduced(prop: Any) -> None:
     system = PROVIDER.load(prop.design, prop.variant, prop.environment)
     predicate = prop.expr.evaluate if prop.expr is not None else None
