@@ -474,8 +474,10 @@ class _Parser:
             if s == ".endr":
                 raise _err(".endr without .rept, .irp or .irpc", line.loc)
             i += 1
-            m = re.match(r"(\s*)((?:\d+|[A-Za-z_.$][\w.$]*):)?\s*([A-Za-z_.$][\w.$]*)(.*)$",
-                         line.text)
+            m = re.match(
+                r"(\s*)((?:\d+|[A-Za-z_.$][\w.$]*):)?\s*([A-Za-z_.$][\w.$]*)(?=\s|$)(.*)$",
+                line.text,
+            )
             if not m or m.group(3) not in self.macros:
                 out.append(line)
                 continue
