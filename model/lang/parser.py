@@ -494,6 +494,7 @@ class _Parser:
                       Loc(b.loc.file, b.loc.line, line.loc))
                 for b in macro.body
             ]
+            body = [b for b in body if b.text.strip()]  # `\a` with an empty argument
             out.extend(self._expand(body, depth + 1))
             if len(out) > _MAX_EXPANDED:
                 raise _err(f"the expansion is over {_MAX_EXPANDED} lines", line.loc)
@@ -565,10 +566,11 @@ class _Parser:
             values = [_unquote(v) for v in _split_args(rest)] if rest else [""]
         else:
             values = list(_unquote(rest)) or [""]
-        return [
+        copies = [
             [_Line(_substitute(b.text, {symbol: v}, None), b.loc) for b in block]
             for v in values
         ]
+        return [[b for b in copy if b.text.strip()] for copy in copies]
 
     # -- stage 3: the body -------------------------------------------------------------
     def parse(self) -> Design:
