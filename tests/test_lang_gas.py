@@ -183,8 +183,9 @@ def test_macro_argument_errors(tmp_path: Path, text: str, message: str) -> None:
 def test_rept_irp_and_irpc(tmp_path: Path) -> None:
     d = parse(tmp_path, """\
         const N = 2
+                .equ M, 1
         ENTRY(main)
-        .rept N + 1
+        .rept N + M
                 pushq $0
         .endr
         .rept 2

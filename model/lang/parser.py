@@ -451,7 +451,9 @@ class _Parser:
 
     def _scan_consts(self, lines: list[_Line]) -> None:
         for line in lines:
-            m = re.fullmatch(r"const\s+(\w+)\s*=\s*(.+)", line.text)
+            m = re.fullmatch(r"const\s+(\w+)\s*=\s*(.+)", line.text) or re.fullmatch(
+                r"\s*\.(?:equ|set)\s+([A-Za-z_]\w*)\s*,\s*(.+)", line.text
+            )
             if m:
                 e = parse_expr(m.group(2), line.loc, self.consts)
                 if e[0] == "const":
