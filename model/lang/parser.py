@@ -1,10 +1,13 @@
-"""The design-language parser: text -> `Design` (see docs/design-language.md).
+r"""The design-language parser: text -> `Design` (see docs/design-language.md).
 
 Stages, each keeping source lines so every error and every trace step names file:line:
-1. comments are stripped and `.if knob == value` / `.elif` / `.else` / `.endif` select
-   the variant's lines;
-2. `.macro NAME` ... `.endm` bodies are recorded and expanded where invoked;
-3. declarations, assembler routines and pseudo-C functions are parsed;
+1. comments are stripped, `\`-continued lines joined, and `.if knob == value` / `.elif` /
+   `.else` / `.endif` select the variant's lines;
+2. `.macro NAME [params]` ... `.endm` bodies are recorded and expanded where invoked
+   (GNU as `\param`, `\()`, `\@`), and `.rept`/`.irp`/`.irpc` blocks unrolled; an
+   expanded line's `Loc.via` records the invocation;
+3. declarations, assembler directives (sections, symbols, alignment, Xen's FUNC/LABEL/END),
+   assembler routines and pseudo-C functions are parsed;
 4. labels, routines and names are resolved and checked.
 """
 
