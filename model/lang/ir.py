@@ -12,11 +12,50 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Loc:
+    """A design-file line. A line that a macro (or `.rept`/`.irp`) expansion produced
+    keeps its own line and records, in `via`, where it was expanded: the invocation's
+    line (itself possibly inside another macro)."""
+
     file: str
     line: int
+    via: Loc | None = None
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}"
+
+    @property
+    def site(self) -> Loc:
+        """The outermost invocation: the line the routine's reader sees (self when the
+        line is not from a macro)."""
+        loc = self
+        while loc.via is not None:
+            loc = loc.via
+        return loc
+
+    def chain(self) -> tuple[Loc, ...]:
+        """Every line involved, outermost invocation first, this line last."""
+        out: list[Loc] = []
+        loc: Loc | None = self
+        while loc is not None:
+            out.append(Loc(loc.file, loc.line))
+            loc = loc.via
+        return tuple(reversed(out))
+
+    def macro_lines(self) -> str:
+        """The lines between the invocation and this line, innermost last (`line 20 >
+        line 12`); "" when the line is not from a macro."""
+        site = self.site
+        return " > ".join(
+            str(loc) if loc.file != site.file else f"line {loc.line}"
+            for loc in self.chain()[1:]
+        )
+
+    def describe(self) -> str:
+        """`file:line` for a plain line; for a macro line the call site first and the
+        macro's own line after it: `x.design:40 (in macro: line 12)`."""
+        if self.via is None:
+            return str(self)
+        return f"{self.site} (in macro: {self.macro_lines()})"
 
 
 # Expression trees (pseudo-C conditions and immediates), as nested tuples:
@@ -123,24 +162,48 @@ class GateDecl:
     ist: int
     present: bool
     loc: Loc
+    cpus: tuple[int, ...] | None = None  # `cpus LIST`: only these CPUs' instances start with it
 
 
 @dataclass(frozen=True)
 class IdtDecl:
+    """`gates`: the lines for every CPU (one per vector, by vector), then the lines with
+    `cpus LIST` in source order; CPU c's table applies them in that order."""
+
     name: str
     limit: int
     gates: tuple[GateDecl, ...]
     per_cpu: bool
     loc: Loc
 
+    def gates_of(self, cpu: int) -> tuple[GateDecl, ...]:
+        """CPU `cpu`'s gates at start, by vector (an instance of a per-cpu table)."""
+        table = {g.vector: g for g in self.gates if g.cpus is None or cpu in g.cpus}
+        return tuple(table[v] for v in sorted(table))
+
 
 @dataclass(frozen=True)
 class TssDecl:
+    """`cpu_slots`: lines with `cpus LIST`, (CPUs, "rsp0" or "ist N", stack or None) in
+    source order, applied over `rsp0`/`ist` to those CPUs' instances."""
+
     name: str
     rsp0: str | None
     ist: tuple[str | None, ...]
     per_cpu: bool
     loc: Loc
+    cpu_slots: tuple[tuple[tuple[int, ...], str, str | None], ...] = ()
+
+    def slots_of(self, cpu: int) -> tuple[str | None, tuple[str | None, ...]]:
+        """CPU `cpu`'s (rsp0, ist 1-7) at start."""
+        rsp0, ist = self.rsp0, list(self.ist)
+        for cpus, key, stack in self.cpu_slots:
+            if cpu in cpus:
+                if key == "rsp0":
+                    rsp0 = stack
+                else:
+                    ist[int(key.split()[1]) - 1] = stack
+        return rsp0, tuple(ist)
 
 
 @dataclass(frozen=True)
