@@ -1401,6 +1401,8 @@ class _CCompiler:
                 "c.assign", (m.group(1), ("binop", op, ("var", m.group(1)), ("const", 1))), loc, s
             )
             return False
+        if self._store(s, loc):
+            return False
         m = re.fullmatch(r"(\w+)\s*(?:\[(.+)\])?\s*(\+|-|\||&|\^)?=\s*(.+)", s)
         if m and not m.group(4).startswith("="):
             name, index, op, value = m.group(1), m.group(2), m.group(3), self._cond(m.group(4), loc)
@@ -1419,6 +1421,37 @@ class _CCompiler:
             self._call(m.group(1), m.group(2), loc, s)
             return False
         raise _err(f"unknown statement {s!r}", loc)
+
+    def _store(self, s: str, loc: Loc) -> bool:
+        """`%reg = e;`, `mem(ADDR) = e;` and `per_cpu(x, i) = e;` (also `op=`): pseudo-C
+        writing a register, a memory word or another CPU's copy of a per-CPU variable."""
+        m = re.fullmatch(r"%(\w+)\s*([-+|&^]?)=\s*(.+)", s)
+        if m and not m.group(3).startswith("="):
+            reg = self.p._register(m.group(1), loc)
+            if reg.size != 8 or reg.name == "ss":
+                raise _err(f"pseudo-C writes 64-bit registers, not %{m.group(1)}", loc)
+            value = self._cond(m.group(3), loc)
+            if m.group(2):
+                value = ("binop", m.group(2), ("reg", reg.name), value)
+            self._emit("c.store", (reg, value), loc, s)
+            return True
+        m = re.fullmatch(r"mem\s*\((.+)\)\s*([-+|&^]?)=\s*(.+)", s)
+        if m and not m.group(3).startswith("="):
+            address = self._cond(m.group(1), loc)
+            value = self._cond(m.group(3), loc)
+            if m.group(2):
+                value = ("binop", m.group(2), ("call", "mem", (address,)), value)
+            self._emit("c.store", (Abs(address), value), loc, s)
+            return True
+        m = re.fullmatch(r"per_cpu\s*\(\s*(\w+)\s*,(.+)\)\s*([-+|&^]?)=\s*(.+)", s)
+        if m and not m.group(4).startswith("="):
+            name, index = m.group(1), self._cond(m.group(2), loc)
+            value = self._cond(m.group(4), loc)
+            if m.group(3):
+                value = ("binop", m.group(3), ("index", name, index), value)
+            self._emit("c.assign_index", (name, index, value), loc, s)
+            return True
+        return False
 
     def _open_if(self, cond: str, loc: Loc, text: str, chained: bool) -> None:
         els = self._label()
