@@ -715,6 +715,10 @@ class _Parser:
         ("operand size mismatch")."""
         if entry.spellings:
             assert width is not None
+            sizes = [a.size * 8 if isinstance(a, Reg) else None for a in args]
+            src = self._spelling_source(mnemonic)
+            if sizes[0] not in (None, src) or sizes[-1] not in (None, width):
+                raise _err(f"operand size mismatch for {mnemonic}", loc)
             return width
         regs = [
             a.size * 8 for k, a in enumerate(args)
@@ -741,6 +745,10 @@ class _Parser:
                                                                                  "cmovcc"):
             raise _err(f"{mnemonic} has no 8-bit form", loc)
         return width or entry.width
+
+    @staticmethod
+    def _spelling_source(mnemonic: str) -> int:
+        return _MNEMONICS[mnemonic][2] or 0
 
     def _operand(self, text: str, loc: Loc, entry: isa.Insn, k: int, n: int) -> object:
         t = text.strip()
@@ -776,8 +784,13 @@ class _Parser:
             # a variable as a memory operand (`movq $1, v`, `incl v`); checked at the end
             return Mem(None, 0, sym=("var", t))
         if "m" in kinds:
+            e = parse_expr(t, loc, self.consts)
+            if e[0] == "binop" and e[1] in "+-" and e[2][0] == "var" and e[3][0] == "const":
+                # `table+8`: the address of a variable plus a displacement, as in GNU as
+                disp = int(e[3][1]) if e[1] == "+" else -int(e[3][1])
+                return Mem(None, disp & ((1 << 64) - 1), sym=e[2])
             # An absolute address (Xen's stubs store to `stack_bottom-8` directly).
-            return Abs(parse_expr(t, loc, self.consts))
+            return Abs(e)
         raise _err(f"unknown operand form {t!r}", loc)
 
     def _memory(self, t: str, loc: Loc, bare_name: bool) -> Mem | None:

@@ -76,7 +76,7 @@ def iret(
     if isinstance(rsp, CodeAddr):
         raise ArchFault(SS, 0, "IRET with RSP holding a code address", machine=m)
     try:
-        for k in range(5):
+        for k in range((5 * operand_size + WORD - 1) // WORD):
             check_access(platform, add(rsp, k * WORD), cpu.cpl)
     except ArchFault as fault:
         fault.machine = m
