@@ -388,7 +388,7 @@ def test_pseudo_c_writes_registers_memory_and_percpu(tmp_path: Path) -> None:
     assert var(system, s, "v") == 0x99 + 7
 
 
-# -- verw, lss, pop %ss, mov %ss, sysretl, iretl ----------------------------------------------------
+# -- verw, lss, pop %ss, mov %ss, sysretl, iretl ---------------------------------------------------
 def test_verw_explores_both_zf_outcomes(tmp_path: Path) -> None:
     system = load(tmp_path, asm("pushq $0x10\nverw (%rsp)\nsetz %al\n"))
     [s] = system.init_states()
@@ -478,7 +478,7 @@ def test_symbolic_values_keep_their_flags(tmp_path: Path) -> None:
     assert finals == {0, 1}
 
 
-# -- errors: path:line, exit 2, no traceback ---------------------------------------------------------
+# -- errors: path:line, exit 2, no traceback -------------------------------------------------------
 @pytest.mark.parametrize(
     ("instruction", "words"),
     [

@@ -52,7 +52,7 @@ def test_vol1_3_4_3_1_add_sub_status_flags(
 def test_vol2_and_or_xor_test_clear_cf_and_of() -> None:
     """SDM Vol. 2 AND/OR/XOR/TEST: "The OF and CF flags are cleared"."""
     for op in ("and", "or", "xor", "test"):
-        r, f = alu.arith(op, 0x80, 0x80 if op != "xor" else 0, 8, CF | OF_FLAG)
+        _, f = alu.arith(op, 0x80, 0x80 if op != "xor" else 0, 8, CF | OF_FLAG)
         assert f & (CF | OF_FLAG) == 0
         assert f & SF  # bit 7 of the 8-bit result
 

@@ -8,6 +8,7 @@ model/system runs a single instruction set and every step points at a design-fil
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class Loc:
 #   ("const", int) | ("var", name) | ("reg", name) | ("cpu",) | ("ncpus",)
 #   ("top", stack) | ("code", routine, label) | ("unop", op, e) | ("binop", op, a, b)
 #   ("call", name, (args...))
-Expr = tuple
+Expr = tuple[Any, ...]  # see the grammar above: (kind, *fields)
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
-from model.lang.ir import Abs, Imm, Indirect, Instr, Mem, Name, Reg
-from model.x86.alu import CONDITION_ALIASES, CONDITION_FLAGS, STATUS, SF, ZF
+from model.lang.ir import Abs, Indirect, Instr, Mem
+from model.x86.alu import CONDITION_ALIASES, CONDITION_FLAGS, SF, STATUS, ZF
 from model.x86.arch import AC_FLAG, CF, DF_FLAG, IF, OF_FLAG
 
 # -- effects: what an instruction reads or writes, for partial-order reduction ---------------

@@ -18,7 +18,6 @@ from pathlib import Path
 from checker.errors import InputError, ModelInputError
 from model.lang import isa
 from model.lang.expr import parse_expr
-from model.x86 import alu
 from model.lang.ir import (
     Abs,
     CpuDecl,
@@ -41,6 +40,7 @@ from model.lang.ir import (
     TssDecl,
     VarDecl,
 )
+from model.x86 import alu
 from model.x86.arch import VECTOR_NAMES
 
 _VECTOR_BY_NAME = {name: v for v, name in VECTOR_NAMES.items()}
@@ -1148,9 +1148,10 @@ class _Parser:
                 raise _err(f"{assigned!r} is not an array or a per-CPU variable: "
                            f"write {assigned} = ...", ins.loc)
         elif op in ("c.choose", "c.choose_range"):
-            if a[0][0] != "var":  # type: ignore[index]
+            first = a[0]
+            if not (isinstance(first, tuple) and first[0] == "var"):
                 raise _err(f"{op[2:]} needs a variable name first", ins.loc)
-            assigned = str(a[0][1])  # type: ignore[index]
+            assigned = str(first[1])
             if assigned not in var_names:
                 raise _err(f"assignment to an undeclared variable {assigned!r}", ins.loc)
             check.scalar(assigned)
@@ -1171,23 +1172,23 @@ class _Parser:
                 check.scalar(str(target[1]))
             a = ()
         elif op in ("c.set_gate", "c.set_gate_ist"):
-            check.named(a[0], "an idt", tables)  # type: ignore[arg-type]
+            check.named(a[0], "an idt", tables)
             a = a[1:]
         elif op in ("c.set_ist", "c.set_rsp0"):
-            check.named(a[0], "a tss", tss_names)  # type: ignore[arg-type]
-            check.named(a[-1], "a stack", stack_names, "none" if op == "c.set_ist" else "")  # type: ignore[arg-type]
+            check.named(a[0], "a tss", tss_names)
+            check.named(a[-1], "a stack", stack_names, "none" if op == "c.set_ist" else "")
             a = a[1:-1]
         elif op == "c.lidt":
-            check.named(a[0], "an idt", tables, "empty")  # type: ignore[arg-type]
+            check.named(a[0], "an idt", tables, "empty")
             a = ()
         elif op == "c.copy_idt":
-            check.named(a[0], "an idt", tables)  # type: ignore[arg-type]
-            check.named(a[1], "an idt", tables)  # type: ignore[arg-type]
+            check.named(a[0], "an idt", tables)
+            check.named(a[1], "an idt", tables)
             a = ()
         elif op == "c.ltr":
-            check.named(a[0], "a tss", tss_names)  # type: ignore[arg-type]
+            check.named(a[0], "a tss", tss_names)
             a = ()
-        elif op == "c.send_nmi" and a[0][0] == "var" and a[0][1] in DESTINATIONS:  # type: ignore[index]
+        elif op == "c.send_nmi" and a[0] in [("var", d) for d in DESTINATIONS]:
             a = ()
         for arg in a:
             if isinstance(arg, Indirect):
@@ -1272,8 +1273,10 @@ class _NameCheck:
             for part in e[2][1:] if e[1] == "per_cpu" else e[2]:
                 self.value(part)
 
-    def named(self, e: Expr, what: str, names: set[str], special: str = "") -> None:
+    def named(self, e: object, what: str, names: set[str], special: str = "") -> None:
         """A table, TSS or stack operand: `NAME` (this CPU's) or `NAME[i]` (CPU i's)."""
+        if not isinstance(e, tuple):
+            raise self.fail(f"{self.ins.op[2:]} needs {what} here")
         if special and e == ("var", special):
             return
         if e[0] not in ("var", "index") or e[1] not in names:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from checker import symbolic as sym
 from checker.errors import InputError
@@ -20,18 +20,44 @@ from checker.symbolic import Term, decide
 from model.lang import isa
 from model.lang.expr import binop, unop
 from model.lang.ir import (
-    Abs, Expr, Imm, Indirect, Instr, Mem, Name, Reg, RipRel, Routine, Target,
+    Abs,
+    Expr,
+    Imm,
+    Indirect,
+    Instr,
+    Mem,
+    Name,
+    Reg,
+    RipRel,
+    Routine,
+    Target,
 )
 from model.system.layout import Layout
 from model.x86 import alu, msr
 from model.x86 import instructions as insn
 from model.x86.arch import (
-    BP, CF, DB, ERROR_CODE_VECTORS, FLAG_NAMES, GP, OF_FLAG, PF, UD, is_canonical,
+    BP,
+    CF,
+    DB,
+    ERROR_CODE_VECTORS,
+    FLAG_NAMES,
+    GP,
+    OF_FLAG,
+    PF,
+    UD,
+    is_canonical,
 )
 from model.x86.delivery import Event, Source, deliver
 from model.x86.events import after_instruction, ipi_destinations, send_nmi_ipi
 from model.x86.memory import (
-    ArchFault, check_access, copy_words, move_rsp, pop, push, read, write,
+    ArchFault,
+    check_access,
+    copy_words,
+    move_rsp,
+    pop,
+    push,
+    read,
+    write,
 )
 from model.x86.state import (
     WORD,
@@ -554,8 +580,8 @@ class Interpreter:
                 return s, decide(alu.lazy_condition(cc, lazy))
             except alu.UnknownFlag:
                 raise self._error(
-                    f"this condition reads CF or OF after a symbolic IMUL or a shift by a "
-                    f"symbolic count, which the model does not compute", ins) from None
+                    "this condition reads CF or OF after a symbolic IMUL or a shift by a "
+                    "symbolic count, which the model does not compute", ins) from None
         s, flags = self._concrete_flags(s, cpu_i)
         return s, alu.condition(cc, flags)
 
@@ -660,7 +686,7 @@ class Interpreter:
             return self._next(self.write(s, cpu_i, dst, r, ins, w), cpu_i)
         # The flags before matter only to INC/DEC (CF) and a shift by zero (all): only
         # then is a symbolic record decided into bits; otherwise it is overwritten.
-        keeps = op in ("inc", "dec") or op in alu.SHIFTS and yv & (63 if w == 64 else 31) == 0
+        keeps = op in ("inc", "dec") or (op in alu.SHIFTS and yv & (63 if w == 64 else 31) == 0)
         if not keeps:
             s = _set_lazy(s, cpu_i, None)
         s, flags = self._concrete_flags(s, cpu_i)
@@ -914,7 +940,8 @@ class Interpreter:
         nxt = site.next_pc
         if ins.op == "int":
             vector = sym.band(self._bv(self.read(s, cpu_i, ins.args[0], ins), ins), 0xFF)
-            event = Event(Source.INT_N, vector)
+            # A symbolic vector (a guest's INT $N): delivery decides the gate lookup.
+            event = Event(Source.INT_N, cast(int, vector))
         elif ins.op == "int3":
             event = Event(Source.INT3, BP)
         elif ins.op == "into":
@@ -1009,7 +1036,7 @@ class Interpreter:
                 k += 1
         value = sym.var(fresh)
         path = s.path
-        if decl.low is not None:
+        if decl.low is not None and decl.high is not None:
             bounds = [sym.ule(decl.low, value), sym.ule(value, decl.high)]
             path = tuple(sorted(set(path) | {c for c in bounds if isinstance(c, Term)}, key=repr))
         return s._replace(path=path, symbolic=True), value

@@ -246,11 +246,11 @@ def initial_machines(layout: Layout) -> tuple[list[Machine], tuple[Value, ...]]:
         for c in range(layout.ncpus) if t.per_cpu else [0]:
             idts.append(Idt(instance(t.name, c, t.per_cpu), t.limit, gates))
     tsss: list[Tss] = []
-    for t in d.tsss:
-        for c in range(layout.ncpus) if t.per_cpu else [0]:
-            rsp0 = layout.resolve(t.rsp0, c) if t.rsp0 else None
-            ist = tuple(layout.resolve(s, c) if s else None for s in t.ist)
-            tsss.append(Tss(instance(t.name, c, t.per_cpu), rsp0, ist))
+    for ts in d.tsss:
+        for c in range(layout.ncpus) if ts.per_cpu else [0]:
+            rsp0 = layout.resolve(ts.rsp0, c) if ts.rsp0 else None
+            ist = tuple(layout.resolve(s, c) if s else None for s in ts.ist)
+            tsss.append(Tss(instance(ts.name, c, ts.per_cpu), rsp0, ist))
     choices: list[list[Cpu]] = []
     for c in range(layout.ncpus):
         decls = _cpu_choices(layout, c)

@@ -11,10 +11,10 @@ instruction's own address.
 
 from __future__ import annotations
 
-from checker.symbolic import MASK, add, band, bor, decide
-from model.x86 import msr
 from collections.abc import Callable
 
+from checker.symbolic import MASK, add, band, bor, decide
+from model.x86 import msr
 from model.x86.arch import AC_FLAG, DF_FLAG, GP, IF, RF, RFLAGS_FIXED, SS, UD, canonical_cond
 from model.x86.memory import ArchFault, check_access, forget, read
 from model.x86.state import (
@@ -135,7 +135,7 @@ def syscall(platform: Platform, m: Machine, cpu_i: int, next_pc: CodeAddr) -> Ma
     target = lstar if isinstance(lstar, CodeAddr) else (
         CodeAddr(platform.lstar, 0) if platform.lstar is not None else None
     )
-    if target is None or lstar is not None and not isinstance(lstar, CodeAddr):
+    if target is None or (lstar is not None and not isinstance(lstar, CodeAddr)):
         # EFER.SCE=0 without a `lstar`; a WRMSR of LSTAR to a non-code address is a
         # jump to code the design does not have.
         raise ArchFault(UD, None, "SYSCALL disabled (EFER.SCE=0) or LSTAR not code")

@@ -78,9 +78,11 @@ def wrmsr(m: Machine, cpu_i: int, index: int | None, value: Value, own_area: int
     """WRMSR: the CPU with MSR `index` set to `value` (EDX:EAX already joined)."""
     cpu = m.cpus[cpu_i]
     index = _check(cpu, index, "WRMSR")
-    if index in CANONICAL_MSRS and not isinstance(value, CodeAddr):
-        if not decide(canonical_cond(value)):
-            raise ArchFault(GP, 0, f"WRMSR of a non-canonical address to {MSR_NAMES[index]}")
+    if (
+        index in CANONICAL_MSRS and not isinstance(value, CodeAddr)
+        and not decide(canonical_cond(value))
+    ):
+        raise ArchFault(GP, 0, f"WRMSR of a non-canonical address to {MSR_NAMES[index]}")
     if index in (IA32_GS_BASE, IA32_KERNEL_GS_BASE):
         base = OWN_AREA if value == own_area else value
         cpu = (cpu._replace(gs_base=base) if index == IA32_GS_BASE
