@@ -32,11 +32,6 @@ from model.x86.arch import (
 )
 from model.x86.memory import ArchFault, classify, classify_range, location_name, write_words
 from model.x86.state import (
-    GUEST_CS64,
-    GUEST_CS_RING1,
-    GUEST_SS,
-    HYPERVISOR_CS,
-    HYPERVISOR_SS,
     WORD,
     CodeAddr,
     Frame,
@@ -120,9 +115,6 @@ def pushes_error_code(event: Event) -> bool:
     """Only exceptions push one, and only on the vectors that define one (SDM §6.13)."""
     return event.source is Source.EXCEPTION and event.vector in ERROR_CODE_VECTORS
 
-
-CS_FOR_CPL = {0: HYPERVISOR_CS, 1: GUEST_CS_RING1, 3: GUEST_CS64}
-SS_FOR_CPL = {0: HYPERVISOR_SS, 1: GUEST_SS, 3: GUEST_SS}
 
 IST_WITHOUT_TSS = "ist-without-tss"
 
@@ -236,11 +228,12 @@ def _enter_handler(
         return m, ArchFault(SS, ext, "non-canonical stack pointer for delivery")
     new_rsp = band(new_rsp, ~0xF & ADDRESS_MASK)  # SDM §6.14.2: align RSP to 16 bytes
 
+    selectors = platform.selectors
     words: list[Value] = [
-        SS_FOR_CPL.get(cpu.cpl, GUEST_SS),
+        selectors.ss(cpu.cpl),
         cpu.rsp,
         cpu.rflags,
-        CS_FOR_CPL.get(cpu.cpl, GUEST_CS64),
+        selectors.cs(cpu.cpl),
         return_pc,
     ]
     if pushes_error_code(event):
