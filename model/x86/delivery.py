@@ -238,7 +238,7 @@ def _enter_handler(
     ]
     if pushes_error_code(event):
         words.append(event.error_code or 0)
-    rsp: Value = new_rsp
+    rsp: int | Term = new_rsp
     # A symbolic stack pointer (a guest's): decide where the whole frame lands at once.
     where = (
         classify_range(platform, add(new_rsp, -WORD * len(words)), WORD * len(words))

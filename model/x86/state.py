@@ -160,7 +160,7 @@ class Frame(NamedTuple):
     cpu: int
     vector: int
     source: str  # the event kind that pushed it (see delivery.Source)
-    lo: int
+    lo: int | Term  # symbolic when pushed at a guest-chosen stack pointer
     stack: str  # the region holding it, "guest memory" for guest-controlled addresses
     from_cpl: int  # the CPL of the interrupted context (the saved CS's RPL)
     clobbered: bool = False
