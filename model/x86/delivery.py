@@ -74,7 +74,10 @@ class Event(NamedTuple):
         return self.source not in DPL_CHECKED
 
 
-class Outcome(Enum):
+class Escalation(Enum):
+    """What a second exception raised while delivering a first one leads to (SDM Table 6-5);
+    named apart from the checker's explore.Outcome."""
+
     SERIAL = "serial"
     DOUBLE_FAULT = "double fault"
     SHUTDOWN = "shutdown"
@@ -93,7 +96,7 @@ def event_class(event: Event) -> EventClass:
     return EventClass.BENIGN
 
 
-def double_fault_outcome(first: Event, second: Event, df_rule: str = "sdm") -> Outcome:
+def double_fault_outcome(first: Event, second: Event, df_rule: str = "sdm") -> Escalation:
     """SDM Table 6-5: what happens when `second` is raised while delivering `first`.
 
     `df_rule="strict"` shuts down on any exception during #DF delivery (what KVM and older
@@ -102,13 +105,13 @@ def double_fault_outcome(first: Event, second: Event, df_rule: str = "sdm") -> O
     f, s = event_class(first), event_class(second)
     if f is EventClass.DOUBLE_FAULT:
         if df_rule == "strict" or s in (EventClass.CONTRIBUTORY, EventClass.PAGE_FAULT):
-            return Outcome.SHUTDOWN
-        return Outcome.SERIAL
+            return Escalation.SHUTDOWN
+        return Escalation.SERIAL
     if f is EventClass.CONTRIBUTORY and s is EventClass.CONTRIBUTORY:
-        return Outcome.DOUBLE_FAULT
+        return Escalation.DOUBLE_FAULT
     if f is EventClass.PAGE_FAULT and s in (EventClass.CONTRIBUTORY, EventClass.PAGE_FAULT):
-        return Outcome.DOUBLE_FAULT
-    return Outcome.SERIAL
+        return Escalation.DOUBLE_FAULT
+    return Escalation.SERIAL
 
 
 def pushes_error_code(event: Event) -> bool:
@@ -169,9 +172,9 @@ def deliver(
         raised = Event(Source.EXCEPTION, fault.vector, fault.error_code)
         return_pc = fault_pc
         outcome = double_fault_outcome(current, raised, platform.df_rule)
-        if outcome is Outcome.SHUTDOWN:
+        if outcome is Escalation.SHUTDOWN:
             return shutdown(m, cpu_i)
-        current = Event(Source.EXCEPTION, DF, 0) if outcome is Outcome.DOUBLE_FAULT else raised
+        current = Event(Source.EXCEPTION, DF, 0) if outcome is Escalation.DOUBLE_FAULT else raised
 
 
 def _lookup_gate(idt: Idt | None, vector: Any) -> tuple[Any, Gate | None]:
