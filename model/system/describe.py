@@ -60,7 +60,7 @@ class TraceDescription:
     def describe_action(self, s: SysState, a: Action) -> Mapping[str, str | int | bool]:
         m = s.machine
         cpu = m.cpus[a.cpu]
-        out: dict[str, str | int | bool] = {"cpu": a.cpu, "kind": a.kind}
+        out: dict[str, str | int | bool] = {"cpu": a.cpu, "kind": str(a.kind)}
         if a.kind in ("step", "fault"):
             ins = self.interp.instr_at(cpu.pc)
             text = ins.text if ins is not None else "?"

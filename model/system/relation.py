@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, NamedTuple
 
 from checker import symbolic as sym
@@ -27,8 +28,27 @@ from model.x86.delivery import Event, Source, deliver
 from model.x86.state import CodeAddr, Run
 
 
+class ActionKind(StrEnum):
+    """What an action does (the values are what traces and action keys show)."""
+
+    STEP = "step"  # the CPU's next instruction (or pseudo-C statement)
+    FAULT = "fault"  # the environment makes a step marked @fault(#X) fault
+    MCE = "mce"  # the boundary events of model.x86.events.BoundaryEvent ...
+    HELD_DB = "held-db"
+    PENDING_NMI = "pending-nmi"
+    DF = "df"
+    NMI = "nmi"
+    IPI = "ipi"
+    EXT = "ext"
+    TIMEOUT = "timeout"  # a wait_timeout gives up when nothing else can move
+
+
+# A boundary event other than the instruction is one action of the same name.
+_KIND_OF = {e: ActionKind(e.value) for e in ev.BoundaryEvent}
+
+
 class Action(NamedTuple):
-    kind: str  # step, fault, nmi, mce, ext, ipi, pending-nmi, held-db, timeout
+    kind: ActionKind
     cpu: int
     arg: int = 0  # the choice of a `choose`, or the vector of an external interrupt
     # The outcomes of the symbolic conditions this step meets, in order (checker.symbolic):
@@ -204,15 +224,15 @@ class TransitionRelation:
                 elif e is _EXTERNAL:
                     for v in env.external_vectors:
                         if env.pic or ev.lapic_accepts(v):
-                            out.append(Action("ext", i, v))
+                            out.append(Action(ActionKind.EXT, i, v))
                 else:
-                    out.append(Action(e.value, i))
+                    out.append(Action(_KIND_OF[e], i))
         if not out:
             for i, cpu in enumerate(m.cpus):
                 if cpu.run is Run.RUNNING:
                     ins = self.interp.instr_at(cpu.pc)
                     if ins is not None and ins.op == "c.wait_timeout":
-                        out.append(Action("timeout", i))
+                        out.append(Action(ActionKind.TIMEOUT, i))
         return out
 
     def _instruction_actions(self, s: SysState, i: int, pc: CodeAddr, out: list[Action]) -> None:
@@ -220,18 +240,18 @@ class TransitionRelation:
         `choose`), none while a wait is not ready, and the environment's fault."""
         ins = self.interp.instr_at(pc)
         if ins is None:
-            out.append(Action("step", i))  # reports the missing instruction
+            out.append(Action(ActionKind.STEP, i))  # reports the missing instruction
             return
         if ins.op in ("c.wait_until", "c.wait_timeout"):
             if self.interp.wait_ready(s, i, ins):
-                out.append(Action("step", i))
+                out.append(Action(ActionKind.STEP, i))
         elif ins.op in ("choose", "c.choose", "c.choose_range", "input", "c.input"):
             n = self.interp.choices(s, i, ins)
-            out.extend(Action("step", i, k) for k in range(n))
+            out.extend(Action(ActionKind.STEP, i, k) for k in range(n))
         else:
-            out.append(Action("step", i))
+            out.append(Action(ActionKind.STEP, i))
         if ins.fault is not None and s.budgets[-1]:
-            out.append(Action("fault", i))
+            out.append(Action(ActionKind.FAULT, i))
 
     def next_state(self, s: SysState, a: Action) -> SysState:
         if self._memo_of is s:
@@ -261,39 +281,39 @@ class TransitionRelation:
 
     def raw_next(self, s: SysState, a: Action) -> SysState:
         i = a.cpu
-        if s.lazy and a.kind != "step":
+        if s.lazy and a.kind != ActionKind.STEP:
             s = self.interp.settle_flags(s, i)  # an event interrupts: flags become real bits
         p = self.platform
         m = s.machine
         kind = a.kind
-        if kind == "step":
+        if kind == ActionKind.STEP:
             try:
                 return self.interp.step(s, i, a.arg)
             except Blocked:  # pragma: no cover - actions() only offers ready waits
                 return s
-        if kind == "fault":
+        if kind == ActionKind.FAULT:
             s = self._spend(s, -1)
             return self.interp.environment_fault(s, i)
         base = i * BUDGETS_PER_CPU
-        if kind == "nmi":
+        if kind == ActionKind.NMI:
             return self._spend(s, base)._replace(machine=ev.nmi_arrives(p, m, i))
-        if kind == "mce":
+        if kind == ActionKind.MCE:
             return self._spend(s, base + 1)._replace(machine=ev.machine_check_arrives(p, m, i))
-        if kind == "ext":
+        if kind == ActionKind.EXT:
             require(ev.interrupts_enabled(m.cpus[i]))  # IF may be symbolic (a guest's RFLAGS)
             return self._spend(s, base + 2)._replace(
                 machine=ev.external_arrives(p, m, i, a.arg, pic=self.env.pic)
             )
-        if kind == "df":
+        if kind == ActionKind.DF:
             df = Event(Source.EXCEPTION, DF, 0)
             return self._spend(s, base + 3)._replace(machine=deliver(p, m, i, df, m.cpus[i].pc))
-        if kind == "ipi":
+        if kind == ActionKind.IPI:
             return s._replace(machine=ev.nmi_ipi_arrives(p, m, i))
-        if kind == "pending-nmi":
+        if kind == ActionKind.PENDING_NMI:
             return s._replace(machine=ev.deliver_pending_nmi(p, m, i))
-        if kind == "held-db":
+        if kind == ActionKind.HELD_DB:
             return s._replace(machine=ev.deliver_held_db(p, m, i))
-        if kind == "timeout":
+        if kind == ActionKind.TIMEOUT:
             return self.interp.timeout(s, i)
         raise ValueError(kind)
 
