@@ -26,6 +26,7 @@ from model.system.relation import (
     BUDGETS_PER_CPU,
     PER_CPU_BUDGETS,
     Action,
+    ActionKind,
     Environment,
     TransitionRelation,
     canonical,
@@ -34,7 +35,8 @@ from model.system.vocabulary import Vocabulary, VocabularyTable
 from model.system.witness import Witnesses
 
 __all__ = [
-    "BUDGETS_PER_CPU", "PER_CPU_BUDGETS", "Action", "DesignSystem", "Environment", "canonical",
+    "BUDGETS_PER_CPU", "PER_CPU_BUDGETS", "Action", "ActionKind", "DesignSystem", "Environment",
+    "canonical",
 ]
 
 
