@@ -289,6 +289,8 @@ class Design:
     sysenter: tuple[str, str] | None = None  # SYSENTER's entry routine and stack (EIP/ESP MSRs)
     vendor: str = "intel"
     df_rule: str = "sdm"
+    fmask: int = 0  # IA32_FMASK as the design's software writes it (`fmask`)
+    selectors: tuple[tuple[str, int], ...] = ()  # `selector NAME = VALUE` lines, in order
     symmetric: bool = False  # the CPUs other than CPU 0 are interchangeable
     # variables holding CPU numbers, CPU bitmasks, and loop positions over CPUs
     symmetry_vars: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] = ((), (), ())

@@ -73,6 +73,13 @@ _MNEMONICS = isa.MNEMONICS
 _NO_FALL_THROUGH = {e.op for e in isa.ASM if e.ends_flow}
 _JUMPS = {"jmp", "jcc"}
 BUILTINS = isa.BUILTINS
+
+# `selector NAME = VALUE`: the contexts whose CS/SS delivery pushes, and the RPL each
+# must carry (None: an SS, whose RPL nothing reads).
+SELECTOR_RPL: dict[str, int | None] = {
+    "hypervisor_cs": 0, "hypervisor_ss": 0, "guest_cs_ring1": 1, "guest_cs64": 3,
+    "guest_ss": None,
+}
 DESTINATIONS = ("SELF", "ALL_BUT_SELF", "ALL")
 
 _IDENT = r"[A-Za-z_.$][A-Za-z0-9_.$]*"
@@ -241,6 +248,8 @@ class _Parser:
         self.symmetric = False
         self.vendor = "intel"
         self.df_rule = "sdm"
+        self.fmask = 0
+        self.selectors: dict[str, int] = {}
         self.lstar: str | None = None
         self.lstar_loc = Loc(path, 1)
         self.sysenter: tuple[str, str] | None = None  # (routine, stack): SYSENTER_EIP/ESP
@@ -760,6 +769,14 @@ class _Parser:
                 raise _err("df_rule is sdm or strict", loc)
             self.df_rule = rest
             return True, i + 1
+        if word == "fmask":
+            self.fmask = self._int(rest, loc)
+            if not 0 <= self.fmask < 1 << 64:
+                raise _err("fmask is a 64-bit value (the RFLAGS bits SYSCALL clears)", loc)
+            return True, i + 1
+        if word == "selector":
+            self._selector(rest, loc)
+            return True, i + 1
         if word == "input":
             self._input(rest, loc)
             return True, i + 1
@@ -826,6 +843,20 @@ class _Parser:
         else:
             samples = tuple(parse_expr(v, loc, self.consts) for v in values.split("|"))
             self.inputs[name] = InputDecl(name, samples, None, None, loc)
+
+    def _selector(self, rest: str, loc: Loc) -> None:
+        """`selector NAME = VALUE`: a selector the design's GDT gives one context; its RPL
+        must be that context's privilege level."""
+        m = re.fullmatch(r"(\w+)\s*=\s*(.+)", rest)
+        if not m or m.group(1) not in SELECTOR_RPL:
+            names = " | ".join(SELECTOR_RPL)
+            raise _err(f"write `selector {names} = VALUE`", loc)
+        name, value = m.group(1), self._int(m.group(2), loc)
+        rpl = SELECTOR_RPL[name]
+        if not 0 <= value <= 0xFFFF or (rpl is not None and value & 3 != rpl):
+            wanted = f" with RPL {rpl}" if rpl is not None else ""
+            raise _err(f"selector {name} must be a 16-bit selector{wanted}", loc)
+        self.selectors[name] = value
 
     def _int(self, text: str, loc: Loc) -> int:
         e = parse_expr(text, loc, self.consts)
@@ -1446,6 +1477,8 @@ class _Parser:
             sysenter=self.sysenter,
             vendor=self.vendor,
             df_rule=self.df_rule,
+            fmask=self.fmask,
+            selectors=tuple(self.selectors.items()),
             symmetric=self.symmetric,
             symmetry_vars=self.symmetry_vars,
             inputs=self.inputs,

@@ -20,6 +20,7 @@ from model.x86.state import (
     Machine,
     Platform,
     Run,
+    Selectors,
     StackRegion,
     Tss,
     Value,
@@ -175,9 +176,20 @@ def build_layout(design: Design, ncpus: int) -> Layout:
     )
 
 
+# The design's `selector` names -> model.x86.state.Selectors fields.
+_SELECTOR_FIELDS = {
+    "hypervisor_cs": "ring0_cs", "hypervisor_ss": "ring0_ss", "guest_cs_ring1": "ring1_cs",
+    "guest_cs64": "ring3_cs", "guest_ss": "ring3_ss",
+}
+
+
 def platform_of(layout: Layout) -> Platform:
     d = layout.design
-    return Platform(regions=layout.regions, vendor=d.vendor, df_rule=d.df_rule, lstar=d.lstar)
+    selectors = Selectors()._replace(**{_SELECTOR_FIELDS[n]: v for n, v in d.selectors})
+    return Platform(
+        regions=layout.regions, vendor=d.vendor, df_rule=d.df_rule, lstar=d.lstar,
+        fmask=d.fmask, selectors=selectors,
+    )
 
 
 def static_value(layout: Layout, e: Expr, cpu: int, loc: Loc) -> Value:

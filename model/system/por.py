@@ -21,7 +21,7 @@ read); the checker adds the cycle proviso (no step into a state already expanded
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import fields, is_dataclass
 from typing import Any
 
@@ -29,23 +29,14 @@ from model.lang import isa
 from model.lang.ir import Design, Instr, Target
 from model.system.interp import SysState
 from model.system.layout import Layout, split_instance
+from model.system.vocabulary import Part, Read, Variable
 from model.x86.arch import MC, NMI
+from model.x86.memory import FRAME_BYTES
 from model.x86.state import CodeAddr, Platform, Run
 
 # Which steps are local, and which reach into other CPUs, comes from the instruction
 # table's read/write sets (model/lang/isa.py: isa.effects), never from a list of names.
 _SELF = ("var", "SELF")
-# Vocabulary names (model.system.transition) by what they are computed from.
-_CPU_NAMES = frozenset({"cpus", "cpu", "all_halted", "running", "any_shutdown"})
-_FRAME_NAMES = frozenset(
-    {"frames", "frame_clobbered", "frame_on_guest_stack", "frames_on", "nmi_frames"}
-)
-# Computed from what a local step never changes (changes_only): incidents, global and
-# shared variables, constants.
-_GLOBAL_NAMES = frozenset({
-    "ncpus", "incidents", "timed_out", "ist_without_tss", "freed_code_executed",
-    "assertion_failed",
-})
 
 
 def _walk(value: Any) -> Iterator[Any]:
@@ -78,8 +69,19 @@ def _names(ins: Instr) -> list[tuple[str, bool]]:
 class Persistence:
     """The static facts of one laid-out design that persistent sets need."""
 
-    def __init__(self, design: Design, layout: Layout, platform: Platform, budgets: int):
+    def __init__(
+        self, design: Design, layout: Layout, platform: Platform, budgets: int,
+        reads: Mapping[str, tuple[Read, ...]],
+    ):
         self.layout = layout
+        # What each vocabulary name reads (model.system.vocabulary), for visibility.
+        self.reads = reads
+        self.var_slots = {
+            n: (layout.var_index[n], layout.var_index[n] + (
+                layout.ncpus if n in layout.percpu_vars else layout.lengths[n]
+            ))
+            for n in layout.var_index
+        }
         self.budgets_per_cpu = budgets
         variables = {v.name: v for v in design.variables}
         self.globals = {n for n, v in variables.items() if not v.per_cpu}
@@ -113,9 +115,6 @@ class Persistence:
             where = split_instance(r.name)
             if where is not None:
                 self.cpu_of_region[r.name] = where[1]
-        own = percpu - self.shared_vars
-        self.own_slot_of = {n: layout.var_index[n] for n in own}
-        self.unchanged_names = _GLOBAL_NAMES | self.shared_vars
         self.slots_of: list[frozenset[int]] = [
             frozenset(
                 layout.var_index[n] + c for n in percpu - self.shared_vars
@@ -192,23 +191,41 @@ class Persistence:
     def visible(self, s: SysState, t: SysState, p: int, observed: frozenset[str]) -> bool:
         """Could a property reading `observed` see the step from s to t, a step that
         changes only what CPU p owns (changes_only)? Judged on what it changes, so the
-        answer is the same in every state where p takes the same step."""
-        cpu_changed = s.machine.cpus[p] != t.machine.cpus[p]
-        frames_changed = s.machine.frames != t.machine.frames
+        answer is the same in every state where p takes the same step: a name sees it
+        when a part it reads (the vocabulary table's read set) changed."""
+        reads = self.reads
         for name in observed:
-            if name in _CPU_NAMES:
-                if cpu_changed:
+            parts = reads.get(name)
+            if parts is None:
+                return True  # a name the vocabulary does not know: assume it sees the step
+            for part in parts:
+                if self._changed(part, s, t, p):
                     return True
-            elif name in _FRAME_NAMES:
-                if frames_changed:
-                    return True
-            elif name in self.own_slot_of:
-                slot = self.own_slot_of[name] + p
-                if s.vars[slot] != t.vars[slot]:
-                    return True
-            elif name not in self.unchanged_names:
-                return True  # a name this module does not know: assume it sees the step
         return False
+
+    def _changed(self, part: Read, s: SysState, t: SysState, p: int) -> bool:
+        """Did the step from s to t change `part`? (Only CPU p's own things can have
+        changed: changes_only holds.)"""
+        a, b = s.machine, t.machine
+        if isinstance(part, Variable):
+            lo, hi = self.var_slots[part.name]
+            return s.vars[lo:hi] != t.vars[lo:hi]
+        if part is Part.CPU:
+            return a.cpus[p] != b.cpus[p]
+        if part is Part.FRAMES:
+            return a.frames != b.frames
+        if part is Part.FRAME_MEMORY:
+            if a.memory == b.memory:
+                return False
+            written = {address for address, _ in set(a.memory) ^ set(b.memory)}
+            for f in (*a.frames, *b.frames):
+                at = f.lo
+                if not isinstance(at, int) or any(at <= w < at + FRAME_BYTES for w in written):
+                    return True
+            return False
+        if part is Part.INCIDENTS:
+            return a.incidents != b.incidents
+        return False  # Part.CONSTANT
 
     def changes_only(self, s: SysState, t: SysState, p: int) -> bool:
         """Did the step from s to t change nothing but what CPU p owns?"""
