@@ -33,7 +33,14 @@ import networkx as nx
 
 from checker.errors import CheckerError, InputError, ModelInputError, UsageError
 from checker.expr import ExprError, compile_expr
-from checker.interface import ModelProvider, TransitionSystem, action_key
+from checker.interface import (
+    ModelProvider,
+    TransitionSystem,
+    capabilities,
+    describe_action,
+    require_core,
+)
+from checker.rules import decides, final_violated
 from checker.spec import Property
 from checker.trace import graph_steps
 from checker.verdict import EXIT_INPUT, Kind, Verdict
@@ -140,11 +147,12 @@ def _find(
     key = recorded.get("key")
     label = recorded.get("label")
     choice = recorded.get("choice")
-    if isinstance(key, str) and getattr(system, "action_key", None) is not None:
-        matches = [i for i, a in enumerate(enabled) if action_key(system, state, a) == key]
+    keyed = capabilities(system).action_keyed
+    if isinstance(key, str) and keyed is not None:
+        matches = [i for i, a in enumerate(enabled) if keyed.action_key(state, a) == key]
         if len(matches) > 1:  # a key shared by several actions: the label, then the index
             same = [i for i in matches
-                    if system.describe_action(state, enabled[i]).get("label") == label]
+                    if describe_action(system, state, enabled[i]).get("label") == label]
             matches = same or matches
         if not matches:
             return None, "key"
@@ -152,7 +160,7 @@ def _find(
     if isinstance(label, str):
         matches = []
         for index, action in enumerate(enabled):
-            attrs = system.describe_action(state, action)
+            attrs = describe_action(system, state, action)
             if attrs.get("label") != label:
                 continue
             if any(f in recorded and attrs.get(f) != recorded[f] for f in ("cpu", "actor")):
@@ -179,6 +187,7 @@ def _describe(recorded: Mapping[str, Any]) -> str:
 
 def replay_trace(system: TransitionSystem[Any, Any], record: Mapping[str, Any]) -> ReplayResult:
     """Re-run a replay record against `system` (see the module docstring)."""
+    require_core(system)
     kind = Kind(record["kind"])
     predicate = None
     if kind.needs_expr:
@@ -186,20 +195,19 @@ def replay_trace(system: TransitionSystem[Any, Any], record: Mapping[str, Any]) 
             predicate = compile_expr(record["expr"])
         except ExprError as exc:
             raise TraceFileError(f"the recorded expression is not valid: {exc}") from None
-        names = getattr(system, "vocabulary_names", None)
-        if names is not None:
-            try:
-                predicate.check_names(names())
-            except ExprError as exc:
-                return ReplayResult(
-                    False, f"the design no longer provides what the property reads: {exc}", 0
-                )
+        try:
+            predicate.check_names(system.vocabulary_names())
+        except ExprError as exc:
+            return ReplayResult(
+                False, f"the design no longer provides what the property reads: {exc}", 0
+            )
+    symbolic = capabilities(system).symbolic
 
     def fails(state: Any) -> bool:
-        """The property fails in `state` as it did in the trace (on discovery kinds)."""
+        """The property fails in `state` as it did in the trace (on discovery kinds):
+        judged by the explorer's rules, a symbolic value by the model's solver."""
         assert predicate is not None
-        value = bool(predicate.evaluate(system.vocabulary(state)))
-        return not value if kind is Kind.ALWAYS else value
+        return decides(kind, state, predicate.evaluate(system.vocabulary(state)), symbolic)
 
     inits = system.init_states()
     first = record["init"]
@@ -224,7 +232,7 @@ def replay_trace(system: TransitionSystem[Any, Any], record: Mapping[str, Any]) 
                 number, reports,
             )
         action = enabled[index]
-        label = str(system.describe_action(state, action).get("label", action))
+        label = str(describe_action(system, state, action).get("label", action))
         reports.append(StepReport(number, label, recorded.get("label"), how))
         state = system.next_state(state, action)
         if kind.checked_on_discovery and fails(state):
@@ -243,7 +251,7 @@ def replay_trace(system: TransitionSystem[Any, Any], record: Mapping[str, Any]) 
         )
     if kind is Kind.FINAL:
         assert predicate is not None
-        bad = not predicate.evaluate(system.vocabulary(state))
+        bad = final_violated(state, predicate.evaluate(system.vocabulary(state)), symbolic)
     else:
         bad = not system.is_terminal(state)
     if bad:
@@ -272,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output format on stdout (default text)")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="print every step and how its action was found")
+    parser.add_argument("--model", default="model:provider", metavar="PACKAGE:FACTORY",
+                        help="the model the trace was found with (default model:provider)")
     return parser
 
 
@@ -281,7 +291,7 @@ def main(argv: Sequence[str], provider: ModelProvider | None,
     try:
         record = read_replay_record(args.trace)
         if provider is None:
-            provider = load_provider() if load_provider is not None else None
+            provider = load_provider(args.model) if load_provider is not None else None
         if provider is None:
             raise UsageError("no model provider")
         try:
