@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 from xml.etree import ElementTree as ET
 
+from checker.errors import InputError
 from checker.report import summary_line, trace_lines
 from checker.results import OutputContext, PropertyResult, RunResult, TraceFiles
 from checker.trace import graph_steps
@@ -349,13 +350,13 @@ def github_input_errors(
     out = stream if stream is not None else sys.stderr
     for error in errors:
         params = [f"title={_escape_property(TOOL_NAME + ': bad input')}"]
-        path = getattr(error, "path", None)
-        if path is not None:
-            params.insert(0, f"file={_escape_property(str(path))}")
-            line = getattr(error, "line", None)
-            if isinstance(line, int):
-                params.insert(1, f"line={line}")
-        message = getattr(error, "message", str(error))
+        message: object = error
+        if isinstance(error, InputError):
+            message = error.message
+            if error.path is not None:
+                params.insert(0, f"file={_escape_property(str(error.path))}")
+                if isinstance(error.line, int):
+                    params.insert(1, f"line={error.line}")
         out.write(f"::error {','.join(params)}::{_escape_data(str(message))}\n")
     out.flush()
 

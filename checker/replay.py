@@ -26,6 +26,7 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -117,12 +118,20 @@ def read_replay_record(path: str | Path) -> dict[str, Any]:
     return record
 
 
+class MatchedBy(StrEnum):
+    """How a recorded step found its action among the enabled ones."""
+
+    KEY = "key"  # the model's action_key
+    LABEL = "label"  # its label and actor
+    INDEX = "index"  # its position among the enabled actions
+
+
 @dataclass
 class StepReport:
     step: int
     label: str  # the action's label now
     recorded: str | None  # its label in the trace
-    matched_by: str  # "key", "label", "index"
+    matched_by: MatchedBy
 
 
 @dataclass
@@ -142,7 +151,7 @@ def _find(
     state: Any,
     enabled: Sequence[Any],
     recorded: Mapping[str, Any],
-) -> tuple[int | None, str]:
+) -> tuple[int | None, MatchedBy]:
     """Index of the enabled action the recorded step names, and how it was found."""
     key = recorded.get("key")
     label = recorded.get("label")
@@ -155,8 +164,8 @@ def _find(
                     if describe_action(system, state, enabled[i]).get("label") == label]
             matches = same or matches
         if not matches:
-            return None, "key"
-        return (choice if choice in matches else matches[0]), "key"
+            return None, MatchedBy.KEY
+        return (choice if choice in matches else matches[0]), MatchedBy.KEY
     if isinstance(label, str):
         matches = []
         for index, action in enumerate(enabled):
@@ -167,11 +176,11 @@ def _find(
                 continue
             matches.append(index)
         if not matches:
-            return None, "label"
-        return (choice if choice in matches else matches[0]), "label"
+            return None, MatchedBy.LABEL
+        return (choice if choice in matches else matches[0]), MatchedBy.LABEL
     if isinstance(choice, int) and 0 <= choice < len(enabled):
-        return choice, "index"
-    return None, "index"
+        return choice, MatchedBy.INDEX
+    return None, MatchedBy.INDEX
 
 
 def _describe(recorded: Mapping[str, Any]) -> str:
@@ -326,7 +335,7 @@ def main(argv: Sequence[str], provider: ModelProvider | None,
             "exit_code": result.exit_code,
             "steps": [
                 {"step": s.step, "label": s.label, "recorded": s.recorded,
-                 "matched_by": s.matched_by}
+                 "matched_by": str(s.matched_by)}
                 for s in result.steps
             ],
         }

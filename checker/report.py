@@ -329,11 +329,8 @@ def errors_json(errors: list[InputError] | list[Any]) -> dict[str, Any]:
         "results": [],
         "explorations": [],
         "errors": [
-            {
-                "message": getattr(e, "message", str(e)),
-                "path": getattr(e, "path", None),
-                "line": getattr(e, "line", None),
-            }
+            {"message": e.message, "path": e.path, "line": e.line} if isinstance(e, InputError)
+            else {"message": str(e), "path": None, "line": None}
             for e in errors
         ],
     }
