@@ -10,9 +10,17 @@ every counterexample are the same on every run.
 
 Properties are checked as states are first discovered (always/never/reachable), so the
 first hit is at the smallest depth, or as states are expanded (final/deadlock_free, which
-need the enabled actions). Exploration stops as soon as every property is decided; a
-`holds` for an invariant needs the exhaustive end, and when a bound (states, depth, time)
-ends exploration first, the undecided properties are `incomplete`, never `holds`.
+need the enabled actions); the rules are `checker.rules`. Exploration stops as soon as
+every property is decided; a `holds` for an invariant needs the exhaustive end, and when
+a bound (states, depth, time) ends exploration first, the undecided properties are
+`incomplete`, never `holds`.
+
+The search (`_Search`) is a loop over BFS levels and a few strategies: `Clock` (time
+bound, progress), `PropertyTracker` (which checks are undecided, judging states),
+`Visited` (states or fingerprints, with parent links), `PartialOrder` (persistent sets
+and the cycle proviso), the model's `representative` (symmetry) and the worker `Pool`.
+A level without any of them runs in `_Search._level`, the tight loop; otherwise in
+`_Search._level_reduced`.
 """
 
 from __future__ import annotations
@@ -525,9 +533,7 @@ class _Search:
                         if not tracker.undecided:
                             raise _Stop
                     continue
-                choice = -1
-                for action in enabled:
-                    choice += 1
+                for choice, action in enumerate(enabled):
                     succ = next_state(state, action)
                     if succ in parents:
                         continue

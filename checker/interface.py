@@ -81,7 +81,7 @@ class ModelInterfaceError(CheckerError):
 
 def require_core(system: object) -> None:
     """Raise ModelInterfaceError naming what `system` lacks of the required core."""
-    if offers(system, TransitionSystem):
+    if isinstance(system, TransitionSystem) and methods(system, TransitionSystem):
         return
     missing = [
         name for name in REQUIRED if not callable(inspect.getattr_static(system, name, None))
@@ -280,13 +280,10 @@ class Capabilities:
         )
 
 
-def offers(system: object, protocol: type) -> bool:
-    """Whether `system` implements `protocol` (a runtime-checkable protocol above).
-
-    `isinstance` against a protocol only sees that the names exist; a capability also
-    needs them to be methods (a model may have a data field of the same name)."""
-    if not isinstance(system, protocol):
-        return False
+def methods(system: object, protocol: type) -> bool:
+    """Whether the members of `protocol` (a runtime-checkable protocol above) are methods
+    of `system`: `isinstance` against a protocol only sees that the names exist, and a
+    model may have a data field of the same name."""
     return all(
         callable(inspect.getattr_static(system, name, None))
         for name, member in vars(protocol).items()
@@ -296,19 +293,18 @@ def offers(system: object, protocol: type) -> bool:
 
 def capabilities(system: object) -> Capabilities:
     """The optional capabilities of `system`, found through their protocols."""
+    s = system
     return Capabilities(
-        describable=system if offers(system, Describable) else None,  # type: ignore[arg-type]
-        inspectable=system if offers(system, Inspectable) else None,  # type: ignore[arg-type]
-        action_keyed=system if offers(system, ActionKeyed) else None,  # type: ignore[arg-type]
-        covering=system if offers(system, Covering) else None,  # type: ignore[arg-type]
-        symbolic=system if offers(system, Symbolic) else None,  # type: ignore[arg-type]
-        witnessing=system if offers(system, Witnessing) else None,  # type: ignore[arg-type]
-        concrete_replay=(
-            system if offers(system, ConcreteReplay) else None  # type: ignore[arg-type]
-        ),
-        measured=system if offers(system, Measured) else None,  # type: ignore[arg-type]
-        symmetric=system if offers(system, Symmetric) else None,  # type: ignore[arg-type]
-        reducible=system if offers(system, Reducible) else None,  # type: ignore[arg-type]
+        describable=s if isinstance(s, Describable) and methods(s, Describable) else None,
+        inspectable=s if isinstance(s, Inspectable) and methods(s, Inspectable) else None,
+        action_keyed=s if isinstance(s, ActionKeyed) and methods(s, ActionKeyed) else None,
+        covering=s if isinstance(s, Covering) and methods(s, Covering) else None,
+        symbolic=s if isinstance(s, Symbolic) and methods(s, Symbolic) else None,
+        witnessing=s if isinstance(s, Witnessing) and methods(s, Witnessing) else None,
+        concrete_replay=s if isinstance(s, ConcreteReplay) and methods(s, ConcreteReplay) else None,
+        measured=s if isinstance(s, Measured) and methods(s, Measured) else None,
+        symmetric=s if isinstance(s, Symmetric) and methods(s, Symmetric) else None,
+        reducible=s if isinstance(s, Reducible) and methods(s, Reducible) else None,
     )
 
 
