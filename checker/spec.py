@@ -19,7 +19,7 @@ from typing import Any
 
 from checker.errors import InputError, ModelInputError, UsageError
 from checker.expr import Expr, ExprError, compile_expr
-from checker.interface import ModelProvider, TransitionSystem
+from checker.interface import ModelInterfaceError, ModelProvider, TransitionSystem, require_core
 from checker.verdict import Kind, Verdict
 
 KeyPath = tuple[str | int, ...]
@@ -579,20 +579,22 @@ def load_group(group: Group, provider: ModelProvider) -> LoadedGroup:
             first.file,
             first.line_of("design"),
         ) from exc
-    names_of = getattr(system, "vocabulary_names", None)
-    if names_of is not None:
-        known = names_of()
-        for prop in group.properties:
-            if prop.expr is None:
-                continue
-            try:
-                prop.expr.check_names(known)
-            except ExprError as exc:
-                raise InputError(
-                    f"bad expression: {exc.message} ({exc.where(prop.expr.source)})",
-                    prop.file,
-                    prop.lines.get("expr", prop.line),
-                ) from None
+    try:
+        require_core(system)
+    except ModelInterfaceError as exc:
+        raise InputError(str(exc), first.file, first.line_of("design")) from None
+    known = system.vocabulary_names()
+    for prop in group.properties:
+        if prop.expr is None:
+            continue
+        try:
+            prop.expr.check_names(known)
+        except ExprError as exc:
+            raise InputError(
+                f"bad expression: {exc.message} ({exc.where(prop.expr.source)})",
+                prop.file,
+                prop.lines.get("expr", prop.line),
+            ) from None
     return LoadedGroup(group, system)
 
 
