@@ -12,11 +12,45 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Loc:
+    """A design-file line. A line that a macro (or `.rept`/`.irp`) expansion produced
+    keeps its own line and records, in `via`, where it was expanded: the invocation's
+    line (itself possibly inside another macro)."""
+
     file: str
     line: int
+    via: Loc | None = None
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}"
+
+    @property
+    def site(self) -> Loc:
+        """The outermost invocation: the line the routine's reader sees (self when the
+        line is not from a macro)."""
+        loc = self
+        while loc.via is not None:
+            loc = loc.via
+        return loc
+
+    def chain(self) -> tuple[Loc, ...]:
+        """Every line involved, outermost invocation first, this line last."""
+        out: list[Loc] = []
+        loc: Loc | None = self
+        while loc is not None:
+            out.append(Loc(loc.file, loc.line))
+            loc = loc.via
+        return tuple(reversed(out))
+
+    def describe(self) -> str:
+        """`file:line` for a plain line; for a macro line the call site first and the
+        macro's own line after it: `x.design:40 (in macro: line 12)`."""
+        if self.via is None:
+            return str(self)
+        inner = " > ".join(
+            str(loc) if loc.file != self.site.file else f"line {loc.line}"
+            for loc in self.chain()[1:]
+        )
+        return f"{self.site} (in macro: {inner})"
 
 
 # Expression trees (pseudo-C conditions and immediates), as nested tuples:

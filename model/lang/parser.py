@@ -105,6 +105,12 @@ BUILTINS: dict[str, tuple[int, int]] = {  # name -> (min args, max args)
 DESTINATIONS = ("SELF", "ALL_BUT_SELF", "ALL")
 
 _IDENT = r"[A-Za-z_.$][A-Za-z0-9_.$]*"
+# An assembler directive (`.section ...`), not a local label (`.Lname:`).
+_DIRECTIVE = re.compile(r"\.[A-Za-z_]\w*(?=\s|$)")
+# Xen's linkage macros (xen/include/xen/linkage.h): FUNC(name[, align]), END(name), ...
+_SYMBOL = re.compile(
+    r"(FUNC|FUNC_LOCAL|LABEL|LABEL_LOCAL|END)\(\s*(" + _IDENT + r")\s*(?:,\s*([^)]*))?\)"
+)
 
 
 @dataclass
@@ -129,8 +135,75 @@ class _Builder:
     pending: list[tuple[int, str, Loc]] = field(default_factory=list)  # unresolved targets
 
 
+_MAX_EXPANDED = 100_000  # lines a design may expand to (`.rept` counts, nested macros)
+
+
+@dataclass(frozen=True)
+class _Param:
+    name: str
+    default: str
+    required: bool
+    vararg: bool
+
+
+@dataclass
+class _Macro:
+    name: str
+    params: tuple[_Param, ...]
+    body: list[_Line]
+    loc: Loc
+
+
 def _err(msg: str, loc: Loc) -> InputError:
+    """An error at a design line; a line a macro produced also names the invocation."""
+    if loc.via is not None:
+        msg += " (in a macro expanded at " + " < ".join(str(x) for x in loc.chain()[-2::-1]) + ")"
     return InputError(msg, loc.file, loc.line)
+
+
+def _split_args(text: str) -> list[str]:
+    """Split at commas outside parentheses and double quotes."""
+    out: list[str] = []
+    depth, quoted, cur = 0, False, ""
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch == "(":
+            depth += 1
+        elif not quoted and ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0 and not quoted:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur.strip())
+    return out
+
+
+def _has_top_level_comma(text: str) -> bool:
+    return len(_split_args(text)) > 1
+
+
+def _unquote(text: str) -> str:
+    t = text.strip()
+    return t[1:-1] if len(t) >= 2 and t[0] == t[-1] == '"' else t
+
+
+def _substitute(text: str, values: Mapping[str, str], counter: str | None) -> str:
+    r"""GNU as substitution in a macro or `.irp` body: `\name` is the argument, `\()`
+    separates it from text that follows, `\@` counts macro invocations. Other `\x`
+    stay (an enclosing `.irp` symbol); what is left at the end is an error."""
+
+    def one(m: re.Match[str]) -> str:
+        word = m.group(1)
+        if word == "()":
+            return ""
+        if word == "@":
+            return counter if counter is not None else m.group(0)
+        return values[word] if word in values else m.group(0)
+
+    return re.sub(r"\\(\w+|@|\(\))", one, text)
 
 
 def strip_comments(text: str) -> list[str]:
@@ -141,6 +214,27 @@ def strip_comments(text: str) -> list[str]:
         line = re.sub(r"//.*$", "", line)
         line = re.sub(r"(^|\s)#(\s.*)?$", "", line)
         out.append(line.rstrip())
+    return out
+
+
+def _join_continuations(lines: list[str]) -> list[str]:
+    """A line ending in `\\` continues on the next (as entry.S's C preprocessor joins
+    them); the joined line keeps the first line's number, the others become empty."""
+    out = [""] * len(lines)
+    pending: str | None = None
+    start = 0
+    for n, line in enumerate(lines):
+        if pending is None:
+            text, start = line, n
+        else:
+            text = pending + " " + line.strip()
+        if text.endswith("\\"):
+            pending = text[:-1].rstrip()
+            continue
+        pending = None
+        out[start] = text
+    if pending is not None:
+        out[start] = pending
     return out
 
 
@@ -165,7 +259,7 @@ def design_knobs(path: str | Path) -> tuple[str, dict[str, tuple[str, ...]]]:
 class _Parser:
     def __init__(self, path: str, text: str, variant: dict[str, str]):
         self.path = path
-        self.raw = strip_comments(text)
+        self.raw = _join_continuations(strip_comments(text))
         self.requested = variant
         self.name = Path(path).stem.split(".")[0]
         self.title = ""
@@ -187,8 +281,12 @@ class _Parser:
         self.variables: list[VarDecl] = []
         self.cpu_decls: list[CpuDecl] = []
         self.routines: dict[str, _Builder] = {}
-        self.macros: dict[str, list[_Line]] = {}
+        self.macros: dict[str, _Macro] = {}
+        self.invocations = 0  # macro invocations so far (what `\@` counts)
         self.section = ".text"
+        self.previous_section = ".text"  # what `.previous` returns to
+        # .pushsection: (section, previous section, the routine it interrupted, where)
+        self.section_stack: list[tuple[str, str, _Builder | None, Loc]] = []
         self.inputs: dict[str, InputDecl] = {}
         self.symmetry_vars: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] = ((), (), ())
         self.symmetry_loc = Loc(path, 1)
@@ -289,24 +387,31 @@ class _Parser:
             raise _err(".if without .endif", stack[-1][2])
         return lines
 
-    # -- stage 2: macros ---------------------------------------------------------------
+    # -- stage 2: macros and repetitions ---------------------------------------------
     def _expand_macros(self, lines: list[_Line]) -> list[_Line]:
+        """Record `.macro NAME [params]` ... `.endm` bodies, then expand invocations and
+        `.rept`/`.irp`/`.irpc` blocks (GNU as semantics, docs/design-language.md#macros)."""
         body: list[_Line] = []
         out: list[_Line] = []
-        current: str | None = None
-        start = Loc(self.path, 0)
+        current: _Macro | None = None
         for line in lines:
             s = line.text.strip()
-            m = re.match(r"\.macro\s+(\w+)\s*$", s)
+            m = re.match(r"\.macro(?:\s+(.*))?$", s)
             if m:
                 if current is not None:
                     raise _err("nested .macro", line.loc)
-                current, body, start = m.group(1), [], line.loc
+                current = self._macro_header(m.group(1) or "", line.loc)
+                body = current.body
                 continue
-            if s == ".endm":
+            if s == ".endm" or s.startswith(".endm "):
                 if current is None:
                     raise _err(".endm without .macro", line.loc)
-                self.macros[current] = body
+                if current.name in self.macros:
+                    raise _err(
+                        f"macro {current.name} is defined twice (first at "
+                        f"{self.macros[current.name].loc})", current.loc,
+                    )
+                self.macros[current.name] = current
                 current = None
                 continue
             if current is not None:
@@ -314,20 +419,153 @@ class _Parser:
             else:
                 out.append(line)
         if current is not None:
-            raise _err(f".macro {current} without .endm", start)
-        return self._expand(out, depth=0)
+            raise _err(f".macro {current.name} without .endm", current.loc)
+        self._scan_consts(out)  # `.rept N` may name a constant
+        expanded = self._expand(out, depth=0)
+        for line in expanded:
+            left = re.search(r"\\(\w+|@|\(\))", line.text)
+            if left:
+                raise _err(f"unknown macro parameter or .irp symbol \\{left.group(1)}", line.loc)
+        return expanded
+
+    def _macro_header(self, text: str, loc: Loc) -> _Macro:
+        m = re.fullmatch(r"([A-Za-z_.$][\w.$]*)\s*,?\s*(.*)", text.strip())
+        if not m:
+            raise _err("write `.macro NAME [param, param=default, ...]`", loc)
+        name, rest = m.group(1), m.group(2).strip()
+        params: list[_Param] = []
+        words = _split_args(rest) if "," in rest else rest.split()
+        for k, w in enumerate(words):
+            p = re.fullmatch(r"([A-Za-z_]\w*)\s*(?::\s*(req|vararg))?\s*(?:=\s*(.*))?", w.strip())
+            if not p:
+                raise _err(f"bad macro parameter {w.strip()!r}: write `name`, `name=default`, "
+                           "`name:req` or `name:vararg`", loc)
+            if any(q.name == p.group(1) for q in params):
+                raise _err(f"macro {name} has two parameters named {p.group(1)!r}", loc)
+            if p.group(2) == "vararg" and k != len(words) - 1:
+                raise _err(f"only the last parameter of macro {name} may be :vararg", loc)
+            params.append(_Param(p.group(1), _unquote(p.group(3) or ""), p.group(2) == "req",
+                                 p.group(2) == "vararg"))
+        return _Macro(name, tuple(params), [], loc)
+
+    def _scan_consts(self, lines: list[_Line]) -> None:
+        for line in lines:
+            m = re.fullmatch(r"const\s+(\w+)\s*=\s*(.+)", line.text)
+            if m:
+                e = parse_expr(m.group(2), line.loc, self.consts)
+                if e[0] == "const":
+                    self.consts[m.group(1)] = e[1]
 
     def _expand(self, lines: list[_Line], depth: int) -> list[_Line]:
         out: list[_Line] = []
-        for line in lines:
-            word = line.text.strip().split(None, 1)[0] if line.text.strip() else ""
-            if word in self.macros:
-                if depth > 8:
-                    raise _err(f"macro {word} expands recursively", line.loc)
-                out.extend(self._expand(self.macros[word], depth + 1))
-            else:
+        i = 0
+        while i < len(lines):
+            line = lines[i]
+            s = line.text.strip()
+            rep = re.match(r"\.(rept|irpc|irp)(?:\s+(.*))?$", s)
+            if rep:
+                block, i = self._repeat_block(lines, i)
+                for copy in self._repeat_copies(rep.group(1), rep.group(2) or "", block, line.loc):
+                    out.extend(self._expand(copy, depth + 1))
+                if len(out) > _MAX_EXPANDED:
+                    raise _err(f"the expansion is over {_MAX_EXPANDED} lines", line.loc)
+                continue
+            if s == ".endr":
+                raise _err(".endr without .rept, .irp or .irpc", line.loc)
+            i += 1
+            m = re.match(r"(\s*)((?:\d+|[A-Za-z_.$][\w.$]*):)?\s*([A-Za-z_.$][\w.$]*)(.*)$",
+                         line.text)
+            if not m or m.group(3) not in self.macros:
                 out.append(line)
+                continue
+            macro = self.macros[m.group(3)]
+            if depth > 16:
+                raise _err(f"macro {macro.name} expands recursively", line.loc)
+            if m.group(2):
+                # `3: RESTORE_ALL`: the label stays where it was written, then the body
+                out.append(_Line(m.group(1) + m.group(2), line.loc))
+            values = self._macro_args(macro, m.group(4), line.loc)
+            self.invocations += 1
+            body = [
+                _Line(_substitute(b.text, values, str(self.invocations)),
+                      Loc(b.loc.file, b.loc.line, line.loc))
+                for b in macro.body
+            ]
+            out.extend(self._expand(body, depth + 1))
+            if len(out) > _MAX_EXPANDED:
+                raise _err(f"the expansion is over {_MAX_EXPANDED} lines", line.loc)
         return out
+
+    def _macro_args(self, macro: _Macro, text: str, loc: Loc) -> dict[str, str]:
+        text = text.strip()
+        if not text:
+            args: list[str] = []
+        elif len(macro.params) > 1 and not _has_top_level_comma(text):
+            args = text.split()  # GNU as also separates arguments with spaces
+        else:
+            args = _split_args(text)
+        values: dict[str, str] = {}
+        position = 0
+        names = [p.name for p in macro.params]
+        for k, a in enumerate(args):
+            kw = re.fullmatch(r"([A-Za-z_]\w*)\s*=(?!=)\s*(.*)", a)
+            if kw and kw.group(1) in names:
+                values[kw.group(1)] = _unquote(kw.group(2).strip())
+                continue
+            if position >= len(macro.params):
+                raise _err(
+                    f"macro {macro.name} takes {len(macro.params)} argument(s), got {len(args)}",
+                    loc,
+                )
+            param = macro.params[position]
+            if param.vararg:
+                values[param.name] = ", ".join(args[k:])
+                break
+            values[param.name] = _unquote(a)
+            position += 1
+        for p in macro.params:
+            if p.name not in values:
+                if p.required:
+                    raise _err(f"macro {macro.name} needs its argument {p.name!r}", loc)
+                values[p.name] = p.default
+        return values
+
+    def _repeat_block(self, lines: list[_Line], i: int) -> tuple[list[_Line], int]:
+        """The lines of a `.rept`/`.irp`/`.irpc` block (nested blocks included) and the
+        index after its `.endr`."""
+        depth = 0
+        for j in range(i + 1, len(lines)):
+            s = lines[j].text.strip()
+            if re.match(r"\.(rept|irpc|irp)\b", s):
+                depth += 1
+            elif s == ".endr":
+                if depth == 0:
+                    return lines[i + 1 : j], j + 1
+                depth -= 1
+        raise _err(f"{lines[i].text.strip().split()[0]} without .endr", lines[i].loc)
+
+    def _repeat_copies(
+        self, kind: str, args: str, block: list[_Line], loc: Loc
+    ) -> list[list[_Line]]:
+        if kind == "rept":
+            if not args.strip():
+                raise _err("write `.rept COUNT`", loc)
+            count = self._int(args, loc)
+            if not 0 <= count <= _MAX_EXPANDED:
+                raise _err(f".rept {count}: the count is 0-{_MAX_EXPANDED}", loc)
+            return [list(block) for _ in range(count)]
+        m = re.fullmatch(r"([A-Za-z_]\w*)\s*(?:,\s*(.*))?", args.strip())
+        if not m:
+            raise _err(f"write `.{kind} SYMBOL, VALUE, ...`", loc)
+        symbol, rest = m.group(1), (m.group(2) or "").strip()
+        if kind == "irp":
+            values = [_unquote(v) for v in _split_args(rest)] if rest else [""]
+        else:
+            values = list(_unquote(rest)) or [""]
+        return [
+            [_Line(_substitute(b.text, {symbol: v}, None), b.loc) for b in block]
+            for v in values
+        ]
 
     # -- stage 3: the body -------------------------------------------------------------
     def parse(self) -> Design:
@@ -342,6 +580,15 @@ class _Parser:
             word = s.split(None, 1)[0]
             rest = s[len(word):].strip()
             indented = line.text[:1] in (" ", "\t")
+            if _DIRECTIVE.match(s) or s == "ALIGN":
+                current = self._directive(s, line.loc, current)
+                i += 1
+                continue
+            sym = _SYMBOL.fullmatch(s)
+            if sym:
+                current = self._symbol(sym, line.loc, current)
+                i += 1
+                continue
             if not indented or current is None:
                 handled, i = self._declaration(word, rest, s, lines, i)
                 if handled:
@@ -349,18 +596,137 @@ class _Parser:
                     continue
                 m = re.fullmatch(r"(?:ENTRY|GLOBAL)\((\w+)\):?|([A-Za-z_]\w*):", s)
                 g = re.fullmatch(r"GUEST(32)?\((\w+)\):?", s)
-                if m or g:
-                    name = (g.group(2) if g else (m.group(1) or m.group(2)))  # type: ignore[union-attr]
+                local = re.fullmatch(r"(\.L[\w.$]*):", s) if current is None else None
+                if m or g or local:
+                    name = (
+                        local.group(1) if local
+                        else g.group(2) if g
+                        else (m.group(1) or m.group(2))  # type: ignore[union-attr]
+                    )
                     current = self._new_routine(name, line.loc, "asm", bool(g))
                     current.compat = bool(g and g.group(1))  # GUEST32: compatibility mode
                     i += 1
                     continue
                 if current is None:
+                    if indented:
+                        raise _err(f"{word!r} is not a declaration, and an instruction needs a "
+                                   "routine: start one with `name:`, FUNC(name) or ENTRY(name)",
+                                   line.loc)
                     raise _err(f"unknown declaration {word!r}", line.loc)
             assert current is not None
             self._asm_line(current, s, line.loc)
             i += 1
         return self._finish(variant)
+
+    # -- GNU as directives and Xen's linkage macros --------------------------------------
+    def _directive(self, s: str, loc: Loc, current: _Builder | None) -> _Builder | None:
+        """One assembler directive; returns the routine that following lines extend."""
+        if s == "ALIGN":  # Xen's `.align 16, 0x90`
+            return current
+        m = re.match(r"(\.\w+)\s*(.*)$", s)
+        assert m is not None
+        name, rest = m.group(1), m.group(2).strip()
+        if name in (".text", ".data", ".bss"):
+            if rest:
+                raise _err(f"{name} takes no operand here (write `.section {name}.NAME`)", loc)
+            return self._switch_section(name, current, loc)
+        if name in (".section", ".pushsection"):
+            args = _split_args(rest) if rest else []
+            if not args or not re.fullmatch(r"[\w.$-]+", args[0]):
+                raise _err(f"write `{name} NAME[, \"flags\"[, @type]]`", loc)
+            if len(args) > 1 and not re.fullmatch(r'"[a-zA-Z?]*"', args[1]):
+                raise _err(f"{name}: section flags are a quoted string such as \"ax\"", loc)
+            if len(args) > 2 and not re.fullmatch(r"[@%](progbits|nobits|note)", args[2]):
+                raise _err(f"{name}: the section type is @progbits, @nobits or @note", loc)
+            if name == ".pushsection":
+                self.section_stack.append((self.section, self.previous_section, current, loc))
+                self.previous_section = self.section
+                self.section = args[0]
+                return None
+            return self._switch_section(args[0], current, loc)
+        if name == ".popsection":
+            if rest:
+                raise _err(".popsection takes no operand", loc)
+            if not self.section_stack:
+                raise _err(".popsection without .pushsection", loc)
+            self.section, self.previous_section, resumed, _ = self.section_stack.pop()
+            return resumed  # code after it continues the routine the push interrupted
+        if name == ".previous":
+            if rest:
+                raise _err(".previous takes no operand", loc)
+            target = self.previous_section
+            return self._switch_section(target, current, loc)
+        if name in (".align", ".balign", ".p2align"):
+            args = _split_args(rest) if rest else []
+            if not 1 <= len(args) <= 3 or not args[0]:
+                raise _err(f"write `{name} ALIGNMENT[, FILL[, MAX]]`", loc)
+            values = [self._int(a, loc) for a in args if a]
+            if name != ".p2align" and (values[0] <= 0 or values[0] & (values[0] - 1)):
+                raise _err(f"{name} {values[0]}: the alignment is a power of 2", loc)
+            if name == ".p2align" and not 0 <= values[0] <= 16:
+                raise _err(f".p2align {values[0]}: the alignment is 0-16 (a power of 2)", loc)
+            return current  # code addresses are symbolic: alignment changes no step
+        if name in (".globl", ".global", ".hidden", ".weak", ".local", ".protected"):
+            names = _split_args(rest) if rest else []
+            if not names or not all(re.fullmatch(_IDENT, n) for n in names):
+                raise _err(f"write `{name} SYMBOL[, SYMBOL...]`", loc)
+            return current
+        if name == ".type":
+            if not re.fullmatch(
+                _IDENT + r"\s*,\s*(?:[@%](?:function|object|notype)|STT_(?:FUNC|OBJECT|NOTYPE))",
+                rest,
+            ):
+                raise _err("write `.type SYMBOL, @function` (or @object, @notype)", loc)
+            return current
+        if name == ".size":
+            if not re.fullmatch(_IDENT + r"\s*,\s*\S.*", rest):
+                raise _err("write `.size SYMBOL, EXPRESSION`", loc)
+            return current
+        if name in (".equ", ".set"):
+            m = re.fullmatch(r"([A-Za-z_]\w*)\s*,\s*(.+)", rest)
+            if not m:
+                raise _err(f"write `{name} NAME, VALUE`", loc)
+            self.consts[m.group(1)] = self._int(m.group(2), loc)
+            return current
+        if name == ".file":
+            return current
+        if name == ".code64":
+            if rest:
+                raise _err(".code64 takes no operand", loc)
+            return current
+        raise _err(f"unknown directive {name}", loc)
+
+    def _switch_section(self, name: str, current: _Builder | None, loc: Loc) -> _Builder | None:
+        """Code after a section switch is not reached by falling through the code before
+        it: a switch to another section ends the routine being written."""
+        if name == self.section:
+            return current
+        self.previous_section, self.section = self.section, name
+        return None
+
+    def _symbol(self, m: re.Match[str], loc: Loc, current: _Builder | None) -> _Builder | None:
+        """Xen's FUNC(name[, align]), FUNC_LOCAL, LABEL, LABEL_LOCAL and END(name)
+        (xen/include/xen/linkage.h)."""
+        what, name, align = m.group(1), m.group(2), m.group(3)
+        if align is not None and align.strip():
+            value = self._int(align, loc)
+            if value < 0 or value & (value - 1):
+                raise _err(f"{what}({name}, {align.strip()}): the alignment is 0 or a power of "
+                           "2", loc)
+        if what in ("FUNC", "FUNC_LOCAL"):
+            return self._new_routine(name, loc, "asm", False)
+        if what in ("LABEL", "LABEL_LOCAL"):
+            if current is None:
+                return self._new_routine(name, loc, "asm", False)
+            if name in current.labels or name in self.routines:
+                raise _err(f"label {name!r} defined twice", loc)
+            current.labels[name] = len(current.instrs)
+            return current
+        if align is not None:
+            raise _err("write `END(name)`", loc)
+        if name not in self.routines and not any(name in b.labels for b in self.routines.values()):
+            raise _err(f"END({name}) names no routine or label", loc)
+        return None
 
     def _new_routine(self, name: str, loc: Loc, kind: str, guest: bool) -> _Builder:
         if name in self.routines:
@@ -944,10 +1310,11 @@ class _Parser:
         return Instr(ins.op, args, ins.loc, ins.text, ins.fault)
 
     def _fall_through(self, b: _Builder, instrs: list[Instr]) -> list[Instr]:
-        """Assembler falls through into the routine written next, as the CPU would."""
+        """Assembler falls through into the routine written next in the same section, as
+        the CPU would."""
         if b.kind != "asm" or (instrs and instrs[-1].op in _NO_FALL_THROUGH):
             return instrs
-        order = [r for r in self.routines.values() if r.kind == "asm"]
+        order = [r for r in self.routines.values() if r.kind == "asm" and r.section == b.section]
         k = order.index(b)
         loc = instrs[-1].loc if instrs else b.loc
         if k + 1 < len(order) and order[k + 1].loc.line > b.loc.line:
