@@ -199,6 +199,8 @@ def code_flow(result: PropertyResult) -> dict[str, Any] | None:
         damage = edge.get("damage")
         path, line = step_location(result, step, edge)
         text = f"{step}. {label}" + ("" if path is None or "file" in edge else " (at this line)")
+        if edge.get("macro"):
+            text += f" (in macro: {edge['macro']})"
         if damage:
             text += f" - {damage}"
         location: dict[str, Any] = {"message": {"text": text}}

@@ -5,7 +5,8 @@ Exit codes: 0 every verdict meets its expectation; 1 some verdict differs (or, w
 (including a property that could not be evaluated); 3 some verdict is incomplete (a bound
 stopped exploration) and none differs.
 
-`python -m checker replay TRACE` re-runs a stored trace (see `checker.replay`).
+`python -m checker replay TRACE` re-runs a stored trace (see `checker.replay`);
+`python -m checker lint DESIGN...` checks design files without exploring.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 all verdicts as expected, 1 a verdict differs (or "
         "--require-full-coverage found unreached lines), 2 bad input or usage, 3 a verdict "
         "is incomplete (a bound was hit). `python -m checker replay TRACE` re-runs a "
-        "stored trace (see `python -m checker replay --help`).",
+        "stored trace (see `python -m checker replay --help`); `python -m checker lint "
+        "DESIGN...` checks design files without exploring.",
     )
     parser.add_argument(
         "paths", nargs="*", metavar="PATH",
@@ -87,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--property", action="append", default=[], metavar="NAME",
         help="check only properties whose name matches this glob (repeatable)",
+    )
+    parser.add_argument(
+        "--design-path", action="append", default=[], metavar="DIR",
+        help="also look for designs named in property files in DIR (repeatable; searched "
+        "in order, before the model's own designs)",
     )
     parser.add_argument("--max-states", type=_non_negative_int, metavar="N",
                         help="stop an exploration after N distinct states")
@@ -210,6 +217,12 @@ def _print_errors(errors: Sequence[CheckerError], fmt: str) -> None:
 
 def main(argv: list[str] | None = None, provider: ModelProvider | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["lint"]:  # `./lint` names a property folder called lint
+        try:
+            return lint_main(argv[1:], provider)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
     if argv[:1] == ["replay"]:  # `./replay` names a property folder called replay
         try:
             return replay_command.main(argv[1:], provider, _load_provider)
@@ -245,6 +258,7 @@ def _run(args: argparse.Namespace, provider: ModelProvider | None) -> int:
         return EXIT_INPUT
     if provider is None:
         provider = _load_provider()
+    add_design_paths(provider, args.design_path)
     prepared, errors = plan(files, provider, args.property)
     if prepared is None:
         _print_errors(errors, args.format)
@@ -298,6 +312,64 @@ def _run(args: argparse.Namespace, provider: ModelProvider | None) -> int:
             print(f"  {line}", file=sys.stderr)
     github_report(run, traces, os.environ)
     return code
+
+
+def add_design_paths(provider: ModelProvider, folders: Sequence[str]) -> None:
+    """`--design-path DIR...`: folders the model looks for designs in (its optional
+    `add_design_path`)."""
+    if not folders:
+        return
+    add = getattr(provider, "add_design_path", None)
+    if not callable(add):
+        raise UsageError("--design-path: this model does not look for designs in folders")
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise UsageError(f"--design-path {folder}: no such folder")
+        add(Path(folder))
+
+
+def lint_main(argv: Sequence[str], provider: ModelProvider | None) -> int:
+    """`python -m checker lint FILE.design...`: parse and lay out designs without
+    exploring; every error as `path:line: message`, exit 0 when there is none, else 2."""
+    parser = argparse.ArgumentParser(
+        prog="python -m checker lint",
+        description="Parse and lay out design files (every variant, or each knob value "
+        "once when there are many) and report every error, without exploring.",
+        epilog="Exit codes: 0 no error, 2 some error (or bad usage).",
+    )
+    parser.add_argument("designs", nargs="+", metavar="DESIGN",
+                        help="design files, or folders (every *.design in them, recursively)")
+    args = parser.parse_args(list(argv))
+    try:
+        if provider is None:
+            provider = _load_provider()
+        lint = getattr(provider, "lint", None)
+        if not callable(lint):
+            raise UsageError("lint: this model cannot lint design files")
+        files: list[Path] = []
+        for raw in args.designs:
+            path = Path(raw)
+            if path.is_dir():
+                files.extend(sorted(p for p in path.rglob("*.design") if p.is_file()))
+            elif path.is_file():
+                files.append(path)
+            else:
+                raise UsageError(f"{raw}: no such file or directory")
+        if not files:
+            raise UsageError("lint: no *.design files found in " + ", ".join(args.designs))
+    except CheckerError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_INPUT
+    errors: list[CheckerError] = []
+    for path in files:
+        found = list(lint(str(path)))
+        errors.extend(found)
+        if not found:
+            print(f"{path}: ok")
+    for error in errors:
+        print(str(error), file=sys.stderr)
+    github_input_errors(errors, os.environ)
+    return EXIT_INPUT if errors else EXIT_OK
 
 
 def _write(path: str, text: str) -> None:

@@ -352,6 +352,8 @@ class _Page:
                     path = str(edge["file"])
                     self.source(path)
                     loc = f"{_short_path(path)}:{edge.get('line', '')}"
+                    if edge.get("macro"):  # the invocation, then the macro's own line
+                        loc += f" (in macro: {edge['macro']})"
                     entry["at"] = {"file": path, "line": edge.get("line")}
                 else:
                     at = _event_location(inspected, step, edge)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ import networkx as nx
 from checker.errors import CheckerError, InputError, ModelInputError, UsageError
 from checker.expr import ExprError, compile_expr
 from checker.interface import ModelProvider, TransitionSystem, action_key
-from checker.spec import Property
+from checker.spec import Property, is_path
 from checker.trace import graph_steps
 from checker.verdict import EXIT_INPUT, Kind, Verdict
 
@@ -57,6 +58,8 @@ def replay_record(prop: Property, verdict: Verdict, graph: nx.DiGraph) -> dict[s
         "file": prop.file,
         "line": prop.line,
         "design": prop.design,
+        # a design named by a path: where it was, for a replay from another folder
+        **({"design_file": os.path.abspath(prop.design)} if is_path(prop.design) else {}),
         "variant": dict(prop.variant),
         "environment": dict(prop.environment),
         "kind": str(prop.kind),
@@ -272,7 +275,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output format on stdout (default text)")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="print every step and how its action was found")
+    parser.add_argument("--design-path", action="append", default=[], metavar="DIR",
+                        help="also look for the recorded design (a name) in DIR (repeatable)")
     return parser
+
+
+def recorded_design(record: Mapping[str, Any]) -> str:
+    """The design to load: a recorded path that no longer resolves from the working
+    directory is taken from where it was when the trace was written."""
+    design = str(record["design"])
+    stored = record.get("design_file")
+    if is_path(design) and not Path(design).is_file() and isinstance(stored, str):
+        return stored
+    return design
 
 
 def main(argv: Sequence[str], provider: ModelProvider | None,
@@ -284,8 +299,14 @@ def main(argv: Sequence[str], provider: ModelProvider | None,
             provider = load_provider() if load_provider is not None else None
         if provider is None:
             raise UsageError("no model provider")
+        if args.design_path:
+            from checker.cli import add_design_paths  # the CLI imports this module
+
+            add_design_paths(provider, args.design_path)
         try:
-            system = provider.load(record["design"], record["variant"], record["environment"])
+            system = provider.load(
+                recorded_design(record), record["variant"], record["environment"]
+            )
         except ModelInputError as exc:
             raise TraceFileError(
                 f"{args.trace}: the model rejects the recorded {exc.key}: {exc.message}"

@@ -152,7 +152,9 @@ def trace_lines(graph: nx.DiGraph, verbose: bool = False) -> list[str]:
             ) else ""
             where = ""
             if "file" in edge:
-                where = f"  ({edge['file']}" + (f":{edge['line']}" if "line" in edge else "") + ")"
+                where = f"  ({edge['file']}" + (f":{edge['line']}" if "line" in edge else "")
+                # a step from a macro: its invocation, then the macro's own line
+                where += f", in macro: {edge['macro']})" if edge.get("macro") else ")"
             detail = f" - {edge['detail']}" if edge.get("detail") else ""
             lines.append(f"      {node['step']}. {who}{edge.get('label', '?')}{where}{detail}")
             if edge.get("damage"):

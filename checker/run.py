@@ -137,7 +137,9 @@ def plan(
         try:
             groups.append(load_group(group, provider))
         except InputError as exc:
-            errors.append(exc)
+            # A design-file error shows in every group that loads the design: once is enough.
+            if all(str(exc) != str(seen) for seen in errors):
+                errors.append(exc)
     if errors:
         return None, errors
     return Plan(tuple(files), tuple(properties), tuple(groups)), []

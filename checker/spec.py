@@ -9,11 +9,12 @@ table headers and `key =` lines and maps a key path to its line.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from checker.errors import InputError, ModelInputError, UsageError
@@ -457,6 +458,9 @@ class _Reader:
             raise self.error(
                 "no design: set 'design' at the top of the file or in the property", *at
             )
+        if not prop_design.strip():
+            raise self.error("'design' is empty", *at, "design")
+        prop_design = design_reference(prop_design, self.path)
         merged_variant = dict(variant)
         if "variant" in item:
             own = self.variant(item["variant"], (*at, "variant"))
@@ -485,6 +489,28 @@ class _Reader:
             line=line,
             lines=lines,
         )
+
+
+def is_path(design: str) -> bool:
+    """A `design` value that is a path to a design file rather than a design name: it has
+    a `/` or a file extension (names are words, `xen_ist`)."""
+    return "/" in design or "\\" in design or "." in PurePath(design).name
+
+
+def design_reference(design: str, property_file: str) -> str:
+    """A design name as written; a path resolved against the property file's folder and
+    written relative to the working directory when below it (else absolute), as reports
+    show paths."""
+    if not is_path(design):
+        return design
+    path = Path(design)
+    if not path.is_absolute():
+        path = Path(property_file).parent / path
+    absolute = Path(os.path.abspath(path))
+    try:
+        return absolute.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return absolute.as_posix()
 
 
 # -- groups and loading ------------------------------------------------------------------

@@ -41,16 +41,21 @@ class Loc:
             loc = loc.via
         return tuple(reversed(out))
 
+    def macro_lines(self) -> str:
+        """The lines between the invocation and this line, innermost last (`line 20 >
+        line 12`); "" when the line is not from a macro."""
+        site = self.site
+        return " > ".join(
+            str(loc) if loc.file != site.file else f"line {loc.line}"
+            for loc in self.chain()[1:]
+        )
+
     def describe(self) -> str:
         """`file:line` for a plain line; for a macro line the call site first and the
         macro's own line after it: `x.design:40 (in macro: line 12)`."""
         if self.via is None:
             return str(self)
-        inner = " > ".join(
-            str(loc) if loc.file != self.site.file else f"line {loc.line}"
-            for loc in self.chain()[1:]
-        )
-        return f"{self.site} (in macro: {inner})"
+        return f"{self.site} (in macro: {self.macro_lines()})"
 
 
 # Expression trees (pseudo-C conditions and immediates), as nested tuples:

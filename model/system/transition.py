@@ -471,8 +471,11 @@ class DesignSystem:
                 text = f"{text}  [choice {a.arg + 1}]"
             out["label"] = f"cpu{a.cpu}: {text}"
             if ins is not None:
-                out["file"] = ins.loc.file
-                out["line"] = ins.loc.line
+                # a macro's line: the invocation, with the macro's own line(s) beside it
+                out["file"] = ins.loc.site.file
+                out["line"] = ins.loc.site.line
+                if ins.loc.via is not None:
+                    out["macro"] = ins.loc.macro_lines()
             out["routine"] = cpu.pc.routine
         elif a.kind == "ext":
             note = {2: " (a fake NMI)", 18: " (a fake #MC)"}.get(a.arg, "")
@@ -530,8 +533,9 @@ class DesignSystem:
                 "pc": str(c.pc),
                 "routine": c.pc.routine,
                 "instruction": ins.text if ins else None,
-                "file": ins.loc.file if ins else None,
-                "line": ins.loc.line if ins else None,
+                "file": ins.loc.site.file if ins else None,
+                "line": ins.loc.site.line if ins else None,
+                "macro": (ins.loc.macro_lines() or None) if ins else None,
                 "cpl": c.cpl,
                 "rsp": self._addr(c.rsp),
                 "rflags": self._value(c.rflags),
@@ -589,8 +593,8 @@ class DesignSystem:
             for c in s.machine.cpus:
                 routines.add(c.pc.routine)
                 ins = self.interp.instr_at(c.pc)
-                if ins is not None:
-                    lines.add((ins.loc.file, ins.loc.line))
+                if ins is not None:  # a macro's line and its invocation are both reached
+                    lines.update((loc.file, loc.line) for loc in ins.loc.chain())
             for f in s.machine.frames:
                 vectors.add(f.vector)
             for a in self._base_actions(s):  # no z3: which events were offered is enough
@@ -598,7 +602,8 @@ class DesignSystem:
         all_lines: dict[str, set[int]] = {}
         for r in self.design.routines.values():
             for ins in r.instrs:
-                all_lines.setdefault(ins.loc.file, set()).add(ins.loc.line)
+                for loc in ins.loc.chain():
+                    all_lines.setdefault(loc.file, set()).add(loc.line)
         files = {
             f: {
                 "reached": sorted(n for (ff, n) in lines if ff == f),
@@ -633,7 +638,8 @@ class DesignSystem:
         ins = self.interp.instr_at(pc)
         if ins is None:
             return str(pc)
-        return f"{pc} ({ins.text} @ line {ins.loc.line})"
+        macro = f", macro {ins.loc.macro_lines()}" if ins.loc.via is not None else ""
+        return f"{pc} ({ins.text} @ line {ins.loc.site.line}{macro})"
 
     def _addr(self, v: Value) -> str:
         if isinstance(v, CodeAddr | Term):
