@@ -37,7 +37,7 @@ EXPECTED = {
     "mce-keeps-ring0-frames-off-guest-memory": "holds",
     "nmi-in-syscall-window-reachable": "holds",
     "nmi-without-ist-writes-guest-stack": "violated",
-    "sysenter-needs-no-nmi-ist": "holds",
+    "sysenter-exit-still-needs-nmi-ist": "violated",
     "nmi-mce-frames-never-clobbered": "holds",
     "shared-nmi-mce-stack-clobbers": "violated",
     "sysret-never-faults-in-ring0": "holds",
