@@ -8,6 +8,7 @@ model/system runs a single instruction set and every step points at a design-fil
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class Loc:
 #   ("const", int) | ("var", name) | ("reg", name) | ("cpu",) | ("ncpus",)
 #   ("top", stack) | ("code", routine, label) | ("unop", op, e) | ("binop", op, a, b)
 #   ("call", name, (args...))
-Expr = tuple
+Expr = tuple[Any, ...]  # see the grammar above: (kind, *fields)
 
 
 @dataclass(frozen=True)
@@ -72,16 +73,34 @@ class Imm:
 
 @dataclass(frozen=True)
 class Reg:
+    """A general register, by its 64-bit name; `size` is the bytes the operand names
+    (`%eax` is Reg("rax", 4), `%al` Reg("rax", 1))."""
+
     name: str
+    size: int = 8
 
 
 @dataclass(frozen=True)
 class Mem:
-    """disp(%base): a stack-relative (or register-relative) memory operand."""
+    """A memory operand `seg:disp(base, index, scale)`: `disp(%rsp)`, `(%r10,%rax,8)`,
+    `table(,%rax,8)`, `%gs:OFFSET`. `sym` is a symbolic displacement, an expression
+    (`("var", name)`: the address of a variable; through %gs, its per-CPU offset)."""
 
-    base: str
+    base: str | None
     disp: int
     size: int = 8
+    index: str | None = None
+    scale: int = 1
+    seg: str = ""  # "gs": relative to the CPU's active GS base
+    sym: Expr | None = None
+
+
+@dataclass(frozen=True)
+class Indirect:
+    """`*%rax`, `*8(%rsp)`, `*table(,%rax,8)`: a jump or call target read from a register
+    or memory."""
+
+    target: Reg | Mem | Abs
 
 
 @dataclass(frozen=True)
@@ -114,7 +133,7 @@ class Name:
     name: str
 
 
-Operand = Imm | Reg | Mem | Abs | RipRel | Target | Name
+Operand = Imm | Reg | Mem | Abs | RipRel | Target | Name | Indirect
 
 
 @dataclass(frozen=True)
@@ -130,6 +149,9 @@ class Instr:
     loc: Loc
     text: str
     fault: int | None = None
+    width: int = 64  # the operand size in bits (a suffix or the registers say)
+    cc: str = ""  # the canonical condition code of a jcc / setcc / cmovcc
+    src_width: int = 0  # MOVZX/MOVSX: the source size in bits
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from checker.errors import InputError, ModelInputError
+from model.lang import isa
 from model.lang.expr import parse_expr
 from model.lang.ir import (
     Abs,
@@ -25,6 +26,7 @@ from model.lang.ir import (
     GateDecl,
     IdtDecl,
     Imm,
+    Indirect,
     InputDecl,
     Instr,
     Loc,
@@ -38,70 +40,36 @@ from model.lang.ir import (
     TssDecl,
     VarDecl,
 )
+from model.x86 import alu
 from model.x86.arch import VECTOR_NAMES
 
 _VECTOR_BY_NAME = {name: v for v, name in VECTOR_NAMES.items()}
 
-# 32-bit register names map to the 64-bit register they are part of.
-_REG_ALIASES = {
-    "eax": "rax", "ebx": "rbx", "ecx": "rcx", "edx": "rdx", "esi": "rsi", "edi": "rdi",
-    "ebp": "rbp", "esp": "rsp", "ax": "rax", "al": "rax",
-    **{f"r{n}d": f"r{n}" for n in range(8, 16)},
-}
-REGISTERS = frozenset({
-    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
-    "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "ss",
-})
+# Register names: each maps to the 64-bit register it is part of and its size in bytes.
+_REG64 = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp")
+_REG_SIZES: dict[str, tuple[str, int]] = {}
+for _r in _REG64:
+    _stem = _r[1:]  # ax, bx, cx, dx, si, di, bp, sp
+    _REG_SIZES[_r] = (_r, 8)
+    _REG_SIZES["e" + _stem] = (_r, 4)
+    _REG_SIZES[_stem] = (_r, 2)
+    _REG_SIZES[(_stem[0] + "l") if _stem[1] == "x" else _stem + "l"] = (_r, 1)
+for _n in range(8, 16):
+    _REG_SIZES[f"r{_n}"] = (f"r{_n}", 8)
+    _REG_SIZES[f"r{_n}d"] = (f"r{_n}", 4)
+    _REG_SIZES[f"r{_n}w"] = (f"r{_n}", 2)
+    _REG_SIZES[f"r{_n}b"] = (f"r{_n}", 1)
+_REG_SIZES["ss"] = ("ss", 2)
+_HIGH_BYTE = frozenset({"ah", "bh", "ch", "dh"})
+# Kept for callers that want every name of a register: 32-bit and narrower aliases.
+_REG_ALIASES = {k: v for k, (v, size) in _REG_SIZES.items() if size < 8 and k != "ss"}
+REGISTERS = frozenset({v for v, _ in _REG_SIZES.values()})
 
-# mnemonic -> (normalised op, operand count or None for "any"); size suffixes are folded.
-_MNEMONICS: dict[str, tuple[str, int | None]] = {
-    "push": ("push", 1), "pushq": ("push", 1),
-    "pop": ("pop", 1), "popq": ("pop", 1),
-    "mov": ("mov", 2), "movq": ("mov", 2), "movl": ("movl", 2), "movabsq": ("mov", 2),
-    "movabs": ("mov", 2),
-    "lea": ("lea", 2), "leaq": ("lea", 2),
-    "add": ("add", 2), "addq": ("add", 2), "sub": ("sub", 2), "subq": ("sub", 2),
-    "addl": ("add32", 2), "subl": ("sub32", 2),
-    "and": ("and", 2), "andq": ("and", 2), "andl": ("and32", 2),
-    "or": ("or", 2), "orq": ("or", 2), "orl": ("or32", 2),
-    "xor": ("xor", 2), "xorq": ("xor", 2), "xorl": ("xor32", 2),
-    "cmp": ("cmp", 2), "cmpq": ("cmp", 2), "cmpl": ("cmp32", 2), "cmpb": ("cmp8", 2),
-    "cmpw": ("cmp16", 2),
-    "test": ("test", 2), "testq": ("test", 2), "testl": ("test32", 2), "testb": ("test8", 2),
-    "testw": ("test16", 2),
-    "inc": ("inc", 1), "incq": ("inc", 1), "incl": ("inc32", 1),
-    "dec": ("dec", 1), "decq": ("dec", 1), "decl": ("dec32", 1),
-    "sar": ("sar", 2), "sarq": ("sar", 2), "shr": ("shr", 2), "shrq": ("shr", 2),
-    "shl": ("shl", 2), "shlq": ("shl", 2),
-    "jmp": ("jmp", 1), "je": ("je", 1), "jz": ("je", 1), "jne": ("jne", 1), "jnz": ("jne", 1),
-    "jl": ("jl", 1), "jge": ("jge", 1), "jle": ("jle", 1), "jg": ("jg", 1),
-    "jb": ("jb", 1), "jae": ("jae", 1), "ja": ("ja", 1), "jbe": ("jbe", 1),
-    "js": ("js", 1), "jns": ("jns", 1),
-    "call": ("call", 1), "callq": ("call", 1), "ret": ("ret", 0), "retq": ("ret", 0),
-    "pushf": ("pushf", 0), "pushfq": ("pushf", 0), "popf": ("popf", 0), "popfq": ("popf", 0),
-    "cli": ("cli", 0), "sti": ("sti", 0), "hlt": ("hlt", 0), "nop": ("nop", 0),
-    "pause": ("nop", 0), "iret": ("iret", 0), "iretq": ("iret", 0),
-    "sysret": ("sysret", 0), "sysretq": ("sysret", 0), "swapgs": ("swapgs", 0),
-    "ud2": ("ud2", 0), "int": ("int", 1), "int3": ("int3", 0), "into": ("into", 0),
-    "int1": ("int1", 0), "icebp": ("int1", 0), "syscall": ("syscall", 0),
-    "sysenter": ("sysenter", 0),
-    "lidt": ("lidt", 1), "ltr": ("ltr", 1), "movsq": ("movsq", 0),
-    "choose": ("choose", None),
-    "input": ("input", 2),
-}
-_MEMORY_OPS = {"mov", "movl", "push", "cmp", "cmp32", "test", "test8", "test32"}
-_NO_FALL_THROUGH = {"jmp", "ret", "iret", "sysret", "ud2"}
-_JUMPS = {"jmp", "je", "jne", "jl", "jge", "jle", "jg", "jb", "jae", "ja", "jbe", "js", "jns"}
-
-# Pseudo-C statements that are architectural or environment actions.
-BUILTINS: dict[str, tuple[int, int]] = {  # name -> (min args, max args)
-    "set_gate": (3, 6), "set_gate_ist": (3, 3), "set_ist": (3, 3), "set_rsp0": (2, 2),
-    "lidt": (1, 1), "ltr": (1, 1), "send_nmi": (1, 1), "halt": (0, 0), "cli": (0, 0),
-    "sti": (0, 0), "clear_mcip": (0, 0), "write_cr4_mce": (1, 1), "free_init": (0, 0),
-    "wait_until": (1, 1), "wait_timeout": (1, 1), "atomic_inc": (1, 1),
-    "atomic_dec": (1, 1), "atomic_set": (2, 2), "assert": (1, 1), "nop": (0, 0),
-    "choose": (2, 16), "choose_range": (3, 3), "input": (2, 2), "stop": (0, 0), "copy_idt": (2, 2),
-}
+# Every mnemonic the assembler accepts, derived from the instruction table (model/lang/isa).
+_MNEMONICS = isa.MNEMONICS
+_NO_FALL_THROUGH = {e.op for e in isa.ASM if e.ends_flow}
+_JUMPS = {"jmp", "jcc"}
+BUILTINS = isa.BUILTINS
 DESTINATIONS = ("SELF", "ALL_BUT_SELF", "ALL")
 
 _IDENT = r"[A-Za-z_.$][A-Za-z0-9_.$]*"
@@ -1021,10 +989,15 @@ class _Parser:
         )
 
     def _reg(self, name: str, loc: Loc) -> str:
-        name = _REG_ALIASES.get(name, name)
-        if name not in REGISTERS:
+        return self._register(name, loc).name
+
+    def _register(self, name: str, loc: Loc) -> Reg:
+        if name in _HIGH_BYTE:
+            raise _err(f"%{name}: the high-byte registers are not modelled", loc)
+        if name not in _REG_SIZES:
             raise _err(f"unknown register %{name}", loc)
-        return name
+        reg, size = _REG_SIZES[name]
+        return Reg(reg, size)
 
     # -- assembler -----------------------------------------------------------------------
     def _asm_line(self, b: _Builder, s: str, loc: Loc) -> None:
@@ -1056,119 +1029,259 @@ class _Parser:
         parts = s.split(None, 1)
         mnemonic = parts[0].lower()
         if mnemonic not in _MNEMONICS:
+            if re.fullmatch(r"(j|set|cmov)(p|np|pe|po)[wlq]?", mnemonic):
+                raise _err(f"{parts[0]}: PF is not modelled, so conditions on parity are "
+                           "not supported", loc)
             raise _err(f"unknown instruction {parts[0]!r}", loc)
         if mnemonic == "movsq" and not rep:
             raise _err("only `rep movsq` is supported (it copies %rcx words)", loc)
         if rep:
             s = "rep " + s
-        op, count = _MNEMONICS[mnemonic]
+        entry, width, src_width = _MNEMONICS[mnemonic]
         texts = _split_operands(parts[1]) if len(parts) > 1 else []
-        if count is not None and len(texts) != count:
-            raise _err(f"{mnemonic} takes {count} operand(s), got {len(texts)}", loc)
-        args = tuple(self._operand(t, loc, op, b) for t in texts)
-        if op in _JUMPS or op == "call":
-            if not isinstance(args[0], Name):
-                raise _err(f"{mnemonic} needs a label or routine operand", loc)
-            b.pending.append((len(b.instrs), args[0].name, loc))
+        counts = sorted({len(f) for f in entry.forms})
+        if entry.variadic:
+            if len(texts) < 2:
+                raise _err(f"write `{mnemonic} DST, SRC1, SRC2, ...`", loc)
+        elif len(texts) not in counts:
+            want = " or ".join(str(c) for c in counts)
+            raise _err(f"{mnemonic} takes {want} operand(s), got {len(texts)}", loc)
+        args = [self._operand(t, loc, entry, k, len(texts)) for k, t in enumerate(texts)]
+        op = entry.op
+        cc = isa.condition_of(mnemonic, entry) if op in isa.CONDITION_OPS else ""
         if op == "mov" and any(isinstance(a, Reg) and a.name == "ss" for a in args[1:]):
             op = "mov_ss"
-        if op == "pop" and isinstance(args[0], Reg) and args[0].name == "ss":
+        if op == "pop" and args and isinstance(args[0], Reg) and args[0].name == "ss":
             op = "mov_ss"
-        if op == "movl":
-            # A 32-bit store writes half a word; a 32-bit load into a register zero-extends.
-            op = "mov32" if isinstance(args[1], Reg) else "mov"
-            args = tuple(
-                Mem(a.base, a.disp, 4) if isinstance(a, Mem)
-                else Abs(a.expr, 4) if isinstance(a, Abs) else a
-                for a in args
-            )
-        wm = re.fullmatch(r"[a-z]+?(32|16|8)", op)
-        if wm and op != "mov32":
-            # cmpl/testb/...: the memory operand is that many bytes at its address.
-            size = int(wm.group(1)) // 8
-            args = tuple(
-                Mem(a.base, a.disp, size) if isinstance(a, Mem)
-                else Abs(a.expr, size) if isinstance(a, Abs) else a
-                for a in args
-            )
-        self._check_forms(op, args, mnemonic, loc)
-        b.instrs.append(Instr(op, args, loc, s, fault))
+        width = 16 if op == "mov_ss" else self._width(entry, mnemonic, width, args, loc)
+        size = (src_width or width) // 8
+        args = [
+            replace(a, size=size) if isinstance(a, (Mem, Abs)) and (k == 0 or not src_width)
+            else replace(a, size=width // 8) if isinstance(a, (Mem, Abs)) else a
+            for k, a in enumerate(args)
+        ]
+        if op in _JUMPS or op == "call":
+            if isinstance(args[0], Name):
+                b.pending.append((len(b.instrs), args[0].name, loc))
+            elif not isinstance(args[0], Indirect):
+                raise _err(f"{mnemonic} needs a label, a routine or `*` and a register or "
+                           "memory operand", loc)
+        final = tuple(args)
+        if op != "mov_ss":
+            self._check_forms(entry, final, mnemonic, loc, width)
+        else:
+            self._check_mov_ss(final, mnemonic, loc)
+        b.instrs.append(Instr(op, final, loc, s, fault, width, cc, src_width or 0))
 
-    def _operand(self, text: str, loc: Loc, op: str, b: _Builder) -> object:
+    def _width(
+        self, entry: isa.Insn, mnemonic: str, width: int | None, args: list[object], loc: Loc
+    ) -> int:
+        """The operand size: the suffix's, else the registers', else the entry's default.
+        Registers that disagree with each other or with the suffix are an error, as in GNU as
+        ("operand size mismatch")."""
+        if entry.spellings:
+            assert width is not None
+            sizes = [a.size * 8 if isinstance(a, Reg) else None for a in args]
+            src = self._spelling_source(mnemonic)
+            if sizes[0] not in (None, src) or sizes[-1] not in (None, width):
+                raise _err(f"operand size mismatch for {mnemonic}", loc)
+            return width
+        regs = [
+            a.size * 8 for k, a in enumerate(args)
+            if isinstance(a, Reg) and a.name != "ss"
+            # a shift's count register (%cl) and BT's offset are not the operand size
+            and not (entry.semantics == "alu" and entry.imm_bits == 8 and k == 0 and len(args) == 2)
+        ]
+        if entry.op in ("lidt", "ltr", "input", "choose", "verw", "lss", "push", "pop",
+                        "jmp", "call", "setcc"):
+            if entry.op == "setcc" and regs and regs[0] != 8:
+                raise _err(f"{mnemonic} writes a byte register (%al, %cl, ...)", loc)
+            if entry.op in ("push", "pop") and regs and regs[0] != 64:
+                raise _err(f"{mnemonic} of a {regs[0]}-bit register is not supported in "
+                           "64-bit code", loc)
+            return width or entry.width
+        if regs and any(r != regs[0] for r in regs):
+            raise _err(f"operand size mismatch for {mnemonic}", loc)
+        if width is not None and regs and regs[0] != width:
+            raise _err(f"operand size mismatch for {mnemonic}: the suffix says {width} bits, "
+                       f"the register {regs[0]}", loc)
+        if width is None and regs:
+            width = regs[0]
+        if width is not None and width not in (16, 32, 64) and entry.op in ("imul", "bt",
+                                                                                 "cmovcc"):
+            raise _err(f"{mnemonic} has no 8-bit form", loc)
+        return width or entry.width
+
+    @staticmethod
+    def _spelling_source(mnemonic: str) -> int:
+        return _MNEMONICS[mnemonic][2] or 0
+
+    def _operand(self, text: str, loc: Loc, entry: isa.Insn, k: int, n: int) -> object:
         t = text.strip()
+        kinds = {f[k] for f in entry.forms if len(f) == n and k < len(f)}
+        if entry.variadic:
+            kinds = {f[min(k, 1)] for f in entry.forms}
+        if t.startswith("*"):
+            inner = self._operand(t[1:], loc, isa.BY_OP["mov"], 0, 2)
+            if not isinstance(inner, (Reg, Mem, Abs)) or "*" not in kinds:
+                raise _err(f"unknown operand form {t!r}", loc)
+            return Indirect(inner)
         if t.startswith("$"):
             return Imm(parse_expr(t[1:], loc, self.consts))
+        m = re.fullmatch(r"%(\w+)\s*:\s*(.+)", t)
+        if m:
+            if m.group(1) != "gs":
+                raise _err(f"segment override %{m.group(1)}: only %gs: is modelled", loc)
+            inner = self._memory(m.group(2).strip(), loc, bare_name=True)
+            if inner is None:
+                raise _err(f"unknown operand form {t!r}", loc)
+            return replace(inner, seg="gs")
         if t.startswith("%"):
-            return Reg(self._reg(t[1:], loc))
+            return self._register(t[1:], loc)
         m = re.fullmatch(r"(.*)\(%rip\)", t)
         if m:
             return Name("@rip:" + m.group(1).strip())
-        m = re.fullmatch(r"(.*)\(%(\w+)\)", t)
-        if m:
-            disp_text = m.group(1).strip() or "0"
-            base = self._reg(m.group(2), loc)
-            if base == "ss":
-                raise _err(f"unknown operand form {t!r}", loc)
-            return Mem(base, self._int(disp_text, loc))
+        mem = self._memory(t, loc, bare_name=False)
+        if mem is not None:
+            return mem
         if re.fullmatch(r"\d+[fb]|" + _IDENT, t):
-            return Name(t)
-        if op in _MEMORY_OPS:
+            if kinds & {"l", "n", "*"} or not kinds:
+                return Name(t)
+            # a variable as a memory operand (`movq $1, v`, `incl v`); checked at the end
+            return Mem(None, 0, sym=("var", t))
+        if "m" in kinds:
+            e = parse_expr(t, loc, self.consts)
+            if e[0] == "binop" and e[1] in "+-" and e[2][0] == "var" and e[3][0] == "const":
+                # `table+8`: the address of a variable plus a displacement, as in GNU as
+                disp = int(e[3][1]) if e[1] == "+" else -int(e[3][1])
+                return Mem(None, disp & ((1 << 64) - 1), sym=e[2])
             # An absolute address (Xen's stubs store to `stack_bottom-8` directly).
-            return Abs(parse_expr(t, loc, self.consts))
+            return Abs(e)
         raise _err(f"unknown operand form {t!r}", loc)
 
-    def _check_forms(self, op: str, args: tuple[object, ...], mnemonic: str, loc: Loc) -> None:
-        def bad() -> InputError:
-            return _err(f"unsupported operand form for {mnemonic}: "
-                        f"{', '.join(type(a).__name__.lower() for a in args)}", loc)
+    def _memory(self, t: str, loc: Loc, bare_name: bool) -> Mem | None:
+        """`disp(%base)`, `disp(%base,%index,scale)`, `table(,%index,8)`; with %gs: also a
+        bare displacement (`%gs:NAME`, `%gs:0x10`)."""
+        m = re.fullmatch(
+            r"(.*?)\(\s*(%\w+)?\s*(?:,\s*(%\w+)\s*(?:,\s*(\w+))?\s*)?\)", t
+        )
+        if m is None:
+            if not bare_name:
+                return None
+            disp_text, base, index, scale_text = t, None, None, None
+        else:
+            disp_text, base, index, scale_text = m.group(1), m.group(2), m.group(3), m.group(4)
+        base_reg = self._register(base[1:], loc) if base else None
+        index_reg = self._register(index[1:], loc) if index else None
+        for r in (base_reg, index_reg):
+            if r is not None and (r.name == "ss" or r.size != 8):
+                raise _err(f"unknown operand form {t!r} (addresses use 64-bit registers)", loc)
+        if index_reg is not None and index_reg.name == "rsp":
+            raise _err(f"%rsp cannot be an index register in {t!r}", loc)
+        scale = self._int(scale_text, loc) if scale_text else 1
+        if scale not in (1, 2, 4, 8):
+            raise _err(f"the scale in {t!r} is 1, 2, 4 or 8", loc)
+        disp_text = disp_text.strip() or "0"
+        e = parse_expr(disp_text, loc, self.consts)
+        disp, sym = (int(e[1]), None) if e[0] == "const" else (0, e)
+        if sym is not None and not (sym[0] == "var" or (
+            sym[0] == "binop" and sym[1] in "+-" and sym[2][0] == "var" and sym[3][0] == "const"
+        )):
+            raise _err(f"the displacement of {t!r} is a number or a variable name "
+                       "(plus or minus a number)", loc)
+        if sym is not None and sym[0] == "binop":
+            disp = int(sym[3][1]) if sym[1] == "+" else -int(sym[3][1])
+            sym = sym[2]
+        return Mem(base_reg.name if base_reg else None, disp, 8,
+                   index_reg.name if index_reg else None, scale, "", sym)
 
-        if op != "mov_ss" and any(isinstance(a, Reg) and a.name == "ss" for a in args):
-            raise bad()  # %ss is only written: `mov %ax, %ss`, `pop %ss`
-        if op == "push" and not isinstance(args[0], (Imm, Reg, Mem)):
-            raise bad()
-        if op == "pop" and not isinstance(args[0], Reg):
-            raise bad()
-        if op == "mov":
-            src, dst = args
-            if isinstance(dst, Imm) or isinstance(src, Name) or isinstance(dst, Name):
-                raise bad()
-            if isinstance(src, Mem) and isinstance(dst, Mem):
-                raise bad()
-        if op == "lea" and (
-            not isinstance(args[1], Reg)
-            or not (
-                isinstance(args[0], Mem)
-                or (isinstance(args[0], Name) and args[0].name.startswith("@rip:"))
+    def _check_mov_ss(self, args: tuple[object, ...], mnemonic: str, loc: Loc) -> None:
+        if mnemonic.startswith("pop"):
+            return
+        src, dst = args
+        if not (isinstance(dst, Reg) and dst.name == "ss"
+                and isinstance(src, (Reg, Mem, Abs)) and not (
+                    isinstance(src, Reg) and src.name == "ss")):
+            raise _err(f"unsupported operand form for {mnemonic}: write `mov %ax, %ss`", loc)
+
+    def _check_forms(
+        self, entry: isa.Insn, args: tuple[object, ...], mnemonic: str, loc: Loc, width: int
+    ) -> None:
+        def kind(a: object) -> str:
+            if isinstance(a, Imm):
+                return "i"
+            if isinstance(a, Reg):
+                return "r"
+            if isinstance(a, (Mem, Abs)):
+                return "m"
+            if isinstance(a, Indirect):
+                return "*"
+            if isinstance(a, Name):
+                return "p" if a.name.startswith("@rip:") else (
+                    "l" if entry.op in _JUMPS or entry.op == "call" else "n")
+            return "?"
+
+        shown = ", ".join(
+            {"i": "imm", "r": "reg", "m": "mem", "*": "*target", "l": "label",
+             "p": "label(%rip)", "n": "name"}.get(kind(a), "?") for a in args
+        )
+        form = "".join(kind(a) for a in args)
+        if entry.variadic:
+            ok = form[:1] in ("r", "m") and all(c in "irm" for c in form[1:])
+        else:
+            ok = form in entry.forms or (form == "" and "" in entry.forms)
+        if ok and any(isinstance(a, Reg) and a.name == "ss" for a in args):
+            ok = False  # %ss is only written: `mov %ax, %ss`, `pop %ss`
+        if ok and form in ("rr", "rm") and entry.imm_bits == 8 and entry.semantics == "alu":
+            count = args[0]
+            ok = isinstance(count, Reg) and count.name == "rcx" and count.size == 1
+            if not ok:
+                raise _err(f"{mnemonic}: a shift count register must be %cl", loc)
+        if ok and entry.op == "imul" and form in ("irr", "imr"):
+            ok = True
+        if ok and entry.op == "xchg" and form == "mr":
+            ok = True
+        if not ok:
+            raise _err(f"unsupported operand form for {mnemonic}: {shown}", loc)
+        for k, a in enumerate(args):
+            if isinstance(a, Imm) and a.expr[0] == "const":
+                self._check_immediate(entry, mnemonic, int(a.expr[1]), args, k, width, loc)
+
+    def _check_immediate(
+        self, entry: isa.Insn, mnemonic: str, value: int, args: tuple[object, ...], k: int,
+        width: int, loc: Loc,
+    ) -> None:
+        """An immediate must fit the instruction's encoding (SDM Vol. 2 §2.2.1.5: imm8 and
+        imm32 are sign-extended to 64 bits; only `mov $imm64, %reg` takes 64 bits)."""
+        if entry.op == "int":
+            if not 0 <= value <= 255:
+                raise _err(f"int ${value}: the vector is 0-255", loc)
+            return
+        if entry.op in ("choose", "input"):
+            return
+        dst_reg = isinstance(args[-1], Reg)
+        if entry.imm_bits == 8:
+            if not -128 <= value <= 255:
+                raise _err(f"{mnemonic} ${value:#x}: the count or bit offset is an imm8", loc)
+            return
+        if width < 64:
+            if not alu.fits_unsigned_or_signed(value, width):
+                raise _err(f"{mnemonic} ${value:#x}: a {width}-bit immediate cannot hold it", loc)
+            return
+        if entry.imm_bits == 64 and dst_reg:
+            if not -(1 << 63) <= value < (1 << 64):
+                raise _err(f"{mnemonic} ${value:#x}: more than 64 bits", loc)
+            return
+        if not alu.fits_immediate(value, 32) or not -(1 << 63) <= value < (1 << 64):
+            form = ", ".join(
+                "$imm32" if j == k else "%reg" if isinstance(a, Reg) else "mem"
+                for j, a in enumerate(args)
             )
-        ):
-            raise bad()
-        if op.rstrip("0123456789") in ("cmp", "test"):
-            if not all(isinstance(a, (Imm, Reg, Mem, Abs)) for a in args):
-                raise bad()
-            if not isinstance(args[1], (Reg, Mem, Abs)):
-                raise bad()
-        if op == "choose":
-            if len(args) < 2:
-                raise _err("write `choose DST, SRC1, SRC2, ...`", loc)
-            if not isinstance(args[0], (Reg, Mem, Abs)):
-                raise bad()
-            if not all(isinstance(a, (Imm, Reg, Mem, Abs)) for a in args[1:]):
-                raise bad()
-        if op.rstrip("0123456789") in ("add", "sub", "and", "or", "xor", "sar", "shr", "shl") and (
-            not isinstance(args[1], Reg)
-        ):
-            raise bad()
-        if op.rstrip("0123456789") in ("inc", "dec") and not isinstance(args[0], Reg):
-            raise bad()
-        if op in ("lidt", "ltr") and not isinstance(args[0], Name):
-            raise bad()
-        if op == "int" and not isinstance(args[0], Imm):
-            raise bad()
-        if (
-            op == "int" and isinstance(args[0], Imm) and args[0].expr[0] == "const"
-            and not 0 <= args[0].expr[1] <= 255
-        ):
-            raise _err(f"int ${args[0].expr[1]}: the vector is 0-255", loc)
+            raise _err(
+                f"{mnemonic} ${value:#x}: `{mnemonic} {form}` encodes a 32-bit immediate "
+                "sign-extended to 64 bits, which cannot hold it (load it with "
+                "`movabs $imm64, %reg` first)", loc,
+            )
 
     # -- pseudo-C ------------------------------------------------------------------------
     def _function(self, rest: str, lines: list[_Line], i: int) -> int:
@@ -1243,6 +1356,10 @@ class _Parser:
             for idx, target, loc in b.pending:
                 instrs[idx] = self._resolve(instrs[idx], idx, target, loc, b, global_labels)
             instrs = [self._resolve_rip(ins, k, b, global_labels) for k, ins in enumerate(instrs)]
+            instrs = [
+                self._resolve_code(ins, k, b, global_labels, var_names)
+                for k, ins in enumerate(instrs)
+            ]
             instrs = self._fall_through(b, instrs)
             for ins in instrs:
                 self._check_names(ins, var_names, tables, tss_names, stack_names)
@@ -1307,7 +1424,7 @@ class _Parser:
     ) -> Instr:
         t = self._target(target, idx, loc, b, global_labels)
         args = tuple(t if isinstance(a, Name) and a.name == target else a for a in ins.args)
-        return Instr(ins.op, args, ins.loc, ins.text, ins.fault)
+        return replace(ins, args=args)
 
     def _fall_through(self, b: _Builder, instrs: list[Instr]) -> list[Instr]:
         """Assembler falls through into the routine written next in the same section, as
@@ -1334,7 +1451,40 @@ class _Parser:
                 args.append(RipRel((t.routine, t.index)))
             else:
                 args.append(a)
-        return Instr(ins.op, tuple(args), ins.loc, ins.text, ins.fault)
+        return replace(ins, args=tuple(args))
+
+    def _resolve_code(
+        self, ins: Instr, idx: int, b: _Builder, global_labels: dict[str, tuple[str, int]],
+        var_names: set[str],
+    ) -> Instr:
+        """`$label` is the label's code address; a variable named as a memory operand must
+        exist (`movq $1, v`, `call *table(,%rax,8)`)."""
+        if b.kind != "asm":
+            return ins
+        args: list[object] = []
+        changed = False
+        for a in ins.args:
+            inner = a.target if isinstance(a, Indirect) else a
+            if isinstance(inner, Mem) and inner.sym is not None:
+                name = str(inner.sym[1])
+                if name not in var_names:
+                    what = "a label, not a variable" if (
+                        name in global_labels or name in self.routines) else "undefined"
+                    mnemonic = ins.text.split()[0] if ins.text else ins.op
+                    raise _err(f"unsupported operand form for {mnemonic}: {name!r} is {what} "
+                               "(a memory operand names a `var` or `percpu` variable)", ins.loc)
+            if (
+                isinstance(a, Imm) and a.expr[0] == "var" and a.expr[1] not in var_names
+                and a.expr[1] not in self.inputs
+                and (a.expr[1] in self.routines or a.expr[1] in global_labels
+                     or a.expr[1] in b.labels)
+            ):
+                t = self._target(str(a.expr[1]), idx, ins.loc, b, global_labels)
+                args.append(Imm(("code", t.routine, t.index)))
+                changed = True
+            else:
+                args.append(a)
+        return replace(ins, args=tuple(args)) if changed else ins
 
     def _check_names(
         self, ins: Instr, var_names: set[str], tables: set[str], tss_names: set[str],
@@ -1365,9 +1515,10 @@ class _Parser:
                 raise _err(f"{assigned!r} is not an array or a per-CPU variable: "
                            f"write {assigned} = ...", ins.loc)
         elif op in ("c.choose", "c.choose_range"):
-            if a[0][0] != "var":  # type: ignore[index]
+            first = a[0]
+            if not (isinstance(first, tuple) and first[0] == "var"):
                 raise _err(f"{op[2:]} needs a variable name first", ins.loc)
-            assigned = str(a[0][1])  # type: ignore[index]
+            assigned = str(first[1])
             if assigned not in var_names:
                 raise _err(f"assignment to an undeclared variable {assigned!r}", ins.loc)
             check.scalar(assigned)
@@ -1388,25 +1539,27 @@ class _Parser:
                 check.scalar(str(target[1]))
             a = ()
         elif op in ("c.set_gate", "c.set_gate_ist"):
-            check.named(a[0], "an idt", tables)  # type: ignore[arg-type]
+            check.named(a[0], "an idt", tables)
             a = a[1:]
         elif op in ("c.set_ist", "c.set_rsp0"):
-            check.named(a[0], "a tss", tss_names)  # type: ignore[arg-type]
-            check.named(a[-1], "a stack", stack_names, "none" if op == "c.set_ist" else "")  # type: ignore[arg-type]
+            check.named(a[0], "a tss", tss_names)
+            check.named(a[-1], "a stack", stack_names, "none" if op == "c.set_ist" else "")
             a = a[1:-1]
         elif op == "c.lidt":
-            check.named(a[0], "an idt", tables, "empty")  # type: ignore[arg-type]
+            check.named(a[0], "an idt", tables, "empty")
             a = ()
         elif op == "c.copy_idt":
-            check.named(a[0], "an idt", tables)  # type: ignore[arg-type]
-            check.named(a[1], "an idt", tables)  # type: ignore[arg-type]
+            check.named(a[0], "an idt", tables)
+            check.named(a[1], "an idt", tables)
             a = ()
         elif op == "c.ltr":
-            check.named(a[0], "a tss", tss_names)  # type: ignore[arg-type]
+            check.named(a[0], "a tss", tss_names)
             a = ()
-        elif op == "c.send_nmi" and a[0][0] == "var" and a[0][1] in DESTINATIONS:  # type: ignore[index]
+        elif op == "c.send_nmi" and a[0] in [("var", d) for d in DESTINATIONS]:
             a = ()
         for arg in a:
+            if isinstance(arg, Indirect):
+                arg = arg.target
             if isinstance(arg, (Imm, Abs)):
                 check.value(arg.expr)
             elif isinstance(arg, tuple) and arg and isinstance(arg[0], str):
@@ -1487,8 +1640,10 @@ class _NameCheck:
             for part in e[2][1:] if e[1] == "per_cpu" else e[2]:
                 self.value(part)
 
-    def named(self, e: Expr, what: str, names: set[str], special: str = "") -> None:
+    def named(self, e: object, what: str, names: set[str], special: str = "") -> None:
         """A table, TSS or stack operand: `NAME` (this CPU's) or `NAME[i]` (CPU i's)."""
+        if not isinstance(e, tuple):
+            raise self.fail(f"{self.ins.op[2:]} needs {what} here")
         if special and e == ("var", special):
             return
         if e[0] not in ("var", "index") or e[1] not in names:
@@ -1568,7 +1723,7 @@ class _CCompiler:
                     if len(self.b.instrs) == before:
                         raise _err("@fault needs a statement that takes a step", loc)
                     ins = self.b.instrs[before]
-                    self.b.instrs[before] = Instr(ins.op, ins.args, ins.loc, ins.text, fault)
+                    self.b.instrs[before] = replace(ins, fault=fault)
         raise _err(f"function {self.b.name} has no closing `}}`", self.b.loc)
 
     def _cond(self, text: str, loc: Loc) -> Expr:
@@ -1629,6 +1784,8 @@ class _CCompiler:
                 "c.assign", (m.group(1), ("binop", op, ("var", m.group(1)), ("const", 1))), loc, s
             )
             return False
+        if self._store(s, loc):
+            return False
         m = re.fullmatch(r"(\w+)\s*(?:\[(.+)\])?\s*(\+|-|\||&|\^)?=\s*(.+)", s)
         if m and not m.group(4).startswith("="):
             name, index, op, value = m.group(1), m.group(2), m.group(3), self._cond(m.group(4), loc)
@@ -1647,6 +1804,37 @@ class _CCompiler:
             self._call(m.group(1), m.group(2), loc, s)
             return False
         raise _err(f"unknown statement {s!r}", loc)
+
+    def _store(self, s: str, loc: Loc) -> bool:
+        """`%reg = e;`, `mem(ADDR) = e;` and `per_cpu(x, i) = e;` (also `op=`): pseudo-C
+        writing a register, a memory word or another CPU's copy of a per-CPU variable."""
+        m = re.fullmatch(r"%(\w+)\s*([-+|&^]?)=\s*(.+)", s)
+        if m and not m.group(3).startswith("="):
+            reg = self.p._register(m.group(1), loc)
+            if reg.size != 8 or reg.name == "ss":
+                raise _err(f"pseudo-C writes 64-bit registers, not %{m.group(1)}", loc)
+            value = self._cond(m.group(3), loc)
+            if m.group(2):
+                value = ("binop", m.group(2), ("reg", reg.name), value)
+            self._emit("c.store", (reg, value), loc, s)
+            return True
+        m = re.fullmatch(r"mem\s*\((.+)\)\s*([-+|&^]?)=\s*(.+)", s)
+        if m and not m.group(3).startswith("="):
+            address = self._cond(m.group(1), loc)
+            value = self._cond(m.group(3), loc)
+            if m.group(2):
+                value = ("binop", m.group(2), ("call", "mem", (address,)), value)
+            self._emit("c.store", (Abs(address), value), loc, s)
+            return True
+        m = re.fullmatch(r"per_cpu\s*\(\s*(\w+)\s*,(.+)\)\s*([-+|&^]?)=\s*(.+)", s)
+        if m and not m.group(4).startswith("="):
+            name, index = m.group(1), self._cond(m.group(2), loc)
+            value = self._cond(m.group(4), loc)
+            if m.group(3):
+                value = ("binop", m.group(3), ("index", name, index), value)
+            self._emit("c.assign_index", (name, index, value), loc, s)
+            return True
+        return False
 
     def _open_if(self, cond: str, loc: Loc, text: str, chained: bool) -> None:
         els = self._label()

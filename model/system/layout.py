@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from checker.errors import InputError
 from model.lang.expr import binop, unop
@@ -32,6 +32,14 @@ GUEST_BASE = 0x0000_7FFF_0000_0000
 SLOT = 0x1_0000
 HYPERVISOR_TEXT = 0xFFFF_82D0_4000_0000
 GUEST_TEXT = 0x0000_5555_0000_0000
+INSTR_BYTES = 4  # each step of a routine is 4 bytes of text
+# Design variables live in memory too, so asm can address them (`movq $1, v`,
+# `call *table(,%rax,8)`): globals at DATA_BASE, one word per element; per-CPU variables
+# in each CPU's per-CPU area (PERCPU_BASE + cpu * PERCPU_SLOT), the k-th at offset 8k,
+# which is what a `%gs:NAME` operand adds to the CPU's active GS base.
+DATA_BASE = 0xFFFF_82D0_8000_0000
+PERCPU_BASE = 0xFFFF_8340_0000_0000
+PERCPU_SLOT = 0x1_0000
 
 
 def instance(name: str, cpu: int, per_cpu: bool) -> str:
@@ -59,6 +67,9 @@ class Layout:
     percpu_vars: frozenset[str]
     nvars: int
     lengths: dict[str, int]  # elements of each global array (1 for scalars)
+    # Each routine's first address, in source order (hypervisor and guest text apart).
+    code_base: dict[str, int] = field(default_factory=dict)
+    percpu_offset: dict[str, int] = field(default_factory=dict)  # per-CPU var -> offset
 
     def resolve(self, name: str, cpu: int) -> str:
         """A stack, IDT or TSS name as code on `cpu` means it."""
@@ -66,13 +77,49 @@ class Layout:
 
     def code_address(self, pc: CodeAddr) -> int:
         """A linear address for a code address, for code that does arithmetic on one
-        (Xen's canonical check of a return RIP). Guest code sits in the user half, the
-        hypervisor's in its text region; each routine gets a page, each step 4 bytes."""
-        names = sorted(self.design.routines)
-        k = names.index(pc.routine) if pc.routine in names else len(names)
-        routine = self.design.routines.get(pc.routine)
-        base = GUEST_TEXT if routine is None or routine.guest else HYPERVISOR_TEXT
-        return base + k * 0x1000 + pc.index * 4
+        (Xen's canonical check of a return RIP) or compares two (is a saved RIP inside
+        [label_a, label_b)?). Routines are laid out in source order, as the assembler
+        would, each step INSTR_BYTES long, so addresses grow with the file: guest code in
+        the user half, the hypervisor's in its text region. Code the design does not
+        have (a guest address it names no routine for) sits past the guest's text."""
+        base = self.code_base.get(pc.routine)
+        if base is None:
+            base = GUEST_TEXT + self.code_base.get("", 0)
+        return base + pc.index * INSTR_BYTES
+
+    def code_at(self, address: int) -> CodeAddr | None:
+        """The code address at a linear address (an indirect jump's target), if any."""
+        for name, base in self.code_base.items():
+            r = self.design.routines.get(name)
+            if r is not None and base <= address < base + len(r.instrs) * INSTR_BYTES:
+                offset = address - base
+                return CodeAddr(name, offset // INSTR_BYTES) if offset % INSTR_BYTES == 0 else None
+        return None
+
+    def var_address(self, name: str, cpu: int) -> int:
+        """Where variable `name` (CPU `cpu`'s copy of a per-CPU one) lives in memory."""
+        if name in self.percpu_vars:
+            return PERCPU_BASE + cpu * PERCPU_SLOT + self.percpu_offset[name]
+        return DATA_BASE + 8 * self.var_index[name]
+
+    def percpu_area(self, cpu: int) -> int:
+        """CPU `cpu`'s per-CPU area: what its kernel GS base points at."""
+        return PERCPU_BASE + cpu * PERCPU_SLOT
+
+    def slot_at(self, address: int) -> tuple[int, int] | None:
+        """The variable slot holding a data address, and the byte offset within its word."""
+        if DATA_BASE <= address < DATA_BASE + 8 * self.nvars:
+            k, byte = divmod(address - DATA_BASE, 8)
+            for name, base in self.var_index.items():
+                if name not in self.percpu_vars and base <= k < base + self.lengths[name]:
+                    return k, byte
+            return None
+        if PERCPU_BASE <= address < PERCPU_BASE + self.ncpus * PERCPU_SLOT:
+            cpu, offset = divmod(address - PERCPU_BASE, PERCPU_SLOT)
+            for name, off in self.percpu_offset.items():
+                if off <= offset < off + 8:
+                    return self.var_index[name] + cpu, offset - off
+        return None
 
     def var_slot(self, name: str, cpu: int) -> int:
         base = self.var_index[name]
@@ -103,7 +150,17 @@ def build_layout(design: Design, ncpus: int) -> Layout:
     for v in design.variables:
         var_index[v.name] = n
         n += ncpus if v.per_cpu else v.length
+    code_base: dict[str, int] = {}
+    next_text = {False: HYPERVISOR_TEXT, True: GUEST_TEXT}
+    for r in design.routines.values():  # in source order
+        code_base[r.name] = next_text[r.guest]
+        # one more slot than steps, so a routine's end is not the next one's start
+        next_text[r.guest] += (len(r.instrs) + 1) * INSTR_BYTES
+    code_base[""] = next_text[True] - GUEST_TEXT  # where unnamed guest code goes
+    percpu = [v.name for v in design.variables if v.per_cpu]
     return Layout(
+        code_base=code_base,
+        percpu_offset={name: 8 * k for k, name in enumerate(percpu)},
         design=design,
         ncpus=ncpus,
         regions=tuple(regions),
@@ -171,6 +228,10 @@ def _initial_cpu(layout: Layout, c: int, decl: CpuDecl) -> Cpu:
         idtr=layout.resolve(decl.idt, c) if decl.idt else None,
         tr=layout.resolve(decl.tss, c) if decl.tss else None,
         cr4_mce=decl.mce,
+        # The kernel's GS base is the CPU's own per-CPU area; code that starts in a guest
+        # (CPL 3) has the guest's in GS_BASE and the kernel's parked in KERNEL_GS_BASE.
+        gs_base=0 if decl.cpl == 3 else None,
+        kernel_gs_base=None if decl.cpl == 3 else 0,
     )
 
 
@@ -185,11 +246,11 @@ def initial_machines(layout: Layout) -> tuple[list[Machine], tuple[Value, ...]]:
         for c in range(layout.ncpus) if t.per_cpu else [0]:
             idts.append(Idt(instance(t.name, c, t.per_cpu), t.limit, gates))
     tsss: list[Tss] = []
-    for t in d.tsss:
-        for c in range(layout.ncpus) if t.per_cpu else [0]:
-            rsp0 = layout.resolve(t.rsp0, c) if t.rsp0 else None
-            ist = tuple(layout.resolve(s, c) if s else None for s in t.ist)
-            tsss.append(Tss(instance(t.name, c, t.per_cpu), rsp0, ist))
+    for ts in d.tsss:
+        for c in range(layout.ncpus) if ts.per_cpu else [0]:
+            rsp0 = layout.resolve(ts.rsp0, c) if ts.rsp0 else None
+            ist = tuple(layout.resolve(s, c) if s else None for s in ts.ist)
+            tsss.append(Tss(instance(ts.name, c, ts.per_cpu), rsp0, ist))
     choices: list[list[Cpu]] = []
     for c in range(layout.ncpus):
         decls = _cpu_choices(layout, c)

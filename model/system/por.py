@@ -25,21 +25,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields, is_dataclass
 from typing import Any
 
+from model.lang import isa
 from model.lang.ir import Design, Instr, Target
 from model.system.interp import SysState
 from model.system.layout import Layout, split_instance
 from model.x86.arch import MC, NMI
 from model.x86.state import CodeAddr, Platform, Run
 
-# Steps whose enabledness or effect depends on shared state by their nature.
-_SHARED_OPS = frozenset({
-    "c.wait_until", "c.wait_timeout", "wait_until", "wait_timeout", "c.atomic_begin",
-    "free_init", "c.free_init", "syscall", "sysret", "sysenter", "c.assert", "assert",
-})
-_TABLE_WRITES = frozenset({
-    "set_gate", "set_gate_ist", "set_ist", "set_rsp0", "copy_idt",
-    "c.set_gate", "c.set_gate_ist", "c.set_ist", "c.set_rsp0", "c.copy_idt",
-})
+# Which steps are local, and which reach into other CPUs, comes from the instruction
+# table's read/write sets (model/lang/isa.py: isa.effects), never from a list of names.
 _SELF = ("var", "SELF")
 # Vocabulary names (model.system.transition) by what they are computed from.
 _CPU_NAMES = frozenset({"cpus", "cpu", "all_halted", "running", "any_shutdown"})
@@ -93,6 +87,7 @@ class Persistence:
         shared_names = {s.name for s in design.stacks if not s.per_cpu}
         shared_names |= {t.name for t in design.idts if not t.per_cpu}
         shared_names |= {t.name for t in design.tsss if not t.per_cpu}
+        self.per_cpu_stacks = frozenset(s.name for s in design.stacks if s.per_cpu)
         instrs = [
             (CodeAddr(r.name, k), ins)
             for r in design.routines.values() for k, ins in enumerate(r.instrs)
@@ -105,10 +100,12 @@ class Persistence:
         self.local_pc = {pc: self._local(ins) for pc, ins in instrs}
         foreign = {pc for pc, ins in instrs if self._foreign(ins)}
         self.reaches_foreign = _backward_closure(instrs, design, foreign)
-        self_nmi = {pc for pc, ins in instrs if ins.op in ("send_nmi", "c.send_nmi")}
+        self_nmi = {pc for pc, ins in instrs if isa.OTHER_CPU in _writes(ins)}
         self.reaches_self_nmi = _backward_closure(instrs, design, self_nmi)
-        # INT n can reach any gate.
-        self.int_n = any(ins.op in ("int", "int3", "into", "int1") for _, ins in instrs)
+        # INT n can reach any gate (software interrupts read the IDT: isa.TABLES).
+        self.int_n = any(
+            ins.op in isa.BY_OP and isa.TABLES in isa.BY_OP[ins.op].reads for _, ins in instrs
+        )
         # Which CPU's stack a region is, to attribute written words to a CPU.
         self.platform = platform
         self.cpu_of_region: dict[str, int] = {}
@@ -128,7 +125,7 @@ class Persistence:
 
     # -- static -------------------------------------------------------------------------------
     def _local(self, ins: Instr) -> bool:
-        if ins.op in _SHARED_OPS:
+        if not isa.effects(ins, self.per_cpu_stacks) <= isa.LOCAL_EFFECTS:
             return False
         for name, ix in _names(ins):
             if name in self.shared_vars or name in self.shared_names:
@@ -139,12 +136,12 @@ class Persistence:
 
     def _foreign(self, ins: Instr) -> bool:
         """Reaches into another CPU (or into state every CPU shares)."""
-        op = ins.op
-        if op in ("send_nmi", "c.send_nmi"):
+        writes = _writes(ins)
+        if isa.OTHER_CPU in writes:
             return not (ins.args and ins.args[0] == _SELF)
-        if op in ("free_init", "c.free_init"):
+        if isa.CODE in writes:
             return True
-        if op in _TABLE_WRITES:
+        if isa.TABLES in writes:
             return any(
                 ix or name in self.shared_names
                 for name, ix in _names(ins)
@@ -295,6 +292,15 @@ class Persistence:
         return out
 
 
+def _writes(ins: Instr) -> frozenset[str]:
+    """What the table says an instruction writes."""
+    e = isa.BY_OP.get(ins.op)
+    if e is not None:
+        return e.writes
+    b = isa.BUILTIN_BY_OP.get(ins.op)
+    return b.writes if b is not None else isa.EFFECTS
+
+
 def _backward_closure(
     instrs: list[tuple[CodeAddr, Instr]], design: Design, targets: set[CodeAddr]
 ) -> frozenset[CodeAddr]:
@@ -311,7 +317,10 @@ def _backward_closure(
             if isinstance(node, Target):
                 succs.append(CodeAddr(node.routine, node.index))
             elif isinstance(node, tuple) and len(node) == 3 and node[0] == "code":
-                succs.append(CodeAddr(str(node[1]), 0))
+                succs.append(CodeAddr(str(node[1]), int(node[2])))
+        if any(isinstance(a, isa.Indirect) for a in ins.args):
+            # An indirect jump or call may reach any routine (a table of code addresses).
+            succs.extend(CodeAddr(r, 0) for r in lengths)
         for nxt in succs:
             preds.setdefault(nxt, set()).add(pc)
     seen = set(targets)

@@ -213,7 +213,9 @@ class DesignSystem:
                     if ins.op in ("c.wait_until", "c.wait_timeout"):
                         if self.interp.wait_ready(s, i, ins):
                             out.append(Action("step", i))
-                    elif ins.op in ("choose", "c.choose", "c.choose_range", "input", "c.input"):
+                    elif ins.op in (
+                        "choose", "c.choose", "c.choose_range", "input", "c.input", "verw"
+                    ):
                         n = self.interp.choices(s, i, ins)
                         out.extend(Action("step", i, k) for k in range(n))
                     else:
@@ -469,6 +471,8 @@ class DesignSystem:
                 text = f"{text}  -> raises {vector_name(ins.fault)}"
             elif ins is not None and ins.op in ("choose", "c.choose", "c.choose_range"):
                 text = f"{text}  [choice {a.arg + 1}]"
+            elif ins is not None and ins.op == "verw":
+                text = f"{text}  [ZF={a.arg}]"
             out["label"] = f"cpu{a.cpu}: {text}"
             if ins is not None:
                 # a macro's line: the invocation, with the macro's own line(s) beside it

@@ -181,6 +181,11 @@ class Cpu(NamedTuple):
     delivering: int | None = None  # the vector being delivered, during a delivery only
     ipi_nmi: bool = False  # an NMI IPI sent to this CPU's LAPIC and not yet arrived
     cr4_mce: bool = True  # CR4.MCE: #MC reporting enabled
+    # IA32_GS_BASE and IA32_KERNEL_GS_BASE (model.x86.msr): None is this CPU's own per-CPU
+    # area, so CPUs stay interchangeable; SWAPGS exchanges the two.
+    gs_base: Value | None = None
+    kernel_gs_base: Value | None = 0
+    msrs: tuple[tuple[int, Value], ...] = ()  # other MSRs WRMSR wrote, sorted by index
 
     def reg(self, name: str) -> Value:
         return self.regs[REGISTER_INDEX[name]]
