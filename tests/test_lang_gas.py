@@ -102,6 +102,20 @@ def test_a_macro_after_a_label_on_the_same_line(tmp_path: Path) -> None:
     assert texts(d, "other") == ["popq %rcx", "popq %rax", "ret"]
 
 
+def test_a_label_named_like_a_macro_is_a_label(tmp_path: Path) -> None:
+    d = parse(tmp_path, """\
+        .macro loop
+                ud2
+        .endm
+        ENTRY(main)
+        .Lx:    nop
+        loop:
+                jmp loop
+        """)
+    assert texts(d, "main") == ["nop", "(falls through to loop)"]
+    assert texts(d, "loop") == ["jmp loop"]
+
+
 def test_macro_lines_record_their_invocation(tmp_path: Path) -> None:
     d = parse(tmp_path, """\
         .macro INNER

@@ -184,24 +184,48 @@ class GateDecl:
     ist: int
     present: bool
     loc: Loc
+    cpus: tuple[int, ...] | None = None  # `cpus LIST`: only these CPUs' instances start with it
 
 
 @dataclass(frozen=True)
 class IdtDecl:
+    """`gates`: the lines for every CPU (one per vector, by vector), then the lines with
+    `cpus LIST` in source order; CPU c's table applies them in that order."""
+
     name: str
     limit: int
     gates: tuple[GateDecl, ...]
     per_cpu: bool
     loc: Loc
 
+    def gates_of(self, cpu: int) -> tuple[GateDecl, ...]:
+        """CPU `cpu`'s gates at start, by vector (an instance of a per-cpu table)."""
+        table = {g.vector: g for g in self.gates if g.cpus is None or cpu in g.cpus}
+        return tuple(table[v] for v in sorted(table))
+
 
 @dataclass(frozen=True)
 class TssDecl:
+    """`cpu_slots`: lines with `cpus LIST`, (CPUs, "rsp0" or "ist N", stack or None) in
+    source order, applied over `rsp0`/`ist` to those CPUs' instances."""
+
     name: str
     rsp0: str | None
     ist: tuple[str | None, ...]
     per_cpu: bool
     loc: Loc
+    cpu_slots: tuple[tuple[tuple[int, ...], str, str | None], ...] = ()
+
+    def slots_of(self, cpu: int) -> tuple[str | None, tuple[str | None, ...]]:
+        """CPU `cpu`'s (rsp0, ist 1-7) at start."""
+        rsp0, ist = self.rsp0, list(self.ist)
+        for cpus, key, stack in self.cpu_slots:
+            if cpu in cpus:
+                if key == "rsp0":
+                    rsp0 = stack
+                else:
+                    ist[int(key.split()[1]) - 1] = stack
+        return rsp0, tuple(ist)
 
 
 @dataclass(frozen=True)

@@ -242,7 +242,8 @@ class _Parser:
         self.lstar_loc = Loc(path, 1)
         self.sysenter: tuple[str, str] | None = None  # (routine, stack): SYSENTER_EIP/ESP
         self.sysenter_loc = Loc(path, 1)
-        self.slot_locs: dict[tuple[str, str], Loc] = {}  # (tss, "rsp0" | "ist N") -> line
+        # (tss, "rsp0" | "ist N", stack) -> the first line that puts the stack there
+        self.slot_locs: dict[tuple[str, str, str | None], Loc] = {}
         self.stacks: list[StackDecl] = []
         self.idts: list[IdtDecl] = []
         self.tsss: list[TssDecl] = []
@@ -441,8 +442,10 @@ class _Parser:
             if s == ".endr":
                 raise _err(".endr without .rept, .irp or .irpc", line.loc)
             i += 1
-            m = re.match(r"(\s*)((?:\d+|[A-Za-z_.$][\w.$]*):)?\s*([A-Za-z_.$][\w.$]*)(.*)$",
-                         line.text)
+            m = re.match(
+                r"(\s*)((?:\d+|[A-Za-z_.$][\w.$]*):)?\s*([A-Za-z_.$][\w.$]*)(?=\s|$)(.*)$",
+                line.text,
+            )
             if not m or m.group(3) not in self.macros:
                 out.append(line)
                 continue
@@ -867,29 +870,64 @@ class _Parser:
             j += 1
         raise _err("block without `end`", lines[i].loc)
 
+    def _cpus(self, text: str, loc: Loc) -> tuple[int, ...]:
+        """`cpus LIST`: `0`, `1-3`, `0,2` (CPU numbers 0-15)."""
+        out: list[int] = []
+        for part in text.split(","):
+            m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+            if not m:
+                raise _err(f"bad CPU list {text!r}: write `cpus 0`, `cpus 1-3` or `cpus 0,2`",
+                           loc)
+            low = int(m.group(1))
+            high = int(m.group(2)) if m.group(2) else low
+            if not 0 <= low <= high <= 15:
+                raise _err(f"bad CPU list {text!r}: CPUs are 0-15, low to high", loc)
+            out.extend(range(low, high + 1))
+        return tuple(sorted(set(out)))
+
     def _tss(self, rest: str, lines: list[_Line], i: int) -> int:
         loc = lines[i].loc
         words = rest.split()
         if not words:
             raise _err("write `tss NAME [per-cpu]`", loc)
         self._options(words[1:], loc, {"per-cpu"}, set())
+        per_cpu = "per-cpu" in words
         body, j = self._block(lines, i)
         rsp0: str | None = None
         ist: list[str | None] = [None] * 7
+        cpu_slots: list[tuple[tuple[int, ...], str, str | None]] = []
         for line in body:
             parts = line.text.split()
-            if parts[0] == "rsp0" and len(parts) == 2:
-                rsp0 = None if parts[1] == "none" else parts[1]
-                self.slot_locs[(words[0], "rsp0")] = line.loc
-            elif parts[0] == "ist" and len(parts) == 3:
+            cpus: tuple[int, ...] | None = None
+            if len(parts) >= 2 and parts[-2] == "cpus":
+                if not per_cpu:
+                    raise _err(f"`cpus` needs a per-cpu tss: write `tss {words[0]} per-cpu`",
+                               line.loc)
+                cpus = self._cpus(parts[-1], line.loc)
+                parts = parts[:-2]
+            if parts and parts[0] == "rsp0" and len(parts) == 2:
+                key, stack = "rsp0", (None if parts[1] == "none" else parts[1])
+            elif parts and parts[0] == "ist" and len(parts) == 3:
                 n = self._int(parts[1], line.loc)
                 if not 1 <= n <= 7:
                     raise _err("IST slots are 1-7", line.loc)
-                ist[n - 1] = None if parts[2] == "none" else parts[2]
-                self.slot_locs[(words[0], f"ist {n}")] = line.loc
+                key, stack = f"ist {n}", (None if parts[2] == "none" else parts[2])
             else:
-                raise _err("in a tss block write `rsp0 STACK` or `ist N STACK|none`", line.loc)
-        self.tsss.append(TssDecl(words[0], rsp0, tuple(ist), "per-cpu" in words, loc))
+                raise _err("in a tss block write `rsp0 STACK` or `ist N STACK|none` "
+                           "(optionally followed by `cpus LIST`)", line.loc)
+            self.slot_locs.setdefault((words[0], key, stack), line.loc)
+            if cpus is not None:
+                cpu_slots.append((cpus, key, stack))
+                continue
+            # a line for every CPU overrides what earlier lines gave some CPUs
+            cpu_slots = [x for x in cpu_slots if x[1] != key]
+            if key == "rsp0":
+                rsp0 = stack
+            else:
+                ist[int(key.split()[1]) - 1] = stack
+        self.tsss.append(
+            TssDecl(words[0], rsp0, tuple(ist), per_cpu, loc, tuple(cpu_slots))
+        )
         return j
 
     def _idt(self, rest: str, lines: list[_Line], i: int) -> int:
@@ -900,11 +938,12 @@ class _Parser:
         opts = self._options(words[1:], loc, {"per-cpu"}, {"limit"})
         body, j = self._block(lines, i)
         gates: dict[int, GateDecl] = {}
+        some: list[GateDecl] = []  # lines with `cpus LIST`, in order
         for line in body:
             parts = line.text.split()
             if parts[0] not in ("gate", "gates") or len(parts) < 3:
                 raise _err("in an idt block write `gate VECTOR ROUTINE [interrupt|trap] "
-                           "[dpl N] [ist N] [not-present]`", line.loc)
+                           "[dpl N] [ist N] [not-present] [cpus LIST]`", line.loc)
             if parts[0] == "gates":
                 m = re.fullmatch(r"(\S+)-(\S+)", parts[1])
                 if not m:
@@ -921,16 +960,31 @@ class _Parser:
             if extra and extra[0] in ("interrupt", "trap"):
                 kind = extra[0]
                 extra = extra[1:]
-            o = self._options(extra, line.loc, {"not-present"}, {"dpl", "ist"})
+            o = self._options(extra, line.loc, {"not-present"}, {"dpl", "ist", "cpus"})
             dpl = self._int(o.get("dpl", "0"), line.loc)
             ist = self._int(o.get("ist", "0"), line.loc)
             if dpl not in (0, 1, 2, 3) or not 0 <= ist <= 7:
                 raise _err("dpl is 0-3 and ist 0-7", line.loc)
+            cpus = self._cpus(o["cpus"], line.loc) if "cpus" in o else None
+            if cpus is not None and "per-cpu" not in opts:
+                raise _err(f"`cpus` needs a per-cpu idt: write `idt {words[0]} per-cpu`",
+                           line.loc)
             for v in vectors:
-                gates[v] = GateDecl(v, parts[2], kind, dpl, ist, "not-present" not in o, line.loc)
+                g = GateDecl(
+                    v, parts[2], kind, dpl, ist, "not-present" not in o, line.loc, cpus
+                )
+                if cpus is not None:
+                    some.append(g)
+                else:
+                    # a line for every CPU overrides what earlier lines gave some CPUs
+                    some = [x for x in some if x.vector != v]
+                    gates[v] = g
         limit = self._int(opts.get("limit", "256"), loc)
         self.idts.append(
-            IdtDecl(words[0], limit, tuple(gates[v] for v in sorted(gates)), "per-cpu" in opts, loc)
+            IdtDecl(
+                words[0], limit, tuple(gates[v] for v in sorted(gates)) + tuple(some),
+                "per-cpu" in opts, loc,
+            )
         )
         return j
 
@@ -1300,9 +1354,11 @@ class _Parser:
         stack_names = {s.name for s in self.stacks}
         for t in self.tsss:
             keys = ["rsp0"] + [f"ist {n}" for n in range(1, 8)]
-            for key, slot in zip(keys, (t.rsp0, *t.ist), strict=True):
+            slots = [*zip(keys, (t.rsp0, *t.ist), strict=True)]
+            slots += [(key, stack) for _, key, stack in t.cpu_slots]
+            for key, slot in slots:
                 if slot is not None and slot not in stack_names:
-                    where = self.slot_locs.get((t.name, key), t.loc)
+                    where = self.slot_locs.get((t.name, key, slot), t.loc)
                     raise _err(f"tss {t.name} names a missing stack {slot!r} ({key})", where)
         seen: dict[str, str] = {}
         for what, decls in (("stack", self.stacks), ("idt", self.idts), ("tss", self.tsss)):

@@ -240,16 +240,19 @@ def initial_machines(layout: Layout) -> tuple[list[Machine], tuple[Value, ...]]:
     d = layout.design
     idts: list[Idt] = []
     for t in d.idts:
-        gates = tuple(
-            (g.vector, Gate(g.routine, g.kind, g.dpl, g.ist, g.present)) for g in t.gates
-        )
         for c in range(layout.ncpus) if t.per_cpu else [0]:
+            # per-cpu tables may start different (`cpus LIST` lines): CPU c's own gates
+            gates = tuple(
+                (g.vector, Gate(g.routine, g.kind, g.dpl, g.ist, g.present))
+                for g in t.gates_of(c)
+            )
             idts.append(Idt(instance(t.name, c, t.per_cpu), t.limit, gates))
     tsss: list[Tss] = []
     for ts in d.tsss:
         for c in range(layout.ncpus) if ts.per_cpu else [0]:
-            rsp0 = layout.resolve(ts.rsp0, c) if ts.rsp0 else None
-            ist = tuple(layout.resolve(s, c) if s else None for s in ts.ist)
+            rsp0_of, ist_of = ts.slots_of(c)
+            rsp0 = layout.resolve(rsp0_of, c) if rsp0_of else None
+            ist = tuple(layout.resolve(s, c) if s else None for s in ist_of)
             tsss.append(Tss(instance(ts.name, c, ts.per_cpu), rsp0, ist))
     choices: list[list[Cpu]] = []
     for c in range(layout.ncpus):

@@ -367,7 +367,7 @@ class DesignSystem:
         try:
             state = init
             for k, a in enumerate(actions):
-                self.interp.step_index = k
+                self.interp.step_index = k + 1  # as the text trace numbers steps
                 state = self._run(state, a)[0]
         finally:
             self.interp.unique_names = False
@@ -386,7 +386,7 @@ class DesignSystem:
         try:
             state = init
             for k, a in enumerate(actions):
-                self.interp.step_index = k
+                self.interp.step_index = k + 1  # as the text trace numbers steps
                 state = self._raw_next(state, a._replace(decisions=()))
         finally:
             self.interp.witness_values = None
@@ -633,7 +633,7 @@ class DesignSystem:
 
     def _var_text(self, s: SysState, name: str) -> str:
         values = self._var_values(s, name)
-        if isinstance(values, tuple):
+        if isinstance(values, tuple) and not isinstance(values, Term):  # a Term is a tuple too
             return "[" + ", ".join(self._value(v) for v in values) + "]"
         return self._value(values)
 
