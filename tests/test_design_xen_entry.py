@@ -35,10 +35,12 @@ PROPERTIES = read_property_file(PROPERTY_FILE).properties
 EXPECTED = {
     "ist-keeps-ring0-frames-off-guest-memory": "holds",
     "mce-keeps-ring0-frames-off-guest-memory": "holds",
+    "mce-in-sysret-window-reachable": "holds",
     "nmi-in-syscall-window-reachable": "holds",
     "nmi-without-ist-writes-guest-stack": "violated",
     "sysenter-exit-still-needs-nmi-ist": "violated",
     "nmi-mce-frames-never-clobbered": "holds",
+    "nmi-and-mce-nest-reachable": "holds",
     "shared-nmi-mce-stack-clobbers": "violated",
     "sysret-never-faults-in-ring0": "holds",
     "sysret-check-dropped-faults-on-guest-stack": "violated",
