@@ -13,6 +13,8 @@ properties/xen_entry.toml.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -82,15 +84,10 @@ def test_parses_in_every_variant_with_entry_s_labels() -> None:
 
 
 def _run(tmp_path: Path, *args: str) -> dict[str, Any]:
-    out = tmp_path / "out.json"
-    import contextlib
-    import io
-
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         code = cli.main([str(PROPERTY_FILE), "--format", "json", "--report-dir",
                          str(tmp_path / "reports"), "--workers", "1", *args])
-    out.write_text(buf.getvalue())
     data: dict[str, Any] = json.loads(buf.getvalue())
     data["exit_code"] = code
     return data
