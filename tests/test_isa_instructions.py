@@ -437,6 +437,7 @@ def test_sysretl_and_iretl(tmp_path: Path) -> None:
         s = system.next_state(s, Action("step", 0))
     cpu = s.machine.cpus[0]
     assert (cpu.cpl, cpu.pc) == (3, CodeAddr("g32", 0))
+    assert system.layout.code_address(CodeAddr("g32", 0)) < 1 << 32  # an EIP can name it
     system = load(tmp_path, """\
         ENTRY(f)
                 pushq $0x2b

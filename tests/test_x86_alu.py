@@ -222,3 +222,40 @@ def test_sdm_15_3_1_2_mcg_status_mcip() -> None:
 def test_edx_eax() -> None:
     assert msr.join_edx_eax(0xFFFF_FFFF_0000_0001, 0x1_0000_0002) == 0x1_0000_0002
     assert msr.split_edx_eax(0x1234_5678_9ABC_DEF0) == (0x1234_5678, 0x9ABC_DEF0)
+
+
+# -- SDM Vol. 2 SYSENTER, CLD/STD, STAC/CLAC (model/x86/instructions.py) -------------------------
+def test_vol2_sysenter() -> None:
+    """SYSENTER: #GP(0) with IA32_SYSENTER_CS null; else CPL 0 at SYSENTER_EIP on
+    SYSENTER_ESP with IF and RF cleared; #UD on AMD in long mode."""
+    from model.x86 import instructions as insn
+    from model.x86.arch import IF, RF, UD
+    from model.x86.state import CodeAddr
+
+    p, m = setup(cpl=3)
+    m = m.with_cpu(0, m.cpus[0]._replace(rflags=IF | RF | 2))
+    with pytest.raises(ArchFault) as e:
+        insn.sysenter(p, m, 0, None, 0)
+    assert (e.value.vector, e.value.error_code) == (GP, 0)
+    out = insn.sysenter(p, m, 0, CodeAddr("entry", 0), 0x1000).cpus[0]
+    assert (out.cpl, out.pc, out.rsp, out.rflags) == (0, CodeAddr("entry", 0), 0x1000, 2)
+    from dataclasses import replace
+
+    with pytest.raises(ArchFault) as e:
+        insn.sysenter(replace(p, vendor="amd"), m, 0, CodeAddr("entry", 0), 0x1000)
+    assert e.value.vector == UD
+
+
+def test_vol2_cld_std_stac_clac() -> None:
+    from model.x86 import instructions as insn
+    from model.x86.arch import AC_FLAG, DF_FLAG, UD
+
+    _, m = setup()
+    m = insn.set_direction(m, 0, True)
+    assert m.cpus[0].rflags & DF_FLAG
+    assert not insn.set_direction(m, 0, False).cpus[0].rflags & DF_FLAG
+    assert insn.set_ac(m, 0, True).cpus[0].rflags & AC_FLAG
+    _, user = setup(cpl=3)
+    with pytest.raises(ArchFault) as e:
+        insn.set_ac(user, 0, False)
+    assert e.value.vector == UD

@@ -32,6 +32,7 @@ GUEST_BASE = 0x0000_7FFF_0000_0000
 SLOT = 0x1_0000
 HYPERVISOR_TEXT = 0xFFFF_82D0_4000_0000
 GUEST_TEXT = 0x0000_5555_0000_0000
+GUEST32_TEXT = 0x0804_8000
 INSTR_BYTES = 4  # each step of a routine is 4 bytes of text
 # Design variables live in memory too, so asm can address them (`movq $1, v`,
 # `call *table(,%rax,8)`): globals at DATA_BASE, one word per element; per-CPU variables
@@ -151,12 +152,14 @@ def build_layout(design: Design, ncpus: int) -> Layout:
         var_index[v.name] = n
         n += ncpus if v.per_cpu else v.length
     code_base: dict[str, int] = {}
-    next_text = {False: HYPERVISOR_TEXT, True: GUEST_TEXT}
+    # GUEST32 code sits below 4 GiB, where a 32-bit EIP (SYSRETL, IRETL) can name it.
+    next_text = {"hypervisor": HYPERVISOR_TEXT, "guest": GUEST_TEXT, "guest32": GUEST32_TEXT}
     for r in design.routines.values():  # in source order
-        code_base[r.name] = next_text[r.guest]
+        where = "hypervisor" if not r.guest else "guest32" if r.compat else "guest"
+        code_base[r.name] = next_text[where]
         # one more slot than steps, so a routine's end is not the next one's start
-        next_text[r.guest] += (len(r.instrs) + 1) * INSTR_BYTES
-    code_base[""] = next_text[True] - GUEST_TEXT  # where unnamed guest code goes
+        next_text[where] += (len(r.instrs) + 1) * INSTR_BYTES
+    code_base[""] = next_text["guest"] - GUEST_TEXT  # where unnamed guest code goes
     percpu = [v.name for v in design.variables if v.per_cpu]
     return Layout(
         code_base=code_base,
