@@ -82,6 +82,20 @@ def test_macro_separator_counter_and_vararg(tmp_path: Path) -> None:
     assert instrs[1].args == (Target("main", 2),)
 
 
+def test_an_empty_argument_leaves_no_line(tmp_path: Path) -> None:
+    # Xen's ALTERNATIVE "", "jmp x", FEATURE: the original instruction may be empty
+    d = parse(tmp_path, """\
+        .macro ALTERNATIVE oldinstr, newinstr, feature
+                \\oldinstr
+        .endm
+        ENTRY(main)
+                ALTERNATIVE "", "jmp main", X86_FEATURE_XEN_SMEP
+                ALTERNATIVE "pushq $1", clac, X86_FEATURE_XEN_SMAP
+                ret
+        """)
+    assert texts(d, "main") == ["pushq $1", "ret"]
+
+
 def test_a_macro_after_a_label_on_the_same_line(tmp_path: Path) -> None:
     d = parse(tmp_path, """\
         .macro RESTORE_ALL
@@ -169,8 +183,9 @@ def test_macro_argument_errors(tmp_path: Path, text: str, message: str) -> None:
 def test_rept_irp_and_irpc(tmp_path: Path) -> None:
     d = parse(tmp_path, """\
         const N = 2
+                .equ M, 1
         ENTRY(main)
-        .rept N + 1
+        .rept N + M
                 pushq $0
         .endr
         .rept 2

@@ -1,10 +1,13 @@
-"""The design-language parser: text -> `Design` (see docs/design-language.md).
+r"""The design-language parser: text -> `Design` (see docs/design-language.md).
 
 Stages, each keeping source lines so every error and every trace step names file:line:
-1. comments are stripped and `.if knob == value` / `.elif` / `.else` / `.endif` select
-   the variant's lines;
-2. `.macro NAME` ... `.endm` bodies are recorded and expanded where invoked;
-3. declarations, assembler routines and pseudo-C functions are parsed;
+1. comments are stripped, `\`-continued lines joined, and `.if knob == value` / `.elif` /
+   `.else` / `.endif` select the variant's lines;
+2. `.macro NAME [params]` ... `.endm` bodies are recorded and expanded where invoked
+   (GNU as `\param`, `\()`, `\@`), and `.rept`/`.irp`/`.irpc` blocks unrolled; an
+   expanded line's `Loc.via` records the invocation;
+3. declarations, assembler directives (sections, symbols, alignment, Xen's FUNC/LABEL/END),
+   assembler routines and pseudo-C functions are parsed;
 4. labels, routines and names are resolved and checked.
 """
 
@@ -419,7 +422,9 @@ class _Parser:
 
     def _scan_consts(self, lines: list[_Line]) -> None:
         for line in lines:
-            m = re.fullmatch(r"const\s+(\w+)\s*=\s*(.+)", line.text)
+            m = re.fullmatch(r"const\s+(\w+)\s*=\s*(.+)", line.text) or re.fullmatch(
+                r"\s*\.(?:equ|set)\s+([A-Za-z_]\w*)\s*,\s*(.+)", line.text
+            )
             if m:
                 e = parse_expr(m.group(2), line.loc, self.consts)
                 if e[0] == "const":
@@ -462,6 +467,7 @@ class _Parser:
                       Loc(b.loc.file, b.loc.line, line.loc))
                 for b in macro.body
             ]
+            body = [b for b in body if b.text.strip()]  # `\a` with an empty argument
             out.extend(self._expand(body, depth + 1))
             if len(out) > _MAX_EXPANDED:
                 raise _err(f"the expansion is over {_MAX_EXPANDED} lines", line.loc)
@@ -533,10 +539,11 @@ class _Parser:
             values = [_unquote(v) for v in _split_args(rest)] if rest else [""]
         else:
             values = list(_unquote(rest)) or [""]
-        return [
+        copies = [
             [_Line(_substitute(b.text, {symbol: v}, None), b.loc) for b in block]
             for v in values
         ]
+        return [[b for b in copy if b.text.strip()] for copy in copies]
 
     # -- stage 3: the body -------------------------------------------------------------
     def parse(self) -> Design:
