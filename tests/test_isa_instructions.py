@@ -544,3 +544,19 @@ def test_wrmsr_lstar_moves_the_syscall_entry(tmp_path: Path) -> None:
         """, header)
     s = run(system)
     assert s.machine.cpus[0].pc == CodeAddr("new_entry", 1)
+
+
+def test_rip_relative_variables(tmp_path: Path) -> None:
+    """`leaq table(%rip), %r10` is a variable's address, `movq w(%rip), %rax` its value,
+    and `call *(%r10,%rax,8)` calls through a table of code addresses."""
+    system = load(tmp_path, asm("""\
+        leaq g(%rip), %rcx
+        movq %rcx, table+16(%rip)
+        movq w(%rip), %rax
+        leaq table(%rip), %r10
+        movq $2, %rdx
+        call *(%r10,%rdx,8)
+        """) + "g:      movq $42, %r8\n        ret\n")
+    s = run(system)
+    assert regs(s, "rax", "r8") == (5, 42)
+    assert var(system, s, "table")[2] == CodeAddr("f", 7)  # type: ignore[index]
