@@ -524,3 +524,39 @@ def test_pseudo_c_store_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str
     tail = "function r {\n    %eax = 1;\n}\n"
     code, err, design, _ = run_cli(tmp_path, capsys, HEAD + tail)
     assert_error(err, code, design, HEAD_LINES + 2, "64-bit registers")
+
+
+def test_wrmsr_lstar_moves_the_syscall_entry(tmp_path: Path) -> None:
+    """WRMSR IA32_LSTAR with a label's address: the next SYSCALL enters there."""
+    header = HEADER.replace("percpu other = 9\n", "percpu other = 9\nlstar old_entry\n")
+    system = load(tmp_path, """\
+        ENTRY(f)
+                leaq new_entry(%rip), %rax
+                movq %rax, %rdx
+                shrq $32, %rdx
+                movl $0xc0000082, %ecx
+                wrmsr
+                syscall
+        ENTRY(old_entry)
+                ud2
+        ENTRY(new_entry)
+                hlt
+        """, header)
+    s = run(system)
+    assert s.machine.cpus[0].pc == CodeAddr("new_entry", 1)
+
+
+def test_rip_relative_variables(tmp_path: Path) -> None:
+    """`leaq table(%rip), %r10` is a variable's address, `movq w(%rip), %rax` its value,
+    and `call *(%r10,%rax,8)` calls through a table of code addresses."""
+    system = load(tmp_path, asm("""\
+        leaq g(%rip), %rcx
+        movq %rcx, table+16(%rip)
+        movq w(%rip), %rax
+        leaq table(%rip), %r10
+        movq $2, %rdx
+        call *(%r10,%rdx,8)
+        """) + "g:      movq $42, %r8\n        ret\n")
+    s = run(system)
+    assert regs(s, "rax", "r8") == (5, 42)
+    assert var(system, s, "table")[2] == CodeAddr("f", 7)  # type: ignore[index]

@@ -1232,7 +1232,14 @@ class _Parser:
             return self._register(t[1:], loc)
         m = re.fullmatch(r"(.*)\(%rip\)", t)
         if m:
-            return Name("@rip:" + m.group(1).strip())
+            if "p" in kinds or "m" not in kinds:
+                return Name("@rip:" + m.group(1).strip())
+            # `movq foo(%rip), %rax`: RIP-relative data, a variable (plus a displacement)
+            mem = self._memory(m.group(1).strip() or "0", loc, bare_name=True)
+            if mem is None or mem.sym is None or mem.base is not None:
+                raise _err(f"unknown operand form {t!r} (RIP-relative data names a "
+                           "variable)", loc)
+            return mem
         mem = self._memory(t, loc, bare_name=False)
         if mem is not None:
             return mem
@@ -1543,6 +1550,10 @@ class _Parser:
         args: list[object] = []
         for a in ins.args:
             if isinstance(a, Name) and a.name.startswith("@rip:"):
+                if a.name[5:] in {v.name for v in self.variables}:
+                    # `leaq table(%rip), %r10`: the address of a variable
+                    args.append(Mem(None, 0, sym=("var", a.name[5:])))
+                    continue
                 t = self._target(a.name[5:], idx, ins.loc, b, global_labels)
                 args.append(RipRel((t.routine, t.index)))
             else:
