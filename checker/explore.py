@@ -32,6 +32,7 @@ from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from checker.fingerprint import fingerprint64
 from checker.interface import (
     Capabilities,
     Reducible,
@@ -150,11 +151,6 @@ class _Stop(Exception):
     def __init__(self, reason: str | None = None):
         super().__init__(reason)
         self.reason = reason
-
-
-def fingerprint64(state: Hashable) -> int:
-    """A 64-bit fingerprint: the state's own hash (tuples of ints and strings)."""
-    return hash(state) & 0xFFFF_FFFF_FFFF_FFFF
 
 
 # -- strategies ------------------------------------------------------------------------------
