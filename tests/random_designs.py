@@ -94,6 +94,12 @@ class _Gen:
     helpers: list[str] = field(default_factory=list)  # extra functions (text blocks)
     shared_stack: bool = False
     nhelpers: int = 0
+    # A planted pattern (see _plant): per CPU, assembler lines its routine starts with,
+    # a helper function it calls first, the loop it ends in; properties that watch it.
+    asm_start: dict[int, list[str]] = field(default_factory=dict)
+    call_first: dict[int, str] = field(default_factory=dict)
+    asm_loop: dict[int, list[str]] = field(default_factory=dict)
+    watch: list[tuple[str, str]] = field(default_factory=list)
 
     # values --------------------------------------------------------------------------------
     def k(self) -> int:
@@ -168,6 +174,8 @@ class _Gen:
     def c_function(self, name: str, me: int | None) -> str:
         r = self.rng
         body: list[str] = []
+        if me in self.call_first:
+            body.append(f"{self.call_first[me]}();")
         for _ in range(r.randint(1, 4)):
             body += self.c_stmt(me)
         end = r.choice(["stop", "halt", "spin", "wait"])
@@ -227,12 +235,16 @@ class _Gen:
 
     def asm_routine(self, name: str, me: int | None) -> str:
         r = self.rng
-        body: list[str] = []
+        body: list[str] = list(self.asm_start.get(me, [])) if me is not None else []
+        if me in self.call_first:
+            body.append(f"call {self.call_first[me]}")
         for _ in range(r.randint(1, 4)):
             body += self.asm_op(me)
         end = r.choice(["halt", "spin", "stop"])
         n = self.label()
-        if end == "halt":
+        if me in self.asm_loop:
+            body += [f"{n}:", *self.asm_loop[me], f"jmp {n}b"]
+        elif end == "halt":
             body += [f"{n}:", "hlt", f"jmp {n}b"]
         elif end == "spin":
             body += [f"{n}:", *self.asm_op(me, loop=True), f"jmp {n}b"]
@@ -244,7 +256,7 @@ class _Gen:
         return "\n".join(lines)
 
     def routine(self, name: str, me: int | None) -> str:
-        if self.rng.random() < 0.5:
+        if me in self.asm_start or me in self.asm_loop or self.rng.random() < 0.5:
             return self.asm_routine(name, me)
         return self.c_function(name, me)
 
@@ -276,6 +288,36 @@ class _Gen:
         return "\n".join(lines)
 
 
+PATTERNS = ("stack-write", "shared-stack-write", "per-cpu-read", "stack-read")
+
+
+def _plant(g: _Gen, pattern: str) -> None:
+    """One CPU reads what another CPU writes, in a form the generator's random code
+    seldom assembles whole, with properties that tell the orders apart: a reader that
+    pushes and pops while another CPU writes that stack word (issue 13's --por
+    reproducer), the same on a shared stack, a `per_cpu(x, i)` read of a variable CPU i
+    writes, a `mem()` read of a word CPU i pushes."""
+    rng = g.rng
+    reader, writer = rng.sample(range(g.ncpus), 2)
+    k = rng.randint(0x100, 0xfff)
+    g.consts.append(k)
+    g.features.add(f"pattern-{pattern}")
+    if pattern in ("stack-write", "shared-stack-write"):
+        where = f"kstack[{reader}]" if pattern == "stack-write" else "common"
+        g.shared_stack |= pattern == "shared-stack-write"
+        g.asm_start[reader] = ["pushq $1", "popq %rbx", f"call {g.helper(['    got = %rbx;'])}"]
+        g.asm_loop[writer] = [f"movq ${k}, top({where})-8"]
+        g.watch += [("never", f"got[{reader}] == {k}"), ("reachable", f"got[{reader}] == {k}")]
+    elif pattern == "per-cpu-read":
+        g.call_first[writer] = g.helper([f"    p0 = {k};"])
+        g.call_first[reader] = g.helper([f"    got = per_cpu(p0, {writer}) + 1;"])
+        g.watch += [("never", f"got[{reader}] == 1"), ("reachable", f"got[{reader}] == {k + 1}")]
+    else:
+        g.asm_start[writer] = [f"pushq ${k}"]
+        g.call_first[reader] = g.helper([f"    got = mem(top(kstack[{writer}])-8) + 1;"])
+        g.watch += [("never", f"got[{reader}] == 1"), ("reachable", f"got[{reader}] == {k + 1}")]
+
+
 def generate(seed: int) -> Case:
     """A random design and property file; the same seed gives the same text."""
     rng = random.Random(seed)
@@ -289,6 +331,9 @@ def generate(seed: int) -> Case:
     else:
         g.consts.append(rng.randint(4, 0xfff))
     g.shared_stack = rng.random() < 0.3
+    pattern = rng.choice(PATTERNS) if symmetry == "none" and rng.random() < 0.4 else None
+    if pattern is not None:
+        _plant(g, pattern)
     ist = rng.choice(["none", "per-cpu", "shared"])
     name = f"fuzz{seed}"
     out = [f'design {name} "random design, seed {seed}"', f"cpus {ncpus}"]
@@ -319,6 +364,8 @@ def generate(seed: int) -> Case:
 
     def cpu_line(c: str, start: str, extra: str = "") -> str:
         rsp = "top(common)" if g.shared_stack and rng.random() < 0.2 else "top(kstack)"
+        if pattern == "shared-stack-write" and c.isdigit() and int(c) in g.asm_start:
+            rsp = "top(common)"  # the reader pushes and pops on the shared stack
         iflag = rng.choice(["0", "1"])
         return f"cpu {c} start {start} cpl 0 idt idt tss tss rsp {rsp} if {iflag}{extra}"
 
@@ -389,9 +436,24 @@ def _properties(rng: random.Random, g: _Gen, design: str) -> str:
     lines = [f'design = "{design}"', f"environment = {{ nmi = {nmi}, mce = {mce} }}", ""]
     kinds = ["always", "never", "never", "reachable", "reachable", "final"]
     count = rng.randint(3, 6)
-    for j in range(count):
+    planted = list(g.watch)
+    for j in range(count + len(planted)):
+        if j >= count:
+            # In an exploration of their own, without events: one whose properties read
+            # only variables is where partial-order reduction applies.
+            kind, expr = planted[j - count]
+            lines += ["[[property]]", f'name = "p{j}"', f'kind = "{kind}"',
+                      f'expr = "{expr}"', 'expect = "holds"',
+                      "environment = { nmi = 0, mce = 0 }", ""]
+            continue
         kind = rng.choice(kinds)
         expr = _atom(rng, g, routines)
+        if rng.random() < 0.25:
+            # another exploration, with other budgets
+            env = f"environment = {{ nmi = {_budget(rng, g.ncpus, 1)}, mce = 0 }}"
+            lines += ["[[property]]", f'name = "p{j}"', f'kind = "{kind}"',
+                      f'expr = "{expr}"', 'expect = "holds"', env, ""]
+            continue
         r = rng.random()
         if r < 0.25:
             expr = f"{expr} and {_atom(rng, g, routines)}"
@@ -536,6 +598,24 @@ def compare(
                     ))
             nruns += len(replays)
         return Outcome(case, findings, base, nruns)
+
+
+def run_plain(case: Case, max_states: int = MAX_STATES) -> dict[str, str] | str:
+    """The plain run's verdict per property, or "rejected" (bad input, exit 2 before
+    exploring) or "crash"."""
+    with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
+        folder = Path(tmp)
+        toml = case.write(folder)
+        [result] = run_cli(folder, [[
+            str(toml), "--format", "json", "--max-states", str(max_states), *BASELINE,
+            "--report-dir", str(folder / "reports"),
+        ]])
+    data = _parse(result)
+    if result["code"] == "crash" or data is None:
+        return "crash"
+    if data.get("errors"):
+        return "rejected"
+    return {r["name"]: r["verdict"] for r in data["results"]}
 
 
 def _compare_results(case: Case, variant: str, base: dict[str, Any], other: dict[str, Any]) -> list[Finding]:
