@@ -142,7 +142,7 @@ def test_por_reproducer_is_violated_without_reduction() -> None:
     assert run_plain(POR_CROSS_STACK) == {"never-bad": "violated"}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 wrong verdict 1: --por ignores a write "
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 13 wrong verdict 1: --por ignores a write "
                    "into another CPU's stack and says holds")
 def test_por_sees_a_write_into_another_cpus_stack() -> None:
     assert compare(POR_CROSS_STACK, ["por", "por+symmetry", "all"]).findings == []
@@ -152,7 +152,7 @@ def test_compact_reproducer_is_violated_without_reduction() -> None:
     assert run_plain(COMPACT_COLLISION) == {"no-assertion-fails": "violated"}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 wrong verdict 2: --compact fingerprints "
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 13 wrong verdict 2: --compact fingerprints "
                    "with hash(), which collides on ints equal modulo 2**61 - 1")
 def test_compact_fingerprints_do_not_collide_on_equal_hashes() -> None:
     assert compare(COMPACT_COLLISION, ["compact", "por+compact", "all"]).findings == []
@@ -163,9 +163,154 @@ def test_wrong_symmetry_reproducer_holds_without_reduction() -> None:
     assert run_plain(WRONG_SYMMETRY) in ({"never-bad": "holds"}, "rejected")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 wrong verdict 3: a `symmetric` "
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 13 wrong verdict 3: a `symmetric` "
                    "declaration is trusted, never checked")
 def test_a_wrong_symmetry_declaration_does_not_change_the_verdict() -> None:
     # Fixed means: the same verdict, or the declaration refused with a path:line error.
     findings = compare(WRONG_SYMMETRY, ["symmetry", "por+symmetry", "all"]).findings
     assert all(f.kind == "rejected" for f in findings), findings
+
+
+# -- found by the differential fuzzer (tests/random_designs.py) -------------------------------
+
+# 4. CPU 1 reads CPU 0's copy of a per-CPU variable with per_cpu(p0, 0), which no code
+#    indexes as p0[i]: POR takes both steps as local, runs CPU 0's write first and never
+#    sees the read that comes before it.
+POR_PER_CPU_READ = Case(
+    seed=-4,
+    name="por_per_cpu_read",
+    symmetry="none",
+    design=textwrap.dedent("""\
+        design por_per_cpu_read "per_cpu() reads a variable another CPU writes"
+        cpus 2
+        stack kstack size 0x1000 per-cpu
+        percpu p0 = 0
+        percpu got = 0
+        cpu 0 start writer cpl 0 rsp top(kstack)
+        cpu 1 start reader cpl 0 rsp top(kstack)
+
+        function writer {
+            p0 = 5;
+            stop();
+        }
+
+        function reader {
+            got = per_cpu(p0, 0) + 1;
+            stop();
+        }
+        """),
+    properties=textwrap.dedent("""\
+        design = "por_per_cpu_read"
+        [[property]]
+        name = "read-before-write"
+        kind = "never"
+        expr = "got[1] == 1"
+        expect = "violated"
+        """),
+)
+
+# 5. CPU 1 reads the word CPU 0 pushes with mem(top(kstack[0])-8): the push is local to
+#    CPU 0, the read is taken as local to CPU 1.
+POR_MEM_READ = Case(
+    seed=-5,
+    name="por_mem_read",
+    symmetry="none",
+    design=textwrap.dedent("""\
+        design por_mem_read "mem() reads a word of another CPU's stack"
+        cpus 2
+        stack kstack size 0x1000 per-cpu
+        percpu got = 0
+        cpu 0 start writer cpl 0 rsp top(kstack)
+        cpu 1 start reader cpl 0 rsp top(kstack)
+
+        ENTRY(writer)
+                pushq $5
+        1:      hlt
+                jmp 1b
+
+        function reader {
+            got = mem(top(kstack[0])-8) + 1;
+            stop();
+        }
+        """),
+    properties=textwrap.dedent("""\
+        design = "por_mem_read"
+        [[property]]
+        name = "read-before-push"
+        kind = "never"
+        expr = "got[1] == 1"
+        expect = "violated"
+        """),
+)
+
+# 6. A valid symmetric design whose per-CPU variable holds a return address (a code
+#    address) on one CPU and a number on another: the representative's sort compares
+#    them and raises TypeError, so every verdict under --symmetry auto is `error`.
+SYMMETRY_MIXED_VALUES = Case(
+    seed=-6,
+    name="symmetry_mixed_values",
+    symmetry="valid",
+    design=textwrap.dedent("""\
+        design symmetry_mixed_values "a per-CPU variable holds a code address or a number"
+        cpus 3
+        symmetric
+        stack kstack size 0x1000 per-cpu
+        percpu got = 0
+        percpu p = 0
+        cpu 0 start idle cpl 0 rsp top(kstack)
+        cpu * start rw cpl 0 rsp top(kstack)
+
+        function idle {
+            stop();
+        }
+
+        function rw {
+            choose(p, 0, 1);
+            if (p) {
+                rec();
+            }
+            stop();
+        }
+
+        function rec {
+            got = mem(%rsp);
+        }
+        """),
+    properties=textwrap.dedent("""\
+        design = "symmetry_mixed_values"
+        [[property]]
+        name = "no-deadlock"
+        kind = "deadlock_free"
+        expect = "holds"
+        """),
+)
+
+
+def test_per_cpu_read_reproducer_is_violated_without_reduction() -> None:
+    assert run_plain(POR_PER_CPU_READ) == {"read-before-write": "violated"}
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 13 (fuzzer): --por takes a per_cpu(x, i) "
+                   "read of another CPU's copy as local")
+def test_por_sees_a_per_cpu_read_of_another_cpus_copy() -> None:
+    assert compare(POR_PER_CPU_READ, ["por"]).findings == []
+
+
+def test_mem_read_reproducer_is_violated_without_reduction() -> None:
+    assert run_plain(POR_MEM_READ) == {"read-before-push": "violated"}
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 13 (fuzzer): --por takes a mem() read of "
+                   "another CPU's stack as local")
+def test_por_sees_a_mem_read_of_another_cpus_stack() -> None:
+    assert compare(POR_MEM_READ, ["por"]).findings == []
+
+
+def test_mixed_values_reproducer_holds_without_reduction() -> None:
+    assert run_plain(SYMMETRY_MIXED_VALUES) == {"no-deadlock": "holds"}
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 13 (fuzzer): the symmetry representative "
+                   "sorts per-CPU values of different types and raises TypeError")
+def test_symmetry_representative_orders_values_of_any_type() -> None:
+    assert compare(SYMMETRY_MIXED_VALUES, ["symmetry", "por+symmetry"]).findings == []
