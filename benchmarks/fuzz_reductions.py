@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.random_designs import (  # noqa: E402
+from tests.random_designs import (
     BASELINE,
     MAX_STATES,
     VARIANTS,
@@ -85,9 +85,11 @@ def main(argv: list[str] | None = None) -> int:
             case, finding = items[0]
             small = shrink(case, finding, max_states=args.max_states)
             print(f"\n== {variant} / {kind}: seed {case.seed}, property {finding.prop or '-'}")
-            print(f"   command: python -m checker {small.name}.toml --format json "
-                  f"--max-states {args.max_states} {' '.join(BASELINE)}  vs  "
-                  f"{' '.join(VARIANTS[variant])}")
+            print(
+                f"   command: python -m checker {small.name}.toml --format json "
+                f"--max-states {args.max_states} {' '.join(BASELINE)}  vs  "
+                f"{' '.join(VARIANTS[variant])}"
+            )
             print(small.design)
             print(small.properties)
             if args.out:

@@ -146,11 +146,18 @@ class _Gen:
             lambda: self._feat("cross-percpu-read", [f"g1 = p0[{o}];"]),
             lambda: ["g0 = (g0 + 1) & 3;"],
             lambda: ["atomic {", f"    g0 = {k};", f"    p0 = {self.k()};", "}"],
-            lambda: [f"if (g0 == {k}) {{", f"    p0 = {self.k()};", "} else {",
-                     f"    g1 = {self.k()};", "}"],
+            lambda: [
+                f"if (g0 == {k}) {{",
+                f"    p0 = {self.k()};",
+                "} else {",
+                f"    g1 = {self.k()};",
+                "}",
+            ],
             lambda: [f"choose(g1, {k}, {self.k()});"],
             lambda: [f"assert(g0 != {k});"],
-            lambda: self._feat("nmi-ipi", [f"send_nmi({r.choice([o, o, 'ALL_BUT_SELF', 'SELF'])});"]),
+            lambda: self._feat(
+                "nmi-ipi", [f"send_nmi({r.choice([o, o, 'ALL_BUT_SELF', 'SELF'])});"]
+            ),
         ]
         if self.symmetry == "valid" and me == 0:
             others = ", ".join(str(c) for c in range(1, self.ncpus))
@@ -164,7 +171,9 @@ class _Gen:
             ]
             if self.literal_other(me) is not None:
                 s = self.literal_other(me)
-                pool.append(lambda: self._feat("cross-stack-read", [f"got = mem(top(kstack[{s}])-8);"]))
+                pool.append(
+                    lambda: self._feat("cross-stack-read", [f"got = mem(top(kstack[{s}])-8);"])
+                )
         return r.choice(pool)()
 
     def _feat(self, name: str, lines: list[str]) -> list[str]:
@@ -211,9 +220,12 @@ class _Gen:
         s = self.literal_other(me)
         if s is not None:
             pool.append(lambda: self._feat("cross-stack-write", [f"movq ${k}, top(kstack[{s}])-8"]))
-            pool.append(lambda: self._feat(
-                "cross-stack-write", [f"movq $top(kstack[{s}])-8, {reg2}", f"movq ${k}, 0({reg2})"]
-            ))
+            pool.append(
+                lambda: self._feat(
+                    "cross-stack-write",
+                    [f"movq $top(kstack[{s}])-8, {reg2}", f"movq ${k}, 0({reg2})"],
+                )
+            )
         if self.shared_stack:
             pool.append(lambda: self._feat("shared-stack", [f"movq ${k}, top(common)-8"]))
             pool.append(lambda: self._feat("shared-stack", [f"movq top(common)-8, {reg}"]))
@@ -274,7 +286,9 @@ class _Gen:
             if kind == "iret":
                 body = ["iretq"]
             elif kind == "record":
-                what = r.choice([f"g1 = {k};", f"p0 = {k};", "got = p0;", f"got = {r.choice(REGS)};"])
+                what = r.choice(
+                    [f"g1 = {k};", f"p0 = {k};", "got = p0;", f"got = {r.choice(REGS)};"]
+                )
                 if self.symmetry == "valid" and r.random() < 0.5:
                     what = "msk |= 1 << cpu;"
                 body = [f"call {self.helper(['    ' + what])}", "iretq"]
@@ -299,7 +313,7 @@ def _plant(g: _Gen, pattern: str) -> None:
     writes, a `mem()` read of a word CPU i pushes."""
     rng = g.rng
     reader, writer = rng.sample(range(g.ncpus), 2)
-    k = rng.randint(0x100, 0xfff)
+    k = rng.randint(0x100, 0xFFF)
     g.consts.append(k)
     g.features.add(f"pattern-{pattern}")
     if pattern in ("stack-write", "shared-stack-write"):
@@ -329,7 +343,7 @@ def generate(seed: int) -> Case:
         g.consts += [0, MERSENNE61, 1 + MERSENNE61]
         g.features.add("hash-collision")
     else:
-        g.consts.append(rng.randint(4, 0xfff))
+        g.consts.append(rng.randint(4, 0xFFF))
     g.shared_stack = rng.random() < 0.3
     pattern = rng.choice(PATTERNS) if symmetry == "none" and rng.random() < 0.4 else None
     if pattern is not None:
@@ -413,18 +427,38 @@ def _atom(rng: random.Random, g: _Gen, routines: Sequence[str]) -> str:
     i = rng.randrange(n)
     k = g.k()
     pool = [
-        f"g0 == {k}", f"g1 == {k}", f"g0 != {k}",
-        f"p0[{i}] == {k}", f"got[{i}] == {k}", f"got[{i}] != 0",
-        f"any(x == {k} for x in got)", "all(x == 0 for x in p0)",
+        f"g0 == {k}",
+        f"g1 == {k}",
+        f"g0 != {k}",
+        f"p0[{i}] == {k}",
+        f"got[{i}] == {k}",
+        f"got[{i}] != 0",
+        f"any(x == {k} for x in got)",
+        "all(x == 0 for x in p0)",
         # the variables again: they show the order of cross-CPU writes and reads
-        f"g0 == {k}", f"g1 == {k}", f"p0[{i}] == {k}", f"got[{i}] == {k}", f"got[{i}] == {k}",
-        f"cpus[{i}].halted", f"cpus[{i}].nmi_blocked", f"cpu[{i}].mcip",
-        "all(c.halted for c in cpus if c.id != 0)", "any(c.nmi_blocked for c in cpus)",
-        f"running({i}, '{rng.choice(routines)}')", f"cpus[{i}].routine == '{rng.choice(routines)}'",
-        "nmi_frames >= 1", "nmi_frames >= 2", "frame_clobbered", "len(frames) >= 2",
-        f"frames_on('kstack[{i}]') >= 1", f"any(f.cpu == {i} and f.vector == 2 for f in frames)",
+        f"g0 == {k}",
+        f"g1 == {k}",
+        f"p0[{i}] == {k}",
+        f"got[{i}] == {k}",
+        f"got[{i}] == {k}",
+        f"cpus[{i}].halted",
+        f"cpus[{i}].nmi_blocked",
+        f"cpu[{i}].mcip",
+        "all(c.halted for c in cpus if c.id != 0)",
+        "any(c.nmi_blocked for c in cpus)",
+        f"running({i}, '{rng.choice(routines)}')",
+        f"cpus[{i}].routine == '{rng.choice(routines)}'",
+        "nmi_frames >= 1",
+        "nmi_frames >= 2",
+        "frame_clobbered",
+        "len(frames) >= 2",
+        f"frames_on('kstack[{i}]') >= 1",
+        f"any(f.cpu == {i} and f.vector == 2 for f in frames)",
         "count(f.vector == 18 for f in frames) >= 1",
-        "assertion_failed", "any_shutdown", "all_halted", "timed_out",
+        "assertion_failed",
+        "any_shutdown",
+        "all_halted",
+        "timed_out",
     ]
     return rng.choice(pool)
 
@@ -442,17 +476,30 @@ def _properties(rng: random.Random, g: _Gen, design: str) -> str:
             # In an exploration of their own, without events: one whose properties read
             # only variables is where partial-order reduction applies.
             kind, expr = planted[j - count]
-            lines += ["[[property]]", f'name = "p{j}"', f'kind = "{kind}"',
-                      f'expr = "{expr}"', 'expect = "holds"',
-                      "environment = { nmi = 0, mce = 0 }", ""]
+            lines += [
+                "[[property]]",
+                f'name = "p{j}"',
+                f'kind = "{kind}"',
+                f'expr = "{expr}"',
+                'expect = "holds"',
+                "environment = { nmi = 0, mce = 0 }",
+                "",
+            ]
             continue
         kind = rng.choice(kinds)
         expr = _atom(rng, g, routines)
         if rng.random() < 0.25:
             # another exploration, with other budgets
             env = f"environment = {{ nmi = {_budget(rng, g.ncpus, 1)}, mce = 0 }}"
-            lines += ["[[property]]", f'name = "p{j}"', f'kind = "{kind}"',
-                      f'expr = "{expr}"', 'expect = "holds"', env, ""]
+            lines += [
+                "[[property]]",
+                f'name = "p{j}"',
+                f'kind = "{kind}"',
+                f'expr = "{expr}"',
+                'expect = "holds"',
+                env,
+                "",
+            ]
             continue
         r = rng.random()
         if r < 0.25:
@@ -461,11 +508,22 @@ def _properties(rng: random.Random, g: _Gen, design: str) -> str:
             expr = f"{expr} or {_atom(rng, g, routines)}"
         elif r < 0.45:
             expr = f"not ({expr})"
-        lines += ["[[property]]", f'name = "p{j}"', f'kind = "{kind}"',
-                  f'expr = "{expr}"', 'expect = "holds"', ""]
+        lines += [
+            "[[property]]",
+            f'name = "p{j}"',
+            f'kind = "{kind}"',
+            f'expr = "{expr}"',
+            'expect = "holds"',
+            "",
+        ]
     if rng.random() < 0.5:
-        lines += ["[[property]]", 'name = "deadlock"', 'kind = "deadlock_free"',
-                  'expect = "holds"', ""]
+        lines += [
+            "[[property]]",
+            'name = "deadlock"',
+            'kind = "deadlock_free"',
+            'expect = "holds"',
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -496,7 +554,9 @@ sys.stdout.write(json.dumps(out))
 """
 
 
-def run_cli(designs: Path, runs: Sequence[Sequence[str]], timeout: float = 300) -> list[dict[str, Any]]:
+def run_cli(
+    designs: Path, runs: Sequence[Sequence[str]], timeout: float = 300
+) -> list[dict[str, Any]]:
     """Each argument list through the checker's command line, in one fresh subprocess."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
@@ -505,7 +565,11 @@ def run_cli(designs: Path, runs: Sequence[Sequence[str]], timeout: float = 300) 
     proc = subprocess.run(
         [sys.executable, "-c", _DRIVER],
         input=json.dumps({"designs": str(designs), "runs": [list(r) for r in runs]}),
-        capture_output=True, text=True, timeout=timeout, cwd=str(designs), env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(designs),
+        env=env,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"driver failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -557,7 +621,10 @@ def compare(
         common = [str(toml), "--format", "json", "--max-states", str(max_states)]
         names = ["plain", *variants]
         opts = [BASELINE, *(VARIANTS[v] for v in variants)]
-        runs = [[*common, *o, "--report-dir", str(folder / f"reports-{n}")] for n, o in zip(names, opts, strict=True)]
+        runs = [
+            [*common, *o, "--report-dir", str(folder / f"reports-{n}")]
+            for n, o in zip(names, opts, strict=True)
+        ]
         results = run_cli(folder, runs)
         findings: list[Finding] = []
         parsed = [_parse(r) for r in results]
@@ -568,15 +635,24 @@ def compare(
             return Outcome(case, findings, None, nruns)
         if base.get("errors"):
             # The plain run rejects the input: every variant must reject it too.
-            for n, r, p in zip(names[1:], results[1:], parsed[1:], strict=True):
+            for n, p in zip(names[1:], parsed[1:], strict=True):
                 if p is None or not p.get("errors"):
-                    findings.append(Finding(case.seed, n, "rejected", "",
-                                            "plain rejects the input, this variant does not"))
+                    findings.append(
+                        Finding(
+                            case.seed,
+                            n,
+                            "rejected",
+                            "",
+                            "plain rejects the input, this variant does not",
+                        )
+                    )
             return Outcome(case, findings, None, nruns)
         replays: list[tuple[str, str, str]] = []  # (variant, property, trace json)
         for n, r, p in zip(names[1:], results[1:], parsed[1:], strict=True):
             if r["code"] == "crash" or p is None:
-                findings.append(Finding(case.seed, n, "crash", "", (r["stderr"] or r["stdout"])[-1500:]))
+                findings.append(
+                    Finding(case.seed, n, "crash", "", (r["stderr"] or r["stdout"])[-1500:])
+                )
                 continue
             if p.get("errors"):
                 kind = "rejected"
@@ -591,11 +667,16 @@ def compare(
             again = run_cli(folder, [["replay", t, "--format", "json"] for _, _, t in replays])
             for (n, prop, _), r in zip(replays, again, strict=True):
                 if r["code"] != 0:
-                    findings.append(Finding(
-                        case.seed, n, "replay", prop,
-                        f"its trace does not replay on the unreduced design (exit {r['code']}): "
-                        + (r["stdout"] + r["stderr"])[-600:],
-                    ))
+                    findings.append(
+                        Finding(
+                            case.seed,
+                            n,
+                            "replay",
+                            prop,
+                            f"its trace does not replay on the unreduced design "
+                            f"(exit {r['code']}): " + (r["stdout"] + r["stderr"])[-600:],
+                        )
+                    )
             nruns += len(replays)
         return Outcome(case, findings, base, nruns)
 
@@ -606,10 +687,21 @@ def run_plain(case: Case, max_states: int = MAX_STATES) -> dict[str, str] | str:
     with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
         folder = Path(tmp)
         toml = case.write(folder)
-        [result] = run_cli(folder, [[
-            str(toml), "--format", "json", "--max-states", str(max_states), *BASELINE,
-            "--report-dir", str(folder / "reports"),
-        ]])
+        [result] = run_cli(
+            folder,
+            [
+                [
+                    str(toml),
+                    "--format",
+                    "json",
+                    "--max-states",
+                    str(max_states),
+                    *BASELINE,
+                    "--report-dir",
+                    str(folder / "reports"),
+                ]
+            ],
+        )
     data = _parse(result)
     if result["code"] == "crash" or data is None:
         return "crash"
@@ -618,7 +710,9 @@ def run_plain(case: Case, max_states: int = MAX_STATES) -> dict[str, str] | str:
     return {r["name"]: r["verdict"] for r in data["results"]}
 
 
-def _compare_results(case: Case, variant: str, base: dict[str, Any], other: dict[str, Any]) -> list[Finding]:
+def _compare_results(
+    case: Case, variant: str, base: dict[str, Any], other: dict[str, Any]
+) -> list[Finding]:
     out: list[Finding] = []
     theirs = {r["name"]: r for r in other["results"]}
     for mine in base["results"]:
@@ -630,17 +724,39 @@ def _compare_results(case: Case, variant: str, base: dict[str, Any], other: dict
         a, b = mine["verdict"], r["verdict"]
         decided = {"holds", "violated"}
         if a in decided and b in decided and a != b:
-            out.append(Finding(case.seed, variant, "verdict", name,
-                               f"plain {a} ({mine['states']} states), {variant} {b} ({r['states']} states)"))
+            out.append(
+                Finding(
+                    case.seed,
+                    variant,
+                    "verdict",
+                    name,
+                    f"plain {a} ({mine['states']} states), {variant} {b} ({r['states']} states)",
+                )
+            )
         elif (a == "error") != (b == "error") and "incomplete" not in (a, b):
-            out.append(Finding(case.seed, variant, "error", name,
-                               f"plain {a}, {variant} {b}: {r['message'] if b == 'error' else mine['message']}"[:600]))
+            out.append(
+                Finding(
+                    case.seed,
+                    variant,
+                    "error",
+                    name,
+                    f"plain {a}, {variant} {b}: "
+                    + (r["message"] if b == "error" else mine["message"])[:600],
+                )
+            )
         elif variant in SAME_COUNTS and a == b and a in decided:
             same = (mine["states"], mine["transitions"], mine["trace_length"])
             theirs_ = (r["states"], r["transitions"], r["trace_length"])
             if same != theirs_:
-                out.append(Finding(case.seed, variant, "counts", name,
-                                   f"plain (states, transitions, trace) {same}, {variant} {theirs_}"))
+                out.append(
+                    Finding(
+                        case.seed,
+                        variant,
+                        "counts",
+                        name,
+                        f"plain (states, transitions, trace) {same}, {variant} {theirs_}",
+                    )
+                )
     return out
 
 
@@ -649,10 +765,15 @@ def _compare_results(case: Case, variant: str, base: dict[str, Any], other: dict
 
 def _persists(case: Case, finding: Finding, max_states: int) -> bool:
     try:
-        out = compare(case, [finding.variant], max_states=max_states, replay=finding.kind == "replay")
+        out = compare(
+            case, [finding.variant], max_states=max_states, replay=finding.kind == "replay"
+        )
     except (RuntimeError, subprocess.TimeoutExpired):
         return False
-    return any(f.kind == finding.kind and (not finding.prop or f.prop == finding.prop) for f in out.findings)
+    return any(
+        f.kind == finding.kind and (not finding.prop or f.prop == finding.prop)
+        for f in out.findings
+    )
 
 
 def _only_property(text: str, name: str) -> str:
@@ -677,8 +798,8 @@ def shrink(case: Case, finding: Finding, max_states: int = MAX_STATES, budget: i
         i = 1  # never the `design` line
         changed = False
         while i < len(lines) and tries < budget:
-            trial = lines[:i] + lines[i + chunk:]
-            if not any(x.strip() for x in lines[i:i + chunk]):
+            trial = lines[:i] + lines[i + chunk :]
+            if not any(x.strip() for x in lines[i : i + chunk]):
                 lines = trial
                 changed = True
                 continue

@@ -43,7 +43,9 @@ def test_reductions_agree_on_the_fixed_budget(seed: int, request: pytest.Fixture
     assert _unexpected(seed) == []
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="known wrong verdicts, issue 13 (see KNOWN)")
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="known wrong verdicts, issue 13 (see KNOWN)"
+)
 @pytest.mark.parametrize("seed", sorted(KNOWN), ids=lambda s: f"seed{s}-{KNOWN[s][0]}")
 def test_known_disagreements_are_fixed(seed: int) -> None:
     case = generate(seed)

@@ -142,8 +142,12 @@ def test_por_reproducer_is_violated_without_reduction() -> None:
     assert run_plain(POR_CROSS_STACK) == {"never-bad": "violated"}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 13 wrong verdict 1: --por ignores a write "
-                   "into another CPU's stack and says holds")
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 13 wrong verdict 1: --por ignores a write "
+    "into another CPU's stack and says holds",
+)
 def test_por_sees_a_write_into_another_cpus_stack() -> None:
     assert compare(POR_CROSS_STACK, ["por", "por+symmetry", "all"]).findings == []
 
@@ -152,8 +156,12 @@ def test_compact_reproducer_is_violated_without_reduction() -> None:
     assert run_plain(COMPACT_COLLISION) == {"no-assertion-fails": "violated"}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 13 wrong verdict 2: --compact fingerprints "
-                   "with hash(), which collides on ints equal modulo 2**61 - 1")
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 13 wrong verdict 2: --compact fingerprints "
+    "with hash(), which collides on ints equal modulo 2**61 - 1",
+)
 def test_compact_fingerprints_do_not_collide_on_equal_hashes() -> None:
     assert compare(COMPACT_COLLISION, ["compact", "por+compact", "all"]).findings == []
 
@@ -163,8 +171,11 @@ def test_wrong_symmetry_reproducer_holds_without_reduction() -> None:
     assert run_plain(WRONG_SYMMETRY) in ({"never-bad": "holds"}, "rejected")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 13 wrong verdict 3: a `symmetric` "
-                   "declaration is trusted, never checked")
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 13 wrong verdict 3: a `symmetric` declaration is trusted, never checked",
+)
 def test_a_wrong_symmetry_declaration_does_not_change_the_verdict() -> None:
     # Fixed means: the same verdict, or the declaration refused with a path:line error.
     findings = compare(WRONG_SYMMETRY, ["symmetry", "por+symmetry", "all"]).findings
@@ -290,8 +301,11 @@ def test_per_cpu_read_reproducer_is_violated_without_reduction() -> None:
     assert run_plain(POR_PER_CPU_READ) == {"read-before-write": "violated"}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 13 (fuzzer): --por takes a per_cpu(x, i) "
-                   "read of another CPU's copy as local")
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 13 (fuzzer): --por takes a per_cpu(x, i) read of another CPU's copy as local",
+)
 def test_por_sees_a_per_cpu_read_of_another_cpus_copy() -> None:
     assert compare(POR_PER_CPU_READ, ["por"]).findings == []
 
@@ -300,8 +314,11 @@ def test_mem_read_reproducer_is_violated_without_reduction() -> None:
     assert run_plain(POR_MEM_READ) == {"read-before-push": "violated"}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 13 (fuzzer): --por takes a mem() read of "
-                   "another CPU's stack as local")
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 13 (fuzzer): --por takes a mem() read of another CPU's stack as local",
+)
 def test_por_sees_a_mem_read_of_another_cpus_stack() -> None:
     assert compare(POR_MEM_READ, ["por"]).findings == []
 
@@ -310,7 +327,11 @@ def test_mixed_values_reproducer_holds_without_reduction() -> None:
     assert run_plain(SYMMETRY_MIXED_VALUES) == {"no-deadlock": "holds"}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 13 (fuzzer): the symmetry representative "
-                   "sorts per-CPU values of different types and raises TypeError")
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 13 (fuzzer): the symmetry representative "
+    "sorts per-CPU values of different types and raises TypeError",
+)
 def test_symmetry_representative_orders_values_of_any_type() -> None:
     assert compare(SYMMETRY_MIXED_VALUES, ["symmetry", "por+symmetry"]).findings == []
