@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-states", type=int, default=MAX_STATES)
     ap.add_argument("--shrink", action="store_true", help="shrink the first seed of each class")
     ap.add_argument("--out", type=Path, help="write shrunk reproducers here")
+    ap.add_argument(
+        "--declared", choices=("none", "valid", "wrong"), help="only designs whose symmetry is this"
+    )
     ap.add_argument("-q", "--quiet", action="store_true")
     args = ap.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
@@ -46,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
 
+    tried = 0
     by_class: dict[tuple[str, str], list[tuple[Case, Finding]]] = defaultdict(list)
     features: dict[str, int] = defaultdict(int)
     symmetry: dict[str, int] = defaultdict(int)
@@ -53,9 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     runs = 0
     for seed in range(args.start, args.start + args.seeds):
         case = generate(seed)
+        if args.declared and case.symmetry != args.declared:
+            continue
         for f in case.features:
             features[f] += 1
         symmetry[case.symmetry] += 1
+        tried += 1
+        t0 = time.time()
         outcome = compare(case, variants, max_states=args.max_states)
         runs += outcome.runs
         seen: set[tuple[str, str]] = set()
@@ -65,10 +73,14 @@ def main(argv: list[str] | None = None) -> int:
                 by_class[finding.key()].append((case, finding))
         if not args.quiet:
             mark = " ".join(f"{v}:{k}" for v, k in sorted(seen)) or "agree"
-            print(f"seed {seed:5d} {case.symmetry:5s} {outcome.runs:3d} runs  {mark}", flush=True)
+            print(
+                f"seed {seed:5d} {case.symmetry:5s} {outcome.runs:3d} runs "
+                f"{time.time() - t0:5.1f}s  {mark}",
+                flush=True,
+            )
 
     elapsed = time.time() - started
-    print(f"\n{args.seeds} designs, {runs} checker runs, {elapsed:.0f}s")
+    print(f"\n{tried} designs, {runs} checker runs, {elapsed:.0f}s")
     print("symmetry declarations: " + ", ".join(f"{k} {v}" for k, v in sorted(symmetry.items())))
     print("features: " + ", ".join(f"{k} {v}" for k, v in sorted(features.items())))
     if not by_class:

@@ -100,6 +100,8 @@ class _Gen:
     call_first: dict[int, str] = field(default_factory=dict)
     asm_loop: dict[int, list[str]] = field(default_factory=dict)
     watch: list[tuple[str, str]] = field(default_factory=list)
+    nmi_record: str | None = None  # what the NMI handler records, when planted
+    init_rbx: int | None = None  # CPU 2's initial %rbx in a wrong `init` symmetry
 
     # values --------------------------------------------------------------------------------
     def k(self) -> int:
@@ -283,7 +285,9 @@ class _Gen:
                 body = ["1:", "hlt", "jmp 1b"]
         else:
             kind = r.choice(["iret", "record", "record", "halt", "pushpop"])
-            if kind == "iret":
+            if self.nmi_record is not None:
+                body = [f"call {self.helper(['    ' + self.nmi_record])}", "iretq"]
+            elif kind == "iret":
                 body = ["iretq"]
             elif kind == "record":
                 what = r.choice(
@@ -332,6 +336,23 @@ def _plant(g: _Gen, pattern: str) -> None:
         g.watch += [("never", f"got[{reader}] == 1"), ("reachable", f"got[{reader}] == {k + 1}")]
 
 
+def _plant_asymmetry(g: _Gen, wrong_kind: str) -> None:
+    """Issue 13's symmetry reproducer, planted: CPU 0 sends CPU 1 an NMI whose handler
+    records what only CPU 2 has (a variable its own code sets, or its initial %rbx)."""
+    k = g.rng.randint(0x100, 0xfff)
+    g.consts.append(k)
+    g.features.add("pattern-asymmetry")
+    g.call_first[0] = g.helper(["    send_nmi(1);"])
+    if wrong_kind == "code":
+        g.call_first[2] = g.helper([f"    p0 = {k};"])
+        g.nmi_record = "g1 = p0;"
+        g.watch += [("never", f"g1 == {k}"), ("reachable", f"g1 == {k}")]
+    else:
+        g.init_rbx = k
+        g.nmi_record = "got = %rbx;"
+        g.watch += [("never", f"got[1] == {k}"), ("reachable", f"got[1] == {k}")]
+
+
 def generate(seed: int) -> Case:
     """A random design and property file; the same seed gives the same text."""
     rng = random.Random(seed)
@@ -357,6 +378,8 @@ def generate(seed: int) -> Case:
     elif symmetry == "wrong":
         out.append("symmetric")
         g.features.add(f"wrong-symmetric-{wrong_kind}")
+        if wrong_kind in ("code", "init") and rng.random() < 0.5:
+            _plant_asymmetry(g, wrong_kind)
     out.append("stack kstack size 0x1000 per-cpu")
     if ist == "per-cpu":
         out.append("stack ist_stk size 0x1000 per-cpu")
@@ -399,7 +422,8 @@ def generate(seed: int) -> Case:
         out.append(line)
         if wrong_kind == "init":
             # Same code, different initial state on CPU 2.
-            out.insert(len(out) - 1, line.replace("cpu *", "cpu 2") + f" %rbx={g.k()}")
+            rbx = g.init_rbx if g.init_rbx is not None else g.k()
+            out.insert(len(out) - 1, line.replace("cpu *", "cpu 2") + f" %rbx={rbx}")
     else:
         for c in range(ncpus):
             out.append(cpu_line(str(c), f"r{c}"))
