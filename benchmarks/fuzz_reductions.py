@@ -26,6 +26,7 @@ from tests.random_designs import (
     Case,
     Finding,
     compare,
+    explain,
     generate,
     shrink,
 )
@@ -37,7 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start", type=int, default=0, help="first seed")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated")
     ap.add_argument("--max-states", type=int, default=MAX_STATES)
-    ap.add_argument("--shrink", action="store_true", help="shrink the first seed of each class")
+    ap.add_argument(
+        "--shrink",
+        action="store_true",
+        help="shrink the first seed of each class no known bug explains",
+    )
+    ap.add_argument("--shrink-all", action="store_true", help="shrink every class")
     ap.add_argument("--out", type=Path, help="write shrunk reproducers here")
     ap.add_argument(
         "--declared", choices=("none", "valid", "wrong"), help="only designs whose symmetry is this"
@@ -87,14 +93,23 @@ def main(argv: list[str] | None = None) -> int:
         print("no disagreement")
         return 0
     print("\ndisagreements by (variant, kind):")
+    explained: dict[str, set[int]] = defaultdict(set)
     for (variant, kind), items in sorted(by_class.items()):
         seeds = [c.seed for c, _ in items]
         print(f"  {variant:18s} {kind:9s} {len(items):4d} seeds: {seeds[:20]}")
         case, finding = items[0]
         print(f"      e.g. seed {case.seed} {finding.prop}: {finding.detail[:300]}")
-    if args.shrink:
+        for c, f in items:
+            explained[explain(c, f)].add(c.seed)
+    print("\nby known bug:")
+    for bug, seeds_ in sorted(explained.items()):
+        print(f"  {bug:32s} {len(seeds_):4d} seeds: {sorted(seeds_)[:25]}")
+    if args.shrink or args.shrink_all:
         for (variant, kind), items in sorted(by_class.items()):
-            case, finding = items[0]
+            todo = [(c, f) for c, f in items if args.shrink_all or explain(c, f) == "UNEXPLAINED"]
+            if not todo:
+                continue
+            case, finding = todo[0]
             small = shrink(case, finding, max_states=args.max_states)
             print(f"\n== {variant} / {kind}: seed {case.seed}, property {finding.prop or '-'}")
             print(

@@ -502,7 +502,7 @@ def _properties(rng: random.Random, g: _Gen, design: str) -> str:
             kind, expr = planted[j - count]
             lines += [
                 "[[property]]",
-                f'name = "p{j}"',
+                f'name = "watch-{j - count}"',
                 f'kind = "{kind}"',
                 f'expr = "{expr}"',
                 'expect = "holds"',
@@ -782,6 +782,34 @@ def _compare_results(
                     )
                 )
     return out
+
+
+# The known bugs (issue 13 and tests/test_reduction_soundness.py), by the planted pattern
+# or feature that shows them.
+_PLANTED_POR = {
+    "pattern-stack-write": "por-stack-write (issue 13 #1)",
+    "pattern-per-cpu-read": "por-per-cpu-read",
+    "pattern-stack-read": "por-mem-read",
+}
+
+
+def explain(case: Case, finding: Finding) -> str:
+    """Which known bug a disagreement is an instance of, or "UNEXPLAINED"."""
+    v, kind = finding.variant, finding.kind
+    if "symmetry" in v or v == "all":
+        if case.symmetry == "wrong":
+            return "wrong-symmetry (issue 13 #3)"
+        if kind == "error" and "CodeAddr" in finding.detail:
+            return "symmetry-mixed-values"
+    compact = "compact" in v or v == "all"
+    if compact and "hash-collision" in case.features and kind in ("counts", "verdict", "replay"):
+        return "compact-hash (issue 13 #2)"
+    por = "por" in v or v == "all"
+    if por and kind in ("verdict", "replay") and finding.prop.startswith("watch-"):
+        for feature, bug in _PLANTED_POR.items():
+            if feature in case.features:
+                return bug
+    return "UNEXPLAINED"
 
 
 # -- shrinking -------------------------------------------------------------------------------
