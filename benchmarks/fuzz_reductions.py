@@ -99,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {variant:18s} {kind:9s} {len(items):4d} seeds: {seeds[:20]}")
         case, finding = items[0]
         print(f"      e.g. seed {case.seed} {finding.prop}: {finding.detail[:300]}")
-        for c, f in items:
-            explained[explain(c, f)].add(c.seed)
+        for c, item in items:
+            explained[explain(c, item)].add(c.seed)
     print("\nby known bug:")
     for bug, seeds_ in sorted(explained.items()):
         print(f"  {bug:32s} {len(seeds_):4d} seeds: {sorted(seeds_)[:25]}")
