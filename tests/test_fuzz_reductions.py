@@ -58,6 +58,12 @@ def _unexpected(seed: int, variants: tuple[str, ...] = tuple(VARIANTS)) -> list[
     return [f for f in outcome.findings if f.key() not in known]
 
 
+def _require_slow(request: pytest.FixtureRequest) -> None:
+    """Slow tests run only when asked for (`-m slow`), not in the default suite."""
+    if "slow" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("part of the fixed fuzzing budget: run with -m slow")
+
+
 @pytest.mark.parametrize("seed", FAST_SEEDS)
 def test_reductions_agree_on_random_designs(seed: int) -> None:
     assert _unexpected(seed, FAST_VARIANTS) == []
@@ -66,16 +72,17 @@ def test_reductions_agree_on_random_designs(seed: int) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", SLOW_SEEDS)
 def test_reductions_agree_on_the_fixed_budget(seed: int, request: pytest.FixtureRequest) -> None:
-    if "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("the fixed fuzzing budget runs with -m slow")
+    _require_slow(request)
     assert _unexpected(seed) == []
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(
     strict=True, raises=AssertionError, reason="known wrong verdicts, issue 13 (see KNOWN)"
 )
 @pytest.mark.parametrize("seed", sorted(KNOWN), ids=lambda s: f"seed{s}-{KNOWN[s][0]}")
-def test_known_disagreements_are_fixed(seed: int) -> None:
+def test_known_disagreements_are_fixed(seed: int, request: pytest.FixtureRequest) -> None:
+    _require_slow(request)
     case = generate(seed)
     variants = sorted({v for v, _ in KNOWN[seed][1]})
     assert compare(case, variants).findings == []
