@@ -844,6 +844,17 @@ def shrink(case: Case, finding: Finding, max_states: int = MAX_STATES, budget: i
         tries += 1
         if _persists(smaller, finding, max_states):
             case = smaller
+    # Whole routines and tables first (the design's blank-line separated blocks).
+    blocks = case.design.split("\n\n")
+    i = 1
+    while i < len(blocks) and tries < budget:
+        tries += 1
+        smaller = replace(case, design="\n\n".join(blocks[:i] + blocks[i + 1 :]))
+        if _persists(smaller, finding, max_states):
+            blocks = blocks[:i] + blocks[i + 1 :]
+            case = smaller
+        else:
+            i += 1
     lines = case.design.split("\n")
     chunk = max(1, len(lines) // 4)
     while chunk >= 1 and tries < budget:
