@@ -39,11 +39,18 @@ _SYMMETRY_ERROR = frozenset(
         ("all", "error"),
     }
 )
+_WRONG_SYMMETRY = frozenset(
+    (variant, kind)
+    for variant in ("symmetry", "por+symmetry", "symmetry+compact", "all")
+    for kind in ("verdict", "replay", "error")
+)
 KNOWN: dict[int, tuple[str, frozenset[tuple[str, str]]]] = {
     4: ("por-mem-read", _POR),  # test_por_sees_a_mem_read_of_another_cpus_stack
     8: ("compact-hash", _COMPACT),  # test_compact_fingerprints_do_not_collide_on_equal_hashes
     14: ("por-per-cpu-read", _POR),  # test_por_sees_a_per_cpu_read_of_another_cpus_copy
-    15: ("compact-hash", _COMPACT),
+    # test_a_wrong_symmetry_declaration_does_not_change_the_verdict, and ints equal mod 2**61-1
+    15: ("wrong-symmetry-compact-hash", _WRONG_SYMMETRY | _COMPACT),
+    22: ("wrong-symmetry-compact-hash", _WRONG_SYMMETRY | _COMPACT),
     29: ("symmetry-mixed-values", _SYMMETRY_ERROR),  # test_symmetry_representative_orders...
     31: ("por-stack-write", _POR),  # test_por_sees_a_write_into_another_cpus_stack
     36: ("por-stack-write", _POR),
