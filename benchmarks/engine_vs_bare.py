@@ -4,14 +4,17 @@
 
 The model is a k-counter lattice ((n+1)**k states). The engine run checks a trivial
 invariant written in the expression language (`c[0] >= 0`, which holds, so the
-exploration is exhaustive); the bare BFS checks nothing. Each side runs `--repeat` times,
-alternating, and the best rate of each is compared. Target: ratio >= 0.5.
+exploration is exhaustive); the bare BFS checks nothing. The two run in `--repeat` pairs,
+back to back (the order alternating), and each pair gives a ratio: on a machine other
+processes load, a pair shares its load, so the median of the pair ratios is the figure
+(the ratio of the best rates is printed too). Target: median ratio >= 0.65.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import statistics
 import sys
 import time
 from collections import deque
@@ -91,23 +94,30 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--n", type=int, default=22)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args(argv)
     model = Lattice(args.k, args.n)
     expected = (args.n + 1) ** args.k
     bare_rates: list[float] = []
     engine_rates: list[float] = []
-    for _ in range(args.repeat):
-        for runner, rates in ((bare_bfs, bare_rates), (engine_bfs, engine_rates)):
+    ratios: list[float] = []
+    for number in range(args.repeat):
+        pair = ((bare_bfs, bare_rates), (engine_bfs, engine_rates))
+        rate = {}
+        for runner, rates in pair if number % 2 == 0 else pair[::-1]:
             gc.collect()
             states, seconds = runner(model)
             assert states == expected, (runner.__name__, states, expected)
             rates.append(states / seconds)
+            rate[runner] = states / seconds
+        ratios.append(rate[engine_bfs] / rate[bare_bfs])
     bare, engine = max(bare_rates), max(engine_rates)
     print(f"model: {args.k}-counter lattice 0..{args.n}, {expected:,} states")
-    print(f"bare dict+deque BFS : {bare:>12,.0f} states/s")
-    print(f"engine + invariant  : {engine:>12,.0f} states/s")
-    print(f"ratio engine/bare   : {engine / bare:.2f} (target >= 0.5)")
+    print(f"bare dict+deque BFS : {bare:>12,.0f} states/s (best of {args.repeat})")
+    print(f"engine + invariant  : {engine:>12,.0f} states/s (best of {args.repeat})")
+    print("pair ratios         : " + " ".join(f"{r:.2f}" for r in ratios))
+    print(f"ratio of best rates : {engine / bare:.2f}")
+    print(f"median pair ratio   : {statistics.median(ratios):.2f} (target >= 0.65)")
     return 0
 
 

@@ -27,8 +27,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 from xml.etree import ElementTree as ET
 
-from checker.report import TraceFiles, summary_line, trace_lines
-from checker.run import PropertyResult, RunResult
+from checker.errors import InputError
+from checker.report import summary_line, trace_lines
+from checker.results import OutputContext, PropertyResult, RunResult, TraceFiles
 from checker.trace import graph_steps
 from checker.verdict import Verdict
 
@@ -114,8 +115,8 @@ def junit_xml(run: RunResult, traces: Mapping[tuple[str, str], TraceFiles]) -> s
             out = [result.message]
             files = traces.get((result.prop.file, result.prop.name))
             if files is not None:
-                out.append(f"trace files: {files.json} (replay: python -m checker replay "
-                           f"{files.json})")
+                out.append(f"trace files: {files.replay_file} (replay: python -m checker "
+                           f"replay {files.replay_file})")
             if result.ok and text:
                 out.append(text)
             ET.SubElement(case, "system-out").text = "\n".join(out)
@@ -199,6 +200,8 @@ def code_flow(result: PropertyResult) -> dict[str, Any] | None:
         damage = edge.get("damage")
         path, line = step_location(result, step, edge)
         text = f"{step}. {label}" + ("" if path is None or "file" in edge else " (at this line)")
+        if edge.get("macro"):
+            text += f" (in macro: {edge['macro']})"
         if damage:
             text += f" - {damage}"
         location: dict[str, Any] = {"message": {"text": text}}
@@ -301,6 +304,14 @@ def sarif_text(run: RunResult) -> str:
 # -- GitHub Actions ------------------------------------------------------------------------
 
 
+def junit_output(out: OutputContext) -> str:
+    return junit_xml(out.run, out.traces)
+
+
+def sarif_output(out: OutputContext) -> str:
+    return sarif_text(out.run)
+
+
 def _escape_data(text: str) -> str:
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
@@ -341,13 +352,13 @@ def github_input_errors(
     out = stream if stream is not None else sys.stderr
     for error in errors:
         params = [f"title={_escape_property(TOOL_NAME + ': bad input')}"]
-        path = getattr(error, "path", None)
-        if path is not None:
-            params.insert(0, f"file={_escape_property(str(path))}")
-            line = getattr(error, "line", None)
-            if isinstance(line, int):
-                params.insert(1, f"line={line}")
-        message = getattr(error, "message", str(error))
+        message: object = error
+        if isinstance(error, InputError):
+            message = error.message
+            if error.path is not None:
+                params.insert(0, f"file={_escape_property(str(error.path))}")
+                if isinstance(error.line, int):
+                    params.insert(1, f"line={error.line}")
         out.write(f"::error {','.join(params)}::{_escape_data(str(message))}\n")
     out.flush()
 
@@ -376,7 +387,7 @@ def github_summary(run: RunResult, traces: Mapping[tuple[str, str], TraceFiles])
                   "", "```text", trace_text(r), "```"]
         files = traces.get((r.prop.file, r.prop.name))
         if files is not None:
-            lines += ["", f"Replay: `python -m checker replay {files.json}`"]
+            lines += ["", f"Replay: `python -m checker replay {files.replay_file}`"]
         lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
 

@@ -5,31 +5,35 @@ Exit codes: 0 every verdict meets its expectation; 1 some verdict differs (or, w
 (including a property that could not be evaluated); 3 some verdict is incomplete (a bound
 stopped exploration) and none differs.
 
-`python -m checker replay TRACE` re-runs a stored trace (see `checker.replay`).
+`python -m checker replay TRACE` re-runs a stored trace (see `checker.replay`);
+`python -m checker lint DESIGN...` checks design files without exploring.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
 from checker import replay as replay_command
-from checker.ci import github_input_errors, github_report, junit_xml, sarif_text
+from checker.ci import github_input_errors, github_report
 from checker.coverage import run_coverage, unreached_report
 from checker.errors import CheckerError, UsageError
 from checker.explore import Bounds, Options, Progress
-from checker.html import write_html
-from checker.interface import ModelProvider
-from checker.report import dumps, errors_json, render_text, run_json, write_all_traces
+from checker.interface import DesignFolders, DesignLinter, ModelProvider
+from checker.report import dumps, errors_json
+from checker.results import OutputContext
 from checker.run import check, plan, read_files
 from checker.spec import LoadedGroup, find_property_files
 from checker.verdict import EXIT_INCOMPLETE, EXIT_INPUT, EXIT_OK, EXIT_UNEXPECTED, Verdict
+from checker.writers import Target, stdout_writer, write_all_traces, writers
 
 DEFAULT_PATH = "properties/"
 # One process per core (issue 8). On the 2-core machine it was measured on, two made the
@@ -41,6 +45,7 @@ WORKERS_HELP = (
     "when helpers do not pay)"
 )
 DEFAULT_REPORT_DIR = "reports/"
+DEFAULT_MODEL = "model:provider"
 EXIT_INTERRUPTED = 130
 
 
@@ -78,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 all verdicts as expected, 1 a verdict differs (or "
         "--require-full-coverage found unreached lines), 2 bad input or usage, 3 a verdict "
         "is incomplete (a bound was hit). `python -m checker replay TRACE` re-runs a "
-        "stored trace (see `python -m checker replay --help`).",
+        "stored trace (see `python -m checker replay --help`); `python -m checker lint "
+        "DESIGN...` checks design files without exploring.",
     )
     parser.add_argument(
         "paths", nargs="*", metavar="PATH",
@@ -88,23 +94,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--property", action="append", default=[], metavar="NAME",
         help="check only properties whose name matches this glob (repeatable)",
     )
+    parser.add_argument(
+        "--design-path", action="append", default=[], metavar="DIR",
+        help="also look for designs named in property files in DIR (repeatable; searched "
+        "in order, before the model's own designs)",
+    )
     parser.add_argument("--max-states", type=_non_negative_int, metavar="N",
                         help="stop an exploration after N distinct states")
     parser.add_argument("--max-depth", type=_non_negative_int, metavar="N",
                         help="do not explore beyond N steps from an initial state")
     parser.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
                         help="stop an exploration after SECONDS")
-    parser.add_argument("--format", choices=("text", "json"), default="text",
-                        help="output format on stdout (default text)")
+    parser.add_argument("--format", choices=[w.name for w in writers(Target.STDOUT)],
+                        default="text", help="output format on stdout (default text)")
     parser.add_argument("--report-dir", default=DEFAULT_REPORT_DIR, metavar="DIR",
                         help=f"where traces are written (default {DEFAULT_REPORT_DIR})")
-    parser.add_argument("--html", action="store_true",
-                        help="also write DIR/index.html, a self-contained review report "
-                        "(timelines, stacks, trace graphs, coverage)")
-    parser.add_argument("--junit", metavar="FILE",
-                        help="write a JUnit XML report (one testcase per property)")
-    parser.add_argument("--sarif", metavar="FILE",
-                        help="write a SARIF 2.1.0 log (one result per unexpected verdict)")
+    for writer in writers(Target.REPORT):
+        parser.add_argument(f"--{writer.name}", action="store_true", help=writer.help)
+    for writer in writers(Target.FILE):
+        parser.add_argument(f"--{writer.name}", metavar="FILE", help=writer.help)
+    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="PACKAGE:FACTORY",
+                        help="the model to check against: a Python package and a function "
+                        "in it returning a ModelProvider (checker/interface.py); default "
+                        f"{DEFAULT_MODEL}, the interrupt-delivery model")
     parser.add_argument("--require-full-coverage", action="store_true",
                         help="exit 1 when some source line of a design was never reached")
     parser.add_argument("--workers", type=_positive_int, metavar="N",
@@ -191,12 +203,21 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
-def _load_provider() -> ModelProvider:
+def load_provider(spec: str = DEFAULT_MODEL) -> ModelProvider:
+    """The provider `PACKAGE:FACTORY` names: FACTORY() from the importable PACKAGE."""
+    package, sep, factory = spec.partition(":")
+    if not sep or not package or not factory.isidentifier():
+        raise UsageError(f"--model {spec}: expected PACKAGE:FACTORY (e.g. {DEFAULT_MODEL})")
     try:
-        from model import provider as get_provider  # type: ignore[attr-defined,unused-ignore]
+        module = importlib.import_module(package)
     except ImportError as exc:
-        raise UsageError(f"cannot load the model package: {exc}") from None
-    provider: ModelProvider = get_provider()
+        raise UsageError(f"--model {spec}: cannot load the model package: {exc}") from None
+    make = vars(module).get(factory)
+    if not callable(make):
+        raise UsageError(
+            f"--model {spec}: cannot load the model package: {package} has no function {factory}"
+        )
+    provider: ModelProvider = make()
     return provider
 
 
@@ -208,11 +229,20 @@ def _print_errors(errors: Sequence[CheckerError], fmt: str) -> None:
         sys.stdout.write(dumps(errors_json(list(errors))))
 
 
+# Subcommands: `python -m checker NAME ARGS...` runs SUBCOMMANDS[NAME](ARGS, provider,
+# load_provider); a path argument never matches (`./replay` names a folder called replay).
+Subcommand = Callable[[Sequence[str], ModelProvider | None, Callable[[str], ModelProvider]], int]
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "replay": replay_command.main,
+    "lint": lambda argv, provider, load: lint_main(argv, provider),
+}
+
+
 def main(argv: list[str] | None = None, provider: ModelProvider | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["replay"]:  # `./replay` names a property folder called replay
+    if argv and argv[0] in SUBCOMMANDS:
         try:
-            return replay_command.main(argv[1:], provider, _load_provider)
+            return SUBCOMMANDS[argv[0]](argv[1:], provider, load_provider)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
@@ -244,7 +274,8 @@ def _run(args: argparse.Namespace, provider: ModelProvider | None) -> int:
         _print_errors(errors, args.format)
         return EXIT_INPUT
     if provider is None:
-        provider = _load_provider()
+        provider = load_provider(args.model)
+    add_design_paths(provider, args.design_path)
     prepared, errors = plan(files, provider, args.property)
     if prepared is None:
         _print_errors(errors, args.format)
@@ -268,23 +299,28 @@ def _run(args: argparse.Namespace, provider: ModelProvider | None) -> int:
         if coverage_lines and code in (EXIT_OK, EXIT_INCOMPLETE):
             code = EXIT_UNEXPECTED
     report_dir = Path(args.report_dir)
+    options_of = vars(args)
+    written: list[str] = []
     try:
         traces = write_all_traces(run, report_dir)
-        if args.html:
-            write_html(run, traces, report_dir, command=args.command, exit_code=code)
-        if args.junit:
-            _write(args.junit, junit_xml(run, traces))
-        if args.sarif:
-            _write(args.sarif, sarif_text(run))
+        out = OutputContext(run, traces, report_dir, code, args.command, args.quiet,
+                            args.verbose)
+        for writer in writers(Target.REPORT):
+            if options_of[writer.name]:
+                assert writer.run is not None
+                report_dir.mkdir(parents=True, exist_ok=True)
+                (report_dir / writer.suffix).write_text(writer.run(out), encoding="utf-8")
+                written.append(str(report_dir / writer.suffix))
+        for writer in writers(Target.FILE):
+            if options_of[writer.name]:
+                assert writer.run is not None
+                _write(options_of[writer.name], writer.run(out))
     except OSError as exc:
-        where = getattr(exc, "filename", None) or args.report_dir
+        where = exc.filename or args.report_dir
         raise UsageError(f"cannot write reports to {where}: {exc.strerror or exc}") from None
-    if args.format == "json":
-        sys.stdout.write(dumps(run_json(run, traces, code)))
-    else:
-        sys.stdout.write(render_text(run, traces, quiet=args.quiet, verbose=args.verbose))
-        if args.html:
-            print(f"report: {report_dir / 'index.html'}")
+    printer = stdout_writer(args.format).run
+    assert printer is not None
+    sys.stdout.write(printer(replace(out, written=written if args.format == "text" else ())))
     for result in run.results:
         if result.verdict is Verdict.ERROR:
             print(f"{result.prop.file}:{result.prop.line}: property '{result.prop.name}': "
@@ -298,6 +334,62 @@ def _run(args: argparse.Namespace, provider: ModelProvider | None) -> int:
             print(f"  {line}", file=sys.stderr)
     github_report(run, traces, os.environ)
     return code
+
+
+def add_design_paths(provider: ModelProvider, folders: Sequence[str]) -> None:
+    """`--design-path DIR...`: folders the model looks for designs in (its optional
+    `add_design_path`)."""
+    if not folders:
+        return
+    if not isinstance(provider, DesignFolders):
+        raise UsageError("--design-path: this model does not look for designs in folders")
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise UsageError(f"--design-path {folder}: no such folder")
+        provider.add_design_path(Path(folder))
+
+
+def lint_main(argv: Sequence[str], provider: ModelProvider | None) -> int:
+    """`python -m checker lint FILE.design...`: parse and lay out designs without
+    exploring; every error as `path:line: message`, exit 0 when there is none, else 2."""
+    parser = argparse.ArgumentParser(
+        prog="python -m checker lint",
+        description="Parse and lay out design files (every variant, or each knob value "
+        "once when there are many) and report every error, without exploring.",
+        epilog="Exit codes: 0 no error, 2 some error (or bad usage).",
+    )
+    parser.add_argument("designs", nargs="+", metavar="DESIGN",
+                        help="design files, or folders (every *.design in them, recursively)")
+    args = parser.parse_args(list(argv))
+    try:
+        if provider is None:
+            provider = load_provider()
+        if not isinstance(provider, DesignLinter):
+            raise UsageError("lint: this model cannot lint design files")
+        files: list[Path] = []
+        for raw in args.designs:
+            path = Path(raw)
+            if path.is_dir():
+                files.extend(sorted(p for p in path.rglob("*.design") if p.is_file()))
+            elif path.is_file():
+                files.append(path)
+            else:
+                raise UsageError(f"{raw}: no such file or directory")
+        if not files:
+            raise UsageError("lint: no *.design files found in " + ", ".join(args.designs))
+    except CheckerError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_INPUT
+    errors: list[CheckerError] = []
+    for path in files:
+        found = list(provider.lint(str(path)))
+        errors.extend(found)
+        if not found:
+            print(f"{path}: ok")
+    for error in errors:
+        print(str(error), file=sys.stderr)
+    github_input_errors(errors, os.environ)
+    return EXIT_INPUT if errors else EXIT_OK
 
 
 def _write(path: str, text: str) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from checker.run import ExplorationResult
+from checker.results import ExplorationResult
 
 
 def merge(coverages: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

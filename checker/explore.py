@@ -10,9 +10,17 @@ every counterexample are the same on every run.
 
 Properties are checked as states are first discovered (always/never/reachable), so the
 first hit is at the smallest depth, or as states are expanded (final/deadlock_free, which
-need the enabled actions). Exploration stops as soon as every property is decided; a
-`holds` for an invariant needs the exhaustive end, and when a bound (states, depth, time)
-ends exploration first, the undecided properties are `incomplete`, never `holds`.
+need the enabled actions); the rules are `checker.rules`. Exploration stops as soon as
+every property is decided; a `holds` for an invariant needs the exhaustive end, and when
+a bound (states, depth, time) ends exploration first, the undecided properties are
+`incomplete`, never `holds`.
+
+The search (`_Search`) is a loop over BFS levels and a few strategies: `Clock` (time
+bound, progress), `PropertyTracker` (which checks are undecided, judging states),
+`Visited` (states or fingerprints, with parent links), `PartialOrder` (persistent sets
+and the cycle proviso), the model's `representative` (symmetry) and the worker `Pool`.
+A level without any of them runs in `_Search._level`, the tight loop; otherwise in
+`_Search._level_reduced`.
 """
 
 from __future__ import annotations
@@ -24,11 +32,20 @@ from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from checker.expr import EvalError
-from checker.interface import TransitionSystem
+from checker.fingerprint import fingerprint64
+from checker.interface import (
+    Capabilities,
+    Reducible,
+    Symbolic,
+    TransitionSystem,
+    capabilities,
+    describe_action,
+    require_core,
+)
 from checker.parallel import Pool as _Pool
-from checker.symbolic import Term, lnot, truth
-from checker.trace import Trace, choices_to, replay
+from checker.rules import DECIDING_VALUE, decides, decision, exhausted, final_violated
+from checker.symbolic import Term
+from checker.trace import Trace, choices_to, rebuild
 from checker.verdict import Kind, Verdict
 
 Predicate = Callable[[Mapping[str, Any]], Any]
@@ -86,7 +103,9 @@ class Check:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class CheckOutcome:
+    """What one exploration found for one check."""
+
     verdict: Verdict
     message: str
     trace: Trace | None = None
@@ -114,7 +133,7 @@ class Stats:
 
 @dataclass(frozen=True)
 class Exploration:
-    outcomes: tuple[Outcome, ...]  # one per check, in the order given
+    outcomes: tuple[CheckOutcome, ...]  # one per check, in the order given
     stats: Stats
     complete: bool  # every reachable state was explored
     # Why exploration ended before exhausting the states: a bound ("max_states=10
@@ -127,12 +146,214 @@ class Exploration:
 
 
 class _Stop(Exception):
-    """Internal: a bound was hit."""
+    """Internal: exploration ends early (a bound, with its reason; or all decided)."""
+
+    def __init__(self, reason: str | None = None):
+        super().__init__(reason)
+        self.reason = reason
 
 
-def fingerprint64(state: Hashable) -> int:
-    """A 64-bit fingerprint: the state's own hash (tuples of ints and strings)."""
-    return hash(state) & 0xFFFF_FFFF_FFFF_FFFF
+# -- strategies ------------------------------------------------------------------------------
+
+
+class Clock:
+    """The time bound and the progress callback. Looks at the clock aim at one every
+    _CLOCK_PERIOD seconds, at most _CLOCK_MAX_STRIDE expansions apart; the explorer calls
+    `look` when its expansion count reaches `at`."""
+
+    def __init__(self, timeout: float | None, progress: Progress | None, started: float):
+        self.timeout = timeout
+        self.deadline = started + timeout if timeout is not None else None
+        self.progress = progress
+        self.started = started
+        # Look before expansion `at`; a look measures the `stride` expansions since the
+        # previous one.
+        self.at = 2
+        self.stride = 1
+        self.last_look = started
+
+    def start(self) -> None:
+        self.last_look = time.perf_counter()
+
+    def look(self, expansions: int, states: int, depth: int) -> int:
+        """Check the deadline, report progress; return the expansion to look at next."""
+        now = time.perf_counter()
+        if self.deadline is not None and now >= self.deadline:
+            raise _Stop(f"timeout={self.timeout}s reached")
+        if self.progress is not None:
+            self.progress(states, depth, now - self.started)
+        # Adapt the stride so that looks come every ~_CLOCK_PERIOD seconds whether a state
+        # takes a microsecond or a second to expand.
+        spent = now - self.last_look
+        stride = self.stride
+        self.stride = (
+            min(_CLOCK_MAX_STRIDE, stride * 2) if spent <= 0
+            else max(1, min(_CLOCK_MAX_STRIDE, int(stride * _CLOCK_PERIOD / spent)))
+        )
+        self.last_look = now
+        self.at = expansions + self.stride
+        return self.at
+
+
+# A discovery check: (check index, predicate, kind); a check on states without actions:
+# (check index, predicate or None, kind).
+_OnNew = tuple[int, Predicate, Kind]
+_OnDead = tuple[int, Predicate | None, Kind]
+
+
+class PropertyTracker:
+    """Which checks are decided, where, and how; the rules themselves are in
+    `checker.rules`.
+
+    `on_new` (discovery checks: always, never, reachable) and `on_dead` (final,
+    deadlock_free) hold the undecided checks; `fast` is `on_new` as (predicate, deciding
+    value) pairs for the explorer's look at each new state, which calls `check_new` only
+    when a value may decide (or is symbolic, or raised).
+    """
+
+    def __init__(
+        self, system: TransitionSystem[Any, Any], checks: Sequence[Check],
+        symbolic: Symbolic | None,
+    ):
+        self.checks = checks
+        self.vocabulary = system.vocabulary
+        self.is_terminal = system.is_terminal
+        self.symbolic = symbolic
+        self.decided: dict[int, tuple[Verdict, str, Hashable | None]] = {}
+        self.undecided = len(checks)
+        self.on_new: list[_OnNew] = []
+        self.on_dead: list[_OnDead] = []
+        for index, check in enumerate(checks):
+            if check.kind.needs_expr and check.predicate is None:
+                raise ValueError(f"check {index} ({check.kind}) needs a predicate")
+            if check.kind.checked_on_discovery:
+                assert check.predicate is not None
+                self.on_new.append((index, check.predicate, check.kind))
+            else:
+                self.on_dead.append((index, check.predicate, check.kind))
+        self.fast: list[tuple[Predicate, bool]] = []
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self.fast = [(p, DECIDING_VALUE[kind]) for _, p, kind in self.on_new]
+
+    def decide(self, index: int, verdict: Verdict, message: str, key: Hashable | None) -> None:
+        self.decided[index] = (verdict, message, key)
+        self.undecided -= 1
+
+    def error_all(self, message: str) -> None:
+        """The model failed: every undecided check is an error, with the reason."""
+        for index in range(len(self.checks)):
+            if index not in self.decided:
+                self.decide(index, Verdict.ERROR, message, None)
+
+    def observed(self) -> frozenset[str] | None:
+        """What the undecided discovery checks read (None: something unknown)."""
+        names: set[str] = set()
+        for index, _, _ in self.on_new:
+            reads = self.checks[index].reads
+            if reads is None:
+                return None
+            names |= reads
+        return frozenset(names)
+
+    def check_new(
+        self, state: Any, key: Hashable, vocab: Mapping[str, Any] | None = None
+    ) -> None:
+        """Judge the discovery checks on a new state."""
+        if vocab is None:
+            vocab = self.vocabulary(state)
+        remaining = self.on_new
+        for index, predicate, kind in self.on_new:
+            try:
+                hit = decides(kind, state, predicate(vocab), self.symbolic)
+            except Exception as exc:  # a property error must not stop the others
+                self.decide(index, Verdict.ERROR, "the expression failed: " + _describe(exc), key)
+            else:
+                if not hit:
+                    continue
+                self.decide(index, *decision(kind), key)
+            remaining = [e for e in remaining if e[0] != index]
+        if remaining is not self.on_new:
+            self.on_new = remaining
+            self._refresh()
+
+    def check_dead(self, state: Any, key: Hashable) -> None:
+        """Judge the checks on a state with no enabled action."""
+        remaining = self.on_dead
+        for index, predicate, kind in self.on_dead:
+            try:
+                if kind is Kind.FINAL:
+                    assert predicate is not None
+                    bad = final_violated(state, predicate(self.vocabulary(state)), self.symbolic)
+                else:
+                    bad = not self.is_terminal(state)
+            except Exception as exc:
+                what = "expression" if kind is Kind.FINAL else "model's is_terminal"
+                self.decide(index, Verdict.ERROR, f"the {what} failed: {_describe(exc)}", key)
+            else:
+                if not bad:
+                    continue
+                self.decide(index, *decision(kind), key)
+            remaining = [e for e in remaining if e[0] != index]
+        self.on_dead = remaining
+
+
+class Visited:
+    """The visited states, each with its BFS parent link (parent key, choice index); a
+    state's key is the state itself, or its fingerprint (`--compact`)."""
+
+    def __init__(self, fingerprint: Callable[[Any], Hashable] | None):
+        self.parents: dict[Hashable, tuple[Hashable | None, int]] = {}
+        self.fingerprint = fingerprint
+
+    def key(self, state: Any) -> Hashable:
+        return state if self.fingerprint is None else self.fingerprint(state)
+
+    @property
+    def states(self) -> Collection[Any] | None:
+        """The visited states themselves (None when only fingerprints are kept)."""
+        return self.parents.keys() if self.fingerprint is None else None
+
+
+class PartialOrder:
+    """Partial-order reduction: the model names persistent sets whose steps change nothing
+    the undecided properties read (invisible); one is taken when no step in it leads to a
+    state already expanded (the BFS cycle proviso). With symmetry reduction too, the sets
+    are taken at representatives and the proviso looks at their successors'
+    representatives."""
+
+    def __init__(
+        self, model: Reducible, next_state: Callable[[Any, Any], Any],
+        visited: Visited, tracker: PropertyTracker,
+    ):
+        self.persistent = model.persistent_sets
+        self.next_state = next_state  # the representative's, with symmetry
+        self.key = visited.key
+        self.tracker = tracker
+        self.reductions = 0
+        # The states whose expansion has begun. A cycle of the reduced graph closes, at
+        # the last of its states to be expanded, on one already expanded: so a persistent
+        # set with a step into `closed` is not taken (Bosnacki & Holzmann's BFS proviso; a
+        # step into a visited state still waiting in the queue closes no cycle yet).
+        self.closed: set[Any] = set()
+
+    def reduce(self, state: Any, enabled: Sequence[Any]) -> list[tuple[int, Any]] | None:
+        """The (choice, successor) pairs of a persistent set to expand, or None: all."""
+        seen = self.tracker.observed()
+        if seen is None:
+            return None
+        for indexes in self.persistent(state, enabled, seen):
+            succs = []
+            for i in indexes:
+                succ = self.next_state(state, enabled[i])
+                if self.key(succ) in self.closed:
+                    break  # the cycle proviso
+                succs.append((i, succ))
+            else:
+                self.reductions += 1
+                return succs
+        return None
 
 
 def explore(
@@ -144,319 +365,284 @@ def explore(
     options: Options | None = None,
 ) -> Exploration:
     """Explore `system` breadth-first and decide every check in one pass."""
+    require_core(system)
     options = options or Options()
     bounds = bounds or Bounds()
     if options.compact and fingerprint is None:
         fingerprint = fingerprint64
-    represent: Callable[[Any], Any] | None = None
-    if options.symmetry:
-        represent = getattr(system, "representative", None)
-    started = time.perf_counter()
-    deadline = started + bounds.timeout if bounds.timeout is not None else None
-    max_states = bounds.max_states if bounds.max_states is not None else sys.maxsize
-    max_depth = bounds.max_depth if bounds.max_depth is not None else sys.maxsize
+    model = capabilities(system)
+    search = _Search(system, checks, bounds, fingerprint, progress, options, model)
+    return search.run()
 
-    decided: dict[int, tuple[Verdict, str, Hashable | None]] = {}
-    # Discovery checks: (check index, predicate, kind, decide-when-false).
-    on_new: list[tuple[int, Predicate, Kind, bool]] = []
-    on_dead: list[tuple[int, Predicate | None, Kind]] = []
-    for index, check in enumerate(checks):
-        if check.kind.needs_expr and check.predicate is None:
-            raise ValueError(f"check {index} ({check.kind}) needs a predicate")
-        if check.kind.checked_on_discovery:
-            assert check.predicate is not None
-            on_new.append((index, check.predicate, check.kind, check.kind is Kind.ALWAYS))
-        else:
-            on_dead.append((index, check.predicate, check.kind))
-    undecided = len(checks)
 
-    actions_of = system.actions
-    raw_next = system.next_state
-    next_state = raw_next if represent is None else (
-        lambda state, action: represent(raw_next(state, action))
-    )
-    vocabulary = system.vocabulary
-    is_terminal: Callable[[Any], bool] = getattr(system, "is_terminal", None) or _never
-    identity = fingerprint is None
-    fp: Callable[[Any], Hashable] = fingerprint or _identity
+class _Search:
+    """One breadth-first search: the loop over levels and its strategies."""
 
-    parents: dict[Hashable, tuple[Hashable | None, int]] = {}
-    states = 0
-    transitions = 0
-    depth = 0
-    stop_reason: str | None = None
-    cut = False  # the depth bound left some successor unexplored
+    def __init__(
+        self, system: TransitionSystem[Any, Any], checks: Sequence[Check], bounds: Bounds,
+        fingerprint: Callable[[Any], Hashable] | None, progress: Progress | None,
+        options: Options, model: Capabilities,
+    ):
+        self.system = system
+        self.checks = checks
+        self.bounds = bounds
+        self.options = options
+        self.started = time.perf_counter()
+        self.clock = Clock(bounds.timeout, progress, self.started)
+        self.max_states = bounds.max_states if bounds.max_states is not None else sys.maxsize
+        self.max_depth = bounds.max_depth if bounds.max_depth is not None else sys.maxsize
+        self.tracker = PropertyTracker(system, checks, model.symbolic)
+        self.visited = Visited(fingerprint)
+        self.represent: Callable[[Any], Any] | None = None
+        if options.symmetry and model.symmetric is not None:
+            self.represent = model.symmetric.representative
+        raw_next = system.next_state
+        represent = self.represent
+        self.next_state = raw_next if represent is None else (
+            lambda state, action: represent(raw_next(state, action))
+        )
+        self.por: PartialOrder | None = None
+        if options.por and model.reducible is not None:
+            self.por = PartialOrder(model.reducible, self.next_state, self.visited, self.tracker)
+        self.pool = _Pool(system, self.next_state, [c.predicate for c in checks], options.workers)
+        self.states = 0
+        self.transitions = 0
+        self.depth = 0
+        self.expansions = 0
+        self.cut = False  # the depth bound left some successor unexplored
+        self.successors: list[Any] = []
 
-    possible = getattr(system, "possible", None)
+    def run(self) -> Exploration:
+        stop_reason: str | None = None
+        exhausted = False
+        model_error: str | None = None
+        # States are acyclic tuples that reference counting frees; the cyclic collector
+        # would only rescan the ever-growing visited set (a third of the time on kexec).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._levels()
+            exhausted = True
+        except _Stop as stop:
+            stop_reason = stop.reason
+        except Exception as exc:
+            # The model itself failed: every undecided property is an error, with the reason.
+            model_error = "the model raised " + _describe(exc)
+            self.tracker.error_all(model_error)
+        finally:
+            self.pool.close()
+            if collecting:
+                gc.enable()
+        if self.successors:
+            self.depth += 1  # stopped while discovering the next level
+        por = self.por
+        stats = Stats(
+            self.states, self.transitions, self.depth, time.perf_counter() - self.started,
+            collision_probability=(
+                (self.states * self.states / 2.0**65) if self.options.compact else 0.0
+            ),
+            workers=self.pool.workers, reduced=self.represent is not None,
+            por=por is not None, persistent_expansions=por.reductions if por else 0,
+        )
+        decided = self.tracker.decided
+        parents = self.visited.parents
+        outcomes = tuple(
+            _outcome(self.system, parents, self.checks[i], decided.get(i), stop_reason, stats,
+                     self.represent)
+            for i in range(len(self.checks))
+        )
+        if not exhausted and stop_reason is None:
+            stop_reason = model_error or "every property decided"
+        return Exploration(outcomes, stats, exhausted, stop_reason, self.visited.states)
 
-    # Partial-order reduction: the model names persistent sets whose steps change nothing
-    # the undecided properties read (invisible); one is taken when no step in it leads to
-    # a state already expanded (the BFS cycle proviso, below). With symmetry reduction
-    # too, the sets are taken at representatives and the proviso looks at their
-    # successors' representatives.
-    persistent: Callable[[Any, Sequence[Any], frozenset[str]], Any] | None = None
-    if options.por:
-        persistent = getattr(system, "persistent_sets", None)
-    reductions = 0
-    # The states whose expansion has begun. A cycle of the reduced graph closes, at the
-    # last of its states to be expanded, on one already expanded: so a persistent set
-    # with a step into `closed` is not taken (Bosnacki & Holzmann's BFS proviso; a step
-    # into a visited state still waiting in the queue closes no cycle yet).
-    closed: set[Any] = set()
-
-    def observed() -> frozenset[str] | None:
-        """What the undecided discovery checks read (None: something unknown)."""
-        names: set[str] = set()
-        for index, _, _, _ in on_new:
-            reads = checks[index].reads
-            if reads is None:
-                return None
-            names |= reads
-        return frozenset(names)
-
-    def reduce(state: Any, enabled: Sequence[Any]) -> list[tuple[int, Any]] | None:
-        assert persistent is not None
-        seen = observed()
-        if seen is None:
-            return None
-        for indexes in persistent(state, enabled, seen):
-            succs = []
-            for i in indexes:
-                succ = raw_next(state, enabled[i])
-                if represent is not None:
-                    succ = represent(succ)
-                if (succ if identity else fp(succ)) in closed:
-                    break  # the cycle proviso
-                succs.append((i, succ))
-            else:
-                return succs
-        return None
-
-    def settle(state: Any, value: Term, kind: Kind) -> bool:
-        """A property whose value is a symbolic condition: decided by the model's solver
-        against the state's path condition (issue 6: violated when the path condition and
-        the bad case are satisfiable together)."""
-        if possible is None:
-            raise EvalError("the expression is symbolic but the model cannot decide it")
-        if kind is Kind.ALWAYS:
-            return not possible(state, lnot(truth(value)))
-        return bool(possible(state, truth(value)))
-
-    def decide(index: int, verdict: Verdict, message: str, key: Hashable | None) -> None:
-        nonlocal undecided
-        decided[index] = (verdict, message, key)
-        undecided -= 1
-
-    def check_state(
-        state: Any, key: Hashable, vocab: Mapping[str, Any] | None = None
-    ) -> list[tuple[int, Predicate, Kind, bool]]:
-        """Evaluate discovery checks on a new state; return the still-undecided ones."""
-        if vocab is None:
-            vocab = vocabulary(state)
-        remaining = on_new
-        for entry in on_new:
-            index, predicate, kind, when_false = entry
-            try:
-                value = predicate(vocab)
-                if isinstance(value, Term):
-                    value = settle(state, value, kind)
-            except Exception as exc:  # a property error must not stop the others
-                decide(index, Verdict.ERROR, "the expression failed: " + _describe(exc), key)
-            else:
-                if (not value) is when_false:
-                    if kind is Kind.REACHABLE:
-                        decide(index, Verdict.HOLDS, "witness found", key)
-                    else:
-                        decide(index, Verdict.VIOLATED, "counterexample found", key)
-                else:
-                    continue
-            remaining = [e for e in remaining if e[0] != index]
-        return remaining
-
-    def check_dead(state: Any, key: Hashable) -> list[tuple[int, Predicate | None, Kind]]:
-        """Checks on a state with no enabled action; return the still-undecided ones."""
-        remaining = on_dead
-        for entry in on_dead:
-            index, predicate, kind = entry
-            try:
-                if kind is Kind.FINAL:
-                    assert predicate is not None
-                    value = predicate(vocabulary(state))
-                    if isinstance(value, Term):
-                        value = settle(state, value, Kind.ALWAYS)
-                    bad = not value
-                    message = "final state violates the expression"
-                else:
-                    bad = not is_terminal(state)
-                    message = "deadlock: no enabled action in a non-terminal state"
-            except Exception as exc:
-                what = "expression" if kind is Kind.FINAL else "model's is_terminal"
-                decide(index, Verdict.ERROR, f"the {what} failed: {_describe(exc)}", key)
-            else:
-                if not bad:
-                    continue
-                decide(index, Verdict.VIOLATED, message, key)
-            remaining = [e for e in remaining if e[0] != index]
-        return remaining
-
-    frontier: list[Any] = []
-    successors: list[Any] = []
-    exhausted = False
-    model_error: str | None = None
-    pool = _Pool(system, next_state, [c.predicate for c in checks], options.workers)
-    # States are acyclic tuples that reference counting frees; the cyclic collector would
-    # only rescan the ever-growing visited set (a third of the time on kexec).
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        for index, state in enumerate(system.init_states()):
-            if represent is not None:
-                state = represent(state)
-            key = state if identity else fp(state)
-            if key in parents:
-                continue
-            if states >= max_states:
-                stop_reason = f"max_states={bounds.max_states} reached"
-                raise _Stop
-            parents[key] = (None, index)
-            states += 1
-            frontier.append(state)
-            if on_new:
-                on_new = check_state(state, key)
-                if not undecided:
-                    raise _Stop
-
-        expansions = 0
-        # Look at the clock before expansion `clock_at`; a look measures the `stride`
-        # expansions since the previous one.
-        clock_at, stride = 2, 1
-        last_look = time.perf_counter()
+    def _levels(self) -> None:
+        frontier = self._initial()
+        plain = self.visited.fingerprint is None and self.represent is None and self.por is None
+        self.clock.start()
         while frontier:
-            last_level = depth >= max_depth
-            successors = []
-            append = successors.append
+            last_level = self.depth >= self.max_depth
             # With workers, the level's successors are computed in parallel, then merged
             # here in exactly the sequential order.
             expanded = (
-                pool.expand(frontier) if pool.active(frontier) and persistent is None else None
+                self.pool.expand(frontier)
+                if self.pool.active(frontier) and self.por is None else None
             )
-            for position, state in enumerate(frontier):
+            if plain and expanded is None:
+                self._level(frontier, last_level)
+            else:
+                self._level_reduced(frontier, last_level, expanded)
+            if last_level:
+                if self.cut:
+                    raise _Stop(f"max_depth={self.bounds.max_depth} reached")
+                break
+            frontier = self.successors
+            self.successors = []
+            if frontier:
+                self.depth += 1
+
+    def _initial(self) -> list[Any]:
+        frontier: list[Any] = []
+        parents = self.visited.parents
+        for index, state in enumerate(self.system.init_states()):
+            if self.represent is not None:
+                state = self.represent(state)
+            key = self.visited.key(state)
+            if key in parents:
+                continue
+            if self.states >= self.max_states:
+                raise _Stop(f"max_states={self.bounds.max_states} reached")
+            parents[key] = (None, index)
+            self.states += 1
+            frontier.append(state)
+            if self.tracker.on_new:
+                self.tracker.check_new(state, key)
+                if not self.tracker.undecided:
+                    raise _Stop
+        return frontier
+
+    def _level(self, frontier: list[Any], last_level: bool) -> None:
+        """Expand one level: the tight loop, for states that are their own keys and no
+        reduction or helper process."""
+        parents = self.visited.parents
+        actions_of = self.system.actions
+        next_state = self.system.next_state
+        vocabulary = self.system.vocabulary
+        tracker = self.tracker
+        clock = self.clock
+        successors = self.successors = []
+        append = successors.append
+        fast = tracker.fast
+        max_states = self.max_states
+        states, transitions, expansions = self.states, self.transitions, self.expansions
+        clock_at = clock.at
+        try:
+            for state in frontier:
                 expansions += 1
                 if expansions >= clock_at:
-                    now = time.perf_counter()
-                    if deadline is not None and now >= deadline:
-                        stop_reason = f"timeout={bounds.timeout}s reached"
-                        raise _Stop
-                    if progress is not None:
-                        progress(states, depth, now - started)
-                    # Adapt the stride so that looks come every ~_CLOCK_PERIOD seconds
-                    # whether a state takes a microsecond or a second to expand.
-                    spent = now - last_look
-                    stride = (
-                        min(_CLOCK_MAX_STRIDE, stride * 2) if spent <= 0
-                        else max(1, min(_CLOCK_MAX_STRIDE, int(stride * _CLOCK_PERIOD / spent)))
-                    )
-                    last_look = now
-                    clock_at = expansions + stride
-                key = state if identity else fp(state)
-                if expanded is not None:
-                    count, computed = expanded[position]
-                else:
-                    enabled = actions_of(state)
-                    count = len(enabled)
-                    computed = None
-                    if persistent is not None:
-                        closed.add(key)
-                    if persistent is not None and count > 1:
-                        computed = reduce(state, enabled)
-                        if computed is not None:
-                            count = len(computed)
-                            reductions += 1
+                    clock_at = clock.look(expansions, states, self.depth)
+                enabled = actions_of(state)
+                count = len(enabled)
                 transitions += count
                 if not count:
-                    if on_dead:
-                        on_dead = check_dead(state, key)
-                        if not undecided:
+                    if tracker.on_dead:
+                        tracker.check_dead(state, state)
+                        if not tracker.undecided:
                             raise _Stop
                     continue
-                pairs = computed if computed is not None else (
-                    (choice, raw_next(state, action)) for choice, action in enumerate(enabled)
-                )
-                for choice, succ in pairs:
-                    succ_key = succ if identity else fp(succ)
-                    if succ_key in parents:
+                for choice, action in enumerate(enabled):
+                    succ = next_state(state, action)
+                    if succ in parents:
                         continue
-                    if represent is not None and computed is None:
-                        # Only representatives are stored, so a successor found as it is
-                        # needs no representative; the others are mapped now.
-                        succ = represent(succ)
-                        succ_key = succ if identity else fp(succ)
-                        if succ_key in parents:
-                            continue
                     if last_level:
-                        cut = True
+                        self.cut = True
                         continue
                     if states >= max_states:
-                        stop_reason = f"max_states={bounds.max_states} reached"
-                        raise _Stop
-                    parents[succ_key] = (key, choice)
+                        raise _Stop(f"max_states={self.bounds.max_states} reached")
+                    parents[succ] = (state, choice)
                     states += 1
                     append(succ)
-                    if on_new:
-                        # Fast path: look for a deciding check; settle it in check_state.
+                    if fast:
+                        # Look for a deciding check; judge it in check_new.
                         vocab = vocabulary(succ)
-                        for _, predicate, _, when_false in on_new:
+                        for predicate, deciding in fast:
                             try:
-                                fast = predicate(vocab)
-                                if isinstance(fast, Term) or (not fast) is when_false:
+                                value = predicate(vocab)
+                                if isinstance(value, Term) or (not value) is not deciding:
                                     break
                             except Exception:
                                 break
                         else:
                             continue
-                        on_new = check_state(succ, succ_key, vocab)
-                        if not undecided:
+                        tracker.check_new(succ, succ, vocab)
+                        fast = tracker.fast
+                        if not tracker.undecided:
                             raise _Stop
-            if last_level:
-                if cut:
-                    stop_reason = f"max_depth={bounds.max_depth} reached"
-                    raise _Stop
-                break
-            frontier = successors
-            successors = []
-            if frontier:
-                depth += 1
-        exhausted = True
-    except _Stop:
-        pass
-    except Exception as exc:
-        # The model itself failed: every undecided property is an error, with the reason.
-        model_error = "the model raised " + _describe(exc)
-        for index in range(len(checks)):
-            if index not in decided:
-                decide(index, Verdict.ERROR, model_error, None)
+        finally:
+            self.states, self.transitions, self.expansions = states, transitions, expansions
 
-    finally:
-        pool.close()
-        if collecting:
-            gc.enable()
-    if successors:
-        depth += 1  # stopped while discovering the next level
-    stats = Stats(
-        states, transitions, depth, time.perf_counter() - started,
-        collision_probability=(states * states / 2.0**65) if options.compact else 0.0,
-        workers=pool.workers, reduced=represent is not None,
-        por=persistent is not None, persistent_expansions=reductions,
-    )
-    outcomes = tuple(
-        _outcome(system, parents, checks[i], decided.get(i), stop_reason, stats, represent)
-        for i in range(len(checks))
-    )
-    if not exhausted and stop_reason is None:
-        stop_reason = model_error or "every property decided"
-    return Exploration(
-        outcomes, stats, exhausted, stop_reason, parents.keys() if identity else None
-    )
+    def _level_reduced(
+        self, frontier: list[Any], last_level: bool, expanded: Sequence[Any] | None
+    ) -> None:
+        """Expand one level with fingerprints, symmetry, partial-order reduction or
+        successors computed by helper processes (`expanded`)."""
+        parents = self.visited.parents
+        key_of = self.visited.key
+        actions_of = self.system.actions
+        raw_next = self.system.next_state
+        vocabulary = self.system.vocabulary
+        represent = self.represent
+        por = self.por
+        tracker = self.tracker
+        clock = self.clock
+        successors = self.successors = []
+        append = successors.append
+        max_states = self.max_states
+        states, transitions, expansions = self.states, self.transitions, self.expansions
+        clock_at = clock.at
+        try:
+            for position, state in enumerate(frontier):
+                expansions += 1
+                if expansions >= clock_at:
+                    clock_at = clock.look(expansions, states, self.depth)
+                key = key_of(state)
+                computed: Any = None
+                if expanded is not None:
+                    count, computed = expanded[position]
+                else:
+                    enabled = actions_of(state)
+                    count = len(enabled)
+                    if por is not None:
+                        por.closed.add(key)
+                        if count > 1:
+                            computed = por.reduce(state, enabled)
+                            if computed is not None:
+                                count = len(computed)
+                transitions += count
+                if not count:
+                    if tracker.on_dead:
+                        tracker.check_dead(state, key)
+                        if not tracker.undecided:
+                            raise _Stop
+                    continue
+                reduced = computed is not None  # successors already representatives
+                pairs = computed if reduced else (
+                    (choice, raw_next(state, action)) for choice, action in enumerate(enabled)
+                )
+                for choice, succ in pairs:
+                    succ_key = key_of(succ)
+                    if succ_key in parents:
+                        continue
+                    if represent is not None and not reduced:
+                        # Only representatives are stored, so a successor found as it is
+                        # needs no representative; the others are mapped now.
+                        succ = represent(succ)
+                        succ_key = key_of(succ)
+                        if succ_key in parents:
+                            continue
+                    if last_level:
+                        self.cut = True
+                        continue
+                    if states >= max_states:
+                        raise _Stop(f"max_states={self.bounds.max_states} reached")
+                    parents[succ_key] = (key, choice)
+                    states += 1
+                    append(succ)
+                    if tracker.fast:
+                        vocab = vocabulary(succ)
+                        for predicate, deciding in tracker.fast:
+                            try:
+                                value = predicate(vocab)
+                                if isinstance(value, Term) or (not value) is not deciding:
+                                    break
+                            except Exception:
+                                break
+                        else:
+                            continue
+                        tracker.check_new(succ, succ_key, vocab)
+                        if not tracker.undecided:
+                            raise _Stop
+        finally:
+            self.states, self.transitions, self.expansions = states, transitions, expansions
 
 
 def _outcome(
@@ -467,7 +653,7 @@ def _outcome(
     stop_reason: str | None,
     stats: Stats,
     represent: Callable[[Any], Any] | None = None,
-) -> Outcome:
+) -> CheckOutcome:
     if decision is not None:
         verdict, message, key = decision
         trace = None
@@ -482,22 +668,18 @@ def _outcome(
                 else:
                     target = _Represented(system, represent)
                     message += " (symmetry reduction: a path through orbit representatives)"
-            trace = replay(target, choices)
+            trace = rebuild(target, choices)
             message = f"{message} at depth {trace.length}"
             if stats.por:
                 message += " (partial-order reduction: a real path, not necessarily the shortest)"
-        return Outcome(verdict, message, trace)
+        return CheckOutcome(verdict, message, trace)
     if stop_reason is not None:
-        return Outcome(
+        return CheckOutcome(
             Verdict.INCOMPLETE,
             f"exploration stopped ({stop_reason}) after {stats.states} states, depth "
             f"{stats.depth}, before the property was decided",
         )
-    if check.kind is Kind.REACHABLE:
-        return Outcome(
-            Verdict.VIOLATED, f"no reachable state satisfies the expression ({stats.states} states)"
-        )
-    return Outcome(Verdict.HOLDS, f"holds in all {stats.states} reachable states")
+    return CheckOutcome(*exhausted(check.kind, stats.states))
 
 
 def _real_choices(
@@ -529,20 +711,23 @@ def _real_choices(
 
 
 class _Represented:
-    """A system whose states are orbit representatives (to replay a reduced path)."""
+    """A system whose states are orbit representatives (to rebuild a reduced path)."""
 
-    def __init__(self, system: Any, represent: Callable[[Any], Any]):
+    def __init__(self, system: TransitionSystem[Any, Any], represent: Callable[[Any], Any]):
         self._system = system
         self._represent = represent
 
     def init_states(self) -> list[Any]:
         return [self._represent(s) for s in self._system.init_states()]
 
+    def actions(self, state: Any) -> Sequence[Any]:
+        return self._system.actions(state)
+
     def next_state(self, state: Any, action: Any) -> Any:
         return self._represent(self._system.next_state(state, action))
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._system, name)
+    def describe_action(self, state: Any, action: Any) -> Mapping[str, Any]:
+        return describe_action(self._system, state, action)
 
 
 def _describe(exc: BaseException) -> str:
@@ -551,11 +736,3 @@ def _describe(exc: BaseException) -> str:
     if type(exc).__module__.startswith("checker"):
         return text or name
     return f"{name}: {text}" if text else name
-
-
-def _identity(state: Any) -> Hashable:
-    return state  # type: ignore[no-any-return]
-
-
-def _never(state: Any) -> bool:
-    return False

@@ -26,8 +26,8 @@ from checker.errors import CheckerError
 from checker.symbolic import Term
 
 Env = Mapping[str, Any]
-Loc = Mapping[str, Any]
-Fn = Callable[[Loc, Env], Any]
+Locals = Mapping[str, Any]  # the comprehension variables bound around a sub-expression
+Fn = Callable[[Locals, Env], Any]
 
 # Shift counts beyond this raise rather than build enormous integers.
 MAX_SHIFT = 4096
@@ -370,10 +370,10 @@ class _Compiler:
     # -- dispatch ----------------------------------------------------------------------
 
     def compile(self, node: ast.expr, scope: frozenset[str]) -> Fn:
-        method = getattr(self, "c_" + type(node).__name__, None)
+        method = _COMPILE_RULES.get(type(node).__name__)
         if method is None:
             raise self.reject(node)
-        fn: Fn = method(node, scope)
+        fn: Fn = method(self, node, scope)
         return fn
 
     def c_Constant(self, node: ast.Constant, scope: frozenset[str]) -> Fn:
@@ -411,7 +411,7 @@ class _Compiler:
             )
         text = self.segment(node)
 
-        def attribute(loc: Loc, env: Env) -> Any:
+        def attribute(loc: Locals, env: Env) -> Any:
             record = obj(loc, env)
             try:
                 return record[attr]
@@ -431,7 +431,7 @@ class _Compiler:
             # `cpu[1]`: a constant index needs no closure of its own.
             const = self.c_Constant(node.slice, scope)(_NO_LOCALS, _NO_LOCALS)
 
-            def subscript_const(loc: Loc, env: Env) -> Any:
+            def subscript_const(loc: Locals, env: Env) -> Any:
                 container = obj(loc, env)
                 try:
                     return container[const]
@@ -443,7 +443,7 @@ class _Compiler:
             return subscript_const
         index = self.compile(node.slice, scope)
 
-        def subscript(loc: Loc, env: Env) -> Any:
+        def subscript(loc: Locals, env: Env) -> Any:
             container = obj(loc, env)
             key = index(loc, env)
             if isinstance(key, Term) and isinstance(container, list | tuple):
@@ -467,7 +467,7 @@ class _Compiler:
             for part in (node.lower, node.upper, node.step)
         ]
 
-        def make_slice(loc: Loc, env: Env) -> slice:
+        def make_slice(loc: Locals, env: Env) -> slice:
             lo, hi, st = (None if p is None else p(loc, env) for p in parts)
             return slice(lo, hi, st)
 
@@ -489,7 +489,7 @@ class _Compiler:
         right = self.compile(node.right, scope)
         text = self.segment(node)
 
-        def binop(loc: Loc, env: Env) -> Any:
+        def binop(loc: Locals, env: Env) -> Any:
             try:
                 return op(left(loc, env), right(loc, env))
             except (TypeError, ZeroDivisionError, ValueError) as exc:
@@ -502,7 +502,7 @@ class _Compiler:
         operand = self.compile(node.operand, scope)
         text = self.segment(node)
 
-        def unary(loc: Loc, env: Env) -> Any:
+        def unary(loc: Locals, env: Env) -> Any:
             try:
                 return op(operand(loc, env))
             except TypeError as exc:
@@ -516,7 +516,7 @@ class _Compiler:
             if len(values) == 2:
                 a, b = values
 
-                def both(loc: Loc, env: Env) -> Any:
+                def both(loc: Locals, env: Env) -> Any:
                     first = a(loc, env)
                     if isinstance(first, Term):
                         return sym.land(sym.truth(first), _truth(b(loc, env)))
@@ -524,7 +524,7 @@ class _Compiler:
 
                 return both
 
-            def all_of(loc: Loc, env: Env) -> Any:
+            def all_of(loc: Locals, env: Env) -> Any:
                 result: Any = True
                 terms = []
                 for value in values:
@@ -539,7 +539,7 @@ class _Compiler:
         if len(values) == 2:
             a, b = values
 
-            def either(loc: Loc, env: Env) -> Any:
+            def either(loc: Locals, env: Env) -> Any:
                 first = a(loc, env)
                 if isinstance(first, Term):
                     return sym.lor(sym.truth(first), _truth(b(loc, env)))
@@ -547,7 +547,7 @@ class _Compiler:
 
             return either
 
-        def any_of(loc: Loc, env: Env) -> Any:
+        def any_of(loc: Locals, env: Env) -> Any:
             result: Any = False
             terms = []
             for value in values:
@@ -579,7 +579,7 @@ class _Compiler:
                 # The common `x == 3` shape: skip one closure call per evaluation.
                 const = right_node.value
 
-                def compare_const(loc: Loc, env: Env) -> Any:
+                def compare_const(loc: Locals, env: Env) -> Any:
                     try:
                         return op(left(loc, env), const)
                     except TypeError as exc:
@@ -588,7 +588,7 @@ class _Compiler:
                 return compare_const
             right = operands[1]
 
-            def compare(loc: Loc, env: Env) -> Any:
+            def compare(loc: Locals, env: Env) -> Any:
                 try:
                     return op(left(loc, env), right(loc, env))
                 except TypeError as exc:
@@ -596,7 +596,7 @@ class _Compiler:
 
             return compare
 
-        def chain(loc: Loc, env: Env) -> Any:
+        def chain(loc: Locals, env: Env) -> Any:
             try:
                 left_value = operands[0](loc, env)
                 for op, operand in zip(ops, operands[1:], strict=True):
@@ -614,7 +614,7 @@ class _Compiler:
         test = self.compile(node.test, scope)
         body = self.compile(node.body, scope)
         orelse = self.compile(node.orelse, scope)
-        def if_exp(loc: Loc, env: Env) -> Any:
+        def if_exp(loc: Locals, env: Env) -> Any:
             cond = test(loc, env)
             if isinstance(cond, Term):
                 c = sym.truth(cond)
@@ -655,7 +655,7 @@ class _Compiler:
             if len(args) == 1:
                 (arg,) = args
 
-                def call1(loc: Loc, env: Env) -> Any:
+                def call1(loc: Locals, env: Env) -> Any:
                     try:
                         return call_builtin(arg(loc, env))
                     except (TypeError, ValueError) as exc:
@@ -663,7 +663,7 @@ class _Compiler:
 
                 return call1
 
-            def call_n(loc: Loc, env: Env) -> Any:
+            def call_n(loc: Locals, env: Env) -> Any:
                 try:
                     return call_builtin(*[a(loc, env) for a in args])
                 except (TypeError, ValueError) as exc:
@@ -673,7 +673,7 @@ class _Compiler:
         line, col = self.pos(func)
         self.refs.append(NameRef(name, line, col))
 
-        def call_vocabulary(loc: Loc, env: Env) -> Any:
+        def call_vocabulary(loc: Locals, env: Env) -> Any:
             target = env[name]
             if not callable(target):
                 raise EvalError(f"{text}: '{name}' is not a function")
@@ -705,7 +705,7 @@ class _Compiler:
         elt = self.compile(node.elt, inner)
         text = self.segment(gen.iter)
 
-        def generate(loc: Loc, env: Env) -> Iterator[Any]:
+        def generate(loc: Locals, env: Env) -> Iterator[Any]:
             source = iterable(loc, env)
             try:
                 items = iter(source)
@@ -717,6 +717,12 @@ class _Compiler:
             return _generate(items, bound, var, conds, elt, env)
 
         return generate
+
+
+# The compiler's rule for each AST node type it allows (c_NAME compiles an ast.NAME).
+_COMPILE_RULES: dict[str, Callable[..., Fn]] = {
+    name[2:]: rule for name, rule in vars(_Compiler).items() if name.startswith("c_")
+}
 
 
 def _generate(

@@ -31,8 +31,8 @@ from typing import Any
 import networkx as nx
 
 from checker.coverage import line_ranges, read_source, run_coverage
-from checker.report import TraceFiles, summary_line, witness_of
-from checker.run import PropertyResult, RunResult
+from checker.report import summary_line
+from checker.results import OutputContext, PropertyResult, RunResult, TraceFiles, witness_of
 from checker.trace import graph_steps
 from checker.verdict import Verdict
 
@@ -283,9 +283,8 @@ class _Page:
             links = "—"
             if files is not None:
                 links = " ".join(
-                    f'<a href="{esc(_rel(path, self.report_dir))}">{label}</a>'
-                    for label, path in (("json", files.json), ("itf", files.itf),
-                                        ("graphml", files.graphml), ("dot", files.dot))
+                    f'<a href="{esc(_rel(path, self.report_dir))}">{esc(label)}</a>'
+                    for label, path in files.as_dict().items()
                 )
             expr = prop.expr.source if prop.expr is not None else ""
             rows.append(
@@ -352,6 +351,8 @@ class _Page:
                     path = str(edge["file"])
                     self.source(path)
                     loc = f"{_short_path(path)}:{edge.get('line', '')}"
+                    if edge.get("macro"):  # the invocation, then the macro's own line
+                        loc += f" (in macro: {edge['macro']})"
                     entry["at"] = {"file": path, "line": edge.get("line")}
                 else:
                     at = _event_location(inspected, step, edge)
@@ -396,7 +397,9 @@ class _Page:
         ]
         files = self.traces.get((prop.file, prop.name))
         if files is not None:
-            facts.append(("replay", f"<code>python -m checker replay {esc(files.json)}</code>"))
+            facts.append(
+                ("replay", f"<code>python -m checker replay {esc(files.replay_file)}</code>")
+            )
         if result.review_error:
             facts.append(("note", esc(result.review_error)))
         dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
@@ -569,6 +572,12 @@ def render_html(
     exit_code: int | None = None,
 ) -> str:
     return _Page(run, traces, report_dir, use_dot, command, exit_code).render()
+
+
+def html_output(out: OutputContext) -> str:
+    return render_html(
+        out.run, out.traces, out.report_dir, command=out.command, exit_code=out.exit_code
+    )
 
 
 def write_html(

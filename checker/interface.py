@@ -4,15 +4,22 @@ In the spirit of the Rust crate stateright: a model says what its initial states
 which actions are enabled in a state, what state an action leads to, and which names a
 property expression may use. The checker never looks inside a state beyond that.
 
-A model package exposes a `ModelProvider`; the CLI asks it for a `TransitionSystem` per
-(design, variant, environment) and explores it.
+A model package exposes a `ModelProvider` factory (`--model PACKAGE:FACTORY`); the CLI
+asks the provider for a `TransitionSystem` per (design, variant, environment) and
+explores it. `TransitionSystem` is the required core; everything else (symbolic values,
+witnesses, symmetry, partial-order reduction, coverage, statistics, descriptions for
+traces) is an optional capability, a protocol of its own, found by `capabilities`.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from checker.errors import CheckerError
 
 S = TypeVar("S", bound=Hashable)
 A = TypeVar("A", bound=Hashable)
@@ -21,11 +28,14 @@ A = TypeVar("A", bound=Hashable)
 Scalar = str | int | float | bool
 
 
+@runtime_checkable
 class TransitionSystem(Protocol[S, A]):
-    """A finite transition system. States and actions are immutable, hashable values.
+    """The required core: a finite transition system. States and actions are immutable,
+    hashable values.
 
     Every method is a pure function of its arguments: the same state gives the same
-    actions in the same order, which is what makes exploration deterministic.
+    actions in the same order, which is what makes exploration deterministic. Anything
+    else a model offers is an optional capability (below), found by `capabilities`.
     """
 
     def init_states(self) -> Sequence[S]:
@@ -49,7 +59,8 @@ class TransitionSystem(Protocol[S, A]):
 
         Values are bools, ints, strs, sequences, or mappings (records whose fields an
         expression reads as attributes, `cpu[1].halted`). Callables are model-provided
-        functions an expression may call; nothing else is callable.
+        functions an expression may call; nothing else is callable. A value may also be a
+        `checker.symbolic.Term` when the model has the `Symbolic` capability.
         """
         ...
 
@@ -60,11 +71,46 @@ class TransitionSystem(Protocol[S, A]):
         """
         ...
 
-    def describe_state(self, state: S) -> Mapping[str, Scalar]:
+
+REQUIRED = ("init_states", "actions", "next_state", "is_terminal", "vocabulary",
+            "vocabulary_names")
+
+
+class ModelInterfaceError(CheckerError):
+    """A model that lacks part of the required core."""
+
+
+def require_core(system: object) -> None:
+    """Raise ModelInterfaceError naming what `system` lacks of the required core."""
+    if isinstance(system, TransitionSystem) and methods(system, TransitionSystem):
+        return
+    missing = [
+        name for name in REQUIRED if not callable(inspect.getattr_static(system, name, None))
+    ]
+    raise ModelInterfaceError(
+        f"the model {type(system).__name__} lacks the required method(s) "
+        + ", ".join(missing) + " (see checker/interface.py)"
+    )
+
+
+# -- optional capabilities -------------------------------------------------------------------
+#
+# A model may also implement any of the protocols below; the checker finds them once per
+# system with `capabilities(system)` (isinstance against these runtime-checkable
+# protocols) and works without them, with less detail in its reports or no reduction.
+# Whatever they return must be JSON-able (dicts with str keys, lists, str, int, float,
+# bool, None).
+
+
+@runtime_checkable
+class Describable(Protocol):
+    """Readable attributes of states and actions, for trace nodes and edges."""
+
+    def describe_state(self, state: Any) -> Mapping[str, Scalar]:
         """Readable attributes of a state, for trace nodes."""
         ...
 
-    def describe_action(self, state: S, action: A) -> Mapping[str, Scalar]:
+    def describe_action(self, state: Any, action: Any) -> Mapping[str, Scalar]:
         """Readable attributes of `action` taken in `state`, for trace edges.
 
         Must contain `label`; may contain `cpu` (an int: the CPU or process that acts;
@@ -73,14 +119,6 @@ class TransitionSystem(Protocol[S, A]):
         (what the step broke, highlighted in reports).
         """
         ...
-
-
-# -- optional methods ------------------------------------------------------------------------
-#
-# A model may also implement any of the methods below; the checker looks for each with
-# `getattr` (through the helpers at the end of this module) and works without them, with
-# less detail in its reports. Whatever they return must be JSON-able (dicts with str keys,
-# lists, str, int, float, bool, None).
 
 
 @runtime_checkable
@@ -120,6 +158,49 @@ class Covering(Protocol):
           "unreached_lines": int}`. Paths are as the model prints them (relative to the
         working directory when below it); any part may be missing.
         """
+        ...
+
+
+@runtime_checkable
+class Symbolic(Protocol):
+    """A model whose vocabulary may hold symbolic terms (`checker.symbolic.Term`): it
+    decides a condition against a state's path condition."""
+
+    def possible(self, state: Any, condition: Any) -> bool:
+        """Whether `condition` (a boolean term) can hold together with the path condition
+        of `state` (satisfiable)."""
+        ...
+
+
+@runtime_checkable
+class Witnessing(Protocol):
+    """A symbolic model that names concrete inputs for a symbolic path."""
+
+    def witness(
+        self, init: Any, actions: Sequence[Any], extra: Sequence[Any]
+    ) -> Mapping[str, int] | None:
+        """Values of the symbolic inputs under which the path from `init` through
+        `actions` is taken and every condition of `extra` holds (None/empty: none)."""
+        ...
+
+
+@runtime_checkable
+class ConcreteReplay(Protocol):
+    """A symbolic model that re-runs a path with concrete inputs, without a solver."""
+
+    def replay_concrete(
+        self, init: Any, actions: Sequence[Any], values: Mapping[str, int]
+    ) -> Any:
+        """The last state of the path from `init` through `actions` with the symbolic
+        inputs fixed to `values`."""
+        ...
+
+
+@runtime_checkable
+class Measured(Protocol):
+    """A model that counts its own work (z3 queries, cache hits, seconds in z3)."""
+
+    def statistics(self) -> Mapping[str, float | int]:
         ...
 
 
@@ -177,34 +258,76 @@ class Reducible(Protocol):
         ...
 
 
-def inspect_state(system: object, state: Any) -> Mapping[str, Any] | None:
-    """The model's `inspect_state(state)`, or None when it has none."""
-    method = getattr(system, "inspect_state", None)
-    if method is None:
-        return None
-    result: Mapping[str, Any] = method(state)
-    return result
+@dataclass(frozen=True)
+class Capabilities:
+    """The optional capabilities one system has (each the system itself, or None)."""
+
+    describable: Describable | None = None
+    inspectable: Inspectable | None = None
+    action_keyed: ActionKeyed | None = None
+    covering: Covering | None = None
+    symbolic: Symbolic | None = None
+    witnessing: Witnessing | None = None
+    concrete_replay: ConcreteReplay | None = None
+    measured: Measured | None = None
+    symmetric: Symmetric | None = None
+    reducible: Reducible | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The capabilities present, by field name (for messages and tests)."""
+        return tuple(
+            name for name, value in vars(self).items() if value is not None
+        )
+
+
+def methods(system: object, protocol: type) -> bool:
+    """Whether the members of `protocol` (a runtime-checkable protocol above) are methods
+    of `system`: `isinstance` against a protocol only sees that the names exist, and a
+    model may have a data field of the same name."""
+    return all(
+        callable(inspect.getattr_static(system, name, None))
+        for name, member in vars(protocol).items()
+        if inspect.isfunction(member) and not name.startswith("_")
+    )
+
+
+def capabilities(system: object) -> Capabilities:
+    """The optional capabilities of `system`, found through their protocols."""
+    s = system
+    return Capabilities(
+        describable=s if isinstance(s, Describable) and methods(s, Describable) else None,
+        inspectable=s if isinstance(s, Inspectable) and methods(s, Inspectable) else None,
+        action_keyed=s if isinstance(s, ActionKeyed) and methods(s, ActionKeyed) else None,
+        covering=s if isinstance(s, Covering) and methods(s, Covering) else None,
+        symbolic=s if isinstance(s, Symbolic) and methods(s, Symbolic) else None,
+        witnessing=s if isinstance(s, Witnessing) and methods(s, Witnessing) else None,
+        concrete_replay=s if isinstance(s, ConcreteReplay) and methods(s, ConcreteReplay) else None,
+        measured=s if isinstance(s, Measured) and methods(s, Measured) else None,
+        symmetric=s if isinstance(s, Symmetric) and methods(s, Symmetric) else None,
+        reducible=s if isinstance(s, Reducible) and methods(s, Reducible) else None,
+    )
+
+
+# -- what reports use, with the fallback for a model that lacks the capability -------------
+
+
+def describe_state(system: object, state: Any) -> Mapping[str, Scalar]:
+    """The model's `describe_state`, or no attributes."""
+    model = capabilities(system).describable
+    return model.describe_state(state) if model is not None else {}
+
+
+def describe_action(system: object, state: Any, action: Any) -> Mapping[str, Scalar]:
+    """The model's `describe_action`, or the action's text as its label."""
+    model = capabilities(system).describable
+    return model.describe_action(state, action) if model is not None else {"label": str(action)}
 
 
 def action_key(system: object, state: Any, action: Any) -> str | None:
     """The model's `action_key(state, action)`, or None when it has none."""
-    method = getattr(system, "action_key", None)
-    if method is None:
-        return None
-    return str(method(state, action))
-
-
-def has_coverage(system: object) -> bool:
-    return callable(getattr(system, "coverage", None))
-
-
-def coverage(system: object, states: Iterable[Any]) -> Mapping[str, Any] | None:
-    """The model's `coverage(states)`, or None when it has none."""
-    method = getattr(system, "coverage", None)
-    if method is None:
-        return None
-    result: Mapping[str, Any] = method(states)
-    return result
+    model = capabilities(system).action_keyed
+    return str(model.action_key(state, action)) if model is not None else None
 
 
 class ModelProvider(Protocol):
@@ -227,3 +350,19 @@ class ModelProvider(Protocol):
         error inside a design file (it names that file and line).
         """
         ...
+
+
+@runtime_checkable
+class DesignFolders(Protocol):
+    """A provider that also looks for designs, by name, in folders the user names
+    (`--design-path DIR`)."""
+
+    def add_design_path(self, folder: Path) -> None: ...
+
+
+@runtime_checkable
+class DesignLinter(Protocol):
+    """A provider that can check a design file without exploring it
+    (`python -m checker lint`): every error it finds, none when the file is clean."""
+
+    def lint(self, path: str) -> Sequence[CheckerError]: ...

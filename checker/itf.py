@@ -22,10 +22,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
 
+from checker.results import PropertyResult, witness_of
 from checker.trace import graph_steps
 
 FORMAT_DESCRIPTION = "https://apalache-mc.org/docs/adr/015adr-trace.html"
@@ -136,3 +138,23 @@ def itf_text(document: Mapping[str, Any]) -> str:
         lines.append(json.dumps(state, separators=compact) + comma)
     lines.append("]}")
     return "\n".join(lines) + "\n"
+
+
+def write_itf(result: PropertyResult, record: Mapping[str, Any], path: Path) -> None:
+    """The trace as an ITF file, with the property, its verdict and the replay record."""
+    assert result.graph is not None
+    prop = result.prop
+    meta: dict[str, Any] = {
+        "property": prop.name,
+        "design": prop.design,
+        "variant": dict(prop.variant),
+        "environment": dict(prop.environment),
+        "verdict": str(result.verdict),
+        "expected": str(prop.expect),
+        "replay": dict(record),
+    }
+    witness = witness_of(result)
+    if witness is not None:
+        meta["witness"] = witness
+    document = itf_trace(result.graph, result.inspected, meta)
+    path.write_text(itf_text(document), encoding="utf-8")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import multiprocessing
 import os
 import pickle
 import signal
@@ -64,7 +65,8 @@ class Pool:
         # Properties are evaluated in the merge, never in helpers: `predicates` is unused.
         self.system = system
         self.next_state = next_state
-        self.workers = workers if workers > 1 and hasattr(os, "fork") else 1
+        can_fork = "fork" in multiprocessing.get_all_start_methods()
+        self.workers = workers if workers > 1 and can_fork else 1
         self.level: Level | None = None
         self.zombies: list[int] = []
         self.strikes = 0  # levels in a row where the helpers did not pay

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +35,15 @@ import networkx as nx
 
 from checker.errors import CheckerError, InputError, ModelInputError, UsageError
 from checker.expr import ExprError, compile_expr
-from checker.interface import ModelProvider, TransitionSystem, action_key
-from checker.spec import Property
+from checker.interface import (
+    ModelProvider,
+    TransitionSystem,
+    capabilities,
+    describe_action,
+    require_core,
+)
+from checker.rules import decides, final_violated
+from checker.spec import Property, is_path
 from checker.trace import graph_steps
 from checker.verdict import EXIT_INPUT, Kind, Verdict
 
@@ -57,6 +66,8 @@ def replay_record(prop: Property, verdict: Verdict, graph: nx.DiGraph) -> dict[s
         "file": prop.file,
         "line": prop.line,
         "design": prop.design,
+        # a design named by a path: where it was, for a replay from another folder
+        **({"design_file": os.path.abspath(prop.design)} if is_path(prop.design) else {}),
         "variant": dict(prop.variant),
         "environment": dict(prop.environment),
         "kind": str(prop.kind),
@@ -110,12 +121,20 @@ def read_replay_record(path: str | Path) -> dict[str, Any]:
     return record
 
 
+class MatchedBy(StrEnum):
+    """How a recorded step found its action among the enabled ones."""
+
+    KEY = "key"  # the model's action_key
+    LABEL = "label"  # its label and actor
+    INDEX = "index"  # its position among the enabled actions
+
+
 @dataclass
 class StepReport:
     step: int
     label: str  # the action's label now
     recorded: str | None  # its label in the trace
-    matched_by: str  # "key", "label", "index"
+    matched_by: MatchedBy
 
 
 @dataclass
@@ -135,35 +154,36 @@ def _find(
     state: Any,
     enabled: Sequence[Any],
     recorded: Mapping[str, Any],
-) -> tuple[int | None, str]:
+) -> tuple[int | None, MatchedBy]:
     """Index of the enabled action the recorded step names, and how it was found."""
     key = recorded.get("key")
     label = recorded.get("label")
     choice = recorded.get("choice")
-    if isinstance(key, str) and getattr(system, "action_key", None) is not None:
-        matches = [i for i, a in enumerate(enabled) if action_key(system, state, a) == key]
+    keyed = capabilities(system).action_keyed
+    if isinstance(key, str) and keyed is not None:
+        matches = [i for i, a in enumerate(enabled) if keyed.action_key(state, a) == key]
         if len(matches) > 1:  # a key shared by several actions: the label, then the index
             same = [i for i in matches
-                    if system.describe_action(state, enabled[i]).get("label") == label]
+                    if describe_action(system, state, enabled[i]).get("label") == label]
             matches = same or matches
         if not matches:
-            return None, "key"
-        return (choice if choice in matches else matches[0]), "key"
+            return None, MatchedBy.KEY
+        return (choice if choice in matches else matches[0]), MatchedBy.KEY
     if isinstance(label, str):
         matches = []
         for index, action in enumerate(enabled):
-            attrs = system.describe_action(state, action)
+            attrs = describe_action(system, state, action)
             if attrs.get("label") != label:
                 continue
             if any(f in recorded and attrs.get(f) != recorded[f] for f in ("cpu", "actor")):
                 continue
             matches.append(index)
         if not matches:
-            return None, "label"
-        return (choice if choice in matches else matches[0]), "label"
+            return None, MatchedBy.LABEL
+        return (choice if choice in matches else matches[0]), MatchedBy.LABEL
     if isinstance(choice, int) and 0 <= choice < len(enabled):
-        return choice, "index"
-    return None, "index"
+        return choice, MatchedBy.INDEX
+    return None, MatchedBy.INDEX
 
 
 def _describe(recorded: Mapping[str, Any]) -> str:
@@ -179,6 +199,7 @@ def _describe(recorded: Mapping[str, Any]) -> str:
 
 def replay_trace(system: TransitionSystem[Any, Any], record: Mapping[str, Any]) -> ReplayResult:
     """Re-run a replay record against `system` (see the module docstring)."""
+    require_core(system)
     kind = Kind(record["kind"])
     predicate = None
     if kind.needs_expr:
@@ -186,20 +207,19 @@ def replay_trace(system: TransitionSystem[Any, Any], record: Mapping[str, Any]) 
             predicate = compile_expr(record["expr"])
         except ExprError as exc:
             raise TraceFileError(f"the recorded expression is not valid: {exc}") from None
-        names = getattr(system, "vocabulary_names", None)
-        if names is not None:
-            try:
-                predicate.check_names(names())
-            except ExprError as exc:
-                return ReplayResult(
-                    False, f"the design no longer provides what the property reads: {exc}", 0
-                )
+        try:
+            predicate.check_names(system.vocabulary_names())
+        except ExprError as exc:
+            return ReplayResult(
+                False, f"the design no longer provides what the property reads: {exc}", 0
+            )
+    symbolic = capabilities(system).symbolic
 
     def fails(state: Any) -> bool:
-        """The property fails in `state` as it did in the trace (on discovery kinds)."""
+        """The property fails in `state` as it did in the trace (on discovery kinds):
+        judged by the explorer's rules, a symbolic value by the model's solver."""
         assert predicate is not None
-        value = bool(predicate.evaluate(system.vocabulary(state)))
-        return not value if kind is Kind.ALWAYS else value
+        return decides(kind, state, predicate.evaluate(system.vocabulary(state)), symbolic)
 
     inits = system.init_states()
     first = record["init"]
@@ -224,7 +244,7 @@ def replay_trace(system: TransitionSystem[Any, Any], record: Mapping[str, Any]) 
                 number, reports,
             )
         action = enabled[index]
-        label = str(system.describe_action(state, action).get("label", action))
+        label = str(describe_action(system, state, action).get("label", action))
         reports.append(StepReport(number, label, recorded.get("label"), how))
         state = system.next_state(state, action)
         if kind.checked_on_discovery and fails(state):
@@ -243,7 +263,7 @@ def replay_trace(system: TransitionSystem[Any, Any], record: Mapping[str, Any]) 
         )
     if kind is Kind.FINAL:
         assert predicate is not None
-        bad = not predicate.evaluate(system.vocabulary(state))
+        bad = final_violated(state, predicate.evaluate(system.vocabulary(state)), symbolic)
     else:
         bad = not system.is_terminal(state)
     if bad:
@@ -272,7 +292,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output format on stdout (default text)")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="print every step and how its action was found")
+    parser.add_argument("--design-path", action="append", default=[], metavar="DIR",
+                        help="also look for the recorded design (a name) in DIR (repeatable)")
+    parser.add_argument("--model", default="model:provider", metavar="PACKAGE:FACTORY",
+                        help="the model the trace was found with (default model:provider)")
     return parser
+
+
+def recorded_design(record: Mapping[str, Any]) -> str:
+    """The design to load: a recorded path that no longer resolves from the working
+    directory is taken from where it was when the trace was written."""
+    design = str(record["design"])
+    stored = record.get("design_file")
+    if is_path(design) and not Path(design).is_file() and isinstance(stored, str):
+        return stored
+    return design
 
 
 def main(argv: Sequence[str], provider: ModelProvider | None,
@@ -281,11 +315,17 @@ def main(argv: Sequence[str], provider: ModelProvider | None,
     try:
         record = read_replay_record(args.trace)
         if provider is None:
-            provider = load_provider() if load_provider is not None else None
+            provider = load_provider(args.model) if load_provider is not None else None
         if provider is None:
             raise UsageError("no model provider")
+        if args.design_path:
+            from checker.cli import add_design_paths  # the CLI imports this module
+
+            add_design_paths(provider, args.design_path)
         try:
-            system = provider.load(record["design"], record["variant"], record["environment"])
+            system = provider.load(
+                recorded_design(record), record["variant"], record["environment"]
+            )
         except ModelInputError as exc:
             raise TraceFileError(
                 f"{args.trace}: the model rejects the recorded {exc.key}: {exc.message}"
@@ -316,7 +356,7 @@ def main(argv: Sequence[str], provider: ModelProvider | None,
             "exit_code": result.exit_code,
             "steps": [
                 {"step": s.step, "label": s.label, "recorded": s.recorded,
-                 "matched_by": s.matched_by}
+                 "matched_by": str(s.matched_by)}
                 for s in result.steps
             ],
         }

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,96 +15,45 @@ import networkx as nx
 from checker.coverage import run_coverage
 from checker.coverage import summary_line as coverage_summary
 from checker.errors import InputError
-from checker.itf import itf_text, itf_trace
-from checker.replay import replay_record
-from checker.run import ExplorationResult, PropertyResult, RunResult
+from checker.results import (
+    ExplorationResult,
+    OutputContext,
+    PropertyResult,
+    RunResult,
+    TraceFiles,
+    witness_of,
+)
 from checker.spec import Property
 from checker.trace import graph_steps, to_dot, to_node_link
 from checker.verdict import Verdict
 
-TRACE_SUFFIXES = ("graphml", "json", "dot", "itf.json")
 JSON_VERSION = 1
 
 
-@dataclass(frozen=True)
-class TraceFiles:
-    graphml: str
-    json: str
-    dot: str
-    itf: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"graphml": self.graphml, "json": self.json, "dot": self.dot, "itf": self.itf}
+# -- trace files (registered in checker.writers) --------------------------------------------
 
 
 def trace_base(report_dir: Path, prop: Property) -> Path:
+    """Where a property's trace files go, without their suffixes."""
     return report_dir / Path(prop.file).stem / prop.name
 
 
-def witness_of(result: PropertyResult) -> dict[str, Any] | None:
-    """Concrete values of the trace's symbolic inputs, when it carries any: the graph's
-    `witness` attribute (JSON text of a mapping) or the last state's `inspect_state`
-    `witness`."""
-    found: dict[str, Any] = {}
-    if result.graph is not None and "witness" in result.graph.graph:
-        try:
-            loaded = json.loads(str(result.graph.graph["witness"]))
-        except json.JSONDecodeError:
-            loaded = {"witness": result.graph.graph["witness"]}
-        if isinstance(loaded, dict):
-            found.update(loaded)
-    if result.inspected:
-        last = result.inspected[-1].get("witness")
-        if isinstance(last, Mapping):
-            found.update(last)
-    return found or None
+def write_graphml(result: PropertyResult, record: Mapping[str, Any], path: Path) -> None:
+    assert result.graph is not None
+    nx.write_graphml(result.graph, path)
 
 
-def write_trace_files(result: PropertyResult, report_dir: Path) -> TraceFiles:
-    graph = result.graph
-    assert graph is not None
-    prop = result.prop
-    base = trace_base(report_dir, prop)
-    base.parent.mkdir(parents=True, exist_ok=True)
-    paths = {suffix: base.with_name(f"{base.name}.{suffix}") for suffix in TRACE_SUFFIXES}
-    record = replay_record(prop, result.verdict, graph)
-    nx.write_graphml(graph, paths["graphml"])
-    data = to_node_link(graph)
-    data["replay"] = record
-    paths["json"].write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    paths["dot"].write_text(to_dot(graph, prop.name), encoding="utf-8")
-    meta: dict[str, Any] = {
-        "property": prop.name,
-        "design": prop.design,
-        "variant": dict(prop.variant),
-        "environment": dict(prop.environment),
-        "verdict": str(result.verdict),
-        "expected": str(prop.expect),
-        "replay": record,
-    }
-    witness = witness_of(result)
-    if witness is not None:
-        meta["witness"] = witness
-    itf = itf_trace(graph, result.inspected, meta)
-    paths["itf.json"].write_text(itf_text(itf), encoding="utf-8")
-    return TraceFiles(*(str(paths[s]) for s in TRACE_SUFFIXES))
+def write_node_link(result: PropertyResult, record: Mapping[str, Any], path: Path) -> None:
+    """Node-link JSON, with the replay record (`python -m checker replay` reads it)."""
+    assert result.graph is not None
+    data = to_node_link(result.graph)
+    data["replay"] = dict(record)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def clear_trace_files(report_dir: Path, prop: Property) -> None:
-    """Remove a stale trace of a property that has none this run."""
-    base = trace_base(report_dir, prop)
-    for suffix in TRACE_SUFFIXES:
-        base.with_name(f"{base.name}.{suffix}").unlink(missing_ok=True)
-
-
-def write_all_traces(run: RunResult, report_dir: Path) -> dict[tuple[str, str], TraceFiles]:
-    written: dict[tuple[str, str], TraceFiles] = {}
-    for result in run.results:
-        if result.graph is not None:
-            written[(result.prop.file, result.prop.name)] = write_trace_files(result, report_dir)
-        elif report_dir.is_dir():
-            clear_trace_files(report_dir, result.prop)
-    return written
+def write_dot(result: PropertyResult, record: Mapping[str, Any], path: Path) -> None:
+    assert result.graph is not None
+    path.write_text(to_dot(result.graph, result.prop.name), encoding="utf-8")
 
 
 # -- text ----------------------------------------------------------------------------------
@@ -152,7 +100,9 @@ def trace_lines(graph: nx.DiGraph, verbose: bool = False) -> list[str]:
             ) else ""
             where = ""
             if "file" in edge:
-                where = f"  ({edge['file']}" + (f":{edge['line']}" if "line" in edge else "") + ")"
+                where = f"  ({edge['file']}" + (f":{edge['line']}" if "line" in edge else "")
+                # a step from a macro: its invocation, then the macro's own line
+                where += f", in macro: {edge['macro']})" if edge.get("macro") else ")"
             detail = f" - {edge['detail']}" if edge.get("detail") else ""
             lines.append(f"      {node['step']}. {who}{edge.get('label', '?')}{where}{detail}")
             if edge.get("damage"):
@@ -199,8 +149,8 @@ def render_text(
             out.append(f"      {what}: {steps} step{'s' if steps != 1 else ''}")
             out.extend(trace_lines(result.graph, verbose))
             if files is not None:
-                stem = files.graphml.rsplit(".", 1)[0]
-                out.append(f"      written to {stem}.{{graphml,json,dot,itf.json}}")
+                suffixes = ",".join(suffix for _, suffix in files.suffixes)
+                out.append(f"      written to {files.base}.{{{suffixes}}}")
     if verbose:
         covered = run_coverage(run.explorations)
         if covered is not None:
@@ -276,6 +226,11 @@ def how_explored(exp: ExplorationResult) -> str:
     if exp.options.compact:
         text += "; " + collision_text(exp.stats.collision_probability)
     return text
+
+
+def text_output(out: OutputContext) -> str:
+    text = render_text(out.run, out.traces, quiet=out.quiet, verbose=out.verbose)
+    return text + "".join(f"report: {path}\n" for path in out.written)
 
 
 # -- JSON ----------------------------------------------------------------------------------
@@ -357,6 +312,10 @@ def run_json(
     }
 
 
+def json_output(out: OutputContext) -> str:
+    return dumps(run_json(out.run, out.traces, out.exit_code))
+
+
 def _coverage_json(
     coverage: Mapping[str, Any] | None, error: str | None
 ) -> dict[str, Any] | None:
@@ -372,11 +331,8 @@ def errors_json(errors: list[InputError] | list[Any]) -> dict[str, Any]:
         "results": [],
         "explorations": [],
         "errors": [
-            {
-                "message": getattr(e, "message", str(e)),
-                "path": getattr(e, "path", None),
-                "line": getattr(e, "line", None),
-            }
+            {"message": e.message, "path": e.path, "line": e.line} if isinstance(e, InputError)
+            else {"message": str(e), "path": None, "line": None}
             for e in errors
         ],
     }

@@ -11,22 +11,20 @@ import fnmatch
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
-
 from checker.errors import InputError, UsageError
-from checker.explore import Bounds, Check, Exploration, Options, Progress, Stats, explore
+from checker.explore import Bounds, Check, Exploration, Options, Progress, explore
 from checker.interface import (
     ModelProvider,
     SymmetricVocabulary,
     TransitionSystem,
-    has_coverage,
-    inspect_state,
+    capabilities,
 )
-from checker.interface import coverage as model_coverage
+from checker.results import ExplorationResult, PropertyResult, RunResult
+from checker.rules import bad_case, reproduces
 from checker.spec import (
     Group,
     LoadedGroup,
@@ -36,66 +34,10 @@ from checker.spec import (
     load_group,
     read_property_file,
 )
-from checker.symbolic import Term, lnot, truth
+from checker.symbolic import Term
 from checker.symmetry import asymmetry
 from checker.trace import Trace, trace_graph
-from checker.verdict import Kind, Verdict, exit_code, is_ok
-
-
-@dataclass(frozen=True)
-class PropertyResult:
-    prop: Property
-    verdict: Verdict
-    message: str
-    exploration: int  # index into RunResult.explorations
-    stats: Stats
-    trace: Trace | None = None
-    graph: nx.DiGraph | None = None
-    # The model's `inspect_state` of every state along the trace (None when the model has
-    # no such method, or it failed; `review_error` says why).
-    inspected: tuple[Mapping[str, Any], ...] | None = field(default=None, compare=False)
-    review_error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return is_ok(self.verdict, self.prop.expect)
-
-
-@dataclass(frozen=True)
-class ExplorationResult:
-    group: Group
-    stats: Stats
-    complete: bool
-    stop_reason: str | None
-    # The model's `coverage` of the visited states, when asked for and available;
-    # `coverage_error` says why it is missing when it was asked for.
-    coverage: Mapping[str, Any] | None = field(default=None, compare=False)
-    coverage_seconds: float = 0.0
-    coverage_error: str | None = None
-    # The model's own statistics (`statistics()`), e.g. z3 queries, cache hits, z3 time.
-    model_stats: Mapping[str, float | int] = field(default_factory=dict, compare=False)
-    # How it was asked to explore (`options.compact`: visited states kept as 64-bit
-    # fingerprints); `reductions` says which reductions the explorer applied.
-    options: Options = field(default_factory=Options)
-    # Its properties explored without the symmetry reduction the model offers, with the
-    # reason: (name, why).
-    unreduced: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def reductions(self) -> tuple[str, ...]:
-        """The reductions the explorer applied, by name ("symmetry", "por")."""
-        on = (("symmetry", self.stats.reduced), ("por", self.stats.por))
-        return tuple(name for name, applied in on if applied)
-
-
-@dataclass(frozen=True)
-class RunResult:
-    results: tuple[PropertyResult, ...]  # in file order, then property order
-    explorations: tuple[ExplorationResult, ...]
-
-    @property
-    def exit_code(self) -> int:
-        return exit_code((r.verdict, r.prop.expect) for r in self.results)
+from checker.verdict import Verdict
 
 
 @dataclass(frozen=True)
@@ -137,7 +79,9 @@ def plan(
         try:
             groups.append(load_group(group, provider))
         except InputError as exc:
-            errors.append(exc)
+            # A design-file error shows in every group that loads the design: once is enough.
+            if all(str(exc) != str(seen) for seen in errors):
+                errors.append(exc)
     if errors:
         return None, errors
     return Plan(tuple(files), tuple(properties), tuple(groups)), []
@@ -226,10 +170,10 @@ def split(loaded: LoadedGroup, options: Options) -> list[Part]:
 
 def symmetry_of(system: TransitionSystem[Any, Any]) -> SymmetricVocabulary | None:
     """The model's declared symmetry, when it has one and can pick representatives."""
-    declared = getattr(system, "symmetry_vocabulary", None)
-    if not callable(declared) or not callable(getattr(system, "representative", None)):
+    model = capabilities(system).symmetric
+    if model is None:
         return None
-    vocab = declared()
+    vocab = model.symmetry_vocabulary()
     return vocab if isinstance(vocab, SymmetricVocabulary) else None
 
 
@@ -283,11 +227,11 @@ def _explore_part(
 
 def model_statistics(system: TransitionSystem[Any, Any]) -> Mapping[str, float | int]:
     """The model's optional `statistics()` (z3 queries, cache hits, seconds in z3)."""
-    stats = getattr(system, "statistics", None)
-    if not callable(stats):
+    model = capabilities(system).measured
+    if model is None:
         return {}
     try:
-        return dict(stats())
+        return dict(model.statistics())
     except Exception:  # statistics are informative only
         return {}
 
@@ -298,21 +242,18 @@ def attach_witness(
     """Concrete values for the symbolic inputs of a trace (the model's `witness`), stored
     on the graph and its nodes; the trace is then replayed with them, without z3, to
     check it reproduces. Returns a note for the message ("" when nothing symbolic)."""
-    witness_fn = getattr(system, "witness", None)
-    replay_fn = getattr(system, "replay_concrete", None)
-    if not callable(witness_fn) or not trace.actions:
+    model = capabilities(system)
+    witnessing, rerun = model.witnessing, model.concrete_replay
+    if witnessing is None or not trace.actions:
         return ""
-    if not callable(replay_fn):
-        replay_fn = None
     bad: list[Any] = []
     kind = prop.kind
     if prop.expr is not None:
         value = prop.expr.evaluate(system.vocabulary(trace.states[-1]))
         if isinstance(value, Term):
-            cond = truth(value)
-            bad.append(lnot(cond) if kind in (Kind.ALWAYS, Kind.FINAL) else cond)
+            bad.append(bad_case(kind, value))
     try:
-        values = witness_fn(trace.states[0], list(trace.actions), bad)
+        values = witnessing.witness(trace.states[0], list(trace.actions), bad)
     except Exception as exc:  # a model bug must not cost the verdict
         return f" (no witness: {type(exc).__name__}: {exc})"
     if not values:
@@ -322,13 +263,13 @@ def attach_witness(
     for node in graph.nodes:
         graph.nodes[node]["witness"] = text
     note = " with witness " + ", ".join(f"{k}={v:#x}" for k, v in sorted(values.items()))
-    if replay_fn is not None and prop.expr is not None:
+    if rerun is not None and prop.expr is not None:
         try:
-            final = replay_fn(trace.states[0], list(trace.actions), values)
+            final = rerun.replay_concrete(trace.states[0], list(trace.actions), values)
             concrete = prop.expr.evaluate(system.vocabulary(final))
         except Exception as exc:
             return note + f" (the concrete replay failed: {type(exc).__name__}: {exc})"
-        reproduced = (not concrete) if kind in (Kind.ALWAYS, Kind.FINAL) else bool(concrete)
+        reproduced = reproduces(kind, concrete)
         note += (
             " (replayed concretely without z3: reproduces)" if reproduced
             else " (WARNING: the concrete replay does not reproduce it)"
@@ -340,13 +281,13 @@ def inspect_trace(
     system: TransitionSystem[Any, Any], trace: Trace
 ) -> tuple[tuple[Mapping[str, Any], ...] | None, str | None]:
     """The model's `inspect_state` along a trace, or (None, why not)."""
-    if getattr(system, "inspect_state", None) is None:
+    model = capabilities(system).inspectable
+    if model is None:
         return None, None
     out: list[Mapping[str, Any]] = []
     try:
         for state in trace.states:
-            view = inspect_state(system, state)
-            out.append(view if view is not None else {})
+            out.append(model.inspect_state(state))
     except Exception as exc:  # a model bug must not cost the verdict
         return None, f"the model's inspect_state failed: {type(exc).__name__}: {exc}"
     return tuple(out), None
@@ -355,13 +296,14 @@ def inspect_trace(
 def _coverage(
     system: TransitionSystem[Any, Any], done: Exploration
 ) -> tuple[Mapping[str, Any] | None, float, str | None]:
-    if not has_coverage(system):
+    model = capabilities(system).covering
+    if model is None:
         return None, 0.0, None
     if done.visited is None:
         return None, 0.0, "the visited states were not kept (only their 64-bit fingerprints)"
     started = time.perf_counter()
     try:
-        cov = model_coverage(system, done.visited)
+        cov = model.coverage(done.visited)
     except Exception as exc:
         return None, 0.0, f"the model's coverage failed: {type(exc).__name__}: {exc}"
     return cov, time.perf_counter() - started, None

@@ -9,16 +9,17 @@ table headers and `key =` lines and maps a key path to its line.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from checker.errors import InputError, ModelInputError, UsageError
 from checker.expr import Expr, ExprError, compile_expr
-from checker.interface import ModelProvider, TransitionSystem
+from checker.interface import ModelInterfaceError, ModelProvider, TransitionSystem, require_core
 from checker.verdict import Kind, Verdict
 
 KeyPath = tuple[str | int, ...]
@@ -457,6 +458,9 @@ class _Reader:
             raise self.error(
                 "no design: set 'design' at the top of the file or in the property", *at
             )
+        if not prop_design.strip():
+            raise self.error("'design' is empty", *at, "design")
+        prop_design = design_reference(prop_design, self.path)
         merged_variant = dict(variant)
         if "variant" in item:
             own = self.variant(item["variant"], (*at, "variant"))
@@ -485,6 +489,28 @@ class _Reader:
             line=line,
             lines=lines,
         )
+
+
+def is_path(design: str) -> bool:
+    """A `design` value that is a path to a design file rather than a design name: it has
+    a `/` or a file extension (names are words, `xen_ist`)."""
+    return "/" in design or "\\" in design or "." in PurePath(design).name
+
+
+def design_reference(design: str, property_file: str) -> str:
+    """A design name as written; a path resolved against the property file's folder and
+    written relative to the working directory when below it (else absolute), as reports
+    show paths."""
+    if not is_path(design):
+        return design
+    path = Path(design)
+    if not path.is_absolute():
+        path = Path(property_file).parent / path
+    absolute = Path(os.path.abspath(path))
+    try:
+        return absolute.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return absolute.as_posix()
 
 
 # -- groups and loading ------------------------------------------------------------------
@@ -553,20 +579,22 @@ def load_group(group: Group, provider: ModelProvider) -> LoadedGroup:
             first.file,
             first.line_of("design"),
         ) from exc
-    names_of = getattr(system, "vocabulary_names", None)
-    if names_of is not None:
-        known = names_of()
-        for prop in group.properties:
-            if prop.expr is None:
-                continue
-            try:
-                prop.expr.check_names(known)
-            except ExprError as exc:
-                raise InputError(
-                    f"bad expression: {exc.message} ({exc.where(prop.expr.source)})",
-                    prop.file,
-                    prop.lines.get("expr", prop.line),
-                ) from None
+    try:
+        require_core(system)
+    except ModelInterfaceError as exc:
+        raise InputError(str(exc), first.file, first.line_of("design")) from None
+    known = system.vocabulary_names()
+    for prop in group.properties:
+        if prop.expr is None:
+            continue
+        try:
+            prop.expr.check_names(known)
+        except ExprError as exc:
+            raise InputError(
+                f"bad expression: {exc.message} ({exc.where(prop.expr.source)})",
+                prop.file,
+                prop.lines.get("expr", prop.line),
+            ) from None
     return LoadedGroup(group, system)
 
 

@@ -319,7 +319,7 @@ def rename(value: Any, mapping: Mapping[str, str]) -> Any:
         return Term(value.op, tuple(rename(a, mapping) for a in value.args))
     if isinstance(value, tuple):
         items = [rename(a, mapping) for a in value]
-        if hasattr(value, "_fields"):
+        if type(value) is not tuple:  # a NamedTuple keeps its type
             return type(value)(*items)
         return tuple(items)
     return value
@@ -331,7 +331,7 @@ def substitute_all(value: Any, values: Mapping[str, int]) -> Any:
         return substitute(value, values)
     if isinstance(value, tuple):
         items = [substitute_all(a, values) for a in value]
-        if hasattr(value, "_fields"):
+        if type(value) is not tuple:  # a NamedTuple keeps its type
             return type(value)(*items)
         return tuple(items)
     return value

@@ -34,16 +34,19 @@ from __future__ import annotations
 
 import ast
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from checker.expr import Expr
 from checker.interface import SymmetricVocabulary
 
 _ORDER_FREE = frozenset({"all", "any", "count", "sum", "min", "max", "len"})
 _TRUTH_AGGREGATES = frozenset({"all", "any", "count"})
 
 
-class Kind(enum.Enum):
+class Shape(enum.Enum):
+    """What a sub-expression's value is, as far as a renumbering of processes goes."""
+
     INV = "invariant"
     IDX = "process index"
     ELEM = "item"
@@ -52,7 +55,7 @@ class Kind(enum.Enum):
     TRUTH = "truth"
 
 
-def _a(kind: Kind) -> str:
+def _a(kind: Shape) -> str:
     return ("an " if kind.value[0] in "aeiou" else "a ") + kind.value
 
 
@@ -82,7 +85,7 @@ def _parse(expr: str | ast.AST | Any) -> ast.expr:
         return expr.body
     if isinstance(expr, ast.expr):
         return expr
-    source = expr if isinstance(expr, str) else getattr(expr, "source", None)
+    source = expr if isinstance(expr, str) else expr.source if isinstance(expr, Expr) else None
     if not isinstance(source, str):
         raise TypeError(f"not an expression: {type(expr).__name__}")
     text = source.strip()
@@ -118,7 +121,7 @@ def _constants(node: ast.expr) -> tuple[Any, ...] | None:
     return None
 
 
-Scope = Mapping[str, Kind]
+Scope = Mapping[str, Shape]
 
 
 class _Analysis:
@@ -132,10 +135,10 @@ class _Analysis:
         """`node` is only tested for truth: raise unless its truth is invariant."""
         self.truth_of(self.value(node, scope), node)
 
-    def truth_of(self, kind: Kind, node: ast.expr) -> None:
+    def truth_of(self, kind: Shape, node: ast.expr) -> None:
         # A sequence's or collection's length never changes; an index is true when it is
         # not 0, which only a renumbering of 0 could change.
-        if kind is Kind.IDX and 0 in self.permuted:
+        if kind is Shape.IDX and 0 in self.permuted:
             raise _Asymmetric(f"{_text(node)}: the truth of a process index (0 is renumbered)")
 
     def fixed_index(self, value: Any, node: ast.expr) -> None:
@@ -151,141 +154,141 @@ class _Analysis:
 
     # -- values ------------------------------------------------------------------------
 
-    def value(self, node: ast.expr, scope: Scope) -> Kind:
-        method = getattr(self, "v_" + type(node).__name__, None)
+    def value(self, node: ast.expr, scope: Scope) -> Shape:
+        method = _VALUE_RULES.get(type(node).__name__)
         if method is None:
             raise _Asymmetric(f"{_text(node)}: {type(node).__name__} is not analysed")
-        kind: Kind = method(node, scope)
+        kind: Shape = method(self, node, scope)
         return kind
 
-    def v_Constant(self, node: ast.Constant, scope: Scope) -> Kind:
-        return Kind.INV
+    def v_Constant(self, node: ast.Constant, scope: Scope) -> Shape:
+        return Shape.INV
 
-    def v_Name(self, node: ast.Name, scope: Scope) -> Kind:
+    def v_Name(self, node: ast.Name, scope: Scope) -> Shape:
         name = node.id
         if name in scope:
             return scope[name]
         vocab = self.vocab
         if name in vocab.sequences:
-            return Kind.SEQ
+            return Shape.SEQ
         if name in vocab.collections:
-            return Kind.COLL
+            return Shape.COLL
         if name in vocab.invariant:
-            return Kind.INV
+            return Shape.INV
         raise _Asymmetric(f"'{name}' may change when processes are renumbered")
 
-    def v_Attribute(self, node: ast.Attribute, scope: Scope) -> Kind:
+    def v_Attribute(self, node: ast.Attribute, scope: Scope) -> Shape:
         return self.field(self.value(node.value, scope), node.attr, node)
 
-    def field(self, kind: Kind, name: str, node: ast.expr) -> Kind:
-        if kind is Kind.INV:
-            return Kind.INV
-        if kind is Kind.ELEM:
-            return Kind.IDX if name in self.vocab.index_fields else Kind.INV
+    def field(self, kind: Shape, name: str, node: ast.expr) -> Shape:
+        if kind is Shape.INV:
+            return Shape.INV
+        if kind is Shape.ELEM:
+            return Shape.IDX if name in self.vocab.index_fields else Shape.INV
         raise _Asymmetric(f"{_text(node)}: field '{name}' of {_a(kind)}")
 
-    def v_Subscript(self, node: ast.Subscript, scope: Scope) -> Kind:
+    def v_Subscript(self, node: ast.Subscript, scope: Scope) -> Shape:
         container = self.value(node.value, scope)
         index = node.slice
-        if container is Kind.SEQ:
+        if container is Shape.SEQ:
             if isinstance(index, ast.Slice):
                 raise _Asymmetric(f"{_text(node)}: a slice of a per-process sequence")
             values = _constants(index)
             if values is not None and not isinstance(index, ast.Tuple | ast.List):
                 self.fixed_index(values[0], node)
-                return Kind.ELEM
-            if self.value(index, scope) is Kind.IDX:
-                return Kind.ELEM
+                return Shape.ELEM
+            if self.value(index, scope) is Shape.IDX:
+                return Shape.ELEM
             raise _Asymmetric(
                 f"{_text(node)}: a per-process sequence indexed by neither a constant nor "
                 "a process index"
             )
         if (
-            container is Kind.ELEM and isinstance(index, ast.Constant)
+            container is Shape.ELEM and isinstance(index, ast.Constant)
             and isinstance(index.value, str)
         ):
             return self.field(container, index.value, node)  # `c['id']` is `c.id`
-        if container is Kind.INV:
+        if container is Shape.INV:
             if isinstance(index, ast.Slice):
                 for part in (index.lower, index.upper, index.step):
-                    if part is not None and self.value(part, scope) is not Kind.INV:
+                    if part is not None and self.value(part, scope) is not Shape.INV:
                         raise _Asymmetric(f"{_text(node)}: a slice bound that may change")
-                return Kind.INV
+                return Shape.INV
             kind = self.value(index, scope)
-            if kind in (Kind.INV, Kind.ELEM):
-                return Kind.INV
+            if kind in (Shape.INV, Shape.ELEM):
+                return Shape.INV
             raise _Asymmetric(f"{_text(node)}: indexed by {_a(kind)}")
         raise _Asymmetric(f"{_text(node)}: indexing {_a(container)}")
 
-    def v_Tuple(self, node: ast.Tuple | ast.List, scope: Scope) -> Kind:
+    def v_Tuple(self, node: ast.Tuple | ast.List, scope: Scope) -> Shape:
         for elt in node.elts:
             kind = self.value(elt, scope)
-            if kind is not Kind.INV:
+            if kind is not Shape.INV:
                 raise _Asymmetric(f"{_text(elt)}: {_a(kind)} inside a tuple or list")
-        return Kind.INV
+        return Shape.INV
 
     v_List = v_Tuple
 
-    def v_BinOp(self, node: ast.BinOp, scope: Scope) -> Kind:
+    def v_BinOp(self, node: ast.BinOp, scope: Scope) -> Shape:
         left = self.value(node.left, scope)
         right = self.value(node.right, scope)
         for kind, side in ((left, node.left), (right, node.right)):
-            if kind not in (Kind.INV, Kind.ELEM):
+            if kind not in (Shape.INV, Shape.ELEM):
                 raise _Asymmetric(f"{_text(node)}: arithmetic on {_a(kind)} ({_text(side)})")
-        if isinstance(node.op, ast.Mod) and right is Kind.ELEM:
+        if isinstance(node.op, ast.Mod) and right is Shape.ELEM:
             # `text % record` would format the record's index fields.
             raise _Asymmetric(f"{_text(node)}: '%' with an item on the right")
-        return Kind.INV
+        return Shape.INV
 
-    def v_UnaryOp(self, node: ast.UnaryOp, scope: Scope) -> Kind:
+    def v_UnaryOp(self, node: ast.UnaryOp, scope: Scope) -> Shape:
         if isinstance(node.op, ast.Not):
             self.truth(node.operand, scope)
-            return Kind.INV
+            return Shape.INV
         kind = self.value(node.operand, scope)
-        if kind not in (Kind.INV, Kind.ELEM):
+        if kind not in (Shape.INV, Shape.ELEM):
             raise _Asymmetric(f"{_text(node)}: arithmetic on {_a(kind)}")
-        return Kind.INV
+        return Shape.INV
 
-    def v_BoolOp(self, node: ast.BoolOp, scope: Scope) -> Kind:
+    def v_BoolOp(self, node: ast.BoolOp, scope: Scope) -> Shape:
         # The value is one of the operands, chosen by their truth.
         kinds = set()
         for operand in node.values:
             kind = self.value(operand, scope)
             self.truth_of(kind, operand)
             kinds.add(kind)
-        return kinds.pop() if len(kinds) == 1 else Kind.TRUTH
+        return kinds.pop() if len(kinds) == 1 else Shape.TRUTH
 
-    def v_IfExp(self, node: ast.IfExp, scope: Scope) -> Kind:
+    def v_IfExp(self, node: ast.IfExp, scope: Scope) -> Shape:
         self.truth(node.test, scope)
         body = self.value(node.body, scope)
         orelse = self.value(node.orelse, scope)
-        if body is orelse and body not in (Kind.SEQ, Kind.COLL):
+        if body is orelse and body not in (Shape.SEQ, Shape.COLL):
             return body
         self.truth_of(body, node.body)
         self.truth_of(orelse, node.orelse)
-        return Kind.TRUTH
+        return Shape.TRUTH
 
-    def v_Compare(self, node: ast.Compare, scope: Scope) -> Kind:
+    def v_Compare(self, node: ast.Compare, scope: Scope) -> Shape:
         operands = [node.left, *node.comparators]
         kinds = [self.value(operand, scope) for operand in operands]
         for i, op in enumerate(node.ops):
             self.pair(op, operands[i], kinds[i], operands[i + 1], kinds[i + 1], node)
-        return Kind.INV
+        return Shape.INV
 
     def pair(
-        self, op: ast.cmpop, left: ast.expr, lkind: Kind, right: ast.expr, rkind: Kind,
+        self, op: ast.cmpop, left: ast.expr, lkind: Shape, right: ast.expr, rkind: Shape,
         node: ast.Compare,
     ) -> None:
         """One comparison of a chain: raise unless its outcome is invariant."""
-        if lkind is Kind.INV and rkind is Kind.INV:
+        if lkind is Shape.INV and rkind is Shape.INV:
             return
         for kind, side in ((lkind, left), (rkind, right)):
-            if kind in (Kind.SEQ, Kind.COLL, Kind.TRUTH):
+            if kind in (Shape.SEQ, Shape.COLL, Shape.TRUTH):
                 raise _Asymmetric(f"{_text(node)}: compares {_a(kind)} ({_text(side)})")
         if isinstance(op, ast.In | ast.NotIn):
-            if rkind is Kind.IDX:
+            if rkind is Shape.IDX:
                 raise _Asymmetric(f"{_text(node)}: membership in a process index")
-            if lkind is Kind.IDX:
+            if lkind is Shape.IDX:
                 values = _constants(right)
                 if values is None:
                     raise _Asymmetric(
@@ -295,8 +298,8 @@ class _Analysis:
                 for value in values:
                     self.fixed_index(value, node)
             return
-        if Kind.IDX in (lkind, rkind) and lkind is not rkind:
-            kind, other = (lkind, right) if lkind is Kind.IDX else (rkind, left)
+        if Shape.IDX in (lkind, rkind) and lkind is not rkind:
+            kind, other = (lkind, right) if lkind is Shape.IDX else (rkind, left)
             if not isinstance(op, ast.Eq | ast.NotEq):
                 raise _Asymmetric(f"{_text(node)}: orders process indices")
             if not isinstance(other, ast.Constant):
@@ -306,7 +309,7 @@ class _Analysis:
                 )
             self.fixed_index(other.value, node)
             return
-        if lkind is Kind.IDX and not isinstance(op, ast.Eq | ast.NotEq):
+        if lkind is Shape.IDX and not isinstance(op, ast.Eq | ast.NotEq):
             raise _Asymmetric(f"{_text(node)}: orders process indices")
         # Two indices rewritten by the same bijection keep their equality. An item is a
         # plain value (unchanged) or a record, which equals another value only when their
@@ -315,7 +318,7 @@ class _Analysis:
 
     # -- calls -------------------------------------------------------------------------
 
-    def v_Call(self, node: ast.Call, scope: Scope) -> Kind:
+    def v_Call(self, node: ast.Call, scope: Scope) -> Shape:
         if not isinstance(node.func, ast.Name) or node.keywords:
             raise _Asymmetric(f"{_text(node)}: a call the analysis does not know")
         name = node.func.id
@@ -323,33 +326,33 @@ class _Analysis:
             return self.aggregate(name, node, scope)
         return self.model_call(name, node, scope)
 
-    def aggregate(self, name: str, node: ast.Call, scope: Scope) -> Kind:
+    def aggregate(self, name: str, node: ast.Call, scope: Scope) -> Shape:
         args = node.args
         if len(args) == 1 and isinstance(args[0], ast.GeneratorExp):
             return self.generator(name, args[0], scope)
         kinds = [self.value(arg, scope) for arg in args]
         for kind, arg in zip(kinds, args, strict=True):
-            if kind in (Kind.IDX, Kind.TRUTH):
+            if kind in (Shape.IDX, Shape.TRUTH):
                 raise _Asymmetric(f"{_text(node)}: {name}() of {_a(kind)} ({_text(arg)})")
         if name in ("min", "max"):
             if len(args) == 1:
                 # The least item of a sequence or collection is an item.
-                return Kind.ELEM if kinds[0] in (Kind.SEQ, Kind.COLL) else Kind.INV
-            if Kind.SEQ in kinds or Kind.COLL in kinds:
+                return Shape.ELEM if kinds[0] in (Shape.SEQ, Shape.COLL) else Shape.INV
+            if Shape.SEQ in kinds or Shape.COLL in kinds:
                 raise _Asymmetric(f"{_text(node)}: {name}() of sequences")
-            return Kind.ELEM if Kind.ELEM in kinds else Kind.INV
-        return Kind.INV
+            return Shape.ELEM if Shape.ELEM in kinds else Shape.INV
+        return Shape.INV
 
-    def generator(self, name: str, node: ast.GeneratorExp, scope: Scope) -> Kind:
+    def generator(self, name: str, node: ast.GeneratorExp, scope: Scope) -> Shape:
         inner = dict(scope)
         for comp in node.generators:
             if comp.is_async or not isinstance(comp.target, ast.Name):
                 raise _Asymmetric(f"{_text(node)}: a generator the analysis does not know")
             source = self.value(comp.iter, inner)
-            if source in (Kind.SEQ, Kind.COLL):
-                bound = Kind.ELEM
-            elif source is Kind.INV:
-                bound = Kind.INV
+            if source in (Shape.SEQ, Shape.COLL):
+                bound = Shape.ELEM
+            elif source is Shape.INV:
+                bound = Shape.INV
             else:
                 raise _Asymmetric(f"{_text(comp.iter)}: iterating over {_a(source)}")
             inner[comp.target.id] = bound
@@ -358,12 +361,12 @@ class _Analysis:
         kind = self.value(node.elt, inner)
         if name in _TRUTH_AGGREGATES:
             self.truth_of(kind, node.elt)
-            return Kind.INV
-        if kind not in (Kind.INV, Kind.ELEM):
+            return Shape.INV
+        if kind not in (Shape.INV, Shape.ELEM):
             raise _Asymmetric(f"{_text(node.elt)}: {name}() over {_a(kind)}")
-        return kind if name in ("min", "max") else Kind.INV
+        return kind if name in ("min", "max") else Shape.INV
 
-    def model_call(self, name: str, node: ast.Call, scope: Scope) -> Kind:
+    def model_call(self, name: str, node: ast.Call, scope: Scope) -> Shape:
         vocab = self.vocab
         positions: Sequence[int] | None = vocab.index_arguments.get(name)
         if positions is None and name not in vocab.invariant:
@@ -375,15 +378,21 @@ class _Analysis:
             if position in positions:
                 if isinstance(arg, ast.Constant):
                     self.fixed_index(arg.value, node)
-                elif self.value(arg, scope) is not Kind.IDX:
+                elif self.value(arg, scope) is not Shape.IDX:
                     raise _Asymmetric(
                         f"{_text(node)}: argument {position + 1} of '{name}' must be a "
                         "constant or a process index"
                     )
             else:
                 kind = self.value(arg, scope)
-                if kind is not Kind.INV:
+                if kind is not Shape.INV:
                     raise _Asymmetric(
                         f"{_text(node)}: argument {position + 1} of '{name}' is {_a(kind)}"
                     )
-        return Kind.INV
+        return Shape.INV
+
+
+# The analysis rule for each AST node type (v_NAME analyses an ast.NAME).
+_VALUE_RULES: dict[str, Callable[..., Shape]] = {
+    name[2:]: rule for name, rule in vars(_Analysis).items() if name.startswith("v_")
+}

@@ -2,7 +2,7 @@
 
 A trace is kept as a choice sequence, as Hypothesis keeps its examples: the index of the
 initial state, then at each step the index of the action taken among `actions(state)`.
-`replay` rebuilds the states from it, so a trace survives without storing any state.
+`rebuild` turns it back into states, so a trace survives without storing any state.
 
 As a graph a trace is a networkx DiGraph: nodes "s0", "s1", ... carry `describe_state`
 attributes and `step`; edges carry `describe_action` attributes (with `label`), `step`,
@@ -25,7 +25,13 @@ from typing import Any
 import networkx as nx
 
 from checker.errors import CheckerError
-from checker.interface import Scalar, TransitionSystem, action_key
+from checker.interface import (
+    Scalar,
+    TransitionSystem,
+    action_key,
+    describe_action,
+    describe_state,
+)
 
 
 class ReplayError(CheckerError):
@@ -60,7 +66,7 @@ def choices_to(parents: Mapping[Hashable, tuple[Hashable | None, int]], key: Has
     return tuple(path)
 
 
-def replay(system: TransitionSystem[Any, Any], choices: Sequence[int | str]) -> Trace:
+def rebuild(system: TransitionSystem[Any, Any], choices: Sequence[int | str]) -> Trace:
     """Rebuild the trace a choice sequence describes.
 
     The first choice is the index of the initial state; each later one is an action index
@@ -80,7 +86,7 @@ def replay(system: TransitionSystem[Any, Any], choices: Sequence[int | str]) -> 
     for step, choice in enumerate(choices[1:], start=1):
         enabled = system.actions(state)
         if isinstance(choice, str):
-            labels = [system.describe_action(state, a).get("label") for a in enabled]
+            labels = [describe_action(system, state, a).get("label") for a in enabled]
             if choice not in labels:
                 raise ReplayError(f"step {step}: no enabled action is labelled {choice!r}")
             index = labels.index(choice)
@@ -125,11 +131,11 @@ def trace_graph(
     graph.graph.update(meta)
     graph.graph["choices"] = " ".join(str(c) for c in trace.choices)
     for step, state in enumerate(trace.states):
-        attrs = _scalar_attrs(system.describe_state(state), "state")
+        attrs = _scalar_attrs(describe_state(system, state), "state")
         attrs["step"] = step
         graph.add_node(node_id(step), **attrs)
     for step, action in enumerate(trace.actions):
-        attrs = _scalar_attrs(system.describe_action(trace.states[step], action), "action")
+        attrs = _scalar_attrs(describe_action(system, trace.states[step], action), "action")
         attrs.setdefault("label", str(action))
         key = action_key(system, trace.states[step], action)
         if key is not None:

@@ -16,7 +16,7 @@ import pytest
 from toy_models import Mutex, ToyProvider
 
 from checker import cli
-from checker.trace import parse_dot, read_graphml, replay
+from checker.trace import parse_dot, read_graphml, rebuild
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -295,7 +295,7 @@ def test_json_output_schema(tmp_path: Path, capsys: Any) -> None:
     assert no_lock["verdict"] == "violated" and no_lock["trace_length"] == 2
     assert set(no_lock["traces"]) == {"graphml", "json", "dot", "itf"}
     assert all(Path(p).is_file() for p in no_lock["traces"].values())
-    assert replay(Mutex(lock=False), no_lock["choices"]).length == 2
+    assert rebuild(Mutex(lock=False), no_lock["choices"]).length == 2
     assert finish["traces"] is not None  # a reachable witness is written too
     assert deadlock["kind"] == "deadlock_free" and deadlock["expr"] is None
     assert len(data["explorations"]) == 2

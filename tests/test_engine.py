@@ -10,7 +10,8 @@ from toy_models import Counters, Faulty, Graph, Locks, Mutex
 
 from checker.explore import Bounds, Check, explore
 from checker.expr import compile_expr
-from checker.trace import replay
+from checker.interface import ModelInterfaceError
+from checker.trace import rebuild
 from checker.verdict import Kind, Verdict
 
 
@@ -224,7 +225,7 @@ def test_counterexample_replays_from_its_choices() -> None:
     system = Mutex(lock=False, rounds=2)
     outcome = explore(system, [check(Kind.REACHABLE, "done and lock == 0")]).outcomes[0]
     assert outcome.trace is not None
-    again = replay(system, outcome.trace.choices)
+    again = rebuild(system, outcome.trace.choices)
     assert again == outcome.trace
 
 
@@ -257,7 +258,9 @@ def test_progress_is_reported_during_long_explorations() -> None:
     assert [c[0] for c in calls] == sorted(c[0] for c in calls)
 
 
-def test_a_model_without_is_terminal_falls_back_to_no_terminal_states() -> None:
+def test_a_model_without_is_terminal_is_rejected_by_name() -> None:
+    # is_terminal is part of the required core (checker/interface.py): a model without it
+    # is refused up front, not explored with a guessed default.
     class Bare:
         def init_states(self) -> list[int]:
             return [0]
@@ -271,8 +274,11 @@ def test_a_model_without_is_terminal_falls_back_to_no_terminal_states() -> None:
         def vocabulary(self, state: int) -> dict[str, int]:
             return {"x": state}
 
-    result = explore(Bare(), [Check(Kind.DEADLOCK_FREE)])  # type: ignore[arg-type]
-    assert result.outcomes[0].verdict is Verdict.VIOLATED
+        def vocabulary_names(self) -> dict[str, str]:
+            return {"x": "the state"}
+
+    with pytest.raises(ModelInterfaceError, match="is_terminal"):
+        explore(Bare(), [Check(Kind.DEADLOCK_FREE)])  # type: ignore[arg-type]
 
 
 def test_no_checks_explores_everything() -> None:

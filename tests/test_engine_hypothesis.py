@@ -10,7 +10,7 @@ from toy_models import Graph
 
 from checker.explore import Bounds, Check, explore
 from checker.expr import compile_expr
-from checker.trace import Trace, replay
+from checker.trace import Trace, rebuild
 from checker.verdict import Kind, Verdict
 
 INF = float("inf")
@@ -61,7 +61,7 @@ def assert_real_path(graph: Graph, trace: Trace) -> None:
         assert action in graph.actions(trace.states[i])
         assert graph.actions(trace.states[i])[trace.choices[i + 1]] == action
         assert trace.states[i + 1] == graph.next_state(trace.states[i], action)
-    assert replay(graph, trace.choices) == trace
+    assert rebuild(graph, trace.choices) == trace
 
 
 @settings(max_examples=200, deadline=None)

@@ -82,7 +82,8 @@ def test_declarations_in_the_table_parse(tmp_path: Path) -> None:
     words = {re.match(r"`(\w+)", cell.strip()).group(1) for cell in table("form")}  # type: ignore[union-attr]
     # the design below writes each of these
     assert words >= {"design", "knob", "const", "cpus", "symmetric", "vendor", "df_rule",
-                     "lstar", "section", "stack", "tss", "idt", "var", "percpu", "cpu"}
+                     "lstar", "fmask", "selector", "section", "stack", "tss", "idt", "var",
+                     "percpu", "cpu"}
     path = tmp_path / "all.design"
     path.write_text(textwrap.dedent("""\
         design all "every declaration"
@@ -93,6 +94,9 @@ def test_declarations_in_the_table_parse(tmp_path: Path) -> None:
         vendor amd
         df_rule strict
         lstar entry
+        fmask 0x200 | 0x100
+        selector hypervisor_cs = 0xe008
+        selector guest_ss = C + 0xe029
         stack primary size 0x1000 per-cpu
         stack fixed size 0x100 base 0x10000 owner guest
         tss t per-cpu
@@ -114,6 +118,7 @@ def test_declarations_in_the_table_parse(tmp_path: Path) -> None:
         """))
     d = parse_design(path)
     assert d.name == "all" and d.lstar == "entry" and len(d.cpu_decls) == 2
+    assert d.fmask == 0x300 and d.selectors == (("hypervisor_cs", 0xE008), ("guest_ss", 0xE02B))
 
 
 def test_the_vocabulary_matches_the_reference(tmp_path: Path) -> None:
@@ -122,15 +127,18 @@ def test_the_vocabulary_matches_the_reference(tmp_path: Path) -> None:
         "stack s size 0x100\nvar x = 0\ncpu 0 start r rsp top(s)\nENTRY(r)\n        hlt\n"
     )
     system = DesignSystem(parse_design(path), Environment())
-    section = DOC[DOC.index("## Vocabulary for properties") :].split("##")[1]
-    names = set(re.findall(r"`(\w+)", section)) - {"cpu", "frames"}
+    section = DOC[DOC.index("## Vocabulary for properties") :].split("\n## ")[0]
+    tables = section.split("\n\n")
+
+    def first_cells(header: str) -> set[str]:
+        rows = next(x for x in tables if x.startswith(f"| {header} |")).splitlines()[2:]
+        return {m.group(1) for r in rows if (m := re.match(r"\| `(\w+)`", r))}
+
+    top_level = first_cells("name")
     [s] = system.init_states()
     vocabulary = system.vocabulary(s)
-    cpu_fields = re.search(r"records with `([^`]+)`", section).group(1).split()  # type: ignore[union-attr]
-    frame_fields = re.findall(r"records with `([^`]+)`", section)[1].split()
-    top_level = names - set(cpu_fields) - set(frame_fields)
-    assert top_level - set(system.vocabulary_names()) == set()
+    assert top_level == set(system.vocabulary_names()) - {"x"}
     computed = {name: vocabulary[name] for name in top_level}  # each computes
     assert computed["ncpus"] == 1 and computed["any_shutdown"] is False
-    assert set(vocabulary["cpus"][0]) == set(cpu_fields)
+    assert set(vocabulary["cpus"][0]) == first_cells("CPU record field")
     assert vocabulary["x"] == 0

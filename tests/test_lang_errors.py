@@ -126,7 +126,7 @@ def test_error_inside_a_macro_body_names_the_body_line(
 @pytest.mark.parametrize(
     ("instruction", "words"),
     [
-        ("jmp *%rax", ("unknown operand form", "*%rax")),
+        ("jmp *$1", ("unknown operand form", "*$1")),
         ("pushq %xmm0", ("unknown register",)),
         ("movq foo, %rax", ("operand form",)),
         ("lidt 8(%rsp)", ("operand form", "lidt")),
@@ -281,6 +281,10 @@ def test_a_valid_variant_is_accepted(tmp_path: Path, capsys: pytest.CaptureFixtu
         ("cpus 17\n", 1, ("1 and 16",)),
         ("vendor via\n", 1, ("intel or amd",)),
         ("lstar nowhere\n", 1, ("lstar", "'nowhere'")),
+        ("fmask X86_EFLAGS_IF\n", 1, ("not a number",)),
+        ("selector cs = 8\n", 1, ("write `selector hypervisor_cs |",)),
+        ("selector guest_cs64 = 0xe008\n", 1, ("guest_cs64", "RPL 3")),
+        ("selector hypervisor_ss = 0x10000\n", 1, ("16-bit",)),
         ("frobnicate 3\n", 1, ("unknown instruction 'frobnicate'",)),
         ("ENTRY(main)\n        ret\n", 1, ("defined twice",)),
     ],

@@ -381,10 +381,11 @@ def test_operand_forms(tmp_path: Path) -> None:
     assert i[3].args == (Reg("rax"), Abs(("binop", "-", ("top", "primary"), ("const", 16))))
     assert i[4].args == (RipRel(("main", 6)), Reg("rcx"))
     assert i[5].args == (Mem("rsp", -8 % 2**64), Reg("rdx"))  # addresses wrap mod 2^64
-    assert i[6].op == "mov" and i[6].args == (Reg("rax"), Mem("rsp", 4, 4))
-    assert i[7].op == "cmp32" and i[7].args[1] == Mem("rsp", 4, 4)
-    assert i[8].op == "test8" and i[8].args[1] == Mem("rsp", 8, 1)
-    assert i[9].op == "cmp16"
+    assert i[6].op == "mov" and i[6].args == (Reg("rax", 4), Mem("rsp", 4, 4))
+    assert i[6].width == 32
+    assert (i[7].op, i[7].width) == ("cmp", 32) and i[7].args[1] == Mem("rsp", 4, 4)
+    assert (i[8].op, i[8].width) == ("test", 8) and i[8].args[1] == Mem("rsp", 8, 1)
+    assert (i[9].op, i[9].width) == ("cmp", 16)
     assert i[10].op == "mov_ss"
 
 

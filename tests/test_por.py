@@ -18,7 +18,7 @@ import pytest
 from checker.explore import Check, Options, explore
 from checker.expr import compile_expr
 from checker.spec import read_property_file
-from checker.trace import replay
+from checker.trace import rebuild
 from checker.verdict import Kind, Verdict
 from model.system.provider import DesignProvider
 from model.system.transition import DesignSystem
@@ -55,7 +55,7 @@ def test_a_visible_step_is_not_reduced_and_the_trace_is_real(tmp_path: Path) -> 
     assert trace is not None
     assert "partial-order reduction" in reduced.outcomes[0].message
     # the trace replays on the unreduced system and ends in the bad state
-    again = replay(system, trace.choices)
+    again = rebuild(system, trace.choices)
     assert expr.evaluate(system.vocabulary(again.states[-1]))
 
 
@@ -74,6 +74,7 @@ def _properties() -> list[Any]:
 
 
 @pytest.mark.parametrize("prop", _properties(), ids=lambda p: p.name)
+@pytest.mark.slow  # minutes: every property explored twice
 def test_every_multi_cpu_property_has_the_same_verdict_reduced(prop: Any) -> None:
     system = PROVIDER.load(prop.design, prop.variant, prop.environment)
     predicate = prop.expr.evaluate if prop.expr is not None else None
@@ -85,4 +86,4 @@ def test_every_multi_cpu_property_has_the_same_verdict_reduced(prop: Any) -> Non
     if full.complete:
         assert reduced.stats.states <= full.stats.states
     if reduced.outcomes[0].trace is not None:
-        replay(system, reduced.outcomes[0].trace.choices)  # a real path
+        rebuild(system, reduced.outcomes[0].trace.choices)  # a real path

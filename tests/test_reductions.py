@@ -19,7 +19,7 @@ from checker.expr import compile_expr
 from checker.interface import SymmetricVocabulary
 from checker.run import check, plan, read_files, split
 from checker.spec import find_property_files
-from checker.trace import replay
+from checker.trace import rebuild
 from checker.verdict import Kind, Verdict
 
 
@@ -173,7 +173,7 @@ def test_symmetry_explores_fewer_states_with_the_same_verdicts() -> None:
     violated = reduced.outcomes[1]
     assert violated.verdict is Verdict.VIOLATED and violated.trace is not None
     # a real path of the unreduced system, as long as the shortest one
-    real = replay(system, violated.trace.choices)
+    real = rebuild(system, violated.trace.choices)
     assert real.states[-1][0] == 2 and sum(real.states[-1]) == 5
     assert violated.trace.length == full.outcomes[1].trace.length  # type: ignore[union-attr]
     assert "symmetry" in violated.message

@@ -203,7 +203,7 @@ def test_interrupt_after_symbolic_compare_saves_real_flags() -> None:
     state = system.init_states()[0]
     while True:
         ins = system.interp.instr_at(state.machine.cpus[0].pc)
-        if ins is not None and ins.op == "ja":
+        if ins is not None and (ins.op, ins.cc) == ("jcc", "a"):
             break
         steps = [a for a in system.actions(state) if a.kind == "step"]
         state = system.next_state(state, steps[0])

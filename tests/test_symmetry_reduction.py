@@ -110,6 +110,7 @@ KEXEC = read_property_file(ROOT / "properties" / "kexec_crash.toml").properties
 
 
 @pytest.mark.parametrize("prop", KEXEC, ids=lambda p: p.name)
+@pytest.mark.slow  # minutes: every property explored twice
 def test_every_kexec_property_has_the_same_verdict_reduced(prop: Any) -> None:
     """Each shipped kexec property, on 3 CPUs (two interchangeable) whatever its file says."""
     env = dict(prop.environment)

@@ -20,7 +20,7 @@ from checker.trace import (
     graph_choices,
     parse_dot,
     read_graphml,
-    replay,
+    rebuild,
     to_dot,
     to_node_link,
     trace_graph,
@@ -112,26 +112,26 @@ def test_the_choices_in_every_format_replay_the_trace(tmp_path: Path) -> None:
         from_node_link(json.loads(json.dumps(to_node_link(graph)))),
         parse_dot(to_dot(graph)),
     ):
-        assert replay(system, graph_choices(loaded)) == trace
+        assert rebuild(system, graph_choices(loaded)) == trace
 
 
 def test_replay_by_labels() -> None:
     system, trace, graph = mutex_graph()
     data = to_node_link(graph)
     by_label = [data["choices"][0], *data["choice_labels"]]
-    assert replay(system, by_label) == trace
+    assert rebuild(system, by_label) == trace
 
 
 def test_replay_rejects_choices_that_do_not_fit() -> None:
     system = Counters(2, 1)
     with pytest.raises(ReplayError, match="initial-state choice"):
-        replay(system, [3])
+        rebuild(system, [3])
     with pytest.raises(ReplayError, match="step 3"):
-        replay(system, [0, 0, 0, 0])
+        rebuild(system, [0, 0, 0, 0])
     with pytest.raises(ReplayError, match="labelled"):
-        replay(system, [0, "dec c0"])
+        rebuild(system, [0, "dec c0"])
     with pytest.raises(ReplayError, match="empty"):
-        replay(system, [])
+        rebuild(system, [])
 
 
 scalars = st.one_of(
@@ -217,7 +217,7 @@ def test_non_scalar_attributes_are_refused_and_the_run_keeps_its_verdict() -> No
             return {"counters": list(state)}
 
     system = Listy(2, 2)
-    trace = replay(system, [0, 0])
+    trace = rebuild(system, [0, 0])
     with pytest.raises(CheckerError, match="'counters' has a value of type list"):
         trace_graph(system, trace, {})
 

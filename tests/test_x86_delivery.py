@@ -39,10 +39,6 @@ from model.x86.delivery import IST_WITHOUT_TSS, Source
 from model.x86.instructions import set_ist, set_rsp0
 from model.x86.memory import GUEST_MEMORY, read
 from model.x86.state import (
-    GUEST_CS64,
-    GUEST_SS,
-    HYPERVISOR_CS,
-    HYPERVISOR_SS,
     WORD,
     CodeAddr,
     Gate,
@@ -50,8 +46,12 @@ from model.x86.state import (
     Shadow,
 )
 from tests.x86_helpers import (
+    GUEST_CS64,
     GUEST_MEMORY_RSP,
+    GUEST_SS,
     GUEST_STACK,
+    HYPERVISOR_CS,
+    HYPERVISOR_SS,
     IST_DB,
     deliver_event,
     frame_words,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from model.x86.arch import DF, GP, MC, NMI, PF, UD
-from model.x86.delivery import Event, Outcome, Source, double_fault_outcome, event_class
+from model.x86.delivery import Escalation, Event, Source, double_fault_outcome, event_class
 from model.x86.instructions import set_ist, set_rsp0
 from model.x86.state import Gate, Idt, Run
 from tests.x86_helpers import (
@@ -32,18 +32,18 @@ SECOND_VECTORS = sorted(BENIGN_EXCEPTIONS | CONTRIBUTORY | PAGE_FAULT)
 
 # SDM Table 6-5, rows = first, columns = second.
 TABLE_6_5 = {
-    ("benign", "benign"): Outcome.SERIAL,
-    ("benign", "contributory"): Outcome.SERIAL,
-    ("benign", "page fault"): Outcome.SERIAL,
-    ("contributory", "benign"): Outcome.SERIAL,
-    ("contributory", "contributory"): Outcome.DOUBLE_FAULT,
-    ("contributory", "page fault"): Outcome.SERIAL,
-    ("page fault", "benign"): Outcome.SERIAL,
-    ("page fault", "contributory"): Outcome.DOUBLE_FAULT,
-    ("page fault", "page fault"): Outcome.DOUBLE_FAULT,
-    ("double fault", "benign"): Outcome.SERIAL,
-    ("double fault", "contributory"): Outcome.SHUTDOWN,
-    ("double fault", "page fault"): Outcome.SHUTDOWN,
+    ("benign", "benign"): Escalation.SERIAL,
+    ("benign", "contributory"): Escalation.SERIAL,
+    ("benign", "page fault"): Escalation.SERIAL,
+    ("contributory", "benign"): Escalation.SERIAL,
+    ("contributory", "contributory"): Escalation.DOUBLE_FAULT,
+    ("contributory", "page fault"): Escalation.SERIAL,
+    ("page fault", "benign"): Escalation.SERIAL,
+    ("page fault", "contributory"): Escalation.DOUBLE_FAULT,
+    ("page fault", "page fault"): Escalation.DOUBLE_FAULT,
+    ("double fault", "benign"): Escalation.SERIAL,
+    ("double fault", "contributory"): Escalation.SHUTDOWN,
+    ("double fault", "page fault"): Escalation.SHUTDOWN,
 }
 
 
@@ -103,7 +103,7 @@ def test_table_6_5_strict_knob(first, second):
     any exception during #DF delivery shuts down; other rows are unchanged."""
     got = double_fault_outcome(first, Event(Source.EXCEPTION, second), df_rule="strict")
     if first_class(first) == "double fault":
-        assert got is Outcome.SHUTDOWN
+        assert got is Escalation.SHUTDOWN
     else:
         assert got is TABLE_6_5[(first_class(first), exception_class(second))]
 

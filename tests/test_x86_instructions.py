@@ -22,9 +22,10 @@ from model.x86.instructions import (
     sysret,
 )
 from model.x86.memory import ArchFault
-from model.x86.state import XEN_FMASK, CodeAddr, Gate, Run
+from model.x86.state import CodeAddr, Gate, Run
 from tests.x86_helpers import (
     GUEST_STACK,
+    XEN_FMASK,
     deliver_event,
     last_frame,
     make_cpu,

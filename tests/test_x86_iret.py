@@ -10,9 +10,13 @@ from model.x86.arch import GP, IF, PF, RFLAGS_FIXED, TF
 from model.x86.delivery import Source
 from model.x86.instructions import GUEST_CODE, iret, sysret
 from model.x86.memory import ArchFault, move_rsp, push
-from model.x86.state import GUEST_CS64, GUEST_SS, HYPERVISOR_CS, HYPERVISOR_SS, WORD, CodeAddr
+from model.x86.state import WORD, CodeAddr
 from tests.x86_helpers import (
+    GUEST_CS64,
+    GUEST_SS,
     GUEST_STACK,
+    HYPERVISOR_CS,
+    HYPERVISOR_SS,
     deliver_event,
     last_frame,
     make_cpu,

@@ -11,7 +11,7 @@ and one guest-owned region, `guest_stack`, in the lower canonical half.
 
 from __future__ import annotations
 
-from model.x86.arch import DB, DF, IF, MC, NMI, RFLAGS_FIXED
+from model.x86.arch import AC_FLAG, DB, DF, DF_FLAG, IF, MC, NMI, NT, RF, RFLAGS_FIXED, TF
 from model.x86.delivery import Event, Source, deliver
 from model.x86.memory import read
 from model.x86.state import (
@@ -24,6 +24,7 @@ from model.x86.state import (
     Idt,
     Machine,
     Platform,
+    Selectors,
     StackRegion,
     Tss,
     Value,
@@ -52,6 +53,15 @@ IST_MCE, IST_NMI, IST_DB, IST_DF = 1, 2, 3, 4
 
 FLAGS_IF = IF | RFLAGS_FIXED
 
+# Xen's values, which the Xen designs declare (`selector`, `fmask`): __HYPERVISOR_CS and
+# __HYPERVISOR_DS64, FLAT_RING3_CS64/SS64, FLAT_RING1_CS; MSR_SYSCALL_MASK.
+HYPERVISOR_CS, HYPERVISOR_SS, GUEST_CS64, GUEST_SS = 0xE008, 0xE010, 0xE033, 0xE02B
+XEN_SELECTORS = Selectors(
+    ring0_cs=HYPERVISOR_CS, ring0_ss=HYPERVISOR_SS, ring1_cs=0xE019, ring3_cs=GUEST_CS64,
+    ring3_ss=GUEST_SS,
+)
+XEN_FMASK = IF | TF | DF_FLAG | AC_FLAG | NT | RF
+
 
 def platform(ncpus: int = 1, **kw: object) -> Platform:
     regions: list[StackRegion] = []
@@ -59,6 +69,8 @@ def platform(ncpus: int = 1, **kw: object) -> Platform:
         regions.extend(cpu_regions(i))
     regions.append(GUEST_STACK)
     kw.setdefault("lstar", "lstar_enter")
+    kw.setdefault("fmask", XEN_FMASK)
+    kw.setdefault("selectors", XEN_SELECTORS)
     return Platform(regions=tuple(regions), **kw)  # type: ignore[arg-type]
 
 

@@ -8,22 +8,62 @@ model/system runs a single instruction set and every step points at a design-fil
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
 class Loc:
+    """A design-file line. A line that a macro (or `.rept`/`.irp`) expansion produced
+    keeps its own line and records, in `via`, where it was expanded: the invocation's
+    line (itself possibly inside another macro)."""
+
     file: str
     line: int
+    via: Loc | None = None
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}"
+
+    @property
+    def site(self) -> Loc:
+        """The outermost invocation: the line the routine's reader sees (self when the
+        line is not from a macro)."""
+        loc = self
+        while loc.via is not None:
+            loc = loc.via
+        return loc
+
+    def chain(self) -> tuple[Loc, ...]:
+        """Every line involved, outermost invocation first, this line last."""
+        out: list[Loc] = []
+        loc: Loc | None = self
+        while loc is not None:
+            out.append(Loc(loc.file, loc.line))
+            loc = loc.via
+        return tuple(reversed(out))
+
+    def macro_lines(self) -> str:
+        """The lines between the invocation and this line, innermost last (`line 20 >
+        line 12`); "" when the line is not from a macro."""
+        site = self.site
+        return " > ".join(
+            str(loc) if loc.file != site.file else f"line {loc.line}"
+            for loc in self.chain()[1:]
+        )
+
+    def describe(self) -> str:
+        """`file:line` for a plain line; for a macro line the call site first and the
+        macro's own line after it: `x.design:40 (in macro: line 12)`."""
+        if self.via is None:
+            return str(self)
+        return f"{self.site} (in macro: {self.macro_lines()})"
 
 
 # Expression trees (pseudo-C conditions and immediates), as nested tuples:
 #   ("const", int) | ("var", name) | ("reg", name) | ("cpu",) | ("ncpus",)
 #   ("top", stack) | ("code", routine, label) | ("unop", op, e) | ("binop", op, a, b)
 #   ("call", name, (args...))
-Expr = tuple
+Expr = tuple[Any, ...]  # see the grammar above: (kind, *fields)
 
 
 @dataclass(frozen=True)
@@ -33,16 +73,34 @@ class Imm:
 
 @dataclass(frozen=True)
 class Reg:
+    """A general register, by its 64-bit name; `size` is the bytes the operand names
+    (`%eax` is Reg("rax", 4), `%al` Reg("rax", 1))."""
+
     name: str
+    size: int = 8
 
 
 @dataclass(frozen=True)
 class Mem:
-    """disp(%base): a stack-relative (or register-relative) memory operand."""
+    """A memory operand `seg:disp(base, index, scale)`: `disp(%rsp)`, `(%r10,%rax,8)`,
+    `table(,%rax,8)`, `%gs:OFFSET`. `sym` is a symbolic displacement, an expression
+    (`("var", name)`: the address of a variable; through %gs, its per-CPU offset)."""
 
-    base: str
+    base: str | None
     disp: int
     size: int = 8
+    index: str | None = None
+    scale: int = 1
+    seg: str = ""  # "gs": relative to the CPU's active GS base
+    sym: Expr | None = None
+
+
+@dataclass(frozen=True)
+class Indirect:
+    """`*%rax`, `*8(%rsp)`, `*table(,%rax,8)`: a jump or call target read from a register
+    or memory."""
+
+    target: Reg | Mem | Abs
 
 
 @dataclass(frozen=True)
@@ -75,7 +133,7 @@ class Name:
     name: str
 
 
-Operand = Imm | Reg | Mem | Abs | RipRel | Target | Name
+Operand = Imm | Reg | Mem | Abs | RipRel | Target | Name | Indirect
 
 
 @dataclass(frozen=True)
@@ -91,6 +149,9 @@ class Instr:
     loc: Loc
     text: str
     fault: int | None = None
+    width: int = 64  # the operand size in bits (a suffix or the registers say)
+    cc: str = ""  # the canonical condition code of a jcc / setcc / cmovcc
+    src_width: int = 0  # MOVZX/MOVSX: the source size in bits
 
 
 @dataclass(frozen=True)
@@ -123,24 +184,48 @@ class GateDecl:
     ist: int
     present: bool
     loc: Loc
+    cpus: tuple[int, ...] | None = None  # `cpus LIST`: only these CPUs' instances start with it
 
 
 @dataclass(frozen=True)
 class IdtDecl:
+    """`gates`: the lines for every CPU (one per vector, by vector), then the lines with
+    `cpus LIST` in source order; CPU c's table applies them in that order."""
+
     name: str
     limit: int
     gates: tuple[GateDecl, ...]
     per_cpu: bool
     loc: Loc
 
+    def gates_of(self, cpu: int) -> tuple[GateDecl, ...]:
+        """CPU `cpu`'s gates at start, by vector (an instance of a per-cpu table)."""
+        table = {g.vector: g for g in self.gates if g.cpus is None or cpu in g.cpus}
+        return tuple(table[v] for v in sorted(table))
+
 
 @dataclass(frozen=True)
 class TssDecl:
+    """`cpu_slots`: lines with `cpus LIST`, (CPUs, "rsp0" or "ist N", stack or None) in
+    source order, applied over `rsp0`/`ist` to those CPUs' instances."""
+
     name: str
     rsp0: str | None
     ist: tuple[str | None, ...]
     per_cpu: bool
     loc: Loc
+    cpu_slots: tuple[tuple[tuple[int, ...], str, str | None], ...] = ()
+
+    def slots_of(self, cpu: int) -> tuple[str | None, tuple[str | None, ...]]:
+        """CPU `cpu`'s (rsp0, ist 1-7) at start."""
+        rsp0, ist = self.rsp0, list(self.ist)
+        for cpus, key, stack in self.cpu_slots:
+            if cpu in cpus:
+                if key == "rsp0":
+                    rsp0 = stack
+                else:
+                    ist[int(key.split()[1]) - 1] = stack
+        return rsp0, tuple(ist)
 
 
 @dataclass(frozen=True)
@@ -204,6 +289,8 @@ class Design:
     sysenter: tuple[str, str] | None = None  # SYSENTER's entry routine and stack (EIP/ESP MSRs)
     vendor: str = "intel"
     df_rule: str = "sdm"
+    fmask: int = 0  # IA32_FMASK as the design's software writes it (`fmask`)
+    selectors: tuple[tuple[str, int], ...] = ()  # `selector NAME = VALUE` lines, in order
     symmetric: bool = False  # the CPUs other than CPU 0 are interchangeable
     # variables holding CPU numbers, CPU bitmasks, and loop positions over CPUs
     symmetry_vars: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] = ((), (), ())

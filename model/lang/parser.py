@@ -1,10 +1,13 @@
-"""The design-language parser: text -> `Design` (see docs/design-language.md).
+r"""The design-language parser: text -> `Design` (see docs/design-language.md).
 
 Stages, each keeping source lines so every error and every trace step names file:line:
-1. comments are stripped and `.if knob == value` / `.elif` / `.else` / `.endif` select
-   the variant's lines;
-2. `.macro NAME` ... `.endm` bodies are recorded and expanded where invoked;
-3. declarations, assembler routines and pseudo-C functions are parsed;
+1. comments are stripped, `\`-continued lines joined, and `.if knob == value` / `.elif` /
+   `.else` / `.endif` select the variant's lines;
+2. `.macro NAME [params]` ... `.endm` bodies are recorded and expanded where invoked
+   (GNU as `\param`, `\()`, `\@`), and `.rept`/`.irp`/`.irpc` blocks unrolled; an
+   expanded line's `Loc.via` records the invocation;
+3. declarations, assembler directives (sections, symbols, alignment, Xen's FUNC/LABEL/END),
+   assembler routines and pseudo-C functions are parsed;
 4. labels, routines and names are resolved and checked.
 """
 
@@ -12,10 +15,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from checker.errors import InputError, ModelInputError
+from model.lang import isa
 from model.lang.expr import parse_expr
 from model.lang.ir import (
     Abs,
@@ -25,6 +29,7 @@ from model.lang.ir import (
     GateDecl,
     IdtDecl,
     Imm,
+    Indirect,
     InputDecl,
     Instr,
     Loc,
@@ -38,73 +43,52 @@ from model.lang.ir import (
     TssDecl,
     VarDecl,
 )
+from model.x86 import alu
 from model.x86.arch import VECTOR_NAMES
 
 _VECTOR_BY_NAME = {name: v for v, name in VECTOR_NAMES.items()}
 
-# 32-bit register names map to the 64-bit register they are part of.
-_REG_ALIASES = {
-    "eax": "rax", "ebx": "rbx", "ecx": "rcx", "edx": "rdx", "esi": "rsi", "edi": "rdi",
-    "ebp": "rbp", "esp": "rsp", "ax": "rax", "al": "rax",
-    **{f"r{n}d": f"r{n}" for n in range(8, 16)},
-}
-REGISTERS = frozenset({
-    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
-    "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "ss",
-})
+# Register names: each maps to the 64-bit register it is part of and its size in bytes.
+_REG64 = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp")
+_REG_SIZES: dict[str, tuple[str, int]] = {}
+for _r in _REG64:
+    _stem = _r[1:]  # ax, bx, cx, dx, si, di, bp, sp
+    _REG_SIZES[_r] = (_r, 8)
+    _REG_SIZES["e" + _stem] = (_r, 4)
+    _REG_SIZES[_stem] = (_r, 2)
+    _REG_SIZES[(_stem[0] + "l") if _stem[1] == "x" else _stem + "l"] = (_r, 1)
+for _n in range(8, 16):
+    _REG_SIZES[f"r{_n}"] = (f"r{_n}", 8)
+    _REG_SIZES[f"r{_n}d"] = (f"r{_n}", 4)
+    _REG_SIZES[f"r{_n}w"] = (f"r{_n}", 2)
+    _REG_SIZES[f"r{_n}b"] = (f"r{_n}", 1)
+_REG_SIZES["ss"] = ("ss", 2)
+_HIGH_BYTE = frozenset({"ah", "bh", "ch", "dh"})
+# Kept for callers that want every name of a register: 32-bit and narrower aliases.
+_REG_ALIASES = {k: v for k, (v, size) in _REG_SIZES.items() if size < 8 and k != "ss"}
+REGISTERS = frozenset({v for v, _ in _REG_SIZES.values()})
 
-# mnemonic -> (normalised op, operand count or None for "any"); size suffixes are folded.
-_MNEMONICS: dict[str, tuple[str, int | None]] = {
-    "push": ("push", 1), "pushq": ("push", 1),
-    "pop": ("pop", 1), "popq": ("pop", 1),
-    "mov": ("mov", 2), "movq": ("mov", 2), "movl": ("movl", 2), "movabsq": ("mov", 2),
-    "movabs": ("mov", 2),
-    "lea": ("lea", 2), "leaq": ("lea", 2),
-    "add": ("add", 2), "addq": ("add", 2), "sub": ("sub", 2), "subq": ("sub", 2),
-    "addl": ("add32", 2), "subl": ("sub32", 2),
-    "and": ("and", 2), "andq": ("and", 2), "andl": ("and32", 2),
-    "or": ("or", 2), "orq": ("or", 2), "orl": ("or32", 2),
-    "xor": ("xor", 2), "xorq": ("xor", 2), "xorl": ("xor32", 2),
-    "cmp": ("cmp", 2), "cmpq": ("cmp", 2), "cmpl": ("cmp32", 2), "cmpb": ("cmp8", 2),
-    "cmpw": ("cmp16", 2),
-    "test": ("test", 2), "testq": ("test", 2), "testl": ("test32", 2), "testb": ("test8", 2),
-    "testw": ("test16", 2),
-    "inc": ("inc", 1), "incq": ("inc", 1), "incl": ("inc32", 1),
-    "dec": ("dec", 1), "decq": ("dec", 1), "decl": ("dec32", 1),
-    "sar": ("sar", 2), "sarq": ("sar", 2), "shr": ("shr", 2), "shrq": ("shr", 2),
-    "shl": ("shl", 2), "shlq": ("shl", 2),
-    "jmp": ("jmp", 1), "je": ("je", 1), "jz": ("je", 1), "jne": ("jne", 1), "jnz": ("jne", 1),
-    "jl": ("jl", 1), "jge": ("jge", 1), "jle": ("jle", 1), "jg": ("jg", 1),
-    "jb": ("jb", 1), "jae": ("jae", 1), "ja": ("ja", 1), "jbe": ("jbe", 1),
-    "js": ("js", 1), "jns": ("jns", 1),
-    "call": ("call", 1), "callq": ("call", 1), "ret": ("ret", 0), "retq": ("ret", 0),
-    "pushf": ("pushf", 0), "pushfq": ("pushf", 0), "popf": ("popf", 0), "popfq": ("popf", 0),
-    "cli": ("cli", 0), "sti": ("sti", 0), "hlt": ("hlt", 0), "nop": ("nop", 0),
-    "pause": ("nop", 0), "iret": ("iret", 0), "iretq": ("iret", 0),
-    "sysret": ("sysret", 0), "sysretq": ("sysret", 0), "swapgs": ("swapgs", 0),
-    "ud2": ("ud2", 0), "int": ("int", 1), "int3": ("int3", 0), "into": ("into", 0),
-    "int1": ("int1", 0), "icebp": ("int1", 0), "syscall": ("syscall", 0),
-    "sysenter": ("sysenter", 0),
-    "lidt": ("lidt", 1), "ltr": ("ltr", 1), "movsq": ("movsq", 0),
-    "choose": ("choose", None),
-    "input": ("input", 2),
-}
-_MEMORY_OPS = {"mov", "movl", "push", "cmp", "cmp32", "test", "test8", "test32"}
-_NO_FALL_THROUGH = {"jmp", "ret", "iret", "sysret", "ud2"}
-_JUMPS = {"jmp", "je", "jne", "jl", "jge", "jle", "jg", "jb", "jae", "ja", "jbe", "js", "jns"}
+# Every mnemonic the assembler accepts, derived from the instruction table (model/lang/isa).
+_MNEMONICS = isa.MNEMONICS
+_NO_FALL_THROUGH = {e.op for e in isa.ASM if e.ends_flow}
+_JUMPS = {"jmp", "jcc"}
+BUILTINS = isa.BUILTINS
 
-# Pseudo-C statements that are architectural or environment actions.
-BUILTINS: dict[str, tuple[int, int]] = {  # name -> (min args, max args)
-    "set_gate": (3, 6), "set_gate_ist": (3, 3), "set_ist": (3, 3), "set_rsp0": (2, 2),
-    "lidt": (1, 1), "ltr": (1, 1), "send_nmi": (1, 1), "halt": (0, 0), "cli": (0, 0),
-    "sti": (0, 0), "clear_mcip": (0, 0), "write_cr4_mce": (1, 1), "free_init": (0, 0),
-    "wait_until": (1, 1), "wait_timeout": (1, 1), "atomic_inc": (1, 1),
-    "atomic_dec": (1, 1), "atomic_set": (2, 2), "assert": (1, 1), "nop": (0, 0),
-    "choose": (2, 16), "choose_range": (3, 3), "input": (2, 2), "stop": (0, 0), "copy_idt": (2, 2),
+# `selector NAME = VALUE`: the contexts whose CS/SS delivery pushes, and the RPL each
+# must carry (None: an SS, whose RPL nothing reads).
+SELECTOR_RPL: dict[str, int | None] = {
+    "hypervisor_cs": 0, "hypervisor_ss": 0, "guest_cs_ring1": 1, "guest_cs64": 3,
+    "guest_ss": None,
 }
 DESTINATIONS = ("SELF", "ALL_BUT_SELF", "ALL")
 
 _IDENT = r"[A-Za-z_.$][A-Za-z0-9_.$]*"
+# An assembler directive (`.section ...`), not a local label (`.Lname:`).
+_DIRECTIVE = re.compile(r"\.[A-Za-z_]\w*(?=\s|$)")
+# Xen's linkage macros (xen/include/xen/linkage.h): FUNC(name[, align]), END(name), ...
+_SYMBOL = re.compile(
+    r"(FUNC|FUNC_LOCAL|LABEL|LABEL_LOCAL|END)\(\s*(" + _IDENT + r")\s*(?:,\s*([^)]*))?\)"
+)
 
 
 @dataclass
@@ -129,8 +113,75 @@ class _Builder:
     pending: list[tuple[int, str, Loc]] = field(default_factory=list)  # unresolved targets
 
 
+_MAX_EXPANDED = 100_000  # lines a design may expand to (`.rept` counts, nested macros)
+
+
+@dataclass(frozen=True)
+class _Param:
+    name: str
+    default: str
+    required: bool
+    vararg: bool
+
+
+@dataclass
+class _Macro:
+    name: str
+    params: tuple[_Param, ...]
+    body: list[_Line]
+    loc: Loc
+
+
 def _err(msg: str, loc: Loc) -> InputError:
+    """An error at a design line; a line a macro produced also names the invocation."""
+    if loc.via is not None:
+        msg += " (in a macro expanded at " + " < ".join(str(x) for x in loc.chain()[-2::-1]) + ")"
     return InputError(msg, loc.file, loc.line)
+
+
+def _split_args(text: str) -> list[str]:
+    """Split at commas outside parentheses and double quotes."""
+    out: list[str] = []
+    depth, quoted, cur = 0, False, ""
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch == "(":
+            depth += 1
+        elif not quoted and ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0 and not quoted:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur.strip())
+    return out
+
+
+def _has_top_level_comma(text: str) -> bool:
+    return len(_split_args(text)) > 1
+
+
+def _unquote(text: str) -> str:
+    t = text.strip()
+    return t[1:-1] if len(t) >= 2 and t[0] == t[-1] == '"' else t
+
+
+def _substitute(text: str, values: Mapping[str, str], counter: str | None) -> str:
+    r"""GNU as substitution in a macro or `.irp` body: `\name` is the argument, `\()`
+    separates it from text that follows, `\@` counts macro invocations. Other `\x`
+    stay (an enclosing `.irp` symbol); what is left at the end is an error."""
+
+    def one(m: re.Match[str]) -> str:
+        word = m.group(1)
+        if word == "()":
+            return ""
+        if word == "@":
+            return counter if counter is not None else m.group(0)
+        return values[word] if word in values else m.group(0)
+
+    return re.sub(r"\\(\w+|@|\(\))", one, text)
 
 
 def strip_comments(text: str) -> list[str]:
@@ -141,6 +192,27 @@ def strip_comments(text: str) -> list[str]:
         line = re.sub(r"//.*$", "", line)
         line = re.sub(r"(^|\s)#(\s.*)?$", "", line)
         out.append(line.rstrip())
+    return out
+
+
+def _join_continuations(lines: list[str]) -> list[str]:
+    """A line ending in `\\` continues on the next (as entry.S's C preprocessor joins
+    them); the joined line keeps the first line's number, the others become empty."""
+    out = [""] * len(lines)
+    pending: str | None = None
+    start = 0
+    for n, line in enumerate(lines):
+        if pending is None:
+            text, start = line, n
+        else:
+            text = pending + " " + line.strip()
+        if text.endswith("\\"):
+            pending = text[:-1].rstrip()
+            continue
+        pending = None
+        out[start] = text
+    if pending is not None:
+        out[start] = pending
     return out
 
 
@@ -165,7 +237,7 @@ def design_knobs(path: str | Path) -> tuple[str, dict[str, tuple[str, ...]]]:
 class _Parser:
     def __init__(self, path: str, text: str, variant: dict[str, str]):
         self.path = path
-        self.raw = strip_comments(text)
+        self.raw = _join_continuations(strip_comments(text))
         self.requested = variant
         self.name = Path(path).stem.split(".")[0]
         self.title = ""
@@ -176,19 +248,26 @@ class _Parser:
         self.symmetric = False
         self.vendor = "intel"
         self.df_rule = "sdm"
+        self.fmask = 0
+        self.selectors: dict[str, int] = {}
         self.lstar: str | None = None
         self.lstar_loc = Loc(path, 1)
         self.sysenter: tuple[str, str] | None = None  # (routine, stack): SYSENTER_EIP/ESP
         self.sysenter_loc = Loc(path, 1)
-        self.slot_locs: dict[tuple[str, str], Loc] = {}  # (tss, "rsp0" | "ist N") -> line
+        # (tss, "rsp0" | "ist N", stack) -> the first line that puts the stack there
+        self.slot_locs: dict[tuple[str, str, str | None], Loc] = {}
         self.stacks: list[StackDecl] = []
         self.idts: list[IdtDecl] = []
         self.tsss: list[TssDecl] = []
         self.variables: list[VarDecl] = []
         self.cpu_decls: list[CpuDecl] = []
         self.routines: dict[str, _Builder] = {}
-        self.macros: dict[str, list[_Line]] = {}
+        self.macros: dict[str, _Macro] = {}
+        self.invocations = 0  # macro invocations so far (what `\@` counts)
         self.section = ".text"
+        self.previous_section = ".text"  # what `.previous` returns to
+        # .pushsection: (section, previous section, the routine it interrupted, where)
+        self.section_stack: list[tuple[str, str, _Builder | None, Loc]] = []
         self.inputs: dict[str, InputDecl] = {}
         self.symmetry_vars: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] = ((), (), ())
         self.symmetry_loc = Loc(path, 1)
@@ -289,24 +368,31 @@ class _Parser:
             raise _err(".if without .endif", stack[-1][2])
         return lines
 
-    # -- stage 2: macros ---------------------------------------------------------------
+    # -- stage 2: macros and repetitions ---------------------------------------------
     def _expand_macros(self, lines: list[_Line]) -> list[_Line]:
+        """Record `.macro NAME [params]` ... `.endm` bodies, then expand invocations and
+        `.rept`/`.irp`/`.irpc` blocks (GNU as semantics, docs/design-language.md#macros)."""
         body: list[_Line] = []
         out: list[_Line] = []
-        current: str | None = None
-        start = Loc(self.path, 0)
+        current: _Macro | None = None
         for line in lines:
             s = line.text.strip()
-            m = re.match(r"\.macro\s+(\w+)\s*$", s)
+            m = re.match(r"\.macro(?:\s+(.*))?$", s)
             if m:
                 if current is not None:
                     raise _err("nested .macro", line.loc)
-                current, body, start = m.group(1), [], line.loc
+                current = self._macro_header(m.group(1) or "", line.loc)
+                body = current.body
                 continue
-            if s == ".endm":
+            if s == ".endm" or s.startswith(".endm "):
                 if current is None:
                     raise _err(".endm without .macro", line.loc)
-                self.macros[current] = body
+                if current.name in self.macros:
+                    raise _err(
+                        f"macro {current.name} is defined twice (first at "
+                        f"{self.macros[current.name].loc})", current.loc,
+                    )
+                self.macros[current.name] = current
                 current = None
                 continue
             if current is not None:
@@ -314,20 +400,159 @@ class _Parser:
             else:
                 out.append(line)
         if current is not None:
-            raise _err(f".macro {current} without .endm", start)
-        return self._expand(out, depth=0)
+            raise _err(f".macro {current.name} without .endm", current.loc)
+        self._scan_consts(out)  # `.rept N` may name a constant
+        expanded = self._expand(out, depth=0)
+        for line in expanded:
+            left = re.search(r"\\(\w+|@|\(\))", line.text)
+            if left:
+                raise _err(f"unknown macro parameter or .irp symbol \\{left.group(1)}", line.loc)
+        return expanded
+
+    def _macro_header(self, text: str, loc: Loc) -> _Macro:
+        m = re.fullmatch(r"([A-Za-z_.$][\w.$]*)\s*,?\s*(.*)", text.strip())
+        if not m:
+            raise _err("write `.macro NAME [param, param=default, ...]`", loc)
+        name, rest = m.group(1), m.group(2).strip()
+        params: list[_Param] = []
+        words = _split_args(rest) if "," in rest else rest.split()
+        for k, w in enumerate(words):
+            p = re.fullmatch(r"([A-Za-z_]\w*)\s*(?::\s*(req|vararg))?\s*(?:=\s*(.*))?", w.strip())
+            if not p:
+                raise _err(f"bad macro parameter {w.strip()!r}: write `name`, `name=default`, "
+                           "`name:req` or `name:vararg`", loc)
+            if any(q.name == p.group(1) for q in params):
+                raise _err(f"macro {name} has two parameters named {p.group(1)!r}", loc)
+            if p.group(2) == "vararg" and k != len(words) - 1:
+                raise _err(f"only the last parameter of macro {name} may be :vararg", loc)
+            params.append(_Param(p.group(1), _unquote(p.group(3) or ""), p.group(2) == "req",
+                                 p.group(2) == "vararg"))
+        return _Macro(name, tuple(params), [], loc)
+
+    def _scan_consts(self, lines: list[_Line]) -> None:
+        for line in lines:
+            m = re.fullmatch(r"const\s+(\w+)\s*=\s*(.+)", line.text) or re.fullmatch(
+                r"\s*\.(?:equ|set)\s+([A-Za-z_]\w*)\s*,\s*(.+)", line.text
+            )
+            if m:
+                e = parse_expr(m.group(2), line.loc, self.consts)
+                if e[0] == "const":
+                    self.consts[m.group(1)] = e[1]
 
     def _expand(self, lines: list[_Line], depth: int) -> list[_Line]:
         out: list[_Line] = []
-        for line in lines:
-            word = line.text.strip().split(None, 1)[0] if line.text.strip() else ""
-            if word in self.macros:
-                if depth > 8:
-                    raise _err(f"macro {word} expands recursively", line.loc)
-                out.extend(self._expand(self.macros[word], depth + 1))
-            else:
+        i = 0
+        while i < len(lines):
+            line = lines[i]
+            s = line.text.strip()
+            rep = re.match(r"\.(rept|irpc|irp)(?:\s+(.*))?$", s)
+            if rep:
+                block, i = self._repeat_block(lines, i)
+                for copy in self._repeat_copies(rep.group(1), rep.group(2) or "", block, line.loc):
+                    out.extend(self._expand(copy, depth + 1))
+                if len(out) > _MAX_EXPANDED:
+                    raise _err(f"the expansion is over {_MAX_EXPANDED} lines", line.loc)
+                continue
+            if s == ".endr":
+                raise _err(".endr without .rept, .irp or .irpc", line.loc)
+            i += 1
+            m = re.match(
+                r"(\s*)((?:\d+|[A-Za-z_.$][\w.$]*):)?\s*([A-Za-z_.$][\w.$]*)(?=\s|$)(.*)$",
+                line.text,
+            )
+            if not m or m.group(3) not in self.macros:
                 out.append(line)
+                continue
+            macro = self.macros[m.group(3)]
+            if depth > 16:
+                raise _err(f"macro {macro.name} expands recursively", line.loc)
+            if m.group(2):
+                # `3: RESTORE_ALL`: the label stays where it was written, then the body
+                out.append(_Line(m.group(1) + m.group(2), line.loc))
+            values = self._macro_args(macro, m.group(4), line.loc)
+            self.invocations += 1
+            body = [
+                _Line(_substitute(b.text, values, str(self.invocations)),
+                      Loc(b.loc.file, b.loc.line, line.loc))
+                for b in macro.body
+            ]
+            body = [b for b in body if b.text.strip()]  # `\a` with an empty argument
+            out.extend(self._expand(body, depth + 1))
+            if len(out) > _MAX_EXPANDED:
+                raise _err(f"the expansion is over {_MAX_EXPANDED} lines", line.loc)
         return out
+
+    def _macro_args(self, macro: _Macro, text: str, loc: Loc) -> dict[str, str]:
+        text = text.strip()
+        if not text:
+            args: list[str] = []
+        elif len(macro.params) > 1 and not _has_top_level_comma(text):
+            args = text.split()  # GNU as also separates arguments with spaces
+        else:
+            args = _split_args(text)
+        values: dict[str, str] = {}
+        position = 0
+        names = [p.name for p in macro.params]
+        for k, a in enumerate(args):
+            kw = re.fullmatch(r"([A-Za-z_]\w*)\s*=(?!=)\s*(.*)", a)
+            if kw and kw.group(1) in names:
+                values[kw.group(1)] = _unquote(kw.group(2).strip())
+                continue
+            if position >= len(macro.params):
+                raise _err(
+                    f"macro {macro.name} takes {len(macro.params)} argument(s), got {len(args)}",
+                    loc,
+                )
+            param = macro.params[position]
+            if param.vararg:
+                values[param.name] = ", ".join(args[k:])
+                break
+            values[param.name] = _unquote(a)
+            position += 1
+        for p in macro.params:
+            if p.name not in values:
+                if p.required:
+                    raise _err(f"macro {macro.name} needs its argument {p.name!r}", loc)
+                values[p.name] = p.default
+        return values
+
+    def _repeat_block(self, lines: list[_Line], i: int) -> tuple[list[_Line], int]:
+        """The lines of a `.rept`/`.irp`/`.irpc` block (nested blocks included) and the
+        index after its `.endr`."""
+        depth = 0
+        for j in range(i + 1, len(lines)):
+            s = lines[j].text.strip()
+            if re.match(r"\.(rept|irpc|irp)\b", s):
+                depth += 1
+            elif s == ".endr":
+                if depth == 0:
+                    return lines[i + 1 : j], j + 1
+                depth -= 1
+        raise _err(f"{lines[i].text.strip().split()[0]} without .endr", lines[i].loc)
+
+    def _repeat_copies(
+        self, kind: str, args: str, block: list[_Line], loc: Loc
+    ) -> list[list[_Line]]:
+        if kind == "rept":
+            if not args.strip():
+                raise _err("write `.rept COUNT`", loc)
+            count = self._int(args, loc)
+            if not 0 <= count <= _MAX_EXPANDED:
+                raise _err(f".rept {count}: the count is 0-{_MAX_EXPANDED}", loc)
+            return [list(block) for _ in range(count)]
+        m = re.fullmatch(r"([A-Za-z_]\w*)\s*(?:,\s*(.*))?", args.strip())
+        if not m:
+            raise _err(f"write `.{kind} SYMBOL, VALUE, ...`", loc)
+        symbol, rest = m.group(1), (m.group(2) or "").strip()
+        if kind == "irp":
+            values = [_unquote(v) for v in _split_args(rest)] if rest else [""]
+        else:
+            values = list(_unquote(rest)) or [""]
+        copies = [
+            [_Line(_substitute(b.text, {symbol: v}, None), b.loc) for b in block]
+            for v in values
+        ]
+        return [[b for b in copy if b.text.strip()] for copy in copies]
 
     # -- stage 3: the body -------------------------------------------------------------
     def parse(self) -> Design:
@@ -342,6 +567,15 @@ class _Parser:
             word = s.split(None, 1)[0]
             rest = s[len(word):].strip()
             indented = line.text[:1] in (" ", "\t")
+            if _DIRECTIVE.match(s) or s == "ALIGN":
+                current = self._directive(s, line.loc, current)
+                i += 1
+                continue
+            sym = _SYMBOL.fullmatch(s)
+            if sym:
+                current = self._symbol(sym, line.loc, current)
+                i += 1
+                continue
             if not indented or current is None:
                 handled, i = self._declaration(word, rest, s, lines, i)
                 if handled:
@@ -349,18 +583,137 @@ class _Parser:
                     continue
                 m = re.fullmatch(r"(?:ENTRY|GLOBAL)\((\w+)\):?|([A-Za-z_]\w*):", s)
                 g = re.fullmatch(r"GUEST(32)?\((\w+)\):?", s)
-                if m or g:
-                    name = (g.group(2) if g else (m.group(1) or m.group(2)))  # type: ignore[union-attr]
+                local = re.fullmatch(r"(\.L[\w.$]*):", s) if current is None else None
+                if m or g or local:
+                    name = (
+                        local.group(1) if local
+                        else g.group(2) if g
+                        else (m.group(1) or m.group(2))  # type: ignore[union-attr]
+                    )
                     current = self._new_routine(name, line.loc, "asm", bool(g))
                     current.compat = bool(g and g.group(1))  # GUEST32: compatibility mode
                     i += 1
                     continue
                 if current is None:
+                    if indented:
+                        raise _err(f"{word!r} is not a declaration, and an instruction needs a "
+                                   "routine: start one with `name:`, FUNC(name) or ENTRY(name)",
+                                   line.loc)
                     raise _err(f"unknown declaration {word!r}", line.loc)
             assert current is not None
             self._asm_line(current, s, line.loc)
             i += 1
         return self._finish(variant)
+
+    # -- GNU as directives and Xen's linkage macros --------------------------------------
+    def _directive(self, s: str, loc: Loc, current: _Builder | None) -> _Builder | None:
+        """One assembler directive; returns the routine that following lines extend."""
+        if s == "ALIGN":  # Xen's `.align 16, 0x90`
+            return current
+        m = re.match(r"(\.\w+)\s*(.*)$", s)
+        assert m is not None
+        name, rest = m.group(1), m.group(2).strip()
+        if name in (".text", ".data", ".bss"):
+            if rest:
+                raise _err(f"{name} takes no operand here (write `.section {name}.NAME`)", loc)
+            return self._switch_section(name, current, loc)
+        if name in (".section", ".pushsection"):
+            args = _split_args(rest) if rest else []
+            if not args or not re.fullmatch(r"[\w.$-]+", args[0]):
+                raise _err(f"write `{name} NAME[, \"flags\"[, @type]]`", loc)
+            if len(args) > 1 and not re.fullmatch(r'"[a-zA-Z?]*"', args[1]):
+                raise _err(f"{name}: section flags are a quoted string such as \"ax\"", loc)
+            if len(args) > 2 and not re.fullmatch(r"[@%](progbits|nobits|note)", args[2]):
+                raise _err(f"{name}: the section type is @progbits, @nobits or @note", loc)
+            if name == ".pushsection":
+                self.section_stack.append((self.section, self.previous_section, current, loc))
+                self.previous_section = self.section
+                self.section = args[0]
+                return None
+            return self._switch_section(args[0], current, loc)
+        if name == ".popsection":
+            if rest:
+                raise _err(".popsection takes no operand", loc)
+            if not self.section_stack:
+                raise _err(".popsection without .pushsection", loc)
+            self.section, self.previous_section, resumed, _ = self.section_stack.pop()
+            return resumed  # code after it continues the routine the push interrupted
+        if name == ".previous":
+            if rest:
+                raise _err(".previous takes no operand", loc)
+            target = self.previous_section
+            return self._switch_section(target, current, loc)
+        if name in (".align", ".balign", ".p2align"):
+            args = _split_args(rest) if rest else []
+            if not 1 <= len(args) <= 3 or not args[0]:
+                raise _err(f"write `{name} ALIGNMENT[, FILL[, MAX]]`", loc)
+            values = [self._int(a, loc) for a in args if a]
+            if name != ".p2align" and (values[0] <= 0 or values[0] & (values[0] - 1)):
+                raise _err(f"{name} {values[0]}: the alignment is a power of 2", loc)
+            if name == ".p2align" and not 0 <= values[0] <= 16:
+                raise _err(f".p2align {values[0]}: the alignment is 0-16 (a power of 2)", loc)
+            return current  # code addresses are symbolic: alignment changes no step
+        if name in (".globl", ".global", ".hidden", ".weak", ".local", ".protected"):
+            names = _split_args(rest) if rest else []
+            if not names or not all(re.fullmatch(_IDENT, n) for n in names):
+                raise _err(f"write `{name} SYMBOL[, SYMBOL...]`", loc)
+            return current
+        if name == ".type":
+            if not re.fullmatch(
+                _IDENT + r"\s*,\s*(?:[@%](?:function|object|notype)|STT_(?:FUNC|OBJECT|NOTYPE))",
+                rest,
+            ):
+                raise _err("write `.type SYMBOL, @function` (or @object, @notype)", loc)
+            return current
+        if name == ".size":
+            if not re.fullmatch(_IDENT + r"\s*,\s*\S.*", rest):
+                raise _err("write `.size SYMBOL, EXPRESSION`", loc)
+            return current
+        if name in (".equ", ".set"):
+            m = re.fullmatch(r"([A-Za-z_]\w*)\s*,\s*(.+)", rest)
+            if not m:
+                raise _err(f"write `{name} NAME, VALUE`", loc)
+            self.consts[m.group(1)] = self._int(m.group(2), loc)
+            return current
+        if name == ".file":
+            return current
+        if name == ".code64":
+            if rest:
+                raise _err(".code64 takes no operand", loc)
+            return current
+        raise _err(f"unknown directive {name}", loc)
+
+    def _switch_section(self, name: str, current: _Builder | None, loc: Loc) -> _Builder | None:
+        """Code after a section switch is not reached by falling through the code before
+        it: a switch to another section ends the routine being written."""
+        if name == self.section:
+            return current
+        self.previous_section, self.section = self.section, name
+        return None
+
+    def _symbol(self, m: re.Match[str], loc: Loc, current: _Builder | None) -> _Builder | None:
+        """Xen's FUNC(name[, align]), FUNC_LOCAL, LABEL, LABEL_LOCAL and END(name)
+        (xen/include/xen/linkage.h)."""
+        what, name, align = m.group(1), m.group(2), m.group(3)
+        if align is not None and align.strip():
+            value = self._int(align, loc)
+            if value < 0 or value & (value - 1):
+                raise _err(f"{what}({name}, {align.strip()}): the alignment is 0 or a power of "
+                           "2", loc)
+        if what in ("FUNC", "FUNC_LOCAL"):
+            return self._new_routine(name, loc, "asm", False)
+        if what in ("LABEL", "LABEL_LOCAL"):
+            if current is None:
+                return self._new_routine(name, loc, "asm", False)
+            if name in current.labels or name in self.routines:
+                raise _err(f"label {name!r} defined twice", loc)
+            current.labels[name] = len(current.instrs)
+            return current
+        if align is not None:
+            raise _err("write `END(name)`", loc)
+        if name not in self.routines and not any(name in b.labels for b in self.routines.values()):
+            raise _err(f"END({name}) names no routine or label", loc)
+        return None
 
     def _new_routine(self, name: str, loc: Loc, kind: str, guest: bool) -> _Builder:
         if name in self.routines:
@@ -415,6 +768,14 @@ class _Parser:
             if rest not in ("sdm", "strict"):
                 raise _err("df_rule is sdm or strict", loc)
             self.df_rule = rest
+            return True, i + 1
+        if word == "fmask":
+            self.fmask = self._int(rest, loc)
+            if not 0 <= self.fmask < 1 << 64:
+                raise _err("fmask is a 64-bit value (the RFLAGS bits SYSCALL clears)", loc)
+            return True, i + 1
+        if word == "selector":
+            self._selector(rest, loc)
             return True, i + 1
         if word == "input":
             self._input(rest, loc)
@@ -483,6 +844,20 @@ class _Parser:
             samples = tuple(parse_expr(v, loc, self.consts) for v in values.split("|"))
             self.inputs[name] = InputDecl(name, samples, None, None, loc)
 
+    def _selector(self, rest: str, loc: Loc) -> None:
+        """`selector NAME = VALUE`: a selector the design's GDT gives one context; its RPL
+        must be that context's privilege level."""
+        m = re.fullmatch(r"(\w+)\s*=\s*(.+)", rest)
+        if not m or m.group(1) not in SELECTOR_RPL:
+            names = " | ".join(SELECTOR_RPL)
+            raise _err(f"write `selector {names} = VALUE`", loc)
+        name, value = m.group(1), self._int(m.group(2), loc)
+        rpl = SELECTOR_RPL[name]
+        if not 0 <= value <= 0xFFFF or (rpl is not None and value & 3 != rpl):
+            wanted = f" with RPL {rpl}" if rpl is not None else ""
+            raise _err(f"selector {name} must be a 16-bit selector{wanted}", loc)
+        self.selectors[name] = value
+
     def _int(self, text: str, loc: Loc) -> int:
         e = parse_expr(text, loc, self.consts)
         if e[0] != "const":
@@ -533,29 +908,64 @@ class _Parser:
             j += 1
         raise _err("block without `end`", lines[i].loc)
 
+    def _cpus(self, text: str, loc: Loc) -> tuple[int, ...]:
+        """`cpus LIST`: `0`, `1-3`, `0,2` (CPU numbers 0-15)."""
+        out: list[int] = []
+        for part in text.split(","):
+            m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+            if not m:
+                raise _err(f"bad CPU list {text!r}: write `cpus 0`, `cpus 1-3` or `cpus 0,2`",
+                           loc)
+            low = int(m.group(1))
+            high = int(m.group(2)) if m.group(2) else low
+            if not 0 <= low <= high <= 15:
+                raise _err(f"bad CPU list {text!r}: CPUs are 0-15, low to high", loc)
+            out.extend(range(low, high + 1))
+        return tuple(sorted(set(out)))
+
     def _tss(self, rest: str, lines: list[_Line], i: int) -> int:
         loc = lines[i].loc
         words = rest.split()
         if not words:
             raise _err("write `tss NAME [per-cpu]`", loc)
         self._options(words[1:], loc, {"per-cpu"}, set())
+        per_cpu = "per-cpu" in words
         body, j = self._block(lines, i)
         rsp0: str | None = None
         ist: list[str | None] = [None] * 7
+        cpu_slots: list[tuple[tuple[int, ...], str, str | None]] = []
         for line in body:
             parts = line.text.split()
-            if parts[0] == "rsp0" and len(parts) == 2:
-                rsp0 = None if parts[1] == "none" else parts[1]
-                self.slot_locs[(words[0], "rsp0")] = line.loc
-            elif parts[0] == "ist" and len(parts) == 3:
+            cpus: tuple[int, ...] | None = None
+            if len(parts) >= 2 and parts[-2] == "cpus":
+                if not per_cpu:
+                    raise _err(f"`cpus` needs a per-cpu tss: write `tss {words[0]} per-cpu`",
+                               line.loc)
+                cpus = self._cpus(parts[-1], line.loc)
+                parts = parts[:-2]
+            if parts and parts[0] == "rsp0" and len(parts) == 2:
+                key, stack = "rsp0", (None if parts[1] == "none" else parts[1])
+            elif parts and parts[0] == "ist" and len(parts) == 3:
                 n = self._int(parts[1], line.loc)
                 if not 1 <= n <= 7:
                     raise _err("IST slots are 1-7", line.loc)
-                ist[n - 1] = None if parts[2] == "none" else parts[2]
-                self.slot_locs[(words[0], f"ist {n}")] = line.loc
+                key, stack = f"ist {n}", (None if parts[2] == "none" else parts[2])
             else:
-                raise _err("in a tss block write `rsp0 STACK` or `ist N STACK|none`", line.loc)
-        self.tsss.append(TssDecl(words[0], rsp0, tuple(ist), "per-cpu" in words, loc))
+                raise _err("in a tss block write `rsp0 STACK` or `ist N STACK|none` "
+                           "(optionally followed by `cpus LIST`)", line.loc)
+            self.slot_locs.setdefault((words[0], key, stack), line.loc)
+            if cpus is not None:
+                cpu_slots.append((cpus, key, stack))
+                continue
+            # a line for every CPU overrides what earlier lines gave some CPUs
+            cpu_slots = [x for x in cpu_slots if x[1] != key]
+            if key == "rsp0":
+                rsp0 = stack
+            else:
+                ist[int(key.split()[1]) - 1] = stack
+        self.tsss.append(
+            TssDecl(words[0], rsp0, tuple(ist), per_cpu, loc, tuple(cpu_slots))
+        )
         return j
 
     def _idt(self, rest: str, lines: list[_Line], i: int) -> int:
@@ -566,11 +976,12 @@ class _Parser:
         opts = self._options(words[1:], loc, {"per-cpu"}, {"limit"})
         body, j = self._block(lines, i)
         gates: dict[int, GateDecl] = {}
+        some: list[GateDecl] = []  # lines with `cpus LIST`, in order
         for line in body:
             parts = line.text.split()
             if parts[0] not in ("gate", "gates") or len(parts) < 3:
                 raise _err("in an idt block write `gate VECTOR ROUTINE [interrupt|trap] "
-                           "[dpl N] [ist N] [not-present]`", line.loc)
+                           "[dpl N] [ist N] [not-present] [cpus LIST]`", line.loc)
             if parts[0] == "gates":
                 m = re.fullmatch(r"(\S+)-(\S+)", parts[1])
                 if not m:
@@ -587,16 +998,31 @@ class _Parser:
             if extra and extra[0] in ("interrupt", "trap"):
                 kind = extra[0]
                 extra = extra[1:]
-            o = self._options(extra, line.loc, {"not-present"}, {"dpl", "ist"})
+            o = self._options(extra, line.loc, {"not-present"}, {"dpl", "ist", "cpus"})
             dpl = self._int(o.get("dpl", "0"), line.loc)
             ist = self._int(o.get("ist", "0"), line.loc)
             if dpl not in (0, 1, 2, 3) or not 0 <= ist <= 7:
                 raise _err("dpl is 0-3 and ist 0-7", line.loc)
+            cpus = self._cpus(o["cpus"], line.loc) if "cpus" in o else None
+            if cpus is not None and "per-cpu" not in opts:
+                raise _err(f"`cpus` needs a per-cpu idt: write `idt {words[0]} per-cpu`",
+                           line.loc)
             for v in vectors:
-                gates[v] = GateDecl(v, parts[2], kind, dpl, ist, "not-present" not in o, line.loc)
+                g = GateDecl(
+                    v, parts[2], kind, dpl, ist, "not-present" not in o, line.loc, cpus
+                )
+                if cpus is not None:
+                    some.append(g)
+                else:
+                    # a line for every CPU overrides what earlier lines gave some CPUs
+                    some = [x for x in some if x.vector != v]
+                    gates[v] = g
         limit = self._int(opts.get("limit", "256"), loc)
         self.idts.append(
-            IdtDecl(words[0], limit, tuple(gates[v] for v in sorted(gates)), "per-cpu" in opts, loc)
+            IdtDecl(
+                words[0], limit, tuple(gates[v] for v in sorted(gates)) + tuple(some),
+                "per-cpu" in opts, loc,
+            )
         )
         return j
 
@@ -655,10 +1081,15 @@ class _Parser:
         )
 
     def _reg(self, name: str, loc: Loc) -> str:
-        name = _REG_ALIASES.get(name, name)
-        if name not in REGISTERS:
+        return self._register(name, loc).name
+
+    def _register(self, name: str, loc: Loc) -> Reg:
+        if name in _HIGH_BYTE:
+            raise _err(f"%{name}: the high-byte registers are not modelled", loc)
+        if name not in _REG_SIZES:
             raise _err(f"unknown register %{name}", loc)
-        return name
+        reg, size = _REG_SIZES[name]
+        return Reg(reg, size)
 
     # -- assembler -----------------------------------------------------------------------
     def _asm_line(self, b: _Builder, s: str, loc: Loc) -> None:
@@ -690,119 +1121,266 @@ class _Parser:
         parts = s.split(None, 1)
         mnemonic = parts[0].lower()
         if mnemonic not in _MNEMONICS:
+            if re.fullmatch(r"(j|set|cmov)(p|np|pe|po)[wlq]?", mnemonic):
+                raise _err(f"{parts[0]}: PF is not modelled, so conditions on parity are "
+                           "not supported", loc)
             raise _err(f"unknown instruction {parts[0]!r}", loc)
         if mnemonic == "movsq" and not rep:
             raise _err("only `rep movsq` is supported (it copies %rcx words)", loc)
         if rep:
             s = "rep " + s
-        op, count = _MNEMONICS[mnemonic]
+        entry, width, src_width = _MNEMONICS[mnemonic]
         texts = _split_operands(parts[1]) if len(parts) > 1 else []
-        if count is not None and len(texts) != count:
-            raise _err(f"{mnemonic} takes {count} operand(s), got {len(texts)}", loc)
-        args = tuple(self._operand(t, loc, op, b) for t in texts)
-        if op in _JUMPS or op == "call":
-            if not isinstance(args[0], Name):
-                raise _err(f"{mnemonic} needs a label or routine operand", loc)
-            b.pending.append((len(b.instrs), args[0].name, loc))
+        counts = sorted({len(f) for f in entry.forms})
+        if entry.variadic:
+            if len(texts) < 2:
+                raise _err(f"write `{mnemonic} DST, SRC1, SRC2, ...`", loc)
+        elif len(texts) not in counts:
+            want = " or ".join(str(c) for c in counts)
+            raise _err(f"{mnemonic} takes {want} operand(s), got {len(texts)}", loc)
+        args = [self._operand(t, loc, entry, k, len(texts)) for k, t in enumerate(texts)]
+        op = entry.op
+        cc = isa.condition_of(mnemonic, entry) if op in isa.CONDITION_OPS else ""
         if op == "mov" and any(isinstance(a, Reg) and a.name == "ss" for a in args[1:]):
             op = "mov_ss"
-        if op == "pop" and isinstance(args[0], Reg) and args[0].name == "ss":
+        if op == "pop" and args and isinstance(args[0], Reg) and args[0].name == "ss":
             op = "mov_ss"
-        if op == "movl":
-            # A 32-bit store writes half a word; a 32-bit load into a register zero-extends.
-            op = "mov32" if isinstance(args[1], Reg) else "mov"
-            args = tuple(
-                Mem(a.base, a.disp, 4) if isinstance(a, Mem)
-                else Abs(a.expr, 4) if isinstance(a, Abs) else a
-                for a in args
-            )
-        wm = re.fullmatch(r"[a-z]+?(32|16|8)", op)
-        if wm and op != "mov32":
-            # cmpl/testb/...: the memory operand is that many bytes at its address.
-            size = int(wm.group(1)) // 8
-            args = tuple(
-                Mem(a.base, a.disp, size) if isinstance(a, Mem)
-                else Abs(a.expr, size) if isinstance(a, Abs) else a
-                for a in args
-            )
-        self._check_forms(op, args, mnemonic, loc)
-        b.instrs.append(Instr(op, args, loc, s, fault))
+        width = 16 if op == "mov_ss" else self._width(entry, mnemonic, width, args, loc)
+        size = (src_width or width) // 8
+        args = [
+            replace(a, size=size) if isinstance(a, (Mem, Abs)) and (k == 0 or not src_width)
+            else replace(a, size=width // 8) if isinstance(a, (Mem, Abs)) else a
+            for k, a in enumerate(args)
+        ]
+        if op in _JUMPS or op == "call":
+            if isinstance(args[0], Name):
+                b.pending.append((len(b.instrs), args[0].name, loc))
+            elif not isinstance(args[0], Indirect):
+                raise _err(f"{mnemonic} needs a label, a routine or `*` and a register or "
+                           "memory operand", loc)
+        final = tuple(args)
+        if op != "mov_ss":
+            self._check_forms(entry, final, mnemonic, loc, width)
+        else:
+            self._check_mov_ss(final, mnemonic, loc)
+        b.instrs.append(Instr(op, final, loc, s, fault, width, cc, src_width or 0))
 
-    def _operand(self, text: str, loc: Loc, op: str, b: _Builder) -> object:
+    def _width(
+        self, entry: isa.Insn, mnemonic: str, width: int | None, args: list[object], loc: Loc
+    ) -> int:
+        """The operand size: the suffix's, else the registers', else the entry's default.
+        Registers that disagree with each other or with the suffix are an error, as in GNU as
+        ("operand size mismatch")."""
+        if entry.spellings:
+            assert width is not None
+            sizes = [a.size * 8 if isinstance(a, Reg) else None for a in args]
+            src = self._spelling_source(mnemonic)
+            if sizes[0] not in (None, src) or sizes[-1] not in (None, width):
+                raise _err(f"operand size mismatch for {mnemonic}", loc)
+            return width
+        regs = [
+            a.size * 8 for k, a in enumerate(args)
+            if isinstance(a, Reg) and a.name != "ss"
+            # a shift's count register (%cl) and BT's offset are not the operand size
+            and not (entry.semantics == "alu" and entry.imm_bits == 8 and k == 0 and len(args) == 2)
+        ]
+        if entry.op in ("lidt", "ltr", "input", "choose", "verw", "lss", "push", "pop",
+                        "jmp", "call", "setcc"):
+            if entry.op == "setcc" and regs and regs[0] != 8:
+                raise _err(f"{mnemonic} writes a byte register (%al, %cl, ...)", loc)
+            if entry.op in ("push", "pop") and regs and regs[0] != 64:
+                raise _err(f"{mnemonic} of a {regs[0]}-bit register is not supported in "
+                           "64-bit code", loc)
+            return width or entry.width
+        if regs and any(r != regs[0] for r in regs):
+            raise _err(f"operand size mismatch for {mnemonic}", loc)
+        if width is not None and regs and regs[0] != width:
+            raise _err(f"operand size mismatch for {mnemonic}: the suffix says {width} bits, "
+                       f"the register {regs[0]}", loc)
+        if width is None and regs:
+            width = regs[0]
+        if width is not None and width not in (16, 32, 64) and entry.op in ("imul", "bt",
+                                                                                 "cmovcc"):
+            raise _err(f"{mnemonic} has no 8-bit form", loc)
+        return width or entry.width
+
+    @staticmethod
+    def _spelling_source(mnemonic: str) -> int:
+        return _MNEMONICS[mnemonic][2] or 0
+
+    def _operand(self, text: str, loc: Loc, entry: isa.Insn, k: int, n: int) -> object:
         t = text.strip()
+        kinds = {f[k] for f in entry.forms if len(f) == n and k < len(f)}
+        if entry.variadic:
+            kinds = {f[min(k, 1)] for f in entry.forms}
+        if t.startswith("*"):
+            inner = self._operand(t[1:], loc, isa.BY_OP["mov"], 0, 2)
+            if not isinstance(inner, (Reg, Mem, Abs)) or "*" not in kinds:
+                raise _err(f"unknown operand form {t!r}", loc)
+            return Indirect(inner)
         if t.startswith("$"):
             return Imm(parse_expr(t[1:], loc, self.consts))
+        m = re.fullmatch(r"%(\w+)\s*:\s*(.+)", t)
+        if m:
+            if m.group(1) != "gs":
+                raise _err(f"segment override %{m.group(1)}: only %gs: is modelled", loc)
+            inner = self._memory(m.group(2).strip(), loc, bare_name=True)
+            if inner is None:
+                raise _err(f"unknown operand form {t!r}", loc)
+            return replace(inner, seg="gs")
         if t.startswith("%"):
-            return Reg(self._reg(t[1:], loc))
+            return self._register(t[1:], loc)
         m = re.fullmatch(r"(.*)\(%rip\)", t)
         if m:
-            return Name("@rip:" + m.group(1).strip())
-        m = re.fullmatch(r"(.*)\(%(\w+)\)", t)
-        if m:
-            disp_text = m.group(1).strip() or "0"
-            base = self._reg(m.group(2), loc)
-            if base == "ss":
-                raise _err(f"unknown operand form {t!r}", loc)
-            return Mem(base, self._int(disp_text, loc))
+            if "p" in kinds or "m" not in kinds:
+                return Name("@rip:" + m.group(1).strip())
+            # `movq foo(%rip), %rax`: RIP-relative data, a variable (plus a displacement)
+            mem = self._memory(m.group(1).strip() or "0", loc, bare_name=True)
+            if mem is None or mem.sym is None or mem.base is not None:
+                raise _err(f"unknown operand form {t!r} (RIP-relative data names a "
+                           "variable)", loc)
+            return mem
+        mem = self._memory(t, loc, bare_name=False)
+        if mem is not None:
+            return mem
         if re.fullmatch(r"\d+[fb]|" + _IDENT, t):
-            return Name(t)
-        if op in _MEMORY_OPS:
+            if kinds & {"l", "n", "*"} or not kinds:
+                return Name(t)
+            # a variable as a memory operand (`movq $1, v`, `incl v`); checked at the end
+            return Mem(None, 0, sym=("var", t))
+        if "m" in kinds:
+            e = parse_expr(t, loc, self.consts)
+            if e[0] == "binop" and e[1] in "+-" and e[2][0] == "var" and e[3][0] == "const":
+                # `table+8`: the address of a variable plus a displacement, as in GNU as
+                disp = int(e[3][1]) if e[1] == "+" else -int(e[3][1])
+                return Mem(None, disp & ((1 << 64) - 1), sym=e[2])
             # An absolute address (Xen's stubs store to `stack_bottom-8` directly).
-            return Abs(parse_expr(t, loc, self.consts))
+            return Abs(e)
         raise _err(f"unknown operand form {t!r}", loc)
 
-    def _check_forms(self, op: str, args: tuple[object, ...], mnemonic: str, loc: Loc) -> None:
-        def bad() -> InputError:
-            return _err(f"unsupported operand form for {mnemonic}: "
-                        f"{', '.join(type(a).__name__.lower() for a in args)}", loc)
+    def _memory(self, t: str, loc: Loc, bare_name: bool) -> Mem | None:
+        """`disp(%base)`, `disp(%base,%index,scale)`, `table(,%index,8)`; with %gs: also a
+        bare displacement (`%gs:NAME`, `%gs:0x10`)."""
+        m = re.fullmatch(
+            r"(.*?)\(\s*(%\w+)?\s*(?:,\s*(%\w+)\s*(?:,\s*(\w+))?\s*)?\)", t
+        )
+        if m is None:
+            if not bare_name:
+                return None
+            disp_text, base, index, scale_text = t, None, None, None
+        else:
+            disp_text, base, index, scale_text = m.group(1), m.group(2), m.group(3), m.group(4)
+        base_reg = self._register(base[1:], loc) if base else None
+        index_reg = self._register(index[1:], loc) if index else None
+        for r in (base_reg, index_reg):
+            if r is not None and (r.name == "ss" or r.size != 8):
+                raise _err(f"unknown operand form {t!r} (addresses use 64-bit registers)", loc)
+        if index_reg is not None and index_reg.name == "rsp":
+            raise _err(f"%rsp cannot be an index register in {t!r}", loc)
+        scale = self._int(scale_text, loc) if scale_text else 1
+        if scale not in (1, 2, 4, 8):
+            raise _err(f"the scale in {t!r} is 1, 2, 4 or 8", loc)
+        disp_text = disp_text.strip() or "0"
+        e = parse_expr(disp_text, loc, self.consts)
+        disp, sym = (int(e[1]), None) if e[0] == "const" else (0, e)
+        if sym is not None and not (sym[0] == "var" or (
+            sym[0] == "binop" and sym[1] in "+-" and sym[2][0] == "var" and sym[3][0] == "const"
+        )):
+            raise _err(f"the displacement of {t!r} is a number or a variable name "
+                       "(plus or minus a number)", loc)
+        if sym is not None and sym[0] == "binop":
+            disp = int(sym[3][1]) if sym[1] == "+" else -int(sym[3][1])
+            sym = sym[2]
+        return Mem(base_reg.name if base_reg else None, disp, 8,
+                   index_reg.name if index_reg else None, scale, "", sym)
 
-        if op != "mov_ss" and any(isinstance(a, Reg) and a.name == "ss" for a in args):
-            raise bad()  # %ss is only written: `mov %ax, %ss`, `pop %ss`
-        if op == "push" and not isinstance(args[0], (Imm, Reg, Mem)):
-            raise bad()
-        if op == "pop" and not isinstance(args[0], Reg):
-            raise bad()
-        if op == "mov":
-            src, dst = args
-            if isinstance(dst, Imm) or isinstance(src, Name) or isinstance(dst, Name):
-                raise bad()
-            if isinstance(src, Mem) and isinstance(dst, Mem):
-                raise bad()
-        if op == "lea" and (
-            not isinstance(args[1], Reg)
-            or not (
-                isinstance(args[0], Mem)
-                or (isinstance(args[0], Name) and args[0].name.startswith("@rip:"))
+    def _check_mov_ss(self, args: tuple[object, ...], mnemonic: str, loc: Loc) -> None:
+        if mnemonic.startswith("pop"):
+            return
+        src, dst = args
+        if not (isinstance(dst, Reg) and dst.name == "ss"
+                and isinstance(src, (Reg, Mem, Abs)) and not (
+                    isinstance(src, Reg) and src.name == "ss")):
+            raise _err(f"unsupported operand form for {mnemonic}: write `mov %ax, %ss`", loc)
+
+    def _check_forms(
+        self, entry: isa.Insn, args: tuple[object, ...], mnemonic: str, loc: Loc, width: int
+    ) -> None:
+        def kind(a: object) -> str:
+            if isinstance(a, Imm):
+                return "i"
+            if isinstance(a, Reg):
+                return "r"
+            if isinstance(a, (Mem, Abs)):
+                return "m"
+            if isinstance(a, Indirect):
+                return "*"
+            if isinstance(a, Name):
+                return "p" if a.name.startswith("@rip:") else (
+                    "l" if entry.op in _JUMPS or entry.op == "call" else "n")
+            return "?"
+
+        shown = ", ".join(
+            {"i": "imm", "r": "reg", "m": "mem", "*": "*target", "l": "label",
+             "p": "label(%rip)", "n": "name"}.get(kind(a), "?") for a in args
+        )
+        form = "".join(kind(a) for a in args)
+        if entry.variadic:
+            ok = form[:1] in ("r", "m") and all(c in "irm" for c in form[1:])
+        else:
+            ok = form in entry.forms or (form == "" and "" in entry.forms)
+        if ok and any(isinstance(a, Reg) and a.name == "ss" for a in args):
+            ok = False  # %ss is only written: `mov %ax, %ss`, `pop %ss`
+        if ok and form in ("rr", "rm") and entry.imm_bits == 8 and entry.semantics == "alu":
+            count = args[0]
+            ok = isinstance(count, Reg) and count.name == "rcx" and count.size == 1
+            if not ok:
+                raise _err(f"{mnemonic}: a shift count register must be %cl", loc)
+        if ok and entry.op == "imul" and form in ("irr", "imr"):
+            ok = True
+        if ok and entry.op == "xchg" and form == "mr":
+            ok = True
+        if not ok:
+            raise _err(f"unsupported operand form for {mnemonic}: {shown}", loc)
+        for k, a in enumerate(args):
+            if isinstance(a, Imm) and a.expr[0] == "const":
+                self._check_immediate(entry, mnemonic, int(a.expr[1]), args, k, width, loc)
+
+    def _check_immediate(
+        self, entry: isa.Insn, mnemonic: str, value: int, args: tuple[object, ...], k: int,
+        width: int, loc: Loc,
+    ) -> None:
+        """An immediate must fit the instruction's encoding (SDM Vol. 2 §2.2.1.5: imm8 and
+        imm32 are sign-extended to 64 bits; only `mov $imm64, %reg` takes 64 bits)."""
+        if entry.op == "int":
+            if not 0 <= value <= 255:
+                raise _err(f"int ${value}: the vector is 0-255", loc)
+            return
+        if entry.op in ("choose", "input"):
+            return
+        dst_reg = isinstance(args[-1], Reg)
+        if entry.imm_bits == 8:
+            if not -128 <= value <= 255:
+                raise _err(f"{mnemonic} ${value:#x}: the count or bit offset is an imm8", loc)
+            return
+        if width < 64:
+            if not alu.fits_unsigned_or_signed(value, width):
+                raise _err(f"{mnemonic} ${value:#x}: a {width}-bit immediate cannot hold it", loc)
+            return
+        if entry.imm_bits == 64 and dst_reg:
+            if not -(1 << 63) <= value < (1 << 64):
+                raise _err(f"{mnemonic} ${value:#x}: more than 64 bits", loc)
+            return
+        if not alu.fits_immediate(value, 32) or not -(1 << 63) <= value < (1 << 64):
+            form = ", ".join(
+                "$imm32" if j == k else "%reg" if isinstance(a, Reg) else "mem"
+                for j, a in enumerate(args)
             )
-        ):
-            raise bad()
-        if op.rstrip("0123456789") in ("cmp", "test"):
-            if not all(isinstance(a, (Imm, Reg, Mem, Abs)) for a in args):
-                raise bad()
-            if not isinstance(args[1], (Reg, Mem, Abs)):
-                raise bad()
-        if op == "choose":
-            if len(args) < 2:
-                raise _err("write `choose DST, SRC1, SRC2, ...`", loc)
-            if not isinstance(args[0], (Reg, Mem, Abs)):
-                raise bad()
-            if not all(isinstance(a, (Imm, Reg, Mem, Abs)) for a in args[1:]):
-                raise bad()
-        if op.rstrip("0123456789") in ("add", "sub", "and", "or", "xor", "sar", "shr", "shl") and (
-            not isinstance(args[1], Reg)
-        ):
-            raise bad()
-        if op.rstrip("0123456789") in ("inc", "dec") and not isinstance(args[0], Reg):
-            raise bad()
-        if op in ("lidt", "ltr") and not isinstance(args[0], Name):
-            raise bad()
-        if op == "int" and not isinstance(args[0], Imm):
-            raise bad()
-        if (
-            op == "int" and isinstance(args[0], Imm) and args[0].expr[0] == "const"
-            and not 0 <= args[0].expr[1] <= 255
-        ):
-            raise _err(f"int ${args[0].expr[1]}: the vector is 0-255", loc)
+            raise _err(
+                f"{mnemonic} ${value:#x}: `{mnemonic} {form}` encodes a 32-bit immediate "
+                "sign-extended to 64 bits, which cannot hold it (load it with "
+                "`movabs $imm64, %reg` first)", loc,
+            )
 
     # -- pseudo-C ------------------------------------------------------------------------
     def _function(self, rest: str, lines: list[_Line], i: int) -> int:
@@ -821,9 +1399,11 @@ class _Parser:
         stack_names = {s.name for s in self.stacks}
         for t in self.tsss:
             keys = ["rsp0"] + [f"ist {n}" for n in range(1, 8)]
-            for key, slot in zip(keys, (t.rsp0, *t.ist), strict=True):
+            slots = [*zip(keys, (t.rsp0, *t.ist), strict=True)]
+            slots += [(key, stack) for _, key, stack in t.cpu_slots]
+            for key, slot in slots:
                 if slot is not None and slot not in stack_names:
-                    where = self.slot_locs.get((t.name, key), t.loc)
+                    where = self.slot_locs.get((t.name, key, slot), t.loc)
                     raise _err(f"tss {t.name} names a missing stack {slot!r} ({key})", where)
         seen: dict[str, str] = {}
         for what, decls in (("stack", self.stacks), ("idt", self.idts), ("tss", self.tsss)):
@@ -877,6 +1457,10 @@ class _Parser:
             for idx, target, loc in b.pending:
                 instrs[idx] = self._resolve(instrs[idx], idx, target, loc, b, global_labels)
             instrs = [self._resolve_rip(ins, k, b, global_labels) for k, ins in enumerate(instrs)]
+            instrs = [
+                self._resolve_code(ins, k, b, global_labels, var_names)
+                for k, ins in enumerate(instrs)
+            ]
             instrs = self._fall_through(b, instrs)
             for ins in instrs:
                 self._check_names(ins, var_names, tables, tss_names, stack_names)
@@ -900,6 +1484,8 @@ class _Parser:
             sysenter=self.sysenter,
             vendor=self.vendor,
             df_rule=self.df_rule,
+            fmask=self.fmask,
+            selectors=tuple(self.selectors.items()),
             symmetric=self.symmetric,
             symmetry_vars=self.symmetry_vars,
             inputs=self.inputs,
@@ -941,13 +1527,14 @@ class _Parser:
     ) -> Instr:
         t = self._target(target, idx, loc, b, global_labels)
         args = tuple(t if isinstance(a, Name) and a.name == target else a for a in ins.args)
-        return Instr(ins.op, args, ins.loc, ins.text, ins.fault)
+        return replace(ins, args=args)
 
     def _fall_through(self, b: _Builder, instrs: list[Instr]) -> list[Instr]:
-        """Assembler falls through into the routine written next, as the CPU would."""
+        """Assembler falls through into the routine written next in the same section, as
+        the CPU would."""
         if b.kind != "asm" or (instrs and instrs[-1].op in _NO_FALL_THROUGH):
             return instrs
-        order = [r for r in self.routines.values() if r.kind == "asm"]
+        order = [r for r in self.routines.values() if r.kind == "asm" and r.section == b.section]
         k = order.index(b)
         loc = instrs[-1].loc if instrs else b.loc
         if k + 1 < len(order) and order[k + 1].loc.line > b.loc.line:
@@ -963,11 +1550,48 @@ class _Parser:
         args: list[object] = []
         for a in ins.args:
             if isinstance(a, Name) and a.name.startswith("@rip:"):
+                if a.name[5:] in {v.name for v in self.variables}:
+                    # `leaq table(%rip), %r10`: the address of a variable
+                    args.append(Mem(None, 0, sym=("var", a.name[5:])))
+                    continue
                 t = self._target(a.name[5:], idx, ins.loc, b, global_labels)
                 args.append(RipRel((t.routine, t.index)))
             else:
                 args.append(a)
-        return Instr(ins.op, tuple(args), ins.loc, ins.text, ins.fault)
+        return replace(ins, args=tuple(args))
+
+    def _resolve_code(
+        self, ins: Instr, idx: int, b: _Builder, global_labels: dict[str, tuple[str, int]],
+        var_names: set[str],
+    ) -> Instr:
+        """`$label` is the label's code address; a variable named as a memory operand must
+        exist (`movq $1, v`, `call *table(,%rax,8)`)."""
+        if b.kind != "asm":
+            return ins
+        args: list[object] = []
+        changed = False
+        for a in ins.args:
+            inner = a.target if isinstance(a, Indirect) else a
+            if isinstance(inner, Mem) and inner.sym is not None:
+                name = str(inner.sym[1])
+                if name not in var_names:
+                    what = "a label, not a variable" if (
+                        name in global_labels or name in self.routines) else "undefined"
+                    mnemonic = ins.text.split()[0] if ins.text else ins.op
+                    raise _err(f"unsupported operand form for {mnemonic}: {name!r} is {what} "
+                               "(a memory operand names a `var` or `percpu` variable)", ins.loc)
+            if (
+                isinstance(a, Imm) and a.expr[0] == "var" and a.expr[1] not in var_names
+                and a.expr[1] not in self.inputs
+                and (a.expr[1] in self.routines or a.expr[1] in global_labels
+                     or a.expr[1] in b.labels)
+            ):
+                t = self._target(str(a.expr[1]), idx, ins.loc, b, global_labels)
+                args.append(Imm(("code", t.routine, t.index)))
+                changed = True
+            else:
+                args.append(a)
+        return replace(ins, args=tuple(args)) if changed else ins
 
     def _check_names(
         self, ins: Instr, var_names: set[str], tables: set[str], tss_names: set[str],
@@ -998,9 +1622,10 @@ class _Parser:
                 raise _err(f"{assigned!r} is not an array or a per-CPU variable: "
                            f"write {assigned} = ...", ins.loc)
         elif op in ("c.choose", "c.choose_range"):
-            if a[0][0] != "var":  # type: ignore[index]
+            first = a[0]
+            if not (isinstance(first, tuple) and first[0] == "var"):
                 raise _err(f"{op[2:]} needs a variable name first", ins.loc)
-            assigned = str(a[0][1])  # type: ignore[index]
+            assigned = str(first[1])
             if assigned not in var_names:
                 raise _err(f"assignment to an undeclared variable {assigned!r}", ins.loc)
             check.scalar(assigned)
@@ -1021,25 +1646,27 @@ class _Parser:
                 check.scalar(str(target[1]))
             a = ()
         elif op in ("c.set_gate", "c.set_gate_ist"):
-            check.named(a[0], "an idt", tables)  # type: ignore[arg-type]
+            check.named(a[0], "an idt", tables)
             a = a[1:]
         elif op in ("c.set_ist", "c.set_rsp0"):
-            check.named(a[0], "a tss", tss_names)  # type: ignore[arg-type]
-            check.named(a[-1], "a stack", stack_names, "none" if op == "c.set_ist" else "")  # type: ignore[arg-type]
+            check.named(a[0], "a tss", tss_names)
+            check.named(a[-1], "a stack", stack_names, "none" if op == "c.set_ist" else "")
             a = a[1:-1]
         elif op == "c.lidt":
-            check.named(a[0], "an idt", tables, "empty")  # type: ignore[arg-type]
+            check.named(a[0], "an idt", tables, "empty")
             a = ()
         elif op == "c.copy_idt":
-            check.named(a[0], "an idt", tables)  # type: ignore[arg-type]
-            check.named(a[1], "an idt", tables)  # type: ignore[arg-type]
+            check.named(a[0], "an idt", tables)
+            check.named(a[1], "an idt", tables)
             a = ()
         elif op == "c.ltr":
-            check.named(a[0], "a tss", tss_names)  # type: ignore[arg-type]
+            check.named(a[0], "a tss", tss_names)
             a = ()
-        elif op == "c.send_nmi" and a[0][0] == "var" and a[0][1] in DESTINATIONS:  # type: ignore[index]
+        elif op == "c.send_nmi" and a[0] in [("var", d) for d in DESTINATIONS]:
             a = ()
         for arg in a:
+            if isinstance(arg, Indirect):
+                arg = arg.target
             if isinstance(arg, (Imm, Abs)):
                 check.value(arg.expr)
             elif isinstance(arg, tuple) and arg and isinstance(arg[0], str):
@@ -1120,8 +1747,10 @@ class _NameCheck:
             for part in e[2][1:] if e[1] == "per_cpu" else e[2]:
                 self.value(part)
 
-    def named(self, e: Expr, what: str, names: set[str], special: str = "") -> None:
+    def named(self, e: object, what: str, names: set[str], special: str = "") -> None:
         """A table, TSS or stack operand: `NAME` (this CPU's) or `NAME[i]` (CPU i's)."""
+        if not isinstance(e, tuple):
+            raise self.fail(f"{self.ins.op[2:]} needs {what} here")
         if special and e == ("var", special):
             return
         if e[0] not in ("var", "index") or e[1] not in names:
@@ -1201,7 +1830,7 @@ class _CCompiler:
                     if len(self.b.instrs) == before:
                         raise _err("@fault needs a statement that takes a step", loc)
                     ins = self.b.instrs[before]
-                    self.b.instrs[before] = Instr(ins.op, ins.args, ins.loc, ins.text, fault)
+                    self.b.instrs[before] = replace(ins, fault=fault)
         raise _err(f"function {self.b.name} has no closing `}}`", self.b.loc)
 
     def _cond(self, text: str, loc: Loc) -> Expr:
@@ -1262,6 +1891,8 @@ class _CCompiler:
                 "c.assign", (m.group(1), ("binop", op, ("var", m.group(1)), ("const", 1))), loc, s
             )
             return False
+        if self._store(s, loc):
+            return False
         m = re.fullmatch(r"(\w+)\s*(?:\[(.+)\])?\s*(\+|-|\||&|\^)?=\s*(.+)", s)
         if m and not m.group(4).startswith("="):
             name, index, op, value = m.group(1), m.group(2), m.group(3), self._cond(m.group(4), loc)
@@ -1280,6 +1911,37 @@ class _CCompiler:
             self._call(m.group(1), m.group(2), loc, s)
             return False
         raise _err(f"unknown statement {s!r}", loc)
+
+    def _store(self, s: str, loc: Loc) -> bool:
+        """`%reg = e;`, `mem(ADDR) = e;` and `per_cpu(x, i) = e;` (also `op=`): pseudo-C
+        writing a register, a memory word or another CPU's copy of a per-CPU variable."""
+        m = re.fullmatch(r"%(\w+)\s*([-+|&^]?)=\s*(.+)", s)
+        if m and not m.group(3).startswith("="):
+            reg = self.p._register(m.group(1), loc)
+            if reg.size != 8 or reg.name == "ss":
+                raise _err(f"pseudo-C writes 64-bit registers, not %{m.group(1)}", loc)
+            value = self._cond(m.group(3), loc)
+            if m.group(2):
+                value = ("binop", m.group(2), ("reg", reg.name), value)
+            self._emit("c.store", (reg, value), loc, s)
+            return True
+        m = re.fullmatch(r"mem\s*\((.+)\)\s*([-+|&^]?)=\s*(.+)", s)
+        if m and not m.group(3).startswith("="):
+            address = self._cond(m.group(1), loc)
+            value = self._cond(m.group(3), loc)
+            if m.group(2):
+                value = ("binop", m.group(2), ("call", "mem", (address,)), value)
+            self._emit("c.store", (Abs(address), value), loc, s)
+            return True
+        m = re.fullmatch(r"per_cpu\s*\(\s*(\w+)\s*,(.+)\)\s*([-+|&^]?)=\s*(.+)", s)
+        if m and not m.group(4).startswith("="):
+            name, index = m.group(1), self._cond(m.group(2), loc)
+            value = self._cond(m.group(4), loc)
+            if m.group(3):
+                value = ("binop", m.group(3), ("index", name, index), value)
+            self._emit("c.assign_index", (name, index, value), loc, s)
+            return True
+        return False
 
     def _open_if(self, cond: str, loc: Loc, text: str, chained: bool) -> None:
         els = self._label()

@@ -1,26 +1,64 @@
 """Executing one instruction of a design on one CPU.
 
-The x86 rules live in model/x86; this module only maps the design language's operations
-onto them and onto the design's variables. A fault an instruction raises is delivered
-here through model.x86.delivery, so every exception follows the same SDM path.
+The x86 rules live in model/x86 (alu.py for arithmetic, flags and condition codes,
+msr.py, instructions.py, memory.py); this module only maps the design language's
+operations onto them and onto the design's variables. Which handler runs an instruction
+comes from the instruction table (model/lang/isa.py): entry `semantics` X is the method
+`_i_X`, bound once per interpreter. A fault an instruction raises is delivered here
+through model.x86.delivery, so every exception follows the same SDM path.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from checker import symbolic as sym
 from checker.errors import InputError
 from checker.symbolic import Term, decide
+from model.lang import isa
 from model.lang.expr import binop, unop
-from model.lang.ir import Abs, Expr, Imm, Instr, Mem, Name, Reg, RipRel, Routine, Target
+from model.lang.ir import (
+    Abs,
+    Expr,
+    Imm,
+    Indirect,
+    Instr,
+    Mem,
+    Name,
+    Reg,
+    RipRel,
+    Routine,
+    Target,
+)
 from model.system.layout import Layout
+from model.x86 import alu, msr
 from model.x86 import instructions as insn
-from model.x86.arch import BP, CF, DB, GP, IF, OF_FLAG, RF, UD
+from model.x86.arch import (
+    BP,
+    CF,
+    DB,
+    ERROR_CODE_VECTORS,
+    FLAG_NAMES,
+    GP,
+    OF_FLAG,
+    PF,
+    UD,
+    is_canonical,
+)
 from model.x86.delivery import Event, Source, deliver
 from model.x86.events import after_instruction, ipi_destinations, send_nmi_ipi
-from model.x86.memory import ArchFault, copy_words, move_rsp, pop, push, read, write
+from model.x86.memory import (
+    ArchFault,
+    check_access,
+    copy_words,
+    move_rsp,
+    pop,
+    push,
+    read,
+    write,
+)
 from model.x86.state import (
     WORD,
     CodeAddr,
@@ -33,8 +71,8 @@ from model.x86.state import (
     fast_replace,
 )
 
-ZF = 1 << 6
-SF = 1 << 7
+ZF = alu.ZF
+SF = alu.SF
 MASK64 = (1 << 64) - 1
 
 # Sticky incidents the interpreter records (the x86 layer records its own).
@@ -42,6 +80,11 @@ FREED_CODE = "freed-init-code-executed"
 FELL_OFF = "ran-off-routine-end"
 ASSERT_FAILED = "assertion-failed"
 TIMED_OUT = "timeout-fired"
+# A %gs: access while the active GS base is not this CPU's own per-CPU area (a missing or
+# extra SWAPGS): it reads another CPU's data or guest-controlled memory.
+FOREIGN_GS = "percpu-access-through-foreign-gs-base"
+# An indirect jump or call to an address where the design has no code.
+WILD_BRANCH = "indirect-branch-to-non-code"
 
 # Exceptions that are traps: the saved RIP is the next instruction (SDM Table 6-1).
 TRAPS = frozenset({BP, DB})
@@ -74,6 +117,9 @@ class SysState(NamedTuple):
 _new = tuple.__new__  # see model.x86.state._new
 
 
+Handler = Callable[["SysState", int, "_Site", int], "SysState"]
+
+
 class _Site(NamedTuple):
     """What running the instruction at one pc needs, worked out once per pc."""
 
@@ -81,12 +127,24 @@ class _Site(NamedTuple):
     next_pc: CodeAddr  # the fall-through pc: CALL's return address, a trap's saved RIP
     goto: CodeAddr | None  # a jump's, call's or branch's target
     init: bool  # the routine is in an .init section (freed by `free_init`)
-    op: str  # a pseudo-C statement without its "c.", an instruction without its width
-    width: int  # the operand width in bits (`cmp32` -> 32; 64 for plain ops)
+    handler: Handler | None  # the table entry's semantics, bound to this interpreter
 
 
 class Blocked(Exception):
     """The instruction cannot run now (a wait whose condition is false)."""
+
+
+def handlers_of(obj: object) -> dict[str, Handler]:
+    """Each table entry's handler on `obj`; a missing one is a bug caught at start-up."""
+    out: dict[str, Handler] = {}
+    for op, semantics in [(e.op, e.semantics) for e in isa.ASM + isa.DERIVED] + [
+        (b.op, b.semantics) for b in isa.BUILTIN_TABLE
+    ]:
+        fn = getattr(obj, f"_i_{semantics}", None)
+        if fn is None:
+            raise NotImplementedError(f"instruction table entry {op!r}: no handler _i_{semantics}")
+        out[op] = fn
+    return out
 
 
 class Interpreter:
@@ -108,6 +166,7 @@ class Interpreter:
         self._var_slots: dict[str, tuple[int, bool]] = {
             name: (base, name in layout.percpu_vars) for name, base in layout.var_index.items()
         }
+        self._handlers = handlers_of(self)
 
     # -- values ------------------------------------------------------------------------------
     def routine_of(self, pc: CodeAddr) -> Routine:
@@ -135,15 +194,14 @@ class Interpreter:
             r = None
         ins = r.instrs[pc.index] if r is not None and pc.index < len(r.instrs) else None
         goto = None
+        handler = None
         if ins is not None:
             arg = ins.args[1] if ins.op == "c.branch_false" else ins.args[0] if ins.args else None
             if isinstance(arg, Target):
                 goto = CodeAddr(arg.routine, arg.index)
+            handler = self._handlers.get(ins.op)
         init = r is not None and r.section.startswith(".init")
-        op, width = ("", 64) if ins is None else (
-            (ins.op[2:], 64) if ins.op.startswith("c.") else _split_width(ins.op)
-        )
-        site = _Site(ins, CodeAddr(pc.routine, pc.index + 1), goto, init, op, width)
+        site = _Site(ins, CodeAddr(pc.routine, pc.index + 1), goto, init, handler)
         self._sites[pc] = site
         return site
 
@@ -166,6 +224,8 @@ class Interpreter:
             return cpu.rsp if e[1] == "rsp" else cpu.reg(e[1])
         if kind == "top":
             return self.platform.region(self.layout.resolve(e[1], cpu_i)).top
+        if kind == "code":
+            return CodeAddr(str(e[1]), int(e[2]))
         if kind == "index":
             return s.vars[self._element(s, cpu_i, e[1], e[2], ins)]
         if kind == "binop":
@@ -244,71 +304,150 @@ class Interpreter:
     def _error(self, msg: str, ins: Instr) -> InputError:
         return InputError(msg, ins.loc.file, ins.loc.line)
 
-    def _name_of(self, s: SysState, cpu_i: int, e: Expr, ins: Instr) -> str:
+    def _name_of(self, s: SysState, cpu_i: int, e: object, ins: Instr) -> str:
         """A table/TSS/stack operand: `idt_table` (this CPU's) or `idt_table[i]`."""
-        if e[0] == "var":
+        if isinstance(e, tuple) and e[0] == "var":
             return self.layout.resolve(e[1], cpu_i)
-        if e[0] == "index":
+        if isinstance(e, tuple) and e[0] == "index":
             idx = self._int(self.eval(s, cpu_i, e[2], ins), ins)
             return f"{e[1]}[{idx}]" if e[1] in self.layout.per_cpu else e[1]
         raise self._error("expected a table, TSS or stack name", ins)
 
-    def operand(self, s: SysState, m: Machine, cpu_i: int, op: object, ins: Instr) -> Value:
-        cpu = m.cpus[cpu_i]
-        if isinstance(op, Imm):
-            return self.eval(s if s.machine is m else s.with_machine(m), cpu_i, op.expr, ins)
-        if isinstance(op, Reg):
-            return cpu.rsp if op.name == "rsp" else cpu.reg(op.name)
-        if isinstance(op, (Mem, Abs)):
-            addr = self._address(s, m, cpu_i, op, ins)
-            from model.x86.memory import check_access
+    def _expr(self, s: SysState, cpu_i: int, e: object, ins: Instr) -> Value:
+        """A pseudo-C argument (an expression) evaluated."""
+        assert isinstance(e, tuple)
+        return self.eval(s, cpu_i, e, ins)
 
-            check_access(self.platform, addr, cpu.cpl)
-            if isinstance(addr, Term):
-                if op.size < WORD:
-                    raise self._error("narrow reads at symbolic addresses are not modelled", ins)
-                return read(m, addr)
-            word = read(m, addr - addr % WORD)
-            if op.size < WORD and isinstance(word, int):
-                # movl/cmpl/testb...: the bytes at the operand's address, little-endian
-                return (word >> (8 * (addr % WORD))) & ((1 << (8 * op.size)) - 1)
-            return word
-        if isinstance(op, RipRel):
-            return CodeAddr(*op.target)
-        raise self._error(f"unsupported operand {op!r}", ins)
-
-    def _address(
-        self, s: SysState, m: Machine, cpu_i: int, op: Mem | Abs, ins: Instr
-    ) -> int | Term:
+    # -- operands ------------------------------------------------------------------------------
+    def _address(self, s: SysState, cpu_i: int, op: Mem | Abs, ins: Instr) -> int | Term:
+        """The linear address of a memory operand (with %gs:, the active GS base added)."""
         if isinstance(op, Abs):
             return sym.band(self._bv(self.eval(s, cpu_i, op.expr, ins), ins), MASK64)
-        cpu = m.cpus[cpu_i]
-        base = cpu.rsp if op.base == "rsp" else cpu.reg(op.base)
-        return sym.add(self._bv(base, ins), op.disp)
+        cpu = s.machine.cpus[cpu_i]
+        total: int | Term = op.disp
+        if op.base is not None:
+            base = cpu.rsp if op.base == "rsp" else cpu.reg(op.base)
+            total = sym.add(self._bv(base, ins), total)
+        if op.index is not None:
+            index = self._bv(cpu.reg(op.index), ins)
+            total = sym.add(total, sym.mul(index, op.scale) if op.scale != 1 else index)
+        if op.sym is not None:
+            name = str(op.sym[1])
+            if op.seg == "gs":
+                if name not in self.layout.percpu_offset:
+                    raise self._error(f"%gs:{name}: {name!r} is not a percpu variable", ins)
+                total = sym.add(total, self.layout.percpu_offset[name])
+            else:
+                total = sym.add(total, self.layout.var_address(name, cpu_i))
+        if op.seg == "gs":
+            gs = cpu.gs_base
+            total = sym.add(total, self.layout.percpu_area(cpu_i) if gs is None
+                            else self._bv(gs, ins))
+        return sym.band(total, MASK64)
 
-    def _store(
-        self, s: SysState, m: Machine, cpu_i: int, dst: object, value: Value, ins: Instr
-    ) -> Machine:
+    def _foreign_gs(self, s: SysState, cpu_i: int, op: object) -> SysState:
+        """Record a %gs: access made while the active GS base is not this CPU's own area."""
+        if isinstance(op, Mem) and op.seg == "gs" and s.machine.cpus[cpu_i].gs_base is not None:
+            return s.with_machine(s.machine.incident(FOREIGN_GS))
+        return s
+
+    def load(self, s: SysState, cpu_i: int, addr: int | Term, size: int, ins: Instr) -> Value:
+        """`size` bytes at a linear address: a design variable's, or stack/guest memory."""
+        m = s.machine
+        if isinstance(addr, int):
+            slot = self.layout.slot_at(addr)
+            if slot is not None:
+                value = s.vars[slot[0]]
+                return self._bytes_of(value, slot[1], size, ins)
+        check_access(self.platform, addr, m.cpus[cpu_i].cpl)
+        if isinstance(addr, Term):
+            if size < WORD:
+                raise self._error("narrow reads at symbolic addresses are not modelled", ins)
+            return read(m, addr)
+        word = read(m, addr - addr % WORD)
+        return self._bytes_of(word, addr % WORD, size, ins)
+
+    def _bytes_of(self, word: Value, offset: int, size: int, ins: Instr) -> Value:
+        """movl/cmpl/testb...: `size` bytes at byte `offset` of a word, little-endian."""
+        if size == WORD and offset == 0:
+            return word
+        if offset + size > WORD:
+            raise self._error("an access across two words is not modelled", ins)
+        bits = self._bv(word, ins)
+        return sym.band(sym.lshr(bits, 8 * offset), (1 << (8 * size)) - 1)
+
+    def store(
+        self, s: SysState, cpu_i: int, addr: int | Term, size: int, value: Value, ins: Instr
+    ) -> SysState:
+        """Store `size` bytes at a linear address (a design variable, or memory)."""
+        m = s.machine
+        cpu = m.cpus[cpu_i]
+        if isinstance(addr, int):
+            slot = self.layout.slot_at(addr)
+            if slot is not None:
+                merged = self._merge(s.vars[slot[0]], slot[1], size, value, ins)
+                return _assigned(s, slot[0], merged, m)
+        if isinstance(addr, Term):
+            if size != WORD:
+                raise self._error("narrow writes at symbolic addresses are not modelled", ins)
+            return s.with_machine(write(self.platform, m, addr, value, cpu.cpl))
+        aligned = addr - addr % WORD
+        if size < WORD:
+            check_access(self.platform, addr, cpu.cpl)
+            value = self._merge(read(m, aligned), addr % WORD, size, value, ins)
+        return s.with_machine(write(self.platform, m, aligned, value, cpu.cpl))
+
+    def _merge(self, old: Value, offset: int, size: int, value: Value, ins: Instr) -> Value:
+        if size == WORD and offset == 0:
+            return value
+        if offset + size > WORD:
+            raise self._error("an access across two words is not modelled", ins)
+        keep_mask = MASK64 & ~(((1 << (8 * size)) - 1) << (8 * offset))
+        keep = sym.band(self._bv(old, ins) if not isinstance(old, CodeAddr) else 0, keep_mask)
+        part = sym.shl(sym.band(self._bv(value, ins), (1 << (8 * size)) - 1), 8 * offset)
+        return sym.bor(keep, part)
+
+    def read(self, s: SysState, cpu_i: int, op: object, ins: Instr) -> Value:
+        """An operand's value (a register of `Reg.size` bytes is its low bytes)."""
+        if isinstance(op, Imm):
+            return self.eval(s, cpu_i, op.expr, ins)
+        if isinstance(op, Reg):
+            cpu = s.machine.cpus[cpu_i]
+            value = cpu.rsp if op.name == "rsp" else cpu.reg(op.name)
+            if op.size < WORD:
+                return sym.band(self._bv(value, ins), (1 << (8 * op.size)) - 1)
+            return value
+        if isinstance(op, (Mem, Abs)):
+            return self.load(s, cpu_i, self._address(s, cpu_i, op, ins), op.size, ins)
+        if isinstance(op, RipRel):
+            return CodeAddr(*op.target)
+        if isinstance(op, Indirect):
+            return self.read(s, cpu_i, op.target, ins)
+        raise self._error(f"unsupported operand {op!r}", ins)
+
+    def write(
+        self, s: SysState, cpu_i: int, dst: object, value: Value, ins: Instr, width: int = 64
+    ) -> SysState:
+        """Write an operand: a register of `width` bits (32-bit results zero-extend, 8- and
+        16-bit ones merge: alu.merge_register), or memory (`Mem.size` bytes)."""
+        m = s.machine
         cpu = m.cpus[cpu_i]
         if isinstance(dst, Reg):
+            if width < 64:
+                old = cpu.rsp if dst.name == "rsp" else cpu.reg(dst.name)
+                v = self._bv(value, ins)
+                if isinstance(v, int) and isinstance(old, int):
+                    value = alu.merge_register(old, v, width)
+                elif width == 32:
+                    value = sym.band(v, 0xFFFF_FFFF)
+                else:
+                    keep = sym.band(self._bv(old, ins), MASK64 & ~alu.mask(width))
+                    value = sym.bor(keep, sym.band(v, alu.mask(width)))
             if dst.name == "rsp":
-                return move_rsp(self.platform, m, cpu_i, value)
-            return m.with_cpu(cpu_i, cpu.with_reg(dst.name, value))
+                return s.with_machine(move_rsp(self.platform, m, cpu_i, value))
+            return s.with_machine(m.with_cpu(cpu_i, cpu.with_reg(dst.name, value)))
         if isinstance(dst, (Mem, Abs)):
-            addr = self._address(s, m, cpu_i, dst, ins)
-            if isinstance(addr, Term):
-                if dst.size != WORD:
-                    raise self._error("narrow writes at symbolic addresses are not modelled", ins)
-                return write(self.platform, m, addr, value, cpu.cpl)
-            aligned = addr - addr % WORD
-            if dst.size == 4:
-                old = read(m, aligned)
-                shift = 8 * (addr % WORD)
-                keep = (old if isinstance(old, int) else 0) & ~(0xFFFF_FFFF << shift)
-                if isinstance(value, Term) or isinstance(keep, Term):
-                    raise self._error("a 32-bit store of a symbolic value is not modelled", ins)
-                value = keep | ((self._int(value, ins) & 0xFFFF_FFFF) << shift)
-            return write(self.platform, m, aligned, value, cpu.cpl)
+            return self.store(s, cpu_i, self._address(s, cpu_i, dst, ins), dst.size, value, ins)
         raise self._error("cannot store there", ins)
 
     # -- steps -------------------------------------------------------------------------------
@@ -360,14 +499,16 @@ class Interpreter:
         m = s.machine
         cpu = m.cpus[cpu_i]
         flags = cpu.rflags if isinstance(cpu.rflags, int) else 0
-        flags &= ~(ZF | SF | CF | OF_FLAG)
-        for jcc, bit in (("je", ZF), ("js", SF), ("jb", CF), ("jl", OF_FLAG)):
-            if jcc == "jl":
-                # OF: jl is SF != OF, and SF is already known.
-                if decide(_lazy_condition("jl", lazy)) != bool(flags & SF):
+        flags &= ~alu.STATUS
+        try:
+            for cc, bit in (("e", ZF), ("s", SF), ("b", CF), ("o", OF_FLAG)):
+                if decide(alu.lazy_condition(cc, lazy)):
                     flags |= bit
-            elif decide(_lazy_condition(jcc, lazy)):
-                flags |= bit
+        except alu.UnknownFlag:
+            raise InputError(
+                "the flags of a symbolic IMUL or shift by a symbolic count are saved by an "
+                "event here; CF and OF are not modelled for them", self.layout.design.path, 1
+            ) from None
         s = _set_lazy(s, cpu_i, None)
         return s.with_machine(m.with_cpu(cpu_i, cpu._replace(rflags=flags)))
 
@@ -386,7 +527,7 @@ class Interpreter:
         cpu = s.machine.cpus[cpu_i]
         ins = self.instr_at(cpu.pc)
         assert ins is not None and ins.fault is not None
-        error = 0 if ins.fault in (GP, 14, 10, 11, 12, 17, 21, 8) else None
+        error = 0 if ins.fault in ERROR_CODE_VECTORS else None
         if ins.op == "iret":
             # every IRET unblocks NMIs, even one that faults (`iretq @fault(#GP)`, #SS, ...)
             unblocked = insn.iret_faulting(s.machine, cpu_i).machine
@@ -399,245 +540,477 @@ class Interpreter:
         site = self._sites.get(cpu.pc) or self._site(cpu.pc)
         return m.with_cpu(cpu_i, cpu.with_pc(site.next_pc))
 
+    def _next(self, s: SysState, cpu_i: int) -> SysState:
+        return s.with_machine(self._advance(s.machine, cpu_i))
+
     def _goto(self, m: Machine, cpu_i: int, site: _Site) -> Machine:
         assert site.goto is not None
         return m.with_cpu(cpu_i, m.cpus[cpu_i].with_pc(site.goto))
 
     def _execute(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
-        m = s.machine
-        cpu = m.cpus[cpu_i]
         ins = site.ins
         assert ins is not None
         if site.init and s.init_freed:
             # The bytes there now belong to something else: model them as undefined.
-            m = m.incident(FREED_CODE)
+            m = s.machine.incident(FREED_CODE)
             raise ArchFault(UD, None, "executing freed init code", machine=m)
-        op = ins.op
-        a = ins.args
-        p = self.platform
-        if op.startswith("c."):
-            return self._pseudo_c(s, cpu_i, site, choice)
-        # The most frequent instructions first.
-        if op == "push":
-            value = self.operand(s, m, cpu_i, a[0], ins)
-            return s.with_machine(self._advance(push(p, m, cpu_i, value), cpu_i))
-        if op == "jmp":
-            return s.with_machine(self._goto(m, cpu_i, site))
-        if op == "call":
-            return s.with_machine(self._goto(push(p, m, cpu_i, site.next_pc), cpu_i, site))
-        if op == "ret":
-            m, value = pop(p, m, cpu_i)
-            if not isinstance(value, CodeAddr):
-                raise ArchFault(GP, 0, f"RET to {value:#x}", machine=None)
-            return s.with_machine(m.with_cpu(cpu_i, m.cpus[cpu_i].with_pc(value)))
-        if op == "nop":
-            return s.with_machine(self._advance(m, cpu_i))
-        if op == "pop":
-            m, value = pop(p, m, cpu_i)
-            m = self._store(s, m, cpu_i, a[0], value, ins)
-            return s.with_machine(self._advance(m, cpu_i))
-        if op == "mov":
-            value = self.operand(s, m, cpu_i, a[0], ins)
-            return s.with_machine(
-                self._advance(self._store(s, m, cpu_i, a[1], value, ins), cpu_i)
-            )
-        if op == "lea":
-            src = a[0]
-            value = (
-                self._address(s, m, cpu_i, src, ins) if isinstance(src, Mem)
-                else self.operand(s, m, cpu_i, src, ins)
-            )
-            return s.with_machine(
-                self._advance(self._store(s, m, cpu_i, a[1], value, ins), cpu_i)
-            )
-        base_op, width = site.op, site.width
-        if op == "mov32":
-            value = sym.band(self._bv(self.operand(s, m, cpu_i, a[0], ins), ins), 0xFFFF_FFFF)
-            return s.with_machine(
-                self._advance(self._store(s, m, cpu_i, a[1], value, ins), cpu_i)
-            )
-        if base_op in _ARITH:
-            mask = (1 << width) - 1
-            dst = a[-1]
-            xv = self._bv(self.operand(s, m, cpu_i, dst, ins), ins)
-            yv = self._bv(self.operand(s, m, cpu_i, a[0], ins), ins) if len(a) == 2 else 1
-            if isinstance(xv, Term) or isinstance(yv, Term):
-                # Symbolic: the result is a term and the flags a lazy record of it.
-                r_sym = sym.band(
-                    _SYM_ARITH[base_op](sym.band(xv, mask), sym.band(yv, mask), width), mask
-                )
-                m = self._store(s, m, cpu_i, dst, r_sym, ins)
-                s = _set_lazy(s, cpu_i, ("result", r_sym, width))
-                return s.with_machine(self._advance(m, cpu_i))
-            s = _set_lazy(s, cpu_i, None)
-            x = xv & mask
-            y = yv & mask
-            raw = _ARITH[base_op](x, y, width)
-            r = raw & mask
-            m = self._store(s, m, cpu_i, dst, r, ins)
-            carry, overflow = _carry_overflow(base_op, x, y, raw, width)
-            if base_op in ("inc", "dec"):
-                carry = bool(cpu.rflags & CF)  # INC and DEC leave CF alone
-            if base_op in ("shl", "shr", "sar") and (y & (width - 1)) == 0:
-                return s.with_machine(self._advance(m, cpu_i))  # a zero count: no flags
-            m = self._set_flags(m, cpu_i, r, carry=carry, width=width, overflow=overflow)
-            return s.with_machine(self._advance(m, cpu_i))
-        if base_op in ("cmp", "test"):
-            mask = (1 << width) - 1
-            x = self.operand(s, m, cpu_i, a[1], ins)
-            y = self.operand(s, m, cpu_i, a[0], ins)
-            if isinstance(x, Term) or isinstance(y, Term):
-                xb, yb = sym.band(self._bv(x, ins), mask), sym.band(self._bv(y, ins), mask)
-                record = ("cmp", xb, yb, width) if base_op == "cmp" else (
-                    "result", sym.band(xb, yb), width)
-                s = _set_lazy(s, cpu_i, record)
-                return s.with_machine(self._advance(m, cpu_i))
-            s = _set_lazy(s, cpu_i, None)
-            if isinstance(x, CodeAddr) or isinstance(y, CodeAddr):
-                m = self._set_flags(m, cpu_i, 0 if x == y else 1, carry=False, width=width)
-            elif base_op == "test":
-                m = self._set_flags(m, cpu_i, x & y & mask, carry=False, width=width)
-            else:
-                x, y = x & mask, y & mask
-                _, overflow = _carry_overflow("sub", x, y, x - y, width)
-                m = self._set_flags(
-                    m, cpu_i, (x - y) & mask, carry=y > x, width=width, overflow=overflow
-                )
-            return s.with_machine(self._advance(m, cpu_i))
-        if op in _CONDITIONS:
-            lazy = s.lazy[cpu_i] if s.lazy else None
-            if lazy is not None:
-                taken = decide(_lazy_condition(op, lazy))
-            else:
-                taken = _CONDITIONS[op](cpu.rflags)
-            return s.with_machine(
-                self._goto(m, cpu_i, site) if taken else self._advance(m, cpu_i)
-            )
-        if op == "pushf" and s.lazy and s.lazy[cpu_i] is not None:
-            s = self.settle_flags(s, cpu_i)
-            m = s.machine
-            cpu = m.cpus[cpu_i]
-        if op == "pushf":
-            return s.with_machine(self._advance(push(p, m, cpu_i, cpu.rflags), cpu_i))
-        if op == "popf":
-            m, value = pop(p, m, cpu_i)
-            c = m.cpus[cpu_i]
-            return s.with_machine(
-                self._advance(
-                    m.with_cpu(cpu_i, c._replace(rflags=self._int(value, ins) | 2)), cpu_i
-                )
-            )
-        if op == "cli":
-            return s.with_machine(self._advance(insn.cli(m, cpu_i), cpu_i))
-        if op == "sti":
-            return s.with_machine(self._advance(insn.sti(m, cpu_i), cpu_i))
-        if op == "hlt":
-            return s.with_machine(insn.hlt(self._advance(m, cpu_i), cpu_i))
-        if op == "iret":
-            return s.with_machine(insn.iret(p, m, cpu_i))
-        if op == "sysret":
-            return s.with_machine(insn.sysret(p, m, cpu_i))
-        if op == "swapgs":
-            return s.with_machine(self._advance(insn.swapgs(m, cpu_i), cpu_i))
-        if op == "syscall":
-            return s.with_machine(insn.syscall(p, m, cpu_i, site.next_pc))
-        if op == "sysenter":
-            return s.with_machine(self._sysenter(m, cpu_i))
-        if op == "ud2":
-            raise ArchFault(UD, None, "UD2")
-        if op in ("int", "int3", "into", "int1"):
-            return s.with_machine(self._software_interrupt(s, m, cpu_i, site))
-        if op == "lidt":
-            name = a[0].name if isinstance(a[0], Name) else ""
-            table = None if name == "empty" else self.layout.resolve(name, cpu_i)
-            return s.with_machine(self._advance(insn.lidt(m, cpu_i, table), cpu_i))
-        if op == "ltr":
-            assert isinstance(a[0], Name)
-            return s.with_machine(
-                self._advance(
-                    insn.ltr(m, cpu_i, self.layout.resolve(a[0].name, cpu_i)), cpu_i
-                )
-            )
-        if op == "mov_ss":
-            m = self._advance(m, cpu_i)
-            return s.with_machine(insn.mov_ss(m, cpu_i))
-        if op == "movsq":
-            count = self._int(cpu.reg("rcx"), ins)
-            src = self._int(cpu.reg("rsi"), ins)
-            dst = self._int(cpu.reg("rdi"), ins)
-            m = copy_words(p, m, cpu_i, src, dst, count)
-            c = m.cpus[cpu_i].with_reg("rcx", 0).with_reg("rsi", src + count * WORD)
-            c = c.with_reg("rdi", dst + count * WORD)
-            return s.with_machine(self._advance(m.with_cpu(cpu_i, c), cpu_i))
-        if op == "choose":
-            dst = a[0]
-            value = self.operand(s, m, cpu_i, a[1 + choice], ins)
-            return s.with_machine(
-                self._advance(self._store(s, m, cpu_i, dst, value, ins), cpu_i)
-            )
-        if op == "input":
-            source = a[1]
-            assert isinstance(source, Name)
-            s, value = self.input_value(s, cpu_i, source.name, choice, ins)
-            m = s.machine
-            return s.with_machine(
-                self._advance(self._store(s, m, cpu_i, a[0], value, ins), cpu_i)
-            )
-        raise self._error(f"no semantics for {op}", ins)
+        if site.handler is None:
+            raise self._error(f"no semantics for {ins.op}", ins)
+        return site.handler(s, cpu_i, site, choice)
 
-    def _software_interrupt(self, s: SysState, m: Machine, cpu_i: int, site: _Site) -> Machine:
+    # -- flags -----------------------------------------------------------------------------------
+    def _concrete_flags(self, s: SysState, cpu_i: int) -> tuple[SysState, int]:
+        """RFLAGS as bits: a lazy record settled, a symbolic RFLAGS (a guest's R11 after
+        SYSRET) decided flag by flag."""
+        if s.lazy and s.lazy[cpu_i] is not None:
+            s = self.settle_flags(s, cpu_i)
+        flags = s.machine.cpus[cpu_i].rflags
+        if isinstance(flags, int):
+            return s, flags
+        bits = 0
+        for bit in (ZF, SF, *(b for _, b in FLAG_NAMES)):
+            if decide(sym.ne(sym.band(flags, bit), 0)):
+                bits |= bit
+        return s, bits | 2
+
+    def _condition(self, s: SysState, cpu_i: int, cc: str, ins: Instr) -> tuple[SysState, bool]:
+        lazy = s.lazy[cpu_i] if s.lazy else None
+        if lazy is not None:
+            try:
+                return s, decide(alu.lazy_condition(cc, lazy))
+            except alu.UnknownFlag:
+                raise self._error(
+                    "this condition reads CF or OF after a symbolic IMUL or a shift by a "
+                    "symbolic count, which the model does not compute", ins) from None
+        s, flags = self._concrete_flags(s, cpu_i)
+        return s, alu.condition(cc, flags)
+
+    def _with_flags(self, s: SysState, cpu_i: int, flags: int) -> SysState:
+        m = s.machine
+        cpu = m.cpus[cpu_i]
+        return s.with_machine(m.with_cpu(cpu_i, cpu._replace(rflags=flags)))
+
+    # -- instruction handlers (isa.Insn.semantics X is _i_X) -----------------------------------
+    def _i_push(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        value = self.read(s, cpu_i, ins.args[0], ins)
+        s = self._foreign_gs(s, cpu_i, ins.args[0])
+        return s.with_machine(self._advance(push(self.platform, s.machine, cpu_i, value), cpu_i))
+
+    def _i_pop(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        m, value = pop(self.platform, s.machine, cpu_i)
+        s = self.write(s.with_machine(m), cpu_i, ins.args[0], value, ins)
+        return self._next(s, cpu_i)
+
+    def _i_mov(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        src, dst = ins.args
+        value = self.read(s, cpu_i, src, ins)
+        if ins.width < 64 and isinstance(src, Imm):
+            value = sym.band(self._bv(value, ins), alu.mask(ins.width))
+        s = self._foreign_gs(self._foreign_gs(s, cpu_i, src), cpu_i, dst)
+        return self._next(self.write(s, cpu_i, dst, value, ins, ins.width), cpu_i)
+
+    def _i_extend(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        """MOVZX / MOVSX / MOVSXD: alu.extend of the source's src_width bits."""
+        ins = site.ins
+        assert ins is not None
+        src, dst = ins.args
+        v = self._bv(self.read(s, cpu_i, src, ins), ins)
+        signed = ins.op == "movsx"
+        if isinstance(v, int):
+            value: Value = alu.extend(v, ins.src_width, ins.width, signed)
+        else:
+            low = sym.band(v, alu.mask(ins.src_width))
+            value = sym.band(sym.sign_extend(low, ins.src_width) if signed else low,
+                             alu.mask(ins.width))
+        s = self._foreign_gs(s, cpu_i, src)
+        return self._next(self.write(s, cpu_i, dst, value, ins, ins.width), cpu_i)
+
+    def _i_lea(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        src, dst = ins.args
+        if isinstance(src, Mem):
+            # LEA computes the offset only: a segment base is not added.
+            value: Value = self._address(s, cpu_i, replace(src, seg="") if src.seg else src, ins)
+        else:
+            value = self.read(s, cpu_i, src, ins)
+        if ins.width == 32:
+            value = sym.band(self._bv(value, ins), 0xFFFF_FFFF)
+        return self._next(self.write(s, cpu_i, dst, value, ins), cpu_i)
+
+    def _i_xchg(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        a, b = ins.args
+        va, vb = self.read(s, cpu_i, a, ins), self.read(s, cpu_i, b, ins)
+        s = self.write(s, cpu_i, a, vb, ins, ins.width)
+        return self._next(self.write(s, cpu_i, b, va, ins, ins.width), cpu_i)
+
+    def _i_alu(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        """ADD SUB AND OR XOR CMP TEST INC DEC NEG NOT SHL SHR SAR IMUL: model.x86.alu
+        computes the result and the flags; a symbolic operand leaves a Lazy record."""
+        ins = site.ins
+        assert ins is not None
+        op, a, w = ins.op, ins.args, ins.width
+        if len(a) == 3:  # imul $imm, src, dst
+            src, x_op, dst = a[0], a[1], a[2]
+        elif len(a) == 2:
+            src, x_op, dst = a[0], a[1], a[1]
+        else:  # inc dec neg not, and a shift by one
+            src, x_op, dst = None, a[0], a[0]
+        xv = self._bv(self.read(s, cpu_i, x_op, ins), ins)
+        yv: int | Term = 1 if src is None else self._bv(self.read(s, cpu_i, src, ins), ins)
+        for o in a:
+            s = self._foreign_gs(s, cpu_i, o)
+        stores = op not in ("cmp", "test")
+        if isinstance(xv, Term) or isinstance(yv, Term):
+            r_sym = alu.symbolic_result(op if op != "cmp" else "sub", xv, yv, w)
+            old = s.machine.cpus[cpu_i].rflags
+            old_cf = sym.ne(sym.band(old, CF), 0) if isinstance(old, Term) else bool(old & CF)
+            if s.lazy and s.lazy[cpu_i] is not None and op in ("inc", "dec"):
+                old_cf = alu.lazy_condition("b", s.lazy[cpu_i])
+            record = alu.symbolic_flags(op, xv, yv, r_sym, w, old_cf)
+            if stores:
+                s = self.write(s, cpu_i, dst, r_sym, ins, w)
+            if record is not alu.KEEP:
+                s = _set_lazy(s, cpu_i, record)
+            return self._next(s, cpu_i)
+        if op == "not":
+            r, _ = alu.arith(op, xv, yv, w, 0)
+            return self._next(self.write(s, cpu_i, dst, r, ins, w), cpu_i)
+        # The flags before matter only to INC/DEC (CF) and a shift by zero (all): only
+        # then is a symbolic record decided into bits; otherwise it is overwritten.
+        keeps = op in ("inc", "dec") or (op in alu.SHIFTS and yv & (63 if w == 64 else 31) == 0)
+        if not keeps:
+            s = _set_lazy(s, cpu_i, None)
+        s, flags = self._concrete_flags(s, cpu_i)
+        s = _set_lazy(s, cpu_i, None)
+        r, flags = alu.arith(op, xv, yv, w, flags)
+        if stores:
+            s = self.write(s, cpu_i, dst, r, ins, w)
+        return self._next(self._with_flags(s, cpu_i, flags), cpu_i)
+
+    def _i_bt(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        offset = self._int(self.read(s, cpu_i, ins.args[0], ins), ins)
+        base = self._bv(self.read(s, cpu_i, ins.args[1], ins), ins)
+        s, flags = self._concrete_flags(s, cpu_i)
+        s = _set_lazy(s, cpu_i, None)
+        if isinstance(base, Term):
+            bit = decide(sym.ne(sym.band(sym.lshr(base, offset % ins.width), 1), 0))
+            flags = (flags & ~CF) | (CF if bit else 0)
+        else:
+            flags = alu.bit_test(base, offset, ins.width, flags)
+        return self._next(self._with_flags(s, cpu_i, flags), cpu_i)
+
+    def _i_jcc(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        s, taken = self._condition(s, cpu_i, ins.cc, ins)
+        return s.with_machine(
+            self._goto(s.machine, cpu_i, site) if taken else self._advance(s.machine, cpu_i)
+        )
+
+    def _i_setcc(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        s, holds = self._condition(s, cpu_i, ins.cc, ins)
+        return self._next(self.write(s, cpu_i, ins.args[0], int(holds), ins, 8), cpu_i)
+
+    def _i_cmovcc(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        src, dst = ins.args
+        value = self.read(s, cpu_i, src, ins)  # the source is read (and may fault) either way
+        s, holds = self._condition(s, cpu_i, ins.cc, ins)
+        if not holds:
+            if ins.width != 32:
+                return self._next(s, cpu_i)
+            value = self.read(s, cpu_i, dst, ins)  # a 32-bit CMOVcc zero-extends anyway
+        return self._next(self.write(s, cpu_i, dst, value, ins, ins.width), cpu_i)
+
+    def _branch_target(self, s: SysState, cpu_i: int, value: Value, ins: Instr) -> CodeAddr:
+        """Where an indirect jump or call goes: a code address, or the code at a linear
+        address; anything else is a branch into memory the design has no code for."""
+        if isinstance(value, CodeAddr):
+            return value
+        if isinstance(value, int):
+            if not is_canonical(value):
+                raise ArchFault(GP, 0, f"indirect branch to non-canonical {value:#x}")
+            found = self.layout.code_at(value)
+            if found is not None:
+                return found
+        shown = f"{value:#x}" if isinstance(value, int) else repr(value)
+        m = s.machine.incident(WILD_BRANCH)
+        # An instruction fetch from a page with no code of the design's: #PF (I/D set).
+        raise ArchFault(PF, 0x10, f"indirect branch to {shown}", machine=m)
+
+    def _i_jmp(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        target = ins.args[0]
+        if isinstance(target, Indirect):
+            pc = self._branch_target(s, cpu_i, self.read(s, cpu_i, target, ins), ins)
+            m = s.machine
+            return s.with_machine(m.with_cpu(cpu_i, m.cpus[cpu_i].with_pc(pc)))
+        return s.with_machine(self._goto(s.machine, cpu_i, site))
+
+    def _i_call(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        target = ins.args[0]
+        if isinstance(target, Indirect):
+            pc = self._branch_target(s, cpu_i, self.read(s, cpu_i, target, ins), ins)
+            m = push(self.platform, s.machine, cpu_i, site.next_pc)
+            return s.with_machine(m.with_cpu(cpu_i, m.cpus[cpu_i].with_pc(pc)))
+        m = push(self.platform, s.machine, cpu_i, site.next_pc)
+        return s.with_machine(self._goto(m, cpu_i, site))
+
+    def _i_ret(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        m, value = pop(self.platform, s.machine, cpu_i)
+        if isinstance(value, int):
+            value = self.layout.code_at(value) or value
+        if not isinstance(value, CodeAddr):
+            raise ArchFault(GP, 0, f"RET to {value!r}", machine=None)
+        return s.with_machine(m.with_cpu(cpu_i, m.cpus[cpu_i].with_pc(value)))
+
+    def _i_nop(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        return self._next(s, cpu_i)
+
+    def _i_pushf(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        if s.lazy and s.lazy[cpu_i] is not None:
+            s = self.settle_flags(s, cpu_i)
+        flags = s.machine.cpus[cpu_i].rflags
+        return s.with_machine(self._advance(push(self.platform, s.machine, cpu_i, flags), cpu_i))
+
+    def _i_popf(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        m, value = pop(self.platform, s.machine, cpu_i)
+        c = m.cpus[cpu_i]
+        s = _set_lazy(s, cpu_i, None)
+        return self._next(
+            s.with_machine(m.with_cpu(cpu_i, c._replace(rflags=self._int(value, ins) | 2))),
+            cpu_i,
+        )
+
+    def _i_cli(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        return s.with_machine(self._advance(insn.cli(s.machine, cpu_i), cpu_i))
+
+    def _i_sti(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        return s.with_machine(self._advance(insn.sti(s.machine, cpu_i), cpu_i))
+
+    def _i_cld(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        return s.with_machine(self._advance(insn.set_direction(s.machine, cpu_i, False), cpu_i))
+
+    def _i_std(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        return s.with_machine(self._advance(insn.set_direction(s.machine, cpu_i, True), cpu_i))
+
+    def _i_clac(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        return s.with_machine(self._advance(insn.set_ac(s.machine, cpu_i, False), cpu_i))
+
+    def _i_stac(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        return s.with_machine(self._advance(insn.set_ac(s.machine, cpu_i, True), cpu_i))
+
+    def _i_hlt(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        return s.with_machine(insn.hlt(self._advance(s.machine, cpu_i), cpu_i))
+
+    def _i_iret(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        size = 4 if ins.width == 32 else 8
+        return s.with_machine(
+            insn.iret(self.platform, s.machine, cpu_i, size, self.layout.code_at)
+        )
+
+    def _i_sysret(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        size = 4 if ins.width == 32 else 8
+        return s.with_machine(
+            insn.sysret(self.platform, s.machine, cpu_i, size, self.layout.code_at)
+        )
+
+    def _i_swapgs(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        return s.with_machine(self._advance(insn.swapgs(s.machine, cpu_i), cpu_i))
+
+    def _i_syscall(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        return s.with_machine(insn.syscall(self.platform, s.machine, cpu_i, site.next_pc))
+
+    def _sysenter_msrs(self, cpu_i: int) -> tuple[CodeAddr | None, Value]:
+        """IA32_SYSENTER_EIP and _ESP as the design's `sysenter` line sets them."""
+        target = self.layout.design.sysenter
+        if target is None:
+            return None, 0
+        routine, stack = target
+        return CodeAddr(routine, 0), self.platform.region(self.layout.resolve(stack, cpu_i)).top
+
+    def _i_sysenter(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        m = s.machine
+        eip, esp = self._sysenter_msrs(cpu_i)
+        written = dict(m.cpus[cpu_i].msrs)
+        if msr.IA32_SYSENTER_EIP in written:
+            value = written[msr.IA32_SYSENTER_EIP]
+            eip = value if isinstance(value, CodeAddr) else None
+            if eip is None:
+                raise ArchFault(UD, None, "SYSENTER to an address with no code of the design's")
+        esp = written.get(msr.IA32_SYSENTER_ESP, esp)
+        if written.get(msr.IA32_SYSENTER_CS, 1) == 0:
+            eip = None
+        return s.with_machine(insn.sysenter(self.platform, m, cpu_i, eip, esp))
+
+    def _msr_defaults(self, cpu_i: int) -> dict[int, Value]:
+        d = self.layout.design
+        eip, esp = self._sysenter_msrs(cpu_i)
+        efer = 0xD00 | (1 if d.lstar else 0)  # LME, LMA, NXE; SCE when SYSCALL is enabled
+        return {
+            msr.IA32_LSTAR: CodeAddr(d.lstar, 0) if d.lstar else 0,
+            msr.IA32_FMASK: self.platform.fmask,
+            msr.IA32_EFER: efer,
+            msr.IA32_SYSENTER_CS: 0xE008 if eip is not None else 0,
+            msr.IA32_SYSENTER_EIP: eip if eip is not None else 0,
+            msr.IA32_SYSENTER_ESP: esp,
+        }
+
+    def _i_rdmsr(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        m = s.machine
+        cpu = m.cpus[cpu_i]
+        index = self._bv(cpu.reg("rcx"), ins)
+        ecx = index & 0xFFFF_FFFF if isinstance(index, int) else None
+        value = msr.rdmsr(cpu, ecx, self._msr_defaults(cpu_i), self.layout.percpu_area(cpu_i))
+        edx, eax = msr.split_edx_eax(self._bv(value, ins))
+        cpu = cpu.with_reg("rdx", edx).with_reg("rax", eax)
+        return self._next(s.with_machine(m.with_cpu(cpu_i, cpu)), cpu_i)
+
+    def _i_wrmsr(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        m = s.machine
+        cpu = m.cpus[cpu_i]
+        index = self._bv(cpu.reg("rcx"), ins)
+        ecx = index & 0xFFFF_FFFF if isinstance(index, int) else None
+        value: Value = msr.join_edx_eax(
+            self._bv(cpu.reg("rdx"), ins), self._bv(cpu.reg("rax"), ins)
+        )
+        if ecx in (msr.IA32_LSTAR, msr.IA32_SYSENTER_EIP) and isinstance(value, int):
+            value = self.layout.code_at(value) or value  # an entry point: code if it is
+        m = msr.wrmsr(m, cpu_i, ecx, value, self.layout.percpu_area(cpu_i))
+        return self._next(s.with_machine(m), cpu_i)
+
+    def _i_verw(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        """VERW: ZF := the selector is writable at the CPL. The model has no GDT, so the
+        environment gives both answers (choice 0: ZF clear, 1: ZF set)."""
+        ins = site.ins
+        assert ins is not None
+        self.read(s, cpu_i, ins.args[0], ins)  # the operand is read (and may fault)
+        s, flags = self._concrete_flags(s, cpu_i)
+        s = _set_lazy(s, cpu_i, None)
+        flags = (flags | ZF) if choice else (flags & ~ZF)
+        return self._next(self._with_flags(s, cpu_i, flags), cpu_i)
+
+    def _i_lss(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        """LSS m16:64 (SDM Vol. 2 LDS/LES/LFS/LGS/LSS): RSP := the offset, SS := the
+        selector after it. Unlike MOV SS and POP SS it opens no interrupt shadow."""
+        ins = site.ins
+        assert ins is not None
+        src = ins.args[0]
+        assert isinstance(src, (Mem, Abs))
+        value = self.load(s, cpu_i, self._address(s, cpu_i, src, ins), WORD, ins)
+        return self._next(s.with_machine(move_rsp(self.platform, s.machine, cpu_i, value)), cpu_i)
+
+    def _i_ud2(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        raise ArchFault(UD, None, "UD2")
+
+    def _i_softint(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
         """INT n / INT3 / INTO / INT1: trap-like, the frame saves the next instruction."""
+        m = s.machine
         cpu = m.cpus[cpu_i]
         platform = self.platform
         ins = site.ins
         assert ins is not None
         nxt = site.next_pc
         if ins.op == "int":
-            vector = sym.band(self._bv(self.operand(s, m, cpu_i, ins.args[0], ins), ins), 0xFF)
-            event = Event(Source.INT_N, vector)
+            vector = sym.band(self._bv(self.read(s, cpu_i, ins.args[0], ins), ins), 0xFF)
+            # A symbolic vector (a guest's INT $N): delivery decides the gate lookup.
+            event = Event(Source.INT_N, cast(int, vector))
         elif ins.op == "int3":
             event = Event(Source.INT3, BP)
         elif ins.op == "into":
             if self.routines[cpu.pc.routine].compat:
                 platform = self.compat_platform
-            if not platform.mode64 and not cpu.rflags & OF_FLAG:
-                return self._advance(m, cpu_i)
+            if not platform.mode64:
+                s, flags = self._concrete_flags(s, cpu_i)
+                if not flags & OF_FLAG:
+                    return self._next(s, cpu_i)
+                m = s.machine
             event = Event(Source.INTO, 4)
         else:
             event = Event(Source.INT1, DB)
-        return deliver(platform, m, cpu_i, event, nxt, instruction_pc=cpu.pc)
+        return s.with_machine(deliver(platform, m, cpu_i, event, nxt, instruction_pc=cpu.pc))
 
-    def _sysenter(self, m: Machine, cpu_i: int) -> Machine:
-        """SYSENTER (SDM Vol. 2) from IA-32e mode: #GP(0) when IA32_SYSENTER_CS is null (no
-        `sysenter` declaration); else CPL 0, RSP := IA32_SYSENTER_ESP (the declared stack's
-        top), RIP := IA32_SYSENTER_EIP, IF and RF cleared, nothing saved. AMD CPUs raise #UD
-        outside legacy mode (AMD APM Vol. 3 SYSENTER)."""
-        if self.platform.vendor == "amd":
-            raise ArchFault(UD, None, "SYSENTER in long mode on AMD")
-        target = self.layout.design.sysenter
-        if target is None:
-            raise ArchFault(GP, 0, "SYSENTER with IA32_SYSENTER_CS = 0")
-        routine, stack = target
-        cpu = m.cpus[cpu_i]
-        rsp = self.platform.region(self.layout.resolve(stack, cpu_i)).top
-        cpu = cpu._replace(cpl=0, pc=CodeAddr(routine, 0), rsp=rsp, rflags=cpu.rflags & ~(IF | RF))
-        return m.with_cpu(cpu_i, cpu)
+    def _i_lidt(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        a = ins.args[0]
+        name = a.name if isinstance(a, Name) else ""
+        table = None if name == "empty" else self.layout.resolve(name, cpu_i)
+        return s.with_machine(self._advance(insn.lidt(s.machine, cpu_i, table), cpu_i))
 
-    def _set_flags(
-        self, m: Machine, cpu_i: int, result: int, carry: bool, width: int = 64,
-        overflow: bool = False,
-    ) -> Machine:
+    def _i_ltr(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None and isinstance(ins.args[0], Name)
+        tss = self.layout.resolve(ins.args[0].name, cpu_i)
+        return s.with_machine(self._advance(insn.ltr(s.machine, cpu_i, tss), cpu_i))
+
+    def _i_mov_ss(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        """MOV SS / POP SS (SDM §6.8.3): the shadow. POP SS is #UD in 64-bit mode (SDM Vol.
+        2 POP), so only compatibility-mode (GUEST32) code pops SS."""
+        ins = site.ins
+        assert ins is not None
+        m = s.machine
+        if len(ins.args) == 1:  # pop %ss
+            if not self.routines[m.cpus[cpu_i].pc.routine].compat:
+                raise ArchFault(UD, None, "POP SS in 64-bit mode")
+            m, _ = pop(self.platform, m, cpu_i)
+        else:
+            self.read(s, cpu_i, ins.args[0], ins)
+        return s.with_machine(insn.mov_ss(self._advance(m, cpu_i), cpu_i))
+
+    def _i_movsq(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        m = s.machine
         cpu = m.cpus[cpu_i]
-        flags = cpu.rflags & ~(ZF | SF | CF | OF_FLAG)
-        if overflow:
-            flags |= OF_FLAG
-        if result & ((1 << width) - 1) == 0:
-            flags |= ZF
-        if result & (1 << (width - 1)):
-            flags |= SF
-        if carry:
-            flags |= CF
-        return m.with_cpu(cpu_i, cpu._replace(rflags=flags))
+        count = self._int(cpu.reg("rcx"), ins)
+        src = self._int(cpu.reg("rsi"), ins)
+        dst = self._int(cpu.reg("rdi"), ins)
+        m = copy_words(self.platform, m, cpu_i, src, dst, count)
+        c = m.cpus[cpu_i].with_reg("rcx", 0).with_reg("rsi", src + count * WORD)
+        c = c.with_reg("rdi", dst + count * WORD)
+        return s.with_machine(self._advance(m.with_cpu(cpu_i, c), cpu_i))
+
+    def _i_choose(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        value = self.read(s, cpu_i, ins.args[1 + choice], ins)
+        return self._next(self.write(s, cpu_i, ins.args[0], value, ins), cpu_i)
+
+    def _i_input(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        source = ins.args[1]
+        assert isinstance(source, Name)
+        s, value = self.input_value(s, cpu_i, source.name, choice, ins)
+        return self._next(self.write(s, cpu_i, ins.args[0], value, ins), cpu_i)
 
     # -- pseudo-C ------------------------------------------------------------------------------
     def input_value(
@@ -663,16 +1036,20 @@ class Interpreter:
                 k += 1
         value = sym.var(fresh)
         path = s.path
-        if decl.low is not None:
+        if decl.low is not None and decl.high is not None:
             bounds = [sym.ule(decl.low, value), sym.ule(value, decl.high)]
             path = tuple(sorted(set(path) | {c for c in bounds if isinstance(c, Term)}, key=repr))
         return s._replace(path=path, symbolic=True), value
 
     def choices(self, s: SysState, cpu_i: int, ins: Instr) -> int:
-        """How many ways a `choose` / `choose_range` / `input` step can go."""
+        """How many ways a `choose` / `choose_range` / `input` / `verw` step can go."""
         if ins.op in ("input", "c.input"):
             source = ins.args[1]
-            name = source.name if isinstance(source, Name) else str(source[1])  # type: ignore[index]
+            if isinstance(source, Name):
+                name = source.name
+            else:
+                assert isinstance(source, tuple)
+                name = str(source[1])
             if name in self.symbolic_inputs:
                 return 1
             decl = self.layout.design.inputs[name]
@@ -680,140 +1057,213 @@ class Interpreter:
                 return decl.high - decl.low + 1
             return len(decl.samples)
         if ins.op == "c.choose_range":
-            low = self._int(self.eval(s, cpu_i, ins.args[1], ins), ins)  # type: ignore[arg-type]
-            high = self._int(self.eval(s, cpu_i, ins.args[2], ins), ins)  # type: ignore[arg-type]
+            low = self._int(self._expr(s, cpu_i, ins.args[1], ins), ins)
+            high = self._int(self._expr(s, cpu_i, ins.args[2], ins), ins)
             return max(0, high - low + 1)
+        if ins.op == "verw":
+            return 2
         return len(ins.args) - 1
 
     def wait_ready(self, s: SysState, cpu_i: int, ins: Instr) -> bool:
         """Can the wait proceed? A symbolic condition may: the step decides it."""
-        v = self.eval(s, cpu_i, ins.args[0], ins)
+        v = self._expr(s, cpu_i, ins.args[0], ins)
         return isinstance(v, Term) or bool(v)
 
-    def _pseudo_c(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
-        m = s.machine
+    def _var(self, e: object) -> str:
+        assert isinstance(e, tuple) and e[0] == "var"
+        return str(e[1])
+
+    def _i_c_halt(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        return s.with_machine(insn.hlt(self._advance(s.machine, cpu_i), cpu_i))
+
+    def _i_c_assign(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
         ins = site.ins
         assert ins is not None
-        op = site.op
-        a = ins.args
-        if op == "halt":  # the most frequent first
-            return s.with_machine(insn.hlt(self._advance(m, cpu_i), cpu_i))
-        if op == "assign":
-            name = a[0]
-            assert isinstance(name, str)
-            value = self.eval(s, cpu_i, a[1], ins)  # type: ignore[arg-type]
-            slot = self.layout.var_slot(name, cpu_i)
-            return _assigned(s, slot, value, self._advance(m, cpu_i))
-        if op == "assign_index":
-            name = a[0]
-            assert isinstance(name, str)
-            slot = self._element(s, cpu_i, name, a[1], ins)  # type: ignore[arg-type]
-            value = self.eval(s, cpu_i, a[2], ins)  # type: ignore[arg-type]
-            return _assigned(s, slot, value, self._advance(m, cpu_i))
-        if op == "choose_range":
-            var = a[0]
-            assert isinstance(var, tuple) and var[0] == "var"
-            low = self._int(self.eval(s, cpu_i, a[1], ins), ins)  # type: ignore[arg-type]
-            slot = self.layout.var_slot(var[1], cpu_i)
-            return _assigned(s, slot, low + choice, self._advance(m, cpu_i))
-        if op == "branch_false":
-            if decide(sym.truth(self._bv(self.eval(s, cpu_i, a[0], ins), ins))):  # type: ignore[arg-type]
-                return s.with_machine(self._advance(m, cpu_i))
-            return s.with_machine(self._goto(m, cpu_i, site))
-        if op in ("wait_until", "wait_timeout"):
-            v = self.eval(s, cpu_i, a[0], ins)  # type: ignore[arg-type]
-            if isinstance(v, Term):
-                sym.require(sym.truth(v))
-            elif not v:
-                raise Blocked()
-            return s.with_machine(self._advance(m, cpu_i))
-        if op == "input":
-            var, source = a[0], a[1]
-            assert isinstance(var, tuple) and isinstance(source, tuple)
-            s, value = self.input_value(s, cpu_i, str(source[1]), choice, ins)
-            slot = self.layout.var_slot(var[1], cpu_i)
-            return _assigned(s, slot, value, self._advance(s.machine, cpu_i))
-        if op == "choose":
-            var = a[0]
-            assert isinstance(var, tuple) and var[0] == "var"
-            value = self.eval(s, cpu_i, a[1 + choice], ins)  # type: ignore[arg-type]
-            slot = self.layout.var_slot(var[1], cpu_i)
-            return _assigned(s, slot, value, self._advance(m, cpu_i))
-        if op == "assert":
-            if not decide(sym.truth(self._bv(self.eval(s, cpu_i, a[0], ins), ins))):  # type: ignore[arg-type]
-                m = m.incident(f"{ASSERT_FAILED} at line {ins.loc.line}")
-            return s.with_machine(self._advance(m, cpu_i))
-        if op == "send_nmi":
-            e = a[0]
-            if isinstance(e, tuple) and e[0] == "var" and e[1] in ("SELF", "ALL_BUT_SELF", "ALL"):
-                shorthand = {"SELF": "self", "ALL_BUT_SELF": "all-but-self", "ALL": "all"}[e[1]]
-                targets = ipi_destinations(m, cpu_i, shorthand)
-            else:
-                dest = self._int(self.eval(s, cpu_i, e, ins), ins)  # type: ignore[arg-type]
-                if not 0 <= dest < len(m.cpus):
-                    last = len(m.cpus) - 1
-                    raise self._error(f"send_nmi to CPU {dest}, but CPUs are 0-{last}", ins)
-                targets = ipi_destinations(m, cpu_i, "cpu", dest)
-            m = send_nmi_ipi(m, cpu_i, targets)
-        elif op == "set_gate":
-            table = self._name_of(s, cpu_i, a[0], ins)  # type: ignore[arg-type]
-            vector = self._int(self.eval(s, cpu_i, a[1], ins), ins)  # type: ignore[arg-type]
-            target = a[2]
-            assert isinstance(target, Target)
-            kind = str(a[3]) if len(a) > 3 else "interrupt"
-            dpl = int(str(a[4]), 0) if len(a) > 4 else 0
-            ist = int(str(a[5]), 0) if len(a) > 5 else 0
-            m = insn.set_gate(m, table, vector, Gate(target.routine, kind, dpl, ist))
-        elif op == "set_gate_ist":
-            table = self._name_of(s, cpu_i, a[0], ins)  # type: ignore[arg-type]
-            vector = self._int(self.eval(s, cpu_i, a[1], ins), ins)  # type: ignore[arg-type]
-            ist = self._int(self.eval(s, cpu_i, a[2], ins), ins)  # type: ignore[arg-type]
-            m = insn.set_gate_ist(m, table, vector, ist)
-        elif op == "set_ist":
-            tss = self._name_of(s, cpu_i, a[0], ins)  # type: ignore[arg-type]
-            n = self._int(self.eval(s, cpu_i, a[1], ins), ins)  # type: ignore[arg-type]
-            stack = a[2]
-            name = None if stack == ("var", "none") else self._name_of(s, cpu_i, stack, ins)  # type: ignore[arg-type]
-            m = insn.set_ist(m, tss, n, name)
-        elif op == "set_rsp0":
-            tss = self._name_of(s, cpu_i, a[0], ins)  # type: ignore[arg-type]
-            m = insn.set_rsp0(m, tss, self._name_of(s, cpu_i, a[1], ins))  # type: ignore[arg-type]
-        elif op == "lidt":
-            e = a[0]
-            table = None if e == ("var", "empty") else self._name_of(s, cpu_i, e, ins)  # type: ignore[arg-type]
-            m = insn.lidt(m, cpu_i, table)
-        elif op == "ltr":
-            m = insn.ltr(m, cpu_i, self._name_of(s, cpu_i, a[0], ins))  # type: ignore[arg-type]
-        elif op == "copy_idt":
-            # memcpy() of one IDT's gates over another's; the limit lives in IDTR, not here.
-            dst = m.idt(self._name_of(s, cpu_i, a[0], ins))  # type: ignore[arg-type]
-            src = m.idt(self._name_of(s, cpu_i, a[1], ins))  # type: ignore[arg-type]
-            assert dst is not None and src is not None
-            m = m.with_idt(dst._replace(gates=src.gates))
-        elif op == "cli":
-            m = insn.cli(m, cpu_i)
-        elif op == "sti":
-            m = insn.sti(m, cpu_i)
-        elif op == "clear_mcip":
-            m = insn.clear_mcip(m, cpu_i)
-        elif op == "write_cr4_mce":
-            m = insn.set_cr4_mce(m, cpu_i, bool(self.eval(s, cpu_i, a[0], ins)))  # type: ignore[arg-type]
-        elif op == "free_init":
-            s = s._replace(init_freed=True)
-        elif op == "nop":
-            pass
-        elif op == "stop":
-            # The CPU stops for good (a model of `for (;;) halt();` with everything masked).
-            cpu = m.cpus[cpu_i]
-            return s.with_machine(m.with_cpu(cpu_i, cpu._replace(run=Run.HALTED)))
-        elif op == "fell_off":
-            m = m.incident(FELL_OFF)
-            raise ArchFault(UD, None, "ran off the end of a routine", machine=m)
-        elif op == "atomic_end":
-            pass
-        else:
-            raise self._error(f"no semantics for {op}", ins)
+        name = ins.args[0]
+        assert isinstance(name, str)
+        value = self._expr(s, cpu_i, ins.args[1], ins)
+        slot = self.layout.var_slot(name, cpu_i)
+        return _assigned(s, slot, value, self._advance(s.machine, cpu_i))
+
+    def _i_c_assign_index(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        name, index = ins.args[0], ins.args[1]
+        assert isinstance(name, str) and isinstance(index, tuple)
+        slot = self._element(s, cpu_i, name, index, ins)
+        value = self._expr(s, cpu_i, ins.args[2], ins)
+        return _assigned(s, slot, value, self._advance(s.machine, cpu_i))
+
+    def _i_c_store(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        """`%reg = e;`, `mem(ADDR) = e;`: pseudo-C writing a register or a memory word."""
+        ins = site.ins
+        assert ins is not None
+        value = self._expr(s, cpu_i, ins.args[1], ins)
+        return self._next(self.write(s, cpu_i, ins.args[0], value, ins), cpu_i)
+
+    def _i_c_choose_range(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        low = self._int(self._expr(s, cpu_i, ins.args[1], ins), ins)
+        slot = self.layout.var_slot(self._var(ins.args[0]), cpu_i)
+        return _assigned(s, slot, low + choice, self._advance(s.machine, cpu_i))
+
+    def _i_c_branch_false(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        if decide(sym.truth(self._bv(self._expr(s, cpu_i, ins.args[0], ins), ins))):
+            return self._next(s, cpu_i)
+        return s.with_machine(self._goto(s.machine, cpu_i, site))
+
+    def _i_c_wait_until(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        v = self._expr(s, cpu_i, ins.args[0], ins)
+        if isinstance(v, Term):
+            sym.require(sym.truth(v))
+        elif not v:
+            raise Blocked()
+        return self._next(s, cpu_i)
+
+    _i_c_wait_timeout = _i_c_wait_until
+
+    def _i_c_input(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        source = ins.args[1]
+        s, value = self.input_value(s, cpu_i, self._var(source), choice, ins)
+        slot = self.layout.var_slot(self._var(ins.args[0]), cpu_i)
+        return _assigned(s, slot, value, self._advance(s.machine, cpu_i))
+
+    def _i_c_choose(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        value = self._expr(s, cpu_i, ins.args[1 + choice], ins)
+        slot = self.layout.var_slot(self._var(ins.args[0]), cpu_i)
+        return _assigned(s, slot, value, self._advance(s.machine, cpu_i))
+
+    def _i_c_assert(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        m = s.machine
+        if not decide(sym.truth(self._bv(self._expr(s, cpu_i, ins.args[0], ins), ins))):
+            m = m.incident(f"{ASSERT_FAILED} at line {ins.loc.line}")
         return s.with_machine(self._advance(m, cpu_i))
+
+    def _i_c_send_nmi(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        m = s.machine
+        e = ins.args[0]
+        if isinstance(e, tuple) and e[0] == "var" and e[1] in ("SELF", "ALL_BUT_SELF", "ALL"):
+            shorthand = {"SELF": "self", "ALL_BUT_SELF": "all-but-self", "ALL": "all"}[e[1]]
+            targets = ipi_destinations(m, cpu_i, shorthand)
+        else:
+            dest = self._int(self._expr(s, cpu_i, e, ins), ins)
+            if not 0 <= dest < len(m.cpus):
+                last = len(m.cpus) - 1
+                raise self._error(f"send_nmi to CPU {dest}, but CPUs are 0-{last}", ins)
+            targets = ipi_destinations(m, cpu_i, "cpu", dest)
+        return s.with_machine(self._advance(send_nmi_ipi(m, cpu_i, targets), cpu_i))
+
+    def _i_c_set_gate(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        a = ins.args
+        table = self._name_of(s, cpu_i, a[0], ins)
+        vector = self._int(self._expr(s, cpu_i, a[1], ins), ins)
+        target = a[2]
+        assert isinstance(target, Target)
+        kind = str(a[3]) if len(a) > 3 else "interrupt"
+        dpl = int(str(a[4]), 0) if len(a) > 4 else 0
+        ist = int(str(a[5]), 0) if len(a) > 5 else 0
+        m = insn.set_gate(s.machine, table, vector, Gate(target.routine, kind, dpl, ist))
+        return s.with_machine(self._advance(m, cpu_i))
+
+    def _i_c_set_gate_ist(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        a = ins.args
+        table = self._name_of(s, cpu_i, a[0], ins)
+        vector = self._int(self._expr(s, cpu_i, a[1], ins), ins)
+        ist = self._int(self._expr(s, cpu_i, a[2], ins), ins)
+        m = insn.set_gate_ist(s.machine, table, vector, ist)
+        return s.with_machine(self._advance(m, cpu_i))
+
+    def _i_c_set_ist(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        a = ins.args
+        tss = self._name_of(s, cpu_i, a[0], ins)
+        n = self._int(self._expr(s, cpu_i, a[1], ins), ins)
+        name = None if a[2] == ("var", "none") else self._name_of(s, cpu_i, a[2], ins)
+        return s.with_machine(self._advance(insn.set_ist(s.machine, tss, n, name), cpu_i))
+
+    def _i_c_set_rsp0(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        tss = self._name_of(s, cpu_i, ins.args[0], ins)
+        m = insn.set_rsp0(s.machine, tss, self._name_of(s, cpu_i, ins.args[1], ins))
+        return s.with_machine(self._advance(m, cpu_i))
+
+    def _i_c_lidt(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        e = ins.args[0]
+        table = None if e == ("var", "empty") else self._name_of(s, cpu_i, e, ins)
+        return s.with_machine(self._advance(insn.lidt(s.machine, cpu_i, table), cpu_i))
+
+    def _i_c_ltr(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        m = insn.ltr(s.machine, cpu_i, self._name_of(s, cpu_i, ins.args[0], ins))
+        return s.with_machine(self._advance(m, cpu_i))
+
+    def _i_c_copy_idt(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        # memcpy() of one IDT's gates over another's; the limit lives in IDTR, not here.
+        ins = site.ins
+        assert ins is not None
+        m = s.machine
+        dst = m.idt(self._name_of(s, cpu_i, ins.args[0], ins))
+        src = m.idt(self._name_of(s, cpu_i, ins.args[1], ins))
+        assert dst is not None and src is not None
+        m = m.with_idt(dst._replace(gates=src.gates))
+        return s.with_machine(self._advance(m, cpu_i))
+
+    def _i_c_cli(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        return s.with_machine(self._advance(insn.cli(s.machine, cpu_i), cpu_i))
+
+    def _i_c_sti(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        return s.with_machine(self._advance(insn.sti(s.machine, cpu_i), cpu_i))
+
+    def _i_c_clear_mcip(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        return s.with_machine(self._advance(insn.clear_mcip(s.machine, cpu_i), cpu_i))
+
+    def _i_c_write_cr4_mce(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        on = bool(self._expr(s, cpu_i, ins.args[0], ins))
+        return s.with_machine(self._advance(insn.set_cr4_mce(s.machine, cpu_i, on), cpu_i))
+
+    def _i_c_free_init(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        return self._next(s._replace(init_freed=True), cpu_i)
+
+    def _i_c_nop(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        return self._next(s, cpu_i)
+
+    _i_c_atomic_end = _i_c_nop
+
+    def _i_c_atomic_begin(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        return self._atomic(s, cpu_i)
+
+    def _i_c_stop(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        # The CPU stops for good (a model of `for (;;) halt();` with everything masked).
+        m = s.machine
+        return s.with_machine(m.with_cpu(cpu_i, m.cpus[cpu_i]._replace(run=Run.HALTED)))
+
+    def _i_c_fell_off(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        m = s.machine.incident(FELL_OFF)
+        raise ArchFault(UD, None, "ran off the end of a routine", machine=m)
 
     def timeout(self, s: SysState, cpu_i: int) -> SysState:
         """A `wait_timeout` gives up: only when nothing else can happen (Promela's timeout)."""
@@ -828,7 +1278,7 @@ def _assigned(s: SysState, slot: int, value: Value, m: Machine) -> SysState:
     return s.with_machine_vars(m, tuple(values))
 
 
-def _set_lazy(s: SysState, cpu_i: int, record: Any) -> SysState:
+def _set_lazy(s: SysState, cpu_i: int, record: alu.Lazy | None) -> SysState:
     """Remember (or forget) that CPU cpu_i's arithmetic flags stand for a symbolic result."""
     if not s.lazy and record is None:
         return s
@@ -837,109 +1287,4 @@ def _set_lazy(s: SysState, cpu_i: int, record: Any) -> SysState:
     return s._replace(lazy=tuple(lazy) if any(x is not None for x in lazy) else ())
 
 
-def _lazy_condition(op: str, lazy: tuple[Any, ...]) -> Any:
-    """The condition a Jcc tests, from a symbolic compare or result (SDM Vol. 1 App. B)."""
-    kind = lazy[0]
-    if kind == "cmp":
-        _, x, y, width = lazy
-        xs, ys = sym.sign_extend(x, width), sym.sign_extend(y, width)
-        table = {
-            "je": sym.eq(x, y), "jne": sym.ne(x, y),
-            "jb": sym.ult(x, y), "jae": sym.ule(y, x),
-            "ja": sym.ult(y, x), "jbe": sym.ule(x, y),
-            "jl": sym.slt(xs, ys), "jge": sym.sle(ys, xs),
-            "jle": sym.sle(xs, ys), "jg": sym.slt(ys, xs),
-            "js": sym.ne(sym.band(sym.sub(x, y), 1 << (width - 1)), 0),
-            "jns": sym.eq(sym.band(sym.sub(x, y), 1 << (width - 1)), 0),
-        }
-        return table[op]
-    _, r, width = lazy
-    sign = sym.ne(sym.band(r, 1 << (width - 1)), 0)
-    zero = sym.eq(r, 0)
-    table = {
-        "je": zero, "jne": sym.lnot(zero), "js": sign, "jns": sym.lnot(sign),
-        # After and/or/xor/test CF=OF=0; after add/sub the model keeps only ZF/SF exact.
-        "jb": False, "jae": True, "ja": sym.lnot(zero), "jbe": zero,
-        "jl": sign, "jge": sym.lnot(sign), "jle": sym.lor(zero, sign),
-        "jg": sym.land(sym.lnot(zero), sym.lnot(sign)),
-    }
-    return table[op]
-
-
-_SYM_ARITH = {
-    "add": lambda x, y, w: sym.add(x, y),
-    "sub": lambda x, y, w: sym.sub(x, y),
-    "and": lambda x, y, w: sym.band(x, y),
-    "or": lambda x, y, w: sym.bor(x, y),
-    "xor": lambda x, y, w: sym.bxor(x, y),
-    "inc": lambda x, y, w: sym.add(x, 1),
-    "dec": lambda x, y, w: sym.sub(x, 1),
-    "shl": lambda x, y, w: sym.shl(x, y),
-    "shr": lambda x, y, w: sym.lshr(x, y),
-    "sar": lambda x, y, w: sym.ashr(sym.sign_extend(x, w), y),
-}
-
-
-def _split_width(op: str) -> tuple[str, int]:
-    """`cmp32` -> ("cmp", 32); plain ops are 64-bit."""
-    for w in ("32", "16", "8"):
-        if op.endswith(w) and op != "mov32":
-            return op[: -len(w)], int(w)
-    return op, 64
-
-
-def _carry_overflow(op: str, x: int, y: int, raw: int, width: int) -> tuple[bool, bool]:
-    """CF and OF of `x op y` (operands already `width` bits; `raw` unmasked)."""
-    sign = 1 << (width - 1)
-    mask = (1 << width) - 1
-    r = raw & mask
-    if op in ("add", "inc"):
-        y = 1 if op == "inc" else y
-        return raw > mask, bool(~(x ^ y) & (x ^ r) & sign)
-    if op in ("sub", "dec"):
-        y = 1 if op == "dec" else y
-        return y > x, bool((x ^ y) & (x ^ r) & sign)
-    count = y & (width - 1)
-    if op == "shl" and count:
-        return bool((x >> (width - count)) & 1), False
-    if op in ("shr", "sar") and count:
-        return bool((x >> (count - 1)) & 1), False
-    return False, False  # and, or, xor: CF and OF cleared
-
-
-def _sar(x: int, y: int, width: int) -> int:
-    if x & (1 << (width - 1)):
-        x -= 1 << width
-    return x >> (y & (width - 1))
-
-
-_ARITH = {
-    "add": lambda x, y, w: x + y,
-    "sub": lambda x, y, w: x - y,
-    "and": lambda x, y, w: x & y,
-    "or": lambda x, y, w: x | y,
-    "xor": lambda x, y, w: x ^ y,
-    "inc": lambda x, y, w: x + 1,
-    "dec": lambda x, y, w: x - 1,
-    "shl": lambda x, y, w: x << (y & (w - 1)),  # the CPU masks the count to 5 or 6 bits
-    "shr": lambda x, y, w: x >> (y & (w - 1)),
-    "sar": _sar,
-}
-
-
-def _cond(flag: int, want: bool = True):  # type: ignore[no-untyped-def]
-    return lambda f: bool(f & flag) == want
-
-
-_CONDITIONS = {
-    "je": _cond(ZF), "jne": _cond(ZF, False),
-    "jb": _cond(CF), "jae": _cond(CF, False),
-    "js": _cond(SF), "jns": _cond(SF, False),
-    "ja": lambda f: not f & CF and not f & ZF, "jbe": lambda f: bool(f & CF or f & ZF),
-    "jl": lambda f: bool(f & SF) != bool(f & OF_FLAG),
-    "jge": lambda f: bool(f & SF) == bool(f & OF_FLAG),
-    "jle": lambda f: bool(f & ZF) or bool(f & SF) != bool(f & OF_FLAG),
-    "jg": lambda f: not f & ZF and bool(f & SF) == bool(f & OF_FLAG),
-}
-
-__all__ = ["Blocked", "Interpreter", "Shadow", "SysState"]
+__all__ = ["Blocked", "Interpreter", "Shadow", "SysState", "handlers_of"]

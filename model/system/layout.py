@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from checker.errors import InputError
 from model.lang.expr import binop, unop
@@ -20,6 +20,7 @@ from model.x86.state import (
     Machine,
     Platform,
     Run,
+    Selectors,
     StackRegion,
     Tss,
     Value,
@@ -32,6 +33,15 @@ GUEST_BASE = 0x0000_7FFF_0000_0000
 SLOT = 0x1_0000
 HYPERVISOR_TEXT = 0xFFFF_82D0_4000_0000
 GUEST_TEXT = 0x0000_5555_0000_0000
+GUEST32_TEXT = 0x0804_8000
+INSTR_BYTES = 4  # each step of a routine is 4 bytes of text
+# Design variables live in memory too, so asm can address them (`movq $1, v`,
+# `call *table(,%rax,8)`): globals at DATA_BASE, one word per element; per-CPU variables
+# in each CPU's per-CPU area (PERCPU_BASE + cpu * PERCPU_SLOT), the k-th at offset 8k,
+# which is what a `%gs:NAME` operand adds to the CPU's active GS base.
+DATA_BASE = 0xFFFF_82D0_8000_0000
+PERCPU_BASE = 0xFFFF_8340_0000_0000
+PERCPU_SLOT = 0x1_0000
 
 
 def instance(name: str, cpu: int, per_cpu: bool) -> str:
@@ -59,6 +69,9 @@ class Layout:
     percpu_vars: frozenset[str]
     nvars: int
     lengths: dict[str, int]  # elements of each global array (1 for scalars)
+    # Each routine's first address, in source order (hypervisor and guest text apart).
+    code_base: dict[str, int] = field(default_factory=dict)
+    percpu_offset: dict[str, int] = field(default_factory=dict)  # per-CPU var -> offset
 
     def resolve(self, name: str, cpu: int) -> str:
         """A stack, IDT or TSS name as code on `cpu` means it."""
@@ -66,13 +79,49 @@ class Layout:
 
     def code_address(self, pc: CodeAddr) -> int:
         """A linear address for a code address, for code that does arithmetic on one
-        (Xen's canonical check of a return RIP). Guest code sits in the user half, the
-        hypervisor's in its text region; each routine gets a page, each step 4 bytes."""
-        names = sorted(self.design.routines)
-        k = names.index(pc.routine) if pc.routine in names else len(names)
-        routine = self.design.routines.get(pc.routine)
-        base = GUEST_TEXT if routine is None or routine.guest else HYPERVISOR_TEXT
-        return base + k * 0x1000 + pc.index * 4
+        (Xen's canonical check of a return RIP) or compares two (is a saved RIP inside
+        [label_a, label_b)?). Routines are laid out in source order, as the assembler
+        would, each step INSTR_BYTES long, so addresses grow with the file: guest code in
+        the user half, the hypervisor's in its text region. Code the design does not
+        have (a guest address it names no routine for) sits past the guest's text."""
+        base = self.code_base.get(pc.routine)
+        if base is None:
+            base = GUEST_TEXT + self.code_base.get("", 0)
+        return base + pc.index * INSTR_BYTES
+
+    def code_at(self, address: int) -> CodeAddr | None:
+        """The code address at a linear address (an indirect jump's target), if any."""
+        for name, base in self.code_base.items():
+            r = self.design.routines.get(name)
+            if r is not None and base <= address < base + len(r.instrs) * INSTR_BYTES:
+                offset = address - base
+                return CodeAddr(name, offset // INSTR_BYTES) if offset % INSTR_BYTES == 0 else None
+        return None
+
+    def var_address(self, name: str, cpu: int) -> int:
+        """Where variable `name` (CPU `cpu`'s copy of a per-CPU one) lives in memory."""
+        if name in self.percpu_vars:
+            return PERCPU_BASE + cpu * PERCPU_SLOT + self.percpu_offset[name]
+        return DATA_BASE + 8 * self.var_index[name]
+
+    def percpu_area(self, cpu: int) -> int:
+        """CPU `cpu`'s per-CPU area: what its kernel GS base points at."""
+        return PERCPU_BASE + cpu * PERCPU_SLOT
+
+    def slot_at(self, address: int) -> tuple[int, int] | None:
+        """The variable slot holding a data address, and the byte offset within its word."""
+        if DATA_BASE <= address < DATA_BASE + 8 * self.nvars:
+            k, byte = divmod(address - DATA_BASE, 8)
+            for name, base in self.var_index.items():
+                if name not in self.percpu_vars and base <= k < base + self.lengths[name]:
+                    return k, byte
+            return None
+        if PERCPU_BASE <= address < PERCPU_BASE + self.ncpus * PERCPU_SLOT:
+            cpu, offset = divmod(address - PERCPU_BASE, PERCPU_SLOT)
+            for name, off in self.percpu_offset.items():
+                if off <= offset < off + 8:
+                    return self.var_index[name] + cpu, offset - off
+        return None
 
     def var_slot(self, name: str, cpu: int) -> int:
         base = self.var_index[name]
@@ -103,7 +152,19 @@ def build_layout(design: Design, ncpus: int) -> Layout:
     for v in design.variables:
         var_index[v.name] = n
         n += ncpus if v.per_cpu else v.length
+    code_base: dict[str, int] = {}
+    # GUEST32 code sits below 4 GiB, where a 32-bit EIP (SYSRETL, IRETL) can name it.
+    next_text = {"hypervisor": HYPERVISOR_TEXT, "guest": GUEST_TEXT, "guest32": GUEST32_TEXT}
+    for r in design.routines.values():  # in source order
+        where = "hypervisor" if not r.guest else "guest32" if r.compat else "guest"
+        code_base[r.name] = next_text[where]
+        # one more slot than steps, so a routine's end is not the next one's start
+        next_text[where] += (len(r.instrs) + 1) * INSTR_BYTES
+    code_base[""] = next_text["guest"] - GUEST_TEXT  # where unnamed guest code goes
+    percpu = [v.name for v in design.variables if v.per_cpu]
     return Layout(
+        code_base=code_base,
+        percpu_offset={name: 8 * k for k, name in enumerate(percpu)},
         design=design,
         ncpus=ncpus,
         regions=tuple(regions),
@@ -115,9 +176,20 @@ def build_layout(design: Design, ncpus: int) -> Layout:
     )
 
 
+# The design's `selector` names -> model.x86.state.Selectors fields.
+_SELECTOR_FIELDS = {
+    "hypervisor_cs": "ring0_cs", "hypervisor_ss": "ring0_ss", "guest_cs_ring1": "ring1_cs",
+    "guest_cs64": "ring3_cs", "guest_ss": "ring3_ss",
+}
+
+
 def platform_of(layout: Layout) -> Platform:
     d = layout.design
-    return Platform(regions=layout.regions, vendor=d.vendor, df_rule=d.df_rule, lstar=d.lstar)
+    selectors = Selectors()._replace(**{_SELECTOR_FIELDS[n]: v for n, v in d.selectors})
+    return Platform(
+        regions=layout.regions, vendor=d.vendor, df_rule=d.df_rule, lstar=d.lstar,
+        fmask=d.fmask, selectors=selectors,
+    )
 
 
 def static_value(layout: Layout, e: Expr, cpu: int, loc: Loc) -> Value:
@@ -171,6 +243,10 @@ def _initial_cpu(layout: Layout, c: int, decl: CpuDecl) -> Cpu:
         idtr=layout.resolve(decl.idt, c) if decl.idt else None,
         tr=layout.resolve(decl.tss, c) if decl.tss else None,
         cr4_mce=decl.mce,
+        # The kernel's GS base is the CPU's own per-CPU area; code that starts in a guest
+        # (CPL 3) has the guest's in GS_BASE and the kernel's parked in KERNEL_GS_BASE.
+        gs_base=0 if decl.cpl == 3 else None,
+        kernel_gs_base=None if decl.cpl == 3 else 0,
     )
 
 
@@ -179,17 +255,20 @@ def initial_machines(layout: Layout) -> tuple[list[Machine], tuple[Value, ...]]:
     d = layout.design
     idts: list[Idt] = []
     for t in d.idts:
-        gates = tuple(
-            (g.vector, Gate(g.routine, g.kind, g.dpl, g.ist, g.present)) for g in t.gates
-        )
         for c in range(layout.ncpus) if t.per_cpu else [0]:
+            # per-cpu tables may start different (`cpus LIST` lines): CPU c's own gates
+            gates = tuple(
+                (g.vector, Gate(g.routine, g.kind, g.dpl, g.ist, g.present))
+                for g in t.gates_of(c)
+            )
             idts.append(Idt(instance(t.name, c, t.per_cpu), t.limit, gates))
     tsss: list[Tss] = []
-    for t in d.tsss:
-        for c in range(layout.ncpus) if t.per_cpu else [0]:
-            rsp0 = layout.resolve(t.rsp0, c) if t.rsp0 else None
-            ist = tuple(layout.resolve(s, c) if s else None for s in t.ist)
-            tsss.append(Tss(instance(t.name, c, t.per_cpu), rsp0, ist))
+    for tss in d.tsss:
+        for c in range(layout.ncpus) if tss.per_cpu else [0]:
+            rsp0_of, ist_of = tss.slots_of(c)
+            rsp0 = layout.resolve(rsp0_of, c) if rsp0_of else None
+            ist = tuple(layout.resolve(s, c) if s else None for s in ist_of)
+            tsss.append(Tss(instance(tss.name, c, tss.per_cpu), rsp0, ist))
     choices: list[list[Cpu]] = []
     for c in range(layout.ncpus):
         decls = _cpu_choices(layout, c)

@@ -21,37 +21,22 @@ read); the checker adds the cycle proviso (no step into a state already expanded
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import fields, is_dataclass
 from typing import Any
 
+from model.lang import isa
 from model.lang.ir import Design, Instr, Target
 from model.system.interp import SysState
 from model.system.layout import Layout, split_instance
+from model.system.vocabulary import Part, Read, Variable
 from model.x86.arch import MC, NMI
+from model.x86.memory import FRAME_BYTES
 from model.x86.state import CodeAddr, Platform, Run
 
-# Steps whose enabledness or effect depends on shared state by their nature.
-_SHARED_OPS = frozenset({
-    "c.wait_until", "c.wait_timeout", "wait_until", "wait_timeout", "c.atomic_begin",
-    "free_init", "c.free_init", "syscall", "sysret", "sysenter", "c.assert", "assert",
-})
-_TABLE_WRITES = frozenset({
-    "set_gate", "set_gate_ist", "set_ist", "set_rsp0", "copy_idt",
-    "c.set_gate", "c.set_gate_ist", "c.set_ist", "c.set_rsp0", "c.copy_idt",
-})
+# Which steps are local, and which reach into other CPUs, comes from the instruction
+# table's read/write sets (model/lang/isa.py: isa.effects), never from a list of names.
 _SELF = ("var", "SELF")
-# Vocabulary names (model.system.transition) by what they are computed from.
-_CPU_NAMES = frozenset({"cpus", "cpu", "all_halted", "running", "any_shutdown"})
-_FRAME_NAMES = frozenset(
-    {"frames", "frame_clobbered", "frame_on_guest_stack", "frames_on", "nmi_frames"}
-)
-# Computed from what a local step never changes (changes_only): incidents, global and
-# shared variables, constants.
-_GLOBAL_NAMES = frozenset({
-    "ncpus", "incidents", "timed_out", "ist_without_tss", "freed_code_executed",
-    "assertion_failed",
-})
 
 
 def _walk(value: Any) -> Iterator[Any]:
@@ -84,8 +69,19 @@ def _names(ins: Instr) -> list[tuple[str, bool]]:
 class Persistence:
     """The static facts of one laid-out design that persistent sets need."""
 
-    def __init__(self, design: Design, layout: Layout, platform: Platform, budgets: int):
+    def __init__(
+        self, design: Design, layout: Layout, platform: Platform, budgets: int,
+        reads: Mapping[str, tuple[Read, ...]],
+    ):
         self.layout = layout
+        # What each vocabulary name reads (model.system.vocabulary), for visibility.
+        self.reads = reads
+        self.var_slots = {
+            n: (layout.var_index[n], layout.var_index[n] + (
+                layout.ncpus if n in layout.percpu_vars else layout.lengths[n]
+            ))
+            for n in layout.var_index
+        }
         self.budgets_per_cpu = budgets
         variables = {v.name: v for v in design.variables}
         self.globals = {n for n, v in variables.items() if not v.per_cpu}
@@ -93,6 +89,7 @@ class Persistence:
         shared_names = {s.name for s in design.stacks if not s.per_cpu}
         shared_names |= {t.name for t in design.idts if not t.per_cpu}
         shared_names |= {t.name for t in design.tsss if not t.per_cpu}
+        self.per_cpu_stacks = frozenset(s.name for s in design.stacks if s.per_cpu)
         instrs = [
             (CodeAddr(r.name, k), ins)
             for r in design.routines.values() for k, ins in enumerate(r.instrs)
@@ -105,10 +102,12 @@ class Persistence:
         self.local_pc = {pc: self._local(ins) for pc, ins in instrs}
         foreign = {pc for pc, ins in instrs if self._foreign(ins)}
         self.reaches_foreign = _backward_closure(instrs, design, foreign)
-        self_nmi = {pc for pc, ins in instrs if ins.op in ("send_nmi", "c.send_nmi")}
+        self_nmi = {pc for pc, ins in instrs if isa.OTHER_CPU in _writes(ins)}
         self.reaches_self_nmi = _backward_closure(instrs, design, self_nmi)
-        # INT n can reach any gate.
-        self.int_n = any(ins.op in ("int", "int3", "into", "int1") for _, ins in instrs)
+        # INT n can reach any gate (software interrupts read the IDT: isa.TABLES).
+        self.int_n = any(
+            ins.op in isa.BY_OP and isa.TABLES in isa.BY_OP[ins.op].reads for _, ins in instrs
+        )
         # Which CPU's stack a region is, to attribute written words to a CPU.
         self.platform = platform
         self.cpu_of_region: dict[str, int] = {}
@@ -116,9 +115,6 @@ class Persistence:
             where = split_instance(r.name)
             if where is not None:
                 self.cpu_of_region[r.name] = where[1]
-        own = percpu - self.shared_vars
-        self.own_slot_of = {n: layout.var_index[n] for n in own}
-        self.unchanged_names = _GLOBAL_NAMES | self.shared_vars
         self.slots_of: list[frozenset[int]] = [
             frozenset(
                 layout.var_index[n] + c for n in percpu - self.shared_vars
@@ -128,7 +124,7 @@ class Persistence:
 
     # -- static -------------------------------------------------------------------------------
     def _local(self, ins: Instr) -> bool:
-        if ins.op in _SHARED_OPS:
+        if not isa.effects(ins, self.per_cpu_stacks) <= isa.LOCAL_EFFECTS:
             return False
         for name, ix in _names(ins):
             if name in self.shared_vars or name in self.shared_names:
@@ -139,12 +135,12 @@ class Persistence:
 
     def _foreign(self, ins: Instr) -> bool:
         """Reaches into another CPU (or into state every CPU shares)."""
-        op = ins.op
-        if op in ("send_nmi", "c.send_nmi"):
+        writes = _writes(ins)
+        if isa.OTHER_CPU in writes:
             return not (ins.args and ins.args[0] == _SELF)
-        if op in ("free_init", "c.free_init"):
+        if isa.CODE in writes:
             return True
-        if op in _TABLE_WRITES:
+        if isa.TABLES in writes:
             return any(
                 ix or name in self.shared_names
                 for name, ix in _names(ins)
@@ -195,23 +191,41 @@ class Persistence:
     def visible(self, s: SysState, t: SysState, p: int, observed: frozenset[str]) -> bool:
         """Could a property reading `observed` see the step from s to t, a step that
         changes only what CPU p owns (changes_only)? Judged on what it changes, so the
-        answer is the same in every state where p takes the same step."""
-        cpu_changed = s.machine.cpus[p] != t.machine.cpus[p]
-        frames_changed = s.machine.frames != t.machine.frames
+        answer is the same in every state where p takes the same step: a name sees it
+        when a part it reads (the vocabulary table's read set) changed."""
+        reads = self.reads
         for name in observed:
-            if name in _CPU_NAMES:
-                if cpu_changed:
+            parts = reads.get(name)
+            if parts is None:
+                return True  # a name the vocabulary does not know: assume it sees the step
+            for part in parts:
+                if self._changed(part, s, t, p):
                     return True
-            elif name in _FRAME_NAMES:
-                if frames_changed:
-                    return True
-            elif name in self.own_slot_of:
-                slot = self.own_slot_of[name] + p
-                if s.vars[slot] != t.vars[slot]:
-                    return True
-            elif name not in self.unchanged_names:
-                return True  # a name this module does not know: assume it sees the step
         return False
+
+    def _changed(self, part: Read, s: SysState, t: SysState, p: int) -> bool:
+        """Did the step from s to t change `part`? (Only CPU p's own things can have
+        changed: changes_only holds.)"""
+        a, b = s.machine, t.machine
+        if isinstance(part, Variable):
+            lo, hi = self.var_slots[part.name]
+            return s.vars[lo:hi] != t.vars[lo:hi]
+        if part is Part.CPU:
+            return a.cpus[p] != b.cpus[p]
+        if part is Part.FRAMES:
+            return a.frames != b.frames
+        if part is Part.FRAME_MEMORY:
+            if a.memory == b.memory:
+                return False
+            written = {address for address, _ in set(a.memory) ^ set(b.memory)}
+            for f in (*a.frames, *b.frames):
+                at = f.lo
+                if not isinstance(at, int) or any(at <= w < at + FRAME_BYTES for w in written):
+                    return True
+            return False
+        if part is Part.INCIDENTS:
+            return a.incidents != b.incidents
+        return False  # Part.CONSTANT
 
     def changes_only(self, s: SysState, t: SysState, p: int) -> bool:
         """Did the step from s to t change nothing but what CPU p owns?"""
@@ -295,6 +309,15 @@ class Persistence:
         return out
 
 
+def _writes(ins: Instr) -> frozenset[str]:
+    """What the table says an instruction writes."""
+    e = isa.BY_OP.get(ins.op)
+    if e is not None:
+        return e.writes
+    b = isa.BUILTIN_BY_OP.get(ins.op)
+    return b.writes if b is not None else isa.EFFECTS
+
+
 def _backward_closure(
     instrs: list[tuple[CodeAddr, Instr]], design: Design, targets: set[CodeAddr]
 ) -> frozenset[CodeAddr]:
@@ -311,7 +334,10 @@ def _backward_closure(
             if isinstance(node, Target):
                 succs.append(CodeAddr(node.routine, node.index))
             elif isinstance(node, tuple) and len(node) == 3 and node[0] == "code":
-                succs.append(CodeAddr(str(node[1]), 0))
+                succs.append(CodeAddr(str(node[1]), int(node[2])))
+        if any(isinstance(a, isa.Indirect) for a in ins.args):
+            # An indirect jump or call may reach any routine (a table of code addresses).
+            succs.extend(CodeAddr(r, 0) for r in lengths)
         for nxt in succs:
             preds.setdefault(nxt, set()).add(pc)
     seen = set(targets)

@@ -1,13 +1,16 @@
-"""Finds designs by name under model/designs and builds their transition systems."""
+"""Finds designs (by path, or by name in the design folders) and builds their transition
+systems; lints design files."""
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from checker.errors import ModelInputError
-from model.lang.parser import parse_design
+from checker.errors import InputError, ModelInputError
+from model.lang.parser import design_knobs, parse_design
 from model.system.transition import PER_CPU_BUDGETS, DesignSystem, Environment
 
 DESIGNS_DIR = Path(__file__).resolve().parent.parent / "designs"
@@ -32,22 +35,49 @@ ENVIRONMENT_KEYS: dict[str, tuple[type, str]] = {
 
 
 class DesignProvider:
-    """The `checker.interface.ModelProvider` of this package."""
+    """The `checker.interface.ModelProvider` of this package.
 
-    def __init__(self, directory: Path = DESIGNS_DIR):
+    A design is named either by a path to its `.design` file (the property-file reader
+    has already resolved it against the property file's folder) or by a name, looked up
+    as NAME.design in the folders added with `add_design_path` (`--design-path`), in
+    order, and then in the package's model/designs."""
+
+    def __init__(self, directory: Path = DESIGNS_DIR, search: Sequence[Path] = ()):
         self.directory = directory
+        self.search: list[Path] = list(search)
+
+    def add_design_path(self, folder: Path) -> None:
+        """Look for designs by name in `folder` too (before the package's own)."""
+        self.search.append(folder)
+
+    def folders(self) -> list[Path]:
+        return [*self.search, self.directory]
 
     def designs(self) -> Sequence[str]:
-        return sorted(
-            p.name[: -len(DESIGN_SUFFIX)] for p in self.directory.glob("*" + DESIGN_SUFFIX)
-        )
+        return sorted({
+            p.name[: -len(DESIGN_SUFFIX)]
+            for folder in self.folders() for p in folder.glob("*" + DESIGN_SUFFIX)
+        })
 
     def path_of(self, design: str) -> Path:
-        path = self.directory / (design + DESIGN_SUFFIX)
-        if not path.is_file():
-            known = ", ".join(self.designs()) or "none"
-            raise ModelInputError(f"unknown design {design!r} (designs: {known})", "design")
-        return path
+        if is_design_path(design):
+            path = Path(design)
+            if path.suffix != DESIGN_SUFFIX:
+                raise ModelInputError(
+                    f"design file {design!r} must end in {DESIGN_SUFFIX}", "design"
+                )
+            if not path.is_file():
+                raise ModelInputError(f"no design file {design!r}", "design")
+            return path
+        for folder in self.folders():
+            path = folder / (design + DESIGN_SUFFIX)
+            if path.is_file():
+                return path
+        known = ", ".join(self.designs()) or "none"
+        where = ", ".join(_display_path(f).as_posix() for f in self.folders())
+        raise ModelInputError(
+            f"unknown design {design!r} (designs: {known}; searched {where})", "design"
+        )
 
     def load(
         self, design: str, variant: Mapping[str, str], environment: Mapping[str, Any]
@@ -56,14 +86,83 @@ class DesignProvider:
         parsed = parse_design(_display_path(self.path_of(design)), variant)
         return DesignSystem(parsed, env)
 
+    def lint(self, path: str) -> list[InputError]:
+        """Every error `path` shows, without exploring: the design is parsed and laid out
+        (its initial states built) in every variant when there are at most
+        `LINT_VARIANTS` of them, else in the default variant and with each knob value
+        once. The parser stops at a variant's first error; each error is listed once,
+        naming the variants it shows in unless the default variant shows it too."""
+        shown = _display_path(Path(path))
+        try:
+            _, knobs = design_knobs(shown)
+        except OSError as exc:
+            return [InputError(f"cannot read design: {exc.strerror or exc}", str(shown))]
+        except InputError as exc:
+            return [exc]
+        errors: dict[tuple[str | None, int | None, str], tuple[InputError, list[str]]] = {}
+        for number, variant in enumerate(lint_variants(knobs)):
+            try:
+                system = DesignSystem(parse_design(shown, variant), Environment())
+                system.init_states()
+            except InputError as exc:
+                found = exc
+            except ModelInputError as exc:
+                found = InputError(exc.message, str(shown))
+            except Exception as exc:  # a model bug: still one line, no traceback
+                found = InputError(
+                    f"the model failed to lay out the design: {type(exc).__name__}: {exc}",
+                    str(shown),
+                )
+            else:
+                continue
+            key = (found.path, found.line, found.message)
+            text = ",".join(f"{k}={v}" for k, v in variant.items())
+            if key not in errors:
+                errors[key] = (found, [])
+            if number > 0:  # the default variant's errors need no note
+                errors[key][1].append(text)
+            else:
+                errors[key] = (found, ["default"])
+        out = []
+        for found, variants in errors.values():
+            if variants and "default" not in variants:
+                note = "; ".join(variants[:4]) + ("; ..." if len(variants) > 4 else "")
+                found = InputError(f"{found.message} (variant {note})", found.path, found.line)
+            out.append(found)
+        return out
+
+
+LINT_VARIANTS = 64  # lint every knob combination up to this many, else each value once
+
+
+def lint_variants(knobs: Mapping[str, tuple[str, ...]]) -> list[dict[str, str]]:
+    """The variants `lint` lays out: the default first."""
+    default = {k: values[0] for k, values in knobs.items()}
+    combos = 1
+    for values in knobs.values():
+        combos *= len(values)
+    if combos <= LINT_VARIANTS:
+        return [dict(zip(knobs, vs, strict=True)) for vs in itertools.product(*knobs.values())]
+    out = [default]
+    for knob, values in knobs.items():
+        out.extend({**default, knob: v} for v in values[1:])
+    return out
+
+
+def is_design_path(design: str) -> bool:
+    """A design named by a path rather than a name: it has a `/` or a file extension
+    (names are words: `xen_ist`)."""
+    return "/" in design or "\\" in design or "." in Path(design).name
+
 
 def _display_path(path: Path) -> Path:
     """Relative to the working directory when below it, so messages and traces read
-    `model/designs/xen_ist.design:42` as a user would write it."""
+    `model/designs/xen_ist.design:42` as a user would write it; else absolute."""
+    absolute = Path(os.path.abspath(path))
     try:
-        return path.relative_to(Path.cwd())
+        return absolute.relative_to(Path.cwd())
     except ValueError:
-        return path
+        return absolute
 
 
 def environment_of(environment: Mapping[str, Any]) -> Environment:

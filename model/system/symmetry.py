@@ -30,7 +30,7 @@ from typing import Any
 
 from model.system.interp import SysState
 from model.system.layout import Layout, split_instance
-from model.x86.state import Cpu, Frame, Machine, Platform
+from model.x86.state import Cpu, Frame, Machine, Platform, Value
 
 
 class CpuSymmetry:
@@ -218,7 +218,7 @@ class CpuSymmetry:
             c._replace(rsp=0, regs=(), idtr=None, tr=None),
             addr(c.rsp), tuple(addr(v) for v in c.regs), name(c.idtr), name(c.tr),
         )
-        memory = []
+        memory: list[tuple[str, int, Any]] = []
         words = m.memory
         if words:
             addresses = [a for a, _ in words]
@@ -234,10 +234,7 @@ class CpuSymmetry:
             for t in m.tsss if t.name.endswith(suffix)
         ]
         vars_ = s.vars
-        masks = tuple(
-            (vars_[slot] >> cpu) & 1 if type(vars_[slot]) is int else vars_[slot]
-            for slot in self._mask_slots
-        )
+        masks = tuple(_bit(vars_[slot], cpu) for slot in self._mask_slots)
         ids = tuple(vars_[slot] == cpu for slot in self._id_slots)
         lazy = s.lazy[cpu] if s.lazy else None
         return repr((own_cpu, memory, frames, [i[1:] for i in idts], tsss, masks, ids, lazy))
@@ -278,6 +275,11 @@ class CpuSymmetry:
                 p[old] = slot
                 moved |= slot != old
         return self.apply(s, p) if moved else s
+
+
+def _bit(mask: Value, cpu: int) -> Value:
+    """CPU `cpu`'s bit of a mask variable (a symbolic or code value stays as it is)."""
+    return (mask >> cpu) & 1 if type(mask) is int else mask
 
 
 def _frame_sig(f: Frame, where: Any) -> tuple[Any, ...]:

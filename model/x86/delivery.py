@@ -32,11 +32,6 @@ from model.x86.arch import (
 )
 from model.x86.memory import ArchFault, classify, classify_range, location_name, write_words
 from model.x86.state import (
-    GUEST_CS64,
-    GUEST_CS_RING1,
-    GUEST_SS,
-    HYPERVISOR_CS,
-    HYPERVISOR_SS,
     WORD,
     CodeAddr,
     Frame,
@@ -79,7 +74,10 @@ class Event(NamedTuple):
         return self.source not in DPL_CHECKED
 
 
-class Outcome(Enum):
+class Escalation(Enum):
+    """What a second exception raised while delivering a first one leads to (SDM Table 6-5);
+    named apart from the checker's explore.Outcome."""
+
     SERIAL = "serial"
     DOUBLE_FAULT = "double fault"
     SHUTDOWN = "shutdown"
@@ -98,7 +96,7 @@ def event_class(event: Event) -> EventClass:
     return EventClass.BENIGN
 
 
-def double_fault_outcome(first: Event, second: Event, df_rule: str = "sdm") -> Outcome:
+def double_fault_outcome(first: Event, second: Event, df_rule: str = "sdm") -> Escalation:
     """SDM Table 6-5: what happens when `second` is raised while delivering `first`.
 
     `df_rule="strict"` shuts down on any exception during #DF delivery (what KVM and older
@@ -107,22 +105,19 @@ def double_fault_outcome(first: Event, second: Event, df_rule: str = "sdm") -> O
     f, s = event_class(first), event_class(second)
     if f is EventClass.DOUBLE_FAULT:
         if df_rule == "strict" or s in (EventClass.CONTRIBUTORY, EventClass.PAGE_FAULT):
-            return Outcome.SHUTDOWN
-        return Outcome.SERIAL
+            return Escalation.SHUTDOWN
+        return Escalation.SERIAL
     if f is EventClass.CONTRIBUTORY and s is EventClass.CONTRIBUTORY:
-        return Outcome.DOUBLE_FAULT
+        return Escalation.DOUBLE_FAULT
     if f is EventClass.PAGE_FAULT and s in (EventClass.CONTRIBUTORY, EventClass.PAGE_FAULT):
-        return Outcome.DOUBLE_FAULT
-    return Outcome.SERIAL
+        return Escalation.DOUBLE_FAULT
+    return Escalation.SERIAL
 
 
 def pushes_error_code(event: Event) -> bool:
     """Only exceptions push one, and only on the vectors that define one (SDM §6.13)."""
     return event.source is Source.EXCEPTION and event.vector in ERROR_CODE_VECTORS
 
-
-CS_FOR_CPL = {0: HYPERVISOR_CS, 1: GUEST_CS_RING1, 3: GUEST_CS64}
-SS_FOR_CPL = {0: HYPERVISOR_SS, 1: GUEST_SS, 3: GUEST_SS}
 
 IST_WITHOUT_TSS = "ist-without-tss"
 
@@ -177,9 +172,9 @@ def deliver(
         raised = Event(Source.EXCEPTION, fault.vector, fault.error_code)
         return_pc = fault_pc
         outcome = double_fault_outcome(current, raised, platform.df_rule)
-        if outcome is Outcome.SHUTDOWN:
+        if outcome is Escalation.SHUTDOWN:
             return shutdown(m, cpu_i)
-        current = Event(Source.EXCEPTION, DF, 0) if outcome is Outcome.DOUBLE_FAULT else raised
+        current = Event(Source.EXCEPTION, DF, 0) if outcome is Escalation.DOUBLE_FAULT else raised
 
 
 def _lookup_gate(idt: Idt | None, vector: Any) -> tuple[Any, Gate | None]:
@@ -236,16 +231,17 @@ def _enter_handler(
         return m, ArchFault(SS, ext, "non-canonical stack pointer for delivery")
     new_rsp = band(new_rsp, ~0xF & ADDRESS_MASK)  # SDM §6.14.2: align RSP to 16 bytes
 
+    selectors = platform.selectors
     words: list[Value] = [
-        SS_FOR_CPL.get(cpu.cpl, GUEST_SS),
+        selectors.ss(cpu.cpl),
         cpu.rsp,
         cpu.rflags,
-        CS_FOR_CPL.get(cpu.cpl, GUEST_CS64),
+        selectors.cs(cpu.cpl),
         return_pc,
     ]
     if pushes_error_code(event):
         words.append(event.error_code or 0)
-    rsp: Value = new_rsp
+    rsp: int | Term = new_rsp
     # A symbolic stack pointer (a guest's): decide where the whole frame lands at once.
     where = (
         classify_range(platform, add(new_rsp, -WORD * len(words)), WORD * len(words))

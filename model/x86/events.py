@@ -2,12 +2,14 @@
 the NMI latch, MCIP, IF and the shadows, the LAPIC's vector filter, and NMI IPIs.
 
 SDM Vol. 3A §6.7.1 (NMI handling), §6.8 (enabling and disabling interrupts), §6.9 (priority
-among simultaneous events), §10.5.3/§10.6 (LAPIC illegal vectors, ICR delivery modes).
+among simultaneous events: `at_boundary`), §10.5.3/§10.6 (LAPIC illegal vectors, ICR
+delivery modes).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import Enum
 
 from model.x86.arch import DB, IF, MC, NMI
 from model.x86.delivery import Event, Source, deliver
@@ -52,6 +54,66 @@ def db_due(cpu: Cpu) -> bool:
 def pending_nmi_due(cpu: Cpu) -> bool:
     """A latched NMI is taken as soon as NMIs unblock (SDM §6.7.1)."""
     return cpu.nmi_pending and not cpu.nmi_blocked and cpu.run is not Run.SHUTDOWN
+
+
+class BoundaryEvent(Enum):
+    """What can happen on a CPU at an instruction boundary (the values are the model's
+    action kinds)."""
+
+    MACHINE_CHECK = "mce"  # a real #MC arrives
+    HELD_DB = "held-db"  # the #DB a MOV SS held back is taken
+    PENDING_NMI = "pending-nmi"  # the latched NMI is taken
+    INSTRUCTION = "step"  # the next instruction runs (or faults)
+    DOUBLE_FAULT = "df"  # the environment raises #DF (a fault the model does not spell out)
+    NMI = "nmi"  # a real NMI arrives
+    NMI_IPI = "ipi"  # an NMI IPI in flight arrives
+    EXTERNAL = "ext"  # a maskable interrupt arrives
+
+
+def at_boundary(
+    cpu: Cpu, *, machine_check: bool, double_fault: bool, nmi: bool, external: bool
+) -> tuple[BoundaryEvent, ...]:
+    """What may happen on `cpu` at its next instruction boundary, in a fixed order (the
+    order the model offers them), given which events the environment may still raise
+    there: `machine_check`, `double_fault`, `nmi`, `external`.
+
+    SDM Vol. 3A §6.9 (Table 6-2, priority among concurrent exceptions and interrupts)
+    ranks what is pending at one boundary; only the higher-ranked is taken first:
+    1. machine check (with RESET): may come whatever else is pending;
+    4. traps on the previous instruction: a #DB held back by MOV SS (§6.8.3) is taken
+       before anything ranked below, and before the next instruction;
+    5. NMI: a latched NMI, once NMIs unblock (§6.7.1), before maskable interrupts and
+       the next instruction;
+    6. maskable hardware interrupts: need IF=1 and no shadow (§6.8.1, §6.8.3);
+    7-10. the next instruction, with its own faults.
+    An event the environment raises may as well arrive after the instruction as before
+    it, so arriving NMIs, interrupts and #DF are offered beside the instruction (when
+    each arrives is the choice), not instead of it. An NMI arriving while one is already
+    latched is lost (§6.7.1: one latch), so it is not offered. A CPU in shutdown takes
+    nothing (§6.15 Interrupt 8; the model keeps shutdown final).
+    """
+    if cpu.run is Run.SHUTDOWN:
+        return ()
+    out: list[BoundaryEvent] = []
+    if machine_check:
+        out.append(BoundaryEvent.MACHINE_CHECK)
+    if db_due(cpu):
+        out.append(BoundaryEvent.HELD_DB)
+        return tuple(out)
+    if pending_nmi_due(cpu):
+        out.append(BoundaryEvent.PENDING_NMI)
+        return tuple(out)
+    if cpu.run is Run.RUNNING:
+        out.append(BoundaryEvent.INSTRUCTION)
+    if double_fault:
+        out.append(BoundaryEvent.DOUBLE_FAULT)
+    if nmi and not (cpu.nmi_blocked and cpu.nmi_pending):
+        out.append(BoundaryEvent.NMI)
+    if cpu.ipi_nmi:
+        out.append(BoundaryEvent.NMI_IPI)
+    if external and can_take_external(cpu):
+        out.append(BoundaryEvent.EXTERNAL)
+    return tuple(out)
 
 
 def after_instruction(cpu: Cpu, shadow_before: Shadow) -> Cpu:

@@ -1,5 +1,6 @@
 """System instructions whose semantics the SDM (Vol. 2) fixes: IRET, SYSCALL, SYSRET,
-SWAPGS, HLT, CLI, STI, MOV/POP SS, LIDT, LTR, and the IDT/TSS writes code performs.
+SYSENTER, SWAPGS, HLT, CLI, STI, CLD, STD, CLAC, STAC, MOV/POP SS, LIDT, LTR, and the
+IDT/TSS writes code performs.
 
 Each is a pure function from a machine to a machine; an instruction that faults raises
 `ArchFault` (carrying the state to deliver from when some effect survives the fault).
@@ -10,8 +11,11 @@ instruction's own address.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from checker.symbolic import MASK, add, band, bor, decide
-from model.x86.arch import GP, IF, RFLAGS_FIXED, SS, UD, canonical_cond
+from model.x86 import msr
+from model.x86.arch import AC_FLAG, DF_FLAG, GP, IF, RF, RFLAGS_FIXED, SS, UD, canonical_cond
 from model.x86.memory import ArchFault, check_access, forget, read
 from model.x86.state import (
     WORD,
@@ -30,26 +34,57 @@ from model.x86.state import (
 GUEST_CODE = "<guest code>"
 
 
-def _code_target(value: Value) -> CodeAddr:
-    return value if isinstance(value, CodeAddr) else CodeAddr(GUEST_CODE, 0)
+# Maps a numeric return address to the code there (None: code the design does not name).
+CodeAt = Callable[[int], "CodeAddr | None"]
 
 
-def iret(platform: Platform, m: Machine, cpu_i: int) -> Machine:
+def _code_target(value: Value, code_at: CodeAt | None = None) -> CodeAddr:
+    if isinstance(value, CodeAddr):
+        return value
+    if code_at is not None and isinstance(value, int):
+        found = code_at(value)
+        if found is not None:
+            return found
+    return CodeAddr(GUEST_CODE, 0)
+
+
+def _read_dwords(m: Machine, rsp: Value, count: int) -> list[Value]:
+    """IRETL's 32-bit frame fields: `count` dwords from RSP, zero-extended."""
+    if not isinstance(rsp, int):
+        raise ArchFault(GP, 0, "IRETL from a symbolic RSP is not modelled", machine=m)
+    out: list[Value] = []
+    for k in range(count):
+        address = rsp + 4 * k
+        word = read(m, address - address % WORD)
+        if not isinstance(word, int):
+            raise ArchFault(GP, 0, "IRETL of a frame holding code addresses", machine=m)
+        out.append((word >> (8 * (address % WORD))) & 0xFFFF_FFFF)
+    return out
+
+
+def iret(
+    platform: Platform, m: Machine, cpu_i: int, operand_size: int = 8,
+    code_at: CodeAt | None = None,
+) -> Machine:
     """IRETQ (SDM Vol. 2 IRET, 64-bit mode): pop RIP, CS, RFLAGS, RSP, SS from where RSP
     points, whatever wrote them. Every IRET unblocks NMIs, even one that faults
-    (SDM §6.7.1), so the unblocked state travels with any fault raised here."""
+    (SDM §6.7.1), so the unblocked state travels with any fault raised here. IRETL
+    (operand_size 4) pops five 32-bit fields instead (RIP, RSP zero-extended)."""
     cpu = m.cpus[cpu_i]
     m = m.with_cpu(cpu_i, cpu._replace(nmi_blocked=False))
     rsp = cpu.rsp
     if isinstance(rsp, CodeAddr):
         raise ArchFault(SS, 0, "IRET with RSP holding a code address", machine=m)
     try:
-        for k in range(5):
+        for k in range((5 * operand_size + WORD - 1) // WORD):
             check_access(platform, add(rsp, k * WORD), cpu.cpl)
     except ArchFault as fault:
         fault.machine = m
         raise
-    rip, cs, rflags, new_rsp, _ss = (read(m, add(rsp, k * WORD)) for k in range(5))
+    if operand_size == 4:
+        rip, cs, rflags, new_rsp, _ss = _read_dwords(m, rsp, 5)
+    else:
+        rip, cs, rflags, new_rsp, _ss = (read(m, add(rsp, k * WORD)) for k in range(5))
     if not isinstance(cs, int) or (cs & 3) < cpu.cpl or isinstance(rflags, CodeAddr):
         raise ArchFault(GP, 0, "IRET to a more privileged or invalid CS", machine=m)
     if not isinstance(rip, CodeAddr) and not decide(canonical_cond(rip)):
@@ -58,14 +93,14 @@ def iret(platform: Platform, m: Machine, cpu_i: int) -> Machine:
     frames = tuple(f for f in m.frames if not (f.cpu == cpu_i and f.lo == rsp))
     m = m._replace(frames=frames)
     if isinstance(rsp, int):
-        m = forget(m, rsp, rsp + 5 * WORD)
+        m = forget(m, rsp, rsp + 5 * operand_size)
     else:
         popped = {add(rsp, k * WORD) for k in range(5)}
         m = m._replace(sym_memory=tuple(e for e in m.sym_memory if e[0] not in popped))
     new_cpl = cs & 3
     cpu = m.cpus[cpu_i]._replace(
         cpl=new_cpl,
-        pc=_code_target(rip),
+        pc=_code_target(rip, code_at),
         rflags=bor(rflags, RFLAGS_FIXED),
         rsp=new_rsp,
         run=Run.RUNNING,
@@ -94,20 +129,32 @@ def _returned_to_guest(m: Machine, cpu_i: int) -> Machine:
 def syscall(platform: Platform, m: Machine, cpu_i: int, next_pc: CodeAddr) -> Machine:
     """SYSCALL (SDM Vol. 2): RCX := RIP, R11 := RFLAGS, RFLAGS &= ~FMASK, CPL := 0,
     RIP := LSTAR. It does not switch stacks: ring 0 runs on the guest's RSP."""
-    if platform.lstar is None:
-        raise ArchFault(UD, None, "SYSCALL disabled (EFER.SCE=0)")
     cpu = m.cpus[cpu_i]
+    written = dict(cpu.msrs)
+    lstar = written.get(msr.IA32_LSTAR)
+    target = lstar if isinstance(lstar, CodeAddr) else (
+        CodeAddr(platform.lstar, 0) if platform.lstar is not None else None
+    )
+    if target is None or (lstar is not None and not isinstance(lstar, CodeAddr)):
+        # EFER.SCE=0 without a `lstar`; a WRMSR of LSTAR to a non-code address is a
+        # jump to code the design does not have.
+        raise ArchFault(UD, None, "SYSCALL disabled (EFER.SCE=0) or LSTAR not code")
+    fmask = written.get(msr.IA32_FMASK, platform.fmask)
     cpu = cpu.with_reg("rcx", next_pc).with_reg("r11", cpu.rflags)
     cpu = cpu._replace(
-        rflags=band(cpu.rflags, ~platform.fmask & MASK),
+        rflags=band(cpu.rflags, band(~fmask if isinstance(fmask, int) else 0, MASK)),
         cpl=0,
-        pc=CodeAddr(platform.lstar, 0),
+        pc=target,
     )
     return m.with_cpu(cpu_i, cpu)
 
 
-def sysret(platform: Platform, m: Machine, cpu_i: int) -> Machine:
-    """SYSRETQ (SDM Vol. 2): RIP := RCX, RFLAGS := R11, CPL := 3.
+def sysret(
+    platform: Platform, m: Machine, cpu_i: int, operand_size: int = 8,
+    code_at: CodeAt | None = None,
+) -> Machine:
+    """SYSRETQ (SDM Vol. 2): RIP := RCX, RFLAGS := R11, CPL := 3. SYSRETL (operand_size 4)
+    returns to compatibility mode with RIP := ECX, which is always canonical.
 
     A non-canonical RCX: Intel raises #GP(0) while still at CPL 0, on whatever RSP software
     loaded, which is the guest's (CVE-2012-0217, XSA-7); AMD switches to CPL 3 first, so
@@ -117,6 +164,8 @@ def sysret(platform: Platform, m: Machine, cpu_i: int) -> Machine:
     if cpu.cpl != 0:
         raise ArchFault(GP, 0, "SYSRET at CPL > 0")
     rcx = cpu.reg("rcx")
+    if operand_size == 4 and not isinstance(rcx, CodeAddr):
+        rcx = band(rcx, 0xFFFF_FFFF)
     r11 = cpu.reg("r11")
     # RFLAGS := R11 AND 3C7FD7H OR 2 (SDM Vol. 2 SYSRET): RF, VM and reserved bits clear.
     flags = bor(band(r11 if not isinstance(r11, CodeAddr) else 0, 0x3C7FD7), RFLAGS_FIXED)
@@ -131,7 +180,7 @@ def sysret(platform: Platform, m: Machine, cpu_i: int) -> Machine:
             f"SYSRET to non-canonical RIP {shown} at CPL 3",
             machine=_returned_to_guest(amd, cpu_i),
         )
-    cpu = cpu._replace(cpl=3, pc=_code_target(rcx), rflags=flags)
+    cpu = cpu._replace(cpl=3, pc=_code_target(rcx, code_at), rflags=flags)
     return _returned_to_guest(m.with_cpu(cpu_i, cpu), cpu_i)
 
 
@@ -140,7 +189,39 @@ def swapgs(m: Machine, cpu_i: int) -> Machine:
     cpu = m.cpus[cpu_i]
     if cpu.cpl != 0:
         raise ArchFault(GP, 0, "SWAPGS at CPL > 0")
-    return m.with_cpu(cpu_i, cpu._replace(gs_swapped=not cpu.gs_swapped))
+    return m.with_cpu(cpu_i, msr.swapgs(cpu))
+
+
+def sysenter(
+    platform: Platform, m: Machine, cpu_i: int, eip: CodeAddr | None, esp: Value
+) -> Machine:
+    """SYSENTER (SDM Vol. 2) from IA-32e mode: #GP(0) when IA32_SYSENTER_CS is null (`eip`
+    None); else CPL 0, RSP := IA32_SYSENTER_ESP, RIP := IA32_SYSENTER_EIP, IF and RF
+    cleared, nothing saved. AMD CPUs raise #UD outside legacy mode (AMD APM Vol. 3)."""
+    if platform.vendor == "amd":
+        raise ArchFault(UD, None, "SYSENTER in long mode on AMD")
+    if eip is None:
+        raise ArchFault(GP, 0, "SYSENTER with IA32_SYSENTER_CS = 0")
+    cpu = m.cpus[cpu_i]
+    cpu = cpu._replace(cpl=0, pc=eip, rsp=esp, rflags=band(cpu.rflags, ~(IF | RF) & MASK))
+    return m.with_cpu(cpu_i, cpu)
+
+
+def set_direction(m: Machine, cpu_i: int, down: bool) -> Machine:
+    """CLD / STD (SDM Vol. 2): DF := 0 / 1; no other flag changes."""
+    cpu = m.cpus[cpu_i]
+    flags = bor(cpu.rflags, DF_FLAG) if down else band(cpu.rflags, ~DF_FLAG & MASK)
+    return m.with_cpu(cpu_i, cpu._replace(rflags=flags))
+
+
+def set_ac(m: Machine, cpu_i: int, on: bool) -> Machine:
+    """STAC / CLAC (SDM Vol. 2): AC := 1 / 0, which lifts / restores SMAP for supervisor
+    accesses to user pages; #UD at CPL > 0."""
+    cpu = m.cpus[cpu_i]
+    if cpu.cpl != 0:
+        raise ArchFault(UD, None, f"{'STAC' if on else 'CLAC'} at CPL {cpu.cpl}")
+    flags = bor(cpu.rflags, AC_FLAG) if on else band(cpu.rflags, ~AC_FLAG & MASK)
+    return m.with_cpu(cpu_i, cpu._replace(rflags=flags))
 
 
 def _privileged(m: Machine, cpu_i: int, what: str) -> None:

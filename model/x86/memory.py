@@ -94,7 +94,7 @@ def location_name(kind: str, region: StackRegion | None) -> str:
 Where = tuple[str, "StackRegion | None"]
 
 
-def classify_range(platform: Platform, lo: Term, size: int) -> Where | None:
+def classify_range(platform: Platform, lo: int | Term, size: int) -> Where | None:
     """Where a whole symbolic range [lo, lo + size) lies, when it lies in one place: one
     decision per candidate instead of one per word (a frame's pushes). None: it straddles
     or leaves the canonical space, and each word must be classified on its own."""
@@ -319,7 +319,9 @@ def copy_words(
     moved: list[Frame] = []
     kept: list[Frame] = []
     for f in m.frames:
-        if src <= f.lo and f.hi <= end:
+        # A frame at a symbolic address was pushed on a guest's stack pointer: not one
+        # the hypervisor's copy of its own stack moves.
+        if isinstance(f.lo, int) and src <= f.lo and f.lo + FRAME_BYTES <= end:
             moved.append(
                 f._replace(
                     lo=f.lo - src + dst,
@@ -342,6 +344,8 @@ def _symbolic_frames(m: Machine) -> bool:
 
 def overlaps(frame: Frame, address: Value) -> bool:
     """Does the word at `address` land on `frame`'s five words? (decided when symbolic)"""
+    if isinstance(address, CodeAddr):
+        raise TypeError("a code address is not a stack address (check_access refuses it)")
     lo = frame.lo
     if isinstance(lo, int) and isinstance(address, int):
         return lo <= address < lo + 5 * WORD
@@ -350,9 +354,12 @@ def overlaps(frame: Frame, address: Value) -> bool:
 
 def _read_symbolic(m: Machine, address: Value) -> Value:
     """A read where symbolic addresses are involved: the newest aliasing word wins."""
+    if isinstance(address, CodeAddr):
+        raise TypeError("a code address is not a stack address (check_access refuses it)")
     for a, v in reversed(m.sym_memory):
         if decide(eq(a, address)):
-            return v
+            newest: Value = v
+            return newest
     if isinstance(address, int):
         i = bisect_left(m.memory, (address,))
         if i < len(m.memory) and m.memory[i][0] == address:

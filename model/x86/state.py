@@ -14,7 +14,6 @@ from itertools import pairwise
 from typing import Any, NamedTuple, TypeVar
 
 from checker.symbolic import MASK, Term, add, band, decide, ne
-from model.x86.arch import AC_FLAG, DF_FLAG, IF, NT, RF, TF
 
 # Every step rebuilds a Cpu, a Machine and a state. Building a NamedTuple from a list with
 # tuple.__new__ is about 3x cheaper than the stock `_replace` (a keyword dict popped once
@@ -71,13 +70,28 @@ REGISTERS: tuple[str, ...] = (
 REGISTER_INDEX: dict[str, int] = {name: i for i, name in enumerate(REGISTERS)}
 WORD = 8  # bytes per stack slot
 
-# Selectors (Xen's values: __HYPERVISOR_CS and the flat guest selectors); CPL = CS & 3.
-HYPERVISOR_CS = 0xE008
-HYPERVISOR_SS = 0xE010
-GUEST_CS64 = 0xE033
-GUEST_SS = 0xE02B
-GUEST_CS_RING1 = 0xE019
-SYSRET_CS = GUEST_CS64
+
+class Selectors(NamedTuple):
+    """The CS and SS of the context an event interrupts, by its CPL. The model keeps the
+    CPL, not the segment registers, and delivery pushes these (SDM §6.14.2: a 64-bit frame
+    always holds SS and CS); IRET reads back only their RPL (CPL = CS & 3).
+
+    Which selectors a kernel's GDT provides is its choice, not the architecture's: the
+    defaults are a flat GDT laid out as SYSCALL/SYSRET require (SDM Vol. 2 SYSRET: SS =
+    STAR[63:48] + 8, CS = STAR[63:48] + 16, with STAR[63:48] = 0x23), ring 0 code and data
+    at 0x08 and 0x10, ring 1 code at 0x19. A design declares its own (`selector`)."""
+
+    ring0_cs: int = 0x08
+    ring0_ss: int = 0x10
+    ring1_cs: int = 0x19
+    ring3_cs: int = 0x33  # also CPL 2's
+    ring3_ss: int = 0x2B  # the SS of every CPL above 0
+
+    def cs(self, cpl: int) -> int:
+        return self.ring0_cs if cpl == 0 else self.ring1_cs if cpl == 1 else self.ring3_cs
+
+    def ss(self, cpl: int) -> int:
+        return self.ring0_ss if cpl == 0 else self.ring3_ss
 
 
 class Run(IntEnum):
@@ -146,7 +160,7 @@ class Frame(NamedTuple):
     cpu: int
     vector: int
     source: str  # the event kind that pushed it (see delivery.Source)
-    lo: int
+    lo: int | Term  # symbolic when pushed at a guest-chosen stack pointer
     stack: str  # the region holding it, "guest memory" for guest-controlled addresses
     from_cpl: int  # the CPL of the interrupted context (the saved CS's RPL)
     clobbered: bool = False
@@ -181,6 +195,11 @@ class Cpu(NamedTuple):
     delivering: int | None = None  # the vector being delivered, during a delivery only
     ipi_nmi: bool = False  # an NMI IPI sent to this CPU's LAPIC and not yet arrived
     cr4_mce: bool = True  # CR4.MCE: #MC reporting enabled
+    # IA32_GS_BASE and IA32_KERNEL_GS_BASE (model.x86.msr): None is this CPU's own per-CPU
+    # area, so CPUs stay interchangeable; SWAPGS exchanges the two.
+    gs_base: Value | None = None
+    kernel_gs_base: Value | None = 0
+    msrs: tuple[tuple[int, Value], ...] = ()  # other MSRs WRMSR wrote, sorted by index
 
     def reg(self, name: str) -> Value:
         return self.regs[REGISTER_INDEX[name]]
@@ -290,10 +309,6 @@ class StackRegion:
         return self.lo + self.size
 
 
-# Xen's MSR_SYSCALL_MASK clears these (xen/arch/x86/cpu/common.c: X86_EFLAGS_*).
-XEN_FMASK = IF | TF | DF_FLAG | AC_FLAG | NT | RF
-
-
 @dataclass(frozen=True)
 class Platform:
     """What no instruction changes: memory layout, vendor and rule knobs, MSRs."""
@@ -301,7 +316,10 @@ class Platform:
     regions: tuple[StackRegion, ...] = ()
     vendor: str = "intel"  # SYSRET's non-canonical RCX behaviour (Intel or AMD)
     df_rule: str = "sdm"  # "sdm": Table 6-5; "strict": any fault delivering #DF shuts down
-    fmask: int = XEN_FMASK  # IA32_FMASK, applied by SYSCALL
+    # IA32_FMASK, the RFLAGS bits SYSCALL clears: what software wrote (the design's
+    # `fmask`); 0, clearing nothing, when it says nothing.
+    fmask: int = 0
+    selectors: Selectors = field(default_factory=Selectors)  # the CS/SS delivery pushes per CPL
     lstar: str | None = None  # the routine SYSCALL enters
     mode64: bool = True  # 64-bit mode (INTO is #UD); False models a compat-mode guest
     _by_name: dict[str, StackRegion] = field(default_factory=dict, compare=False, repr=False)

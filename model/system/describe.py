@@ -1,0 +1,236 @@
+"""How a design's states and actions read in traces and reports: the attributes of trace
+nodes and edges, the damage an action did, the review report's structured state, and the
+stable names of actions that replay finds them by."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from checker.symbolic import Term
+from model.system.interp import Interpreter, SysState
+from model.system.layout import Layout
+from model.system.relation import Action
+from model.system.vocabulary import var_values
+from model.x86.arch import FLAG_NAMES, vector_name
+from model.x86.memory import region_name
+from model.x86.state import REGISTERS, CodeAddr, Frame, Platform, Run, Value
+
+
+class TraceDescription:
+    """Descriptions of one laid-out design's states and actions."""
+
+    def __init__(
+        self, layout: Layout, platform: Platform, interp: Interpreter,
+        next_state: Callable[[SysState, Action], SysState],
+    ):
+        self.layout = layout
+        self.platform = platform
+        self.interp = interp
+        self.next_state = next_state
+        self.var_names = [v.name for v in layout.design.variables]
+
+    def describe_state(self, s: SysState) -> Mapping[str, str | int | bool]:
+        m = s.machine
+        out: dict[str, str | int | bool] = {}
+        for i, c in enumerate(m.cpus):
+            out[f"cpu{i}.pc"] = self._where(c.pc)
+            out[f"cpu{i}.cpl"] = c.cpl
+            out[f"cpu{i}.rsp"] = self._addr(c.rsp)
+            out[f"cpu{i}.flags"] = (
+                " ".join(n for n, bit in FLAG_NAMES if c.rflags & bit) or "-"
+                if isinstance(c.rflags, int) else f"symbolic {c.rflags!r}"
+            )
+            out[f"cpu{i}.run"] = c.run.name.lower()
+            out[f"cpu{i}.nmi"] = (
+                ("blocked" if c.nmi_blocked else "open") + (" +latched" if c.nmi_pending else "")
+            )
+            out[f"cpu{i}.mcip"] = c.mcip
+            out[f"cpu{i}.idtr"] = c.idtr or "empty"
+            out[f"cpu{i}.tr"] = c.tr or "none"
+            regs = {n: c.reg(n) for n in ("rax", "rcx", "rdi", "r11") if c.reg(n) != 0}
+            if regs:
+                out[f"cpu{i}.regs"] = " ".join(f"{k}={self._value(v)}" for k, v in regs.items())
+        out["frames"] = "; ".join(self._frame(f) for f in m.frames) or "none"
+        for name in self.var_names:
+            out[f"var.{name}"] = self._var_text(s, name)
+        out["incidents"] = ", ".join(m.incidents) or "none"
+        return out
+
+    def describe_action(self, s: SysState, a: Action) -> Mapping[str, str | int | bool]:
+        m = s.machine
+        cpu = m.cpus[a.cpu]
+        out: dict[str, str | int | bool] = {"cpu": a.cpu, "kind": str(a.kind)}
+        if a.kind in ("step", "fault"):
+            ins = self.interp.instr_at(cpu.pc)
+            text = ins.text if ins is not None else "?"
+            if a.kind == "fault" and ins is not None and ins.fault is not None:
+                text = f"{text}  -> raises {vector_name(ins.fault)}"
+            elif ins is not None and ins.op in ("choose", "c.choose", "c.choose_range"):
+                text = f"{text}  [choice {a.arg + 1}]"
+            elif ins is not None and ins.op == "verw":
+                text = f"{text}  [ZF={a.arg}]"
+            out["label"] = f"cpu{a.cpu}: {text}"
+            if ins is not None:
+                # a macro's line: the invocation, with the macro's own line(s) beside it
+                out["file"] = ins.loc.site.file
+                out["line"] = ins.loc.site.line
+                if ins.loc.via is not None:
+                    out["macro"] = ins.loc.macro_lines()
+            out["routine"] = cpu.pc.routine
+        elif a.kind == "ext":
+            note = {2: " (a fake NMI)", 18: " (a fake #MC)"}.get(a.arg, "")
+            out["label"] = f"cpu{a.cpu}: external interrupt, vector {a.arg:#x}{note}"
+        else:
+            out["label"] = f"cpu{a.cpu}: " + {
+                "nmi": "NMI arrives",
+                "df": "a double fault is raised",
+                "mce": "#MC arrives",
+                "ipi": "NMI IPI arrives",
+                "pending-nmi": "latched NMI is taken",
+                "held-db": "held-back #DB is taken",
+                "timeout": "the wait times out",
+            }[a.kind]
+        damage = self.damage(s, self.next_state(s, a))
+        if damage:
+            out["damage"] = damage
+        return out
+
+    def damage(self, before: SysState, after: SysState) -> str:
+        """What an action broke: frames it clobbered, frames it put on guest memory, a
+        triple fault, a new incident."""
+        notes: list[str] = []
+        old = set(before.machine.frames)
+        for f in after.machine.frames:
+            if f.clobbered and f._replace(clobbered=False) in old:
+                notes.append(f"clobbers {self._frame(f)}")
+            if f.on_guest_stack and f not in old and f._replace(clobbered=False) not in old:
+                notes.append(f"pushes {self._frame(f)} onto guest-controlled memory")
+        for i, (c0, c1) in enumerate(zip(before.machine.cpus, after.machine.cpus, strict=True)):
+            if c1.run is Run.SHUTDOWN and c0.run is not Run.SHUTDOWN:
+                notes.append(f"cpu{i} shuts down (triple fault)")
+        for inc in after.machine.incidents:
+            if inc not in before.machine.incidents:
+                notes.append(inc)
+        return "; ".join(notes)
+
+    def action_key(self, s: SysState, a: Action) -> str:
+        """A stable name for an action that survives edits to the design (for replay)."""
+        key = f"{a.kind}:{a.cpu}:{a.arg}"
+        if a.decisions:
+            key += ":" + "".join("T" if d else "F" for d in a.decisions)
+        return key
+
+    def inspect_state(self, s: SysState) -> dict[str, Any]:
+        """A structured, JSON-able view of a state for the review report: CPUs with their
+        registers and design line, stacks with their written words and live frames."""
+        m = s.machine
+        cpus = []
+        for i, c in enumerate(m.cpus):
+            ins = self.interp.instr_at(c.pc)
+            cpus.append({
+                "id": i,
+                "pc": str(c.pc),
+                "routine": c.pc.routine,
+                "instruction": ins.text if ins else None,
+                "file": ins.loc.site.file if ins else None,
+                "line": ins.loc.site.line if ins else None,
+                "macro": (ins.loc.macro_lines() or None) if ins else None,
+                "cpl": c.cpl,
+                "rsp": self._addr(c.rsp),
+                "rflags": self._value(c.rflags),
+                "flags": [n for n, bit in FLAG_NAMES if c.rflags & bit]
+                if isinstance(c.rflags, int) else [repr(c.rflags)],
+                "run": c.run.name.lower(),
+                "nmi_blocked": c.nmi_blocked,
+                "nmi_pending": c.nmi_pending,
+                "mcip": c.mcip,
+                "shadow": c.shadow.name.lower(),
+                "idtr": c.idtr,
+                "tr": c.tr,
+                "gs_swapped": c.gs_swapped,
+                "ipi_pending": c.ipi_nmi,
+                "registers": {n: self._value(c.reg(n)) for n in REGISTERS},
+            })
+        stacks = []
+        for r in self.platform.regions:
+            words = [
+                {"address": f"{a:#x}", "offset": a - r.lo, "value": self._value(v)}
+                for a, v in m.memory if r.lo <= a < r.hi
+            ]
+            frames = [
+                self._frame_record(f) for f in m.frames
+                if isinstance(f.lo, int) and r.lo <= f.lo < r.hi
+            ]
+            rsps = [
+                i for i, c in enumerate(m.cpus) if isinstance(c.rsp, int) and r.lo <= c.rsp <= r.hi
+            ]
+            if words or frames or rsps:
+                stacks.append({
+                    "name": r.name, "owner": r.owner, "lo": f"{r.lo:#x}", "size": r.size,
+                    "words": words, "frames": frames, "rsp_of": rsps,
+                })
+        elsewhere = [
+            self._frame_record(f) for f in m.frames
+            if not isinstance(f.lo, int) or self.platform.region_at(f.lo) is None
+        ]
+        if elsewhere:
+            stacks.append({"name": "guest memory", "owner": "guest", "lo": None, "size": None,
+                           "words": [], "frames": elsewhere, "rsp_of": []})
+        return {
+            "cpus": cpus,
+            "stacks": stacks,
+            "variables": {n: self._var_text(s, n) for n in self.var_names},
+            "incidents": list(m.incidents),
+            "budgets": list(s.budgets),
+        }
+
+    def _frame_record(self, f: Frame) -> dict[str, Any]:
+        return {
+            "cpu": f.cpu, "vector": f.vector, "name": vector_name(f.vector), "source": f.source,
+            "lo": self._value(f.lo), "hi": self._value(f.hi), "stack": f.stack,
+            "from_cpl": f.from_cpl,
+            "clobbered": f.clobbered, "on_guest_stack": f.on_guest_stack,
+        }
+
+    def _var_text(self, s: SysState, name: str) -> str:
+        values = var_values(self.layout, s, name)
+        if isinstance(values, int | CodeAddr | Term):  # one slot (a CodeAddr is a tuple too)
+            return self._value(values)
+        return "[" + ", ".join(self._value(v) for v in values) + "]"
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _where(self, pc: CodeAddr) -> str:
+        ins = self.interp.instr_at(pc)
+        if ins is None:
+            return str(pc)
+        macro = f", macro {ins.loc.macro_lines()}" if ins.loc.via is not None else ""
+        return f"{pc} ({ins.text} @ line {ins.loc.site.line}{macro})"
+
+    def _addr(self, v: Value) -> str:
+        if isinstance(v, CodeAddr | Term):
+            return repr(v) if isinstance(v, Term) else str(v)
+        name = region_name(self.platform, v)
+        top = next((r for r in self.platform.regions if r.hi == v), None)
+        if name == "unmapped" and top is not None:
+            return f"{top.name}+{v - top.lo:#x} (top)"
+        if name in ("guest memory", "unmapped"):
+            return f"{v:#x} ({name})"
+        r = self.platform.region(name)
+        return f"{name}+{v - r.lo:#x}"
+
+    def _value(self, v: Value) -> str:
+        if isinstance(v, Term):
+            return repr(v)
+        return str(v) if isinstance(v, CodeAddr) else f"{v:#x}"
+
+    def _frame(self, f: Frame) -> str:
+        from_ = "guest" if f.from_cpl == 3 else f"CPL{f.from_cpl}"
+        flags = (" CLOBBERED" if f.clobbered else "") + (
+            " ON-GUEST-STACK" if f.on_guest_stack else ""
+        )
+        return (
+            f"{vector_name(f.vector)} frame ({f.source}) of cpu{f.cpu} at {self._addr(f.lo)} "
+            f"from {from_}{flags}"
+        )
+

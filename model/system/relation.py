@@ -1,0 +1,402 @@
+"""The transition relation of a design on a machine in an environment.
+
+An action is one atomic step of one CPU: its next instruction (or one pseudo-C statement),
+the environment making a marked step fault, or the delivery of an event the environment
+may raise at that boundary (NMI, #MC, an external interrupt), an NMI IPI arriving, a
+latched NMI or held-back #DB being taken, or a wait timing out when nothing else can move.
+Which events a CPU may take at a boundary, and which pre-empt the others, is the
+architecture's rule (model.x86.events.at_boundary); this module adds the design's steps,
+the environment's budgets and the symbolic decisions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+from checker import symbolic as sym
+from checker.errors import InputError, ModelInputError
+from checker.symbolic import Decisions, Infeasible, NeedDecision, Solver, Term, require, run_with
+from model.lang.ir import Design
+from model.system.interp import Blocked, Interpreter, SysState
+from model.system.layout import Layout, build_layout, initial_machines, platform_of
+from model.x86 import events as ev
+from model.x86.arch import DF
+from model.x86.delivery import Event, Source, deliver
+from model.x86.state import CodeAddr, Run
+
+
+class ActionKind(StrEnum):
+    """What an action does (the values are what traces and action keys show)."""
+
+    STEP = "step"  # the CPU's next instruction (or pseudo-C statement)
+    FAULT = "fault"  # the environment makes a step marked @fault(#X) fault
+    MCE = "mce"  # the boundary events of model.x86.events.BoundaryEvent ...
+    HELD_DB = "held-db"
+    PENDING_NMI = "pending-nmi"
+    DF = "df"
+    NMI = "nmi"
+    IPI = "ipi"
+    EXT = "ext"
+    TIMEOUT = "timeout"  # a wait_timeout gives up when nothing else can move
+
+
+# A boundary event other than the instruction is one action of the same name.
+_KIND_OF = {e: ActionKind(e.value) for e in ev.BoundaryEvent}
+
+
+class Action(NamedTuple):
+    kind: ActionKind
+    cpu: int
+    arg: int = 0  # the choice of a `choose`, or the vector of an external interrupt
+    # The outcomes of the symbolic conditions this step meets, in order (checker.symbolic):
+    # one action per feasible combination, so next_state stays deterministic.
+    decisions: tuple[bool, ...] = ()
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What the world outside the design may do, per CPU, within budgets."""
+
+    # Each per-CPU budget is one number for every CPU, or a tuple with one number per CPU.
+    nmi: int | tuple[int, ...] = 0
+    mce: int | tuple[int, ...] = 0
+    external: int | tuple[int, ...] = 0
+    external_vectors: tuple[int, ...] = ()
+    faults: int = 0
+    # #DF raised at a boundary: a fault the model does not spell out
+    double_faults: int | tuple[int, ...] = 0
+    cpus: int | None = None
+    quiet_without_idt: bool = False  # no NMI/#MC while IDTR is empty (boot's critical region)
+    pic: bool = False  # external interrupts come from an 8259 PIC (any vector) not the LAPIC
+    symbolic: tuple[str, ...] = ()  # inputs that are symbolic 64-bit values instead of samples
+
+
+_INSTRUCTION = ev.BoundaryEvent.INSTRUCTION
+_EXTERNAL = ev.BoundaryEvent.EXTERNAL
+BUDGETS_PER_CPU = 4  # nmi, mce, external, double faults
+WAIT_OPS = frozenset({"c.wait_until", "c.wait_timeout", "wait_until", "wait_timeout"})
+PER_CPU_BUDGETS = ("nmi", "mce", "external", "double_faults")
+
+
+class TransitionRelation:
+    """Initial states, enabled actions and successors of a design (the core of
+    `checker.interface.TransitionSystem`)."""
+
+    def __init__(self, design: Design, env: Environment):
+        self.design = design
+        self.env = env
+        ncpus = env.cpus or design.cpus
+        for key in PER_CPU_BUDGETS:
+            value = getattr(env, key)
+            if isinstance(value, tuple) and len(value) != ncpus:
+                raise ModelInputError(
+                    f"environment.{key} lists {len(value)} budgets for {ncpus} CPUs",
+                    f"environment.{key}",
+                )
+        self.layout: Layout = build_layout(design, ncpus)
+        self.platform = platform_of(self.layout)
+        unknown = [n for n in env.symbolic if n not in design.inputs]
+        if unknown:
+            known = ", ".join(sorted(design.inputs)) or "none"
+            raise ModelInputError(
+                f"design {design.name!r} has no input {unknown[0]!r} (inputs: {known})",
+                "environment.symbolic",
+            )
+        self.interp = Interpreter(self.layout, self.platform, frozenset(env.symbolic))
+        self.solver = Solver()
+        self.ncpus = ncpus
+        # Successors already worked out for one state (the last whose symbolic actions
+        # were expanded, or whose persistent sets were judged): next_state reuses them.
+        self._memo_of: SysState | None = None
+        self._memo: dict[Action, SysState] = {}
+
+    # -- TransitionSystem ----------------------------------------------------------------------
+    def init_states(self) -> Sequence[SysState]:
+        machines, values = initial_machines(self.layout)
+        env = self.env
+        per_cpu = (env.nmi, env.mce, env.external, env.double_faults)
+        budgets = tuple(
+            b[i] if isinstance(b, tuple) else b for i in range(self.ncpus) for b in per_cpu
+        ) + (env.faults,)
+        return [SysState(m, values, budgets) for m in machines]
+
+    def actions(self, s: SysState) -> Sequence[Action]:
+        base = self.base_actions(s)
+        if not s.symbolic:
+            return base
+        # A symbolic state: run each step to find the symbolic conditions it meets, and
+        # offer one action per feasible combination of outcomes (z3 decides feasibility).
+        self._memo_of, self._memo = s, {}
+        out: list[Action] = []
+        for a in base:
+            pending: list[tuple[bool, ...]] = [()]
+            while pending:
+                choices = pending.pop()
+                try:
+                    succ, _taken = self.run(s, a._replace(decisions=choices))
+                except NeedDecision as need:
+                    prior = (*s.path, *self._taken(s, a._replace(decisions=choices)))
+                    # The prefix is satisfiable, so when one outcome is not the other is.
+                    if self.solver.satisfiable((*prior, need.cond)):
+                        if self.solver.satisfiable((*prior, sym.lnot(need.cond))):
+                            pending.append((*choices, False))
+                        pending.append((*choices, True))
+                    else:
+                        pending.append((*choices, False))
+                    continue
+                except Infeasible:
+                    continue
+                done = a._replace(decisions=choices)
+                self._memo[done] = succ
+                out.append(done)
+        return out
+
+    def _taken(self, s: SysState, a: Action) -> list[Any]:
+        """The conditions the decided prefix of `a` took (to extend them by one)."""
+        d = Decisions(a.decisions)
+        token = sym._current.set(d)
+        try:
+            self.raw_next(s, a)
+        except (NeedDecision, Infeasible):
+            pass
+        finally:
+            sym._current.reset(token)
+        return d.taken
+
+    def run(self, s: SysState, a: Action) -> tuple[SysState, list[Any]]:
+        """Run one action under its decisions; the successor carries the conditions taken
+        in its path condition, pruned and canonically named."""
+        succ, d = run_with(a.decisions, self.raw_next, s, a)
+        if d.index < len(a.decisions):
+            raise Infeasible()  # more decisions than the step meets: not this action
+        taken = tuple(c for c in d.taken if isinstance(c, Term))
+        path = s.path + taken
+        succ = succ._replace(path=path)
+        if taken and not self.interp.unique_names:
+            succ = self._pin(succ, taken)
+        if not self.interp.unique_names:
+            succ = canonical(succ)
+        return succ, d.taken
+
+    def _pin(self, s: SysState, taken: tuple[Any, ...]) -> SysState:
+        """When a step took `f(x) == c` for a single symbol x (an index, a vector), x may
+        now have one possible value: ask z3, and if so add `x == value` to the path so
+        canonical() substitutes it and the state becomes concrete again."""
+        names: set[str] = set()
+        for c in taken:
+            if c.op == "eq":
+                found = sym.symbols(c)
+                if len(found) == 1:
+                    names |= found
+        extra = []
+        for name in sorted(names):
+            model = self.solver.model(s.path, [name])
+            if model is None:
+                continue
+            x = sym.var(name)
+            if not self.solver.satisfiable((*s.path, sym.ne(x, model[name]))):
+                extra.append(sym.eq(x, model[name]))
+        return s._replace(path=s.path + tuple(extra)) if extra else s
+
+    def base_actions(self, s: SysState) -> list[Action]:
+        out: list[Action] = []
+        m = s.machine
+        b = s.budgets
+        env = self.env
+        for i, cpu in enumerate(m.cpus):
+            base = i * BUDGETS_PER_CPU
+            quiet = env.quiet_without_idt and cpu.idtr is None
+            events = ev.at_boundary(
+                cpu,
+                # The environment raises #MC only while CR4.MCE is set (otherwise it would
+                # be a shutdown the design cannot prevent).
+                machine_check=bool(b[base + 1]) and cpu.cr4_mce and not quiet,
+                double_fault=bool(b[base + 3]),
+                nmi=bool(b[base]) and not quiet,
+                external=bool(b[base + 2]),
+            )
+            for e in events:
+                if e is _INSTRUCTION:
+                    self._instruction_actions(s, i, cpu.pc, out)
+                elif e is _EXTERNAL:
+                    for v in env.external_vectors:
+                        if env.pic or ev.lapic_accepts(v):
+                            out.append(Action(ActionKind.EXT, i, v))
+                else:
+                    out.append(Action(_KIND_OF[e], i))
+        if not out:
+            for i, cpu in enumerate(m.cpus):
+                if cpu.run is Run.RUNNING:
+                    ins = self.interp.instr_at(cpu.pc)
+                    if ins is not None and ins.op == "c.wait_timeout":
+                        out.append(Action(ActionKind.TIMEOUT, i))
+        return out
+
+    def _instruction_actions(self, s: SysState, i: int, pc: CodeAddr, out: list[Action]) -> None:
+        """The actions of CPU i's next instruction: one step (one per choice of a
+        `choose`), none while a wait is not ready, and the environment's fault."""
+        ins = self.interp.instr_at(pc)
+        if ins is None:
+            out.append(Action(ActionKind.STEP, i))  # reports the missing instruction
+            return
+        if ins.op in ("c.wait_until", "c.wait_timeout"):
+            if self.interp.wait_ready(s, i, ins):
+                out.append(Action(ActionKind.STEP, i))
+        elif ins.op in (
+            "choose", "c.choose", "c.choose_range", "input", "c.input", "verw"
+        ):
+            n = self.interp.choices(s, i, ins)
+            out.extend(Action(ActionKind.STEP, i, k) for k in range(n))
+        else:
+            out.append(Action(ActionKind.STEP, i))
+        if ins.fault is not None and s.budgets[-1]:
+            out.append(Action(ActionKind.FAULT, i))
+
+    def next_state(self, s: SysState, a: Action) -> SysState:
+        if self._memo_of is s:
+            known = self._memo.get(a)
+            if known is not None:
+                return known
+        if s.symbolic or a.decisions:
+            return self.run(s, a)[0]
+        try:
+            succ = self.raw_next(s, a)
+        except NeedDecision as need:  # pragma: no cover - a design bug, reported plainly
+            raise InputError(
+                f"a step decides on the symbolic value {need.cond!r} it has just made; "
+                "split it into two steps", self.design.path, 1,
+            ) from None
+        return canonical(succ) if succ.symbolic and not self.interp.unique_names else succ
+
+    def successor(self, s: SysState, a: Action) -> SysState:
+        """next_state, remembered for `s` until another state's successors are asked
+        (partial-order reduction judges a step's successor, then the explorer takes it)."""
+        if self._memo_of is not s:
+            self._memo_of, self._memo = s, {}
+        succ = self._memo.get(a)
+        if succ is None:
+            succ = self._memo[a] = self.next_state(s, a)
+        return succ
+
+    def raw_next(self, s: SysState, a: Action) -> SysState:
+        i = a.cpu
+        if s.lazy and a.kind != ActionKind.STEP:
+            s = self.interp.settle_flags(s, i)  # an event interrupts: flags become real bits
+        p = self.platform
+        m = s.machine
+        kind = a.kind
+        if kind == ActionKind.STEP:
+            try:
+                return self.interp.step(s, i, a.arg)
+            except Blocked:  # pragma: no cover - actions() only offers ready waits
+                return s
+        if kind == ActionKind.FAULT:
+            s = self._spend(s, -1)
+            return self.interp.environment_fault(s, i)
+        base = i * BUDGETS_PER_CPU
+        if kind == ActionKind.NMI:
+            return self._spend(s, base)._replace(machine=ev.nmi_arrives(p, m, i))
+        if kind == ActionKind.MCE:
+            return self._spend(s, base + 1)._replace(machine=ev.machine_check_arrives(p, m, i))
+        if kind == ActionKind.EXT:
+            require(ev.interrupts_enabled(m.cpus[i]))  # IF may be symbolic (a guest's RFLAGS)
+            return self._spend(s, base + 2)._replace(
+                machine=ev.external_arrives(p, m, i, a.arg, pic=self.env.pic)
+            )
+        if kind == ActionKind.DF:
+            df = Event(Source.EXCEPTION, DF, 0)
+            return self._spend(s, base + 3)._replace(machine=deliver(p, m, i, df, m.cpus[i].pc))
+        if kind == ActionKind.IPI:
+            return s._replace(machine=ev.nmi_ipi_arrives(p, m, i))
+        if kind == ActionKind.PENDING_NMI:
+            return s._replace(machine=ev.deliver_pending_nmi(p, m, i))
+        if kind == ActionKind.HELD_DB:
+            return s._replace(machine=ev.deliver_held_db(p, m, i))
+        if kind == ActionKind.TIMEOUT:
+            return self.interp.timeout(s, i)
+        raise ValueError(kind)
+
+    @staticmethod
+    def _spend(s: SysState, slot: int) -> SysState:
+        b = list(s.budgets)
+        b[slot] -= 1
+        return s._replace(budgets=tuple(b))
+
+    def is_terminal(self, s: SysState) -> bool:
+        """Every CPU halted or shut down: nothing is left to run (not a deadlock)."""
+        return all(c.run is not Run.RUNNING for c in s.machine.cpus)
+
+
+def canonical(s: SysState) -> SysState:
+    """One representative of states equal up to the naming of symbols and to constraints
+    on symbols that no longer matter: the path keeps only conditions connected to a live
+    symbol, and symbols are renamed NAME, NAME#1, ... in order of first appearance."""
+    fixed = sym.pinned(s.path)
+    if fixed:
+        # A symbol the path pins to one value is that value: substitute it everywhere, so
+        # the state is as concrete as it can be (and fingerprints like the concrete one).
+        path = tuple(c for c in (sym.substitute(c, fixed) for c in s.path) if c is not True)
+        s = s._replace(
+            machine=sym.substitute_all(s.machine, fixed),
+            vars=sym.substitute_all(s.vars, fixed),
+            lazy=sym.substitute_all(s.lazy, fixed),
+            path=path,
+        )
+    live = sym.symbols((s.machine, s.vars, s.lazy))
+    if not live:
+        return s._replace(path=(), symbolic=False) if s.symbolic or s.path else s
+    # Keep the conditions that reach a live symbol through shared symbols.
+    conds = [(c, sym.symbols(c)) for c in s.path]
+    reach = set(live)
+    changed = True
+    kept: set[int] = set()
+    while changed:
+        changed = False
+        for k, (_c, names) in enumerate(conds):
+            if k not in kept and names & reach:
+                kept.add(k)
+                reach |= names
+                changed = True
+    order: list[str] = []
+    _first_names((s.machine, s.vars, s.lazy), order)
+    for k in sorted(kept, key=lambda k: repr(conds[k][0])):
+        _first_names(conds[k][0], order)
+    mapping: dict[str, str] = {}
+    used: set[str] = set()
+    for name in order:
+        base = name.split("#")[0]
+        fresh, n = base, 1
+        while fresh in used:
+            fresh = f"{base}#{n}"
+            n += 1
+        used.add(fresh)
+        mapping[name] = fresh
+    path = tuple(sorted({sym.rename(conds[k][0], mapping) for k in kept}, key=repr))
+    if all(k == v for k, v in mapping.items()):
+        return s._replace(path=path, symbolic=True)
+    return s._replace(
+        machine=sym.rename(s.machine, mapping),
+        vars=sym.rename(s.vars, mapping),
+        path=path,
+        symbolic=True,
+        lazy=sym.rename(s.lazy, mapping),
+    )
+
+
+def _first_names(value: Any, out: list[str]) -> None:
+    """Symbol names in order of first appearance (a deterministic traversal)."""
+    if isinstance(value, Term):
+        if value.op == "var":
+            if value.args[0] not in out:
+                out.append(value.args[0])
+        else:
+            for a in value.args:
+                _first_names(a, out)
+    elif isinstance(value, tuple):
+        for a in value:
+            _first_names(a, out)
+
+
