@@ -156,13 +156,8 @@ def test_compact_reproducer_is_violated_without_reduction() -> None:
     assert run_plain(COMPACT_COLLISION) == {"no-assertion-fails": "violated"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 13 wrong verdict 2: --compact fingerprints "
-    "with hash(), which collides on ints equal modulo 2**61 - 1",
-)
 def test_compact_fingerprints_do_not_collide_on_equal_hashes() -> None:
+    # Was wrong verdict 2 of issue 13 (hash()); fixed by main's BLAKE2b fingerprints.
     assert compare(COMPACT_COLLISION, ["compact", "por+compact", "all"]).findings == []
 
 
