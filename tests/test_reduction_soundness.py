@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import textwrap
 
-import pytest
-
 from tests.random_designs import Case, compare, run_plain
 
 # 1. CPU 0 writes 0xbad into the word CPU 1 pushes to; CPU 1 pops it and records it.
@@ -142,12 +140,6 @@ def test_por_reproducer_is_violated_without_reduction() -> None:
     assert run_plain(POR_CROSS_STACK) == {"never-bad": "violated"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 13 wrong verdict 1: --por ignores a write "
-    "into another CPU's stack and says holds",
-)
 def test_por_sees_a_write_into_another_cpus_stack() -> None:
     assert compare(POR_CROSS_STACK, ["por", "por+symmetry", "all"]).findings == []
 
@@ -166,11 +158,6 @@ def test_wrong_symmetry_reproducer_holds_without_reduction() -> None:
     assert run_plain(WRONG_SYMMETRY) in ({"never-bad": "holds"}, "rejected")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 13 wrong verdict 3: a `symmetric` declaration is trusted, never checked",
-)
 def test_a_wrong_symmetry_declaration_does_not_change_the_verdict() -> None:
     # Fixed means: the same verdict, or the declaration refused with a path:line error.
     findings = compare(WRONG_SYMMETRY, ["symmetry", "por+symmetry", "all"]).findings
@@ -296,11 +283,6 @@ def test_per_cpu_read_reproducer_is_violated_without_reduction() -> None:
     assert run_plain(POR_PER_CPU_READ) == {"read-before-write": "violated"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 13 (fuzzer): --por takes a per_cpu(x, i) read of another CPU's copy as local",
-)
 def test_por_sees_a_per_cpu_read_of_another_cpus_copy() -> None:
     assert compare(POR_PER_CPU_READ, ["por"]).findings == []
 
@@ -309,11 +291,6 @@ def test_mem_read_reproducer_is_violated_without_reduction() -> None:
     assert run_plain(POR_MEM_READ) == {"read-before-push": "violated"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 13 (fuzzer): --por takes a mem() read of another CPU's stack as local",
-)
 def test_por_sees_a_mem_read_of_another_cpus_stack() -> None:
     assert compare(POR_MEM_READ, ["por"]).findings == []
 
@@ -322,11 +299,5 @@ def test_mixed_values_reproducer_holds_without_reduction() -> None:
     assert run_plain(SYMMETRY_MIXED_VALUES) == {"no-deadlock": "holds"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 13 (fuzzer): the symmetry representative "
-    "sorts per-CPU values of different types and raises TypeError",
-)
 def test_symmetry_representative_orders_values_of_any_type() -> None:
     assert compare(SYMMETRY_MIXED_VALUES, ["symmetry", "por+symmetry"]).findings == []

@@ -292,6 +292,7 @@ class Design:
     fmask: int = 0  # IA32_FMASK as the design's software writes it (`fmask`)
     selectors: tuple[tuple[str, int], ...] = ()  # `selector NAME = VALUE` lines, in order
     symmetric: bool = False  # the CPUs other than CPU 0 are interchangeable
+    symmetry_loc: Loc | None = None  # where `symmetric` is declared
     # variables holding CPU numbers, CPU bitmasks, and loop positions over CPUs
     symmetry_vars: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] = ((), (), ())
     inputs: dict[str, InputDecl] = field(default_factory=dict)

@@ -1487,6 +1487,7 @@ class _Parser:
             fmask=self.fmask,
             selectors=tuple(self.selectors.items()),
             symmetric=self.symmetric,
+            symmetry_loc=self.symmetry_loc if self.symmetric else None,
             symmetry_vars=self.symmetry_vars,
             inputs=self.inputs,
             guest_code=self.guest_code,

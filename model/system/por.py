@@ -63,7 +63,21 @@ def _names(ins: Instr) -> list[tuple[str, bool]]:
             out.append((node.name, False))
     if ins.op in ("assign_index", "c.assign_index") and ins.args and isinstance(ins.args[0], str):
         out.append((ins.args[0], True))
+    for node in _walk(ins.args):
+        # per_cpu(x, i) reaches CPU i's copy of x, as x[i] does
+        if isinstance(node, tuple) and node[:2] == ("call", "per_cpu") and len(node) == 3:
+            first = node[2][0] if node[2] else None
+            if isinstance(first, tuple) and first[:1] == ("var",):
+                out.append((str(first[1]), True))
     return out
+
+
+def _names_instance(ins: Instr) -> bool:
+    """Does the instruction name one CPU's instance of a per-CPU stack (`top(kstack[1])`)?"""
+    return any(
+        isinstance(node, tuple) and node[:1] == ("top",) and "[" in str(node[1])
+        for node in _walk(ins.args)
+    )
 
 
 class Persistence:
@@ -135,6 +149,14 @@ class Persistence:
 
     def _foreign(self, ins: Instr) -> bool:
         """Reaches into another CPU (or into state every CPU shares)."""
+        reach = isa.effects(ins, self.per_cpu_stacks)
+        if reach & {isa.MEMORY, isa.PERCPU}:
+            # Memory through any base but %rsp, an absolute address, `mem()` or %gs: may be
+            # another CPU's stack or data: reading it races with that CPU's own pushes as
+            # much as writing it does (issue 13: a write into CPU 1's stack, a mem() read).
+            return True
+        if _names_instance(ins):
+            return True  # `top(kstack[1])`: a named instance of some CPU's stack
         writes = _writes(ins)
         if isa.OTHER_CPU in writes:
             return not (ins.args and ins.args[0] == _SELF)
@@ -157,6 +179,11 @@ class Persistence:
         cpu = m.cpus[q]
         if cpu.run is Run.SHUTDOWN:
             return False
+        # A stack pointer or register that points into another CPU's stack: a push, or a
+        # move into %rsp and then a push, writes there.
+        for v in (cpu.rsp, *cpu.regs):
+            if type(v) is int and self._owner(v) not in (q, None):
+                return True
         resume = [cpu.pc, *(v for v in cpu.regs if type(v) is CodeAddr)]
         resume += [
             v for a, v in m.memory if type(v) is CodeAddr and self._owner(a) in (q, None)

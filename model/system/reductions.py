@@ -10,7 +10,7 @@ from checker.interface import SymmetricVocabulary
 from model.system.interp import SysState
 from model.system.por import Persistence
 from model.system.relation import BUDGETS_PER_CPU, WAIT_OPS, Action, TransitionRelation
-from model.system.symmetry import CpuSymmetry
+from model.system.symmetry import CpuSymmetry, check_declaration
 from model.system.vocabulary import VocabularyTable
 
 
@@ -29,6 +29,8 @@ class Reductions:
             CpuSymmetry(layout, platform, BUDGETS_PER_CPU)
             if relation.design.symmetric and relation.ncpus > 2 else None
         )
+        if self.symmetry is not None:
+            check_declaration(layout, self.symmetry, relation.init_states())
 
     # -- partial-order reduction (checker.interface.Reducible) --------------------------------
     def persistent_sets(

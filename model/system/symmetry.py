@@ -25,12 +25,15 @@ exactly one.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import fields, is_dataclass
 from typing import Any
 
+from checker.errors import InputError
+from model.lang.ir import Loc
 from model.system.interp import SysState
 from model.system.layout import Layout, split_instance
-from model.x86.state import Cpu, Frame, Machine, Platform, Value
+from model.x86.state import CodeAddr, Cpu, Frame, Machine, Platform, Value
 
 
 class CpuSymmetry:
@@ -187,7 +190,7 @@ class CpuSymmetry:
         vars_ = s.vars
         return (
             c.pc, c.run, c.nmi_blocked, c.nmi_pending, c.mcip, c.cpl,
-            tuple(vars_[base + cpu] for base in self._percpu_slots),
+            tuple(_sortable(vars_[base + cpu]) for base in self._percpu_slots),
             s.budgets[cpu * k : cpu * k + k],
         )
 
@@ -277,6 +280,16 @@ class CpuSymmetry:
         return self.apply(s, p) if moved else s
 
 
+def _sortable(v: Value) -> tuple[int, Any]:
+    """A per-CPU value as a key that orders values of every type: numbers, code addresses
+    and symbolic terms (a variable may hold any of them, in different CPUs at once)."""
+    if type(v) is int:
+        return (0, v)
+    if isinstance(v, CodeAddr):
+        return (1, (v.routine, v.index))
+    return (2, repr(v))
+
+
 def _bit(mask: Value, cpu: int) -> Value:
     """CPU `cpu`'s bit of a mask variable (a symbolic or code value stays as it is)."""
     return (mask >> cpu) & 1 if type(mask) is int else mask
@@ -289,3 +302,102 @@ def _frame_sig(f: Frame, where: Any) -> tuple[Any, ...]:
 def _in_order(tables: tuple[Any, ...], like: tuple[Any, ...]) -> tuple[Any, ...]:
     by_name = {t.name: t for t in tables}
     return tuple(by_name[t.name] for t in like)
+
+
+# -- checking a `symmetric` declaration --------------------------------------------------------
+_COMPARISONS = frozenset({"==", "!=", "<", "<=", ">", ">="})
+
+
+def _constant_cpu(e: Any) -> int | None:
+    return e[1] if isinstance(e, tuple) and e[:1] == ("const",) and isinstance(e[1], int) else None
+
+
+def _singles_out(node: Any, per_cpu: frozenset[str], ids: frozenset[str]) -> str | None:
+    """Why an expression node names one CPU of 1..n-1 by number, or None."""
+    if not isinstance(node, tuple) or not node:
+        return None
+    head = node[0]
+    if head == "index" and node[1] in per_cpu:
+        k = _constant_cpu(node[2])
+        if k is not None and k >= 1:
+            return f"{node[1]}[{k}]"
+    if head == "top" and isinstance(node[1], str):
+        where = split_instance(node[1])
+        if where is not None and where[1] >= 1:
+            return f"top({node[1]})"
+    if head == "call" and node[1] == "per_cpu" and len(node[2]) == 2:
+        k = _constant_cpu(node[2][1])
+        if k is not None and k >= 1:
+            return f"per_cpu(..., {k})"
+    if head == "binop" and node[1] in _COMPARISONS:
+        for a, b in ((node[2], node[3]), (node[3], node[2])):
+            k = _constant_cpu(b)
+            if k is not None and k >= 1 and (a == ("cpu",) or (
+                isinstance(a, tuple) and a[:1] == ("var",) and a[1] in ids
+            )):
+                return f"a comparison of a CPU number with {k}"
+    return None
+
+
+def _walk(value: Any) -> Iterator[Any]:
+    yield value
+    if isinstance(value, tuple):
+        for v in value:
+            yield from _walk(v)
+    elif is_dataclass(value) and not isinstance(value, type):
+        for f in fields(value):
+            yield from _walk(getattr(value, f.name))
+
+
+def check_declaration(
+    layout: Layout, symmetry: CpuSymmetry, init_states: Sequence[SysState]
+) -> None:
+    """Refuse a `symmetric` declaration the design does not honour (issue 13: a wrong one
+    made the reduced run say "violated" where the full run says "holds"). CPUs 1..n-1 must
+    start alike (every initial state renumbered is an initial state: start routine,
+    registers, per-CPU tables, variables), and no code may name one of them by number
+    (`send_nmi(1)`, `x[2]`, `top(kstack[1])`, `cpu == 1`): the reduction would merge
+    states the code tells apart."""
+    d = layout.design
+    loc = d.symmetry_loc or Loc(d.path, 1)
+    per_cpu = frozenset(layout.per_cpu | layout.percpu_vars)
+    ids = frozenset(d.symmetry_vars[0])
+    for routine in d.routines.values():
+        for ins in routine.instrs:
+            for node in _walk(ins.args):
+                why = None
+                if isinstance(node, str) and node != routine.name:
+                    where = split_instance(node)
+                    if where is not None and where[1] >= 1 and where[0] in per_cpu:
+                        why = node
+                elif ins.op == "c.assign_index" and node is ins.args[1]:
+                    k = _constant_cpu(node)
+                    if k is not None and k >= 1 and ins.args[0] in per_cpu:
+                        why = f"{ins.args[0]}[{k}]"
+                elif ins.op in ("c.send_nmi", "send_nmi") and node is ins.args[0]:
+                    k = _constant_cpu(node)
+                    why = f"send_nmi({k})" if k is not None and k >= 1 else None
+                else:
+                    why = _singles_out(node, per_cpu, ids)
+                if why is not None:
+                    raise InputError(
+                        f"symmetric: CPUs 1..{layout.ncpus - 1} are declared interchangeable "
+                        f"but {ins.loc} names one of them ({why}); drop the declaration or "
+                        "write the code without CPU numbers", loc.file, loc.line,
+                    )
+    # The design's part of the start (the environment's per-CPU budgets may differ: the
+    # representative of each initial state is explored, which is sound when the code is).
+    starts = {(s.machine, s.vars) for s in init_states}
+    n = layout.ncpus
+    for j in range(2, n):
+        swap = list(range(n))
+        swap[1], swap[j] = j, 1
+        for s in init_states:
+            t = symmetry.apply(s, swap)
+            if (t.machine, t.vars) not in starts:
+                raise InputError(
+                    f"symmetric: CPUs 1..{n - 1} are declared interchangeable but CPU 1 and "
+                    f"CPU {j} start differently (start routine, registers, per-CPU tables or "
+                    "variables); drop the declaration or make them start alike",
+                    loc.file, loc.line,
+                )
