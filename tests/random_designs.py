@@ -107,6 +107,12 @@ class _Gen:
     def k(self) -> int:
         return self.rng.choice(self.consts)
 
+    def imm(self) -> int:
+        """A constant for an assembler immediate: imm32, which a 64-bit value like
+        2**61 - 1 is not (the parser refuses it), so those become small ones."""
+        k = self.k()
+        return k if k < 1 << 31 else k & 0xFFF
+
     def label(self) -> int:
         self.labels += 1
         return self.labels
@@ -203,7 +209,7 @@ class _Gen:
     # assembler --------------------------------------------------------------------------------
     def asm_op(self, me: int | None, loop: bool = False) -> list[str]:
         r = self.rng
-        k = self.k()
+        k = self.imm()
         reg, reg2 = r.sample(REGS, 2)
         pool: list[Callable[[], list[str]]] = [
             lambda: [f"movq ${k}, {reg}"],
@@ -235,7 +241,7 @@ class _Gen:
 
     def _push_pop(self, me: int | None) -> list[str]:
         r = self.rng
-        push = r.choice([f"pushq ${self.k()}", f"pushq {r.choice(REGS)}"])
+        push = r.choice([f"pushq ${self.imm()}", f"pushq {r.choice(REGS)}"])
         reg = r.choice(REGS)
         middle: list[str] = []
         for _ in range(r.randint(0, 2)):
@@ -245,7 +251,7 @@ class _Gen:
     def _cmp_branch(self, reg: str, reg2: str) -> list[str]:
         n = self.label()
         jcc = self.rng.choice(["jne", "je", "jl", "jge", "jb", "jae"])
-        return [f"cmpq ${self.k()}, {reg}", f"{jcc} {n}f", f"movq ${self.k()}, {reg2}", f"{n}:"]
+        return [f"cmpq ${self.imm()}, {reg}", f"{jcc} {n}f", f"movq ${self.imm()}, {reg2}", f"{n}:"]
 
     def asm_routine(self, name: str, me: int | None) -> str:
         r = self.rng
@@ -276,7 +282,7 @@ class _Gen:
 
     def handler(self, name: str, vector: str) -> str:
         r = self.rng
-        k = self.k()
+        k = self.imm()
         if vector == "mc":
             kind = r.choice(["clear", "clear", "halt"])
             if kind == "clear":
