@@ -20,39 +20,13 @@ FAST_SEEDS = (3, 10, 13, 21)
 FAST_VARIANTS = ("por", "symmetry", "compact", "workers2")
 SLOW_SEEDS = tuple(range(40))
 
-# seed -> (the bug, the (variant, kind) disagreements it shows on main); each bug has a
-# minimal reproducer in tests/test_reduction_soundness.py.
-_POR = frozenset(
-    {
-        ("por", "verdict"),
-        ("por+symmetry", "verdict"),
-        ("por+compact", "verdict"),
-        ("all", "verdict"),
-    }
-)
-_SYMMETRY_ERROR = frozenset(
-    {
-        ("symmetry", "error"),
-        ("por+symmetry", "error"),
-        ("symmetry+compact", "error"),
-        ("all", "error"),
-    }
-)
-_WRONG_SYMMETRY = frozenset(
-    (variant, kind)
-    for variant in ("symmetry", "por+symmetry", "symmetry+compact", "all")
-    for kind in ("verdict", "replay", "error")
-)
+# seed -> (the bug, the (variant, kind) disagreements it shows); each bug has a minimal
+# reproducer in tests/test_reduction_soundness.py.
 KNOWN: dict[int, tuple[str, frozenset[tuple[str, str]]]] = {
-    4: ("por-mem-read", _POR),  # test_por_sees_a_mem_read_of_another_cpus_stack
-    14: ("por-per-cpu-read", _POR),  # test_por_sees_a_per_cpu_read_of_another_cpus_copy
-    # test_a_wrong_symmetry_declaration_does_not_change_the_verdict (seeds 8, 15 and 22 also
-    # showed --compact's hash() collision, fixed by BLAKE2b fingerprints)
-    15: ("wrong-symmetry", _WRONG_SYMMETRY),
-    22: ("wrong-symmetry", _WRONG_SYMMETRY),
-    29: ("symmetry-mixed-values", _SYMMETRY_ERROR),  # test_symmetry_representative_orders...
-    31: ("por-stack-write", _POR),  # test_por_sees_a_write_into_another_cpus_stack
-    36: ("por-stack-write", _POR),
+    # Empty since the fixes of issue 13: seeds 4 and 14 (POR and mem()/per_cpu() reads),
+    # 15 and 22 (a wrong symmetric declaration, now refused), 29 (mixed per-CPU values
+    # under symmetry), 31 and 36 (POR and a write into another CPU's stack) showed them;
+    # tests/test_reduction_soundness.py keeps a minimal reproducer of each.
 }
 
 
@@ -81,17 +55,6 @@ def test_reductions_agree_on_the_fixed_budget(seed: int, request: pytest.Fixture
     _require_slow(request)
     assert _unexpected(seed) == []
 
-
-@pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="known wrong verdicts, issue 13 (see KNOWN)"
-)
-@pytest.mark.parametrize("seed", sorted(KNOWN), ids=lambda s: f"seed{s}-{KNOWN[s][0]}")
-def test_known_disagreements_are_fixed(seed: int, request: pytest.FixtureRequest) -> None:
-    _require_slow(request)
-    case = generate(seed)
-    variants = sorted({v for v, _ in KNOWN[seed][1]})
-    assert compare(case, variants).findings == []
 
 
 def test_the_generator_is_deterministic_and_covers_the_known_classes() -> None:
