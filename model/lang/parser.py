@@ -1,7 +1,8 @@
 r"""The design-language parser: text -> `Design` (see docs/design-language.md).
 
 Stages, each keeping source lines so every error and every trace step names file:line:
-1. comments are stripped, `\`-continued lines joined, and `.if knob == value` / `.elif` /
+1. comments are stripped, `\`-continued lines joined, C preprocessor `#define`s applied
+   (model/lang/cpp.py), and `.if knob == value` / `.elif` /
    `.else` / `.endif` select the variant's lines;
 2. `.macro NAME [params]` ... `.endm` bodies are recorded and expanded where invoked
    (GNU as `\param`, `\()`, `\@`), and `.rept`/`.irp`/`.irpc` blocks unrolled; an
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from checker.errors import InputError, ModelInputError
-from model.lang import isa
+from model.lang import cpp, isa
 from model.lang.expr import parse_expr
 from model.lang.ir import (
     Abs,
@@ -107,6 +108,7 @@ class _Builder:
     section: str
     guest: bool
     compat: bool = False  # GUEST32: guest code in compatibility mode
+    subsection: int = 0  # `.subsection N`: laid out after the section's lower subsections
     instrs: list[Instr] = field(default_factory=list)
     labels: dict[str, int] = field(default_factory=dict)
     numeric: list[tuple[str, int]] = field(default_factory=list)  # (label, index) in order
@@ -268,6 +270,9 @@ class _Parser:
         self.previous_section = ".text"  # what `.previous` returns to
         # .pushsection: (section, previous section, the routine it interrupted, where)
         self.section_stack: list[tuple[str, str, _Builder | None, Loc]] = []
+        self.subsection = 0
+        # per section: the subsection-0 routine a `.subsection N` interrupted
+        self.subsection_resume: dict[str, _Builder | None] = {}
         self.inputs: dict[str, InputDecl] = {}
         self.symmetry_vars: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] = ((), (), ())
         self.symmetry_loc = Loc(path, 1)
@@ -330,7 +335,8 @@ class _Parser:
         # (active, taken, where, after .else). Every condition is checked, even in lines
         # this variant drops, so a misspelt knob value is an error in every variant.
         stack: list[tuple[bool, bool, Loc, bool]] = []
-        for n, text in enumerate(self.raw, 1):
+        pieces = [(n, t) for n, text in enumerate(self.raw, 1) for t in text.split("\n")]
+        for n, text in pieces:  # a cpp expansion's `;`-separated statements: one line each
             loc = Loc(self.path, n)
             s = text.strip()
             active = all(e[0] for e in stack)
@@ -556,6 +562,7 @@ class _Parser:
 
     # -- stage 3: the body -------------------------------------------------------------
     def parse(self) -> Design:
+        self.raw = cpp.preprocess(self.path, self.raw)
         self.scan_header()
         variant = self._select_variant()
         lines = self._expand_macros(self._preprocess(variant))
@@ -581,7 +588,7 @@ class _Parser:
                 if handled:
                     current = None
                     continue
-                m = re.fullmatch(r"(?:ENTRY|GLOBAL)\((\w+)\):?|([A-Za-z_]\w*):", s)
+                m = re.fullmatch(r"(?:ENTRY|GLOBAL)\((\w+)\):?|([A-Za-z_][\w.$]*):", s)
                 g = re.fullmatch(r"GUEST(32)?\((\w+)\):?", s)
                 local = re.fullmatch(r"(\.L[\w.$]*):", s) if current is None else None
                 if m or g or local:
@@ -638,6 +645,11 @@ class _Parser:
                 raise _err(".popsection without .pushsection", loc)
             self.section, self.previous_section, resumed, _ = self.section_stack.pop()
             return resumed  # code after it continues the routine the push interrupted
+        if name == ".subsection":
+            number = self._int(rest, loc) if rest else -1
+            if not 0 <= number <= 8192:
+                raise _err("write `.subsection N` (N from 0 to 8192)", loc)
+            return self._switch_subsection(number, current)
         if name == ".previous":
             if rest:
                 raise _err(".previous takes no operand", loc)
@@ -689,6 +701,21 @@ class _Parser:
         if name == self.section:
             return current
         self.previous_section, self.section = self.section, name
+        self.subsection = 0
+        return None
+
+    def _switch_subsection(self, number: int, current: _Builder | None) -> _Builder | None:
+        """GNU as `.subsection N` (Xen's UNLIKELY_START): code in subsection N > 0 starts a
+        routine of its own (its first line is a label), laid out after the section's
+        subsection-0 code as the assembler places it; `.subsection 0` continues the
+        routine the switch interrupted, so the likely path still falls through."""
+        if number == self.subsection:
+            return current
+        if self.subsection == 0:
+            self.subsection_resume[self.section] = current
+        self.subsection = number
+        if number == 0:
+            return self.subsection_resume.pop(self.section, None)
         return None
 
     def _symbol(self, m: re.Match[str], loc: Loc, current: _Builder | None) -> _Builder | None:
@@ -718,7 +745,7 @@ class _Parser:
     def _new_routine(self, name: str, loc: Loc, kind: str, guest: bool) -> _Builder:
         if name in self.routines:
             raise _err(f"routine {name!r} is defined twice", loc)
-        b = _Builder(name, loc, kind, self.section, guest)
+        b = _Builder(name, loc, kind, self.section, guest, subsection=self.subsection)
         self.routines[name] = b
         return b
 
@@ -1093,7 +1120,7 @@ class _Parser:
 
     # -- assembler -----------------------------------------------------------------------
     def _asm_line(self, b: _Builder, s: str, loc: Loc) -> None:
-        m = re.match(r"^(\w+|\.\w+):\s*(.*)$", s)
+        m = re.match(r"^(\d+|[A-Za-z_.$][\w.$]*):\s*(.*)$", s)
         if m:
             label = m.group(1)
             if label.isdigit():
@@ -1395,7 +1422,24 @@ class _Parser:
         return _CCompiler(self, b).compile(lines, i + 1)
 
     # -- stage 4: resolve and check ----------------------------------------------------------
+    def _subsection_order(self) -> None:
+        """Lay a section's `.subsection N` routines out after its last subsection-0
+        routine, in subsection order, as GNU as concatenates subsections: code addresses
+        then compare as they would in the assembled object (a range check on a saved RIP
+        spanning the likely path does not cover the unlikely blocks)."""
+        if all(b.subsection == 0 for b in self.routines.values()):
+            return
+        order = [b for b in self.routines.values() if b.subsection == 0]
+        later = [b for b in self.routines.values() if b.subsection > 0]
+        for section in dict.fromkeys(b.section for b in later):
+            moved = sorted((b for b in later if b.section == section), key=lambda b: b.subsection)
+            last = max((k for k, b in enumerate(order) if b.section == section), default=-1)
+            at = last + 1 if last >= 0 else len(order)
+            order[at:at] = moved
+        self.routines = {b.name: b for b in order}
+
     def _finish(self, variant: dict[str, str]) -> Design:
+        self._subsection_order()
         stack_names = {s.name for s in self.stacks}
         for t in self.tsss:
             keys = ["rsp0"] + [f"ist {n}" for n in range(1, 8)]
@@ -1534,7 +1578,10 @@ class _Parser:
         the CPU would."""
         if b.kind != "asm" or (instrs and instrs[-1].op in _NO_FALL_THROUGH):
             return instrs
-        order = [r for r in self.routines.values() if r.kind == "asm" and r.section == b.section]
+        order = [
+            r for r in self.routines.values()
+            if r.kind == "asm" and (r.section, r.subsection) == (b.section, b.subsection)
+        ]
         k = order.index(b)
         loc = instrs[-1].loc if instrs else b.loc
         if k + 1 < len(order) and order[k + 1].loc.line > b.loc.line:
