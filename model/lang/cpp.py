@@ -162,8 +162,9 @@ class _Cpp:
     @staticmethod
     def split(body: str) -> str:
         """A `;` outside a string in a replacement ends a statement."""
-        parts = re.split(r';(?=(?:[^"]*"[^"]*")*[^"]*$)', body)
-        return "\n".join(p.strip() for p in parts if p.strip())
+        parts = [p.strip() for p in re.split(r';(?=(?:[^"]*"[^"]*")*[^"]*$)', body)]
+        # the statements after the first are indented: an instruction, not a declaration
+        return "\n        ".join(p for p in parts if p)
 
     def arguments(self, text: str, j: int, mac: CppMacro, n: int) -> tuple[list[str], int]:
         depth, cur, args = 0, "", []
