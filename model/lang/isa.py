@@ -116,6 +116,11 @@ ASM: tuple[Insn, ...] = (
          "exchange; with a memory operand it is locked (one atomic step)", "xchg"),
     _alu("add", "add, setting ZF SF CF OF (SDM Vol. 2 ADD)"),
     _alu("sub", "subtract, setting ZF SF CF OF (SDM Vol. 2 SUB)"),
+    Insn("adc", ("adc",), "bwlq", _ALU_FORMS, CF, STATUS, _fs(CPU), _fs(CPU),
+         "add with carry: dest + src + CF, setting ZF SF CF OF (SDM Vol. 2 ADC)", "alu"),
+    Insn("sbb", ("sbb",), "bwlq", _ALU_FORMS, CF, STATUS, _fs(CPU), _fs(CPU),
+         "subtract with borrow: dest - (src + CF), setting ZF SF CF OF (SDM Vol. 2 SBB); "
+         "`sbb %reg, %reg` is 0 or all ones by CF", "alu"),
     _alu("and", f"bitwise and; {_LOGIC}"),
     _alu("or", f"bitwise or; {_LOGIC}"),
     _alu("xor", f"bitwise exclusive or; {_LOGIC}"),

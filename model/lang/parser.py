@@ -1112,7 +1112,7 @@ class _Parser:
 
     def _register(self, name: str, loc: Loc) -> Reg:
         if name in _HIGH_BYTE:
-            raise _err(f"%{name}: the high-byte registers are not modelled", loc)
+            return Reg("r" + name[0] + "x", 1, high=True)
         if name not in _REG_SIZES:
             raise _err(f"unknown register %{name}", loc)
         reg, size = _REG_SIZES[name]
@@ -1186,11 +1186,38 @@ class _Parser:
                 raise _err(f"{mnemonic} needs a label, a routine or `*` and a register or "
                            "memory operand", loc)
         final = tuple(args)
+        self._check_high_byte(final, mnemonic, loc, width)
         if op != "mov_ss":
             self._check_forms(entry, final, mnemonic, loc, width)
         else:
             self._check_mov_ss(final, mnemonic, loc)
         b.instrs.append(Instr(op, final, loc, s, fault, width, cc, src_width or 0))
+
+    @staticmethod
+    def _check_high_byte(args: tuple[object, ...], mnemonic: str, loc: Loc, width: int) -> None:
+        """%ah %bh %ch %dh have no encoding in an instruction with a REX prefix (SDM Vol. 2
+        §2.2.1.2): GNU as refuses them beside %r8-%r15, %sil %dil %bpl %spl, a memory
+        operand based or indexed on %r8-%r15, or a 64-bit operand size."""
+        high = [a for a in args if isinstance(a, Reg) and a.high]
+        if not high:
+            return
+        rex: list[str] = []
+        for a in args:
+            regs = [a] if isinstance(a, Reg) else [
+                Reg(r) for r in (getattr(a, "base", None), getattr(a, "index", None))
+                if isinstance(r, str)
+            ] if isinstance(a, Mem) else []
+            for r in regs:
+                if r.name.startswith("r") and r.name[1:].isdigit():
+                    rex.append(f"%{r.name}")
+                elif r.size == 1 and not r.high and r.name in ("rsi", "rdi", "rbp", "rsp"):
+                    rex.append(f"%{r.name[1:]}l")
+        if width == 64:
+            rex.append("a 64-bit operand size")
+        if rex:
+            name = high[0].name[1] + "h"
+            raise _err(f"{mnemonic}: %{name} cannot be encoded in an instruction that needs a "
+                       f"REX prefix ({rex[0]}); GNU as refuses it", loc)
 
     def _width(
         self, entry: isa.Insn, mnemonic: str, width: int | None, args: list[object], loc: Loc
@@ -1360,7 +1387,8 @@ class _Parser:
             ok = False  # %ss is only written: `mov %ax, %ss`, `pop %ss`
         if ok and form in ("rr", "rm") and entry.imm_bits == 8 and entry.semantics == "alu":
             count = args[0]
-            ok = isinstance(count, Reg) and count.name == "rcx" and count.size == 1
+            ok = (isinstance(count, Reg) and count.name == "rcx" and count.size == 1
+                  and not count.high)
             if not ok:
                 raise _err(f"{mnemonic}: a shift count register must be %cl", loc)
         if ok and entry.op == "imul" and form in ("irr", "imr"):

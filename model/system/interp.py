@@ -414,6 +414,8 @@ class Interpreter:
         if isinstance(op, Reg):
             cpu = s.machine.cpus[cpu_i]
             value = cpu.rsp if op.name == "rsp" else cpu.reg(op.name)
+            if op.high:  # %ah..%dh: bits 15:8 (SDM Vol. 1 §3.4.1)
+                return sym.band(sym.lshr(self._bv(value, ins), 8), 0xFF)
             if op.size < WORD:
                 return sym.band(self._bv(value, ins), (1 << (8 * op.size)) - 1)
             return value
@@ -433,6 +435,15 @@ class Interpreter:
         m = s.machine
         cpu = m.cpus[cpu_i]
         if isinstance(dst, Reg):
+            if dst.high:  # %ah..%dh: only bits 15:8 change (SDM Vol. 1 §3.4.1)
+                old = cpu.reg(dst.name)
+                v = self._bv(value, ins)
+                if isinstance(v, int) and isinstance(old, int):
+                    value = alu.merge_high_byte(old, v)
+                else:
+                    keep = sym.band(self._bv(old, ins), MASK64 & ~0xFF00)
+                    value = sym.bor(keep, sym.shl(sym.band(v, 0xFF), 8))
+                return s.with_machine(m.with_cpu(cpu_i, cpu.with_reg(dst.name, value)))
             if width < 64:
                 old = cpu.rsp if dst.name == "rsp" else cpu.reg(dst.name)
                 v = self._bv(value, ins)
@@ -669,8 +680,13 @@ class Interpreter:
         for o in a:
             s = self._foreign_gs(s, cpu_i, o)
         stores = op not in ("cmp", "test")
+        carry = 0
+        if op in alu.CARRY_IN:  # ADC/SBB read CF: settle the flags into bits first
+            s, bits = self._concrete_flags(s, cpu_i)
+            s = _set_lazy(self._with_flags(s, cpu_i, bits), cpu_i, None)
+            carry = 1 if bits & CF else 0
         if isinstance(xv, Term) or isinstance(yv, Term):
-            r_sym = alu.symbolic_result(op if op != "cmp" else "sub", xv, yv, w)
+            r_sym = alu.symbolic_result(op if op != "cmp" else "sub", xv, yv, w, carry)
             old = s.machine.cpus[cpu_i].rflags
             old_cf = sym.ne(sym.band(old, CF), 0) if isinstance(old, Term) else bool(old & CF)
             if s.lazy and s.lazy[cpu_i] is not None and op in ("inc", "dec"):
@@ -686,7 +702,7 @@ class Interpreter:
             return self._next(self.write(s, cpu_i, dst, r, ins, w), cpu_i)
         # The flags before matter only to INC/DEC (CF) and a shift by zero (all): only
         # then is a symbolic record decided into bits; otherwise it is overwritten.
-        keeps = op in ("inc", "dec") or (op in alu.SHIFTS and yv & (63 if w == 64 else 31) == 0)
+        keeps = op in ("inc", "dec", *alu.CARRY_IN) or (op in alu.SHIFTS and yv & (63 if w == 64 else 31) == 0)
         if not keeps:
             s = _set_lazy(s, cpu_i, None)
         s, flags = self._concrete_flags(s, cpu_i)

@@ -1,0 +1,99 @@
+"""ADC and SBB (CF read and written) and the high-byte registers %ah %bh %ch %dh, as
+Xen's create_bounce_frame uses them: semantics per SDM rule, and the `path:line` errors
+(exit 2, no traceback) for what GNU as refuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from model.x86 import alu
+from model.x86.alu import SF, ZF
+from model.x86.arch import CF, OF_FLAG
+from tests.test_isa_instructions import asm, load, regs, run
+from tests.test_lang_errors import design_error
+
+
+# -- model/x86/alu: the SDM rules -----------------------------------------------------------
+def test_adc_adds_the_carry_sdm_vol2_adc() -> None:
+    """SDM Vol. 2 ADC: DEST := DEST + SRC + CF; CF/OF of the whole sum."""
+    assert alu.arith("adc", 1, 2, 32, CF) == (4, 0)
+    r, f = alu.arith("adc", 0xFFFF_FFFF, 0, 32, CF)  # the carry alone carries out
+    assert r == 0 and f & CF and f & ZF
+    r, f = alu.arith("adc", 0x7F, 0, 8, CF)  # 0x7f + 0 + 1 overflows a signed byte
+    assert r == 0x80 and f & OF_FLAG and f & SF and not f & CF
+    assert alu.arith("adc", 5, 6, 64, 0)[0] == 11
+
+
+def test_sbb_subtracts_the_borrow_sdm_vol2_sbb() -> None:
+    """SDM Vol. 2 SBB: DEST := DEST - (SRC + CF); `sbb %r, %r` is -CF."""
+    r, f = alu.arith("sbb", 7, 7, 32, CF)
+    assert r == 0xFFFF_FFFF and f & CF and f & SF
+    r, f = alu.arith("sbb", 7, 7, 32, 0)
+    assert r == 0 and f & ZF and not f & CF
+    r, f = alu.arith("sbb", 0, 0xFFFF_FFFF, 32, CF)  # SRC + CF wraps: still a borrow
+    assert r == 0 and f & CF
+    r, f = alu.arith("sbb", 0x80, 0, 8, CF)  # -128 - 1 overflows a signed byte
+    assert r == 0x7F and f & OF_FLAG and f & CF == 0
+
+
+def test_high_byte_merge_sdm_vol1_3_4_1() -> None:
+    """SDM Vol. 1 §3.4.1 (Figure 3-5): AH is bits 15:8 of RAX; a write leaves the rest."""
+    assert alu.merge_high_byte(0x1122_3344_5566_7788, 0x1AB) == 0x1122_3344_5566_AB88
+
+
+# -- through the interpreter ---------------------------------------------------------------------
+def test_xen_range_check_with_sbb_and_adc(tmp_path: Path) -> None:
+    # create_bounce_frame: %ecx := -(addr < limit), then limit2 + carry into %ecx
+    s = run(load(tmp_path, asm("""\
+        movq $5, %rax
+        cmpq $9, %rax
+        sbb  %ecx, %ecx
+        movq $3, %rdx
+        cmpq $2, %rdx
+        sbb  %esi, %esi
+        movq $0, %rbx
+        cmpq $1, %rbx
+        movl $10, %edi
+        adc  %edi, %edi
+        movq $-1, %r8
+        addq $1, %r8
+        adcq $0, %r8
+        """)))
+    assert regs(s, "rcx", "rsi", "rdi", "r8") == (0xFFFF_FFFF, 0, 21, 1)
+
+
+def test_high_byte_registers_read_and_write_bits_15_8(tmp_path: Path) -> None:
+    s = run(load(tmp_path, asm("""\
+        movq $0x1034, %rax
+        movq $-1, %rcx
+        movq $1, %rdx
+        testq %rdx, %rdx
+        setnz %ch
+        addb %ch, %ch
+        orb  %ch, %ah
+        movb %ah, %bl
+        movzbl %ah, %esi
+        movq $0, %rdi
+        movb $0x7f, %dh
+        """)))
+    assert regs(s, "rax", "rcx") == (0x1234, 0xFFFF_FFFF_FFFF_02FF)
+    assert s.machine.cpus[0].reg("rbx") & 0xFF == 0x12
+    assert regs(s, "rsi", "rdx") == (0x12, 0x7F01)
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ("orb %ch, %r8b", ("%ch", "REX", "%r8")),
+        ("movb %ah, %sil", ("%ah", "REX", "%sil")),
+        ("orb %ch, 1(%r9)", ("%ch", "REX", "%r9")),
+        ("movzbq %ah, %rax", ("%ah", "64-bit")),
+        ("shlq %ch, %rax", ("shl",)),
+        ("movw %ah, %ax", ("mismatch",)),
+    ],
+)
+def test_high_byte_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str,
+                          words: tuple[str, ...]) -> None:
+    design_error(tmp_path, capsys, f"ENTRY(r)\n        {line}\n", 2, *words)
