@@ -97,3 +97,60 @@ def test_high_byte_registers_read_and_write_bits_15_8(tmp_path: Path) -> None:
 def test_high_byte_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str,
                           words: tuple[str, ...]) -> None:
     design_error(tmp_path, capsys, f"ENTRY(r)\n        {line}\n", 2, *words)
+
+
+# -- MOV to/from CR3 ---------------------------------------------------------------------------
+def test_cr3_is_written_in_ring_0_and_read_back(tmp_path: Path) -> None:
+    """SDM Vol. 2 MOV to/from control registers: a CR3 write at CPL 0 (a TLB flush: no
+    modelled memory changes) is read back as written."""
+    s = run(load(tmp_path, asm("""\
+        movq $0x1000, %rcx
+        mov  %rcx, %cr3
+        movq %cr3, %rdx
+        movq $7, %rcx
+        """)))
+    assert regs(s, "rdx") == (0x1000,)
+
+
+def test_cr3_at_cpl3_is_gp_sdm_vol2_mov_cr() -> None:
+    import pytest as _pytest
+
+    from model.x86 import msr
+    from model.x86.memory import ArchFault
+    from model.x86.state import Cpu
+
+    fields = Cpu._fields
+    assert "cpl" in fields
+    cpu3 = Cpu._make(getattr(Cpu, "_field_defaults", {}).get(f, 0) for f in fields)
+    cpu3 = cpu3._replace(cpl=3, msrs=())
+    with _pytest.raises(ArchFault) as e:
+        msr.mov_from_cr3(cpu3)
+    assert e.value.vector == 13
+    assert msr.mov_from_cr3(cpu3._replace(cpl=0)) is None
+
+
+def test_cr3_read_before_any_write_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.test_lang_errors import run_cli
+
+    code, err, _, _ = run_cli(
+        tmp_path, capsys, "stack primary size 0x1000\ncpu 0 start f rsp top(primary)\n"
+        + asm("mov %cr3, %rax"),
+    )
+    assert code != 0 and "%cr3" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ("mov %cr4, %rax", ("%cr4", "only %cr3")),
+        ("movl %eax, %cr3", ("mov %reg64, %cr3",)),
+        ("mov $1, %cr3", ("mov %reg64, %cr3",)),
+        ("mov %cr3, 8(%rsp)", ("mov %reg64, %cr3",)),
+        ("add %rax, %cr3", ("mov %reg64, %cr3",)),
+    ],
+)
+def test_cr3_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str,
+                    words: tuple[str, ...]) -> None:
+    design_error(tmp_path, capsys, f"ENTRY(r)\n        {line}\n", 2, *words)

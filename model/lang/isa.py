@@ -237,6 +237,10 @@ ASM: tuple[Insn, ...] = (
 DERIVED: tuple[Insn, ...] = (
     Insn("mov_ss", (), "", ("rr", "r"), 0, 0, _fs(CPU, STACK), _fs(CPU, STACK),
          "`mov %ax, %ss` / `pop %ss`: the MOV SS shadow (SDM §6.8.3)", "mov_ss"),
+    Insn("mov_cr", (), "", ("rr",), 0, 0, _fs(CPU), _fs(CPU),
+         "`mov %reg, %cr3` / `mov %cr3, %reg`: #GP(0) at CPL > 0 (SDM Vol. 2 MOV to/from "
+         "control registers); a CR3 write flushes the TLB, which changes no modelled memory",
+         "mov_cr"),
 )
 
 

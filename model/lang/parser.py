@@ -1113,6 +1113,10 @@ class _Parser:
     def _register(self, name: str, loc: Loc) -> Reg:
         if name in _HIGH_BYTE:
             return Reg("r" + name[0] + "x", 1, high=True)
+        if name == "cr3":
+            return Reg("cr3")
+        if re.fullmatch(r"cr\d+", name):
+            raise _err(f"%{name}: of the control registers only %cr3 is modelled", loc)
         if name not in _REG_SIZES:
             raise _err(f"unknown register %{name}", loc)
         reg, size = _REG_SIZES[name]
@@ -1172,6 +1176,10 @@ class _Parser:
             op = "mov_ss"
         if op == "pop" and args and isinstance(args[0], Reg) and args[0].name == "ss":
             op = "mov_ss"
+        if any(isinstance(a, Reg) and a.name == "cr3" for a in args):
+            self._check_mov_cr(op, tuple(args), mnemonic, loc)
+            b.instrs.append(Instr("mov_cr", tuple(args), loc, s, fault, 64))
+            return
         width = 16 if op == "mov_ss" else self._width(entry, mnemonic, width, args, loc)
         size = (src_width or width) // 8
         args = [
@@ -1347,6 +1355,16 @@ class _Parser:
             sym = sym[2]
         return Mem(base_reg.name if base_reg else None, disp, 8,
                    index_reg.name if index_reg else None, scale, "", sym)
+
+    @staticmethod
+    def _check_mov_cr(op: str, args: tuple[object, ...], mnemonic: str, loc: Loc) -> None:
+        """MOV to/from CR3 takes a 64-bit general register in 64-bit mode (SDM Vol. 2 MOV
+        to/from control registers), spelt `mov` or `movq`."""
+        gprs = [a for a in args if isinstance(a, Reg) and a.name not in ("cr3", "ss")]
+        if (op != "mov" or mnemonic not in ("mov", "movq") or len(args) != 2
+                or len(gprs) != 1 or gprs[0].size != 8):
+            raise _err(f"unsupported operand form for {mnemonic}: write `mov %reg64, %cr3` "
+                       "or `mov %cr3, %reg64`", loc)
 
     def _check_mov_ss(self, args: tuple[object, ...], mnemonic: str, loc: Loc) -> None:
         if mnemonic.startswith("pop"):

@@ -987,6 +987,21 @@ class Interpreter:
         tss = self.layout.resolve(ins.args[0].name, cpu_i)
         return s.with_machine(self._advance(insn.ltr(s.machine, cpu_i, tss), cpu_i))
 
+    def _i_mov_cr(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        """MOV to/from CR3 (model.x86.msr.mov_to_cr3 / mov_from_cr3)."""
+        ins = site.ins
+        assert ins is not None
+        src, dst = ins.args
+        m = s.machine
+        if isinstance(dst, Reg) and dst.name == "cr3":
+            m = msr.mov_to_cr3(m, cpu_i, self.read(s, cpu_i, src, ins))
+            return self._next(s.with_machine(m), cpu_i)
+        value = msr.mov_from_cr3(m.cpus[cpu_i])
+        if value is None:
+            raise self._error("a read of %cr3 before the design writes it: the model has no "
+                              "initial CR3", ins)
+        return self._next(self.write(s, cpu_i, dst, value, ins), cpu_i)
+
     def _i_mov_ss(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
         """MOV SS / POP SS (SDM §6.8.3): the shadow. POP SS is #UD in 64-bit mode (SDM Vol.
         2 POP), so only compatibility-mode (GUEST32) code pops SS."""
