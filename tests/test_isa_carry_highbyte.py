@@ -154,3 +154,35 @@ def test_cr3_read_before_any_write_is_an_error(
 def test_cr3_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str,
                     words: tuple[str, ...]) -> None:
     design_error(tmp_path, capsys, f"ENTRY(r)\n        {line}\n", 2, *words)
+
+
+# -- reads across two words ----------------------------------------------------------------------
+def test_a_read_across_two_words_combines_their_bytes(tmp_path: Path) -> None:
+    """Little-endian bytes (SDM Vol. 1 §1.3.1) of two words: `pushq 1(%rsp)` as Xen's
+    create_bounce_frame pushes vcpu_info's upcall mask."""
+    s = run(load(tmp_path, asm("""\
+        movabsq $0x1122334455667788, %rax
+        movabsq $0x99aabbccddeeff00, %rbx
+        pushq %rbx
+        pushq %rax
+        pushq 1(%rsp)
+        popq %rcx
+        movl 6(%rsp), %edx
+        movw 7(%rsp), %si
+        """)))
+    assert regs(s, "rcx") == (0x0011_2233_4455_6677,)
+    assert regs(s, "rdx") == (0xFF00_1122,)
+    assert s.machine.cpus[0].reg("rsi") & 0xFFFF == 0x0011
+
+
+def test_a_read_across_a_symbolic_word_is_an_error(tmp_path: Path) -> None:
+    from tests.test_isa_instructions import HEADER
+
+    system = load(tmp_path, asm("""\
+        input %rax, x
+        pushq %rax
+        pushq %rax
+        movq 4(%rsp), %rbx
+        """), HEADER + "input x = 0 | 1\n", symbolic=("x",))
+    with pytest.raises(Exception, match="across two words holding a symbolic value"):
+        run(system)

@@ -364,8 +364,27 @@ class Interpreter:
             if size < WORD:
                 raise self._error("narrow reads at symbolic addresses are not modelled", ins)
             return read(m, addr)
-        word = read(m, addr - addr % WORD)
-        return self._bytes_of(word, addr % WORD, size, ins)
+        offset = addr % WORD
+        word = read(m, addr - offset)
+        if offset + size > WORD:
+            return self._across_words(m, cpu_i, addr, size, word, ins)
+        return self._bytes_of(word, offset, size, ins)
+
+    def _across_words(
+        self, m: Machine, cpu_i: int, addr: int, size: int, low: Value, ins: Instr
+    ) -> Value:
+        """A read that spans two words (Xen's `pushq VCPUINFO_upcall_mask(%rax)` at an
+        address that is not 8-aligned): the bytes of both, little-endian (SDM Vol. 1
+        §1.3.1), each word's access checked. Only concrete words are combined."""
+        offset = addr % WORD
+        second = addr - offset + WORD
+        check_access(self.platform, second, m.cpus[cpu_i].cpl)
+        high = read(m, second)
+        lo, hi = self._bv(low, ins), self._bv(high, ins)
+        if not isinstance(lo, int) or not isinstance(hi, int):
+            raise self._error("a read across two words holding a symbolic value is not "
+                              "modelled", ins)
+        return ((lo >> (8 * offset)) | (hi << (8 * (WORD - offset)))) & ((1 << (8 * size)) - 1)
 
     def _bytes_of(self, word: Value, offset: int, size: int, ins: Instr) -> Value:
         """movl/cmpl/testb...: `size` bytes at byte `offset` of a word, little-endian."""
