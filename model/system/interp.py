@@ -719,9 +719,12 @@ class Interpreter:
         if op == "not":
             r, _ = alu.arith(op, xv, yv, w, 0)
             return self._next(self.write(s, cpu_i, dst, r, ins, w), cpu_i)
-        # The flags before matter only to INC/DEC (CF) and a shift by zero (all): only
-        # then is a symbolic record decided into bits; otherwise it is overwritten.
-        keeps = op in ("inc", "dec", *alu.CARRY_IN) or (op in alu.SHIFTS and yv & (63 if w == 64 else 31) == 0)
+        # The flags before matter only to INC/DEC (CF), ADC/SBB (CF, settled above) and a
+        # shift by zero (all): only then is a symbolic record decided into bits; otherwise
+        # it is overwritten.
+        keeps = op in ("inc", "dec", *alu.CARRY_IN) or (
+            op in alu.SHIFTS and yv & (63 if w == 64 else 31) == 0
+        )
         if not keeps:
             s = _set_lazy(s, cpu_i, None)
         s, flags = self._concrete_flags(s, cpu_i)
