@@ -536,8 +536,9 @@ class Interpreter:
                     flags |= bit
         except alu.UnknownFlag:
             raise InputError(
-                "the flags of a symbolic IMUL or shift by a symbolic count are saved by an "
-                "event here; CF and OF are not modelled for them", self.layout.design.path, 1
+                "the flags of a symbolic IMUL, ADC/SBB with CF set or shift by a symbolic "
+                "count are saved by an event here; CF and OF are not modelled for them",
+                self.layout.design.path, 1,
             ) from None
         s = _set_lazy(s, cpu_i, None)
         return s.with_machine(m.with_cpu(cpu_i, cpu._replace(rflags=flags)))
@@ -610,7 +611,8 @@ class Interpreter:
                 return s, decide(alu.lazy_condition(cc, lazy))
             except alu.UnknownFlag:
                 raise self._error(
-                    "this condition reads CF or OF after a symbolic IMUL or a shift by a "
+                    "this condition reads CF or OF after a symbolic IMUL, ADC/SBB with CF set "
+                    "or a shift by a "
                     "symbolic count, which the model does not compute", ins) from None
         s, flags = self._concrete_flags(s, cpu_i)
         return s, alu.condition(cc, flags)
@@ -701,6 +703,14 @@ class Interpreter:
         stores = op not in ("cmp", "test")
         carry = 0
         if op in alu.CARRY_IN:  # ADC/SBB read CF: settle the flags into bits first
+            lazy = s.lazy[cpu_i] if s.lazy else None
+            if lazy is not None:
+                try:
+                    alu.lazy_condition("b", lazy)
+                except alu.UnknownFlag:
+                    raise self._error(
+                        f"{op} reads CF after a symbolic IMUL, ADC/SBB with CF set or shift by "
+                        "a symbolic count, which the model does not compute", ins) from None
             s, bits = self._concrete_flags(s, cpu_i)
             s = _set_lazy(self._with_flags(s, cpu_i, bits), cpu_i, None)
             carry = 1 if bits & CF else 0
