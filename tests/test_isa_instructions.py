@@ -495,7 +495,7 @@ def test_symbolic_values_keep_their_flags(tmp_path: Path) -> None:
         ("setpe %al", ("PF is not modelled",)),
         ("shlq %rcx, %rax", ("%cl",)),
         ("setc %eax", ("byte register",)),
-        ("movq %ah, %rax", ("high-byte",)),
+        ("movq %ah, %rax", ("operand size mismatch",)),  # %ah is a byte register
         ("movq %fs:8, %rax", ("only %gs:",)),
         ("movq 8(%rax,%rsp,8), %rbx", ("index register",)),
         ("movq 8(%rax,%rbx,3), %rcx", ("scale",)),

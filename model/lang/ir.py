@@ -78,6 +78,7 @@ class Reg:
 
     name: str
     size: int = 8
+    high: bool = False  # %ah %bh %ch %dh: bits 15:8 of rax rbx rcx rdx (size 1)
 
 
 @dataclass(frozen=True)

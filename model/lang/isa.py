@@ -116,6 +116,11 @@ ASM: tuple[Insn, ...] = (
          "exchange; with a memory operand it is locked (one atomic step)", "xchg"),
     _alu("add", "add, setting ZF SF CF OF (SDM Vol. 2 ADD)"),
     _alu("sub", "subtract, setting ZF SF CF OF (SDM Vol. 2 SUB)"),
+    Insn("adc", ("adc",), "bwlq", _ALU_FORMS, CF, STATUS, _fs(CPU), _fs(CPU),
+         "add with carry: dest + src + CF, setting ZF SF CF OF (SDM Vol. 2 ADC)", "alu"),
+    Insn("sbb", ("sbb",), "bwlq", _ALU_FORMS, CF, STATUS, _fs(CPU), _fs(CPU),
+         "subtract with borrow: dest - (src + CF), setting ZF SF CF OF (SDM Vol. 2 SBB); "
+         "`sbb %reg, %reg` is 0 or all ones by CF", "alu"),
     _alu("and", f"bitwise and; {_LOGIC}"),
     _alu("or", f"bitwise or; {_LOGIC}"),
     _alu("xor", f"bitwise exclusive or; {_LOGIC}"),
@@ -232,6 +237,10 @@ ASM: tuple[Insn, ...] = (
 DERIVED: tuple[Insn, ...] = (
     Insn("mov_ss", (), "", ("rr", "r"), 0, 0, _fs(CPU, STACK), _fs(CPU, STACK),
          "`mov %ax, %ss` / `pop %ss`: the MOV SS shadow (SDM §6.8.3)", "mov_ss"),
+    Insn("mov_cr", (), "", ("rr",), 0, 0, _fs(CPU), _fs(CPU),
+         "`mov %reg, %cr3` / `mov %cr3, %reg`: #GP(0) at CPL > 0 (SDM Vol. 2 MOV to/from "
+         "control registers); a CR3 write flushes the TLB, which changes no modelled memory",
+         "mov_cr"),
 )
 
 

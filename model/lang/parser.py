@@ -1,7 +1,8 @@
 r"""The design-language parser: text -> `Design` (see docs/design-language.md).
 
 Stages, each keeping source lines so every error and every trace step names file:line:
-1. comments are stripped, `\`-continued lines joined, and `.if knob == value` / `.elif` /
+1. comments are stripped, `\`-continued lines joined, C preprocessor `#define`s applied
+   (model/lang/cpp.py), and `.if knob == value` / `.elif` /
    `.else` / `.endif` select the variant's lines;
 2. `.macro NAME [params]` ... `.endm` bodies are recorded and expanded where invoked
    (GNU as `\param`, `\()`, `\@`), and `.rept`/`.irp`/`.irpc` blocks unrolled; an
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from checker.errors import InputError, ModelInputError
-from model.lang import isa
+from model.lang import cpp, isa
 from model.lang.expr import parse_expr
 from model.lang.ir import (
     Abs,
@@ -107,6 +108,7 @@ class _Builder:
     section: str
     guest: bool
     compat: bool = False  # GUEST32: guest code in compatibility mode
+    subsection: int = 0  # `.subsection N`: laid out after the section's lower subsections
     instrs: list[Instr] = field(default_factory=list)
     labels: dict[str, int] = field(default_factory=dict)
     numeric: list[tuple[str, int]] = field(default_factory=list)  # (label, index) in order
@@ -268,6 +270,9 @@ class _Parser:
         self.previous_section = ".text"  # what `.previous` returns to
         # .pushsection: (section, previous section, the routine it interrupted, where)
         self.section_stack: list[tuple[str, str, _Builder | None, Loc]] = []
+        self.subsection = 0
+        # per section: the subsection-0 routine a `.subsection N` interrupted
+        self.subsection_resume: dict[str, _Builder | None] = {}
         self.inputs: dict[str, InputDecl] = {}
         self.symmetry_vars: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] = ((), (), ())
         self.symmetry_loc = Loc(path, 1)
@@ -330,7 +335,8 @@ class _Parser:
         # (active, taken, where, after .else). Every condition is checked, even in lines
         # this variant drops, so a misspelt knob value is an error in every variant.
         stack: list[tuple[bool, bool, Loc, bool]] = []
-        for n, text in enumerate(self.raw, 1):
+        pieces = [(n, t) for n, text in enumerate(self.raw, 1) for t in text.split("\n")]
+        for n, text in pieces:  # a cpp expansion's `;`-separated statements: one line each
             loc = Loc(self.path, n)
             s = text.strip()
             active = all(e[0] for e in stack)
@@ -556,6 +562,7 @@ class _Parser:
 
     # -- stage 3: the body -------------------------------------------------------------
     def parse(self) -> Design:
+        self.raw = cpp.preprocess(self.path, self.raw)
         self.scan_header()
         variant = self._select_variant()
         lines = self._expand_macros(self._preprocess(variant))
@@ -581,7 +588,7 @@ class _Parser:
                 if handled:
                     current = None
                     continue
-                m = re.fullmatch(r"(?:ENTRY|GLOBAL)\((\w+)\):?|([A-Za-z_]\w*):", s)
+                m = re.fullmatch(r"(?:ENTRY|GLOBAL)\((\w+)\):?|([A-Za-z_][\w.$]*):", s)
                 g = re.fullmatch(r"GUEST(32)?\((\w+)\):?", s)
                 local = re.fullmatch(r"(\.L[\w.$]*):", s) if current is None else None
                 if m or g or local:
@@ -638,6 +645,11 @@ class _Parser:
                 raise _err(".popsection without .pushsection", loc)
             self.section, self.previous_section, resumed, _ = self.section_stack.pop()
             return resumed  # code after it continues the routine the push interrupted
+        if name == ".subsection":
+            number = self._int(rest, loc) if rest else -1
+            if not 0 <= number <= 8192:
+                raise _err("write `.subsection N` (N from 0 to 8192)", loc)
+            return self._switch_subsection(number, current)
         if name == ".previous":
             if rest:
                 raise _err(".previous takes no operand", loc)
@@ -689,6 +701,21 @@ class _Parser:
         if name == self.section:
             return current
         self.previous_section, self.section = self.section, name
+        self.subsection = 0
+        return None
+
+    def _switch_subsection(self, number: int, current: _Builder | None) -> _Builder | None:
+        """GNU as `.subsection N` (Xen's UNLIKELY_START): code in subsection N > 0 starts a
+        routine of its own (its first line is a label), laid out after the section's
+        subsection-0 code as the assembler places it; `.subsection 0` continues the
+        routine the switch interrupted, so the likely path still falls through."""
+        if number == self.subsection:
+            return current
+        if self.subsection == 0:
+            self.subsection_resume[self.section] = current
+        self.subsection = number
+        if number == 0:
+            return self.subsection_resume.pop(self.section, None)
         return None
 
     def _symbol(self, m: re.Match[str], loc: Loc, current: _Builder | None) -> _Builder | None:
@@ -718,7 +745,7 @@ class _Parser:
     def _new_routine(self, name: str, loc: Loc, kind: str, guest: bool) -> _Builder:
         if name in self.routines:
             raise _err(f"routine {name!r} is defined twice", loc)
-        b = _Builder(name, loc, kind, self.section, guest)
+        b = _Builder(name, loc, kind, self.section, guest, subsection=self.subsection)
         self.routines[name] = b
         return b
 
@@ -1085,7 +1112,11 @@ class _Parser:
 
     def _register(self, name: str, loc: Loc) -> Reg:
         if name in _HIGH_BYTE:
-            raise _err(f"%{name}: the high-byte registers are not modelled", loc)
+            return Reg("r" + name[0] + "x", 1, high=True)
+        if name == "cr3":
+            return Reg("cr3")
+        if re.fullmatch(r"cr\d+", name):
+            raise _err(f"%{name}: of the control registers only %cr3 is modelled", loc)
         if name not in _REG_SIZES:
             raise _err(f"unknown register %{name}", loc)
         reg, size = _REG_SIZES[name]
@@ -1093,7 +1124,7 @@ class _Parser:
 
     # -- assembler -----------------------------------------------------------------------
     def _asm_line(self, b: _Builder, s: str, loc: Loc) -> None:
-        m = re.match(r"^(\w+|\.\w+):\s*(.*)$", s)
+        m = re.match(r"^(\d+|[A-Za-z_.$][\w.$]*):\s*(.*)$", s)
         if m:
             label = m.group(1)
             if label.isdigit():
@@ -1145,6 +1176,10 @@ class _Parser:
             op = "mov_ss"
         if op == "pop" and args and isinstance(args[0], Reg) and args[0].name == "ss":
             op = "mov_ss"
+        if any(isinstance(a, Reg) and a.name == "cr3" for a in args):
+            self._check_mov_cr(op, tuple(args), mnemonic, loc)
+            b.instrs.append(Instr("mov_cr", tuple(args), loc, s, fault, 64))
+            return
         width = 16 if op == "mov_ss" else self._width(entry, mnemonic, width, args, loc)
         size = (src_width or width) // 8
         args = [
@@ -1159,11 +1194,38 @@ class _Parser:
                 raise _err(f"{mnemonic} needs a label, a routine or `*` and a register or "
                            "memory operand", loc)
         final = tuple(args)
+        self._check_high_byte(final, mnemonic, loc, width)
         if op != "mov_ss":
             self._check_forms(entry, final, mnemonic, loc, width)
         else:
             self._check_mov_ss(final, mnemonic, loc)
         b.instrs.append(Instr(op, final, loc, s, fault, width, cc, src_width or 0))
+
+    @staticmethod
+    def _check_high_byte(args: tuple[object, ...], mnemonic: str, loc: Loc, width: int) -> None:
+        """%ah %bh %ch %dh have no encoding in an instruction with a REX prefix (SDM Vol. 2
+        §2.2.1.2): GNU as refuses them beside %r8-%r15, %sil %dil %bpl %spl, a memory
+        operand based or indexed on %r8-%r15, or a 64-bit operand size."""
+        high = [a for a in args if isinstance(a, Reg) and a.high]
+        if not high:
+            return
+        rex: list[str] = []
+        for a in args:
+            regs = [a] if isinstance(a, Reg) else [
+                Reg(r) for r in (getattr(a, "base", None), getattr(a, "index", None))
+                if isinstance(r, str)
+            ] if isinstance(a, Mem) else []
+            for r in regs:
+                if r.name.startswith("r") and r.name[1:].isdigit():
+                    rex.append(f"%{r.name}")
+                elif r.size == 1 and not r.high and r.name in ("rsi", "rdi", "rbp", "rsp"):
+                    rex.append(f"%{r.name[1:]}l")
+        if width == 64:
+            rex.append("a 64-bit operand size")
+        if rex:
+            name = high[0].name[1] + "h"
+            raise _err(f"{mnemonic}: %{name} cannot be encoded in an instruction that needs a "
+                       f"REX prefix ({rex[0]}); GNU as refuses it", loc)
 
     def _width(
         self, entry: isa.Insn, mnemonic: str, width: int | None, args: list[object], loc: Loc
@@ -1294,6 +1356,16 @@ class _Parser:
         return Mem(base_reg.name if base_reg else None, disp, 8,
                    index_reg.name if index_reg else None, scale, "", sym)
 
+    @staticmethod
+    def _check_mov_cr(op: str, args: tuple[object, ...], mnemonic: str, loc: Loc) -> None:
+        """MOV to/from CR3 takes a 64-bit general register in 64-bit mode (SDM Vol. 2 MOV
+        to/from control registers), spelt `mov` or `movq`."""
+        gprs = [a for a in args if isinstance(a, Reg) and a.name not in ("cr3", "ss")]
+        if (op != "mov" or mnemonic not in ("mov", "movq") or len(args) != 2
+                or len(gprs) != 1 or gprs[0].size != 8):
+            raise _err(f"unsupported operand form for {mnemonic}: write `mov %reg64, %cr3` "
+                       "or `mov %cr3, %reg64`", loc)
+
     def _check_mov_ss(self, args: tuple[object, ...], mnemonic: str, loc: Loc) -> None:
         if mnemonic.startswith("pop"):
             return
@@ -1333,7 +1405,8 @@ class _Parser:
             ok = False  # %ss is only written: `mov %ax, %ss`, `pop %ss`
         if ok and form in ("rr", "rm") and entry.imm_bits == 8 and entry.semantics == "alu":
             count = args[0]
-            ok = isinstance(count, Reg) and count.name == "rcx" and count.size == 1
+            ok = (isinstance(count, Reg) and count.name == "rcx" and count.size == 1
+                  and not count.high)
             if not ok:
                 raise _err(f"{mnemonic}: a shift count register must be %cl", loc)
         if ok and entry.op == "imul" and form in ("irr", "imr"):
@@ -1395,7 +1468,24 @@ class _Parser:
         return _CCompiler(self, b).compile(lines, i + 1)
 
     # -- stage 4: resolve and check ----------------------------------------------------------
+    def _subsection_order(self) -> None:
+        """Lay a section's `.subsection N` routines out after its last subsection-0
+        routine, in subsection order, as GNU as concatenates subsections: code addresses
+        then compare as they would in the assembled object (a range check on a saved RIP
+        spanning the likely path does not cover the unlikely blocks)."""
+        if all(b.subsection == 0 for b in self.routines.values()):
+            return
+        order = [b for b in self.routines.values() if b.subsection == 0]
+        later = [b for b in self.routines.values() if b.subsection > 0]
+        for section in dict.fromkeys(b.section for b in later):
+            moved = sorted((b for b in later if b.section == section), key=lambda b: b.subsection)
+            last = max((k for k, b in enumerate(order) if b.section == section), default=-1)
+            at = last + 1 if last >= 0 else len(order)
+            order[at:at] = moved
+        self.routines = {b.name: b for b in order}
+
     def _finish(self, variant: dict[str, str]) -> Design:
+        self._subsection_order()
         stack_names = {s.name for s in self.stacks}
         for t in self.tsss:
             keys = ["rsp0"] + [f"ist {n}" for n in range(1, 8)]
@@ -1535,7 +1625,10 @@ class _Parser:
         the CPU would."""
         if b.kind != "asm" or (instrs and instrs[-1].op in _NO_FALL_THROUGH):
             return instrs
-        order = [r for r in self.routines.values() if r.kind == "asm" and r.section == b.section]
+        order = [
+            r for r in self.routines.values()
+            if r.kind == "asm" and (r.section, r.subsection) == (b.section, b.subsection)
+        ]
         k = order.index(b)
         loc = instrs[-1].loc if instrs else b.loc
         if k + 1 < len(order) and order[k + 1].loc.line > b.loc.line:

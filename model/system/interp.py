@@ -364,8 +364,27 @@ class Interpreter:
             if size < WORD:
                 raise self._error("narrow reads at symbolic addresses are not modelled", ins)
             return read(m, addr)
-        word = read(m, addr - addr % WORD)
-        return self._bytes_of(word, addr % WORD, size, ins)
+        offset = addr % WORD
+        word = read(m, addr - offset)
+        if offset + size > WORD:
+            return self._across_words(m, cpu_i, addr, size, word, ins)
+        return self._bytes_of(word, offset, size, ins)
+
+    def _across_words(
+        self, m: Machine, cpu_i: int, addr: int, size: int, low: Value, ins: Instr
+    ) -> Value:
+        """A read that spans two words (Xen's `pushq VCPUINFO_upcall_mask(%rax)` at an
+        address that is not 8-aligned): the bytes of both, little-endian (SDM Vol. 1
+        §1.3.1), each word's access checked. Only concrete words are combined."""
+        offset = addr % WORD
+        second = addr - offset + WORD
+        check_access(self.platform, second, m.cpus[cpu_i].cpl)
+        high = read(m, second)
+        lo, hi = self._bv(low, ins), self._bv(high, ins)
+        if not isinstance(lo, int) or not isinstance(hi, int):
+            raise self._error("a read across two words holding a symbolic value is not "
+                              "modelled", ins)
+        return ((lo >> (8 * offset)) | (hi << (8 * (WORD - offset)))) & ((1 << (8 * size)) - 1)
 
     def _bytes_of(self, word: Value, offset: int, size: int, ins: Instr) -> Value:
         """movl/cmpl/testb...: `size` bytes at byte `offset` of a word, little-endian."""
@@ -414,6 +433,8 @@ class Interpreter:
         if isinstance(op, Reg):
             cpu = s.machine.cpus[cpu_i]
             value = cpu.rsp if op.name == "rsp" else cpu.reg(op.name)
+            if op.high:  # %ah..%dh: bits 15:8 (SDM Vol. 1 §3.4.1)
+                return sym.band(sym.lshr(self._bv(value, ins), 8), 0xFF)
             if op.size < WORD:
                 return sym.band(self._bv(value, ins), (1 << (8 * op.size)) - 1)
             return value
@@ -433,6 +454,15 @@ class Interpreter:
         m = s.machine
         cpu = m.cpus[cpu_i]
         if isinstance(dst, Reg):
+            if dst.high:  # %ah..%dh: only bits 15:8 change (SDM Vol. 1 §3.4.1)
+                old = cpu.reg(dst.name)
+                v = self._bv(value, ins)
+                if isinstance(v, int) and isinstance(old, int):
+                    value = alu.merge_high_byte(old, v)
+                else:
+                    keep = sym.band(self._bv(old, ins), MASK64 & ~0xFF00)
+                    value = sym.bor(keep, sym.shl(sym.band(v, 0xFF), 8))
+                return s.with_machine(m.with_cpu(cpu_i, cpu.with_reg(dst.name, value)))
             if width < 64:
                 old = cpu.rsp if dst.name == "rsp" else cpu.reg(dst.name)
                 v = self._bv(value, ins)
@@ -506,8 +536,9 @@ class Interpreter:
                     flags |= bit
         except alu.UnknownFlag:
             raise InputError(
-                "the flags of a symbolic IMUL or shift by a symbolic count are saved by an "
-                "event here; CF and OF are not modelled for them", self.layout.design.path, 1
+                "the flags of a symbolic IMUL, ADC/SBB with CF set or shift by a symbolic "
+                "count are saved by an event here; CF and OF are not modelled for them",
+                self.layout.design.path, 1,
             ) from None
         s = _set_lazy(s, cpu_i, None)
         return s.with_machine(m.with_cpu(cpu_i, cpu._replace(rflags=flags)))
@@ -580,7 +611,8 @@ class Interpreter:
                 return s, decide(alu.lazy_condition(cc, lazy))
             except alu.UnknownFlag:
                 raise self._error(
-                    "this condition reads CF or OF after a symbolic IMUL or a shift by a "
+                    "this condition reads CF or OF after a symbolic IMUL, ADC/SBB with CF set "
+                    "or a shift by a "
                     "symbolic count, which the model does not compute", ins) from None
         s, flags = self._concrete_flags(s, cpu_i)
         return s, alu.condition(cc, flags)
@@ -669,8 +701,21 @@ class Interpreter:
         for o in a:
             s = self._foreign_gs(s, cpu_i, o)
         stores = op not in ("cmp", "test")
+        carry = 0
+        if op in alu.CARRY_IN:  # ADC/SBB read CF: settle the flags into bits first
+            lazy = s.lazy[cpu_i] if s.lazy else None
+            if lazy is not None:
+                try:
+                    alu.lazy_condition("b", lazy)
+                except alu.UnknownFlag:
+                    raise self._error(
+                        f"{op} reads CF after a symbolic IMUL, ADC/SBB with CF set or shift by "
+                        "a symbolic count, which the model does not compute", ins) from None
+            s, bits = self._concrete_flags(s, cpu_i)
+            s = _set_lazy(self._with_flags(s, cpu_i, bits), cpu_i, None)
+            carry = 1 if bits & CF else 0
         if isinstance(xv, Term) or isinstance(yv, Term):
-            r_sym = alu.symbolic_result(op if op != "cmp" else "sub", xv, yv, w)
+            r_sym = alu.symbolic_result(op if op != "cmp" else "sub", xv, yv, w, carry)
             old = s.machine.cpus[cpu_i].rflags
             old_cf = sym.ne(sym.band(old, CF), 0) if isinstance(old, Term) else bool(old & CF)
             if s.lazy and s.lazy[cpu_i] is not None and op in ("inc", "dec"):
@@ -684,9 +729,12 @@ class Interpreter:
         if op == "not":
             r, _ = alu.arith(op, xv, yv, w, 0)
             return self._next(self.write(s, cpu_i, dst, r, ins, w), cpu_i)
-        # The flags before matter only to INC/DEC (CF) and a shift by zero (all): only
-        # then is a symbolic record decided into bits; otherwise it is overwritten.
-        keeps = op in ("inc", "dec") or (op in alu.SHIFTS and yv & (63 if w == 64 else 31) == 0)
+        # The flags before matter only to INC/DEC (CF), ADC/SBB (CF, settled above) and a
+        # shift by zero (all): only then is a symbolic record decided into bits; otherwise
+        # it is overwritten.
+        keeps = op in ("inc", "dec", *alu.CARRY_IN) or (
+            op in alu.SHIFTS and yv & (63 if w == 64 else 31) == 0
+        )
         if not keeps:
             s = _set_lazy(s, cpu_i, None)
         s, flags = self._concrete_flags(s, cpu_i)
@@ -970,6 +1018,21 @@ class Interpreter:
         assert ins is not None and isinstance(ins.args[0], Name)
         tss = self.layout.resolve(ins.args[0].name, cpu_i)
         return s.with_machine(self._advance(insn.ltr(s.machine, cpu_i, tss), cpu_i))
+
+    def _i_mov_cr(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        """MOV to/from CR3 (model.x86.msr.mov_to_cr3 / mov_from_cr3)."""
+        ins = site.ins
+        assert ins is not None
+        src, dst = ins.args
+        m = s.machine
+        if isinstance(dst, Reg) and dst.name == "cr3":
+            m = msr.mov_to_cr3(m, cpu_i, self.read(s, cpu_i, src, ins))
+            return self._next(s.with_machine(m), cpu_i)
+        value = msr.mov_from_cr3(m.cpus[cpu_i])
+        if value is None:
+            raise self._error("a read of %cr3 before the design writes it: the model has no "
+                              "initial CR3", ins)
+        return self._next(self.write(s, cpu_i, dst, value, ins), cpu_i)
 
     def _i_mov_ss(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
         """MOV SS / POP SS (SDM §6.8.3): the shadow. POP SS is #UD in 64-bit mode (SDM Vol.

@@ -158,6 +158,22 @@ BINARY: dict[str, Callable[[int, int, int], tuple[int, bool, bool]]] = {
     "neg": _neg,
 }
 SHIFTS = frozenset({"shl", "sal", "shr", "sar"})
+CARRY_IN = frozenset({"adc", "sbb"})  # read CF as well as writing it
+
+
+def _adc(x: int, y: int, w: int, carry: int) -> tuple[int, bool, bool]:
+    # ADC (SDM Vol. 2): DEST := DEST + SRC + CF; CF and OF as for the addition of all three.
+    raw = x + y + carry
+    r = raw & mask(w)
+    return raw, raw > mask(w), bool(((~(x ^ y) & (x ^ r)) >> (w - 1)) & 1)
+
+
+def _sbb(x: int, y: int, w: int, carry: int) -> tuple[int, bool, bool]:
+    # SBB (SDM Vol. 2): DEST := DEST - (SRC + CF); CF is the borrow of the whole
+    # subtraction (SRC + CF > DEST, unsigned), OF the signed overflow of DEST - SRC - CF.
+    raw = x - y - carry
+    r = raw & mask(w)
+    return raw, y + carry > x, bool((((x ^ y) & (x ^ r)) >> (w - 1)) & 1)
 
 
 def arith(op: str, x: int, y: int, width: int, flags: int) -> tuple[int, int]:
@@ -170,7 +186,11 @@ def arith(op: str, x: int, y: int, width: int, flags: int) -> tuple[int, int]:
     y &= m
     if op == "not":
         return ~x & m, flags
-    raw, cf, of = BINARY[op](x, y, width)
+    if op in CARRY_IN:
+        carry = 1 if flags & CF else 0
+        raw, cf, of = (_adc if op == "adc" else _sbb)(x, y, width, carry)
+    else:
+        raw, cf, of = BINARY[op](x, y, width)
     r = raw & m
     if op in SHIFTS and y & (63 if width == 64 else 31) == 0:
         return r, flags
@@ -200,6 +220,12 @@ def merge_register(old: int, value: int, width: int) -> int:
     if width >= 32:
         return value & mask(width)
     return (old & ~mask(width)) | (value & mask(width))
+
+
+def merge_high_byte(old: int, value: int) -> int:
+    """A write to %ah, %bh, %ch or %dh (SDM Vol. 1 §3.4.1, Figure 3-5): bits 15:8 of the
+    register take the byte; every other bit stays."""
+    return (old & ~0xFF00) | ((value & 0xFF) << 8)
 
 
 def fits_immediate(value: int, bits: int) -> bool:
@@ -285,8 +311,9 @@ def _from_bits(cc: str, zf: Any, sf: Any, cf: Any, of: Any) -> Any:
     return table[cc]
 
 
-def symbolic_result(op: str, x: Any, y: Any, width: int) -> Any:
-    """The width-bit result of `x op y` when an operand is symbolic (flags: see Lazy)."""
+def symbolic_result(op: str, x: Any, y: Any, width: int, carry: int = 0) -> Any:
+    """The width-bit result of `x op y` when an operand is symbolic (flags: see Lazy);
+    `carry` is CF (0 or 1) for ADC and SBB."""
     m = mask(width)
     x, y = sym.band(x, m), sym.band(y, m)
     count = sym.band(y, 63 if width == 64 else 31)
@@ -298,6 +325,8 @@ def symbolic_result(op: str, x: Any, y: Any, width: int) -> Any:
         "sal": lambda: sym.shl(x, count), "shr": lambda: sym.lshr(x, count),
         "sar": lambda: sym.ashr(sym.sign_extend(x, width), count),
         "neg": lambda: sym.neg(x), "not": lambda: sym.bnot(x), "imul": lambda: sym.mul(x, y),
+        "adc": lambda: sym.add(sym.add(x, y), carry),
+        "sbb": lambda: sym.sub(sym.sub(x, y), carry),
     }
     return sym.band(table[op](), m)
 
@@ -310,6 +339,12 @@ def symbolic_flags(op: str, x: Any, y: Any, r: Any, width: int, old_cf: Any) -> 
     x, y = sym.band(x, m), sym.band(y, m)
     if op == "not":
         return KEEP
+    if op in CARRY_IN:
+        # with CF clear ADC/SBB are ADD/SUB; with CF set only ZF and SF are computed here
+        # (reading CF or OF then is an error, never a guess)
+        if not old_cf:
+            return ("add" if op == "adc" else "cmp", x, y, width)
+        return ("partial", r, width)
     if op in ("sub", "cmp"):
         return ("cmp", x, y, width)
     if op == "add":

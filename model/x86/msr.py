@@ -96,6 +96,30 @@ def wrmsr(m: Machine, cpu_i: int, index: int | None, value: Value, own_area: int
     return m.with_cpu(cpu_i, cpu._replace(msrs=msrs))
 
 
+# Control registers MOV writes, kept beside the MSRs in `Cpu.msrs` under keys no MSR has
+# (RDMSR/WRMSR refuse them: they are not in MSR_NAMES).
+CR3 = -3
+
+
+def mov_to_cr3(m: Machine, cpu_i: int, value: Value) -> Machine:
+    """MOV to CR3 (SDM Vol. 2 "MOV-Move to/from Control Registers"): #GP(0) at CPL > 0.
+    In ring 0 it switches page tables and flushes the TLB (SDM Vol. 3 §4.10.4.1), which
+    the model, having no paging, does not see: only the value is kept, for MOV from CR3."""
+    cpu = m.cpus[cpu_i]
+    if cpu.cpl != 0:
+        raise ArchFault(GP, 0, f"MOV to CR3 at CPL {cpu.cpl}")
+    msrs = tuple(sorted({**dict(cpu.msrs), CR3: value}.items()))
+    return m.with_cpu(cpu_i, cpu._replace(msrs=msrs))
+
+
+def mov_from_cr3(cpu: Cpu) -> Value | None:
+    """MOV from CR3: #GP(0) at CPL > 0; the value last written (None: never written, which
+    the model cannot answer: it has no initial CR3)."""
+    if cpu.cpl != 0:
+        raise ArchFault(GP, 0, f"MOV from CR3 at CPL {cpu.cpl}")
+    return dict(cpu.msrs).get(CR3)
+
+
 def join_edx_eax(edx: Value, eax: Value) -> Value:
     """EDX:EAX as one 64-bit value (the low halves of RDX and RAX)."""
     if isinstance(edx, CodeAddr) or isinstance(eax, CodeAddr):
