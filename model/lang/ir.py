@@ -7,7 +7,8 @@ model/system runs a single instruction set and every step points at a design-fil
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 
@@ -299,3 +300,15 @@ class Design:
     inputs: dict[str, InputDecl] = field(default_factory=dict)
     guest_code: str | None = None  # where guest code at an address the design names none runs
     observations: dict[str, Loc] = field(default_factory=dict)
+
+
+def walk(value: Any) -> Iterator[Any]:
+    """Every node of an instruction's operands: expression tuples and operand records,
+    depth first (what POR, the instruction table and the symmetry check look through)."""
+    yield value
+    if isinstance(value, tuple):
+        for v in value:
+            yield from walk(v)
+    elif is_dataclass(value) and not isinstance(value, type):
+        for f in fields(value):
+            yield from walk(getattr(value, f.name))

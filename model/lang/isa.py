@@ -22,11 +22,9 @@ neither model/lang nor model/system.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
-from model.lang.ir import Abs, Indirect, Instr, Mem
+from model.lang.ir import Abs, Indirect, Instr, Mem, walk
 from model.x86.alu import CONDITION_ALIASES, CONDITION_FLAGS, SF, STATUS, ZF
 from model.x86.arch import AC_FLAG, CF, DF_FLAG, IF, OF_FLAG
 
@@ -346,14 +344,6 @@ def flags_read(ins: Instr) -> int:
 
 
 # -- effects of one parsed instruction ---------------------------------------------------------
-def _walk(value: Any) -> Iterator[Any]:
-    yield value
-    if isinstance(value, tuple):
-        for v in value:
-            yield from _walk(v)
-    elif is_dataclass(value) and not isinstance(value, type):
-        for f in fields(value):
-            yield from _walk(getattr(value, f.name))
 
 
 def _operand_effects(arg: object, per_cpu_stacks: frozenset[str]) -> set[str]:
@@ -370,8 +360,8 @@ def _operand_effects(arg: object, per_cpu_stacks: frozenset[str]) -> set[str]:
     if isinstance(arg, Abs):
         # `top(primary)-8`: a word of a named stack is judged by its name; any other
         # absolute address may be anybody's memory.
-        tops = [n for n in _walk(arg.expr) if isinstance(n, tuple) and n[:1] == ("top",)]
-        vars_ = [n for n in _walk(arg.expr) if isinstance(n, tuple) and n[:1] in (("var",),
+        tops = [n for n in walk(arg.expr) if isinstance(n, tuple) and n[:1] == ("top",)]
+        vars_ = [n for n in walk(arg.expr) if isinstance(n, tuple) and n[:1] in (("var",),
                                                                                     ("index",))]
         if tops and not vars_ and all(str(t[1]).split("[")[0] in per_cpu_stacks for t in tops):
             return {STACK}
@@ -392,7 +382,7 @@ def effects(ins: Instr, per_cpu_stacks: frozenset[str] = frozenset()) -> frozens
         return frozenset(EFFECTS)  # unknown: everything
     for arg in ins.args:
         out |= _operand_effects(arg, per_cpu_stacks)
-    for node in _walk(ins.args):
+    for node in walk(ins.args):
         if isinstance(node, tuple) and node[:2] == ("call", "mem"):
             out.add(MEMORY)
         if isinstance(node, (Mem, Abs)):

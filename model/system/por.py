@@ -21,12 +21,11 @@ read); the checker adds the cycle proviso (no step into a state already expanded
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import fields, is_dataclass
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from model.lang import isa
-from model.lang.ir import Design, Instr, Target
+from model.lang.ir import Design, Instr, Target, walk
 from model.system.interp import SysState
 from model.system.layout import Layout, split_instance
 from model.system.vocabulary import Part, Read, Variable
@@ -39,21 +38,12 @@ from model.x86.state import CodeAddr, Platform, Run
 _SELF = ("var", "SELF")
 
 
-def _walk(value: Any) -> Iterator[Any]:
-    """Every node of an instruction's operands (expression tuples, operand records)."""
-    yield value
-    if isinstance(value, tuple):
-        for v in value:
-            yield from _walk(v)
-    elif is_dataclass(value) and not isinstance(value, type):
-        for f in fields(value):
-            yield from _walk(getattr(value, f.name))
 
 
 def _names(ins: Instr) -> list[tuple[str, bool]]:
     """The names an instruction mentions, each with whether it is indexed (`x[i]`)."""
     out: list[tuple[str, bool]] = []
-    for node in _walk(ins.args):
+    for node in walk(ins.args):
         if isinstance(node, tuple) and len(node) >= 2 and isinstance(node[1], str):
             if node[0] == "var" or node[0] == "top":
                 out.append((node[1], False))
@@ -63,7 +53,7 @@ def _names(ins: Instr) -> list[tuple[str, bool]]:
             out.append((node.name, False))
     if ins.op in ("assign_index", "c.assign_index") and ins.args and isinstance(ins.args[0], str):
         out.append((ins.args[0], True))
-    for node in _walk(ins.args):
+    for node in walk(ins.args):
         # per_cpu(x, i) reaches CPU i's copy of x, as x[i] does
         if isinstance(node, tuple) and node[:2] == ("call", "per_cpu") and len(node) == 3:
             first = node[2][0] if node[2] else None
@@ -76,7 +66,7 @@ def _names_instance(ins: Instr) -> bool:
     """Does the instruction name one CPU's instance of a per-CPU stack (`top(kstack[1])`)?"""
     return any(
         isinstance(node, tuple) and node[:1] == ("top",) and "[" in str(node[1])
-        for node in _walk(ins.args)
+        for node in walk(ins.args)
     )
 
 
@@ -357,7 +347,7 @@ def _backward_closure(
         succs = []
         if pc.index + 1 < lengths[pc.routine]:
             succs.append(CodeAddr(pc.routine, pc.index + 1))
-        for node in _walk(ins.args):
+        for node in walk(ins.args):
             if isinstance(node, Target):
                 succs.append(CodeAddr(node.routine, node.index))
             elif isinstance(node, tuple) and len(node) == 3 and node[0] == "code":

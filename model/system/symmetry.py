@@ -25,12 +25,11 @@ exactly one.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, Sequence
-from dataclasses import fields, is_dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from checker.errors import InputError
-from model.lang.ir import Loc
+from model.lang.ir import Loc, walk
 from model.system.interp import SysState
 from model.system.layout import Layout, split_instance
 from model.x86.state import CodeAddr, Cpu, Frame, Machine, Platform, Value
@@ -339,14 +338,6 @@ def _singles_out(node: Any, per_cpu: frozenset[str], ids: frozenset[str]) -> str
     return None
 
 
-def _walk(value: Any) -> Iterator[Any]:
-    yield value
-    if isinstance(value, tuple):
-        for v in value:
-            yield from _walk(v)
-    elif is_dataclass(value) and not isinstance(value, type):
-        for f in fields(value):
-            yield from _walk(getattr(value, f.name))
 
 
 def check_declaration(
@@ -364,7 +355,7 @@ def check_declaration(
     ids = frozenset(d.symmetry_vars[0])
     for routine in d.routines.values():
         for ins in routine.instrs:
-            for node in _walk(ins.args):
+            for node in walk(ins.args):
                 why = None
                 if isinstance(node, str) and node != routine.name:
                     where = split_instance(node)
