@@ -304,6 +304,11 @@ BUILTINS: dict[str, tuple[int, int]] = {
 
 BY_OP: dict[str, Insn] = {e.op: e for e in ASM + DERIVED}
 BUILTIN_BY_OP: dict[str, Builtin] = {b.op: b for b in BUILTIN_TABLE}
+# Steps the environment resolves (one transition per choice: `choose`, `input`, VERW's ZF).
+CHOICE_OPS: frozenset[str] = frozenset(
+    [e.op for e in BY_OP.values() if ENV in e.reads | e.writes]
+    + [b.op for b in BUILTIN_TABLE if ENV in b.reads | b.writes]
+)
 
 
 def _spellings() -> dict[str, tuple[Insn, int | None, int | None]]:

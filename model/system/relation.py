@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 from checker import symbolic as sym
 from checker.errors import InputError, ModelInputError
 from checker.symbolic import Decisions, Infeasible, NeedDecision, Solver, Term, require, run_with
+from model.lang import isa
 from model.lang.ir import Design
 from model.system.interp import Blocked, Interpreter, SysState
 from model.system.layout import Layout, build_layout, initial_machines, platform_of
@@ -245,9 +246,7 @@ class TransitionRelation:
         if ins.op in ("c.wait_until", "c.wait_timeout"):
             if self.interp.wait_ready(s, i, ins):
                 out.append(Action(ActionKind.STEP, i))
-        elif ins.op in (
-            "choose", "c.choose", "c.choose_range", "input", "c.input", "verw"
-        ):
+        elif ins.op in isa.CHOICE_OPS:
             n = self.interp.choices(s, i, ins)
             out.extend(Action(ActionKind.STEP, i, k) for k in range(n))
         else:
