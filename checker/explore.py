@@ -26,6 +26,7 @@ A level without any of them runs in `_Search._level`, the tight loop; otherwise 
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import time
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
@@ -64,6 +65,71 @@ class Bounds:
     max_states: int | None = None
     max_depth: int | None = None
     timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits on the whole run, which every exploration's clock also watches.
+
+    deadline:    a `time.monotonic()` instant at which the run stops (`--timeout`);
+    max_memory:  bytes of this process's resident memory beyond which it stops, before the
+                 machine runs out (`--max-memory`);
+    interrupted: why the run was asked to stop (SIGINT, SIGTERM), or None.
+    An exploration a budget stops leaves its undecided properties `incomplete`.
+    """
+
+    deadline: float | None = None
+    timeout: float | None = None  # the run's timeout, for the message
+    max_memory: int | None = None
+    interrupted: Callable[[], str | None] | None = None
+
+    def exceeded(self) -> str | None:
+        """Why the run must stop now, or None."""
+        if self.interrupted is not None:
+            why = self.interrupted()
+            if why is not None:
+                return why
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return f"the run's timeout={self.timeout}s reached"
+        if self.max_memory is not None:
+            used = resident_memory()
+            if used is not None and used >= self.max_memory:
+                return (
+                    f"max_memory={memory_text(self.max_memory)} reached "
+                    f"({memory_text(used)} resident)"
+                )
+        return None
+
+
+def resident_memory() -> int | None:
+    """This process's resident memory in bytes (Linux /proc; else the peak from
+    getrusage, which only grows, so it bounds the same), or None when unknown."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except (ImportError, OSError):
+        return None
+    return int(peak) * (1 if sys.platform == "darwin" else 1024)  # macOS: bytes; else KiB
+
+
+def memory_text(size: int) -> str:
+    """A byte count for messages: 1.5GiB, 512MiB."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.3g}{unit}"
+    return f"{size}B"
+
+
+try:
+    _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+except (AttributeError, ValueError, OSError):
+    _PAGE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -157,15 +223,19 @@ class _Stop(Exception):
 
 
 class Clock:
-    """The time bound and the progress callback. Looks at the clock aim at one every
-    _CLOCK_PERIOD seconds, at most _CLOCK_MAX_STRIDE expansions apart; the explorer calls
-    `look` when its expansion count reaches `at`."""
+    """The time bound, the run's budget and the progress callback. Looks at the clock aim
+    at one every _CLOCK_PERIOD seconds, at most _CLOCK_MAX_STRIDE expansions apart; the
+    explorer calls `look` when its expansion count reaches `at`."""
 
-    def __init__(self, timeout: float | None, progress: Progress | None, started: float):
+    def __init__(
+        self, timeout: float | None, progress: Progress | None, started: float,
+        budget: Budget | None = None,
+    ):
         self.timeout = timeout
         self.deadline = started + timeout if timeout is not None else None
         self.progress = progress
         self.started = started
+        self.budget = budget
         # Look before expansion `at`; a look measures the `stride` expansions since the
         # previous one.
         self.at = 2
@@ -180,6 +250,10 @@ class Clock:
         now = time.perf_counter()
         if self.deadline is not None and now >= self.deadline:
             raise _Stop(f"timeout={self.timeout}s reached")
+        if self.budget is not None:
+            why = self.budget.exceeded()
+            if why is not None:
+                raise _Stop(why)
         if self.progress is not None:
             self.progress(states, depth, now - self.started)
         # Adapt the stride so that looks come every ~_CLOCK_PERIOD seconds whether a state
@@ -363,15 +437,17 @@ def explore(
     fingerprint: Callable[[Any], Hashable] | None = None,
     progress: Progress | None = None,
     options: Options | None = None,
+    budget: Budget | None = None,
 ) -> Exploration:
-    """Explore `system` breadth-first and decide every check in one pass."""
+    """Explore `system` breadth-first and decide every check in one pass; `budget`
+    bounds the whole run this exploration is part of."""
     require_core(system)
     options = options or Options()
     bounds = bounds or Bounds()
     if options.compact and fingerprint is None:
         fingerprint = fingerprint64
     model = capabilities(system)
-    search = _Search(system, checks, bounds, fingerprint, progress, options, model)
+    search = _Search(system, checks, bounds, fingerprint, progress, options, model, budget)
     return search.run()
 
 
@@ -381,14 +457,14 @@ class _Search:
     def __init__(
         self, system: TransitionSystem[Any, Any], checks: Sequence[Check], bounds: Bounds,
         fingerprint: Callable[[Any], Hashable] | None, progress: Progress | None,
-        options: Options, model: Capabilities,
+        options: Options, model: Capabilities, budget: Budget | None = None,
     ):
         self.system = system
         self.checks = checks
         self.bounds = bounds
         self.options = options
         self.started = time.perf_counter()
-        self.clock = Clock(bounds.timeout, progress, self.started)
+        self.clock = Clock(bounds.timeout, progress, self.started, budget)
         self.max_states = bounds.max_states if bounds.max_states is not None else sys.maxsize
         self.max_depth = bounds.max_depth if bounds.max_depth is not None else sys.maxsize
         self.tracker = PropertyTracker(system, checks, model.symbolic)

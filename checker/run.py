@@ -16,7 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from checker.errors import InputError, UsageError
-from checker.explore import Bounds, Check, Exploration, Options, Progress, explore
+from checker.explore import (
+    Bounds,
+    Budget,
+    Check,
+    CheckOutcome,
+    Exploration,
+    Options,
+    Progress,
+    Stats,
+    explore,
+)
 from checker.interface import (
     ModelProvider,
     SymmetricVocabulary,
@@ -30,8 +40,9 @@ from checker.spec import (
     LoadedGroup,
     Property,
     PropertyFile,
+    check_expression,
     group_properties,
-    load_group,
+    load_system,
     read_property_file,
 )
 from checker.symbolic import Term
@@ -41,16 +52,36 @@ from checker.verdict import Verdict
 
 
 @dataclass(frozen=True)
+class LoadFailure:
+    """Properties that could not be loaded, and the one error that says why."""
+
+    group: Group  # their group, with only these properties
+    error: InputError
+    # The design, variant or environment failed (every property of the group), rather
+    # than the properties' own expressions.
+    shared: bool
+
+
+@dataclass(frozen=True)
 class Plan:
     files: tuple[PropertyFile, ...]
     properties: tuple[Property, ...]  # the selected ones, in file order
-    groups: tuple[LoadedGroup, ...]
+    groups: tuple[LoadedGroup, ...]  # with only the properties that loaded
+    # The properties that did not load (each gets the `error` verdict; the rest run).
+    failed: tuple[LoadFailure, ...] = ()
 
 
 def read_files(paths: Sequence[Path]) -> tuple[list[PropertyFile], list[InputError]]:
     files: list[PropertyFile] = []
     errors: list[InputError] = []
     for path in paths:
+        if path.suffix == ".design":
+            errors.append(InputError(
+                "this is a design file, not a property file: name it in a property file "
+                "(`design = \"" + path.name + "\"`), or check it alone with `lint`",
+                str(path),
+            ))
+            continue
         try:
             files.append(read_property_file(path))
         except InputError as exc:
@@ -70,21 +101,40 @@ def select(properties: Sequence[Property], patterns: Sequence[str]) -> list[Prop
 
 def plan(
     files: Sequence[PropertyFile], provider: ModelProvider, patterns: Sequence[str] = ()
-) -> tuple[Plan | None, list[InputError]]:
-    """Select and load everything; return the plan or every input error found."""
+) -> tuple[Plan, list[InputError]]:
+    """Select and load everything: the plan, and every distinct load error (each once,
+    however many groups share it). A group whose design, variant or environment does not
+    load, and a property whose expression the vocabulary refuses, are in `Plan.failed`;
+    the others are loaded and run."""
     errors: list[InputError] = []
     properties = select([p for f in files for p in f.properties], patterns)
     groups: list[LoadedGroup] = []
+    failed: list[LoadFailure] = []
+
+    def note(error: InputError) -> None:
+        # A design-file error shows in every group that loads the design: once is enough.
+        if all(str(error) != str(seen) for seen in errors):
+            errors.append(error)
+
     for group in group_properties(properties):
         try:
-            groups.append(load_group(group, provider))
+            system = load_system(group, provider)
         except InputError as exc:
-            # A design-file error shows in every group that loads the design: once is enough.
-            if all(str(exc) != str(seen) for seen in errors):
-                errors.append(exc)
-    if errors:
-        return None, errors
-    return Plan(tuple(files), tuple(properties), tuple(groups)), []
+            note(exc)
+            failed.append(LoadFailure(group, exc, shared=True))
+            continue
+        good: list[Property] = []
+        for prop in group.properties:
+            try:
+                check_expression(prop, system)
+            except InputError as exc:
+                note(exc)
+                failed.append(LoadFailure(replace(group, properties=(prop,)), exc, shared=False))
+            else:
+                good.append(prop)
+        if good:
+            groups.append(LoadedGroup(replace(group, properties=tuple(good)), system))
+    return Plan(tuple(files), tuple(properties), tuple(groups), tuple(failed)), errors
 
 
 def graph_meta(prop: Property, verdict: Verdict) -> dict[str, str | int | float | bool]:
@@ -102,6 +152,17 @@ def graph_meta(prop: Property, verdict: Verdict) -> dict[str, str | int | float 
 
 
 GroupProgress = Callable[[int, int, LoadedGroup], Progress | None]
+# Told each exploration's results as soon as it ends (the CI log's result lines).
+ResultsHook = Callable[[Sequence[PropertyResult]], None]
+
+
+@dataclass(frozen=True)
+class Stopping:
+    """When a run stops before its last exploration: the run's budget (time, memory, a
+    signal) and `-x`. The properties it never explored are `incomplete`, with the reason."""
+
+    budget: Budget | None = None
+    exitfirst: bool = False  # stop after the exploration that gave an unexpected verdict
 
 
 def check(
@@ -111,6 +172,9 @@ def check(
     progress: GroupProgress | None = None,
     coverage: bool = False,
     options: Options | None = None,
+    failed: Sequence[LoadFailure] = (),
+    on_results: ResultsHook | None = None,
+    stopping: Stopping | None = None,
 ) -> RunResult:
     """One exploration per group (two when symmetry splits it, see `split`); results in
     the order of `properties`.
@@ -118,23 +182,67 @@ def check(
     `options` says how to explore; `options.symmetry` means "reduce where the model
     declares a symmetry and the property allows it". With `coverage`, the model's
     `coverage` (when it has one) is computed from each exploration's visited states right
-    after it, before they are dropped.
+    after it, before they are dropped. The properties in `failed` (not loaded) get the
+    `error` verdict and an empty exploration; an error in one property never stops the
+    others. `stopping` ends the run early; what was not explored is `incomplete`.
     """
     options = options or Options()
+    stopping = stopping or Stopping()
+    budget = stopping.budget
     by_prop: dict[tuple[str, str], PropertyResult] = {}
     explorations: list[ExplorationResult] = []
-    for number, loaded in enumerate(groups):
-        report = progress(number, len(groups), loaded) if progress is not None else None
-        for part in split(loaded, options):
-            index = len(explorations)
-            exploration, found = _explore_part(loaded.system, part, bounds, report, coverage)
-            explorations.append(exploration)
-            for result in found:
-                by_prop[(result.prop.file, result.prop.name)] = replace(
-                    result, exploration=index
-                )
+
+    def record(exploration: ExplorationResult, found: Sequence[PropertyResult]) -> None:
+        index = len(explorations)
+        explorations.append(exploration)
+        found = [replace(result, exploration=index) for result in found]
+        for result in found:
+            by_prop[(result.prop.file, result.prop.name)] = result
+        if on_results is not None and found:
+            on_results(found)
+
+    for failure in failed:
+        error = str(failure.error)
+        record(*_not_explored(failure.group, Verdict.ERROR, error, f"not loaded: {error}"))
+    stop: str | None = None
+    parts = [(loaded, part) for loaded in groups for part in split(loaded, options)]
+    for number, (loaded, part) in enumerate(parts):
+        if stop is None and budget is not None:
+            stop = budget.exceeded()
+        if stop is not None:
+            record(*_not_explored(
+                part.group, Verdict.INCOMPLETE,
+                f"not explored: the run stopped ({stop})", f"not explored: {stop}",
+            ))
+            continue
+        report = (
+            progress(number, len(parts), replace(loaded, group=part.group))
+            if progress is not None else None
+        )
+        try:
+            exploration, found = _explore_part(
+                loaded.system, part, bounds, report, coverage, budget
+            )
+        except Exception as exc:  # a checker or model bug: this group's properties only
+            why = f"the exploration failed: {_error_text(exc)}"
+            exploration, found = _not_explored(part.group, Verdict.ERROR, why, why)
+        record(exploration, found)
+        if stopping.exitfirst and any(
+            not r.ok and r.verdict is not Verdict.INCOMPLETE for r in found
+        ):
+            stop = "-x/--exitfirst: an unexpected verdict"
     results = tuple(by_prop[(p.file, p.name)] for p in properties)
     return RunResult(results, tuple(explorations))
+
+
+def _not_explored(
+    group: Group, verdict: Verdict, message: str, reason: str
+) -> tuple[ExplorationResult, list[PropertyResult]]:
+    """An exploration that never ran (a load error, a run stopped early) and its
+    properties' results."""
+    stats = Stats(0, 0, 0, 0.0)
+    exploration = ExplorationResult(group, stats, False, reason)
+    return exploration, [PropertyResult(p, verdict, message, 0, stats) for p in group.properties]
 
 
 @dataclass(frozen=True)
@@ -187,7 +295,7 @@ def property_asymmetry(prop: Property, vocab: SymmetricVocabulary) -> str | None
 
 def _explore_part(
     system: TransitionSystem[Any, Any], part: Part, bounds: Bounds | None,
-    report: Progress | None, coverage: bool,
+    report: Progress | None, coverage: bool, budget: Budget | None = None,
 ) -> tuple[ExplorationResult, list[PropertyResult]]:
     props = part.group.properties
     checks = [
@@ -197,32 +305,54 @@ def _explore_part(
         )
         for p in props
     ]
-    done: Exploration = explore(system, checks, bounds, progress=report, options=part.options)
+    done: Exploration = explore(
+        system, checks, bounds, progress=report, options=part.options, budget=budget
+    )
     cov, cov_seconds, cov_error = _coverage(system, done) if coverage else (None, 0.0, None)
     exploration = ExplorationResult(
         part.group, done.stats, done.complete, done.stop_reason, cov, cov_seconds, cov_error,
         model_statistics(system), part.options, part.unreduced,
     )
-    results = []
-    for prop, outcome in zip(props, done.outcomes, strict=True):
-        graph: Any = None
-        message = outcome.message
-        inspected: tuple[Mapping[str, Any], ...] | None = None
-        review_error: str | None = None
-        if outcome.trace is not None:
-            try:
-                graph = trace_graph(system, outcome.trace, graph_meta(prop, outcome.verdict))
-            except Exception as exc:  # the model's describe_* failed: keep the verdict
-                message += f" (the trace could not be drawn: {type(exc).__name__}: {exc})"
-            inspected, review_error = inspect_trace(system, outcome.trace)
-            if graph is not None:
-                message += attach_witness(system, prop, outcome.trace, graph)
-        results.append(PropertyResult(
-            prop, outcome.verdict, message, 0, done.stats, outcome.trace, graph, inspected,
-            review_error,
-        ))
+    results = [
+        _result(system, prop, outcome, done.stats)
+        for prop, outcome in zip(props, done.outcomes, strict=True)
+    ]
     del done  # the visited set goes with it
     return exploration, results
+
+
+def _result(
+    system: TransitionSystem[Any, Any], prop: Property, outcome: CheckOutcome, stats: Stats
+) -> PropertyResult:
+    """A property's result from its outcome: its trace drawn, inspected and, for a symbolic
+    one, given a concrete witness. Whatever fails here costs this property its trace or
+    witness (noted in the message), never the verdict of any other."""
+    graph: Any = None
+    message = outcome.message
+    inspected: tuple[Mapping[str, Any], ...] | None = None
+    review_error: str | None = None
+    if outcome.trace is not None:
+        try:
+            graph = trace_graph(system, outcome.trace, graph_meta(prop, outcome.verdict))
+        except Exception as exc:  # the model's describe_* failed: keep the verdict
+            message += f" (the trace could not be drawn: {_error_text(exc)})"
+        inspected, review_error = inspect_trace(system, outcome.trace)
+        # An error's trace leads to a state where the expression fails: no witness.
+        if graph is not None and outcome.verdict is not Verdict.ERROR:
+            try:
+                message += attach_witness(system, prop, outcome.trace, graph)
+            except Exception as exc:
+                message += f" (no witness: {_error_text(exc)})"
+    return PropertyResult(
+        prop, outcome.verdict, message, 0, stats, outcome.trace, graph, inspected, review_error,
+    )
+
+
+def _error_text(exc: Exception) -> str:
+    text = str(exc)
+    if type(exc).__module__.startswith("checker"):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def model_statistics(system: TransitionSystem[Any, Any]) -> Mapping[str, float | int]:

@@ -19,7 +19,13 @@ from typing import Any
 
 from checker.errors import InputError, ModelInputError, UsageError
 from checker.expr import Expr, ExprError, compile_expr
-from checker.interface import ModelInterfaceError, ModelProvider, TransitionSystem, require_core
+from checker.interface import (
+    ModelInterfaceError,
+    ModelProvider,
+    TransitionSystem,
+    capabilities,
+    require_core,
+)
 from checker.verdict import Kind, Verdict
 
 KeyPath = tuple[str | int, ...]
@@ -563,6 +569,14 @@ class LoadedGroup:
 def load_group(group: Group, provider: ModelProvider) -> LoadedGroup:
     """Load the group's transition system and check every expression's names against its
     vocabulary. Model complaints become InputErrors at the line that set the key."""
+    system = load_system(group, provider)
+    for prop in group.properties:
+        check_expression(prop, system)
+    return LoadedGroup(group, system)
+
+
+def load_system(group: Group, provider: ModelProvider) -> TransitionSystem[Any, Any]:
+    """The group's transition system (an InputError shared by the whole group)."""
     first = group.properties[0]
     try:
         system = provider.load(group.design, dict(group.variant), dict(group.environment))
@@ -583,19 +597,25 @@ def load_group(group: Group, provider: ModelProvider) -> LoadedGroup:
         require_core(system)
     except ModelInterfaceError as exc:
         raise InputError(str(exc), first.file, first.line_of("design")) from None
-    known = system.vocabulary_names()
-    for prop in group.properties:
-        if prop.expr is None:
-            continue
-        try:
-            prop.expr.check_names(known)
-        except ExprError as exc:
-            raise InputError(
-                f"bad expression: {exc.message} ({exc.where(prop.expr.source)})",
-                prop.file,
-                prop.lines.get("expr", prop.line),
-            ) from None
-    return LoadedGroup(group, system)
+    return system
+
+
+def check_expression(prop: Property, system: TransitionSystem[Any, Any]) -> None:
+    """Refuse an expression that reads a name the vocabulary lacks, or a record field the
+    model says its records lack (when it says: `RecordFields`), at the `expr` line."""
+    if prop.expr is None:
+        return
+    try:
+        prop.expr.check_names(system.vocabulary_names())
+        described = capabilities(system).record_fields
+        if described is not None:
+            prop.expr.check_fields(described.vocabulary_fields())
+    except ExprError as exc:
+        raise InputError(
+            f"bad expression: {exc.message} ({exc.where(prop.expr.source)})",
+            prop.file,
+            prop.lines.get("expr", prop.line),
+        ) from None
 
 
 def find_property_files(paths: Sequence[str]) -> list[Path]:

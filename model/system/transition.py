@@ -79,6 +79,9 @@ class DesignSystem:
     def vocabulary_names(self) -> Mapping[str, str]:
         return self.vocabulary_table.descriptions()
 
+    def vocabulary_fields(self) -> Mapping[str, frozenset[str]]:
+        return self.vocabulary_table.fields()
+
     def vocabulary(self, s: SysState) -> Vocabulary:
         return Vocabulary(self.vocabulary_table, s)
 

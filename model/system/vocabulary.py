@@ -219,6 +219,12 @@ BUILTIN: tuple[Name, ...] = (
 )
 
 
+# The built-in names whose values are sequences of records, and their records' fields.
+RECORD_FIELDS: Mapping[str, tuple[Field, ...]] = {
+    "cpus": CPU_FIELDS, "cpu": CPU_FIELDS, "frames": FRAME_FIELDS,
+}
+
+
 def check_entries(entries: Sequence[Name]) -> None:
     """Refuse a table in which some name lacks its read set or is listed twice."""
     seen: set[str] = set()
@@ -286,6 +292,14 @@ class VocabularyTable:
     def descriptions(self) -> Mapping[str, str]:
         """Every name with its one-line meaning (the names the checker accepts)."""
         return self._descriptions
+
+    def fields(self) -> Mapping[str, frozenset[str]]:
+        """The fields of the records in the record sequences (the checker refuses any
+        other field before exploring)."""
+        return {
+            name: frozenset(f.name for f in RECORD_FIELDS[name])
+            for name in self.entries if name in RECORD_FIELDS
+        }
 
     def reads(self) -> Mapping[str, tuple[Read, ...]]:
         """What each name reads (partial-order reduction's visibility)."""
