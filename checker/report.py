@@ -146,7 +146,12 @@ def render_text(
                 result.verdict, "counterexample"
             )
             steps = result.graph.number_of_nodes() - 1
-            out.append(f"      {what}: {steps} step{'s' if steps != 1 else ''}")
+            counted = f"      {what}: {steps} step{'s' if steps != 1 else ''}"
+            if not (verbose or interesting):
+                # An expected result: its trace is in the report files (-v prints it).
+                out.append(counted + (f": {files.replay_file}" if files is not None else ""))
+                continue
+            out.append(counted)
             out.extend(trace_lines(result.graph, verbose))
             if files is not None:
                 suffixes = ",".join(suffix for _, suffix in files.suffixes)
