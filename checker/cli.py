@@ -200,8 +200,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--max-memory", type=_memory_size, metavar="SIZE",
                         help="stop an exploration when this process holds SIZE of memory "
                         "(8G, 512M; none: no bound), its undecided properties incomplete, "
-                        f"rather than be killed; default {MEMORY_SHARE:.0%} of the machine's "
-                        "memory, or what was available at the start if less")
+                        f"rather than be killed; default {MEMORY_SHARE * 100:.0f}%% of the "
+                        "machine's memory, or what was available at the start if less")
     parser.add_argument("-x", "--exitfirst", action="store_true",
                         help="stop after the first exploration with an unexpected verdict "
                         "(or an error); the rest is reported incomplete")
@@ -588,6 +588,7 @@ def _run(args: argparse.Namespace, provider: ModelProvider | None) -> int:
         provider = load_provider(args.model)
     add_design_paths(provider, args.design_path)
     prepared, load_errors = plan(files, provider, args.property)
+    _print_load_errors(prepared.failed, load_errors)  # at once, each once
     bounds = Bounds(args.max_states, args.max_depth, args.timeout_per_exploration)
     options = exploration_options(args)
     color_err = use_color(args.color, sys.stderr)
@@ -653,11 +654,10 @@ def _report(
         text = colour_text(text)
     sys.stdout.write(text)
     sys.stdout.flush()
-    _print_load_errors(failed, load_errors)
-    shared = {id(f.error) for f in failed}
+    not_loaded = {(p.file, p.name) for f in failed for p in f.group.properties}
     for result in run.results:
-        if result.verdict is Verdict.ERROR and not any(
-            id(f.error) in shared and result.prop in f.group.properties for f in failed
+        if result.verdict is Verdict.ERROR and (result.prop.file, result.prop.name) not in (
+            not_loaded
         ):
             print(f"{result.prop.file}:{result.prop.line}: property '{result.prop.name}': "
                   f"{result.message}", file=sys.stderr)

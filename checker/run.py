@@ -192,18 +192,21 @@ def check(
     by_prop: dict[tuple[str, str], PropertyResult] = {}
     explorations: list[ExplorationResult] = []
 
-    def record(exploration: ExplorationResult, found: Sequence[PropertyResult]) -> None:
+    def record(
+        exploration: ExplorationResult, found: Sequence[PropertyResult], announce: bool = True
+    ) -> None:
         index = len(explorations)
         explorations.append(exploration)
         found = [replace(result, exploration=index) for result in found]
         for result in found:
             by_prop[(result.prop.file, result.prop.name)] = result
-        if on_results is not None and found:
+        if on_results is not None and found and announce:
             on_results(found)
 
-    for failure in failed:
+    for failure in failed:  # the caller has reported these errors already
         error = str(failure.error)
-        record(*_not_explored(failure.group, Verdict.ERROR, error, f"not loaded: {error}"))
+        record(*_not_explored(failure.group, Verdict.ERROR, error, f"not loaded: {error}"),
+               announce=False)
     stop: str | None = None
     parts = [(loaded, part) for loaded in groups for part in split(loaded, options)]
     for number, (loaded, part) in enumerate(parts):

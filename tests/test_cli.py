@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -98,18 +99,24 @@ def test_exit_0_when_every_verdict_meets_its_expectation(tmp_path: Path, capsys:
     path = write(tmp_path, "mutex.toml", MUTEX)
     code, out, err = run([str(path)], tmp_path, capsys)
     assert code == 0, out + err
-    assert err == ""
+    # not a terminal: one line per property on stderr as its exploration ends
+    assert [line.split()[0] for line in err.splitlines()] == ["ok"] * 4
     lines = out.splitlines()
     assert lines[0] == str(path)
     row = next(line for line in lines if "mutual-exclusion-no-lock" in line)
     assert row.split()[:5] == ["ok", "mutual-exclusion-no-lock", "violated", "expected", "violated"]
     assert "states" in row and "depth 2" in row
+    # an expected counterexample is one line naming its file; -v prints it
+    base = tmp_path / "reports" / "mutex" / "mutual-exclusion-no-lock"
+    assert f"      counterexample: 2 steps: {base}.json" in lines
+    assert "      1. [cpu0] enter  (mutex.S:10)" not in out
+    assert lines[-1].startswith("4 properties: 4 as expected")
+    code, out, err = run([str(path), "-v"], tmp_path, capsys)
     # the counterexample, step by step, with actor, label, file:line and changes
     assert "      1. [cpu0] enter  (mutex.S:10)" in out
     assert "      2. [cpu1] enter  (mutex.S:10)" in out
     assert "pc1: idle -> crit" in out
     assert "witness: 8 steps" in out
-    assert lines[-1].startswith("4 properties: 4 as expected")
 
 
 def test_exit_1_when_a_verdict_differs(tmp_path: Path, capsys: Any) -> None:
@@ -150,6 +157,14 @@ BAD_FILES = [
      5, "bad expression: syntax error"),
     ('design = "mutex"\n[[property]]\nname="a"\nkind="always"\n'
      'expr="__import__(\'os\').system(\'true\')"\nexpect="holds"\n', 5, "'__import__'"),
+
+    ('design = "mutex"\n[[property]]\nname="a"\nkind=\n', 4, "TOML syntax error"),
+]
+
+
+# Found when the property's group is loaded: that property gets the error verdict, the
+# others still run.
+LOAD_ERRORS = [
     ('design = "mutex"\n[[property]]\nname="a"\nkind="always"\nexpr="locked == 0"\n'
      'expect="holds"\n', 5, "unknown name 'locked'"),
     ('design = "mutax"\n[[property]]\nname="a"\nkind="always"\nexpr="lock == 0"\n'
@@ -162,8 +177,21 @@ BAD_FILES = [
      'expect="holds"\nenvironment = { rounds = -1 }\n', 7, "environment 'rounds' must be"),
     ('design = "mutex"\n[[property]]\nname="a"\nkind="always"\nexpr="lock == 0"\n'
      'expect="holds"\n[property.environment]\nnmi = 2\n', 8, "no environment 'nmi'"),
-    ('design = "mutex"\n[[property]]\nname="a"\nkind=\n', 4, "TOML syntax error"),
 ]
+
+
+@pytest.mark.parametrize(("text", "line", "fragment"), LOAD_ERRORS)
+def test_exit_2_on_load_errors_with_path_line_and_property(
+    text: str, line: int, fragment: str, tmp_path: Path, capsys: Any
+) -> None:
+    path = write(tmp_path, "bad.toml", text)
+    code, out, err = run([str(path)], tmp_path, capsys)
+    assert code == 2
+    assert "ERROR" in out and "1 error" in out  # reported, in every format
+    assert err.startswith(f"{path}:{line}: property 'a': "), err
+    assert fragment in err.splitlines()[0]
+    assert re.search(rf"^ERROR {path}:\d+ a \(error\)$", err, re.M)  # the closing summary
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize(("text", "line", "fragment"), BAD_FILES)
@@ -195,7 +223,7 @@ def test_exit_2_on_a_design_file_error_passed_through(tmp_path: Path, capsys: An
                  'kind="deadlock_free"\nexpect="holds"\n')
     code, _, err = run([str(path)], tmp_path, capsys)
     assert code == 2
-    assert err == "designs/broken.S:7: unknown instruction 'movq2'\n"
+    assert err.splitlines()[0] == "designs/broken.S:7: unknown instruction 'movq2' (property 'a')"
 
 
 def test_exit_2_without_traceback_when_the_model_crashes_loading(tmp_path: Path,
@@ -204,8 +232,8 @@ def test_exit_2_without_traceback_when_the_model_crashes_loading(tmp_path: Path,
                  'kind="deadlock_free"\nexpect="holds"\n')
     code, _, err = run([str(path)], tmp_path, capsys)
     assert code == 2
-    assert err == (f"{path}:4: the model failed to load design 'crash': "
-                   "ValueError: model bug while loading\n")
+    assert err.splitlines()[0] == (f"{path}:4: property 'a': the model failed to load design "
+                                   "'crash': ValueError: model bug while loading")
 
 
 def test_exit_2_on_an_error_verdict(tmp_path: Path, capsys: Any) -> None:
@@ -272,7 +300,7 @@ def test_default_path_is_properties(tmp_path: Path, capsys: Any,
 def test_json_output_schema(tmp_path: Path, capsys: Any) -> None:
     path = write(tmp_path, "mutex.toml", MUTEX)
     code, out, err = run([str(path), "--format", "json"], tmp_path, capsys)
-    assert code == 0 and err == ""
+    assert code == 0 and all(line.startswith("ok ") for line in err.splitlines())
     data = json.loads(out)
     assert data["version"] == 1 and data["exit_code"] == 0
     assert set(data) == {
@@ -379,7 +407,7 @@ def test_progress_only_on_a_terminal(tmp_path: Path, capsys: Any,
     monkeypatch.setattr(cli.ProgressLine, "DELAY", 0.0)
     monkeypatch.setattr(cli.ProgressLine, "EVERY", 0.0)
     code, _, err = run([str(path)], tmp_path, capsys)  # captured stderr is not a tty
-    assert code == 0 and err == ""
+    assert code == 0 and "\r" not in err and err.startswith("ok ")  # a plain log
     tty = FakeTTY()
     monkeypatch.setattr(sys, "stderr", tty)
     code = cli.main([str(path), "--report-dir", str(tmp_path / "r")], ToyProvider())

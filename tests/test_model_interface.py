@@ -210,7 +210,7 @@ def test_a_new_format_is_one_line_in_the_table(
         'kind = "always"\nexpr = "in_critical <= 1"\nexpect = "violated"\n'
     )
     code = cli.main([str(tmp_path / "m.toml"), "--report-dir", str(tmp_path / "r"),
-                     "--names", str(tmp_path / "names.txt"), "--html"], ToyProvider())
+                     "--names", str(tmp_path / "names.txt"), "--html", "-v"], ToyProvider())
     assert code == 0, capsys.readouterr()
     assert (tmp_path / "names.txt").read_text() == "exclusion\n"
     assert (tmp_path / "r" / "m" / "exclusion.len").read_text() == "2"
