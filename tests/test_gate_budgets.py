@@ -128,7 +128,8 @@ def test_memory_sizes_and_the_default() -> None:
     bound = cli.default_max_memory()
     if Path("/proc/meminfo").exists():
         assert bound is not None and bound > 64 << 20
-        total = next(int(line.split()[1]) * 1024 for line in open("/proc/meminfo")
+        meminfo = Path("/proc/meminfo").read_text().splitlines()
+        total = next(int(line.split()[1]) * 1024 for line in meminfo
                      if line.startswith("MemTotal:"))
         assert bound <= total * cli.MEMORY_SHARE
 
