@@ -177,8 +177,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--list", action="store_true",
-        help="list the properties (file:line, design, variant, kind, expect; JSON with "
-        "--format json) without checking them",
+        help="list the properties (file:line, name, design, kind, expect, variant; JSON "
+        "with --format json) without checking them",
     )
     parser.add_argument(
         "--design-path", action="append", default=[], metavar="DIR",
@@ -560,6 +560,10 @@ def main(argv: list[str] | None = None, provider: ModelProvider | None = None) -
     args.started = started
     try:
         return _run(args, provider)
+    except BrokenPipeError:  # `| head`: the reader has seen enough
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except CheckerError as exc:  # InputError, UsageError, ...: a message, no traceback
         _print_errors([exc], args.format)
         return EXIT_INPUT
@@ -736,11 +740,11 @@ def list_properties(files: Sequence[PropertyFile], patterns: Sequence[str], fmt:
         ]}))
         return EXIT_OK
     rows = [
-        (f"{p.file}:{p.line}", p.name, p.design, p.variant_text or "-", str(p.kind),
-         f"expect {p.expect}")
+        (f"{p.file}:{p.line}", p.name, p.design, str(p.kind), f"expect {p.expect}",
+         p.variant_text or "-")
         for p in props
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    widths = [max((len(row[i]) for row in rows), default=0) for i in range(5)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
               + "  " + row[5])

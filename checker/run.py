@@ -78,7 +78,7 @@ def read_files(paths: Sequence[Path]) -> tuple[list[PropertyFile], list[InputErr
         if path.suffix == ".design":
             errors.append(InputError(
                 "this is a design file, not a property file: name it in a property file "
-                "(`design = \"" + path.name + "\"`), or check it alone with `lint`",
+                "(`design = \"" + path.name + "\"`), or check it alone with the `lint` subcommand",
                 str(path),
             ))
             continue

@@ -396,7 +396,9 @@ def test_example_ci_files() -> None:
     assert "reports/" in job["artifacts"]["paths"]
     # the flags the examples use exist
     parser = cli.build_parser()
-    parser.parse_args(["properties/", "--html", "--junit", "j.xml", "--sarif", "s.sarif"])
+    parser.parse_args(["properties/", "--html", "--junit", "j.xml", "--sarif", "s.sarif",
+                       "--timeout", "3000"])
+    assert "--timeout" in job["script"][0]
 
 
 def test_itf_text_is_json_with_a_state_per_line() -> None:
