@@ -269,10 +269,14 @@ class ProgressLine:
     DELAY = 2.0
     EVERY = 0.5
 
-    def __init__(self, stream: TextIO, color: bool = False, heartbeat: float = HEARTBEAT):
+    def __init__(
+        self, stream: TextIO, color: bool = False, heartbeat: float = HEARTBEAT,
+        quiet: bool = False,
+    ):
         self.stream = stream
         self.enabled = _isatty(stream)
         self.color = color
+        self.quiet = quiet  # -q: result lines only for what does not meet its expectation
         self.heartbeat = heartbeat
         self.shown = False
         self.last = 0.0
@@ -323,7 +327,8 @@ class ProgressLine:
         if self.enabled:
             return
         for result in found:
-            self.stream.write(result_line(result, self.color) + "\n")
+            if not (self.quiet and result.ok):
+                self.stream.write(result_line(result, self.color) + "\n")
         self.stream.flush()
 
     def clear(self) -> None:
@@ -596,7 +601,7 @@ def _run(args: argparse.Namespace, provider: ModelProvider | None) -> int:
     bounds = Bounds(args.max_states, args.max_depth, args.timeout_per_exploration)
     options = exploration_options(args)
     color_err = use_color(args.color, sys.stderr)
-    progress = ProgressLine(sys.stderr, color_err)
+    progress = ProgressLine(sys.stderr, color_err, quiet=args.quiet)
     interrupts = Interrupts(sys.stderr)
     max_memory = default_max_memory() if args.max_memory is None else args.max_memory or None
     budget = Budget(
