@@ -318,7 +318,10 @@ def run_json(
 
 
 def json_output(out: OutputContext) -> str:
-    return dumps(run_json(out.run, out.traces, out.exit_code))
+    data = run_json(out.run, out.traces, out.exit_code)
+    if out.run.input_errors:  # what kept properties from loading, as without a run
+        data["errors"] = errors_json(list(out.run.input_errors))["errors"]
+    return dumps(data)
 
 
 def _coverage_json(

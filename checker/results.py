@@ -14,6 +14,7 @@ from typing import Any
 
 import networkx as nx
 
+from checker.errors import InputError
 from checker.explore import Options, Stats
 from checker.spec import Group, Property
 from checker.trace import Trace
@@ -70,6 +71,9 @@ class ExplorationResult:
 class RunResult:
     results: tuple[PropertyResult, ...]  # in file order, then property order
     explorations: tuple[ExplorationResult, ...]
+    # The errors that kept some properties from loading (each once; those properties have
+    # the `error` verdict).
+    input_errors: tuple[InputError, ...] = ()
 
     @property
     def exit_code(self) -> int:

@@ -235,7 +235,11 @@ def check(
         ):
             stop = "-x/--exitfirst: an unexpected verdict"
     results = tuple(by_prop[(p.file, p.name)] for p in properties)
-    return RunResult(results, tuple(explorations))
+    errors: list[InputError] = []
+    for failure in failed:
+        if all(str(failure.error) != str(seen) for seen in errors):
+            errors.append(failure.error)
+    return RunResult(results, tuple(explorations), tuple(errors))
 
 
 def _not_explored(

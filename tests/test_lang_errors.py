@@ -66,8 +66,17 @@ def assert_error(err: str, code: int, path: Path, line: int, *words: str) -> str
     assert code == 2, err
     assert "Traceback" not in err
     lines = err.strip().splitlines()
+    # After the error, the closing summary names the property it cost (`ERROR file:line p`).
+    summary = lines.index("== 1 unexpected or error") if "== 1 unexpected or error" in lines \
+        else len(lines)
+    assert lines[summary + 1:] == [] or lines[summary + 1].startswith("ERROR "), err
+    lines = lines[:summary]
     assert len(lines) == 1, err
-    m = re.fullmatch(r"(.+?):(\d+): (.+)", lines[0])
+    # The error names the property it cost: `(property 'p')`, or `property 'p': ` when it
+    # lies in the property file itself.
+    shown = re.sub(r" \(property '[a-z0-9-]+'\)$", "", lines[0])
+    shown = re.sub(r"^(.+?:\d+: )property '[a-z0-9-]+': ", r"\1", shown)
+    m = re.fullmatch(r"(.+?):(\d+): (.+)", shown)
     assert m is not None, err
     assert Path(m.group(1)).resolve() == path.resolve(), err
     assert int(m.group(2)) == line, err
