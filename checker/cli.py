@@ -725,7 +725,8 @@ def _print_closing(run: RunResult, color: bool) -> None:
         )
         lines.append(f"{paint(what, MARKS[what], color)} {prop.file}:{prop.line} {prop.name} "
                      f"({how})")
-    print(f"== {len(bad)} unexpected or error", file=sys.stderr)
+    if bad:
+        lines.insert(len(stopped), f"== {len(bad)} unexpected or error")
     for line in lines:
         print(line, file=sys.stderr)
 
