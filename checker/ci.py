@@ -6,7 +6,7 @@
   verdict an `<error>`, an `incomplete` one `<skipped>` (the run still exits 3). The
   xunit2 subset GitLab and Jenkins read: testsuites/testsuite/testcase with
   tests/failures/errors/skipped/time counts.
-  A testcase's time is its share of the exploration it was decided in (the explorations's
+  A testcase's time is its share of the exploration it was decided in (the exploration's
   time divided among the properties that shared it), so the times add up to the run's.
 - SARIF (`--sarif FILE`): one rule per property, one result per property that does not
   meet its expectation, located at the design line of the step that decided it (the
@@ -27,6 +27,7 @@ import datetime
 import hashlib
 import json
 import os
+import shlex
 import socket
 from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path, PurePosixPath
@@ -142,7 +143,7 @@ def junit_xml(run: RunResult, traces: Mapping[tuple[str, str], TraceFiles]) -> s
             files = traces.get((result.prop.file, result.prop.name))
             if files is not None:
                 out.append(f"trace files: {files.replay_file} (replay: python -m checker "
-                           f"replay {files.replay_file})")
+                           f"replay {shlex.quote(files.replay_file)})")
             if result.ok and text:
                 out.append(text)
             ET.SubElement(case, "system-out").text = "\n".join(out)
@@ -444,7 +445,7 @@ def github_summary(run: RunResult, traces: Mapping[tuple[str, str], TraceFiles])
                   "", "```text", trace_text(r), "```"]
         files = traces.get((r.prop.file, r.prop.name))
         if files is not None:
-            lines += ["", f"Replay: `python -m checker replay {files.replay_file}`"]
+            lines += ["", f"Replay: `python -m checker replay {shlex.quote(files.replay_file)}`"]
         lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
 
