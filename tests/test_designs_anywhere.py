@@ -175,10 +175,10 @@ def test_design_path_folders_find_designs_by_name(
     assert code == 1, err
     assert f"entry/entry.design:{CALL_SITE_LINE}" in out
     # replay of a trace whose design is a name needs the folder again
-    code, _, err = run(["replay", "reports/properties/checks.toml/no-shutdown.json"], capsys)
+    trace = "reports/properties/checks.toml/no-shutdown.json"
+    code, _, err = run(["replay", trace], capsys)
     assert code == 2 and "unknown design" in err
-    code, out, err = run(["replay", "reports/properties/checks.toml/no-shutdown.json", "--design-path", "entry"],
-                         capsys)
+    code, out, err = run(["replay", trace, "--design-path", "entry"], capsys)
     assert code == 0, out + err
     code, _, err = run(argv + ["--design-path", "nowhere"], capsys)
     assert code == 2 and "--design-path nowhere: no such folder" in err
