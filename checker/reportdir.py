@@ -12,10 +12,11 @@ Paths (issue 13, "No escapes"; issue 15, "Outputs that can be trusted"):
   `MAX_COMPONENT` bytes (a longer one is shortened deterministically). The joined path is
   checked to stay inside the report directory.
 
-Writing (`ReportDir`): a folder or file on the way that is a symbolic link (or not a
-folder) is replaced, never followed; each file is written to a temporary file beside it
-and renamed into place, so a reader (or an interrupted run) never sees half a file. A
-write that fails is recorded as a problem and the rest go on.
+Writing (`ReportDir`): a folder or file on the way that is a symbolic link is replaced,
+never followed (a regular file where a folder should be is an error, never deleted);
+each file is written to a temporary file beside it and renamed into place, so a reader
+(or an interrupted run) never sees half a file. A write that fails is recorded as a
+problem and the rest go on.
 
 Ownership: the run records what it wrote in `DIR/irq-checker-manifest.json`; at the end
 it removes what the previous run's manifest lists and this run did not write (stale
@@ -27,6 +28,7 @@ an `index.html` this tool generated before manifests existed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -118,8 +120,8 @@ def inside(root: Path, parts: Sequence[str]) -> Path:
     """root/parts, checked to stay inside root (ValueError otherwise)."""
     if not _valid(parts):
         raise ValueError(f"not a path inside the report directory: {'/'.join(parts)!r}")
-    joined = os.path.normpath(os.path.join(root, *parts))
-    base = os.path.normpath(root)
+    base = os.path.abspath(root)
+    joined = os.path.normpath(os.path.join(base, *parts))
     if os.path.commonpath([base, joined]) != base or joined == base:
         raise ValueError(f"not a path inside the report directory: {'/'.join(parts)!r}")
     return root.joinpath(*parts)
@@ -180,6 +182,10 @@ class ReportDir:
         except OSError as exc:
             self._problem(f"cannot write reports to {self.root}: {_reason(exc)}")
             return None
+        except Exception as exc:  # a writer that failed: its file is lost, not the run
+            self._problem(f"cannot write reports to {self.root}: {target}: "
+                          f"{type(exc).__name__}: {exc}")
+            return None
         self.written.append("/".join(parts))
         return target
 
@@ -187,20 +193,24 @@ class ReportDir:
         return self.write(parts, lambda path: path.write_text(text, encoding="utf-8"))
 
     def _folders(self, parts: Sequence[str]) -> Path:
-        """Make root/parts a chain of real folders: a link or a file in the way is
-        removed first (never followed)."""
+        """Make root/parts a chain of real folders: a symbolic link in the way is
+        removed first (never followed); anything else that is not a folder is an error
+        (a file is never deleted to make room)."""
         folder = self.root
         for part in parts:
             folder = folder / part
             try:
-                mode = os.lstat(folder).st_mode
+                mode: int | None = os.lstat(folder).st_mode
             except FileNotFoundError:
                 mode = None
-            if mode is not None and not stat.S_ISDIR(mode):
-                os.unlink(folder)  # a link (to anywhere) or a file: replaced
+            if mode is not None and stat.S_ISLNK(mode):
+                os.unlink(folder)  # a link, to anywhere: replaced by a folder
                 mode = None
             if mode is None:
                 os.mkdir(folder)
+            elif not stat.S_ISDIR(mode):
+                raise NotADirectoryError(errno.ENOTDIR, "a file where a folder should be",
+                                         str(folder))
         return folder
 
     # -- ownership -----------------------------------------------------------------------

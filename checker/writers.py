@@ -98,8 +98,12 @@ def write_trace_files(result: PropertyResult, reports: ReportDir) -> TraceFiles 
     (`reports.problems` says why)."""
     assert result.graph is not None
     prop = result.prop
-    files = trace_files(reports.root, prop)
     *folders, base = report_parts(prop.file, prop.name)
+    try:
+        files = trace_files(reports.root, prop)
+    except ValueError as exc:  # not inside the report directory: never written
+        reports.problems.append(f"cannot write reports to {reports.root}: {exc}")
+        return None
     record = replay_record(prop, result.verdict, result.graph)
     complete = True
     for writer in writers(Target.TRACE):
@@ -131,18 +135,28 @@ def write_reports(
                 traces[(result.prop.file, result.prop.name)] = written
     out = replace(out, traces=traces)
     pages_written: list[str] = []
-    for writer in pages:
+    problems: list[str] = []
+
+    def render(writer: Writer, where: str) -> str | None:
         assert writer.run is not None
-        page = reports.write_text((writer.suffix,), writer.run(out))
+        try:
+            return writer.run(out)
+        except Exception as exc:  # a writer that failed: its file is lost, not the run
+            problems.append(f"cannot write {where}: {type(exc).__name__}: {exc}")
+            return None
+
+    for writer in pages:
+        text = render(writer, str(reports.root / writer.suffix))
+        page = reports.write_text((writer.suffix,), text) if text is not None else None
         if page is not None:
             pages_written.append(str(page))
-    problems: list[str] = []
     for writer in writers(Target.FILE):
         path = (files or {}).get(writer.name)
         if not path:
             continue
-        assert writer.run is not None
-        text = writer.run(out)
+        text = render(writer, path)
+        if text is None:
+            continue
         below = reports.relative(path)
         if below is not None:  # inside the report directory: the run owns it too
             reports.write_text(below, text)

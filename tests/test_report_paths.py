@@ -240,3 +240,42 @@ def test_an_unwritable_junit_file_still_writes_the_rest(work: Path, capsys: Any)
     assert "cannot write blocker/junit.xml" in err
     assert (work / "out.sarif").is_file()
     assert all(p.is_file() for p in trace_paths(data))
+
+
+def test_a_writer_that_fails_loses_its_file_not_the_run(
+    work: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from checker import writers
+    from checker.writers import WRITERS, Target, Writer
+
+    def broken_trace(result: Any, record: Any, path: Path) -> None:
+        raise TypeError("cannot encode a frame")
+
+    def broken_page(out: Any) -> str:
+        raise ValueError("no page today")
+
+    monkeypatch.setattr(writers, "WRITERS", (
+        *WRITERS,
+        Writer("broken", Target.TRACE, "a trace writer that fails", trace=broken_trace,
+               suffix="broken"),
+        Writer("page", Target.FILE, "a report writer that fails", run=broken_page),
+    ))
+    write(work / "m.toml")
+    code, data, err = run(capsys, "m.toml", "--page", "page.txt")
+    assert code == 2 and data["exit_code"] == 2
+    assert [r["verdict"] for r in data["results"]] == ["violated", "holds"]
+    assert "TypeError: cannot encode a frame" in err
+    assert "cannot write page.txt: ValueError: no page today" in err
+    assert (work / "reports" / "m.toml" / "escaped.json").is_file()
+    assert not list(work.rglob("*.part"))  # no temporary file left behind
+
+
+def test_a_file_in_the_way_of_a_folder_is_never_deleted(work: Path, capsys: Any) -> None:
+    # With the working directory as the report directory, the trace folder of m.toml is
+    # ./m.toml/: the property file itself is in the way. It is an error, not a deletion.
+    path = write(work / "m.toml")
+    text = path.read_text()
+    code, data, err = run(capsys, "m.toml", "--report-dir", ".")
+    assert code == 2 and [r["verdict"] for r in data["results"]] == ["violated", "holds"]
+    assert "a file where a folder should be" in err
+    assert path.read_text() == text
