@@ -384,7 +384,7 @@ def github_annotations(run: RunResult) -> list[str]:
             where.file, where.line
         )
         params = ",".join((
-            f"file={_escape_property(file)}",
+            f"file={_escape_property(relative_file(file))}",
             *((f"line={line}",) if line is not None else ()),
             f"title={_escape_property(title)}",
         ))
