@@ -32,6 +32,7 @@ from urllib.parse import quote
 
 import networkx as nx
 
+from checker.ci import property_seconds
 from checker.coverage import line_ranges, read_source, run_coverage
 from checker.report import summary_line
 from checker.reportdir import INDEX, relative_file, write_replacing
@@ -276,6 +277,8 @@ class _Page:
         self.sources: dict[str, list[str] | None] = {}
         self.data: dict[str, Any] = {"traces": {}, "sources": {}}
         self.anchors = trace_anchors(run.results)
+        # a property's share of its exploration's time (the shares add up to the run's)
+        self.seconds = property_seconds(run)
 
     def anchor(self, result: PropertyResult) -> str:
         return self.anchors[id(result)]
@@ -318,7 +321,7 @@ class _Page:
                 f'<td>{esc(prop.expect)}</td>'
                 f'<td class="num">{stats.states:,}</td>'
                 f'<td class="num">{stats.depth}</td>'
-                f'<td class="num">{stats.seconds:.2f}s</td>'
+                f'<td class="num">{self.seconds[id(result)]:.2f}s</td>'
                 f'<td class="links">{links}</td></tr>'
             )
         return (
