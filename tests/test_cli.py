@@ -109,7 +109,7 @@ def test_exit_0_when_every_verdict_meets_its_expectation(tmp_path: Path, capsys:
     # an expected counterexample is one line naming its file; -v prints it
     one = [line for line in lines if line.startswith("      counterexample: 2 steps: ")]
     assert len(one) == 1 and one[0].endswith("mutual-exclusion-no-lock.json")
-    assert Path(one[0].split(": ", 1)[1]).is_file()
+    assert Path(one[0].split("steps: ", 1)[1]).is_file()
     assert "      1. [cpu0] enter  (mutex.S:10)" not in out
     assert lines[-1].startswith("4 properties: 4 as expected")
     code, out, err = run([str(path), "-v"], tmp_path, capsys)
