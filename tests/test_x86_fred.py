@@ -50,8 +50,8 @@ from model.x86.fred import (
     eretu,
     event_data_for,
     event_stack_level,
-    fred_event,
     frame_words,
+    fred_event,
     lkgs,
     nested_event,
     nested_outcome,
@@ -527,7 +527,7 @@ def test_eretu_with_symbolic_guest_rflags_splits():
         run_with([False], go)
 
 
-# --- GS --------------------------------------------------------------------------------------------
+# --- GS ---------------------------------------------------------------------------------
 
 
 def test_lkgs_loads_the_kernel_gs_shadow_only():
@@ -545,3 +545,50 @@ def test_swapgs_is_ud_under_fred():
     """Xen fred.rst: with FRED active SWAPGS (and SYSRET, SYSEXIT) "unconditionally #UD"."""
     assert swapgs_faults(ON) == UD
     assert swapgs_faults(FredState(False)) is None
+
+
+# --- composed: delivery then return ---------------------------------------------------------
+
+
+def _push(words):
+    return {address: value for address, value in words}
+
+
+def _read6(memory, rsp):
+    return tuple(memory[rsp + 8 * k] for k in range(6))
+
+
+def test_nmi_frame_round_trip_and_nested_fault_keeps_nmis_blocked():
+    """§5.2 + §6.1 composed, hand-checked: an NMI in ring 0 is delivered (NMIs blocked),
+    a #PF inside the NMI handler is delivered on the same level and its ERETS leaves NMIs
+    blocked (its frame has no NMI bit: the IDT's nested-NMI hazard is gone); the NMI's
+    own ERETS then restores the interrupted context and unblocks NMIs."""
+    p = platform()
+    cpu = make_cpu(p, pc=CodeAddr("hv", 5), rsp=SL0 - 0x100, rflags=0x202)
+    state = ON
+    nmi = fred_event(Event(Source.NMI, NMI))
+    choice = select_stack(XEN, state, 0, cpu.rsp, nmi)
+    assert choice == StackChoice(0, SL0 - 0x100, False)
+    mem = _push(frame_words(choice.rsp, nmi, cpl=0, csl=state.csl, cs=HYPERVISOR_CS,
+                            ss=HYPERVISOR_SS, old_rsp=cpu.rsp, rflags=cpu.rflags,
+                            rip=cpu.pc, sti_blocking=False))
+    in_nmi, state = enter(accept(cpu, nmi), state, choice, CodeAddr("entry_FRED_R0", 0),
+                          RFLAGS_FIXED)
+    assert in_nmi.nmi_blocked and in_nmi.rsp == SL0 - 0x100 - 64
+    # A #PF in the NMI handler: same level, below the NMI frame.
+    in_nmi = in_nmi._replace(pc=CodeAddr("nmi_handler", 3))
+    pf = fred_event(Event(Source.EXCEPTION, PF, 0), event_data=0x10)
+    c2 = select_stack(XEN, state, 0, in_nmi.rsp, pf)
+    assert c2 == StackChoice(0, SL0 - 0x100 - 64, False)
+    mem.update(_push(frame_words(c2.rsp, pf, cpl=0, csl=state.csl, cs=HYPERVISOR_CS,
+                                 ss=HYPERVISOR_SS, old_rsp=in_nmi.rsp,
+                                 rflags=in_nmi.rflags, rip=in_nmi.pc, sti_blocking=False)))
+    in_pf, state = enter(in_nmi, state, c2, CodeAddr("entry_FRED_R0", 0), RFLAGS_FIXED)
+    back = erets(in_pf, state, _read6(mem, in_pf.rsp), cs=HYPERVISOR_CS, ss=HYPERVISOR_SS)
+    assert back.cpu.nmi_blocked
+    assert (back.cpu.pc, back.cpu.rsp) == (CodeAddr("nmi_handler", 3), in_nmi.rsp)
+    done = erets(back.cpu, back.state, _read6(mem, back.cpu.rsp), cs=HYPERVISOR_CS,
+                 ss=HYPERVISOR_SS)
+    assert not done.cpu.nmi_blocked
+    assert (done.cpu.pc, done.cpu.rsp, done.cpu.rflags) == (CodeAddr("hv", 5), SL0 - 0x100,
+                                                             0x202)

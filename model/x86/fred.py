@@ -177,7 +177,8 @@ _TYPE_OF_SOURCE: dict[Source, EventType] = {
 def fred_event(
     event: Event, *, instruction_length: int = 0, event_data: Value = 0, nested: bool = False
 ) -> FredEvent:
-    """The FRED view of an IDT-model `Event` (§5.2 event types). `instruction_length` is
+    """The FRED view of an IDT-model `Event` (§5.2 event types). INTO in 64-bit mode is
+    #UD before any delivery, as under IDT: convert it first. `instruction_length` is
     kept only for the types that record it; the error code only for the exceptions that
     push one (the word is 0 otherwise)."""
     etype = _TYPE_OF_SOURCE[event.source]
@@ -441,8 +442,8 @@ def frame_words(
 def delivered_rflags(old: Value, fmask: int) -> tuple[Value, ...]:
     """RFLAGS after FRED delivery. Bochs loads 2 (every flag clear); Xen's fred.rst says
     IA32_FMASK's behaviour is "extended to all event deliveries". Not settled by the
-    sources available here, so both: 2, and the old value less FMASK, RF and TF (with
-    IF always cleared by FMASK's usual setting; not assumed)."""
+    sources available here, so both when they differ: 2, and the old value less the
+    FMASK bits, RF and TF."""
     if isinstance(old, CodeAddr):
         return (RFLAGS_FIXED,)
     masked = bor(band(old, ~(fmask | RF | TF) & MASK), RFLAGS_FIXED)
