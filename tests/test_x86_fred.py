@@ -51,6 +51,7 @@ from model.x86.fred import (
     event_data_for,
     event_stack_level,
     frame_words,
+    fred_deliver,
     fred_event,
     lkgs,
     nested_event,
@@ -63,14 +64,15 @@ from model.x86.fred import (
     sysenter_event,
     wrmsr_faults,
 )
-from model.x86.memory import ArchFault
-from model.x86.state import CodeAddr, Shadow
+from model.x86.memory import ArchFault, read
+from model.x86.state import CodeAddr, Run, Shadow
 from tests.x86_helpers import (
     GUEST_CS64,
     GUEST_SS,
     HYPERVISOR_CS,
     HYPERVISOR_SS,
     make_cpu,
+    make_machine,
     platform,
 )
 
@@ -592,3 +594,75 @@ def test_nmi_frame_round_trip_and_nested_fault_keeps_nmis_blocked():
     assert not done.cpu.nmi_blocked
     assert (done.cpu.pc, done.cpu.rsp, done.cpu.rflags) == (CodeAddr("hv", 5), SL0 - 0x100,
                                                              0x202)
+
+
+# --- fred_deliver: one whole delivery ------------------------------------------------------
+
+
+def _entry(ep):
+    return CodeAddr("entry_FRED_R3" if ep.offset == 0 else "entry_FRED_R0", 0)
+
+
+def _fred_platform_config():
+    p = platform()
+    cfg = XEN._replace(rsp=(p.region("primary").top, p.region("db_ist").top,
+                            p.region("mce_ist").top, p.region("df_ist").top))
+    return p, cfg
+
+
+def test_fred_deliver_from_ring3_pushes_the_frame_and_enters_at_the_base():
+    """§5 composed: a #GP in ring 3 goes to level 0 at IA32_FRED_RSP0, pushes the 64-byte
+    frame (tracked as a frame whose RIP slot is 8 above the new RSP), enters at the ring-3
+    entry point with the GS bases swapped; both RFLAGS outcomes are offered."""
+    p, cfg = _fred_platform_config()
+    m = make_machine(p, make_cpu(p, cpl=3, pc=CodeAddr("guest", 2), rflags=0x203,
+                                 gs_base=0x1234, kernel_gs_base=None))
+    outs = fred_deliver(p, m, 0, hw(GP, 0), CodeAddr("guest", 2), cfg, ON, _entry)
+    top = p.region("primary").top
+    # RFLAGS 2, or the old RFLAGS (IF, CF) less Xen's FMASK (IF): CF survives.
+    assert {o.machine.cpus[0].rflags for o in outs} == {0x2, 0x3}
+    for out in outs:
+        cpu = out.machine.cpus[0]
+        assert (cpu.cpl, cpu.pc, cpu.rsp, out.state.csl) == (0, _entry(EntryPoint(0, 0)),
+                                                              top - 64, 0)
+        (frame,) = out.machine.frames
+        assert (frame.lo, frame.vector, frame.from_cpl, frame.stack) == (top - 56, GP, 3,
+                                                                        "primary")
+        assert read(out.machine, top - 56) == CodeAddr("guest", 2)
+        assert read(out.machine, top - 48) == GUEST_CS64
+        assert (read(out.machine, top - 64), read(out.machine, top - 40)) == (0, 0x203)
+        assert (cpu.gs_base, cpu.kernel_gs_base) == (None, 0x1234)
+
+
+def test_fred_deliver_bad_rsp0_from_ring3_escalates_to_double_fault_on_level_3():
+    """§5.1.1 + nested exceptions: RSP0 = 0 makes the pushes of an interrupt from ring 3
+    #PF; the nested #PF uses RSP0 again (level 0) and faults again: #DF, delivered on
+    level 3 (IA32_FRED_RSP3), still entering at the ring-3 entry point (the interrupted
+    context is ring 3). The issue's "#DF from a bad RSP0 at ring 3"."""
+    p, cfg = _fred_platform_config()
+    cfg = cfg._replace(rsp=(0,) + cfg.rsp[1:])
+    m = make_machine(p, make_cpu(p, cpl=3))
+    outs = fred_deliver(p, m, 0, fred_event(Event(Source.EXTERNAL, 0x30)),
+                        CodeAddr("guest", 0), cfg, ON, _entry)
+    for out in outs:
+        (frame,) = out.machine.frames
+        assert (frame.vector, frame.stack, out.state.csl) == (DF, "df_ist", 3)
+        assert out.machine.cpus[0].pc == CodeAddr("entry_FRED_R3", 0)
+
+
+def test_fred_deliver_fault_on_the_double_fault_stack_shuts_down():
+    """§5 nested exceptions: a fault while delivering #DF shuts the CPU down."""
+    p, cfg = _fred_platform_config()
+    cfg = cfg._replace(rsp=(0, 0, 0, 0))
+    m = make_machine(p, make_cpu(p, cpl=3))
+    (out,) = fred_deliver(p, m, 0, hw(GP, 0), CodeAddr("guest", 0), cfg, ON, _entry)
+    assert out.machine.cpus[0].run is Run.SHUTDOWN
+
+
+def test_fred_deliver_second_machine_check_shuts_down():
+    """SDM Vol. 3B §15.3.1.2 under FRED: a #MC with MCIP set shuts down."""
+    p, cfg = _fred_platform_config()
+    m = make_machine(p, make_cpu(p, mcip=True))
+    (out,) = fred_deliver(p, m, 0, fred_event(Event(Source.MACHINE_CHECK, MC)),
+                          CodeAddr("hv", 0), cfg, ON, _entry)
+    assert out.machine.cpus[0].run is Run.SHUTDOWN

@@ -21,11 +21,11 @@ scope: the CS word's WFE bit (18) is always pushed as 0 and never checked.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import IntEnum
 from typing import Any, NamedTuple
 
-from checker.symbolic import MASK, add, band, bor, decide, eq, lshr, ne, shl
+from checker.symbolic import MASK, Term, add, band, bor, decide, eq, lshr, ne, shl
 from model.x86.arch import (
     DB,
     DF,
@@ -37,14 +37,21 @@ from model.x86.arch import (
     PF,
     RF,
     RFLAGS_FIXED,
+    SS,
     TF,
     UD,
     canonical_cond,
 )
-from model.x86.delivery import Escalation, Event, Source, double_fault_outcome
+from model.x86.delivery import Escalation, Event, Source, double_fault_outcome, shutdown
 from model.x86.instructions import GUEST_CODE, CodeAt
-from model.x86.memory import ArchFault
-from model.x86.state import WORD, CodeAddr, Cpu, Run, Shadow, Value
+from model.x86.memory import (
+    ArchFault,
+    classify,
+    classify_range,
+    location_name,
+    write_words,
+)
+from model.x86.state import WORD, CodeAddr, Cpu, Frame, Machine, Platform, Run, Shadow, Value
 
 # §2: CR4.FRED is bit 32; the MSR indices (as Linux and Bochs define them).
 CR4_FRED = 1 << 32
@@ -653,3 +660,101 @@ def swapgs_faults(state: FredState) -> int | None:
 
 
 FRED_UD_INSTRUCTIONS = frozenset({"swapgs", "sysret", "sysexit", "clrssbsy", "setssbsy"})
+
+
+# --- one whole delivery, for the integration -----------------------------------------------
+
+
+EntryResolver = Callable[[EntryPoint], CodeAddr]
+
+
+class Delivered(NamedTuple):
+    """One permitted outcome of a FRED delivery: the machine and the CPU's FRED state."""
+
+    machine: Machine
+    state: FredState
+
+
+def fred_deliver(
+    platform: Platform,
+    m: Machine,
+    cpu_i: int,
+    fev: FredEvent,
+    return_pc: Value,
+    config: FredConfig,
+    state: FredState,
+    entry_code: EntryResolver,
+    *,
+    fault_pc: Value | None = None,
+) -> tuple[Delivered, ...]:
+    """Deliver `fev` on CPU `cpu_i` by FRED (§5), returning every permitted outcome (the
+    RFLAGS and MOV SS questions above may give two). `return_pc` is the RIP the frame
+    saves; `fault_pc` (the instruction's own address, for INT n/INT3/INT1/SYSCALL...)
+    is saved instead when a fault of the delivery is delivered. `entry_code` maps the
+    entry point (base, 0 or 256) to the code there.
+
+    A fault while pushing the frame is combined with the event by `nested_event` (Table
+    6-5 classes): delivered as a nested exception (from the same interrupted context, so
+    by the ring-0 stack rules), as #DF, or shutdown. The frame is tracked like an IDT
+    frame: `Frame.lo` is its RIP slot, the five words RIP, CS, RFLAGS, RSP, SS above it.
+    """
+    cpu = m.cpus[cpu_i]
+    accepted = accept(cpu, fev)
+    if accepted is None:
+        return (Delivered(shutdown(m, cpu_i), state),)
+    cpu = accepted
+    m = m.with_cpu(cpu_i, cpu)
+    current = fev
+    saved_pc = return_pc
+    selectors = platform.selectors
+    while True:
+        choice = select_stack(config, state, cpu.cpl, cpu.rsp, current)
+        rsp = choice.rsp
+        fault: ArchFault | None = None
+        if isinstance(rsp, CodeAddr) or not decide(canonical_cond(rsp)):
+            fault = ArchFault(SS, 0, "non-canonical stack pointer for FRED delivery")
+            outcomes: list[Delivered] = []
+        else:
+            outcomes = []
+            where = (classify_range(platform, add(rsp, -FRAME_BYTES), FRAME_BYTES)
+                     if isinstance(rsp, Term) else None)
+            for sti in sti_blocking_outcomes(cpu.shadow):
+                words = frame_words(
+                    rsp, current, cpl=cpu.cpl, csl=state.csl, cs=selectors.cs(cpu.cpl),
+                    ss=selectors.ss(cpu.cpl), old_rsp=cpu.rsp, rflags=cpu.rflags,
+                    rip=saved_pc, sti_blocking=sti, mode64=platform.mode64,
+                )
+                m2, fault = write_words(platform, m, list(words), 0, where)
+                if fault is not None:
+                    m = m2  # the stores before the fault stay written, as under IDT
+                    break
+                rip_slot = add(rsp, OFF_RIP - FRAME_BYTES)
+                kind, region = where if where is not None else classify(platform, rip_slot)
+                frame = Frame(
+                    cpu=cpu_i, vector=current.vector, source=_source_name(current),
+                    lo=rip_slot, stack=location_name(kind, region), from_cpl=cpu.cpl,
+                    on_guest_stack=kind == "guest"
+                    or (region is not None and region.owner == "guest"),
+                )
+                pc = entry_code(entry_point(config, cpu.cpl))
+                for flags in delivered_rflags(cpu.rflags, platform.fmask):
+                    new_cpu, new_state = enter(cpu, state, choice, pc, flags)
+                    done = m2.with_frame(frame).with_cpu(cpu_i, new_cpu)
+                    outcomes.append(Delivered(done, new_state))
+            if fault is None:
+                return tuple(dict.fromkeys(outcomes))
+        assert fault is not None
+        nxt = nested_event(current, fault, platform.df_rule)
+        if nxt is None:
+            return (Delivered(shutdown(m, cpu_i), state),)
+        current = nxt
+        if fault_pc is not None:
+            saved_pc = fault_pc
+
+
+def _source_name(fev: FredEvent) -> str:
+    """The `Frame.source` text: the IDT model's source names, "syscall"/"sysenter" for
+    type OTHER."""
+    if fev.type is EventType.OTHER:
+        return "syscall" if fev.vector == OTHER_SYSCALL else "sysenter"
+    return as_idt_event(fev).source.value
