@@ -204,6 +204,17 @@ class Measured(Protocol):
         ...
 
 
+@runtime_checkable
+class Typed(Protocol):
+    """A model that says what its vocabulary's records look like, so that a misspelled
+    field is refused when the property file is loaded (checker.fields)."""
+
+    def vocabulary_shapes(self) -> Mapping[str, Any]:
+        """For some vocabulary names, a `checker.fields` shape: RecordShape, ListShape,
+        MapShape or FunctionShape (names left out are not checked)."""
+        ...
+
+
 @dataclass(frozen=True)
 class SymmetricVocabulary:
     """How a model's vocabulary behaves when its interchangeable processes are renumbered
@@ -272,6 +283,7 @@ class Capabilities:
     measured: Measured | None = None
     symmetric: Symmetric | None = None
     reducible: Reducible | None = None
+    typed: Typed | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -306,6 +318,7 @@ def capabilities(system: object) -> Capabilities:
         measured=s if isinstance(s, Measured) and methods(s, Measured) else None,
         symmetric=s if isinstance(s, Symmetric) and methods(s, Symmetric) else None,
         reducible=s if isinstance(s, Reducible) and methods(s, Reducible) else None,
+        typed=s if isinstance(s, Typed) and methods(s, Typed) else None,
     )
 
 

@@ -19,7 +19,14 @@ from typing import Any
 
 from checker.errors import InputError, ModelInputError, UsageError
 from checker.expr import Expr, ExprError, compile_expr
-from checker.interface import ModelInterfaceError, ModelProvider, TransitionSystem, require_core
+from checker.fields import check_fields
+from checker.interface import (
+    ModelInterfaceError,
+    ModelProvider,
+    TransitionSystem,
+    capabilities,
+    require_core,
+)
 from checker.verdict import Kind, Verdict
 
 KeyPath = tuple[str | int, ...]
@@ -584,11 +591,14 @@ def load_group(group: Group, provider: ModelProvider) -> LoadedGroup:
     except ModelInterfaceError as exc:
         raise InputError(str(exc), first.file, first.line_of("design")) from None
     known = system.vocabulary_names()
+    typed = capabilities(system).typed
+    shapes = typed.vocabulary_shapes() if typed is not None else {}
     for prop in group.properties:
         if prop.expr is None:
             continue
         try:
             prop.expr.check_names(known)
+            check_fields(prop.expr, shapes)
         except ExprError as exc:
             raise InputError(
                 f"bad expression: {exc.message} ({exc.where(prop.expr.source)})",
