@@ -95,7 +95,8 @@ class _Check:
         hint = (" (did you mean " + ", ".join(f"'{c}'" for c in close) + "?)") if close else (
             "; its fields: " + ", ".join(names)
         )
-        raise self.error(*at, f"a {record.kind} record has no field '{name}'{hint}")
+        article = "an" if record.kind[:1] in "aeiouAEIOU" else "a"
+        raise self.error(*at, f"{article} {record.kind} record has no field '{name}'{hint}")
 
     def shape(self, node: ast.expr, scope: Mapping[str, Shape]) -> Shape:
         if isinstance(node, ast.Name):

@@ -287,7 +287,8 @@ class Gates(Sequence[Record]):
         return VECTORS
 
     def __repr__(self) -> str:
-        return f"Gates({self._idt!r})"
+        gates = self._idt.gates if self._idt is not None else ()
+        return "{" + ", ".join(f"{v}: {self[v]!r}" for v, _ in gates) + "}"
 
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, slice):
