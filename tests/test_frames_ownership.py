@@ -176,5 +176,6 @@ def test_a_false_hand_off_is_a_design_error_at_its_line(tmp_path: Path) -> None:
     with pytest.raises(InputError) as err:
         for _ in range(10):
             s = system.next_state(s, system.actions(s)[-1])
-    assert err.value.line == DESIGN.split("\n").index("    frame_moved(%rsp + 8, %rsp + 8 - 0x100)") + 1
+    line = DESIGN.split("\n").index("    frame_moved(%rsp + 8, %rsp + 8 - 0x100)") + 1
+    assert err.value.line == line
     assert "not a copy" in str(err.value)

@@ -411,9 +411,13 @@ _CPU_TABLES = (Part.CPU, Part.TABLES)
 _CPU_LIST = ListShape(CPU_SHAPE)
 
 # The vectors by the SDM's mnemonic (Table 6-1), as constants: `gate[NMI]`, `f.vector == PF`.
+def _constant(value: int) -> Callable[[Vocabulary], int]:
+    return lambda v: value
+
+
 _VECTOR_CONSTANTS: tuple[Name, ...] = tuple(
     Name(name.lstrip("#"), "int", f"vector {vector} ({name}), a constant",
-         (Part.CONSTANT,), lambda v, vector=vector: vector)
+         (Part.CONSTANT,), _constant(vector))
     for vector, name in sorted(VECTOR_NAMES.items())
 )
 
