@@ -41,7 +41,7 @@ class TraceDescription:
                 " ".join(n for n, bit in FLAG_NAMES if c.rflags & bit) or "-"
                 if isinstance(c.rflags, int) else f"symbolic {c.rflags!r}"
             )
-            out[f"cpu{i}.iopl"] = self._iopl(c.rflags)
+            out[f"cpu{i}.iopl"] = str(self._iopl(c.rflags))  # one GraphML type either way
             selectors = self.platform.selectors
             out[f"cpu{i}.cs"] = f"{selectors.cs(c.cpl):#x}"
             out[f"cpu{i}.ss"] = f"{selectors.ss(c.cpl):#x}"
