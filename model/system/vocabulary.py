@@ -226,8 +226,9 @@ CPU_FIELDS: tuple[Field, ...] = (
     Field("shutdown", "in shutdown (triple fault)", lambda a: a.c.run is Run.SHUTDOWN),
     Field("running", "neither halted nor shut down", lambda a: a.c.run is Run.RUNNING),
     Field("in_guest", "running guest code (CPL 3)", lambda a: a.c.cpl == 3),
-    Field("running_guest", "running (not halted, not shut down) at CPL 3",
-          lambda a: a.c.run is Run.RUNNING and a.c.cpl == 3),
+    Field("running_guest", "running (not halted, not shut down) above ring 0: guest code, "
+          "a PV guest's kernel included (ring 1 or 3)",
+          lambda a: a.c.run is Run.RUNNING and a.c.cpl != 0),
     Field("nmi_blocked", "NMIs blocked (from NMI delivery to the next IRET)",
           lambda a: a.c.nmi_blocked),
     Field("nmi_pending", "an NMI latched while blocked", lambda a: a.c.nmi_pending),
