@@ -179,3 +179,38 @@ def test_a_false_hand_off_is_a_design_error_at_its_line(tmp_path: Path) -> None:
     line = DESIGN.split("\n").index("    frame_moved(%rsp + 8, %rsp + 8 - 0x100)") + 1
     assert err.value.line == line
     assert "not a copy" in str(err.value)
+
+
+def _steps(system: DesignSystem, limit: int = 2000) -> list[tuple[object, object, object]]:
+    seen: set[object] = set()
+    todo = list(system.init_states())
+    out = []
+    while todo and len(seen) < limit:
+        s = todo.pop()
+        if s in seen:
+            continue
+        seen.add(s)
+        for a in system.actions(s):
+            t = system.next_state(s, a)
+            out.append((s, a, t))
+            todo.append(t)
+    return out
+
+
+def test_a_handlers_own_edit_is_not_damage_but_a_nested_store_is() -> None:
+    """The trace's `damage` note follows the same definition as `frame_clobbered`."""
+    from model.system.provider import DesignProvider
+
+    provider = DesignProvider()
+    system = provider.load("x86_frames", {}, {"faults": 1})
+    edits = [
+        (s, a) for s, a, t in _steps(system)
+        if any(f.modified for f in t.machine.frames)  # type: ignore[attr-defined]
+        and not any(f.modified for f in s.machine.frames)  # type: ignore[attr-defined]
+    ]
+    assert edits
+    for s, a in edits:
+        assert "damage" not in system.describe_action(s, a)
+    system = provider.load("x86_frames", {"bp_writes": "nmi-copy"}, {"nmi": 1, "faults": 1})
+    notes = [system.describe_action(s, a).get("damage", "") for s, a, _ in _steps(system)]
+    assert any(str(n).startswith("clobbers NMI frame") for n in notes)

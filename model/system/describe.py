@@ -112,11 +112,15 @@ class TraceDescription:
         """What an action broke: frames it clobbered, frames it put on guest memory, a
         triple fault, a new incident."""
         notes: list[str] = []
+        def plain(f: Frame) -> Frame:  # the frame, whatever has written over it
+            return f._replace(clobbered=False, modified=False)
+
         old = set(before.machine.frames)
+        existed = {plain(f) for f in old}
         for f in after.machine.frames:
-            if f.clobbered and f._replace(clobbered=False) in old:
+            if f.clobbered and f not in old and plain(f) in existed:
                 notes.append(f"clobbers {self._frame(f)}")
-            if f.on_guest_stack and f not in old and f._replace(clobbered=False) not in old:
+            if f.on_guest_stack and plain(f) not in existed:
                 notes.append(f"pushes {self._frame(f)} onto guest-controlled memory")
         for i, (c0, c1) in enumerate(zip(before.machine.cpus, after.machine.cpus, strict=True)):
             if c1.run is Run.SHUTDOWN and c0.run is not Run.SHUTDOWN:
