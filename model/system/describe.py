@@ -11,7 +11,7 @@ from checker.symbolic import Term
 from model.system.interp import Interpreter, SysState
 from model.system.layout import Layout
 from model.system.relation import Action
-from model.system.vocabulary import var_values
+from model.system.vocabulary import CR4_FIELDS, var_values
 from model.x86.arch import FLAG_NAMES, vector_name
 from model.x86.memory import region_name
 from model.x86.state import REGISTERS, CodeAddr, Cpu, Frame, Idt, Platform, Run, Tss, Value
@@ -255,7 +255,8 @@ class TraceDescription:
 
     @staticmethod
     def _cr4(c: Cpu) -> str:
-        return " ".join(name for name, bit in (("MCE", c.cr4_mce),) if bit) or "-"
+        # the bits the vocabulary's CR4 record has (one table for properties and traces)
+        return " ".join(f.name for f in CR4_FIELDS if f.get(c) is True) or "-"
 
     @staticmethod
     def _idt(t: Idt) -> str:
