@@ -167,3 +167,49 @@ def test_a_misspelled_field_is_a_load_error(expr: str, col: int, fragment: str,
 def test_correct_fields_and_unshaped_values_pass(expr: str) -> None:
     system = PROVIDER.load("x86_conformance", {}, {})
     check_fields(compile_expr(expr), system.vocabulary_shapes())
+
+
+TRACE_PROPS = '''\
+design = "x86_conformance"
+
+[[property]]
+name = "nmi-ist"
+variant = { guest = "int3" }
+environment = { nmi = 1 }
+kind = "reachable"
+expr = "any(f.vector == NMI for f in frames)"
+expect = "holds"
+'''
+
+
+def test_every_trace_format_carries_the_new_state(tmp_path: Path, capsys: Any) -> None:
+    """Text, JSON, GraphML node attributes and the HTML review (inspect_state) show the
+    selectors, IOPL, GS, the shadow and held #DB, CR4, and the IDTs and TSSs."""
+    import json
+
+    import networkx as nx
+
+    from checker import cli
+
+    props = tmp_path / "p.toml"
+    props.write_text(TRACE_PROPS)
+    reports = tmp_path / "reports"
+    code = cli.main([str(props), "--report-dir", str(reports), "--html", "-v"], PROVIDER)
+    out, _ = capsys.readouterr()
+    assert code == 0
+    keys = ("cpu0.cs", "cpu0.ss", "cpu0.iopl", "cpu0.gs", "cpu0.shadow", "cpu0.held_db",
+            "cpu0.cr4", "idt.idt[0]", "tss.tss[0]")
+    for key in keys:
+        assert f"{key}=" in out, key  # the text trace's initial state
+    data = json.loads((reports / "p" / "nmi-ist.json").read_text())
+    first = data["nodes"][0]
+    assert {k: first[k] for k in ("cpu0.cs", "cpu0.gs", "cpu0.shadow", "cpu0.cr4")} == {
+        "cpu0.cs": "0x33", "cpu0.gs": "user", "cpu0.shadow": "none", "cpu0.cr4": "MCE"}
+    assert "NMI->nmi_handler interrupt dpl0" in first["idt.idt[0]"]
+    assert first["tss.tss[0]"] == "rsp0=kstack[0] ist4=df_ist[0]"
+    graph = nx.read_graphml(reports / "p" / "nmi-ist.graphml")
+    assert all(set(keys) <= set(attrs) for _, attrs in graph.nodes(data=True))
+    last = data["nodes"][-1]
+    assert "NMI frame (nmi) of cpu0" in last["frames"]
+    html = (reports / "index.html").read_text()
+    assert '"idts"' in html and '"held_db"' in html and '"modified_by_handler"' in html
