@@ -213,3 +213,18 @@ def test_every_trace_format_carries_the_new_state(tmp_path: Path, capsys: Any) -
     assert "NMI frame (nmi) of cpu0" in last["frames"]
     html = (reports / "index.html").read_text()
     assert '"idts"' in html and '"held_db"' in html and '"modified_by_handler"' in html
+
+
+def test_symmetry_of_the_new_names() -> None:
+    """idt_of(i) holds no CPU number (its gates name shared routines), so a property over
+    it can be explored on orbit representatives; tss_of names per-CPU stacks and a CPU's
+    rsp_stack is a per-CPU instance name, so they are read as renumbering-dependent."""
+    from checker.symmetry import asymmetry
+
+    system = PROVIDER.load("xen_kexec", {}, {"cpus": 3})
+    vocab = system.symmetry_vocabulary()
+    assert vocab is not None
+    assert asymmetry("all(idt_of(c.id).gate[NMI].ist != 0 for c in cpus)", vocab) is None
+    assert asymmetry("all(c.rflags.IF or c.cs == 0 for c in cpus)", vocab) is None
+    assert asymmetry("all(tss_of(c.id).ist[2] != 'none' for c in cpus)", vocab) is not None
+    assert asymmetry("any(c.rsp_stack == 'nmi_stack[1]' for c in cpus)", vocab) is not None
