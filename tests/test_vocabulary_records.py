@@ -228,3 +228,15 @@ def test_symmetry_of_the_new_names() -> None:
     assert asymmetry("all(c.rflags.IF or c.cs == 0 for c in cpus)", vocab) is None
     assert asymmetry("all(tss_of(c.id).ist[2] != 'none' for c in cpus)", vocab) is not None
     assert asymmetry("any(c.rsp_stack == 'nmi_stack[1]' for c in cpus)", vocab) is not None
+
+
+def test_two_idts_compare_by_their_gates() -> None:
+    """`idt_of(0).gate == idt_of(1).gate`: the same gate in every vector, whatever the
+    instances are called."""
+    system = PROVIDER.load("xen_kexec", {}, {"cpus": 2})
+    s = system.init_states()[0]
+    same = _value(system, s, "idt_of(0).gate == idt_of(1).gate")
+    m = s.machine
+    assert same == (m.idt(m.cpus[0].idtr) is not None and m.idt(m.cpus[1].idtr) is not None
+                    and m.idt(m.cpus[0].idtr).gates == m.idt(m.cpus[1].idtr).gates)
+    assert _value(system, s, "idt_of(0).gate == idt_of(0).gate")

@@ -287,6 +287,18 @@ class Gates(Sequence[Record]):
     def __len__(self) -> int:
         return VECTORS
 
+    def _key(self) -> tuple[int, tuple[tuple[int, Gate], ...]]:
+        idt = self._idt
+        return (0, ()) if idt is None else (idt.limit, idt.gates)
+
+    def __eq__(self, other: object) -> bool:
+        """Two IDTs' gates are equal when every vector reads the same (names aside)."""
+        if isinstance(other, Gates):
+            return self._key() == other._key()
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
     def __repr__(self) -> str:
         gates = self._idt.gates if self._idt is not None else ()
         return "{" + ", ".join(f"{v}: {self[v]!r}" for v, _ in gates) + "}"
