@@ -256,17 +256,6 @@ class NameRef:
 
 
 @dataclass(frozen=True)
-class FieldRef:
-    """A field read from a record of a vocabulary sequence: `c.halted` in
-    `all(c.halted for c in cpus)`, `cpu[1].halted` (1-based line and column of the field)."""
-
-    name: str  # the vocabulary name whose elements are records
-    field: str
-    line: int
-    col: int
-
-
-@dataclass(frozen=True)
 class Expr:
     """A compiled expression. `evaluate(vocabulary)` gives its value in a state."""
 
@@ -274,7 +263,6 @@ class Expr:
     refs: tuple[NameRef, ...]
     _fn: Fn = field(repr=False, compare=False)
     evaluate: Callable[[Env], Any] = field(repr=False, compare=False)
-    fields: tuple[FieldRef, ...] = ()
 
     @property
     def names(self) -> frozenset[str]:
@@ -287,23 +275,6 @@ class Expr:
         for ref in self.refs:
             if ref.name not in known_set:
                 raise ExprError(_unknown_name_message(ref.name, known_set), ref.line, ref.col)
-
-    def check_fields(self, records: Mapping[str, Iterable[str]]) -> None:
-        """Raise ExprError at the first field that the records of a vocabulary sequence
-        (`records`: name -> fields) do not have; fields of other values are not known
-        before a state is evaluated."""
-        for ref in self.fields:
-            if ref.name not in records:
-                continue
-            known = set(records[ref.name])
-            if ref.field not in known:
-                message = f"the records of '{ref.name}' have no field '{ref.field}'"
-                close = difflib.get_close_matches(ref.field, sorted(known), n=3)
-                message += (
-                    " (did you mean " + ", ".join(f"'{c}'" for c in close) + "?)" if close
-                    else "; fields: " + ", ".join(sorted(known))
-                )
-                raise ExprError(message, ref.line, ref.col)
 
 
 def _unknown_name_message(name: str, known: set[str]) -> str:
@@ -352,7 +323,7 @@ def compile_expr(source: str) -> Expr:
     except RecursionError:
         raise ExprError("expression is too deeply nested") from None
     evaluate: Callable[[Env], Any] = functools.partial(fn, _NO_LOCALS)
-    return Expr(text, tuple(compiler.refs), fn, evaluate, tuple(compiler.fields))
+    return Expr(text, tuple(compiler.refs), fn, evaluate)
 
 
 def _syntax_error(err: SyntaxError) -> ExprError:
@@ -366,10 +337,6 @@ class _Compiler:
         self.lines = source.split("\n")
         self.wrapped = wrapped
         self.refs: list[NameRef] = []
-        self.fields: list[FieldRef] = []
-        # Generator variables bound to the elements of a vocabulary name (`c` in `for c in
-        # cpus`), for FieldRefs; None: bound to something else.
-        self.element_of: dict[str, str | None] = {}
 
     # -- positions ---------------------------------------------------------------------
 
@@ -443,10 +410,6 @@ class _Compiler:
                 at, f"attribute '{attr}' is not allowed (fields may not start with '_')"
             )
         text = self.segment(node)
-        sequence = self.sequence_element(node.value, scope)
-        if sequence is not None:
-            line, col = self.pos(node)
-            self.fields.append(FieldRef(sequence, attr, line, col))
 
         def attribute(loc: Locals, env: Env) -> Any:
             record = obj(loc, env)
@@ -460,18 +423,6 @@ class _Compiler:
                 ) from None
 
         return attribute
-
-    def sequence_element(self, node: ast.expr, scope: frozenset[str]) -> str | None:
-        """The vocabulary name `node` is an element of (`c` bound by `for c in cpus`,
-        `cpu[1]`), else None."""
-        if isinstance(node, ast.Name):
-            return self.element_of.get(node.id) if node.id in scope else None
-        if (
-            isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name)
-            and node.value.id not in scope and not isinstance(node.slice, ast.Slice)
-        ):
-            return node.value.id
-        return None
 
     def c_Subscript(self, node: ast.Subscript, scope: frozenset[str]) -> Fn:
         obj = self.compile(node.value, scope)
@@ -750,21 +701,8 @@ class _Compiler:
             raise self.error(gen.target, f"'{var}' is a function name; pick another name")
         iterable = self.compile(gen.iter, scope)
         inner = scope | {var}
-        # `for c in cpus` and `for c in cpus[1:]` bind c to records of cpus.
-        over = gen.iter.value if isinstance(gen.iter, ast.Subscript) and isinstance(
-            gen.iter.slice, ast.Slice) else gen.iter
-        outer = self.element_of.get(var)
-        self.element_of[var] = (
-            over.id if isinstance(over, ast.Name) and over.id not in scope else None
-        )
-        try:
-            conds = [self.compile(cond, inner) for cond in gen.ifs]
-            elt = self.compile(node.elt, inner)
-        finally:
-            if outer is None:
-                self.element_of.pop(var, None)
-            else:
-                self.element_of[var] = outer
+        conds = [self.compile(cond, inner) for cond in gen.ifs]
+        elt = self.compile(node.elt, inner)
         text = self.segment(gen.iter)
 
         def generate(loc: Locals, env: Env) -> Iterator[Any]:

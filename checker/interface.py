@@ -14,7 +14,7 @@ traces) is an optional capability, a protocol of its own, found by `capabilities
 from __future__ import annotations
 
 import inspect
-from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -204,6 +204,17 @@ class Measured(Protocol):
         ...
 
 
+@runtime_checkable
+class Typed(Protocol):
+    """A model that says what its vocabulary's records look like, so that a misspelled
+    field is refused when the property file is loaded (checker.fields)."""
+
+    def vocabulary_shapes(self) -> Mapping[str, Any]:
+        """For some vocabulary names, a `checker.fields` shape: RecordShape, ListShape,
+        MapShape or FunctionShape (names left out are not checked)."""
+        ...
+
+
 @dataclass(frozen=True)
 class SymmetricVocabulary:
     """How a model's vocabulary behaves when its interchangeable processes are renumbered
@@ -244,17 +255,6 @@ class Symmetric(Protocol):
 
 
 @runtime_checkable
-class RecordFields(Protocol):
-    """A model that says which fields its records have, so that a misspelt field is
-    refused before exploring rather than failing in some later state."""
-
-    def vocabulary_fields(self) -> Mapping[str, Collection[str]]:
-        """For each vocabulary name whose value is a sequence of records (`cpus`,
-        `frames`), the fields every one of its records has."""
-        ...
-
-
-@runtime_checkable
 class Reducible(Protocol):
     """A model that can name persistent sets of actions (partial-order reduction)."""
 
@@ -283,7 +283,7 @@ class Capabilities:
     measured: Measured | None = None
     symmetric: Symmetric | None = None
     reducible: Reducible | None = None
-    record_fields: RecordFields | None = None
+    typed: Typed | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -318,7 +318,7 @@ def capabilities(system: object) -> Capabilities:
         measured=s if isinstance(s, Measured) and methods(s, Measured) else None,
         symmetric=s if isinstance(s, Symmetric) and methods(s, Symmetric) else None,
         reducible=s if isinstance(s, Reducible) and methods(s, Reducible) else None,
-        record_fields=s if isinstance(s, RecordFields) and methods(s, RecordFields) else None,
+        typed=s if isinstance(s, Typed) and methods(s, Typed) else None,
     )
 
 

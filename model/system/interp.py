@@ -53,6 +53,7 @@ from model.x86.memory import (
     ArchFault,
     check_access,
     copy_words,
+    hand_off,
     move_rsp,
     pop,
     push,
@@ -409,12 +410,12 @@ class Interpreter:
         if isinstance(addr, Term):
             if size != WORD:
                 raise self._error("narrow writes at symbolic addresses are not modelled", ins)
-            return s.with_machine(write(self.platform, m, addr, value, cpu.cpl))
+            return s.with_machine(write(self.platform, m, addr, value, cpu.cpl, by=cpu_i))
         aligned = addr - addr % WORD
         if size < WORD:
             check_access(self.platform, addr, cpu.cpl)
             value = self._merge(read(m, aligned), addr % WORD, size, value, ins)
-        return s.with_machine(write(self.platform, m, aligned, value, cpu.cpl))
+        return s.with_machine(write(self.platform, m, aligned, value, cpu.cpl, by=cpu_i))
 
     def _merge(self, old: Value, offset: int, size: int, value: Value, ins: Instr) -> Value:
         if size == WORD and offset == 0:
@@ -1291,6 +1292,17 @@ class Interpreter:
         src = m.idt(self._name_of(s, cpu_i, ins.args[1], ins))
         assert dst is not None and src is not None
         m = m.with_idt(dst._replace(gates=src.gates))
+        return s.with_machine(self._advance(m, cpu_i))
+
+    def _i_c_frame_moved(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        src = self._int(self._expr(s, cpu_i, ins.args[0], ins), ins)
+        dst = self._int(self._expr(s, cpu_i, ins.args[1], ins), ins)
+        try:
+            m = hand_off(self.platform, s.machine, cpu_i, src, dst)
+        except ValueError as exc:
+            raise self._error(f"frame_moved: {exc}", ins) from None
         return s.with_machine(self._advance(m, cpu_i))
 
     def _i_c_cli(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:

@@ -79,11 +79,12 @@ class DesignSystem:
     def vocabulary_names(self) -> Mapping[str, str]:
         return self.vocabulary_table.descriptions()
 
-    def vocabulary_fields(self) -> Mapping[str, frozenset[str]]:
-        return self.vocabulary_table.fields()
-
     def vocabulary(self, s: SysState) -> Vocabulary:
         return Vocabulary(self.vocabulary_table, s)
+
+    def vocabulary_shapes(self) -> Mapping[str, Any]:
+        """The records' fields (checker.interface.Typed): a misspelled one is a load error."""
+        return self.vocabulary_table.shapes()
 
     # -- traces and reports -----------------------------------------------------------------------
     def describe_state(self, s: SysState) -> Mapping[str, str | int | bool]:

@@ -152,6 +152,11 @@ class Tss(NamedTuple):
 class Frame(NamedTuple):
     """An interrupt frame pushed by delivery, tracked until IRET or a copy consumes it.
 
+    It is clobbered when something other than its own handler's deliberate store writes
+    over it: a delivery's pushes, a PUSH or CALL, another CPU, guest code, or a store made
+    while a newer frame of its CPU is live (a nested handler). Its own handler (its CPU at
+    CPL 0, with no newer frame live) storing into it only marks it `modified`.
+
     `lo` is the address of the saved RIP; the five words SS, RSP, RFLAGS, CS, RIP occupy
     [lo, lo + 40). The error code (when pushed) sits below `lo` and is not tracked: handlers
     legitimately rewrite it (Xen stores the vector in its upper half).
@@ -163,8 +168,9 @@ class Frame(NamedTuple):
     lo: int | Term  # symbolic when pushed at a guest-chosen stack pointer
     stack: str  # the region holding it, "guest memory" for guest-controlled addresses
     from_cpl: int  # the CPL of the interrupted context (the saved CS's RPL)
-    clobbered: bool = False
+    clobbered: bool = False  # overwritten by anything but its own handler's stores
     on_guest_stack: bool = False
+    modified: bool = False  # its own handler stored into it (a fixup's saved RIP)
 
     @property
     def hi(self) -> int | Term:
