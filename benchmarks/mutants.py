@@ -439,6 +439,7 @@ def markdown(per_design: dict[str, list[Outcome]], args: argparse.Namespace) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global PROPERTIES
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--per-design", type=int, default=12, help="mutants sampled per design")
     parser.add_argument("--seed", type=int, default=13)
@@ -452,7 +453,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--properties", type=Path, default=PROPERTIES,
                         help="the property files (default properties/)")
     args = parser.parse_args(argv)
-    global PROPERTIES
     PROPERTIES = args.properties.resolve()
     designs = args.design or sorted(
         p.stem for p in DESIGNS.glob("*.design") if property_files(p.stem)

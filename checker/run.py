@@ -37,6 +37,7 @@ from checker.spec import (
 from checker.symbolic import Term
 from checker.symmetry import asymmetry
 from checker.trace import Trace, trace_graph
+from checker.vacuity import observations, warnings
 from checker.verdict import Verdict
 
 
@@ -197,14 +198,18 @@ def _explore_part(
         )
         for p in props
     ]
-    done: Exploration = explore(system, checks, bounds, progress=report, options=part.options)
+    seen = observations(system, props)  # the vacuity check's passive checks
+    done: Exploration = explore(
+        system, [*checks, *seen.checks], bounds, progress=report, options=part.options
+    )
+    observed = done.outcomes[len(checks):]
     cov, cov_seconds, cov_error = _coverage(system, done) if coverage else (None, 0.0, None)
     exploration = ExplorationResult(
         part.group, done.stats, done.complete, done.stop_reason, cov, cov_seconds, cov_error,
-        model_statistics(system), part.options, part.unreduced,
+        model_statistics(system), part.options, part.unreduced, effective_environment(system),
     )
     results = []
-    for prop, outcome in zip(props, done.outcomes, strict=True):
+    for prop, outcome in zip(props, done.outcomes[: len(checks)], strict=True):
         graph: Any = None
         message = outcome.message
         inspected: tuple[Mapping[str, Any], ...] | None = None
@@ -219,10 +224,21 @@ def _explore_part(
                 message += attach_witness(system, prop, outcome.trace, graph)
         results.append(PropertyResult(
             prop, outcome.verdict, message, 0, done.stats, outcome.trace, graph, inspected,
-            review_error,
+            review_error, warnings(prop, outcome.verdict, seen, observed, done.stats.states),
         ))
     del done  # the visited set goes with it
     return exploration, results
+
+
+def effective_environment(system: TransitionSystem[Any, Any]) -> Mapping[str, Any] | None:
+    """The environment in force, defaults included (the model's, when it can say)."""
+    model = capabilities(system).configured
+    if model is None:
+        return None
+    try:
+        return dict(model.effective_environment())
+    except Exception:  # informative only
+        return None
 
 
 def model_statistics(system: TransitionSystem[Any, Any]) -> Mapping[str, float | int]:

@@ -173,6 +173,12 @@ def _frames_on(v: Vocabulary) -> Callable[[str], int]:
 
 _CPU, _FRAMES, _INCIDENTS = (Part.CPU,), (Part.FRAMES,), (Part.INCIDENTS,)
 
+# The frame sources of asynchronous events (model.x86.delivery.Source values): what the
+# environment or another CPU delivers at an instruction boundary, not what an instruction
+# raises. The delivery of one pushes its frame, so some explored state has a live one iff
+# some such event was delivered (checker.interface.Eventful).
+ASYNC_SOURCES = frozenset({"nmi", "machine-check", "external"})
+
 # The names every design has, in the order the reference lists them.
 BUILTIN: tuple[Name, ...] = (
     Name("cpus", "list of CPU records",
@@ -216,6 +222,10 @@ BUILTIN: tuple[Name, ...] = (
          _FRAMES, _frames_on, Renumbering.CHANGES),
     Name("nmi_frames", "int", "how many live frames real NMIs pushed",
          _FRAMES, lambda v: sum(1 for f in v.machine.frames if f.source == "nmi")),
+    Name("event_frames", "int",
+         "how many live frames asynchronous events pushed (NMIs, NMI IPIs included, #MCs, "
+         "external interrupts); the vacuity check's fact",
+         _FRAMES, lambda v: sum(1 for f in v.machine.frames if f.source in ASYNC_SOURCES)),
 )
 
 
