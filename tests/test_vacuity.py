@@ -273,3 +273,43 @@ def test_the_json_example_has_the_real_keys(
     assert set(documented["results"][0]) == set(real["results"][0])
     assert set(documented["explorations"][0]) == set(real["explorations"][0])
     assert set(documented["summary"]) == set(real["summary"])
+
+
+# -- the shipped suite: every always/never property that should hold has a companion --------
+
+
+def _marked(path: Path) -> list[tuple[str, dict[str, Any], str | None]]:
+    """(name, property, the `# vacuity:` marker above its [[property]]) per property."""
+    import tomllib
+
+    text = path.read_text()
+    props = tomllib.loads(text)["property"]
+    lines = text.split("\n")
+    markers: list[str | None] = []
+    for i, line in enumerate(lines):
+        if line.strip() == "[[property]]":
+            above = lines[i - 1] if i else ""
+            markers.append(above[len("# vacuity:"):].strip() if above.startswith(
+                "# vacuity:") else None)
+    return [(p["name"], p, m) for p, m in zip(props, markers, strict=True)]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "properties").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_every_invariant_that_holds_names_its_companion(path: Path) -> None:
+    """issue 13 must-have 6: an always/never property expected to hold names, in a
+    `# vacuity: companion NAME` comment above it, a `reachable` property of the same file
+    expected to hold that shows the situation it guards occurs (the gate checks that
+    companion's verdict like any other)."""
+    entries = _marked(path)
+    by_name = {name: prop for name, prop, _ in entries}
+    for name, prop, marker in entries:
+        if prop["kind"] not in ("always", "never") or prop["expect"] != "holds":
+            assert marker is None, f"{name}: a marker on a property that needs none"
+            continue
+        assert marker is not None and marker.startswith("companion "), (
+            f"{path.name}: {name} has no `# vacuity: companion NAME` above it"
+        )
+        companion = by_name.get(marker.split()[1])
+        assert companion is not None, f"{name}: no property {marker.split()[1]}"
+        assert companion["kind"] == "reachable" and companion["expect"] == "holds", name
