@@ -95,6 +95,8 @@ class Mutant:
         return "\n".join([*lines[:i], *self.new, *lines[i + self.span :]]) + "\n"
 
     def describe(self) -> str:
+        if not self.old:  # read back from a log: `new` holds the whole description
+            return self.new[0] if self.new else ""
         old = " / ".join(s.strip() for s in self.old)
         new = " / ".join(s.strip() for s in self.new) or "(dropped)"
         return f"`{old}` -> `{new}`"
@@ -390,13 +392,26 @@ def check_design(
             code, data, seconds = run_checker(design, work / "designs", por, timeout, work)
             shutil.rmtree(work, ignore_errors=True)
             out = classify(m, code, data, seconds, reached, complete)
-            print(f"  {out.status:10} {m.key:28} {m.describe()[:90]}"
+            if out.status == "survived" and _dead_constant(m, lines):
+                out = Outcome(m, "equivalent", seconds, "the constant is used nowhere")
+            print(f"  {out.status:10} {m.key:28} {m.describe()[:160]}"
                   + (f"  [{', '.join(out.failed)[:80]}]" if out.failed else "")
-                  + (f"  ({out.detail[:80]})" if out.detail else ""), file=log, flush=True)
+                  + (f"  ({out.detail[:100]})" if out.detail else ""), file=log, flush=True)
             return out
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             return list(pool.map(one, range(len(mutants)), mutants))
+
+
+def _dead_constant(m: Mutant, lines: Sequence[str]) -> bool:
+    """A `const NAME = N` mutant where NAME appears on no other line (comments aside)."""
+    found = re.match(r"^const\s+(\w+)", m.old[0]) if m.op == "const" and m.old else None
+    if found is None:
+        return False
+    word = re.compile(rf"\b{re.escape(found.group(1))}\b")
+    return not any(
+        word.search(_code(line)) for i, line in enumerate(lines) if i != m.line - 1
+    )
 
 
 def summary(outcomes: Sequence[Outcome]) -> dict[str, int]:
@@ -438,6 +453,24 @@ def markdown(per_design: dict[str, list[Outcome]], args: argparse.Namespace) -> 
     return head + "\n\n" + "\n".join(rows) + "\n"
 
 
+_LOG_LINE = re.compile(r"^  (\w+)\s+(\S+):(\d+):(\S+)\s+(.*?)(?:  \[(.*)\])?(?:  \((.*)\))?$")
+
+
+def from_logs(paths: Sequence[Path]) -> dict[str, list[Outcome]]:
+    """Outcomes from the per-mutant lines of run logs (`check_design` prints them)."""
+    found: dict[str, dict[str, Outcome]] = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            m = _LOG_LINE.match(line)
+            if not m:
+                continue
+            status, design, number, op, change, failed, detail = m.groups()
+            mutant = Mutant(design, op, int(number), 1, (change,), ())
+            out = Outcome(mutant, status, 0.0, detail or "", [failed] if failed else [])
+            found.setdefault(design, {})[mutant.key] = out
+    return {d: list(by_key.values()) for d, by_key in found.items()}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     global PROPERTIES
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -452,8 +485,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="check only this mutant (DESIGN:LINE:OP, as listed); repeatable")
     parser.add_argument("--properties", type=Path, default=PROPERTIES,
                         help="the property files (default properties/)")
+    parser.add_argument("--summarize", nargs="+", type=Path, metavar="LOG",
+                        help="print the RESULTS.md section from the stderr logs of earlier runs "
+                        "(a later line for the same mutant wins: re-checks after a fix)")
     args = parser.parse_args(argv)
     PROPERTIES = args.properties.resolve()
+    if args.summarize:
+        print(markdown(from_logs(args.summarize), args))
+        return 0
     designs = args.design or sorted(
         p.stem for p in DESIGNS.glob("*.design") if property_files(p.stem)
     )
