@@ -409,8 +409,9 @@ def _dead_constant(m: Mutant, lines: Sequence[str]) -> bool:
     if found is None:
         return False
     word = re.compile(rf"\b{re.escape(found.group(1))}\b")
+    comment = re.compile(r"(^\s*#|\s#\s|//|/\*).*$")  # not `#PF`, a vector's name
     return not any(
-        word.search(_code(line)) for i, line in enumerate(lines) if i != m.line - 1
+        word.search(comment.sub("", line)) for i, line in enumerate(lines) if i != m.line - 1
     )
 
 
