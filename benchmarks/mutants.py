@@ -87,6 +87,15 @@ EQUIVALENT: dict[tuple[str, str, int], str] = {
         "before writing RSP0 changes nothing an event can see",
     ("xen_boot", "swap", 286):
         "RSP0 is read only on a switch from CPL 3; the IST write only moves earlier",
+    ("xen_ist", "flip", 129):
+        "restore_all_xen and restore_all_guest have the same body (RESTORE_ALL; addq $8; "
+        "iretq), so which one the branch picks changes nothing",
+    ("xen_ist", "const", 98):
+        "the word is the error-code slot: `movl` overwrites its upper half (the vector), "
+        "nothing reads the lower half, and `addq $8, %rsp` drops it before IRET",
+    ("xen_ist", "swap", 157):
+        "do_trap is one `nop()`: it changes no flag and returns with %rsp as before, so "
+        "the `testb` of the saved CS reads the same before the call as after it",
     ("xen_boot", "drop", 336):
         "an entry stub without its `jmp handle_exception` falls through into the next "
         "stub, whose only instruction is the same jump",
