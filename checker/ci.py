@@ -6,13 +6,19 @@
   verdict an `<error>`, an `incomplete` one `<skipped>` (the run still exits 3). The
   xunit2 subset GitLab and Jenkins read: testsuites/testsuite/testcase with
   tests/failures/errors/skipped/time counts.
+  A testcase's time is its share of the exploration it was decided in (the exploration's
+  time divided among the properties that shared it), so the times add up to the run's.
 - SARIF (`--sarif FILE`): one rule per property, one result per property that does not
-  meet its expectation, located at its `[[property]]` line; a trace becomes a
-  codeFlow/threadFlow whose locations are the source lines of its steps (for an event,
-  the line the CPU was at), each with the state after the step in its `state` map.
+  meet its expectation, located at the design line of the step that decided it (the
+  trace's last step: the clobbering write, the shutdown, the timeout; for an event, the
+  line its CPU was at), with the `[[property]]` line as a related location (and the
+  located steps that did damage before it); a result without a located trace is at the
+  property's line. A trace becomes a codeFlow/threadFlow whose locations are the source
+  lines of its steps, each with the state after the step in its `state` map.
 - GitHub Actions (when `GITHUB_ACTIONS=true`): an `::error` (`::warning` for incomplete)
-  workflow command per such property on stderr, at the property's line, and a Markdown
-  table appended to `$GITHUB_STEP_SUMMARY`.
+  workflow command per such property on stderr, at the same location as its SARIF
+  result (the message names the property's file:line), and a Markdown table appended to
+  `$GITHUB_STEP_SUMMARY`.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import datetime
 import hashlib
 import json
 import os
+import shlex
 import socket
 from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path, PurePosixPath
@@ -29,8 +36,9 @@ from xml.etree import ElementTree as ET
 
 from checker.errors import InputError
 from checker.report import summary_line, trace_lines
+from checker.reportdir import relative_file
 from checker.results import OutputContext, PropertyResult, RunResult, TraceFiles
-from checker.trace import graph_steps
+from checker.trace import StepLocation, damaging_steps, graph_steps, step_location, violating_step
 from checker.verdict import Verdict
 
 TOOL_NAME = "irq-checker"
@@ -79,6 +87,23 @@ def classname(path: str) -> str:
     return ".".join(parts) or posix.name
 
 
+def property_seconds(run: RunResult) -> dict[int, float]:
+    """Each result's share of its exploration's time (by `id(result)`): an exploration
+    shared by n properties gives each a n-th, so the shares add up to the run's time."""
+    sharing: dict[int, int] = {}
+    for result in run.results:
+        sharing[result.exploration] = sharing.get(result.exploration, 0) + 1
+    out: dict[int, float] = {}
+    for result in run.results:
+        index = result.exploration
+        seconds = (
+            run.explorations[index].stats.seconds if 0 <= index < len(run.explorations)
+            else result.stats.seconds
+        )
+        out[id(result)] = seconds / sharing[index]
+    return out
+
+
 def junit_xml(run: RunResult, traces: Mapping[tuple[str, str], TraceFiles]) -> str:
     now = datetime.datetime.now().replace(microsecond=0).isoformat()
     by_file: dict[str, list[PropertyResult]] = {}
@@ -87,15 +112,17 @@ def junit_xml(run: RunResult, traces: Mapping[tuple[str, str], TraceFiles]) -> s
     root = ET.Element("testsuites", name=TOOL_NAME)
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     total_time = 0.0
+    share = property_seconds(run)
     for path, results in by_file.items():
         counts = {"tests": len(results), "failures": 0, "errors": 0, "skipped": 0}
-        explorations = {r.exploration for r in results}
-        suite_time = sum(run.explorations[i].stats.seconds for i in explorations)
+        suite_time = 0.0
         suite = ET.SubElement(root, "testsuite", name=path)
         for result in results:
+            seconds = share[id(result)]
+            suite_time += seconds
             case = ET.SubElement(
                 suite, "testcase", name=result.prop.name, classname=classname(path),
-                file=path, time=f"{result.stats.seconds:.3f}",
+                file=path, time=f"{seconds:.3f}",
             )
             where = f"{path}:{result.prop.line}"
             detail = f"{where}: {_what(result)}"
@@ -116,7 +143,7 @@ def junit_xml(run: RunResult, traces: Mapping[tuple[str, str], TraceFiles]) -> s
             files = traces.get((result.prop.file, result.prop.name))
             if files is not None:
                 out.append(f"trace files: {files.replay_file} (replay: python -m checker "
-                           f"replay {files.replay_file})")
+                           f"replay {shlex.quote(files.replay_file)})")
             if result.ok and text:
                 out.append(text)
             out.extend(f"warning: {w}" for w in result.vacuity)
@@ -142,7 +169,9 @@ def junit_xml(run: RunResult, traces: Mapping[tuple[str, str], TraceFiles]) -> s
 
 
 def rule_id(result: PropertyResult) -> str:
-    return f"{Path(result.prop.file).stem}/{result.prop.name}"
+    """The property's file (relative, without `.toml`) and name: two files of one name in
+    different folders give different rules."""
+    return f"{relative_file(result.prop.file).removesuffix('.toml')}/{result.prop.name}"
 
 
 def fingerprint(result: PropertyResult) -> str:
@@ -171,21 +200,12 @@ def _text(value: Any) -> dict[str, str]:
     return {"text": value if isinstance(value, str) else json.dumps(value)}
 
 
-def step_location(result: PropertyResult, step: int, edge: Mapping[str, Any]) -> tuple[
-    str | None, int | None
-]:
-    """The source line of step `step` (1-based): the edge's own file:line, else (an event)
-    the line the acting CPU was at, from the model's `inspect_state`."""
-    if "file" in edge:
-        line = edge.get("line")
-        return str(edge["file"]), line if isinstance(line, int) else None
-    cpu = edge.get("cpu")
-    if result.inspected and isinstance(cpu, int) and step - 1 < len(result.inspected):
-        for record in result.inspected[step - 1].get("cpus", []) or []:
-            if isinstance(record, Mapping) and record.get("id") == cpu and record.get("file"):
-                line = record.get("line")
-                return str(record["file"]), line if isinstance(line, int) else None
-    return None, None
+def decided_at(result: PropertyResult) -> StepLocation | None:
+    """The design line of the step that decided a result (its trace's last step), when
+    the trace has one."""
+    if result.graph is None:
+        return None
+    return violating_step(result.graph, result.inspected)
 
 
 def code_flow(result: PropertyResult) -> dict[str, Any] | None:
@@ -199,8 +219,9 @@ def code_flow(result: PropertyResult) -> dict[str, Any] | None:
         step = int(node["step"])
         label = str(edge.get("label", "?"))
         damage = edge.get("damage")
-        path, line = step_location(result, step, edge)
-        text = f"{step}. {label}" + ("" if path is None or "file" in edge else " (at this line)")
+        where = step_location(step, edge, result.inspected)
+        path, line = (where.file, where.line) if where is not None else (None, None)
+        text = f"{step}. {label}" + ("" if where is None or where.own else " (at this line)")
         if edge.get("macro"):
             text += f" (in macro: {edge['macro']})"
         if damage:
@@ -236,6 +257,36 @@ def code_flow(result: PropertyResult) -> dict[str, Any] | None:
     }
 
 
+def _step_text(where: StepLocation) -> str:
+    text = f"step {where.step}: {where.label}" + ("" if where.own else " (at this line)")
+    return text + (f" - {where.damage}" if where.damage else "")
+
+
+def _result_locations(result: PropertyResult) -> dict[str, Any]:
+    """`locations` (the design line of the deciding step, else the property's line) and
+    `relatedLocations` (the property's line, then earlier steps that did damage)."""
+    prop = result.prop
+    at_property = _physical(prop.file, prop.line)
+    where = decided_at(result)
+    if where is None:
+        return {"locations": [{"physicalLocation": at_property}]}
+    related: list[dict[str, Any]] = [{
+        "id": 1, "physicalLocation": at_property,
+        "message": {"text": f"property '{prop.name}'"},
+    }]
+    assert result.graph is not None
+    for earlier in damaging_steps(result.graph, result.inspected):
+        if earlier.step != where.step:
+            related.append({"id": len(related) + 1,
+                            "physicalLocation": _physical(earlier.file, earlier.line),
+                            "message": {"text": _step_text(earlier)}})
+    return {
+        "locations": [{"physicalLocation": _physical(where.file, where.line),
+                       "message": {"text": _step_text(where)}}],
+        "relatedLocations": related,
+    }
+
+
 def sarif_log(run: RunResult) -> dict[str, Any]:
     rules: list[dict[str, Any]] = []
     index: dict[tuple[str, str], int] = {}
@@ -268,7 +319,7 @@ def sarif_log(run: RunResult) -> dict[str, Any]:
             "kind": "fail",
             "level": "warning" if result.verdict is Verdict.INCOMPLETE else "error",
             "message": {"text": _what(result)},
-            "locations": [{"physicalLocation": _physical(prop.file, prop.line)}],
+            **_result_locations(result),
             "partialFingerprints": {FINGERPRINT_KEY: fingerprint(result)},
             "properties": {
                 "verdict": str(result.verdict), "expected": str(prop.expect),
@@ -346,13 +397,20 @@ def github_annotations(run: RunResult) -> list[str]:
             continue
         level = "warning" if result.verdict is Verdict.INCOMPLETE else "error"
         title = f"{TOOL_NAME}: {result.prop.name}"
+        where = decided_at(result)
+        file, line = (result.prop.file, result.prop.line) if where is None else (
+            where.file, where.line
+        )
         params = ",".join((
-            f"file={_escape_property(result.prop.file)}",
-            f"line={result.prop.line}",
+            f"file={_escape_property(relative_file(file))}",
+            *((f"line={line}",) if line is not None else ()),
             f"title={_escape_property(title)}",
         ))
         message = _what(result)
-        if result.trace is not None:
+        if where is not None:
+            message += (f" (step {where.step} of the trace; property at "
+                        f"{result.prop.file}:{result.prop.line})")
+        elif result.trace is not None:
             message += f" ({result.trace.length}-step trace in the report)"
         out.append(f"::{level} {params}::{_escape_data(message)}")
     for result in run.vacuous:
@@ -397,12 +455,13 @@ def github_summary(run: RunResult, traces: Mapping[tuple[str, str], TraceFiles])
     lines = [f"## {TOOL_NAME}", "", summary_line(run), "",
              "| | property | file | verdict | expected | states | depth | time |",
              "|---|---|---|---|---|---:|---:|---:|"]
+    share = property_seconds(run)  # an exploration shared by n properties: a n-th each
     for r in run.results:
         mark = icon[r.ok] if r.verdict is not Verdict.INCOMPLETE else ":warning:"
         lines.append(
             f"| {mark} | `{_md(r.prop.name)}` | {_md(r.prop.file)}:{r.prop.line} | "
             f"{r.verdict} | {r.prop.expect} | {r.stats.states:,} | {r.stats.depth} | "
-            f"{r.stats.seconds:.2f}s |"
+            f"{share[id(r)]:.2f}s |"
         )
     for r in run.results:
         if r.ok or r.graph is None:
@@ -411,7 +470,7 @@ def github_summary(run: RunResult, traces: Mapping[tuple[str, str], TraceFiles])
                   "", "```text", trace_text(r), "```"]
         files = traces.get((r.prop.file, r.prop.name))
         if files is not None:
-            lines += ["", f"Replay: `python -m checker replay {files.replay_file}`"]
+            lines += ["", f"Replay: `python -m checker replay {shlex.quote(files.replay_file)}`"]
         lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
 

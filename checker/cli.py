@@ -33,7 +33,7 @@ from checker.results import OutputContext
 from checker.run import check, plan, read_files
 from checker.spec import LoadedGroup, find_property_files
 from checker.verdict import EXIT_INCOMPLETE, EXIT_INPUT, EXIT_OK, EXIT_UNEXPECTED, Verdict
-from checker.writers import Target, stdout_writer, write_all_traces, writers
+from checker.writers import Target, stdout_writer, write_reports, writers
 
 DEFAULT_PATH = "properties/"
 # One process per core (issue 8). On the 2-core machine it was measured on, two made the
@@ -301,29 +301,23 @@ def _run(args: argparse.Namespace, provider: ModelProvider | None) -> int:
         coverage_lines = unreached_report(merged)
         if coverage_lines and code in (EXIT_OK, EXIT_INCOMPLETE):
             code = EXIT_UNEXPECTED
-    report_dir = Path(args.report_dir)
     options_of = vars(args)
-    written: list[str] = []
-    try:
-        traces = write_all_traces(run, report_dir)
-        out = OutputContext(run, traces, report_dir, code, args.command, args.quiet,
-                            args.verbose)
-        for writer in writers(Target.REPORT):
-            if options_of[writer.name]:
-                assert writer.run is not None
-                report_dir.mkdir(parents=True, exist_ok=True)
-                (report_dir / writer.suffix).write_text(writer.run(out), encoding="utf-8")
-                written.append(str(report_dir / writer.suffix))
-        for writer in writers(Target.FILE):
-            if options_of[writer.name]:
-                assert writer.run is not None
-                _write(options_of[writer.name], writer.run(out))
-    except OSError as exc:
-        where = exc.filename or args.report_dir
-        raise UsageError(f"cannot write reports to {where}: {exc.strerror or exc}") from None
+    # Every verdict is printed even when a report cannot be written (then exit 2).
+    out, report_problems = write_reports(
+        OutputContext(run, {}, Path(args.report_dir), code, args.command, args.quiet,
+                      args.verbose),
+        pages=[w for w in writers(Target.REPORT) if options_of[w.name]],
+        files={w.name: options_of[w.name] for w in writers(Target.FILE)},
+    )
+    traces = out.traces
+    if report_problems:
+        code = EXIT_INPUT
     printer = stdout_writer(args.format).run
     assert printer is not None
-    sys.stdout.write(printer(replace(out, written=written if args.format == "text" else ())))
+    sys.stdout.write(printer(replace(out, exit_code=code,
+                                     written=out.written if args.format == "text" else ())))
+    for problem in report_problems:
+        print(problem, file=sys.stderr)
     for result in run.results:
         if result.verdict is Verdict.ERROR:
             print(f"{result.prop.file}:{result.prop.line}: property '{result.prop.name}': "
@@ -393,13 +387,6 @@ def lint_main(argv: Sequence[str], provider: ModelProvider | None) -> int:
         print(str(error), file=sys.stderr)
     github_input_errors(errors, os.environ)
     return EXIT_INPUT if errors else EXIT_OK
-
-
-def _write(path: str, text: str) -> None:
-    target = Path(path)
-    if target.parent != Path():
-        target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text, encoding="utf-8")
 
 
 def entry_point() -> None:

@@ -22,21 +22,24 @@ import html
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import networkx as nx
 
+from checker.ci import property_seconds
 from checker.coverage import line_ranges, read_source, run_coverage
 from checker.report import summary_line
+from checker.reportdir import INDEX, relative_file, write_replacing
 from checker.results import OutputContext, PropertyResult, RunResult, TraceFiles, witness_of
-from checker.trace import graph_steps
+from checker.trace import graph_steps, step_location
 from checker.verdict import Verdict
 
-INDEX = "index.html"
 DOT_TIMEOUT = 20.0
 ASSETS = Path(__file__).resolve().parent / "assets"
 
@@ -58,8 +61,26 @@ def _mark(result: PropertyResult) -> tuple[str, str]:
 
 
 def trace_anchor(result: PropertyResult) -> str:
-    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", f"{Path(result.prop.file).stem}--{result.prop.name}")
-    return f"trace-{slug}"
+    """A fragment id for a property's trace, from its file's path relative to the working
+    directory (so two files of one name in different folders differ) and its name: only
+    letters, digits, `_` and `-` (the page makes a rare clash unique, `trace_anchors`)."""
+    where = relative_file(result.prop.file).removesuffix(".toml")
+    return "trace-" + re.sub(r"[^A-Za-z0-9_-]+", "-", f"{where}--{result.prop.name}")
+
+
+def trace_anchors(results: Sequence[PropertyResult]) -> dict[int, str]:
+    """Each result's anchor (by `id(result)`), a clash numbered `-2`, `-3`... in order."""
+    out: dict[int, str] = {}
+    used: set[str] = set()
+    for result in results:
+        anchor = base = trace_anchor(result)
+        number = 1
+        while anchor in used:
+            number += 1
+            anchor = f"{base}-{number}"
+        used.add(anchor)
+        out[id(result)] = anchor
+    return out
 
 
 def _short_path(path: str) -> str:
@@ -97,19 +118,6 @@ def _lanes(steps: Sequence[tuple[dict[str, Any], dict[str, Any] | None]],
 def _label_in_lane(label: str, lane: str) -> str:
     prefix = f"{lane}: "
     return label[len(prefix):] if label.startswith(prefix) else label
-
-
-def _event_location(inspected: Sequence[Mapping[str, Any]] | None, step: int,
-                    edge: Mapping[str, Any]) -> tuple[str, int] | None:
-    """Where the acting CPU was when an event step (no file:line of its own) happened."""
-    cpu = edge.get("cpu")
-    if not inspected or not isinstance(cpu, int) or step - 1 >= len(inspected):
-        return None
-    for record in inspected[step - 1].get("cpus", []) or []:
-        if isinstance(record, Mapping) and record.get("id") == cpu and record.get("file"):
-            line = record.get("line")
-            return str(record["file"]), int(line) if isinstance(line, int) else 0
-    return None
 
 
 # -- SVG -----------------------------------------------------------------------------------
@@ -238,11 +246,18 @@ def _json_script(data: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _rel(path: str, base: Path) -> str:
-    try:
-        return Path(os.path.relpath(Path(path).resolve(), base.resolve())).as_posix()
-    except ValueError:
-        return Path(path).resolve().as_uri()
+def href(path: str, base: Path) -> str | None:
+    """A link from the page in `base` to `path`: relative, each segment percent-encoded
+    (a `:` is `%3A`, so no segment reads as a scheme), starting with `./`; None for a
+    path outside `base` (never an absolute or `file:` URL)."""
+    full = os.path.normpath(os.path.abspath(path))
+    root = os.path.normpath(os.path.abspath(base))
+    if os.path.commonpath([root, full]) != root or full == root:
+        return None
+    segments = Path(os.path.relpath(full, root)).parts
+    if any(s in ("", ".", "..") for s in segments):
+        return None
+    return "./" + "/".join(quote(s, safe="") for s in segments)
 
 
 def _vacuity(result: PropertyResult) -> str:
@@ -269,6 +284,12 @@ class _Page:
         self.command = command
         self.sources: dict[str, list[str] | None] = {}
         self.data: dict[str, Any] = {"traces": {}, "sources": {}}
+        self.anchors = trace_anchors(run.results)
+        # a property's share of its exploration's time (the shares add up to the run's)
+        self.seconds = property_seconds(run)
+
+    def anchor(self, result: PropertyResult) -> str:
+        return self.anchors[id(result)]
 
     def source(self, path: str) -> list[str] | None:
         if path not in self.sources:
@@ -286,14 +307,15 @@ class _Page:
             stats = result.stats
             name = esc(prop.name)
             if result.graph is not None:
-                name = f'<a href="#{trace_anchor(result)}">{name}</a>'
+                name = f'<a href="#{self.anchor(result)}">{name}</a>'
             files = self.traces.get((prop.file, prop.name))
             links = "—"
             if files is not None:
                 links = " ".join(
-                    f'<a href="{esc(_rel(path, self.report_dir))}">{esc(label)}</a>'
+                    f'<a href="{esc(link)}">{esc(label)}</a>'
                     for label, path in files.as_dict().items()
-                )
+                    if (link := href(path, self.report_dir)) is not None
+                ) or "—"
             expr = prop.expr.source if prop.expr is not None else ""
             rows.append(
                 f'<tr class="row-{cls}" data-property="{esc(prop.name)}">'
@@ -307,7 +329,7 @@ class _Page:
                 f'<td>{esc(prop.expect)}</td>'
                 f'<td class="num">{stats.states:,}</td>'
                 f'<td class="num">{stats.depth}</td>'
-                f'<td class="num">{stats.seconds:.2f}s</td>'
+                f'<td class="num">{self.seconds[id(result)]:.2f}s</td>'
                 f'<td class="links">{links}</td></tr>'
             )
         return (
@@ -327,7 +349,7 @@ class _Page:
         steps = graph_steps(graph)
         inspected = result.inspected
         lanes = _lanes(steps, inspected)
-        anchor = trace_anchor(result)
+        anchor = self.anchor(result)
         what = "witness" if result.verdict is Verdict.HOLDS else "counterexample"
         if result.verdict is Verdict.ERROR:
             what = "path to the failing state"
@@ -363,11 +385,12 @@ class _Page:
                         loc += f" (in macro: {edge['macro']})"
                     entry["at"] = {"file": path, "line": edge.get("line")}
                 else:
-                    at = _event_location(inspected, step, edge)
+                    at = step_location(step, edge, inspected)
                     if at is not None:
-                        self.source(at[0])
-                        loc = f"at {_short_path(at[0])}:{at[1]}"
-                        entry["at"] = {"file": at[0], "line": at[1], "event": True}
+                        self.source(at.file)
+                        line = at.line or 0
+                        loc = f"at {_short_path(at.file)}:{line}"
+                        entry["at"] = {"file": at.file, "line": line, "event": True}
                 entry["edge"] = edge
                 damage = edge.get("damage")
                 body = f'<span class="label">{esc(label)}</span>'
@@ -406,7 +429,8 @@ class _Page:
         files = self.traces.get((prop.file, prop.name))
         if files is not None:
             facts.append(
-                ("replay", f"<code>python -m checker replay {esc(files.replay_file)}</code>")
+                ("replay", f"<code>python -m checker replay {esc(shlex.quote(files.replay_file))}"
+                           "</code>")
             )
         if result.review_error:
             facts.append(("note", esc(result.review_error)))
@@ -548,7 +572,7 @@ class _Page:
         nav = ['<a href="#summary">Properties</a>']
         if with_traces:
             nav.append('<span class="nav-sep">Traces:</span>' + " ".join(
-                f'<a href="#{trace_anchor(r)}" class="nav-{_mark(r)[1]}">{esc(r.prop.name)}</a>'
+                f'<a href="#{self.anchor(r)}" class="nav-{_mark(r)[1]}">{esc(r.prop.name)}</a>'
                 for _, r in with_traces))
         nav.append('<a href="#coverage">Coverage</a>')
         status = "ok" if code == 0 else "fail"
@@ -599,5 +623,5 @@ def write_html(
     report_dir.mkdir(parents=True, exist_ok=True)
     path = report_dir / INDEX
     text = render_html(run, traces, report_dir, use_dot, command, exit_code)
-    path.write_text(text, encoding="utf-8")
+    write_replacing(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
     return path

@@ -84,9 +84,12 @@ class Pool:
         return self.level
 
     def close(self) -> None:
+        """End the exploration's last level and reap every helper it forked (a helper
+        that has not exited yet is waited for: it has nothing left to do)."""
         self._end_level()
         for pid in self.zombies:
-            os.waitpid(pid, 0)
+            with contextlib.suppress(ChildProcessError):  # reaped by someone else
+                os.waitpid(pid, 0)
         self.zombies = []
 
     def _end_level(self) -> None:
@@ -100,7 +103,10 @@ class Pool:
         # a copy of this process's address space: it takes a while).
         waiting = []
         for pid in self.zombies:
-            done, _ = os.waitpid(pid, os.WNOHANG)
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # reaped by someone else (a SIGCHLD handler)
+                continue
             if not done:
                 waiting.append(pid)
         self.zombies = waiting
@@ -128,7 +134,9 @@ class Level(Sequence[_Entry]):
         self.failed: dict[int, BaseException] = {}  # actions() raised after the entries
         self.current = -1
         self.entries: list[_Entry] = []
-        self.helpers: dict[Connection, int] = {}
+        self.helpers: dict[Connection, int] = {}  # helpers still sending
+        # Every helper forked, to be reaped: one whose pipe closed leaves `helpers`.
+        self.pids: list[int] = []
         self.done = False
         self.cost = _Cost(os.times(), time.perf_counter())
         for _ in range(helpers):
@@ -142,6 +150,7 @@ class Level(Sequence[_Entry]):
             if pid == 0:  # pragma: no cover - a helper (coverage does not follow forks)
                 _helper(system, next_state, frontier, size, self.tokens, write)
             os.close(write)
+            self.pids.append(pid)
             self.helpers[Connection(read, writable=False)] = pid
 
     def __len__(self) -> int:
@@ -235,15 +244,17 @@ class Level(Sequence[_Entry]):
         return True
 
     def close(self) -> list[int]:
-        """Stop the helpers (killing them when the level was cut short); their pids."""
-        pids = list(self.helpers.values())
+        """Stop the helpers (killing those still running when the level was cut short);
+        the pids of every helper forked, each to be reaped once."""
         for conn, pid in self.helpers.items():
             if not self.done:
-                os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             conn.close()
         self.helpers = {}
         os.close(self.tokens)
         self.ready = {}
+        pids, self.pids = self.pids, []
         return pids
 
 

@@ -15,6 +15,7 @@ import networkx as nx
 from checker.coverage import run_coverage
 from checker.coverage import summary_line as coverage_summary
 from checker.errors import InputError
+from checker.reportdir import inside, report_parts
 from checker.results import (
     ExplorationResult,
     OutputContext,
@@ -34,8 +35,10 @@ JSON_VERSION = 1
 
 
 def trace_base(report_dir: Path, prop: Property) -> Path:
-    """Where a property's trace files go, without their suffixes."""
-    return report_dir / Path(prop.file).stem / prop.name
+    """Where a property's trace files go, without their suffixes: the property file's
+    path relative to the working directory, then the property's name, each component
+    sanitised and the whole checked to stay inside `report_dir` (`checker.reportdir`)."""
+    return inside(report_dir, report_parts(prop.file, prop.name))
 
 
 def write_graphml(result: PropertyResult, record: Mapping[str, Any], path: Path) -> None:

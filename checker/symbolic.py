@@ -293,48 +293,85 @@ def in_range(a: BV, lo: int, hi: int) -> Cond:
 
 def symbols(value: object) -> set[str]:
     """Names of the symbols a value (or nested tuples of values) mentions."""
-    out: set[str] = set()
-    _collect(value, out)
+    return set(names_in_order(value))
+
+
+# Successive states share most of their components (a step rebuilds only the path from the
+# changed leaf to the root), so the names under each tuple are remembered per object: a
+# state's symbols cost a few dictionary look-ups instead of a walk over every register,
+# memory word and frame. Each entry keeps its object alive, so an id is never reused while
+# its entry exists; the table is emptied when it grows past the limit.
+_NAMES: dict[int, tuple[object, tuple[str, ...]]] = {}
+_NAMES_LIMIT = 1 << 20
+
+
+def names_in_order(value: object) -> tuple[str, ...]:
+    """Symbol names in order of first appearance, depth first and left to right (the
+    order canonical renaming numbers them in)."""
+    if not isinstance(value, tuple):
+        return ()
+    hit = _NAMES.get(id(value))
+    if hit is not None and hit[0] is value:
+        return hit[1]
+    if isinstance(value, Term):
+        if value.op == "var":
+            names: tuple[str, ...] = (value.args[0],)
+        else:
+            names = _merge(value.args)
+    else:
+        names = _merge(value)
+    if len(_NAMES) >= _NAMES_LIMIT:
+        _NAMES.clear()
+    _NAMES[id(value)] = (value, names)
+    return names
+
+
+def _merge(items: tuple[Any, ...]) -> tuple[str, ...]:
+    out: tuple[str, ...] = ()
+    memo = _NAMES
+    for a in items:
+        if not isinstance(a, tuple):
+            continue
+        hit = memo.get(id(a))  # inlined: most children are shared with the parent state
+        sub = hit[1] if hit is not None and hit[0] is a else names_in_order(a)
+        if sub:
+            out = sub if not out else out + tuple(n for n in sub if n not in out)
     return out
 
 
-def _collect(value: object, out: set[str]) -> None:
-    if isinstance(value, Term):
-        if value.op == "var":
-            out.add(value.args[0])
-        else:
-            for a in value.args:
-                _collect(a, out)
-    elif isinstance(value, tuple):
-        for a in value:
-            _collect(a, out)
-
-
 def rename(value: Any, mapping: Mapping[str, str]) -> Any:
-    """Rename symbols inside a value or nested tuples (NamedTuples keep their type)."""
+    """Rename symbols inside a value or nested tuples (NamedTuples keep their type); a
+    part that mentions no renamed symbol is returned as it is (shared, not copied)."""
+    if not isinstance(value, tuple):
+        return value
+    names = names_in_order(value)
+    if not names or all(mapping.get(n, n) == n for n in names):
+        return value
     if isinstance(value, Term):
         if value.op == "var":
             name = value.args[0]
             return var(mapping.get(name, name))
         return Term(value.op, tuple(rename(a, mapping) for a in value.args))
-    if isinstance(value, tuple):
-        items = [rename(a, mapping) for a in value]
-        if type(value) is not tuple:  # a NamedTuple keeps its type
-            return type(value)(*items)
-        return tuple(items)
-    return value
+    items = [rename(a, mapping) for a in value]
+    if type(value) is not tuple:  # a NamedTuple keeps its type
+        return type(value)(*items)
+    return tuple(items)
 
 
 def substitute_all(value: Any, values: Mapping[str, int]) -> Any:
-    """`substitute` through nested tuples (NamedTuples keep their type): a whole state."""
+    """`substitute` through nested tuples (NamedTuples keep their type): a whole state.
+    A part that mentions none of the substituted symbols is returned as it is."""
+    if not isinstance(value, tuple):
+        return value
+    names = names_in_order(value)
+    if not names or not any(n in values for n in names):
+        return value
     if isinstance(value, Term):
         return substitute(value, values)
-    if isinstance(value, tuple):
-        items = [substitute_all(a, values) for a in value]
-        if type(value) is not tuple:  # a NamedTuple keeps its type
-            return type(value)(*items)
-        return tuple(items)
-    return value
+    items = [substitute_all(a, values) for a in value]
+    if type(value) is not tuple:  # a NamedTuple keeps its type
+        return type(value)(*items)
+    return tuple(items)
 
 
 def pinned(conds: Iterable[Any]) -> dict[str, int]:

@@ -163,6 +163,73 @@ def graph_steps(graph: nx.DiGraph) -> list[tuple[dict[str, Any], dict[str, Any] 
     return steps
 
 
+@dataclass(frozen=True)
+class StepLocation:
+    """The design source line of one step of a trace."""
+
+    step: int  # 1-based
+    file: str
+    line: int | None
+    own: bool  # the step's own line; False: an event, at the line its CPU was about to run
+    label: str
+    damage: str
+
+
+def step_location(
+    step: int, edge: Mapping[str, Any], inspected: Sequence[Mapping[str, Any]] | None = None
+) -> StepLocation | None:
+    """Where step `step` (1-based) is in the design: the edge's own `file`/`line` (an
+    instruction), else, for an event, the line the acting CPU was at before the step (the
+    model's `inspect_state` of the state before it: `cpus[i].file/line`). None when
+    neither is known."""
+    label = str(edge.get("label", "?"))
+    damage = str(edge.get("damage") or "")
+    if edge.get("file"):
+        line = edge.get("line")
+        return StepLocation(step, str(edge["file"]), _line(line), True, label, damage)
+    cpu = edge.get("cpu")
+    if inspected and isinstance(cpu, int) and not isinstance(cpu, bool) and (
+        0 <= step - 1 < len(inspected)
+    ):
+        for record in inspected[step - 1].get("cpus", []) or []:
+            if isinstance(record, Mapping) and record.get("id") == cpu and record.get("file"):
+                return StepLocation(step, str(record["file"]), _line(record.get("line")), False,
+                                    label, damage)
+    return None
+
+
+def _line(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def violating_step(
+    graph: nx.DiGraph, inspected: Sequence[Mapping[str, Any]] | None = None
+) -> StepLocation | None:
+    """Where a trace's property was decided: the design line of its last step (the step
+    into the state that violates, the clobbering write, the shutdown, the timeout...).
+    None for a trace of no steps or a last step with no known line."""
+    steps = graph_steps(graph)
+    if len(steps) < 2:
+        return None
+    node, edge = steps[-1]
+    assert edge is not None
+    return step_location(int(node["step"]), edge, inspected)
+
+
+def damaging_steps(
+    graph: nx.DiGraph, inspected: Sequence[Mapping[str, Any]] | None = None
+) -> list[StepLocation]:
+    """The located steps of a trace that did damage (the model's `damage` note)."""
+    out: list[StepLocation] = []
+    for node, edge in graph_steps(graph)[1:]:
+        assert edge is not None
+        if edge.get("damage"):
+            where = step_location(int(node["step"]), edge, inspected)
+            if where is not None:
+                out.append(where)
+    return out
+
+
 def to_node_link(graph: nx.DiGraph) -> dict[str, Any]:
     """Node-link JSON data (edges under "edges"), plus the choice sequence as a list."""
     data: dict[str, Any] = nx.node_link_data(graph, edges="edges")

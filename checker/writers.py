@@ -9,8 +9,8 @@ links each trace's files in that order too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,8 @@ from checker.report import (
     write_graphml,
     write_node_link,
 )
-from checker.results import OutputContext, PropertyResult, RunResult, TraceFiles
+from checker.reportdir import ReportDir, report_parts, write_file
+from checker.results import OutputContext, PropertyResult, TraceFiles
 from checker.spec import Property
 
 
@@ -81,7 +82,7 @@ def stdout_writer(name: str) -> Writer:
     return next(w for w in writers(Target.STDOUT) if w.name == name)
 
 
-# -- trace files -----------------------------------------------------------------------------
+# -- trace files and reports -----------------------------------------------------------------
 
 
 def trace_files(report_dir: Path, prop: Property) -> TraceFiles:
@@ -92,28 +93,77 @@ def trace_files(report_dir: Path, prop: Property) -> TraceFiles:
     )
 
 
-def write_trace_files(result: PropertyResult, report_dir: Path) -> TraceFiles:
+def write_trace_files(result: PropertyResult, reports: ReportDir) -> TraceFiles | None:
+    """Every TRACE file of a result with a trace; None when one could not be written
+    (`reports.problems` says why)."""
     assert result.graph is not None
-    files = trace_files(report_dir, result.prop)
-    Path(files.base).parent.mkdir(parents=True, exist_ok=True)
-    record = replay_record(result.prop, result.verdict, result.graph)
+    prop = result.prop
+    *folders, base = report_parts(prop.file, prop.name)
+    try:
+        files = trace_files(reports.root, prop)
+    except ValueError as exc:  # not inside the report directory: never written
+        reports.problems.append(f"cannot write reports to {reports.root}: {exc}")
+        return None
+    record = replay_record(prop, result.verdict, result.graph)
+    complete = True
     for writer in writers(Target.TRACE):
-        assert writer.trace is not None
-        writer.trace(result, record, Path(files.path(writer.name)))
-    return files
+        trace = writer.trace
+        assert trace is not None
+
+        def fill(path: Path, trace: TraceWriter = trace) -> None:
+            trace(result, record, path)
+
+        if reports.write((*folders, f"{base}.{writer.suffix}"), fill) is None:
+            complete = False
+    return files if complete else None
 
 
-def clear_trace_files(report_dir: Path, prop: Property) -> None:
-    """Remove a stale trace of a property that has none this run."""
-    for path in trace_files(report_dir, prop).as_dict().values():
-        Path(path).unlink(missing_ok=True)
-
-
-def write_all_traces(run: RunResult, report_dir: Path) -> dict[tuple[str, str], TraceFiles]:
-    written: dict[tuple[str, str], TraceFiles] = {}
-    for result in run.results:
+def write_reports(
+    out: OutputContext, pages: Sequence[Writer] = (), files: Mapping[str, str] | None = None
+) -> tuple[OutputContext, list[str]]:
+    """Write a run's files: every trace, the REPORT `pages` asked for, the FILE formats
+    in `files` (format name -> path); then remove what an earlier run left in the report
+    directory and record what this one wrote (`checker.reportdir`). A write that fails
+    does not stop the others. Returns the context with the traces and pages written, and
+    one line per failure (the run then exits 2)."""
+    reports = ReportDir(out.report_dir)
+    traces: dict[tuple[str, str], TraceFiles] = {}
+    for result in out.run.results:
         if result.graph is not None:
-            written[(result.prop.file, result.prop.name)] = write_trace_files(result, report_dir)
-        elif report_dir.is_dir():
-            clear_trace_files(report_dir, result.prop)
-    return written
+            written = write_trace_files(result, reports)
+            if written is not None:
+                traces[(result.prop.file, result.prop.name)] = written
+    out = replace(out, traces=traces)
+    pages_written: list[str] = []
+    problems: list[str] = []
+
+    def render(writer: Writer, where: str) -> str | None:
+        assert writer.run is not None
+        try:
+            return writer.run(out)
+        except Exception as exc:  # a writer that failed: its file is lost, not the run
+            problems.append(f"cannot write {where}: {type(exc).__name__}: {exc}")
+            return None
+
+    for writer in pages:
+        text = render(writer, str(reports.root / writer.suffix))
+        page = reports.write_text((writer.suffix,), text) if text is not None else None
+        if page is not None:
+            pages_written.append(str(page))
+    for writer in writers(Target.FILE):
+        path = (files or {}).get(writer.name)
+        if not path:
+            continue
+        text = render(writer, path)
+        if text is None:
+            continue
+        below = reports.relative(path)
+        if below is not None:  # inside the report directory: the run owns it too
+            reports.write_text(below, text)
+            continue
+        try:
+            write_file(Path(path), text)
+        except OSError as exc:
+            problems.append(f"cannot write {path}: {exc.strerror or exc}")
+    reports.finish()
+    return replace(out, written=pages_written), reports.problems + problems

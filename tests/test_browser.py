@@ -77,7 +77,9 @@ expr = "frame_clobbered"
 expect = "violated"
 """
 
-IRET = "trace-ist_reentrancy--iret-inside-nmi-unblocks-nesting"
+# the anchors name the property file as run from the repository
+ANCHOR = "trace-reports-browser-test-properties-ist_reentrancy--"
+IRET = ANCHOR + "iret-inside-nmi-unblocks-nesting"
 
 
 @pytest.fixture(scope="module")
@@ -151,9 +153,9 @@ def test_timelines_render_with_their_steps(browser: Browser) -> None:
             Array.prototype.map.call(s.querySelectorAll('.lane-head'),
                                      function (h) { return h.textContent; })]; })""")
     assert traces == [
-        ["trace-ist_reentrancy--fake-nmi-then-real-nmi-clobbers", 3, ["cpu0"]],
+        [ANCHOR + "fake-nmi-then-real-nmi-clobbers", 3, ["cpu0"]],
         [IRET, 35, ["cpu0"]],
-        ["trace-ist_reentrancy--shared-nmi-mce-stack-clobbers", 3, ["cpu0"]],
+        [ANCHOR + "shared-nmi-mce-stack-clobbers", 3, ["cpu0"]],
     ]
     # the steps carry their instruction or event and design file:line
     labels = browser.js(f"""Array.prototype.map.call(
@@ -194,7 +196,7 @@ def test_keyboard_steps_through_the_trace(browser: Browser) -> None:
     assert "pushq $0" in seen[2]
     assert selected(browser, IRET)["damage"] is None  # step 33 broke nothing
     # the other traces did not move
-    assert selected(browser, "trace-ist_reentrancy--fake-nmi-then-real-nmi-clobbers")[
+    assert selected(browser, ANCHOR + "fake-nmi-then-real-nmi-clobbers")[
         "dataset"] == 2
 
 

@@ -266,7 +266,8 @@ def test_default_path_is_properties(tmp_path: Path, capsys: Any,
     out, _ = capsys.readouterr()
     assert code == 0
     assert "properties/mutex.toml" in out
-    assert (tmp_path / "reports" / "mutex" / "mutual-exclusion-no-lock.graphml").is_file()
+    assert (tmp_path / "reports" / "properties" / "mutex.toml"
+            / "mutual-exclusion-no-lock.graphml").is_file()
 
 
 def test_json_output_schema(tmp_path: Path, capsys: Any) -> None:
@@ -327,10 +328,12 @@ def test_json_output_on_input_errors(tmp_path: Path, capsys: Any) -> None:
     assert data["results"] == []
 
 
-def test_report_files_read_back_and_stale_ones_go(tmp_path: Path, capsys: Any) -> None:
+def test_report_files_read_back_and_stale_ones_go(tmp_path: Path, capsys: Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # trace paths mirror the file's path from here
     path = write(tmp_path, "mutex.toml", MUTEX)
     run([str(path)], tmp_path, capsys)
-    base = tmp_path / "reports" / "mutex" / "mutual-exclusion-no-lock"
+    base = tmp_path / "reports" / "mutex.toml" / "mutual-exclusion-no-lock"
     graphs = [
         read_graphml(base.with_suffix(".graphml")),
         nx.node_link_graph(json.loads(base.with_suffix(".json").read_text()), edges="edges"),

@@ -100,7 +100,7 @@ def test_a_design_beside_the_property_file_end_to_end(
     # line's call site and the macro body line
     assert f"({design}:{CALL_SITE_LINE}, in macro: line {MACRO_BODY_LINE})" in out, out
     # trace files, replayable
-    trace = Path("reports/checks/no-shutdown.json")
+    trace = Path("reports/properties/checks.toml/no-shutdown.json")
     assert trace.is_file()
     record = json.loads(trace.read_text())["replay"]
     assert record["design"] == design
@@ -124,8 +124,9 @@ def test_a_design_beside_the_property_file_end_to_end(
     # JUnit: the failure is there
     junit = Path("out.xml").read_text()
     assert 'name="no-shutdown"' in junit and "<failure" in junit
-    # GitHub annotations at the property file
-    assert "::error file=properties/checks.toml,line=" in out + err
+    # GitHub annotations at the design line of the step that violated, naming the property
+    assert "::error file=entry/entry.design,line=" in err
+    assert "property at properties/checks.toml:" in err
     # coverage in the JSON output names the design's lines
     code, out, _ = run(["properties/checks.toml", "--format", "json", "--report-dir", "r2"],
                        capsys)
@@ -174,10 +175,10 @@ def test_design_path_folders_find_designs_by_name(
     assert code == 1, err
     assert f"entry/entry.design:{CALL_SITE_LINE}" in out
     # replay of a trace whose design is a name needs the folder again
-    code, _, err = run(["replay", "reports/checks/no-shutdown.json"], capsys)
+    trace = "reports/properties/checks.toml/no-shutdown.json"
+    code, _, err = run(["replay", trace], capsys)
     assert code == 2 and "unknown design" in err
-    code, out, err = run(["replay", "reports/checks/no-shutdown.json", "--design-path", "entry"],
-                         capsys)
+    code, out, err = run(["replay", trace, "--design-path", "entry"], capsys)
     assert code == 0, out + err
     code, _, err = run(argv + ["--design-path", "nowhere"], capsys)
     assert code == 2 and "--design-path nowhere: no such folder" in err

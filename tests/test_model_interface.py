@@ -205,6 +205,7 @@ def test_a_new_format_is_one_line_in_the_table(
         Writer("names", Target.FILE, "property names, one a line", run=names),
         Writer("length", Target.TRACE, "the number of steps", trace=lengths, suffix="len"),
     ))
+    monkeypatch.chdir(tmp_path)  # trace paths mirror the property file's path from here
     (tmp_path / "m.toml").write_text(
         'design = "mutex"\n[variant]\nlock = "no"\n[[property]]\nname = "exclusion"\n'
         'kind = "always"\nexpr = "in_critical <= 1"\nexpect = "violated"\n'
@@ -213,7 +214,7 @@ def test_a_new_format_is_one_line_in_the_table(
                      "--names", str(tmp_path / "names.txt"), "--html"], ToyProvider())
     assert code == 0, capsys.readouterr()
     assert (tmp_path / "names.txt").read_text() == "exclusion\n"
-    assert (tmp_path / "r" / "m" / "exclusion.len").read_text() == "2"
+    assert (tmp_path / "r" / "m.toml" / "exclusion.len").read_text() == "2"
     page = (tmp_path / "r" / "index.html").read_text()
-    assert 'href="m/exclusion.len"' in page  # the HTML links come from the table
+    assert 'href="./m.toml/exclusion.len"' in page  # the HTML links come from the table
     assert "exclusion.{graphml,json,dot,itf.json,len}" in capsys.readouterr().out

@@ -175,15 +175,20 @@ def test_sarif_validates_and_locates_the_trace(
     (run_,) = log["runs"]
     rules = run_["tool"]["driver"]["rules"]
     assert [r["id"] for r in rules] == [
-        "mutex/mutual-exclusion", "mutex/no-lock-breaks-it", "mutex/known-bad",
-        "mutex/both-finish"]
+        "props/mutex/mutual-exclusion", "props/mutex/no-lock-breaks-it", "props/mutex/known-bad",
+        "props/mutex/both-finish"]
     assert rules[1]["fullDescription"]["text"] == "Without the lock both enter."
     (result,) = run_["results"]  # only the unexpected verdict
-    assert result["ruleId"] == "mutex/no-lock-breaks-it" and result["ruleIndex"] == 1
+    assert result["ruleId"] == "props/mutex/no-lock-breaks-it" and result["ruleIndex"] == 1
     assert result["level"] == "error"
+    # at the design line of the step that violated, the property's line related
     location = result["locations"][0]["physicalLocation"]
-    assert location["artifactLocation"] == {"uri": "props/mutex.toml", "uriBaseId": "SRCROOT"}
-    assert location["region"] == {"startLine": 13}
+    assert location["artifactLocation"] == {"uri": "m.S", "uriBaseId": "SRCROOT"}
+    assert location["region"] == {"startLine": 3}
+    (related,) = result["relatedLocations"]
+    assert related["physicalLocation"]["artifactLocation"] == {
+        "uri": "props/mutex.toml", "uriBaseId": "SRCROOT"}
+    assert related["physicalLocation"]["region"] == {"startLine": 13}
     flow = result["codeFlows"][0]["threadFlows"][0]["locations"]
     assert len(flow) == 2
     assert [f["location"]["physicalLocation"]["region"]["startLine"] for f in flow] == [3, 3]
@@ -251,7 +256,7 @@ def test_itf_trace_files(tmp_path: Path, capsys: Any, mixed: Path) -> None:
         str(tmp_path / "m.S"), big=True))
     assert code == 1
     assert "written to" in out and "itf.json}" in out
-    itf = json.loads((tmp_path / "reports/mutex/no-lock-breaks-it.itf.json").read_text())
+    itf = json.loads((tmp_path / "reports/props/mutex.toml/no-lock-breaks-it.itf.json").read_text())
     assert itf["#meta"]["format"] == "ITF"
     assert itf["#meta"]["source"] == "props/mutex.toml"
     assert itf["#meta"]["replay"]["design"] == "rmutex"
@@ -270,17 +275,19 @@ def test_itf_trace_files(tmp_path: Path, capsys: Any, mixed: Path) -> None:
         assert set(state) == {"#meta", *itf["vars"]}
 
 
-def test_itf_without_inspect_state(tmp_path: Path, capsys: Any) -> None:
+def test_itf_without_inspect_state(tmp_path: Path, capsys: Any,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     path = write(tmp_path, "m.toml", MIXED.replace('"rmutex"', '"mutex"'))
     run(tmp_path, capsys, str(path), provider=ToyProvider())
-    itf = json.loads((tmp_path / "reports/m/no-lock-breaks-it.itf.json").read_text())
+    itf = json.loads((tmp_path / "reports/m.toml/no-lock-breaks-it.itf.json").read_text())
     assert itf["vars"] == ["summary", "action"]
     assert itf["states"][1]["action"]["label"] == "enter"
 
 
 def test_json_trace_file_has_the_replay_record(tmp_path: Path, capsys: Any, mixed: Path) -> None:
     run(tmp_path, capsys, "props")
-    data = json.loads((tmp_path / "reports/mutex/no-lock-breaks-it.json").read_text())
+    data = json.loads((tmp_path / "reports/props/mutex.toml/no-lock-breaks-it.json").read_text())
     record = data["replay"]
     assert record["format"] == 1
     assert (record["design"], record["variant"], record["environment"]) == (
@@ -310,9 +317,9 @@ def test_github_annotations_and_step_summary(
     json.loads(out)  # stdout stays pure JSON; workflow commands go to stderr
     annotations = [line for line in err.splitlines() if line.startswith("::")]
     assert annotations == [
-        "::error file=props/mutex.toml,line=13,title=irq-checker%3A no-lock-breaks-it::"
+        "::error file=m.S,line=3,title=irq-checker%3A no-lock-breaks-it::"
         "property 'no-lock-breaks-it' is violated, expected holds: counterexample found at "
-        "depth 2 (2-step trace in the report)"
+        "depth 2 (step 2 of the trace; property at props/mutex.toml:13)"
     ]
     text = summary.read_text()
     assert text.startswith("earlier step\n## irq-checker\n")

@@ -101,16 +101,16 @@ def test_summary_table_and_trace_links(tmp_path: Path, capsys: Any) -> None:
     page = report(tmp_path, capsys)
     rows = re.findall(r'<tr class="row-(\w+)" data-property="([^"]+)">', page)
     assert rows == [("ok", "exclusion"), ("ok", "locked-exclusion"), ("ok", "finish")]
-    assert '<a href="#trace-mutex--exclusion">exclusion</a>' in page
+    assert '<a href="#trace-props-mutex--exclusion">exclusion</a>' in page
     for suffix in ("json", "itf.json", "graphml", "dot"):
-        assert f'href="mutex/exclusion.{suffix}"' in page
-        assert (tmp_path / "reports" / "mutex" / f"exclusion.{suffix}").is_file()
+        assert f'href="./props/mutex.toml/exclusion.{suffix}"' in page
+        assert (tmp_path / "reports" / "props" / "mutex.toml" / f"exclusion.{suffix}").is_file()
     assert "3 properties: 3 as expected" in page
 
 
 def test_timeline_lanes_steps_damage_and_locations(tmp_path: Path, capsys: Any) -> None:
     page = report(tmp_path, capsys)
-    section = page[page.index('id="trace-mutex--exclusion"'):]
+    section = page[page.index('id="trace-props-mutex--exclusion"'):]
     section = section[: section.index("</section>")]
     assert re.findall(r'<div class="lane-head">([^<]+)</div>', section) == ["cpu0", "cpu1"]
     steps = re.findall(r'<div class="(step[^"]*)" data-step="(\d+)"', section)
@@ -122,13 +122,13 @@ def test_timeline_lanes_steps_damage_and_locations(tmp_path: Path, capsys: Any) 
     assert '<span class="label">enter</span> <span class="loc">m.S:3</span>' in section
     assert '<div class="damage-note">both processes in the critical section</div>' in section
     assert "At most one process in the critical section." in section
-    assert "python -m checker replay reports/mutex/exclusion.json" in section
+    assert "python -m checker replay reports/props/mutex.toml/exclusion.json" in section
 
 
 def test_step_data_and_sources_are_embedded(tmp_path: Path, capsys: Any) -> None:
     page = report(tmp_path, capsys)
     data = data_of(page)
-    trace = data["traces"]["trace-mutex--exclusion"]
+    trace = data["traces"]["trace-props-mutex--exclusion"]
     assert trace["lanes"] == ["cpu0", "cpu1"] and trace["what"] == "counterexample"
     assert len(trace["steps"]) == 3
     last = trace["steps"][2]
@@ -137,21 +137,21 @@ def test_step_data_and_sources_are_embedded(tmp_path: Path, capsys: Any) -> None
     assert last["at"] == {"file": "m.S", "line": 3}
     assert data["sources"]["m.S"] == SOURCE.splitlines()
     assert trace["witness"] is None
-    assert data["traces"]["trace-mutex--finish"]["what"] == "witness"
+    assert data["traces"]["trace-props-mutex--finish"]["what"] == "witness"
 
 
 def test_witness_section(tmp_path: Path, capsys: Any) -> None:
     page = report(tmp_path, capsys, "rmutex", ReviewProvider("m.S", witness=True))
     assert page.count("<h3>Witness values</h3>") == 2
     assert "<tr><th>rdi</th><td><code>0xdead0000</code></td></tr>" in page
-    assert data_of(page)["traces"]["trace-mutex--exclusion"]["witness"] == {
+    assert data_of(page)["traces"]["trace-props-mutex--exclusion"]["witness"] == {
         "rdi": "0xdead0000", "guest_rsp": "0x7fff0000"}
 
 
 def test_models_without_the_optional_methods(tmp_path: Path, capsys: Any) -> None:
     page = report(tmp_path, capsys, "mutex", ToyProvider())
     data = data_of(page)
-    steps = data["traces"]["trace-mutex--exclusion"]["steps"]
+    steps = data["traces"]["trace-props-mutex--exclusion"]["steps"]
     assert all(s["inspect"] is None for s in steps)
     assert steps[2]["state"] == {"pc0": "crit", "pc1": "crit", "lock": 0, "left0": 2,
                                  "left1": 2}

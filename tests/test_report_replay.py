@@ -96,8 +96,8 @@ def edit(folder: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new))
 
 
-FAKE = "reports/ist/fake-nmi-then-real-nmi-clobbers.json"
-IRET = "reports/ist/iret-inside-nmi-unblocks-nesting.json"
+FAKE = "reports/ist.toml/fake-nmi-then-real-nmi-clobbers.json"
+IRET = "reports/ist.toml/iret-inside-nmi-unblocks-nesting.json"
 
 
 def test_a_trace_reproduces_against_the_design_it_was_found_on(
@@ -153,7 +153,7 @@ def test_bad_input_exits_2(designs: Path, tmp_path: Path, capsys: Any) -> None:
     (tmp_path / "y.json").write_text('{"nodes": []}')
     code, _, err = replay(["y.json"], provider, capsys)
     assert code == 2 and "no replay record" in err
-    code, _, err = replay(["reports/ist/fake-nmi-then-real-nmi-clobbers.graphml"], provider,
+    code, _, err = replay(["reports/ist.toml/fake-nmi-then-real-nmi-clobbers.graphml"], provider,
                           capsys)
     assert code == 2
     # the design was renamed away
@@ -194,7 +194,7 @@ def toy_traces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> 
 
 
 def test_label_and_actor_fallback_without_keys(toy_traces: Path, capsys: Any) -> None:
-    trace = str(toy_traces / "plain" / "exclusion.json")
+    trace = str(toy_traces / "plain.toml" / "exclusion.json")
     record = read_replay_record(trace)
     assert record["steps"] == [
         {"label": "enter", "cpu": 0, "choice": 0}, {"label": "enter", "cpu": 1, "choice": 1}]
@@ -212,12 +212,12 @@ def test_label_and_actor_fallback_without_keys(toy_traces: Path, capsys: Any) ->
 def test_keyed_traces_and_every_kind(toy_traces: Path, capsys: Any) -> None:
     fixed = ReviewProvider("m.S", lock_always=True)
     for name, broken_code in (("exclusion", 1), ("finish", 0)):
-        trace = str(toy_traces / "keyed" / f"{name}.json")
+        trace = str(toy_traces / "keyed.toml" / f"{name}.json")
         code, out, _ = replay([trace], ReviewProvider("m.S"), capsys)
         assert code == 0, out
         code, out, _ = replay([trace], fixed, capsys)
         assert code == broken_code, out
-    record = read_replay_record(toy_traces / "keyed" / "finish.json")
+    record = read_replay_record(toy_traces / "keyed.toml" / "finish.json")
     assert record["kind"] == "reachable" and record["verdict"] == "holds"
 
 
@@ -243,7 +243,7 @@ def test_final_and_deadlock_kinds(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     from toy_models import Locks
 
     for name in ("dead", "end"):
-        record = read_replay_record(Path(f"r/locks/{name}.json"))
+        record = read_replay_record(Path(f"r/locks.toml/{name}.json"))
         assert replay_trace(Locks(opposite=True), record).reproduces
         result = replay_trace(Locks(opposite=False), record)
         assert not result.reproduces, name
@@ -274,7 +274,7 @@ def test_a_key_shared_by_several_actions_falls_back_to_label_and_index(
         def action_key(self, state: Any, action: Any) -> str:
             return "step"
 
-    record = read_replay_record(toy_traces / "keyed" / "exclusion.json")
+    record = read_replay_record(toy_traces / "keyed.toml" / "exclusion.json")
     for step in record["steps"]:
         step["key"] = "step"
     result = replay_trace(SameKey(lock=False, source="m.S"), record)

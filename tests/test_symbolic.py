@@ -219,3 +219,27 @@ def test_interrupt_after_symbolic_compare_saves_real_flags() -> None:
 
         saved_flags = read(after.machine, frame.lo + 16)  # RIP, CS, then RFLAGS
         assert isinstance(saved_flags, int), "the frame holds real flag bits"
+
+
+def test_names_in_order_is_depth_first_first_appearance() -> None:
+    """canonical() numbers symbols in order of first appearance, depth first and left to
+    right; the memoised walk must give that order however often parts are shared."""
+    a, b, c = S.var("a"), S.var("b"), S.var("c")
+    shared = (1, S.add(b, 4), (a, 2))
+    value = ((shared, c), shared, (a, (c, 5)))
+    assert S.names_in_order(value) == ("b", "a", "c")
+    assert S.names_in_order(shared) == ("b", "a")
+    assert S.names_in_order((1, 2, (3, 4))) == ()
+    assert S.symbols(value) == {"a", "b", "c"}
+
+
+def test_rename_shares_parts_without_renamed_symbols() -> None:
+    a, b = S.var("a"), S.var("b")
+    concrete = (1, 2, (3, 4))
+    mixed = (concrete, (a, b))
+    out = S.rename(mixed, {"a": "z"})
+    assert out == (concrete, (S.var("z"), b))
+    assert out[0] is concrete  # untouched parts are not copied
+    assert S.rename(mixed, {"a": "a"}) is mixed
+    assert S.substitute_all(mixed, {"b": 7}) == (concrete, (a, 7))
+    assert S.substitute_all(mixed, {"q": 7}) is mixed

@@ -347,7 +347,8 @@ def canonical(s: SysState) -> SysState:
             lazy=sym.substitute_all(s.lazy, fixed),
             path=path,
         )
-    live = sym.symbols((s.machine, s.vars, s.lazy))
+    first = sym.names_in_order((s.machine, s.vars, s.lazy))
+    live = set(first)
     if not live:
         return s._replace(path=(), symbolic=False) if s.symbolic or s.path else s
     # Keep the conditions that reach a live symbol through shared symbols.
@@ -362,10 +363,9 @@ def canonical(s: SysState) -> SysState:
                 kept.add(k)
                 reach |= names
                 changed = True
-    order: list[str] = []
-    _first_names((s.machine, s.vars, s.lazy), order)
+    order: list[str] = list(first)
     for k in sorted(kept, key=lambda k: repr(conds[k][0])):
-        _first_names(conds[k][0], order)
+        order.extend(n for n in sym.names_in_order(conds[k][0]) if n not in order)
     mapping: dict[str, str] = {}
     used: set[str] = set()
     for name in order:
@@ -386,19 +386,5 @@ def canonical(s: SysState) -> SysState:
         symbolic=True,
         lazy=sym.rename(s.lazy, mapping),
     )
-
-
-def _first_names(value: Any, out: list[str]) -> None:
-    """Symbol names in order of first appearance (a deterministic traversal)."""
-    if isinstance(value, Term):
-        if value.op == "var":
-            if value.args[0] not in out:
-                out.append(value.args[0])
-        else:
-            for a in value.args:
-                _first_names(a, out)
-    elif isinstance(value, tuple):
-        for a in value:
-            _first_names(a, out)
 
 

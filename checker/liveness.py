@@ -1,0 +1,386 @@
+"""Liveness over the explored state graph: `eventually P` and `P leads_to Q` under fairness.
+
+The meaning is TLA+'s over infinite behaviours; a state with no enabled action repeats
+forever (stutters). `eventually P` is violated by a fair behaviour from an initial state on
+which P never holds; `P leads_to Q` by a fair behaviour that reaches a state where P holds
+and Q does not, and never reaches Q from there (Q at the P state itself discharges it).
+
+Both reduce to one question on the graph the explorer built: from the *sources* (initial
+states without P; states with P and not Q), through states where the obligation is still
+owed (not P; not Q), is there a terminal state or a *fair* strongly connected component?
+The SCCs are found once with an iterative Tarjan, so a liveness property costs one more
+pass over the graph (as TLC's liveness checking does over its behaviour graph).
+
+Fairness is per *actor*, a small integer the model gives each step (a CPU's code steps;
+`ENVIRONMENT` for events, which get no fairness unless asked):
+- weak: an actor enabled in every state of a cycle must take a step in it;
+- strong: an actor enabled in some state of a cycle must take a step in it. A component
+  that fails strong fairness for an actor may still contain a fair cycle that avoids the
+  states where the actor is enabled: those states are removed and the rest decomposed
+  again (the Emerson-Lei refinement). Weak fairness needs no refinement: a component in
+  which an actor is enabled everywhere and never steps has no sub-cycle where it steps.
+An actor is enabled in a state when the state has a step of that actor.
+
+The graph is kept compactly: states are numbered in the order the explorer expanded them,
+and the edges of all states live in flat integer arrays (targets, choice index, actor).
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+ENVIRONMENT = -1  # the actor of steps no fairness applies to (asynchronous events)
+
+
+@dataclass(frozen=True)
+class Fairness:
+    """Which actors must eventually step. `weak`: every actor but ENVIRONMENT is weakly
+    fair; `strong`: these actors (any, including events named by the model) are strongly
+    fair."""
+
+    weak: bool = True
+    strong: frozenset[int] = frozenset()
+
+    def describe(self, names: Sequence[str]) -> str:
+        parts = []
+        if self.weak:
+            parts.append("weak fairness for every CPU's code steps")
+        if self.strong:
+            parts.append("strong fairness for " + ", ".join(
+                names[a] if 0 <= a < len(names) else str(a) for a in sorted(self.strong)))
+        return "; ".join(parts) if parts else "no fairness"
+
+
+class StateGraph:
+    """The explored state graph: states numbered 0..n-1 in expansion order, each state's
+    outgoing edges (target number, choice index among its actions, actor) in flat arrays."""
+
+    def __init__(self) -> None:
+        self.offsets = array("q", [0])  # edges of state s: offsets[s] .. offsets[s+1]
+        self.targets = array("l")
+        self.choices = array("l")
+        self.actors = array("l")
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def add_state(self, edges: Iterable[tuple[int, int, int]]) -> int:
+        """Record the next state's outgoing edges as (target, choice, actor); returns the
+        state's number. States must be added in numbering order."""
+        for target, choice, actor in edges:
+            self.targets.append(target)
+            self.choices.append(choice)
+            self.actors.append(actor)
+        self.offsets.append(len(self.targets))
+        return len(self.offsets) - 2
+
+    def edges(self, s: int) -> range:
+        return range(self.offsets[s], self.offsets[s + 1])
+
+    def successors(self, s: int) -> list[int]:
+        t = self.targets
+        return [t[e] for e in range(self.offsets[s], self.offsets[s + 1])]
+
+    def terminal(self, s: int) -> bool:
+        return self.offsets[s] == self.offsets[s + 1]
+
+    def enabled(self, s: int) -> set[int]:
+        a = self.actors
+        return {a[e] for e in range(self.offsets[s], self.offsets[s + 1])}
+
+    def nbytes(self) -> int:
+        return sum(x.itemsize * len(x) for x in (self.offsets, self.targets, self.choices,
+                                                  self.actors))
+
+
+@dataclass(frozen=True)
+class Lasso:
+    """A counterexample to a liveness property: from initial state `init`, the steps
+    `stem` (choice indices) reach the loop's first state; `loop` (choice indices) returns
+    to it. An empty loop is a state that stutters forever (no action is enabled).
+    `states` are the state numbers along stem and loop (len(stem) + len(loop) + 1)."""
+
+    init: int
+    stem: tuple[int, ...]
+    loop: tuple[int, ...]
+    states: tuple[int, ...]
+
+    @property
+    def loop_start(self) -> int:
+        """Index in `states` of the loop's first state."""
+        return len(self.stem)
+
+    @property
+    def choices(self) -> tuple[int, ...]:
+        return (self.init, *self.stem, *self.loop)
+
+
+def find_lasso(
+    graph: StateGraph,
+    initial: Sequence[int],
+    owed: Sequence[bool] | bytearray,
+    sources: Sequence[bool] | bytearray,
+    fairness: Fairness,
+) -> Lasso | None:
+    """A fair behaviour that reaches a source and stays forever in `owed` states from it,
+    or None. `initial` are the numbers of the initial states in init_states() order;
+    `owed[s]`/`sources[s]` say whether state s still owes the conclusion / starts an
+    obligation (a source must be owed)."""
+    n = len(graph)
+    # 1. The region: states reachable from a source through owed states; BFS parents give
+    #    the shortest way from a source to each.
+    region_parent: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    queue: deque[int] = deque()
+    for s in range(n):
+        if sources[s] and owed[s]:
+            region_parent[s] = -1
+            depth[s] = 0
+            queue.append(s)
+    while queue:
+        u = queue.popleft()
+        for v in graph.successors(u):
+            if owed[v] and v not in region_parent:
+                region_parent[v] = u
+                depth[v] = depth[u] + 1
+                queue.append(v)
+    if not region_parent:
+        return None
+    # 2. An accepting place, nearest a source: a terminal state (it stutters forever), or
+    #    a fair component (entered at its state nearest a source).
+    terminal = [s for s in region_parent if graph.terminal(s)]
+    best: tuple[int, int, set[int] | None] | None = None  # (depth, entry, component)
+    if terminal:
+        s = min(terminal, key=lambda s: (depth[s], s))
+        best = (depth[s], s, None)
+    for scc in _sccs(graph, set(region_parent)):
+        fair = _fair_part(graph, scc, fairness)
+        if fair is None:
+            continue
+        entry = min(fair, key=lambda s: (depth[s], s))
+        if best is None or (depth[entry], entry) < best[:2]:
+            best = (depth[entry], entry, fair)
+    if best is None:
+        return None
+    _, entry, component = best
+    loop = () if component is None else _fair_loop(graph, component, entry, fairness)
+    return _lasso(graph, initial, region_parent, entry, loop)
+
+
+def _sccs(graph: StateGraph, members: set[int]) -> list[set[int]]:
+    """The nontrivial strongly connected components (at least one internal edge) of the
+    subgraph on `members`: iterative Tarjan."""
+    index: dict[int, int] = {}
+    low: dict[int, int] = {}
+    on_stack: set[int] = set()
+    stack: list[int] = []
+    out: list[set[int]] = []
+    counter = 0
+    for root in sorted(members):
+        if root in index:
+            continue
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        work = [(root, iter(graph.successors(root)))]
+        while work:
+            v, successors = work[-1]
+            for w in successors:
+                if w not in members:
+                    continue
+                if w not in index:
+                    index[w] = low[w] = counter
+                    counter += 1
+                    stack.append(w)
+                    on_stack.add(w)
+                    work.append((w, iter(graph.successors(w))))
+                    break
+                if w in on_stack:
+                    low[v] = min(low[v], index[w])
+            else:
+                work.pop()
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[v])
+                if low[v] == index[v]:
+                    comp: set[int] = set()
+                    while True:
+                        w = stack.pop()
+                        on_stack.discard(w)
+                        comp.add(w)
+                        if w == v:
+                            break
+                    if len(comp) > 1 or v in graph.successors(v):
+                        out.append(comp)
+    return out
+
+
+def _fair_part(graph: StateGraph, scc: set[int], fairness: Fairness) -> set[int] | None:
+    """A fair component inside `scc` (itself, or one found by removing the states where a
+    strongly fair actor is enabled but never steps), or None."""
+    taken: set[int] = set()
+    enabled_somewhere: set[int] = set()
+    enabled_everywhere: set[int] | None = None
+    for s in scc:
+        here = graph.enabled(s)
+        enabled_somewhere |= here
+        enabled_everywhere = here if enabled_everywhere is None else enabled_everywhere & here
+        for e in graph.edges(s):
+            if graph.targets[e] in scc:
+                taken.add(graph.actors[e])
+    for a in sorted(fairness.strong):
+        if a in enabled_somewhere and a not in taken:
+            rest = {s for s in scc if a not in graph.enabled(s)}
+            for sub in _sccs(graph, rest):
+                fair = _fair_part(graph, sub, fairness)
+                if fair is not None:
+                    return fair
+            return None
+    if fairness.weak:
+        for a in enabled_everywhere or ():
+            if a != ENVIRONMENT and a not in taken:
+                return None
+    return scc
+
+
+def _fair_loop(
+    graph: StateGraph, scc: set[int], entry: int, fairness: Fairness
+) -> tuple[tuple[int, int], ...]:
+    """A cycle through `entry` inside the fair component `scc`, as (state, edge) steps:
+    it takes a step of every fairly treated actor that steps somewhere in the component
+    and visits a state where each other one is disabled, so the cycle repeated is fair."""
+    stepping: dict[int, int] = {}  # actor -> an internal edge of it
+    enabled: set[int] = set()
+    for s in sorted(scc):
+        enabled |= graph.enabled(s)
+        for e in graph.edges(s):
+            if graph.targets[e] in scc:
+                stepping.setdefault(graph.actors[e], e)
+    waypoints: list[tuple[str, int]] = []
+    for a in sorted(enabled):
+        if not ((fairness.weak and a != ENVIRONMENT) or a in fairness.strong):
+            continue  # no fairness owed to this actor
+        if a in stepping:
+            waypoints.append(("edge", stepping[a]))
+        else:  # a fair component has a state where the actor is disabled
+            waypoints.append(("state", min(s for s in scc if a not in graph.enabled(s))))
+    if not waypoints:  # any cycle will do: take one internal edge
+        e = next(e for s in sorted(scc) for e in graph.edges(s) if graph.targets[e] in scc)
+        waypoints.append(("edge", e))
+    steps: list[tuple[int, int]] = []
+    here = entry
+    for kind, x in waypoints:
+        if kind == "edge":
+            source = _edge_source(graph, x)
+            steps.extend(_path(graph, scc, here, source))
+            steps.append((source, x))
+            here = graph.targets[x]
+        else:
+            steps.extend(_path(graph, scc, here, x))
+            here = x
+    steps.extend(_path(graph, scc, here, entry))
+    if not steps:  # entry == every waypoint and no edge taken: use a self-contained cycle
+        e = next(e for e in graph.edges(entry) if graph.targets[e] in scc)
+        steps.append((entry, e))
+        steps.extend(_path(graph, scc, graph.targets[e], entry))
+    return tuple(steps)
+
+
+def _edge_source(graph: StateGraph, e: int) -> int:
+    offsets = graph.offsets
+    lo, hi = 0, len(offsets) - 2
+    while lo < hi:  # the state whose edge range holds e
+        mid = (lo + hi + 1) // 2
+        if offsets[mid] <= e:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _path(graph: StateGraph, within: set[int], start: int, goal: int) -> list[tuple[int, int]]:
+    """A shortest path start -> goal inside `within`, as (state, edge) steps."""
+    if start == goal:
+        return []
+    back: dict[int, tuple[int, int]] = {start: (-1, -1)}
+    queue = deque([start])
+    while queue:
+        u = queue.popleft()
+        for e in graph.edges(u):
+            v = graph.targets[e]
+            if v in within and v not in back:
+                back[v] = (u, e)
+                if v == goal:
+                    out: list[tuple[int, int]] = []
+                    while v != start:
+                        u2, e2 = back[v]
+                        out.append((u2, e2))
+                        v = u2
+                    out.reverse()
+                    return out
+                queue.append(v)
+    raise AssertionError("no path inside a strongly connected component")
+
+
+def _lasso(
+    graph: StateGraph,
+    initial: Sequence[int],
+    region_parent: dict[int, int],
+    entry: int,
+    loop: tuple[tuple[int, int], ...],
+) -> Lasso:
+    # inside the region: source -> entry
+    inner: list[int] = []
+    s = entry
+    while region_parent[s] != -1:
+        inner.append(s)
+        s = region_parent[s]
+    source = s
+    inner.reverse()
+    # from an initial state to the source: a shortest path in the whole graph
+    head = _from_initial(graph, initial, source)
+    init_state = head[0][0] if head else source
+    stem_states = [init_state] + [graph.targets[e] for _, e in head]
+    stem_edges = [e for _, e in head]
+    here = source
+    for nxt in inner:
+        e = next(e for e in graph.edges(here) if graph.targets[e] == nxt)
+        stem_edges.append(e)
+        stem_states.append(nxt)
+        here = nxt
+    loop_states = [graph.targets[e] for _, e in loop]
+    return Lasso(
+        init=list(initial).index(init_state),
+        stem=tuple(graph.choices[e] for e in stem_edges),
+        loop=tuple(graph.choices[e] for _, e in loop),
+        states=tuple(stem_states + loop_states),
+    )
+
+
+def _from_initial(graph: StateGraph, initial: Sequence[int], goal: int) -> list[tuple[int, int]]:
+    """A shortest path from some initial state to `goal` as (state, edge) steps; [] when
+    `goal` is initial. The first step's state is the initial state used."""
+    if goal in initial:
+        return []
+    back: dict[int, tuple[int, int]] = {s: (-1, -1) for s in initial}
+    queue = deque(initial)
+    while queue:
+        u = queue.popleft()
+        for e in graph.edges(u):
+            v = graph.targets[e]
+            if v not in back:
+                back[v] = (u, e)
+                if v == goal:
+                    out: list[tuple[int, int]] = []
+                    while back[v][0] != -1:
+                        u2, e2 = back[v]
+                        out.append((u2, e2))
+                        v = u2
+                    out.reverse()
+                    return out
+                queue.append(v)
+    raise AssertionError("a source the initial states do not reach")
