@@ -263,6 +263,9 @@ class Expr:
     refs: tuple[NameRef, ...]
     _fn: Fn = field(repr=False, compare=False)
     evaluate: Callable[[Env], Any] = field(repr=False, compare=False)
+    # `A -> B` (or `A implies B`) at the top level: A, whose truth in some explored state
+    # keeps the property from holding vacuously (checker.run's vacuity check).
+    antecedent: Expr | None = field(default=None, compare=False)
 
     @property
     def names(self) -> frozenset[str]:
@@ -295,12 +298,91 @@ _NO_LOCALS: Mapping[str, Any] = {}
 
 
 def compile_expr(source: str) -> Expr:
-    """Parse and compile `source`; raise ExprError if it is not in the language."""
+    """Parse and compile `source`; raise ExprError if it is not in the language.
+
+    `A -> B` and `A implies B` at the top level (outside brackets) mean `not A or B`,
+    and the result remembers A as its `antecedent`; `->` binds loosest and groups to the
+    right (`A -> B -> C` is `A -> (B -> C)`)."""
     if not isinstance(source, str):
         raise ExprError("expression must be a string")
     text = source.strip()
     if not text:
         raise ExprError("empty expression")
+    if top_level_implication(text) is not None:
+        return _compile_implication(text)
+    return _compile_text(text, "")
+
+
+def _compile_implication(text: str) -> Expr:
+    """`A -> B` (columns kept: B is compiled with A blanked out); B may be one too."""
+    arrow = top_level_implication(text)
+    if arrow is None:
+        return _compile_text(text, "the right of an implication")
+    start, end = arrow
+    blank = "".join(c if c == "\n" else " " for c in text[:end])
+    premise = _compile_text(text[:start].rstrip(), "the left of an implication")
+    conclusion = _compile_implication(blank + text[end:])
+    a, b = premise._fn, conclusion._fn
+
+    def implies(loc: Locals, env: Env) -> Any:
+        first = a(loc, env)
+        if isinstance(first, Term):
+            return sym.lor(sym.lnot(sym.truth(first)), _truth(b(loc, env)))
+        return True if not first else b(loc, env)
+
+    return Expr(
+        text.strip(), premise.refs + conclusion.refs, implies,
+        functools.partial(implies, _NO_LOCALS), premise,
+    )
+
+
+def top_level_implication(text: str) -> tuple[int, int] | None:
+    """The offsets of the first top-level `->` or `implies` in `text` (outside brackets
+    and strings), or None."""
+    import io
+    import tokenize
+
+    lines = text.split("\n")
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line) + 1)
+    depth = 0
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if tok.type == tokenize.OP and tok.string in "([{":
+                depth += 1
+            elif tok.type == tokenize.OP and tok.string in ")]}":
+                depth -= 1
+            elif depth == 0 and (
+                (tok.type == tokenize.OP and tok.string == "->")
+                or (tok.type == tokenize.NAME and tok.string == "implies")
+            ):
+                (row, col), (erow, ecol) = tok.start, tok.end
+                return offsets[row - 1] + col, offsets[erow - 1] + ecol
+    except Exception:  # tokenize.TokenError, SyntaxError: the parser reports it
+        return None
+    return None
+
+
+def _compile_text(text: str, part: str) -> Expr:
+    """Compile one expression (no top-level implication); `part` names it in errors."""
+    if not text.strip():
+        raise ExprError(f"empty expression on {part}" if part else "empty expression")
+    if part:
+        # Parsed in brackets so that the blanked prefix keeps every column in place.
+        text_in = text
+        try:
+            tree = ast.parse("(" + text_in + "\n)", mode="eval")
+        except SyntaxError as err:
+            raise _syntax_error(err, shift=True) from None
+        except (RecursionError, MemoryError):
+            raise ExprError("expression is too deeply nested") from None
+        compiler = _Compiler(text_in, True)
+        try:
+            fn = compiler.compile(tree.body, frozenset())
+        except RecursionError:
+            raise ExprError("expression is too deeply nested") from None
+        return Expr(text_in.strip(), tuple(compiler.refs), fn, functools.partial(fn, _NO_LOCALS))
     wrapped = False
     try:
         tree = ast.parse(text, mode="eval")
@@ -326,9 +408,12 @@ def compile_expr(source: str) -> Expr:
     return Expr(text, tuple(compiler.refs), fn, evaluate)
 
 
-def _syntax_error(err: SyntaxError) -> ExprError:
+def _syntax_error(err: SyntaxError, shift: bool = False) -> ExprError:
     msg = err.msg or "invalid syntax"
-    return ExprError(f"syntax error: {msg}", err.lineno or 1, err.offset or 1)
+    line, col = err.lineno or 1, err.offset or 1
+    if shift and line == 1:
+        col = max(1, col - 1)  # the "(" it was parsed in
+    return ExprError(f"syntax error: {msg}", line, col)
 
 
 class _Compiler:

@@ -18,7 +18,7 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from checker.expr import BUILTINS, Expr, ExprError
+from checker.expr import BUILTINS, Expr, ExprError, top_level_implication
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ Shape = RecordShape | ListShape | MapShape | FunctionShape | None  # None: not d
 
 def check_fields(expr: Expr, shapes: Mapping[str, Shape]) -> None:
     """Raise ExprError at the first field the model's shapes say cannot exist."""
-    text = expr.source
+    text = _without_implications(expr.source)
     wrapped = False
     try:
         tree = ast.parse(text, mode="eval")
@@ -69,6 +69,15 @@ def check_fields(expr: Expr, shapes: Mapping[str, Shape]) -> None:
         tree = ast.parse("(" + text + "\n)", mode="eval")  # compile_expr accepted it so
         wrapped = True
     _Check(text, wrapped, shapes).shape(tree.body, {})
+
+
+def _without_implications(text: str) -> str:
+    """`A -> B` / `A implies B` spelt as `A or B` with every column kept, so that Python's
+    parser reads it (the fields are the same whichever way the operands combine)."""
+    while (arrow := top_level_implication(text)) is not None:
+        start, end = arrow
+        text = text[:start] + "or".ljust(end - start) + text[end:]
+    return text
 
 
 class _Check:

@@ -269,6 +269,28 @@ class Reducible(Protocol):
         ...
 
 
+@runtime_checkable
+class Eventful(Protocol):
+    """A model whose environment delivers asynchronous events (interrupts, signals, ...):
+    the checker warns when a property holds in an exploration where none was delivered
+    (the vacuity check, `--strict-vacuity`)."""
+
+    def event_fact(self) -> str | None:
+        """A vocabulary name whose value is true in the state an asynchronous event's
+        delivery leads to (so: some explored state has it true iff some event was
+        delivered), or None when this environment deliberately delivers none."""
+        ...
+
+
+@runtime_checkable
+class Configured(Protocol):
+    """A model that can say which environment it runs in, defaults included (`-v`)."""
+
+    def effective_environment(self) -> Mapping[str, Any]:
+        """Every environment key with the value in force (written or default)."""
+        ...
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """The optional capabilities one system has (each the system itself, or None)."""
@@ -284,6 +306,8 @@ class Capabilities:
     symmetric: Symmetric | None = None
     reducible: Reducible | None = None
     typed: Typed | None = None
+    eventful: Eventful | None = None
+    configured: Configured | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -319,6 +343,8 @@ def capabilities(system: object) -> Capabilities:
         symmetric=s if isinstance(s, Symmetric) and methods(s, Symmetric) else None,
         reducible=s if isinstance(s, Reducible) and methods(s, Reducible) else None,
         typed=s if isinstance(s, Typed) and methods(s, Typed) else None,
+        eventful=s if isinstance(s, Eventful) and methods(s, Eventful) else None,
+        configured=s if isinstance(s, Configured) and methods(s, Configured) else None,
     )
 
 

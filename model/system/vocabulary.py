@@ -434,6 +434,12 @@ _VECTOR_CONSTANTS: tuple[Name, ...] = tuple(
     for vector, name in sorted(VECTOR_NAMES.items())
 )
 
+# The frame sources of asynchronous events (model.x86.delivery.Source values): what the
+# environment or another CPU delivers at an instruction boundary, not what an instruction
+# raises. The delivery of one pushes its frame, so some explored state has a live one iff
+# some such event was delivered (checker.interface.Eventful).
+ASYNC_SOURCES = frozenset({"nmi", "machine-check", "external"})
+
 # The names every design has, in the order the reference lists them.
 BUILTIN: tuple[Name, ...] = (
     Name("cpus", "list of CPU records",
@@ -500,6 +506,10 @@ BUILTIN: tuple[Name, ...] = (
     Name("tsss", "TSS records by instance name", "every TSS instance: tsss['tss[1]']",
          (Part.TABLES,), _tsss, Renumbering.CHANGES, MapShape(TSS_SHAPE)),
     *_VECTOR_CONSTANTS,
+    Name("event_frames", "int",
+         "how many live frames asynchronous events pushed (NMIs, NMI IPIs included, #MCs, "
+         "external interrupts); the vacuity check's fact",
+         _FRAMES, lambda v: sum(1 for f in v.machine.frames if f.source in ASYNC_SOURCES)),
 )
 
 
