@@ -11,6 +11,7 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 from checker.symbolic import Term, add, band, decide, eq
+from model.x86 import smap
 from model.x86.arch import (
     ADDRESS_MASK,
     CONTRIBUTORY_VECTORS,
@@ -30,7 +31,6 @@ from model.x86.arch import (
     canonical_cond,
     idt_error_code,
 )
-from model.x86 import smap
 from model.x86.memory import ArchFault, classify, classify_range, location_name, write_words
 from model.x86.state import (
     WORD,
@@ -271,9 +271,9 @@ def _enter_handler(
         rsp = add(rsp, -WORD)
         stores.append((rsp, word))
     if platform.smap:
-        fault = _smap_fault(platform, m, cpu_i, stores, new_cpl, where)
-        if fault is not None:
-            return fault
+        refused = _smap_fault(platform, m, cpu_i, stores, new_cpl, where)
+        if refused is not None:
+            return refused
     m, fault = write_words(platform, m, stores, new_cpl, where)
     if fault is not None:
         return m, fault
