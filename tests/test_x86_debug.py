@@ -444,3 +444,24 @@ def test_a_bad_breakpoint_line_is_a_located_error(tmp_path):
         load(tmp_path, "nop\n", extra="breakpoint rw user_ss len 3")
     with pytest.raises(InputError):
         load(tmp_path, "nop\n", extra="breakpoint exec no_such_routine").init_states()
+
+
+def test_pop_ss_with_a_breakpoint_on_the_stack_word_is_held_past_syscall(tmp_path):
+    """SDM §6.8.3 applies to POP SS as to MOV SS (compatibility-mode code: POP SS is #UD
+    in 64-bit mode, SDM Vol. 2 POP): a read breakpoint on the stack word it pops is held
+    past SYSCALL and taken at CPL 0 on LSTAR's first instruction, on the guest's stack."""
+    path = tmp_path / "t.design"
+    text = textwrap.dedent(HEAD).format(
+        db_ist="", extra="breakpoint rw top(guest_stack)-8 len 8", cpu=""
+    ).replace("GUEST(guest)", "GUEST32(guest)")
+    path.write_text(text + textwrap.indent(textwrap.dedent("""\
+        pushq $0xe02b
+        pop   %ss
+        syscall
+        9: jmp 9b
+    """), "        "))
+    system = DesignSystem(parse_design(path, {}), Environment())
+    frames = db_frames(explore(system))
+    assert ("lstar_stub+0", 0, "guest_stack[0]") in frames
+    # the PUSH's write also hits the breakpoint: its #DB comes right after the PUSH
+    assert ("guest+1", 3, "primary[0]") in frames
