@@ -12,7 +12,7 @@ from model.system.interp import Interpreter, SysState
 from model.system.layout import Layout
 from model.system.relation import Action
 from model.system.vocabulary import CR4_FIELDS, var_values
-from model.x86.arch import FLAG_NAMES, vector_name
+from model.x86.arch import DB, FLAG_NAMES, vector_name
 from model.x86.memory import region_name
 from model.x86.state import REGISTERS, CodeAddr, Cpu, Frame, Idt, Platform, Run, Tss, Value
 
@@ -77,7 +77,10 @@ class TraceDescription:
             ins = self.interp.instr_at(cpu.pc)
             text = ins.text if ins is not None else "?"
             if a.kind == "fault" and ins is not None and ins.fault is not None:
-                text = f"{text}  -> raises {vector_name(ins.fault)}"
+                if ins.fault == DB:  # `@fault(#DB)` is a trap: the step completes first
+                    text = f"{text}  -> completes, then #DB (trap)"
+                else:
+                    text = f"{text}  -> raises {vector_name(ins.fault)}"
             elif ins is not None and ins.op in ("choose", "c.choose", "c.choose_range"):
                 text = f"{text}  [choice {a.arg + 1}]"
             elif ins is not None and ins.op == "verw":

@@ -32,6 +32,9 @@ ENVIRONMENT_KEYS: dict[str, tuple[type, str]] = {
     ),
     "symbolic": (list, "inputs (declared with `input` in the design) that are symbolic values"),
     "pic": (bool, "external interrupts come from a legacy 8259 PIC (any vector, even 0-15)"),
+    "breakpoints": (list, "debug registers armed on every CPU, each as a design's `breakpoint` "
+                    "line: \"rw user_ss\", \"exec lstar_stub\""),
+    "single_step": (bool, "every CPU starts with RFLAGS.TF set (the single-step trap)"),
 }
 
 
@@ -193,10 +196,11 @@ def environment_of(environment: Mapping[str, Any]) -> Environment:
             raise ModelInputError(
                 f"environment.{key} must be a non-negative integer", f"environment.{key}"
             )
-        if key == "symbolic":
+        if key in ("symbolic", "breakpoints"):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                what = "input names" if key == "symbolic" else "breakpoint lines"
                 raise ModelInputError(
-                    "environment.symbolic must be a list of input names", "environment.symbolic"
+                    f"environment.{key} must be a list of {what}", f"environment.{key}"
                 )
             values[key] = tuple(value)
             continue

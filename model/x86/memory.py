@@ -290,14 +290,27 @@ def push(platform: Platform, m: Machine, cpu_i: int, value: Value) -> Machine:
     if isinstance(cpu.rsp, CodeAddr):
         raise ArchFault(SS, 0, "RSP holds a code address")
     new_rsp = add(cpu.rsp, -WORD)  # RSP wraps modulo 2^64 (SDM Vol. 1 §3.3.7)
+    if platform.smap:
+        _smap_check(platform, new_rsp, cpu.cpl, cpu.rflags, True)
     m = write(platform, m, new_rsp, value, cpu.cpl)
     return m.with_cpu(cpu_i, m.cpus[cpu_i].with_rsp(new_rsp))
+
+
+def _smap_check(
+    platform: Platform, address: Value, cpl: int, rflags: int | Term, write: bool
+) -> None:
+    """model.x86.smap.check (imported here, not at the top: smap builds on this module)."""
+    from model.x86 import smap
+
+    smap.check(platform, address, cpl, rflags, write)
 
 
 def pop(platform: Platform, m: Machine, cpu_i: int) -> tuple[Machine, Value]:
     """POP: load from RSP, then RSP += 8. The word is forgotten and frames passed die."""
     cpu = m.cpus[cpu_i]
     check_access(platform, cpu.rsp, cpu.cpl)
+    if platform.smap:
+        _smap_check(platform, cpu.rsp, cpu.cpl, cpu.rflags, False)
     value = read(m, cpu.rsp)
     if isinstance(cpu.rsp, Term):
         m = m._replace(sym_memory=tuple(e for e in m.sym_memory if e[0] != cpu.rsp))
