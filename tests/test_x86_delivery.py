@@ -31,7 +31,6 @@ from model.x86.arch import (
     RFLAGS_FIXED,
     SS,
     TF,
-    TS,
     UD,
     idt_error_code,
 )

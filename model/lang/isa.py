@@ -221,6 +221,8 @@ ASM: tuple[Insn, ...] = (
     Insn("lidt", ("lidt",), "", ("n",), 0, 0, _fs(CPU), _fs(CPU),
          "load IDTR with TABLE (or `empty`)", "lidt"),
     Insn("ltr", ("ltr",), "", ("n",), 0, 0, _fs(CPU), _fs(CPU), "load TR with TSS", "ltr"),
+    Insn("lgdt", ("lgdt",), "", ("n",), 0, 0, _fs(CPU), _fs(CPU),
+         "load GDTR with the design's `gdt TABLE`", "lgdt"),
     Insn("movsq", ("movsq",), "", ("",), 0, 0, _fs(CPU, STACK, MEMORY), _fs(CPU, STACK, MEMORY),
          "`rep movsq`: copy RCX words from RSI to RDI; a live frame inside the source moves "
          "with it", "movsq"),

@@ -1023,6 +1023,11 @@ class Interpreter:
         table = None if name == "empty" else self.layout.resolve(name, cpu_i)
         return s.with_machine(self._advance(insn.lidt(s.machine, cpu_i, table), cpu_i))
 
+    def _i_lgdt(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None and isinstance(ins.args[0], Name)
+        return s.with_machine(self._advance(insn.lgdt(s.machine, cpu_i, ins.args[0].name), cpu_i))
+
     def _i_ltr(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
         ins = site.ins
         assert ins is not None and isinstance(ins.args[0], Name)

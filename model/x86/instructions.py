@@ -379,6 +379,13 @@ def lidt(m: Machine, cpu_i: int, table: str | None) -> Machine:
     return m.with_cpu(cpu_i, m.cpus[cpu_i]._replace(idtr=table))
 
 
+def lgdt(m: Machine, cpu_i: int, table: str) -> Machine:
+    """LGDT: later selector loads and checks read `table` (SDM Vol. 2 LGDT: #GP(0) at
+    CPL > 0). Segment registers keep their cached descriptors until reloaded."""
+    _privileged(m, cpu_i, "LGDT")
+    return m.with_cpu(cpu_i, m.cpus[cpu_i]._replace(gdtr=table))
+
+
 def ltr(m: Machine, cpu_i: int, tss: str) -> Machine:
     """LTR: later stack switches read RSP0/IST from `tss`."""
     _privileged(m, cpu_i, "LTR")
