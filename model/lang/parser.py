@@ -899,7 +899,7 @@ class _Parser:
         if len(words) < 3 or not re.fullmatch(r"\w+", words[0]):
             raise _err(usage, loc)
         selector = self._int(words[1], loc)
-        if not 0 < selector <= 0xFFFF or selector >> 3 == 0:
+        if not 0 <= selector <= 0xFFFF or (table_kind == "gdt" and selector >> 3 == 0):
             raise _err(f"{words[1]} is not a non-NULL 16-bit selector", loc)
         if bool(selector & 4) != (table_kind == "ldt"):
             raise _err(f"selector {selector:#x} has TI={selector >> 2 & 1}, "
