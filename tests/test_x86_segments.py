@@ -183,17 +183,17 @@ def test_iret_and_popf_change_if_only_when_cpl_le_iopl():
 def test_iret_at_cpl3_keeps_if():
     """SDM Vol. 2 IRET (RETURN-TO-SAME-PRIVILEGE-LEVEL): at CPL 3 with IOPL 0 the popped IF
     is ignored."""
-    p, m = setup(cpl=3, rflags=RFLAGS_FIXED | IF)
+    _p, m = setup(cpl=3, rflags=RFLAGS_FIXED | IF)
     m = _push_frame(p, m, 0x401000, GUEST_CS64, RFLAGS_FIXED, GUEST_STACK.top - 8, GUEST_SS)
     assert iret(p, m, 0).cpus[0].rflags & IF
 
 
 def test_cli_sti_fault_when_cpl_exceeds_iopl():
     """SDM Vol. 2 CLI/STI (protected mode, no PVI): #GP(0) when CPL > IOPL."""
-    p, m = setup(cpl=3, rflags=RFLAGS_FIXED | IF)
+    _p, m = setup(cpl=3, rflags=RFLAGS_FIXED | IF)
     assert _fault(cli, m, 0).vector == GP
     assert _fault(sti, m, 0).vector == GP
-    p, m = setup(cpl=3, rflags=RFLAGS_FIXED | IF | IOPL)
+    _p, m = setup(cpl=3, rflags=RFLAGS_FIXED | IF | IOPL)
     assert not cli(m, 0).cpus[0].rflags & IF
 
 

@@ -25,9 +25,9 @@ from model.lang.expr import parse_expr
 from model.lang.ir import (
     Abs,
     CpuDecl,
+    DescriptorDecl,
     Design,
     Expr,
-    DescriptorDecl,
     GateDecl,
     IdtDecl,
     Imm,

@@ -73,7 +73,7 @@ DPL_CHECKED = frozenset({Source.INT_N, Source.INT3, Source.INTO})
 class Event(NamedTuple):
     source: Source
     vector: int
-    error_code: int | None = None
+    error_code: int | Term | None = None  # symbolic: a guest-chosen selector
 
     @property
     def external(self) -> bool:
@@ -138,11 +138,12 @@ def reset_tss_slot(m: Machine, ist: int) -> Value:
     offset = RESET_TSS + (0x24 + 8 * (ist - 1) if ist else 0x04)
     low_word = offset - offset % WORD
     low, high = read(m, low_word), read(m, low_word + WORD)
-    for word in (low, high):
-        if isinstance(word, CodeAddr):
-            # Half of a code address is no number the model has: a stack pointer it cannot
-            # place, which delivery treats as non-canonical (#SS).
-            return word
+    # Half of a code address is no number the model has: a stack pointer it cannot
+    # place, which delivery treats as non-canonical (#SS).
+    if isinstance(low, CodeAddr):
+        return low
+    if isinstance(high, CodeAddr):
+        return high
     shift = 8 * (offset % WORD)
     return band(bor(lshr(low, shift), shl(high, 64 - shift)), ADDRESS_MASK)
 

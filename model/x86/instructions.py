@@ -121,6 +121,7 @@ def _iret(
     cs = segments.concrete_selector(cs, gdt, ldt)
     ss = segments.concrete_selector(ss, gdt, ldt)
     target = segments.iret_checks(gdt, ldt, cpu.cpl, cs, ss)
+    assert isinstance(cs, int) and isinstance(ss, int)  # iret_checks faults a symbolic one
     if not isinstance(rip, CodeAddr) and not decide(canonical_cond(rip)):
         raise ArchFault(GP, 0, "IRET to a non-canonical RIP")
     # The frame at RSP is consumed (whoever pushed it) and its words are now garbage.
