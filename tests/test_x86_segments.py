@@ -183,7 +183,7 @@ def test_iret_and_popf_change_if_only_when_cpl_le_iopl():
 def test_iret_at_cpl3_keeps_if():
     """SDM Vol. 2 IRET (RETURN-TO-SAME-PRIVILEGE-LEVEL): at CPL 3 with IOPL 0 the popped IF
     is ignored."""
-    _p, m = setup(cpl=3, rflags=RFLAGS_FIXED | IF)
+    p, m = setup(cpl=3, rflags=RFLAGS_FIXED | IF)
     m = _push_frame(p, m, 0x401000, GUEST_CS64, RFLAGS_FIXED, GUEST_STACK.top - 8, GUEST_SS)
     assert iret(p, m, 0).cpus[0].rflags & IF
 
