@@ -308,3 +308,70 @@ def test_no_tr_ist_reads_page_zero_and_keeps_the_incident():
     m = deliver_event(p, m, Source.NMI, NMI)
     assert last_frame(m).vector == PF
     assert IST_WITHOUT_TSS in m.incidents
+
+
+# ---- the design language: `gdt`, `ldt`, `lgdt`, `mov %ax, %ss` ------------------------------
+
+DESIGN_HEAD = """\
+stack primary size 0x1000
+stack guest_stack size 0x1000 owner guest
+gdt main_gdt 0x08 code dpl 0 long
+gdt main_gdt 0x10 data dpl 0
+gdt main_gdt 0x2b data dpl 3
+gdt main_gdt 0x33 code dpl 3 long
+gdt other_gdt 0x08 code dpl 0 long
+gdt other_gdt 0x10 data dpl 0 notpresent
+ldt main_ldt 0x0f data dpl 3 16bit
+cpu 0 start f rsp top(primary)
+"""
+
+
+def _run(tmp_path, body: str, tail: str = ""):  # type: ignore[no-untyped-def]
+    import textwrap
+
+    from model.lang.parser import parse_design
+    from model.system.transition import Action, DesignSystem, Environment
+
+    path = tmp_path / "t.design"
+    code = textwrap.indent(textwrap.dedent(body), " " * 8)
+    path.write_text(DESIGN_HEAD + "ENTRY(f)\n" + code + tail)
+    system = DesignSystem(parse_design(path), Environment())
+    [s] = system.init_states()
+    for _ in range(50):
+        if s.machine.cpus[0].run.value != 0:
+            break
+        s = system.next_state(s, Action("step", 0))
+    return system, s
+
+
+def test_declared_tables_reach_the_platform(tmp_path):  # type: ignore[no-untyped-def]
+    """SDM §3.4.5: each `gdt`/`ldt` line is one descriptor of its table; a CPU starts on the
+    first GDT and LDT declared."""
+    system, _ = _run(tmp_path, "hlt\n")
+    gdt = system.platform.gdt(None)
+    ldt = system.platform.ldt(None)
+    assert gdt is not None and gdt.name == "main_gdt"
+    assert gdt.entry(0x33 >> 3) == Descriptor("code", 3, long=True, db=False)
+    assert ldt is not None and ldt.entry(1) == Descriptor("data", 3, db=False)
+
+
+def test_mov_ss_in_a_design_loads_and_checks(tmp_path):  # type: ignore[no-untyped-def]
+    """SDM Vol. 2 MOV: `mov %ax, %ss` loads a valid selector (and opens the MOV SS shadow,
+    SDM §6.8.3); after `lgdt` to a table where it is not present, the same selector is
+    #SS(selector) (no IDT here: the CPU shuts down)."""
+    _, s = _run(tmp_path, "movq $0x10, %rax\nmov %ax, %ss\nhlt\n")
+    assert (s.machine.cpus[0].ss, s.machine.cpus[0].run.name) == (0x10, "HALTED")
+    _, s = _run(tmp_path, "lgdt other_gdt\nmovq $0x10, %rax\nmov %ax, %ss\nhlt\n")
+    assert s.machine.cpus[0].run.name == "SHUTDOWN"
+
+
+def test_iret_in_a_design_checks_the_frame(tmp_path):  # type: ignore[no-untyped-def]
+    """SDM Vol. 2 IRET: the same hand-built frame enters CPL 3 with SS 0x2b and faults
+    (here: shutdown, no IDT) with SS = 0, a NULL SS going back to CPL 3."""
+    frame = ("pushq ${ss}\npushq $top(guest_stack)\npushq $0x202\npushq $0x33\n"
+             "leaq g(%rip), %rax\npushq %rax\niretq\n")
+    guest = "GUEST(g)\n1:      jmp 1b\n"
+    _, s = _run(tmp_path, frame.format(ss="0x2b"), guest)
+    assert (s.machine.cpus[0].cpl, s.machine.cpus[0].cs, s.machine.cpus[0].ss) == (3, 0x33, 0x2B)
+    _, s = _run(tmp_path, frame.format(ss="0"), guest)
+    assert s.machine.cpus[0].run.name == "SHUTDOWN" and s.machine.cpus[0].cpl == 0
