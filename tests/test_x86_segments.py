@@ -375,3 +375,26 @@ def test_iret_in_a_design_checks_the_frame(tmp_path):  # type: ignore[no-untyped
     assert (s.machine.cpus[0].cpl, s.machine.cpus[0].cs, s.machine.cpus[0].ss) == (3, 0x33, 0x2B)
     _, s = _run(tmp_path, frame.format(ss="0"), guest)
     assert s.machine.cpus[0].run.name == "SHUTDOWN" and s.machine.cpus[0].cpl == 0
+
+
+@pytest.mark.parametrize(
+    ("tail", "words"),
+    [
+        ("gdt g 0x0 code dpl 0\n", ("non-NULL",)),
+        ("gdt g 0x0c data dpl 0\n", ("TI=1",)),
+        ("ldt l 0x08 data dpl 0\n", ("TI=0",)),
+        ("gdt g 0x08 code\n", ("dpl",)),
+        ("gdt g 0x08 code dpl 4\n", ("dpl is 0-3",)),
+        ("gdt g 0x10 data dpl 0 long\n", ("long",)),
+        ("gdt g 0x08 tss dpl 0\n", ("code|data|system",)),
+        ("gdt g 0x08 code dpl 0\ngdt g 0x0b code dpl 3\n", ("twice",)),
+        ("ENTRY(r)\n        lgdt nosuch\n", ("missing gdt",)),
+    ],
+)
+def test_bad_descriptor_lines_are_path_line_errors(
+    tmp_path, capsys, tail: str, words: tuple[str, ...],
+):  # type: ignore[no-untyped-def]
+    """A mistake in a `gdt`/`ldt` line or an `lgdt` is `path:line: message`, exit 2."""
+    from tests.test_lang_errors import design_error
+
+    design_error(tmp_path, capsys, tail, tail.count("\n"), *words)
