@@ -203,8 +203,8 @@ ASM: tuple[Insn, ...] = (
          "MSR[ECX] := EDX:EAX; #GP(0) at CPL > 0, for an unknown MSR or a non-canonical "
          "base address", "wrmsr"),
     Insn("verw", ("verw",), "", ("r", "m"), 0, ZF, _fs(CPU, ENV), _fs(CPU),
-         "ZF := the selector names a writable segment (the GDT is not modelled: both "
-         "outcomes are explored); clears CPU buffers (MDS)", "verw", width=16),
+         "ZF := the selector names a writable segment (VERW does not consult the `gdt`: "
+         "both outcomes are explored); clears CPU buffers (MDS)", "verw", width=16),
     Insn("lss", ("lss",), "q", ("mr",), 0, 0, _fs(CPU, MEMORY), _fs(CPU),
          "RSP := the 8 bytes at the operand, SS := the next 2; no interrupt shadow "
          "(only MOV SS and POP SS make one)", "lss"),
