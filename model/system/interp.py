@@ -966,7 +966,8 @@ class Interpreter:
 
     def _i_verw(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
         """VERW: ZF := the selector is writable at the CPL. VERW does not consult the
-        design's `gdt` (an over-approximation), so the environment gives both answers (choice 0: ZF clear, 1: ZF set)."""
+        design's `gdt` (an over-approximation), so the environment gives both answers
+        (choice 0: ZF clear, 1: ZF set)."""
         ins = site.ins
         assert ins is not None
         self.read(s, cpu_i, ins.args[0], ins)  # the operand is read (and may fault)
