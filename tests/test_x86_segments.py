@@ -121,8 +121,8 @@ def test_iret_reads_ldt_selectors_from_the_ldt():
 def test_iret_of_a_zero_frame_faults_on_the_old_stack_with_nmis_unblocked():
     """SDM Vol. 2 IRET: a frame of never-written words has CS = 0: #GP(0). The fault is
     taken before anything is loaded (RSP still points at the frame, CPL unchanged), and
-    NMIs are unblocked even so (SDM §6.7.1; Vol. 3C "IRET ... unblocks NMIs even if the
-    instruction causes a fault")."""
+    NMIs are unblocked even so (SDM §6.7.1: IRET "unblocks NMIs even if the instruction
+    causes a fault ... before the exception handler is invoked")."""
     p, m = setup(cpl=0, nmi_blocked=True)
     rsp = m.cpus[0].rsp
     f = _fault(iret, p, m, 0)

@@ -82,8 +82,9 @@ def iret(
     """IRETQ (SDM Vol. 2 IRET, 64-bit mode): pop RIP, CS, RFLAGS, RSP, SS from where RSP
     points, whatever wrote them, and check CS and SS against the descriptor tables
     (model.x86.segments.iret_checks: #GP(selector), #NP, #SS). Every IRET unblocks NMIs,
-    even one that faults (SDM §6.7.1, Vol. 3C §24.x "even if the instruction causes a
-    fault"), so the unblocked state travels with any fault raised here; a fault leaves RSP
+    even one that faults (SDM §6.7.1: "unblocks NMIs even if the instruction causes a
+    fault ... NMIs are unmasked before the exception handler is invoked"), so the
+    unblocked state travels with any fault raised here; a fault leaves RSP
     and the frame as they were (the pops are not committed). IRETL (operand_size 4) pops
     five 32-bit fields instead (RIP, RSP zero-extended).
 
