@@ -389,6 +389,7 @@ def test_iret_in_a_design_checks_the_frame(tmp_path):  # type: ignore[no-untyped
         ("gdt g 0x08 tss dpl 0\n", ("code|data|system",)),
         ("gdt g 0x08 code dpl 0\ngdt g 0x0b code dpl 3\n", ("twice",)),
         ("ENTRY(r)\n        lgdt nosuch\n", ("missing gdt",)),
+        ("function g {\n    atomic {\n        send_nmi(SELF)\n", ("several outcomes",)),
     ],
 )
 def test_bad_descriptor_lines_are_path_line_errors(

@@ -2154,6 +2154,15 @@ class _CCompiler:
                 self._check_routine(args[2], loc)
                 self._emit("c.set_gate", tuple(parsed), loc, text)
                 return
+            if (
+                name == "send_nmi" and args[0].strip() in ("SELF", "ALL")
+                and any(b[0] == "atomic" for b in self.blocks)
+            ):
+                # An invalid shorthand has several outcomes (SDM Vol. 3A Table 11-3), and a
+                # step inside `atomic { }` has one: the outcomes would be lost.
+                raise _err(f"send_nmi({args[0].strip()}) has several outcomes (the shorthand "
+                           "is invalid with delivery mode NMI); it cannot be inside atomic",
+                           loc)
             conv = tuple(self._cond(a, loc) for a in args)
             self._emit(f"c.{name}", conv, loc, text)
             return
