@@ -16,18 +16,40 @@ PROVIDER = DesignProvider()
 def test_the_x86_defaults_are_not_xens() -> None:
     p = Platform()
     assert p.fmask == 0
-    assert p.selectors == Selectors(0x08, 0x10, 0x19, 0x33, 0x2B)
+    assert p.selectors == Selectors(0x08, 0x10, 0x19, 0x33, 0x2B, 0x39)
     assert [p.selectors.cs(cpl) & 3 for cpl in (0, 1, 3)] == [0, 1, 3]
 
 
+XEN_GDT = {  # boot_gdt (xen/arch/x86, asm/desc.h): selector -> (kind, DPL, L)
+    0xE008: ("code", 0, True), 0xE010: ("data", 0, False), 0xE023: ("code", 3, False),
+    0xE02B: ("data", 3, False), 0xE033: ("code", 3, True), 0xE038: ("code", 0, False),
+}
+
+
 def test_the_xen_designs_declare_xens_values() -> None:
-    for design in ("xen_boot", "xen_ist", "xen_kexec", "xen_pv_traps", "xen_syscall"):
+    for design in ("xen_boot", "xen_ist", "xen_kexec", "xen_pv_traps", "xen_syscall",
+                   "xen_entry"):
         system = PROVIDER.load(design, {}, {})
-        assert system.platform.selectors == XEN_SELECTORS, design
+        sel = system.platform.selectors
+        assert (sel.ring0_cs, sel.ring0_ss, sel.ring3_cs, sel.ring3_ss) == (
+            XEN_SELECTORS.ring0_cs, XEN_SELECTORS.ring0_ss, XEN_SELECTORS.ring3_cs,
+            XEN_SELECTORS.ring3_ss), design
+        gdt = system.platform.gdt(None)
+        assert gdt is not None and gdt.name == "xen_gdt", design
+        for selector, (kind, dpl, long) in XEN_GDT.items():
+            d = gdt.entry(selector >> 3)
+            assert d is not None and (d.kind, d.dpl, d.long, d.present) == (
+                kind, dpl, long, True), (design, hex(selector))
+    compat = PROVIDER.load("xen_pv_traps", {}, {}).platform.gdt("xen_compat_gdt")
+    assert compat is not None  # boot_compat_gdt: a PV32 kernel's ring 1
+    ring1_cs, ring1_ss = compat.entry(0xE019 >> 3), compat.entry(0xE021 >> 3)
+    assert ring1_cs is not None and (ring1_cs.kind, ring1_cs.dpl) == ("code", 1)
+    assert ring1_ss is not None and (ring1_ss.kind, ring1_ss.dpl) == ("data", 1)
     for design in ("xen_pv_traps", "xen_syscall"):  # the ones that SYSCALL
         assert PROVIDER.load(design, {}, {}).platform.fmask == XEN_FMASK
     conformance = PROVIDER.load("x86_conformance", {}, {})
     assert conformance.platform.selectors == Selectors()
+    assert conformance.platform.gdt(None) is not None
     assert conformance.platform.fmask == 0
 
 

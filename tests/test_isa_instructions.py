@@ -416,14 +416,14 @@ def test_pop_ss_is_ud_in_64_bit_code_and_mov_ss_keeps_the_shadow(tmp_path: Path)
     s = system.next_state(s, Action("step", 0))
     t = system.next_state(s, Action("step", 0))
     assert t.machine.cpus[0].run is Run.SHUTDOWN  # #UD with no IDT
-    system = load(tmp_path, asm("movq $0x18, %rax\nmov %ax, %ss\nnop\n"))
+    system = load(tmp_path, asm("movq $0x10, %rax\nmov %ax, %ss\nnop\n"))
     [s] = system.init_states()
     s = system.next_state(system.next_state(s, Action("step", 0)), Action("step", 0))
     assert s.machine.cpus[0].shadow != 0
 
 
 def test_sysretl_and_iretl(tmp_path: Path) -> None:
-    header = HEADER
+    header = HEADER + "lstar idle\n"  # EFER.SCE set: SYSRET is #UD without it
     system = load(tmp_path, """\
         ENTRY(f)
                 leaq g32(%rip), %rcx

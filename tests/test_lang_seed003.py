@@ -70,6 +70,8 @@ ADDED = "\n".join(
 PRELUDE = """\
 const TRAP_nmi = 2
 const __HYPERVISOR_CS = 0xe008
+# Xen's ring-0 code segment, which the hand-made IRET frame names (the GDT has it).
+selector hypervisor_cs = 0xe008
 
 stack primary size 0x1000
 percpu crash_save_done = 0
@@ -101,7 +103,7 @@ function do_nmi_crash {{
         crash_save_done = 1;
         atomic_dec(waiting_for_crash_ipi);
     }}
-    send_nmi(SELF);
+    send_nmi(cpu);
     for (;;) {{
         halt();
     }}

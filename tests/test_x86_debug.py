@@ -93,6 +93,8 @@ HEAD = """\
     design t "t"
     cpus 1
     lstar lstar_stub
+    selector guest_ss = 0xe02b
+    selector guest_cs64 = 0xe033
     var user_ss = 0xe02b
     stack primary     size 0x1000 per-cpu
     stack db_ist      size 0x1000 per-cpu
@@ -233,6 +235,7 @@ def test_fault_db_spelling_is_a_trap_held_by_mov_ss(tmp_path):
     data breakpoint on its source is, §17.3.1.2), held past the next instruction
     (§6.8.3), not a fault raised before it."""
     system = load(tmp_path, """\
+        movl  $0xe02b, %eax
         mov   %ax, %ss  @fault(#DB)
         syscall
         stop
@@ -423,6 +426,7 @@ def test_nmi_in_the_mov_ss_shadow_is_explored_both_ways(tmp_path):
     at the boundary after the next instruction, which is also where an NMI arriving one
     step later is delivered: the model lets the NMI arrive at either boundary."""
     system = load(tmp_path, """\
+        movl  $0xe02b, %eax
         mov   %ax, %ss
         nop
         stop
@@ -432,14 +436,14 @@ def test_nmi_in_the_mov_ss_shadow_is_explored_both_ways(tmp_path):
         for f in s.machine.frames:
             if f.vector == 2:
                 saved.add(_saved_rip(s, f))
-    assert {"guest+1", "guest+2"} <= saved
+    assert {"guest+2", "guest+3"} <= saved
 
 
 def test_a_bad_breakpoint_line_is_a_located_error(tmp_path):
     """A malformed `breakpoint` line is a `path:line` error, not a traceback."""
     with pytest.raises(InputError) as err:
         load(tmp_path, "nop\n", extra="breakpoint io 0x60")
-    assert err.value.line == 23  # the `breakpoint` line
+    assert err.value.line == 25  # the `breakpoint` line
     with pytest.raises(InputError):
         load(tmp_path, "nop\n", extra="breakpoint rw user_ss len 3")
     with pytest.raises(InputError):

@@ -31,7 +31,6 @@ from model.x86.arch import (
     RFLAGS_FIXED,
     SS,
     TF,
-    TS,
     UD,
     idt_error_code,
 )
@@ -272,16 +271,17 @@ def test_current_stack_without_ist_or_privilege_change():
     assert (f.stack, f.lo) == ("primary", rsp - 5 * WORD)
 
 
-def test_ist_delivery_without_tr_faults_and_records_incident():
-    """SDM Vol. 2 INT n: the IST slot is read from the current TSS ("(TSSstackAddress + 7) >
-    current TSS limit -> #TS(EXT)"); with no TR loaded the model treats the slot as unusable
-    (REFERENCE.md inference) and records "ist-without-tss"."""
+def test_ist_delivery_without_tr_reads_the_reset_tss_and_records_incident():
+    """SDM Vol. 2 INT n: the IST slot is read from the current TSS; with no LTR the TR has
+    its reset value (SDM Vol. 3A Table 9-1: base 0, limit 0FFFFH), so IST2 is the 8 bytes at
+    linear 0x2C. Page 0 never written reads as 0: the first push goes to
+    0xFFFFFFFFFFFFFFF8, unmapped -> #PF, delivered serially after the benign NMI (Table
+    6-5). The model records "ist-without-tss"."""
     p, m = setup(cpl=0, tr=None)
     m2 = deliver_event(p, m, Source.NMI, NMI)
     f = last_frame(m2)
-    assert f.vector == TS  # NMI is benign, so #TS is delivered serially (Table 6-5)
-    assert f.stack == "primary"  # #TS's gate has no IST and CPL stays 0
-    assert error_code_of(m2, f) == 1  # EXT: raised while delivering an NMI
+    assert f.vector == PF
+    assert f.stack == "primary"  # #PF's gate has no IST and CPL stays 0
     assert IST_WITHOUT_TSS in m2.incidents
     assert m2.cpus[0].nmi_blocked
 

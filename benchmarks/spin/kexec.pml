@@ -73,7 +73,7 @@
 #define XP_CALL    0    /* :128 kexec_crash(); */
 #define XP_RET     1    /* :129 } */
 /* xen_stuck :133-140 */
-#define XS_ATOMIC  2    /* :134-137 atomic { watchdog_stuck = 1; send_nmi(SELF); } */
+#define XS_ATOMIC  2    /* :134-137 atomic { watchdog_stuck = 1; send_nmi(cpu); } */
 #define XS_LOOP    3    /* :138-139 for (;;) { } (the jump back to itself) */
 #define XS_RET     4    /* :140 } */
 /* xen_idle :142-144 */
@@ -136,7 +136,7 @@
 #define DC_NOTES   51   /* :253 crash_notes_saved = 1; */
 #define DC_DONE    52   /* :254 crash_save_done = 1; */
 #define DC_DEC     53   /* :256 atomic_dec(waiting_for_crash_ipi); (patch-v1-fixed only) */
-#define DC_SELF    54   /* :261 send_nmi(SELF); */
+#define DC_SELF    54   /* :261 send_nmi(cpu); */
 #define DC_HALT    55   /* :263 halt(); */
 #define DC_JMP     56   /* :264 } (for (;;) jumps back) */
 #define DC_RET     57   /* :265 } */

@@ -178,6 +178,25 @@ class StackDecl:
 
 
 @dataclass(frozen=True)
+class DescriptorDecl:
+    """`gdt TABLE SELECTOR code|data|system dpl N [long] [16bit] [readonly] [conforming]
+    [notpresent] [base V]` (or `ldt ...`): one segment descriptor of a named table."""
+
+    table_kind: str  # "gdt" or "ldt"
+    table: str
+    selector: int
+    kind: str
+    dpl: int
+    present: bool
+    long: bool
+    db: bool
+    writable: bool
+    conforming: bool
+    base: int
+    loc: Loc
+
+
+@dataclass(frozen=True)
 class GateDecl:
     vector: int
     routine: str
@@ -307,6 +326,7 @@ class Design:
     df_rule: str = "sdm"
     fmask: int = 0  # IA32_FMASK as the design's software writes it (`fmask`)
     selectors: tuple[tuple[str, int], ...] = ()  # `selector NAME = VALUE` lines, in order
+    descriptors: tuple[DescriptorDecl, ...] = ()  # `gdt` / `ldt` lines, in order
     symmetric: bool = False  # the CPUs other than CPU 0 are interchangeable
     symmetry_loc: Loc | None = None  # where `symmetric` is declared
     # variables holding CPU numbers, CPU bitmasks, and loop positions over CPUs

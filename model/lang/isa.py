@@ -203,8 +203,8 @@ ASM: tuple[Insn, ...] = (
          "MSR[ECX] := EDX:EAX; #GP(0) at CPL > 0, for an unknown MSR or a non-canonical "
          "base address", "wrmsr"),
     Insn("verw", ("verw",), "", ("r", "m"), 0, ZF, _fs(CPU, ENV), _fs(CPU),
-         "ZF := the selector names a writable segment (the GDT is not modelled: both "
-         "outcomes are explored); clears CPU buffers (MDS)", "verw", width=16),
+         "ZF := the selector names a writable segment (VERW does not consult the `gdt`: "
+         "both outcomes are explored); clears CPU buffers (MDS)", "verw", width=16),
     Insn("lss", ("lss",), "q", ("mr",), 0, 0, _fs(CPU, MEMORY), _fs(CPU),
          "RSP := the 8 bytes at the operand, SS := the next 2; no interrupt shadow "
          "(only MOV SS and POP SS make one)", "lss"),
@@ -221,6 +221,8 @@ ASM: tuple[Insn, ...] = (
     Insn("lidt", ("lidt",), "", ("n",), 0, 0, _fs(CPU), _fs(CPU),
          "load IDTR with TABLE (or `empty`)", "lidt"),
     Insn("ltr", ("ltr",), "", ("n",), 0, 0, _fs(CPU), _fs(CPU), "load TR with TSS", "ltr"),
+    Insn("lgdt", ("lgdt",), "", ("n",), 0, 0, _fs(CPU), _fs(CPU),
+         "load GDTR with the design's `gdt TABLE`", "lgdt"),
     Insn("movsq", ("movsq",), "", ("",), 0, 0, _fs(CPU, STACK, MEMORY), _fs(CPU, STACK, MEMORY),
          "`rep movsq`: copy RCX words from RSI to RDI; a live frame inside the source moves "
          "with it", "movsq"),
@@ -267,7 +269,8 @@ BUILTIN_TABLE: tuple[Builtin, ...] = (
     _c("copy_idt", 2, 2, _fs(TABLES), _fs(TABLES), "copy every gate of one IDT over another"),
     _c("lidt", 1, 1, _fs(CPU), _fs(CPU), "load IDTR"),
     _c("ltr", 1, 1, _fs(CPU), _fs(CPU), "load TR"),
-    _c("send_nmi", 1, 1, _fs(CPU), _fs(OTHER_CPU), "an NMI IPI through the ICR"),
+    _c("send_nmi", 1, 1, _fs(CPU, ENV), _fs(OTHER_CPU),
+       "an NMI IPI through the ICR (SELF and ALL are invalid: every outcome is explored)"),
     _c("halt", 0, 0, _fs(CPU), _fs(CPU), "HLT"),
     _c("cli", 0, 0, _fs(CPU), _fs(CPU), "CLI"),
     _c("sti", 0, 0, _fs(CPU), _fs(CPU), "STI"),

@@ -29,6 +29,7 @@ from model.lang.ir import (
     Abs,
     BreakpointDecl,
     CpuDecl,
+    DescriptorDecl,
     Design,
     Expr,
     GateDecl,
@@ -83,8 +84,9 @@ BUILTINS = isa.BUILTINS
 # must carry (None: an SS, whose RPL nothing reads).
 SELECTOR_RPL: dict[str, int | None] = {
     "hypervisor_cs": 0, "hypervisor_ss": 0, "guest_cs_ring1": 1, "guest_cs64": 3,
-    "guest_ss": None,
+    "guest_ss": None, "guest_ss_ring1": 1,
 }
+_DESCRIPTOR_FLAGS = {"long", "16bit", "readonly", "conforming", "notpresent"}
 DESTINATIONS = ("SELF", "ALL_BUT_SELF", "ALL")
 
 _IDENT = r"[A-Za-z_.$][A-Za-z0-9_.$]*"
@@ -307,6 +309,7 @@ class _Parser:
         self.breakpoints: list[BreakpointDecl] = []
         self.smap = False
         self.selectors: dict[str, int] = {}
+        self.descriptors: list[DescriptorDecl] = []
         self.lstar: str | None = None
         self.lstar_loc = Loc(path, 1)
         self.sysenter: tuple[str, str] | None = None  # (routine, stack): SYSENTER_EIP/ESP
@@ -867,6 +870,9 @@ class _Parser:
                 raise _err("write `smap` alone (CR4.SMAP set)", loc)
             self.smap = True
             return True, i + 1
+        if word in ("gdt", "ldt"):
+            self._descriptor(word, rest, loc)
+            return True, i + 1
         if word == "input":
             self._input(rest, loc)
             return True, i + 1
@@ -947,6 +953,45 @@ class _Parser:
             wanted = f" with RPL {rpl}" if rpl is not None else ""
             raise _err(f"selector {name} must be a 16-bit selector{wanted}", loc)
         self.selectors[name] = value
+
+    def _descriptor(self, table_kind: str, rest: str, loc: Loc) -> None:
+        """`gdt TABLE SELECTOR KIND dpl N [flags]`: one descriptor (model.x86.segments)."""
+        words = rest.split()
+        usage = (f"write `{table_kind} TABLE SELECTOR code|data|system dpl N [long] [16bit] "
+                 "[readonly] [conforming] [notpresent] [base V]`")
+        if len(words) < 3 or not re.fullmatch(r"\w+", words[0]):
+            raise _err(usage, loc)
+        selector = self._int(words[1], loc)
+        if not 0 <= selector <= 0xFFFF or (table_kind == "gdt" and selector >> 3 == 0):
+            raise _err(f"{words[1]} is not a non-NULL 16-bit selector", loc)
+        if bool(selector & 4) != (table_kind == "ldt"):
+            raise _err(f"selector {selector:#x} has TI={selector >> 2 & 1}, "
+                       f"not that of an {table_kind.upper()} entry", loc)
+        kind = words[2]
+        if kind not in ("code", "data", "system"):
+            raise _err(usage, loc)
+        opts = self._options(words[3:], loc, _DESCRIPTOR_FLAGS, {"dpl", "base"})
+        if "dpl" not in opts:
+            raise _err(f"{table_kind} {words[0]} {words[1]}: needs `dpl N`", loc)
+        dpl = self._int(opts["dpl"], loc)
+        if not 0 <= dpl <= 3:
+            raise _err("dpl is 0-3", loc)
+        if "long" in opts and kind != "code":
+            raise _err("only a code segment is `long` (L = 1)", loc)
+        index = selector >> 3
+        for d in self.descriptors:
+            if d.table == words[0] and d.selector >> 3 == index:
+                raise _err(f"{table_kind} {words[0]} declares entry {index} "
+                           f"({selector & ~3:#x}) twice", loc)
+            if d.table == words[0] and d.table_kind != table_kind:
+                raise _err(f"{words[0]} is an {d.table_kind.upper()}, not an "
+                           f"{table_kind.upper()}", loc)
+        self.descriptors.append(DescriptorDecl(
+            table_kind, words[0], selector, kind, dpl, "notpresent" not in opts,
+            "long" in opts, "16bit" not in opts and "long" not in opts,
+            "readonly" not in opts, "conforming" in opts,
+            self._int(opts["base"], loc) if "base" in opts else 0, loc,
+        ))
 
     def _int(self, text: str, loc: Loc) -> int:
         e = parse_expr(text, loc, self.consts)
@@ -1310,7 +1355,7 @@ class _Parser:
             # a shift's count register (%cl) and BT's offset are not the operand size
             and not (entry.semantics == "alu" and entry.imm_bits == 8 and k == 0 and len(args) == 2)
         ]
-        if entry.op in ("lidt", "ltr", "input", "choose", "verw", "lss", "push", "pop",
+        if entry.op in ("lidt", "ltr", "lgdt", "input", "choose", "verw", "lss", "push", "pop",
                         "jmp", "call", "setcc"):
             if entry.op == "setcc" and regs and regs[0] != 8:
                 raise _err(f"{mnemonic} writes a byte register (%al, %cl, ...)", loc)
@@ -1642,6 +1687,7 @@ class _Parser:
             breakpoints=tuple(self.breakpoints),
             smap=self.smap,
             selectors=tuple(self.selectors.items()),
+            descriptors=tuple(self.descriptors),
             symmetric=self.symmetric,
             symmetry_loc=self.symmetry_loc if self.symmetric else None,
             symmetry_vars=self.symmetry_vars,
@@ -1770,6 +1816,10 @@ class _Parser:
             and ins.args[0].name not in tss_names
         ):
             raise _err(f"ltr names a missing tss {ins.args[0].name!r}", ins.loc)
+        if ins.op == "lgdt" and isinstance(ins.args[0], Name) and not any(
+            d.table == ins.args[0].name and d.table_kind == "gdt" for d in self.descriptors
+        ):
+            raise _err(f"lgdt names a missing gdt {ins.args[0].name!r}", ins.loc)
         check = _NameCheck(self, ins, var_names, tables, tss_names, stack_names)
         op, a = ins.op, ins.args
         if op in ("c.assign", "c.assign_index"):
@@ -2170,6 +2220,15 @@ class _CCompiler:
                 self._check_routine(args[2], loc)
                 self._emit("c.set_gate", tuple(parsed), loc, text)
                 return
+            if (
+                name == "send_nmi" and args[0].strip() in ("SELF", "ALL")
+                and any(b[0] == "atomic" for b in self.blocks)
+            ):
+                # An invalid shorthand has several outcomes (SDM Vol. 3A Table 11-3), and a
+                # step inside `atomic { }` has one: the outcomes would be lost.
+                raise _err(f"send_nmi({args[0].strip()}) has several outcomes (the shorthand "
+                           "is invalid with delivery mode NMI); it cannot be inside atomic",
+                           loc)
             conv = tuple(self._cond(a, loc) for a in args)
             self._emit(f"c.{name}", conv, loc, text)
             return

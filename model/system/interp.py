@@ -33,7 +33,7 @@ from model.lang.ir import (
     Target,
 )
 from model.system.layout import Layout
-from model.x86 import alu, debug, msr, smap
+from model.x86 import alu, debug, msr, segments, smap
 from model.x86 import instructions as insn
 from model.x86.arch import (
     BP,
@@ -49,7 +49,12 @@ from model.x86.arch import (
     is_canonical,
 )
 from model.x86.delivery import Event, Source, deliver
-from model.x86.events import after_instruction, ipi_destinations, send_nmi_ipi
+from model.x86.events import (
+    after_instruction,
+    ipi_destinations,
+    nmi_ipi_outcomes,
+    send_nmi_ipi,
+)
 from model.x86.memory import (
     ArchFault,
     check_access,
@@ -87,6 +92,9 @@ TIMED_OUT = "timeout-fired"
 FOREIGN_GS = "percpu-access-through-foreign-gs-base"
 # An indirect jump or call to an address where the design has no code.
 WILD_BRANCH = "indirect-branch-to-non-code"
+
+# `send_nmi(X)`'s destination shorthands, as model.x86.events names them.
+_SHORTHANDS = {"SELF": "self", "ALL_BUT_SELF": "all-but-self", "ALL": "all"}
 
 # Exceptions that are traps: the saved RIP is the next instruction (SDM Table 6-1).
 TRAPS = frozenset({BP, DB})
@@ -612,9 +620,11 @@ class Interpreter:
         """Deliver an exception raised by `ins` (faults save its address, traps the next)."""
         s = self.settle_flags(s, cpu_i)
         m = fault.machine if fault.machine is not None else s.machine
-        pc = m.cpus[cpu_i].pc
-        if fault.vector in TRAPS:
-            pc = self._site(pc).next_pc
+        pc: Value = m.cpus[cpu_i].pc
+        if fault.rip is not None:
+            pc = fault.rip  # the fault is on another RIP (AMD's SYSRET #GP at CPL 3)
+        elif fault.vector in TRAPS:
+            pc = self._site(m.cpus[cpu_i].pc).next_pc
         event = Event(Source.EXCEPTION, fault.vector, fault.error_code)
         return s.with_machine(deliver(self.platform, m, cpu_i, event, pc))
 
@@ -914,10 +924,9 @@ class Interpreter:
         m, value = pop(self.platform, s.machine, cpu_i)
         c = m.cpus[cpu_i]
         s = _set_lazy(s, cpu_i, None)
-        return self._next(
-            s.with_machine(m.with_cpu(cpu_i, c._replace(rflags=self._int(value, ins) | 2))),
-            cpu_i,
-        )
+        # IF only when CPL <= IOPL, IOPL only at CPL 0 (SDM Vol. 2 POPF).
+        flags = insn.popped_flags(c, self._int(value, ins) | 2)
+        return self._next(s.with_machine(m.with_cpu(cpu_i, c._replace(rflags=flags))), cpu_i)
 
     def _i_cli(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
         return s.with_machine(self._advance(insn.cli(s.machine, cpu_i), cpu_i))
@@ -992,6 +1001,7 @@ class Interpreter:
             msr.IA32_LSTAR: CodeAddr(d.lstar, 0) if d.lstar else 0,
             msr.IA32_FMASK: self.platform.fmask,
             msr.IA32_EFER: efer,
+            msr.IA32_STAR: insn.platform_star(self.platform),
             msr.IA32_SYSENTER_CS: 0xE008 if eip is not None else 0,
             msr.IA32_SYSENTER_EIP: eip if eip is not None else 0,
             msr.IA32_SYSENTER_ESP: esp,
@@ -1025,8 +1035,9 @@ class Interpreter:
         return self._next(s.with_machine(m), cpu_i)
 
     def _i_verw(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
-        """VERW: ZF := the selector is writable at the CPL. The model has no GDT, so the
-        environment gives both answers (choice 0: ZF clear, 1: ZF set)."""
+        """VERW: ZF := the selector is writable at the CPL. VERW does not consult the
+        design's `gdt` (an over-approximation), so the environment gives both answers
+        (choice 0: ZF clear, 1: ZF set)."""
         ins = site.ins
         assert ins is not None
         self.read(s, cpu_i, ins.args[0], ins)  # the operand is read (and may fault)
@@ -1083,6 +1094,11 @@ class Interpreter:
         table = None if name == "empty" else self.layout.resolve(name, cpu_i)
         return s.with_machine(self._advance(insn.lidt(s.machine, cpu_i, table), cpu_i))
 
+    def _i_lgdt(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None and isinstance(ins.args[0], Name)
+        return s.with_machine(self._advance(insn.lgdt(s.machine, cpu_i, ins.args[0].name), cpu_i))
+
     def _i_ltr(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
         ins = site.ins
         assert ins is not None and isinstance(ins.args[0], Name)
@@ -1110,12 +1126,15 @@ class Interpreter:
         ins = site.ins
         assert ins is not None
         m = s.machine
+        compat = self.routines[m.cpus[cpu_i].pc.routine].compat
         if len(ins.args) == 1:  # pop %ss
-            if not self.routines[m.cpus[cpu_i].pc.routine].compat:
+            if not compat:
                 raise ArchFault(UD, None, "POP SS in 64-bit mode")
-            m, _ = pop(self.platform, m, cpu_i)
+            m, value = pop(self.platform, m, cpu_i)
         else:
-            self.read(s, cpu_i, ins.args[0], ins)
+            value = self.read(s, cpu_i, ins.args[0], ins)
+        # The selector is checked against its descriptor and loaded (SDM Vol. 2 MOV, POP).
+        m = segments.mov_to_ss(self.platform, m, cpu_i, self._bv(value, ins), not compat)
         return s.with_machine(insn.mov_ss(self._advance(m, cpu_i), cpu_i))
 
     def _i_movsq(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
@@ -1195,6 +1214,11 @@ class Interpreter:
             return max(0, high - low + 1)
         if ins.op == "verw":
             return 2
+        if ins.op == "c.send_nmi":
+            e = ins.args[0]
+            if isinstance(e, tuple) and e[0] == "var" and e[1] in _SHORTHANDS:
+                return len(nmi_ipi_outcomes(s.machine, cpu_i, _SHORTHANDS[e[1]]))
+            return 1
         return len(ins.args) - 1
 
     def wait_ready(self, s: SysState, cpu_i: int, ins: Instr) -> bool:
@@ -1288,9 +1312,9 @@ class Interpreter:
         assert ins is not None
         m = s.machine
         e = ins.args[0]
-        if isinstance(e, tuple) and e[0] == "var" and e[1] in ("SELF", "ALL_BUT_SELF", "ALL"):
-            shorthand = {"SELF": "self", "ALL_BUT_SELF": "all-but-self", "ALL": "all"}[e[1]]
-            targets = ipi_destinations(m, cpu_i, shorthand)
+        if isinstance(e, tuple) and e[0] == "var" and e[1] in _SHORTHANDS:
+            # An invalid shorthand has several outcomes (nmi_ipi_outcomes): the choice.
+            targets = nmi_ipi_outcomes(m, cpu_i, _SHORTHANDS[e[1]])[choice]
         else:
             dest = self._int(self._expr(s, cpu_i, e, ins), ins)
             if not 0 <= dest < len(m.cpus):

@@ -16,6 +16,8 @@ from model.x86.state import (
     Breakpoint,
     CodeAddr,
     Cpu,
+    Descriptor,
+    DescriptorTable,
     Gate,
     Idt,
     Machine,
@@ -180,18 +182,35 @@ def build_layout(design: Design, ncpus: int) -> Layout:
 # The design's `selector` names -> model.x86.state.Selectors fields.
 _SELECTOR_FIELDS = {
     "hypervisor_cs": "ring0_cs", "hypervisor_ss": "ring0_ss", "guest_cs_ring1": "ring1_cs",
-    "guest_cs64": "ring3_cs", "guest_ss": "ring3_ss",
+    "guest_cs64": "ring3_cs", "guest_ss": "ring3_ss", "guest_ss_ring1": "ring1_ss",
 }
+
+
+def descriptor_tables(d: Design, kind: str) -> tuple[DescriptorTable, ...]:
+    """The design's `gdt` (or `ldt`) lines as tables, in order of first mention."""
+    tables: dict[str, dict[int, Descriptor]] = {}
+    for x in d.descriptors:
+        if x.table_kind == kind:
+            tables.setdefault(x.table, {})[x.selector >> 3] = Descriptor(
+                x.kind, x.dpl, x.present, x.long, x.db, x.writable, x.conforming, x.base
+            )
+    return tuple(DescriptorTable(n, tuple(sorted(e.items()))) for n, e in tables.items())
+
+
+def design_selectors(d: Design) -> Selectors:
+    """The design's `selector` lines over the defaults."""
+    return Selectors()._replace(**{_SELECTOR_FIELDS[n]: v for n, v in d.selectors})
 
 
 def platform_of(layout: Layout, breakpoints: tuple[BreakpointDecl, ...] = ()) -> Platform:
     """The design's platform; `breakpoints` are armed besides the design's own (a property
     file's `environment.breakpoints`)."""
     d = layout.design
-    selectors = Selectors()._replace(**{_SELECTOR_FIELDS[n]: v for n, v in d.selectors})
+    selectors = design_selectors(d)
     return Platform(
         regions=layout.regions, vendor=d.vendor, df_rule=d.df_rule, lstar=d.lstar,
-        fmask=d.fmask, selectors=selectors,
+        fmask=d.fmask, selectors=selectors, gdts=descriptor_tables(d, "gdt"),
+        ldts=descriptor_tables(d, "ldt"),
         breakpoints=tuple(_breakpoint(layout, b) for b in d.breakpoints + breakpoints),
         smap=d.smap,
     )
@@ -276,6 +295,8 @@ def _initial_cpu(layout: Layout, c: int, decl: CpuDecl) -> Cpu:
         idtr=layout.resolve(decl.idt, c) if decl.idt else None,
         tr=layout.resolve(decl.tss, c) if decl.tss else None,
         cr4_mce=decl.mce,
+        cs=design_selectors(layout.design).cs(decl.cpl),
+        ss=design_selectors(layout.design).ss(decl.cpl),
         # The kernel's GS base is the CPU's own per-CPU area; code that starts in a guest
         # (CPL 3) has the guest's in GS_BASE and the kernel's parked in KERNEL_GS_BASE.
         gs_base=0 if decl.cpl == 3 else None,

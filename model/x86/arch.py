@@ -50,6 +50,7 @@ TF = 1 << 8
 IF = 1 << 9
 DF_FLAG = 1 << 10
 OF_FLAG = 1 << 11
+IOPL = 3 << 12  # RFLAGS.IOPL, bits 13:12
 NT = 1 << 14
 RF = 1 << 16
 AC_FLAG = 1 << 18

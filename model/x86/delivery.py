@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any, NamedTuple
 
-from checker.symbolic import Term, add, band, decide, eq
+from checker.symbolic import Term, add, band, bor, decide, eq, lshr, shl
 from model.x86 import smap
 from model.x86.arch import (
     ADDRESS_MASK,
@@ -25,13 +25,20 @@ from model.x86.arch import (
     RF,
     SS,
     TF,
-    TS,
     UD,
     EventClass,
     canonical_cond,
     idt_error_code,
 )
-from model.x86.memory import ArchFault, classify, classify_range, location_name, write_words
+from model.x86.memory import (
+    ArchFault,
+    classify,
+    classify_range,
+    location_name,
+    read,
+    write_words,
+)
+from model.x86.segments import cs_of, ss_of
 from model.x86.state import (
     WORD,
     CodeAddr,
@@ -67,7 +74,7 @@ DPL_CHECKED = frozenset({Source.INT_N, Source.INT3, Source.INTO})
 class Event(NamedTuple):
     source: Source
     vector: int
-    error_code: int | None = None
+    error_code: int | Term | None = None  # symbolic: a guest-chosen selector
 
     @property
     def external(self) -> bool:
@@ -121,6 +128,25 @@ def pushes_error_code(event: Event) -> bool:
 
 
 IST_WITHOUT_TSS = "ist-without-tss"
+RESET_TSS = 0  # the TR's base after reset (SDM Vol. 3A Table 9-1)
+
+
+def reset_tss_slot(m: Machine, ist: int) -> Value:
+    """RSP0 (ist 0) or IST`ist` of a 64-bit TSS at linear address 0, the reset TR's base
+    (limit 0xFFFF covers it): 8 bytes at 0x04 or 0x24 + 8 * (ist - 1), which straddle two
+    of the model's aligned words. A word the model never wrote reads as 0 (model.x86.memory
+    .read), so an untouched page 0 gives RSP 0 and the pushes fault (#PF)."""
+    offset = RESET_TSS + (0x24 + 8 * (ist - 1) if ist else 0x04)
+    low_word = offset - offset % WORD
+    low, high = read(m, low_word), read(m, low_word + WORD)
+    # Half of a code address is no number the model has: a stack pointer it cannot
+    # place, which delivery treats as non-canonical (#SS).
+    if isinstance(low, CodeAddr):
+        return low
+    if isinstance(high, CodeAddr):
+        return high
+    shift = 8 * (offset % WORD)
+    return band(bor(lshr(low, shift), shl(high, 64 - shift)), ADDRESS_MASK)
 
 
 def shutdown(m: Machine, cpu_i: int) -> Machine:
@@ -232,14 +258,17 @@ def _enter_handler(
     if gate.ist or new_cpl < cpu.cpl:
         tss = m.tss(cpu.tr)
         if tss is None:
-            # No TR loaded: the stack pointer comes from whatever the reset TR points at.
-            # The model treats that stack as unusable: #TS, like a TSS limit failure.
+            # No LTR yet: the TR still has its reset value, base 0 and limit 0xFFFF (SDM
+            # Vol. 3A Table 9-1), so the stack pointer is read from linear memory at
+            # 0x04 (RSP0) or 0x24 + 8 * (IST - 1) (the 64-bit TSS layout, SDM Figure
+            # 8-11): whatever is there, usually guest memory in a PV hypervisor.
             if gate.ist:
                 m = m.incident(IST_WITHOUT_TSS)
-            return m, ArchFault(TS, ext, "no TSS loaded")
-        slot = tss.ist[gate.ist - 1] if gate.ist else tss.rsp0
-        # An unset slot reads as 0: pushing below it touches an unmapped page.
-        new_rsp = platform.region(slot).top if slot is not None else 0
+            new_rsp = reset_tss_slot(m, gate.ist)
+        else:
+            slot = tss.ist[gate.ist - 1] if gate.ist else tss.rsp0
+            # An unset slot reads as 0: pushing below it touches an unmapped page.
+            new_rsp = platform.region(slot).top if slot is not None else 0
     else:
         new_rsp = cpu.rsp
     if isinstance(new_rsp, CodeAddr) or not decide(canonical_cond(new_rsp)):
@@ -248,12 +277,12 @@ def _enter_handler(
         return m, ArchFault(SS, ext, "non-canonical stack pointer for delivery")
     new_rsp = band(new_rsp, ~0xF & ADDRESS_MASK)  # SDM §6.14.2: align RSP to 16 bytes
 
-    selectors = platform.selectors
+    # The frame saves the interrupted context's own SS and CS (SDM §6.14.2).
     words: list[Value] = [
-        selectors.ss(cpu.cpl),
+        ss_of(platform, cpu),
         cpu.rsp,
         cpu.rflags,
-        selectors.cs(cpu.cpl),
+        cs_of(platform, cpu),
         return_pc,
     ]
     if pushes_error_code(event):
@@ -294,6 +323,10 @@ def _enter_handler(
     flags = band(cpu.rflags, ~cleared & ADDRESS_MASK)
     cpu = m.cpus[cpu_i]._replace(
         cpl=new_cpl,
+        # Every gate's code segment is the hypervisor's CS; a CPL change loads a NULL SS
+        # whose RPL is the new CPL, a same-level delivery keeps SS (SDM §6.14.2).
+        cs=platform.selectors.ring0_cs,
+        ss=new_cpl if new_cpl != cpu.cpl else ss_of(platform, cpu),
         rsp=rsp,
         pc=CodeAddr(gate.routine, 0),
         rflags=flags,

@@ -194,6 +194,29 @@ def ipi_destinations(m: Machine, sender: int, shorthand: str, dest: int | None =
     return [dest]
 
 
+# SDM Vol. 3A Table 11-3 (Table 10-3 in older editions), "Valid Combinations for the
+# Pentium 4 and Intel Xeon Processors' Local xAPIC Interrupt Command Register": NMI
+# delivery mode is invalid with the Self and All Including Self shorthands.
+INVALID_NMI_SHORTHANDS = frozenset({"self", "all"})
+
+
+def nmi_ipi_outcomes(m: Machine, sender: int, shorthand: str,
+                     dest: int | None = None) -> list[list[int]]:
+    """The CPUs an ICR write with delivery mode NMI may reach, one list per outcome.
+
+    A valid combination has one outcome, the destinations. For an invalid one the SDM
+    says only that it is not valid, not what the LAPIC then does, so every outcome is
+    explored: each subset of the destinations the shorthand names, from none at all
+    (the IPI is dropped) to all of them (it is sent as if valid)."""
+    targets = ipi_destinations(m, sender, shorthand, dest)
+    if shorthand not in INVALID_NMI_SHORTHANDS:
+        return [targets]
+    return [
+        [t for k, t in enumerate(targets) if mask >> k & 1]
+        for mask in range(1 << len(targets))
+    ]
+
+
 def nmi_ipi_arrives(platform: Platform, m: Machine, cpu_i: int) -> Machine:
     """An in-flight NMI IPI reaches its CPU (lost on a CPU in shutdown)."""
     cpu = m.cpus[cpu_i]

@@ -13,13 +13,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from checker.symbolic import MASK, add, band, bor, decide
-from model.x86 import msr
-from model.x86.arch import AC_FLAG, DF_FLAG, GP, IF, RF, RFLAGS_FIXED, SS, UD, canonical_cond
+from checker.symbolic import MASK, Term, add, band, bor, decide, lshr, ule
+from model.x86 import msr, segments
+from model.x86.arch import (
+    AC_FLAG,
+    DF_FLAG,
+    GP,
+    IF,
+    IOPL,
+    NT,
+    RF,
+    RFLAGS_FIXED,
+    SS,
+    UD,
+    canonical_cond,
+)
 from model.x86.memory import ArchFault, check_access, forget, read
 from model.x86.state import (
     WORD,
     CodeAddr,
+    Cpu,
     Gate,
     Machine,
     Platform,
@@ -67,28 +80,51 @@ def iret(
     code_at: CodeAt | None = None,
 ) -> Machine:
     """IRETQ (SDM Vol. 2 IRET, 64-bit mode): pop RIP, CS, RFLAGS, RSP, SS from where RSP
-    points, whatever wrote them. Every IRET unblocks NMIs, even one that faults
-    (SDM §6.7.1), so the unblocked state travels with any fault raised here. IRETL
-    (operand_size 4) pops five 32-bit fields instead (RIP, RSP zero-extended)."""
+    points, whatever wrote them, and check CS and SS against the descriptor tables
+    (model.x86.segments.iret_checks: #GP(selector), #NP, #SS). Every IRET unblocks NMIs,
+    even one that faults (SDM §6.7.1: "unblocks NMIs even if the instruction causes a
+    fault ... NMIs are unmasked before the exception handler is invoked"), so the
+    unblocked state travels with any fault raised here; a fault leaves RSP
+    and the frame as they were (the pops are not committed). IRETL (operand_size 4) pops
+    five 32-bit fields instead (RIP, RSP zero-extended).
+
+    RFLAGS: IF is restored only when CPL <= IOPL and IOPL only at CPL 0 (SDM Vol. 2 IRET,
+    RETURN-TO-SAME/OUTER-PRIVILEGE-LEVEL), judged at the CPL IRET runs at."""
     cpu = m.cpus[cpu_i]
     m = m.with_cpu(cpu_i, cpu._replace(nmi_blocked=False))
-    rsp = cpu.rsp
-    if isinstance(rsp, CodeAddr):
-        raise ArchFault(SS, 0, "IRET with RSP holding a code address", machine=m)
     try:
-        for k in range((5 * operand_size + WORD - 1) // WORD):
-            check_access(platform, add(rsp, k * WORD), cpu.cpl)
+        return _iret(platform, m, cpu_i, operand_size, code_at)
     except ArchFault as fault:
-        fault.machine = m
+        if fault.machine is None:
+            fault.machine = m
         raise
+
+
+def _iret(
+    platform: Platform, m: Machine, cpu_i: int, operand_size: int, code_at: CodeAt | None,
+) -> Machine:
+    cpu = m.cpus[cpu_i]
+    rsp = cpu.rsp
+    if flag_set(cpu.rflags, NT):
+        # SDM Vol. 2 IRET: in IA-32e mode a task return (NT = 1) is #GP(0).
+        raise ArchFault(GP, 0, "IRET with RFLAGS.NT set in IA-32e mode")
+    if isinstance(rsp, CodeAddr):
+        raise ArchFault(SS, 0, "IRET with RSP holding a code address")
+    for k in range((5 * operand_size + WORD - 1) // WORD):
+        check_access(platform, add(rsp, k * WORD), cpu.cpl)
     if operand_size == 4:
-        rip, cs, rflags, new_rsp, _ss = _read_dwords(m, rsp, 5)
+        rip, cs, rflags, new_rsp, ss = _read_dwords(m, rsp, 5)
     else:
-        rip, cs, rflags, new_rsp, _ss = (read(m, add(rsp, k * WORD)) for k in range(5))
-    if not isinstance(cs, int) or (cs & 3) < cpu.cpl or isinstance(rflags, CodeAddr):
-        raise ArchFault(GP, 0, "IRET to a more privileged or invalid CS", machine=m)
+        rip, cs, rflags, new_rsp, ss = (read(m, add(rsp, k * WORD)) for k in range(5))
+    gdt, ldt = segments.tables(platform, cpu)
+    if isinstance(rflags, CodeAddr):
+        raise ArchFault(GP, 0, "IRET of an RFLAGS holding a code address")
+    cs = segments.concrete_selector(cs, gdt, ldt)
+    ss = segments.concrete_selector(ss, gdt, ldt)
+    target = segments.iret_checks(gdt, ldt, cpu.cpl, cs, ss)
+    assert isinstance(cs, int) and isinstance(ss, int)  # iret_checks faults a symbolic one
     if not isinstance(rip, CodeAddr) and not decide(canonical_cond(rip)):
-        raise ArchFault(GP, 0, "IRET to a non-canonical RIP", machine=m)
+        raise ArchFault(GP, 0, "IRET to a non-canonical RIP")
     # The frame at RSP is consumed (whoever pushed it) and its words are now garbage.
     frames = tuple(f for f in m.frames if not (f.cpu == cpu_i and f.lo == rsp))
     m = m._replace(frames=frames)
@@ -97,11 +133,13 @@ def iret(
     else:
         popped = {add(rsp, k * WORD) for k in range(5)}
         m = m._replace(sym_memory=tuple(e for e in m.sym_memory if e[0] not in popped))
-    new_cpl = cs & 3
+    new_cpl = target.cpl
     cpu = m.cpus[cpu_i]._replace(
         cpl=new_cpl,
+        cs=cs,
+        ss=ss,
         pc=_code_target(rip, code_at),
-        rflags=bor(rflags, RFLAGS_FIXED),
+        rflags=bor(popped_flags(cpu, rflags), RFLAGS_FIXED),
         rsp=new_rsp,
         run=Run.RUNNING,
     )
@@ -109,6 +147,29 @@ def iret(
     if new_cpl == 3:
         m = _returned_to_guest(m, cpu_i)
     return m
+
+
+def iopl_allows(cpu: Cpu) -> bool:
+    """CPL <= RFLAGS.IOPL (decided when RFLAGS is symbolic)."""
+    if cpu.cpl == 0:
+        return True
+    flags = cpu.rflags
+    if isinstance(flags, int):
+        return cpu.cpl <= (flags & IOPL) >> 12
+    return decide(ule(cpu.cpl, lshr(band(flags, IOPL), 12)))
+
+
+def popped_flags(cpu: Cpu, image: Value) -> int | Term:
+    """The RFLAGS an IRET or POPF at `cpu`'s CPL makes of the popped `image`: IF only when
+    CPL <= IOPL, IOPL only at CPL 0; the other bits as popped (SDM Vol. 2 IRET, POPF:
+    "IF CPL <= IOPL THEN EFLAGS(IF) <- tempEFLAGS", "IF CPL = 0 THEN EFLAGS(IOPL) <- ...").
+    A PV kernel running at CPL 3 cannot clear or set IF this way."""
+    assert not isinstance(image, CodeAddr)
+    keep = (0 if iopl_allows(cpu) else IF) | (0 if cpu.cpl == 0 else IOPL)
+    if not keep:
+        return image
+    current = cpu.rflags
+    return bor(band(image, ~keep & MASK), band(current, keep))
 
 
 def iret_faulting(m: Machine, cpu_i: int, error_code: int = 0) -> ArchFault:
@@ -126,24 +187,56 @@ def _returned_to_guest(m: Machine, cpu_i: int) -> Machine:
     return m if frames == m.frames else m._replace(frames=frames)
 
 
+def sce_enabled(platform: Platform, cpu: Cpu) -> bool:
+    """IA32_EFER.SCE: as WRMSR last wrote it, else set when the design has a `lstar`."""
+    efer = dict(cpu.msrs).get(msr.IA32_EFER)
+    if isinstance(efer, int):
+        return bool(efer & msr.EFER_SCE)
+    return platform.lstar is not None
+
+
+def star(platform: Platform, cpu: Cpu) -> int:
+    """IA32_STAR: as WRMSR last wrote it, else what a kernel with the design's selectors
+    writes (segments.default_star)."""
+    value = dict(cpu.msrs).get(msr.IA32_STAR)
+    if isinstance(value, int):
+        return value
+    return platform_star(platform)
+
+
+def platform_star(platform: Platform) -> int:
+    """IA32_STAR before any WRMSR: the design's, else made from its selectors."""
+    if platform.star is not None:
+        return platform.star
+    sel = platform.selectors
+    return segments.default_star(sel.ring0_cs, sel.ring3_ss)
+
+
 def syscall(platform: Platform, m: Machine, cpu_i: int, next_pc: CodeAddr) -> Machine:
-    """SYSCALL (SDM Vol. 2): RCX := RIP, R11 := RFLAGS, RFLAGS &= ~FMASK, CPL := 0,
-    RIP := LSTAR. It does not switch stacks: ring 0 runs on the guest's RSP."""
+    """SYSCALL (SDM Vol. 2): #UD unless EFER.SCE; RCX := RIP, R11 := RFLAGS,
+    RFLAGS &= ~FMASK, CPL := 0, CS and SS from IA32_STAR[47:32] (fixed flat descriptors,
+    no table read), RIP := LSTAR. It does not switch stacks: ring 0 runs on the guest's
+    RSP."""
     cpu = m.cpus[cpu_i]
     written = dict(cpu.msrs)
     lstar = written.get(msr.IA32_LSTAR)
     target = lstar if isinstance(lstar, CodeAddr) else (
         CodeAddr(platform.lstar, 0) if platform.lstar is not None else None
     )
+    if not sce_enabled(platform, cpu):
+        raise ArchFault(UD, None, "SYSCALL with EFER.SCE = 0")
     if target is None or (lstar is not None and not isinstance(lstar, CodeAddr)):
-        # EFER.SCE=0 without a `lstar`; a WRMSR of LSTAR to a non-code address is a
-        # jump to code the design does not have.
+        # No `lstar`; a WRMSR of LSTAR to a non-code address is a jump to code the design
+        # does not have.
         raise ArchFault(UD, None, "SYSCALL disabled (EFER.SCE=0) or LSTAR not code")
     fmask = written.get(msr.IA32_FMASK, platform.fmask)
+    cs, ss = segments.syscall_selectors(star(platform, cpu))
     cpu = cpu.with_reg("rcx", next_pc).with_reg("r11", cpu.rflags)
     cpu = cpu._replace(
         rflags=band(cpu.rflags, band(~fmask if isinstance(fmask, int) else 0, MASK)),
         cpl=0,
+        cs=cs,
+        ss=ss,
         pc=target,
     )
     return m.with_cpu(cpu_i, cpu)
@@ -153,14 +246,19 @@ def sysret(
     platform: Platform, m: Machine, cpu_i: int, operand_size: int = 8,
     code_at: CodeAt | None = None,
 ) -> Machine:
-    """SYSRETQ (SDM Vol. 2): RIP := RCX, RFLAGS := R11, CPL := 3. SYSRETL (operand_size 4)
-    returns to compatibility mode with RIP := ECX, which is always canonical.
+    """SYSRETQ (SDM Vol. 2): #UD unless EFER.SCE, then #GP(0) unless CPL 0; RIP := RCX,
+    RFLAGS := R11, CPL := 3, CS and SS from IA32_STAR[63:48] (segments.sysret_selectors).
+    SYSRETL (operand_size 4) returns to compatibility mode with RIP := ECX, which is always
+    canonical.
 
     A non-canonical RCX: Intel raises #GP(0) while still at CPL 0, on whatever RSP software
-    loaded, which is the guest's (CVE-2012-0217, XSA-7); AMD switches to CPL 3 first, so
-    the #GP is taken from CPL 3 onto RSP0 (the caller delivers it with CPL already 3).
+    loaded, which is the guest's (CVE-2012-0217, XSA-7); AMD (APM Vol. 3 SYSRET) switches
+    to CPL 3 first and the #GP is taken from CPL 3 onto RSP0, its frame saving the user's
+    CS and SS and the non-canonical RIP (`ArchFault.rip`).
     """
     cpu = m.cpus[cpu_i]
+    if not sce_enabled(platform, cpu):
+        raise ArchFault(UD, None, "SYSRET with EFER.SCE = 0")
     if cpu.cpl != 0:
         raise ArchFault(GP, 0, "SYSRET at CPL > 0")
     rcx = cpu.reg("rcx")
@@ -169,18 +267,20 @@ def sysret(
     r11 = cpu.reg("r11")
     # RFLAGS := R11 AND 3C7FD7H OR 2 (SDM Vol. 2 SYSRET): RF, VM and reserved bits clear.
     flags = bor(band(r11 if not isinstance(r11, CodeAddr) else 0, 0x3C7FD7), RFLAGS_FIXED)
+    cs, ss = segments.sysret_selectors(star(platform, cpu), operand_size)
     if not isinstance(rcx, CodeAddr) and not decide(canonical_cond(rcx)):
         shown = f"{rcx:#x}" if isinstance(rcx, int) else repr(rcx)
         if platform.vendor == "intel":
             raise ArchFault(GP, 0, f"SYSRET with non-canonical RCX {shown} at CPL 0")
-        amd = m.with_cpu(cpu_i, cpu._replace(cpl=3, rflags=flags))
+        amd = m.with_cpu(cpu_i, cpu._replace(cpl=3, cs=cs, ss=ss, rflags=flags))
         raise ArchFault(
             GP,
             0,
             f"SYSRET to non-canonical RIP {shown} at CPL 3",
             machine=_returned_to_guest(amd, cpu_i),
+            rip=rcx,
         )
-    cpu = cpu._replace(cpl=3, pc=_code_target(rcx, code_at), rflags=flags)
+    cpu = cpu._replace(cpl=3, cs=cs, ss=ss, pc=_code_target(rcx, code_at), rflags=flags)
     return _returned_to_guest(m.with_cpu(cpu_i, cpu), cpu_i)
 
 
@@ -203,7 +303,11 @@ def sysenter(
     if eip is None:
         raise ArchFault(GP, 0, "SYSENTER with IA32_SYSENTER_CS = 0")
     cpu = m.cpus[cpu_i]
-    cpu = cpu._replace(cpl=0, pc=eip, rsp=esp, rflags=band(cpu.rflags, ~(IF | RF) & MASK))
+    # CS := IA32_SYSENTER_CS AND FFFCH, SS := CS + 8 (the hypervisor's, as Xen writes it).
+    cs, ss = segments.sysenter_selectors(platform.selectors.ring0_cs)
+    cpu = cpu._replace(
+        cpl=0, cs=cs, ss=ss, pc=eip, rsp=esp, rflags=band(cpu.rflags, ~(IF | RF) & MASK)
+    )
     return m.with_cpu(cpu_i, cpu)
 
 
@@ -236,9 +340,16 @@ def hlt(m: Machine, cpu_i: int) -> Machine:
     return m.with_cpu(cpu_i, m.cpus[cpu_i]._replace(run=Run.HALTED))
 
 
+def _iopl_check(m: Machine, cpu_i: int, what: str) -> None:
+    """CLI / STI in protected mode without PVI: #GP(0) when CPL > IOPL (SDM Vol. 2 CLI,
+    STI)."""
+    if not iopl_allows(m.cpus[cpu_i]):
+        raise ArchFault(GP, 0, f"{what} at CPL {m.cpus[cpu_i].cpl} > IOPL")
+
+
 def cli(m: Machine, cpu_i: int) -> Machine:
-    """CLI: #GP(0) when CPL > IOPL (IOPL is 0 here)."""
-    _privileged(m, cpu_i, "CLI")
+    """CLI: #GP(0) when CPL > IOPL."""
+    _iopl_check(m, cpu_i, "CLI")
     cpu = m.cpus[cpu_i]
     return m.with_cpu(cpu_i, cpu._replace(rflags=band(cpu.rflags, ~IF & MASK)))
 
@@ -246,8 +357,9 @@ def cli(m: Machine, cpu_i: int) -> Machine:
 def sti(m: Machine, cpu_i: int) -> Machine:
     """STI: sets IF; when IF was 0, interrupts stay inhibited for one more boundary
     (SDM Vol. 2 STI). The model does not let the STI shadow block NMIs: the SDM leaves
-    that implementation-specific, so the weaker guarantee is the one to check against."""
-    _privileged(m, cpu_i, "STI")
+    that implementation-specific, so the weaker guarantee is the one to check against.
+    #GP(0) when CPL > IOPL."""
+    _iopl_check(m, cpu_i, "STI")
     cpu = m.cpus[cpu_i]
     shadow = Shadow.STI if not flag_set(cpu.rflags, IF) else cpu.shadow
     return m.with_cpu(cpu_i, cpu._replace(rflags=bor(cpu.rflags, IF), shadow=shadow))
@@ -267,6 +379,13 @@ def lidt(m: Machine, cpu_i: int, table: str | None) -> Machine:
     """LIDT: later deliveries use `table` (None: an empty IDT, limit 0)."""
     _privileged(m, cpu_i, "LIDT")
     return m.with_cpu(cpu_i, m.cpus[cpu_i]._replace(idtr=table))
+
+
+def lgdt(m: Machine, cpu_i: int, table: str) -> Machine:
+    """LGDT: later selector loads and checks read `table` (SDM Vol. 2 LGDT: #GP(0) at
+    CPL > 0). Segment registers keep their cached descriptors until reloaded."""
+    _privileged(m, cpu_i, "LGDT")
+    return m.with_cpu(cpu_i, m.cpus[cpu_i]._replace(gdtr=table))
 
 
 def ltr(m: Machine, cpu_i: int, tss: str) -> Machine:

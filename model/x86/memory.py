@@ -29,21 +29,25 @@ class ArchFault(Exception):
     """An exception raised by an instruction or by a delivery step (not yet delivered).
 
     `machine`, when set, is the state to deliver it from: the side effects that survive a
-    fault (an IRET that faults has still unblocked NMIs, SDM §6.7.1).
+    fault (an IRET that faults has still unblocked NMIs, SDM §6.7.1). `rip`, when set, is
+    the RIP the frame saves instead of the instruction's (AMD's SYSRET #GP at CPL 3).
+    The error code is symbolic when it names a guest-chosen selector.
     """
 
     def __init__(
         self,
         vector: int,
-        error_code: int | None = None,
+        error_code: int | Term | None = None,
         detail: str = "",
         machine: Machine | None = None,
+        rip: Value | None = None,
     ):
         super().__init__(detail or f"fault {vector}")
         self.vector = vector
         self.error_code = error_code
         self.detail = detail
         self.machine = machine
+        self.rip = rip
 
 
 def region_name(platform: Platform, address: int) -> str:

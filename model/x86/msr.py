@@ -47,6 +47,7 @@ CANONICAL_MSRS = frozenset({
     IA32_SYSENTER_EIP, IA32_SYSENTER_ESP,
 })
 MCG_STATUS_MCIP = 1 << 2  # SDM §15.3.1.2
+EFER_SCE = 1 << 0  # IA32_EFER.SCE: SYSCALL/SYSRET enabled (SDM Vol. 4 Table 2-2)
 OWN_AREA = None  # a GS base that is this CPU's own per-CPU area
 
 

@@ -72,9 +72,9 @@ WORD = 8  # bytes per stack slot
 
 
 class Selectors(NamedTuple):
-    """The CS and SS of the context an event interrupts, by its CPL. The model keeps the
-    CPL, not the segment registers, and delivery pushes these (SDM §6.14.2: a 64-bit frame
-    always holds SS and CS); IRET reads back only their RPL (CPL = CS & 3).
+    """The design's CS and SS selector for each CPL: what a CPU starts with (`Cpu.cs`,
+    `Cpu.ss` then hold what IRET, SYSCALL, SYSRET, SYSENTER, MOV SS and delivery load) and
+    the GDT a design that declares none gets (flat_gdt).
 
     Which selectors a kernel's GDT provides is its choice, not the architecture's: the
     defaults are a flat GDT laid out as SYSCALL/SYSRET require (SDM Vol. 2 SYSRET: SS =
@@ -85,13 +85,63 @@ class Selectors(NamedTuple):
     ring0_ss: int = 0x10
     ring1_cs: int = 0x19
     ring3_cs: int = 0x33  # also CPL 2's
-    ring3_ss: int = 0x2B  # the SS of every CPL above 0
+    ring3_ss: int = 0x2B  # the SS of CPL 2 and 3
+    ring1_ss: int = 0x39  # a 32-bit PV kernel's stack (Xen: FLAT_RING1_SS, 0xe021)
 
     def cs(self, cpl: int) -> int:
         return self.ring0_cs if cpl == 0 else self.ring1_cs if cpl == 1 else self.ring3_cs
 
     def ss(self, cpl: int) -> int:
-        return self.ring0_ss if cpl == 0 else self.ring3_ss
+        return self.ring0_ss if cpl == 0 else self.ring1_ss if cpl == 1 else self.ring3_ss
+
+
+class Descriptor(NamedTuple):
+    """A code or data segment descriptor (SDM §3.4.5), the fields the model reads.
+
+    `kind` is "code", "data" or "system" (S = 0: TSS, LDT, gates: never a valid CS/SS).
+    `writable` is W for data (R for code, which nothing here reads); `long` is L (64-bit
+    code); `db` is D/B (False: a 16-bit stack or code segment); `base` is kept for what
+    reads it (64-bit mode ignores it for CS and SS, SDM §3.4.4). The checks that read
+    them are model.x86.segments."""
+
+    kind: str
+    dpl: int
+    present: bool = True
+    long: bool = False
+    db: bool = True
+    writable: bool = True
+    conforming: bool = False
+    base: int = 0
+
+
+class DescriptorTable(NamedTuple):
+    """A GDT or an LDT: `entries` maps an index (selector >> 3) to its descriptor; every
+    other entry is a zero descriptor (not present, system type 0)."""
+
+    name: str
+    entries: tuple[tuple[int, Descriptor], ...]
+
+    def entry(self, index: int) -> Descriptor | None:
+        for i, d in self.entries:
+            if i == index:
+                return d
+        return None
+
+
+def flat_gdt(s: Selectors) -> DescriptorTable:
+    """The GDT of a design that declares none: each selector it names (or the defaults) a
+    present flat segment of its RPL's privilege, 64-bit code except ring 1 (a 32-bit PV
+    kernel), and SYSRETL's compatibility-mode code at STAR[63:48] (the user SS - 8)."""
+    entries = {
+        (s.ring3_ss - 8) >> 3: Descriptor("code", 3),
+        s.ring1_cs >> 3: Descriptor("code", 1),
+        s.ring1_ss >> 3: Descriptor("data", 1),
+        s.ring0_cs >> 3: Descriptor("code", 0, long=True, db=False),
+        s.ring0_ss >> 3: Descriptor("data", 0),
+        s.ring3_ss >> 3: Descriptor("data", 3),
+        s.ring3_cs >> 3: Descriptor("code", 3, long=True, db=False),
+    }
+    return DescriptorTable("gdt", tuple(sorted(entries.items())))
 
 
 class Breakpoint(NamedTuple):
@@ -219,6 +269,12 @@ class Cpu(NamedTuple):
     gs_base: Value | None = None
     kernel_gs_base: Value | None = 0
     msrs: tuple[tuple[int, Value], ...] = ()  # other MSRs WRMSR wrote, sorted by index
+    # The CS and SS selectors (model.x86.segments): None is the design's selector for the
+    # CPU's CPL (Platform.selectors), what a CPU starts with.
+    cs: int | None = None
+    ss: int | None = None
+    gdtr: str | None = None  # None: the design's first GDT (Platform.gdts)
+    ldtr: str | None = None  # None: no LDT loaded, unless the design declares one
 
     def reg(self, name: str) -> Value:
         return self.regs[REGISTER_INDEX[name]]
@@ -345,6 +401,11 @@ class Platform:
     # CR4.SMAP (model.x86.smap).
     breakpoints: tuple[Breakpoint, ...] = ()
     smap: bool = False
+    # The descriptor tables the design declares (`gdt`, `ldt`); with no `gdt` a flat GDT
+    # made from `selectors` (flat_gdt). A CPU starts on the first of each.
+    gdts: tuple[DescriptorTable, ...] = ()
+    ldts: tuple[DescriptorTable, ...] = ()
+    star: int | None = None  # IA32_STAR as software wrote it; None: made from `selectors`
     _by_name: dict[str, StackRegion] = field(default_factory=dict, compare=False, repr=False)
     # The non-empty regions sorted by address, when no two overlap (a binary search then
     # finds the only candidate); None falls back to the first match in declaration order.
@@ -352,11 +413,25 @@ class Platform:
     _sorted: list[tuple[int, StackRegion]] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        if not self.gdts:
+            object.__setattr__(self, "gdts", (flat_gdt(self.selectors),))
         self._by_name.update({r.name: r for r in self.regions})
         ordered = sorted((r for r in self.regions if r.size > 0), key=lambda r: r.lo)
         disjoint = all(a.hi <= b.lo for a, b in pairwise(ordered))
         object.__setattr__(self, "_starts", [r.lo for r in ordered] if disjoint else None)
         object.__setattr__(self, "_sorted", [(r.hi, r) for r in ordered])
+
+    def gdt(self, name: str | None) -> DescriptorTable | None:
+        """The GDT GDTR names (None: the first declared)."""
+        if name is None:
+            return self.gdts[0] if self.gdts else None
+        return next((t for t in self.gdts if t.name == name), None)
+
+    def ldt(self, name: str | None) -> DescriptorTable | None:
+        """The LDT LDTR names (None: the first declared, or none)."""
+        if name is None:
+            return self.ldts[0] if self.ldts else None
+        return next((t for t in self.ldts if t.name == name), None)
 
     def region(self, name: str) -> StackRegion:
         return self._by_name[name]
