@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from model.lang import isa, parser
-from model.lang.ir import Instr, Loc, Mem, Reg
+from model.lang.ir import Call, Const, Instr, Loc, Mem, Reg, Var
 from model.system import interp
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,12 +94,12 @@ def test_effects_follow_the_operands() -> None:
     other = Mem("rdi", 8)
     assert isa.effects(_instr("mov", Reg("rax"), stack)) <= isa.LOCAL_EFFECTS
     assert isa.MEMORY in isa.effects(_instr("mov", Reg("rax"), other))
-    assert isa.PERCPU in isa.effects(_instr("mov", Mem(None, 0, seg="gs", sym=("var", "x")),
+    assert isa.PERCPU in isa.effects(_instr("mov", Mem(None, 0, seg="gs", sym=Var("x")),
                                             Reg("rax")))
-    assert isa.VARS in isa.effects(_instr("mov", Reg("rax"), Mem(None, 0, sym=("var", "v"))))
-    assert isa.MEMORY in isa.effects(_instr("c.branch_false", ("call", "mem", (("const", 8),))))
+    assert isa.VARS in isa.effects(_instr("mov", Reg("rax"), Mem(None, 0, sym=Var("v"))))
+    assert isa.MEMORY in isa.effects(_instr("c.branch_false", Call("mem", (Const(8),))))
     assert isa.GLOBAL in isa.effects(_instr("syscall"))
-    assert isa.OTHER_CPU in isa.effects(_instr("c.send_nmi", ("var", "ALL")))
+    assert isa.OTHER_CPU in isa.effects(_instr("c.send_nmi", Var("ALL")))
     assert isa.effects(_instr("no-such-op")) == isa.EFFECTS  # unknown: everything
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from model.lang.ir import Abs, Indirect, Instr, Mem, walk
+from model.lang.ir import Abs, Call, Index, Indirect, Instr, Mem, StackTop, Var, walk
 from model.x86.alu import CONDITION_ALIASES, CONDITION_FLAGS, SF, STATUS, ZF
 from model.x86.arch import AC_FLAG, CF, DF_FLAG, IF, OF_FLAG
 
@@ -365,10 +365,9 @@ def _operand_effects(arg: object, per_cpu_stacks: frozenset[str]) -> set[str]:
     if isinstance(arg, Abs):
         # `top(primary)-8`: a word of a named stack is judged by its name; any other
         # absolute address may be anybody's memory.
-        tops = [n for n in walk(arg.expr) if isinstance(n, tuple) and n[:1] == ("top",)]
-        vars_ = [n for n in walk(arg.expr) if isinstance(n, tuple) and n[:1] in (("var",),
-                                                                                    ("index",))]
-        if tops and not vars_ and all(str(t[1]).split("[")[0] in per_cpu_stacks for t in tops):
+        tops = [n for n in walk(arg.expr) if isinstance(n, StackTop)]
+        vars_ = [n for n in walk(arg.expr) if isinstance(n, (Var, Index))]
+        if tops and not vars_ and all(t.stack.split("[")[0] in per_cpu_stacks for t in tops):
             return {STACK}
         return {MEMORY}
     return set()
@@ -388,7 +387,7 @@ def effects(ins: Instr, per_cpu_stacks: frozenset[str] = frozenset()) -> frozens
     for arg in ins.args:
         out |= _operand_effects(arg, per_cpu_stacks)
     for node in walk(ins.args):
-        if isinstance(node, tuple) and node[:2] == ("call", "mem"):
+        if isinstance(node, Call) and node.name == "mem":
             out.add(MEMORY)
         if isinstance(node, (Mem, Abs)):
             out |= _operand_effects(node, per_cpu_stacks)

@@ -9,7 +9,18 @@ from dataclasses import dataclass, field
 
 from checker.errors import InputError
 from model.lang.expr import binop, unop
-from model.lang.ir import CpuDecl, Design, Expr, Loc
+from model.lang.ir import (
+    Binary,
+    Const,
+    CpuDecl,
+    Design,
+    Expr,
+    Loc,
+    NCpus,
+    StackTop,
+    ThisCpu,
+    Unary,
+)
 from model.x86.arch import IF, RFLAGS_FIXED
 from model.x86.state import (
     REGISTERS,
@@ -194,28 +205,28 @@ def platform_of(layout: Layout) -> Platform:
 
 def static_value(layout: Layout, e: Expr, cpu: int, loc: Loc) -> Value:
     """Evaluate an initialiser: constants, `cpu`, `ncpus`, `top(stack)`, arithmetic."""
-    kind = e[0]
-    if kind == "const":
-        return int(e[1])
-    if kind == "cpu":
-        return cpu
-    if kind == "ncpus":
-        return layout.ncpus
-    if kind == "top":
-        name = layout.resolve(e[1], cpu)
-        for r in layout.regions:
-            if r.name == name:
-                return r.top
-        raise InputError(f"no stack {e[1]!r}", loc.file, loc.line)
-    if kind == "binop":
-        a = static_value(layout, e[2], cpu, loc)
-        b = static_value(layout, e[3], cpu, loc)
-        if isinstance(a, int) and isinstance(b, int):
-            return binop(e[1], a, b)
-    if kind == "unop":
-        a = static_value(layout, e[2], cpu, loc)
-        if isinstance(a, int):
-            return unop(e[1], a)
+    match e:
+        case Const(value):
+            return value
+        case ThisCpu():
+            return cpu
+        case NCpus():
+            return layout.ncpus
+        case StackTop(stack):
+            name = layout.resolve(stack, cpu)
+            for r in layout.regions:
+                if r.name == name:
+                    return r.top
+            raise InputError(f"no stack {stack!r}", loc.file, loc.line)
+        case Binary(op, left, right):
+            a = static_value(layout, left, cpu, loc)
+            b = static_value(layout, right, cpu, loc)
+            if isinstance(a, int) and isinstance(b, int):
+                return binop(op, a, b)
+        case Unary(op, operand):
+            a = static_value(layout, operand, cpu, loc)
+            if isinstance(a, int):
+                return unop(op, a)
     raise InputError("initial values must be constants", loc.file, loc.line)
 
 
