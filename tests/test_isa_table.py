@@ -110,3 +110,12 @@ def test_layering() -> None:
         assert "model.lang" not in text and "model.system" not in text, path
     for path in (ROOT / "model" / "lang").glob("*.py"):
         assert "model.system" not in path.read_text(), path
+
+
+def test_every_environment_step_says_how_traces_name_its_pick() -> None:
+    # describe.py labels a trace edge from isa.CHOICE_LABELS; an input shows as the
+    # variable it sets instead
+    assert set(isa.CHOICE_LABELS) <= isa.CHOICE_OPS
+    assert isa.CHOICE_OPS - set(isa.CHOICE_LABELS) == {"input", "c.input"}
+    assert isa.CHOICE_LABELS["verw"].format(index=1, ordinal=2) == "ZF=1"
+    assert isa.CHOICE_LABELS["c.choose"].format(index=1, ordinal=2) == "choice 2"

@@ -70,6 +70,9 @@ class Insn:
     variadic: bool = False  # `choose DST, SRC...`: forms give the first two kinds
     # explicit spellings: mnemonic -> (destination width, source width), for MOVZX/MOVSX
     spellings: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # an ENV step: how a trace names the environment's pick, `{index}` from 0, `{ordinal}`
+    # from 1 ("" to show none: an input shows as the variable it sets)
+    choice_label: str = ""
 
 
 def _fs(*names: str) -> frozenset[str]:
@@ -204,7 +207,8 @@ ASM: tuple[Insn, ...] = (
          "base address", "wrmsr"),
     Insn("verw", ("verw",), "", ("r", "m"), 0, ZF, _fs(CPU, ENV), _fs(CPU),
          "ZF := the selector names a writable segment (the GDT is not modelled: both "
-         "outcomes are explored); clears CPU buffers (MDS)", "verw", width=16),
+         "outcomes are explored); clears CPU buffers (MDS)", "verw", width=16,
+         choice_label="ZF={index}"),
     Insn("lss", ("lss",), "q", ("mr",), 0, 0, _fs(CPU, MEMORY), _fs(CPU),
          "RSP := the 8 bytes at the operand, SS := the next 2; no interrupt shadow "
          "(only MOV SS and POP SS make one)", "lss"),
@@ -226,7 +230,7 @@ ASM: tuple[Insn, ...] = (
          "with it", "movsq"),
     Insn("choose", ("choose",), "", ("rr", "mr", "ir"), 0, 0, _fs(CPU, ENV), _fs(CPU),
          "`choose DST, SRC1, SRC2, ...`: the environment picks one source", "choose",
-         variadic=True),
+         variadic=True, choice_label="choice {ordinal}"),
     Insn("input", ("input",), "", ("rn", "mn"), 0, 0, _fs(CPU, ENV), _fs(CPU),
          "`input DST, NAME`: DST takes the guest-controlled input NAME", "input"),
 )
@@ -252,11 +256,13 @@ class Builtin:
     writes: frozenset[str]
     doc: str
     semantics: str
+    choice_label: str = ""  # as Insn.choice_label
 
 
 def _c(name: str, lo: int, hi: int, reads: frozenset[str], writes: frozenset[str],
-       doc: str, semantics: str = "") -> Builtin:
-    return Builtin(f"c.{name}", (lo, hi), reads, writes, doc, semantics or f"c_{name}")
+       doc: str, semantics: str = "", choice_label: str = "") -> Builtin:
+    return Builtin(f"c.{name}", (lo, hi), reads, writes, doc, semantics or f"c_{name}",
+                   choice_label)
 
 
 BUILTIN_TABLE: tuple[Builtin, ...] = (
@@ -282,8 +288,10 @@ BUILTIN_TABLE: tuple[Builtin, ...] = (
     _c("atomic_set", 2, 2, _fs(VARS), _fs(VARS), "one-step store", "c_assign"),
     _c("assert", 1, 1, _fs(VARS, GLOBAL), _fs(GLOBAL), "record an incident when false"),
     _c("nop", 0, 0, _fs(CPU), _fs(CPU), "a step that does nothing"),
-    _c("choose", 2, 16, _fs(ENV), _fs(VARS), "the environment picks a variable's value"),
-    _c("choose_range", 3, 3, _fs(ENV), _fs(VARS), "the environment picks from a range"),
+    _c("choose", 2, 16, _fs(ENV), _fs(VARS), "the environment picks a variable's value",
+       choice_label="choice {ordinal}"),
+    _c("choose_range", 3, 3, _fs(ENV), _fs(VARS), "the environment picks from a range",
+       choice_label="choice {ordinal}"),
     _c("input", 2, 2, _fs(ENV), _fs(VARS), "a variable takes a guest-controlled input"),
     _c("stop", 0, 0, _fs(CPU), _fs(CPU), "the CPU stops for good"),
     # emitted by the pseudo-C compiler, not written as calls
@@ -309,6 +317,10 @@ CHOICE_OPS: frozenset[str] = frozenset(
     [e.op for e in BY_OP.values() if ENV in e.reads | e.writes]
     + [b.op for b in BUILTIN_TABLE if ENV in b.reads | b.writes]
 )
+# How traces name the pick of those steps (op -> Insn.choice_label), where they name it.
+CHOICE_LABELS: dict[str, str] = {
+    e.op: e.choice_label for e in list(BY_OP.values()) + list(BUILTIN_TABLE) if e.choice_label
+}
 
 
 def _spellings() -> dict[str, tuple[Insn, int | None, int | None]]:
