@@ -606,11 +606,13 @@ class _Parser:
                 g = re.fullmatch(r"GUEST(32)?\((\w+)\):?", s)
                 local = re.fullmatch(r"(\.L[\w.$]*):", s) if current is None else None
                 if m or g or local:
-                    name = (
-                        local.group(1) if local
-                        else g.group(2) if g
-                        else (m.group(1) or m.group(2))  # type: ignore[union-attr]
-                    )
+                    if local:
+                        name = local.group(1)
+                    elif g:
+                        name = g.group(2)
+                    else:
+                        assert m is not None
+                        name = m.group(1) or m.group(2)
                     current = self._new_routine(name, line.loc, "asm", bool(g))
                     current.compat = bool(g and g.group(1))  # GUEST32: compatibility mode
                     i += 1
