@@ -18,9 +18,9 @@ a bound (states, depth, time) ends exploration first, the undecided properties a
 The search (`_Search`) is a loop over BFS levels and a few strategies: `Clock` (time
 bound, progress), `PropertyTracker` (which checks are undecided, judging states),
 `Visited` (states or fingerprints, with parent links), `PartialOrder` (persistent sets
-and the cycle proviso), the model's `representative` (symmetry) and the worker `Pool`.
-A level without any of them runs in `_Search._level`, the tight loop; otherwise in
-`_Search._level_reduced`.
+and the cycle proviso), `Symmetry` (orbit representatives, and real paths for their
+traces) and the worker `Pool`. A level without any of them runs in `_Search._level`, the
+tight loop; otherwise in `_Search._level_reduced`.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from checker.interface import (
     Capabilities,
     Reducible,
     Symbolic,
+    Symmetric,
     TransitionSystem,
     capabilities,
     describe_action,
@@ -435,6 +436,74 @@ class PartialOrder:
         return None
 
 
+class Symmetry:
+    """Symmetry reduction: the search sees the quotient system, whose states are the
+    model's orbit representatives (its `representative`), and stores only those; a trace
+    found there is mapped back to a path of the real system."""
+
+    def __init__(self, model: Symmetric, system: TransitionSystem[Any, Any]):
+        self.represent = model.representative
+        self.system = system
+        self._raw_next = system.next_state
+
+    def init_states(self) -> list[Any]:
+        return [self.represent(s) for s in self.system.init_states()]
+
+    def actions(self, state: Any) -> Sequence[Any]:
+        return self.system.actions(state)
+
+    def next_state(self, state: Any, action: Any) -> Any:
+        return self.represent(self._raw_next(state, action))
+
+    def is_terminal(self, state: Any) -> bool:
+        return self.system.is_terminal(state)
+
+    def vocabulary(self, state: Any) -> Mapping[str, Any]:
+        return self.system.vocabulary(state)
+
+    def vocabulary_names(self) -> Mapping[str, str]:
+        return self.system.vocabulary_names()
+
+    def describe_action(self, state: Any, action: Any) -> Mapping[str, Any]:
+        return describe_action(self.system, state, action)
+
+    def trace(self, choices: Sequence[int]) -> tuple[Trace, str]:
+        """The trace of a choice sequence through representatives, and how it was found:
+        a real path when one maps onto it, else the path through representatives."""
+        real = self._real_choices(choices)
+        if real is not None:
+            return (rebuild(self.system, real),
+                    " (symmetry reduction: a real path, shortest up to CPU renaming)")
+        return (rebuild(self, choices),
+                " (symmetry reduction: a path through orbit representatives)")
+
+    def _real_choices(self, choices: Sequence[int]) -> tuple[int, ...] | None:
+        """Map a path through orbit representatives to a path of the real system: from
+        the real initial state, each step takes the action whose successor lies in the
+        next representative's orbit (the model is symmetric, so one exists)."""
+        system, represent = self.system, self.represent
+        inits = system.init_states()
+        reps = [represent(s) for s in inits]
+        target = represent(reps[choices[0]])
+        index = next(i for i, s in enumerate(inits) if represent(s) == target)
+        state = inits[index]
+        out = [index]
+        rep_state = reps[choices[0]]
+        for choice in choices[1:]:
+            rep_state = represent(system.next_state(rep_state, system.actions(rep_state)[choice]))
+            for k, action in enumerate(system.actions(state)):
+                succ = system.next_state(state, action)
+                if represent(succ) == rep_state:
+                    out.append(k)
+                    state = succ
+                    break
+            else:
+                # The model's representative is not canonical here (a tie it could not
+                # break): the caller shows the path through representatives instead.
+                return None
+        return tuple(out)
+
+
 def explore(
     system: TransitionSystem[Any, Any],
     checks: Sequence[Check],
@@ -474,14 +543,12 @@ class _Search:
         self.max_depth = bounds.max_depth if bounds.max_depth is not None else sys.maxsize
         self.tracker = PropertyTracker(system, checks, model.symbolic)
         self.visited = Visited(fingerprint)
-        self.represent: Callable[[Any], Any] | None = None
+        self.symmetry: Symmetry | None = None
         if options.symmetry and model.symmetric is not None:
-            self.represent = model.symmetric.representative
-        raw_next = system.next_state
-        represent = self.represent
-        self.next_state = raw_next if represent is None else (
-            lambda state, action: represent(raw_next(state, action))
-        )
+            self.symmetry = Symmetry(model.symmetric, system)
+        # the system the search walks: the model's, or its quotient under symmetry
+        self.space: TransitionSystem[Any, Any] = self.symmetry or system
+        self.next_state = self.space.next_state
         self.por: PartialOrder | None = None
         if options.por and model.reducible is not None:
             self.por = PartialOrder(model.reducible, self.next_state, self.visited, self.tracker)
@@ -522,14 +589,14 @@ class _Search:
             collision_probability=(
                 (self.states * self.states / 2.0**65) if self.options.compact else 0.0
             ),
-            workers=self.pool.workers, reduced=self.represent is not None,
+            workers=self.pool.workers, reduced=self.symmetry is not None,
             por=por is not None, persistent_expansions=por.reductions if por else 0,
         )
         decided = self.tracker.decided
         parents = self.visited.parents
         outcomes = tuple(
             _outcome(self.system, parents, self.checks[i], decided.get(i), stop_reason, stats,
-                     self.represent)
+                     self.symmetry)
             for i in range(len(self.checks))
         )
         if not exhausted and stop_reason is None:
@@ -538,7 +605,7 @@ class _Search:
 
     def _levels(self) -> None:
         frontier = self._initial()
-        plain = self.visited.fingerprint is None and self.represent is None and self.por is None
+        plain = self.visited.fingerprint is None and self.symmetry is None and self.por is None
         self.clock.start()
         while frontier:
             last_level = self.depth >= self.max_depth
@@ -564,9 +631,7 @@ class _Search:
     def _initial(self) -> list[Any]:
         frontier: list[Any] = []
         parents = self.visited.parents
-        for index, state in enumerate(self.system.init_states()):
-            if self.represent is not None:
-                state = self.represent(state)
+        for index, state in enumerate(self.space.init_states()):
             key = self.visited.key(state)
             if key in parents:
                 continue
@@ -651,7 +716,7 @@ class _Search:
         actions_of = self.system.actions
         raw_next = self.system.next_state
         vocabulary = self.system.vocabulary
-        represent = self.represent
+        represent = self.symmetry.represent if self.symmetry is not None else None
         por = self.por
         tracker = self.tracker
         clock = self.clock
@@ -733,23 +798,18 @@ def _outcome(
     decision: tuple[Verdict, str, Hashable | None] | None,
     stop_reason: str | None,
     stats: Stats,
-    represent: Callable[[Any], Any] | None = None,
+    symmetry: Symmetry | None = None,
 ) -> CheckOutcome:
     if decision is not None:
         verdict, message, key = decision
         trace = None
         if key is not None:
             choices = choices_to(parents, key)
-            target: Any = system
-            if represent is not None:
-                real = _real_choices(system, represent, choices)
-                if real is not None:
-                    choices = real
-                    message += " (symmetry reduction: a real path, shortest up to CPU renaming)"
-                else:
-                    target = _Represented(system, represent)
-                    message += " (symmetry reduction: a path through orbit representatives)"
-            trace = rebuild(target, choices)
+            if symmetry is None:
+                trace = rebuild(system, choices)
+            else:
+                trace, how = symmetry.trace(choices)
+                message += how
             message = f"{message} at depth {trace.length}"
             if stats.por:
                 message += " (partial-order reduction: a real path, not necessarily the shortest)"
@@ -761,54 +821,6 @@ def _outcome(
             f"{stats.depth}, before the property was decided",
         )
     return CheckOutcome(*exhausted(check.kind, stats.states))
-
-
-def _real_choices(
-    system: TransitionSystem[Any, Any], represent: Callable[[Any], Any], choices: Sequence[int]
-) -> tuple[int, ...] | None:
-    """Map a path through orbit representatives to a path of the real system: from the
-    real initial state, each step takes the action whose successor lies in the next
-    representative's orbit (the model is symmetric, so one exists)."""
-    inits = system.init_states()
-    reps = [represent(s) for s in inits]
-    target = represent(reps[choices[0]])
-    index = next(i for i, s in enumerate(inits) if represent(s) == target)
-    state = inits[index]
-    out = [index]
-    rep_state = reps[choices[0]]
-    for choice in choices[1:]:
-        rep_state = represent(system.next_state(rep_state, system.actions(rep_state)[choice]))
-        for k, action in enumerate(system.actions(state)):
-            succ = system.next_state(state, action)
-            if represent(succ) == rep_state:
-                out.append(k)
-                state = succ
-                break
-        else:
-            # The model's representative is not canonical here (a tie it could not break):
-            # the caller shows the path through representatives instead.
-            return None
-    return tuple(out)
-
-
-class _Represented:
-    """A system whose states are orbit representatives (to rebuild a reduced path)."""
-
-    def __init__(self, system: TransitionSystem[Any, Any], represent: Callable[[Any], Any]):
-        self._system = system
-        self._represent = represent
-
-    def init_states(self) -> list[Any]:
-        return [self._represent(s) for s in self._system.init_states()]
-
-    def actions(self, state: Any) -> Sequence[Any]:
-        return self._system.actions(state)
-
-    def next_state(self, state: Any, action: Any) -> Any:
-        return self._represent(self._system.next_state(state, action))
-
-    def describe_action(self, state: Any, action: Any) -> Mapping[str, Any]:
-        return describe_action(self._system, state, action)
 
 
 def _describe(exc: BaseException) -> str:

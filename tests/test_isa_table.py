@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from model.lang import isa, parser
-from model.lang.ir import Instr, Loc, Mem, Reg
+from model.lang.ir import Call, Const, Instr, Loc, Mem, Reg, Var
 from model.system import interp
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,12 +94,12 @@ def test_effects_follow_the_operands() -> None:
     other = Mem("rdi", 8)
     assert isa.effects(_instr("mov", Reg("rax"), stack)) <= isa.LOCAL_EFFECTS
     assert isa.MEMORY in isa.effects(_instr("mov", Reg("rax"), other))
-    assert isa.PERCPU in isa.effects(_instr("mov", Mem(None, 0, seg="gs", sym=("var", "x")),
+    assert isa.PERCPU in isa.effects(_instr("mov", Mem(None, 0, seg="gs", sym=Var("x")),
                                             Reg("rax")))
-    assert isa.VARS in isa.effects(_instr("mov", Reg("rax"), Mem(None, 0, sym=("var", "v"))))
-    assert isa.MEMORY in isa.effects(_instr("c.branch_false", ("call", "mem", (("const", 8),))))
+    assert isa.VARS in isa.effects(_instr("mov", Reg("rax"), Mem(None, 0, sym=Var("v"))))
+    assert isa.MEMORY in isa.effects(_instr("c.branch_false", Call("mem", (Const(8),))))
     assert isa.GLOBAL in isa.effects(_instr("syscall"))
-    assert isa.OTHER_CPU in isa.effects(_instr("c.send_nmi", ("var", "ALL")))
+    assert isa.OTHER_CPU in isa.effects(_instr("c.send_nmi", Var("ALL")))
     assert isa.effects(_instr("no-such-op")) == isa.EFFECTS  # unknown: everything
 
 
@@ -110,3 +110,12 @@ def test_layering() -> None:
         assert "model.lang" not in text and "model.system" not in text, path
     for path in (ROOT / "model" / "lang").glob("*.py"):
         assert "model.system" not in path.read_text(), path
+
+
+def test_every_environment_step_says_how_traces_name_its_pick() -> None:
+    # describe.py labels a trace edge from isa.CHOICE_LABELS; an input shows as the
+    # variable it sets instead
+    assert set(isa.CHOICE_LABELS) <= isa.CHOICE_OPS
+    assert isa.CHOICE_OPS - set(isa.CHOICE_LABELS) == {"input", "c.input"}
+    assert isa.CHOICE_LABELS["verw"].format(index=1, ordinal=2) == "ZF=1"
+    assert isa.CHOICE_LABELS["c.choose"].format(index=1, ordinal=2) == "choice 2"

@@ -1,7 +1,7 @@
 """Expressions inside design files: immediates (`$TRAP_nmi`, `$top(primary)-8`) and
 pseudo-C conditions (`!crash_save_done && waiting > 0`).
 
-Parsed with Python's `ast` under a whitelist into plain tuples (see ir.Expr); nothing in
+Parsed with Python's `ast` under a whitelist into expression nodes (see ir.Expr); nothing in
 a design file is ever executed as Python.
 """
 
@@ -11,7 +11,20 @@ import ast
 import re
 
 from checker.errors import InputError
-from model.lang.ir import Expr, Loc
+from model.lang.ir import (
+    Binary,
+    Call,
+    Const,
+    Expr,
+    Index,
+    Loc,
+    NCpus,
+    RegValue,
+    StackTop,
+    ThisCpu,
+    Unary,
+    Var,
+)
 from model.x86.state import REGISTERS
 
 _BINOPS: dict[type, str] = {
@@ -56,7 +69,7 @@ def _c_to_python(text: str) -> str:
 
 
 def parse_expr(text: str, loc: Loc, consts: dict[str, int] | None = None) -> Expr:
-    """Parse a C-like expression into an Expr tuple; constants fold in `consts`."""
+    """Parse a C-like expression into an expression tree; constants fold in `consts`."""
     # `!x` becomes ` not x`: strip again, or Python reads the space as an indent.
     source = _c_to_python(text.strip()).strip()
     try:
@@ -81,38 +94,38 @@ def _convert(node: ast.AST, text: str, loc: Loc, consts: dict[str, int]) -> Expr
 
     if isinstance(node, ast.Constant):
         if isinstance(node.value, bool):
-            return ("const", int(node.value))
+            return Const(int(node.value))
         if isinstance(node.value, int):
-            return ("const", node.value)
+            return Const(node.value)
         raise bad(f"the constant {node.value!r}")
     if isinstance(node, ast.Name):
         if node.id in consts:
-            return ("const", consts[node.id])
+            return Const(consts[node.id])
         if node.id in ("cpu", "smp_processor_id"):
-            return ("cpu",)
+            return ThisCpu()
         if node.id == "ncpus":
-            return ("ncpus",)
-        return ("var", node.id)
+            return NCpus()
+        return Var(node.id)
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-        return _fold(("binop", _BINOPS[type(node.op)], conv(node.left), conv(node.right)))
+        return _fold(Binary(_BINOPS[type(node.op)], conv(node.left), conv(node.right)))
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNOPS:
-        return _fold(("unop", _UNOPS[type(node.op)], conv(node.operand)))
+        return _fold(Unary(_UNOPS[type(node.op)], conv(node.operand)))
     if isinstance(node, ast.BoolOp):
         op = "&&" if isinstance(node.op, ast.And) else "||"
         result = conv(node.values[0])
         for v in node.values[1:]:
-            result = _fold(("binop", op, result, conv(v)))
+            result = _fold(Binary(op, result, conv(v)))
         return result
     if isinstance(node, ast.Compare):
         if len(node.ops) != 1 or type(node.ops[0]) not in _CMPOPS:
             raise bad("a chained or membership comparison")
         return _fold(
-            ("binop", _CMPOPS[type(node.ops[0])], conv(node.left), conv(node.comparators[0]))
+            Binary(_CMPOPS[type(node.ops[0])], conv(node.left), conv(node.comparators[0]))
         )
     if isinstance(node, ast.Subscript):
         if not isinstance(node.value, ast.Name):
             raise bad("indexing anything but a name")
-        return ("index", node.value.id, conv(node.slice))
+        return Index(node.value.id, conv(node.slice))
     if isinstance(node, ast.Call):
         if not isinstance(node.func, ast.Name) or node.keywords:
             raise bad("this call")
@@ -131,11 +144,11 @@ def _convert(node: ast.AST, text: str, loc: Loc, consts: dict[str, int]) -> Expr
                     loc.file,
                     loc.line,
                 )
-            return ("reg", reg)
+            return RegValue(reg)
         if name == "top":
             # top(STACK), or top(STACK[i]) for CPU i's instance of a per-CPU stack
             if len(args) == 1 and isinstance(args[0], ast.Name):
-                return ("top", args[0].id)
+                return StackTop(args[0].id)
             if (
                 len(args) == 1
                 and isinstance(args[0], ast.Subscript)
@@ -143,7 +156,7 @@ def _convert(node: ast.AST, text: str, loc: Loc, consts: dict[str, int]) -> Expr
                 and isinstance(args[0].slice, ast.Constant)
                 and type(args[0].slice.value) is int
             ):
-                return ("top", f"{args[0].value.id}[{args[0].slice.value}]")
+                return StackTop(f"{args[0].value.id}[{args[0].slice.value}]")
             raise bad("top() of anything but a stack name")
         if name not in FUNCTIONS:
             known = ", ".join(sorted(FUNCTIONS) + ["top"])
@@ -155,21 +168,20 @@ def _convert(node: ast.AST, text: str, loc: Loc, consts: dict[str, int]) -> Expr
         if len(args) != FUNCTIONS[name]:
             raise bad(f"{name}() with {len(args)} argument(s) (it takes {FUNCTIONS[name]})")
         if name == "smp_processor_id":
-            return ("cpu",)
+            return ThisCpu()
         if name == "per_cpu" and not isinstance(args[0], ast.Name):
             raise bad("per_cpu() of anything but a variable name")
-        return ("call", name, tuple(conv(a) for a in args))
+        return Call(name, tuple(conv(a) for a in args))
     raise bad(type(node).__name__)
 
 
 def _fold(e: Expr) -> Expr:
     """Fold constant arithmetic so immediates such as `$TRAP_nmi << 3` are plain ints."""
-    if e[0] == "binop" and e[2][0] == "const" and e[3][0] == "const":
-        value = binop(e[1], e[2][1], e[3][1])
-        if isinstance(value, int):
-            return ("const", value)
-    if e[0] == "unop" and e[2][0] == "const":
-        return ("const", unop(e[1], e[2][1]))
+    match e:
+        case Binary(op, Const(a), Const(b)):
+            return Const(binop(op, a, b))
+        case Unary(op, Const(a)):
+            return Const(unop(op, a))
     return e
 
 
@@ -228,18 +240,18 @@ def unop(op: str, a: int) -> int:
 
 def names_in(e: Expr) -> set[str]:
     """Variable names an expression reads."""
-    kind = e[0]
-    if kind == "var":
-        return {e[1]}
-    if kind == "index":
-        return {e[1]} | names_in(e[2])
-    if kind == "binop":
-        return names_in(e[2]) | names_in(e[3])
-    if kind == "unop":
-        return names_in(e[2])
-    if kind == "call":
-        out: set[str] = set()
-        for a in e[2]:
-            out |= names_in(a)
-        return out
+    match e:
+        case Var(name):
+            return {name}
+        case Index(name, index):
+            return {name} | names_in(index)
+        case Binary(_, left, right):
+            return names_in(left) | names_in(right)
+        case Unary(_, operand):
+            return names_in(operand)
+        case Call(_, args):
+            out: set[str] = set()
+            for a in args:
+                out |= names_in(a)
+            return out
     return set()

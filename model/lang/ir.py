@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any
+from typing import Literal, NamedTuple, TypeGuard
 
 
 @dataclass(frozen=True)
@@ -60,11 +60,213 @@ class Loc:
         return f"{self.site} (in macro: {self.macro_lines()})"
 
 
-# Expression trees (pseudo-C conditions and immediates), as nested tuples:
-#   ("const", int) | ("var", name) | ("reg", name) | ("cpu",) | ("ncpus",)
-#   ("top", stack) | ("code", routine, label) | ("unop", op, e) | ("binop", op, a, b)
-#   ("call", name, (args...))
-Expr = tuple[Any, ...]  # see the grammar above: (kind, *fields)
+# -- expression trees ---------------------------------------------------------------------------
+# Pseudo-C conditions and values, immediates, initial values. One small immutable node per
+# kind; each is a tuple whose first item is its kind tag, (kind, *fields):
+#   Const ("const", value)        Var ("var", name)           RegValue ("reg", name)
+#   ThisCpu ("cpu",)              NCpus ("ncpus",)            StackTop ("top", stack)
+#   CodeRef ("code", routine, instr)                          Index ("index", name, subscript)
+#   Unary ("unop", op, operand)   Binary ("binop", op, left, right)
+#   Call ("call", name, (args...))
+# A node equals (and hashes as) that plain tuple, so the tag also names it in `walk`; read
+# the fields by name or with `match`.
+
+
+class _Node:
+    """What every expression node shares: built without its tag, pickled without it, and
+    shown as `Var('x')`."""
+
+    __slots__ = ()
+
+    def __getnewargs__(self) -> tuple[object, ...]:
+        assert isinstance(self, tuple)
+        return tuple(self)[1:]
+
+    def __repr__(self) -> str:
+        assert isinstance(self, tuple)
+        return f"{type(self).__name__}({', '.join(repr(f) for f in self[1:])})"
+
+
+class _Const(NamedTuple):
+    kind: Literal["const"]
+    value: int
+
+
+class Const(_Node, _Const):
+    """A number (constant arithmetic is folded into one)."""
+
+    __slots__ = ()
+    __match_args__ = ("value",)
+
+    def __new__(cls, value: int) -> Const:
+        return tuple.__new__(cls, ("const", value))
+
+
+class _Var(NamedTuple):
+    kind: Literal["var"]
+    name: str
+
+
+class Var(_Node, _Var):
+    """A name: a design variable's value (this CPU's copy of a per-CPU one), or, where a
+    built-in takes one, a table, TSS or stack (`idt_table`, `none`, `SELF`)."""
+
+    __slots__ = ()
+    __match_args__ = ("name",)
+
+    def __new__(cls, name: str) -> Var:
+        return tuple.__new__(cls, ("var", name))
+
+
+class _RegValue(NamedTuple):
+    kind: Literal["reg"]
+    name: str
+
+
+class RegValue(_Node, _RegValue):
+    """A 64-bit register's value (`%rax`, `%rsp`), by its 64-bit name."""
+
+    __slots__ = ()
+    __match_args__ = ("name",)
+
+    def __new__(cls, name: str) -> RegValue:
+        return tuple.__new__(cls, ("reg", name))
+
+
+class _ThisCpu(NamedTuple):
+    kind: Literal["cpu"]
+
+
+class ThisCpu(_Node, _ThisCpu):
+    """`cpu` / `smp_processor_id()`: the number of the CPU running the step."""
+
+    __slots__ = ()
+    __match_args__ = ()
+
+    def __new__(cls) -> ThisCpu:
+        return tuple.__new__(cls, ("cpu",))
+
+
+class _NCpus(NamedTuple):
+    kind: Literal["ncpus"]
+
+
+class NCpus(_Node, _NCpus):
+    """`ncpus`: how many CPUs the design has."""
+
+    __slots__ = ()
+    __match_args__ = ()
+
+    def __new__(cls) -> NCpus:
+        return tuple.__new__(cls, ("ncpus",))
+
+
+class _StackTop(NamedTuple):
+    kind: Literal["top"]
+    stack: str
+
+
+class StackTop(_Node, _StackTop):
+    """`top(STACK)`: the address above a stack (this CPU's instance of a per-CPU stack;
+    `top(kstack[1])` names CPU 1's, written `kstack[1]`)."""
+
+    __slots__ = ()
+    __match_args__ = ("stack",)
+
+    def __new__(cls, stack: str) -> StackTop:
+        return tuple.__new__(cls, ("top", stack))
+
+
+class _CodeRef(NamedTuple):
+    kind: Literal["code"]
+    routine: str
+    instr: int  # the instruction's index in the routine
+
+
+class CodeRef(_Node, _CodeRef):
+    """A code address as a value (`$label`): a routine and an instruction index."""
+
+    __slots__ = ()
+    __match_args__ = ("routine", "instr")
+
+    def __new__(cls, routine: str, instr: int) -> CodeRef:
+        return tuple.__new__(cls, ("code", routine, instr))
+
+
+class _Index(NamedTuple):
+    kind: Literal["index"]
+    name: str
+    subscript: Expr
+
+
+class Index(_Node, _Index):
+    """`name[i]`: an array element, or CPU i's copy of a per-CPU variable (or, where a
+    built-in takes one, CPU i's instance of a per-CPU table)."""
+
+    __slots__ = ()
+    __match_args__ = ("name", "subscript")
+
+    def __new__(cls, name: str, subscript: Expr) -> Index:
+        return tuple.__new__(cls, ("index", name, subscript))
+
+
+class _Unary(NamedTuple):
+    kind: Literal["unop"]
+    op: str
+    operand: Expr
+
+
+class Unary(_Node, _Unary):
+    """`-e`, `~e`, `!e`."""
+
+    __slots__ = ()
+    __match_args__ = ("op", "operand")
+
+    def __new__(cls, op: str, operand: Expr) -> Unary:
+        return tuple.__new__(cls, ("unop", op, operand))
+
+
+class _Binary(NamedTuple):
+    kind: Literal["binop"]
+    op: str
+    left: Expr
+    right: Expr
+
+
+class Binary(_Node, _Binary):
+    """`left op right`: arithmetic, comparisons, `&&` and `||` (model.lang.expr.binop)."""
+
+    __slots__ = ()
+    __match_args__ = ("op", "left", "right")
+
+    def __new__(cls, op: str, left: Expr, right: Expr) -> Binary:
+        return tuple.__new__(cls, ("binop", op, left, right))
+
+
+class _Call(NamedTuple):
+    kind: Literal["call"]
+    name: str
+    args: tuple[Expr, ...]
+
+
+class Call(_Node, _Call):
+    """A function of the expression language (model.lang.expr.FUNCTIONS): `mem(ADDR)`,
+    `per_cpu(x, i)`, `nmi_blocked()`."""
+
+    __slots__ = ()
+    __match_args__ = ("name", "args")
+
+    def __new__(cls, name: str, args: tuple[Expr, ...]) -> Call:
+        return tuple.__new__(cls, ("call", name, args))
+
+
+Expr = Const | Var | RegValue | ThisCpu | NCpus | StackTop | CodeRef | Index | Unary | Binary | Call
+EXPR_NODES = (Const, Var, RegValue, ThisCpu, NCpus, StackTop, CodeRef, Index, Unary, Binary, Call)
+
+
+def is_expr(value: object) -> TypeGuard[Expr]:
+    """Is `value` an expression node (not an operand record, a name or a plain tuple)?"""
+    return isinstance(value, EXPR_NODES)
 
 
 @dataclass(frozen=True)
@@ -85,8 +287,8 @@ class Reg:
 @dataclass(frozen=True)
 class Mem:
     """A memory operand `seg:disp(base, index, scale)`: `disp(%rsp)`, `(%r10,%rax,8)`,
-    `table(,%rax,8)`, `%gs:OFFSET`. `sym` is a symbolic displacement, an expression
-    (`("var", name)`: the address of a variable; through %gs, its per-CPU offset)."""
+    `table(,%rax,8)`, `%gs:OFFSET`. `sym` is a symbolic displacement: a variable named
+    as an address (its address; through %gs, its per-CPU offset)."""
 
     base: str | None
     disp: int
@@ -94,7 +296,7 @@ class Mem:
     index: str | None = None
     scale: int = 1
     seg: str = ""  # "gs": relative to the CPU's active GS base
-    sym: Expr | None = None
+    sym: Var | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +338,9 @@ class Name:
 
 
 Operand = Imm | Reg | Mem | Abs | RipRel | Target | Name | Indirect
+# What an instruction's arguments are: operands (assembler), expressions and names
+# (pseudo-C and built-ins: `c.assign`'s variable, `set_gate`'s gate type).
+Arg = Operand | Expr | str
 
 
 @dataclass(frozen=True)
@@ -147,7 +352,7 @@ class Instr:
     """
 
     op: str
-    args: tuple[object, ...]
+    args: tuple[Arg, ...]
     loc: Loc
     text: str
     fault: int | None = None
@@ -338,9 +543,10 @@ class Design:
     smap: bool = False  # `smap`: CR4.SMAP set (model.x86.smap)
 
 
-def walk(value: Any) -> Iterator[Any]:
-    """Every node of an instruction's operands: expression tuples and operand records,
-    depth first (what POR, the instruction table and the symmetry check look through)."""
+def walk(value: object) -> Iterator[object]:
+    """Every node of an instruction's operands: expression nodes (their kind tags and
+    fields too) and operand records, depth first (what POR, the instruction table and the
+    symmetry check look through)."""
     yield value
     if isinstance(value, tuple):
         for v in value:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from model.lang.ir import Abs, Indirect, Instr, Mem, walk
+from model.lang.ir import Abs, Call, Index, Indirect, Instr, Mem, StackTop, Var, walk
 from model.x86.alu import CONDITION_ALIASES, CONDITION_FLAGS, SF, STATUS, ZF
 from model.x86.arch import AC_FLAG, CF, DF_FLAG, IF, OF_FLAG
 
@@ -70,6 +70,9 @@ class Insn:
     variadic: bool = False  # `choose DST, SRC...`: forms give the first two kinds
     # explicit spellings: mnemonic -> (destination width, source width), for MOVZX/MOVSX
     spellings: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # an ENV step: how a trace names the environment's pick, `{index}` from 0, `{ordinal}`
+    # from 1 ("" to show none: an input shows as the variable it sets)
+    choice_label: str = ""
 
 
 def _fs(*names: str) -> frozenset[str]:
@@ -204,7 +207,8 @@ ASM: tuple[Insn, ...] = (
          "base address", "wrmsr"),
     Insn("verw", ("verw",), "", ("r", "m"), 0, ZF, _fs(CPU, ENV), _fs(CPU),
          "ZF := the selector names a writable segment (VERW does not consult the `gdt`: "
-         "both outcomes are explored); clears CPU buffers (MDS)", "verw", width=16),
+         "both outcomes are explored); clears CPU buffers (MDS)", "verw", width=16,
+         choice_label="ZF={index}"),
     Insn("lss", ("lss",), "q", ("mr",), 0, 0, _fs(CPU, MEMORY), _fs(CPU),
          "RSP := the 8 bytes at the operand, SS := the next 2; no interrupt shadow "
          "(only MOV SS and POP SS make one)", "lss"),
@@ -228,7 +232,7 @@ ASM: tuple[Insn, ...] = (
          "with it", "movsq"),
     Insn("choose", ("choose",), "", ("rr", "mr", "ir"), 0, 0, _fs(CPU, ENV), _fs(CPU),
          "`choose DST, SRC1, SRC2, ...`: the environment picks one source", "choose",
-         variadic=True),
+         variadic=True, choice_label="choice {ordinal}"),
     Insn("input", ("input",), "", ("rn", "mn"), 0, 0, _fs(CPU, ENV), _fs(CPU),
          "`input DST, NAME`: DST takes the guest-controlled input NAME", "input"),
 )
@@ -254,11 +258,13 @@ class Builtin:
     writes: frozenset[str]
     doc: str
     semantics: str
+    choice_label: str = ""  # as Insn.choice_label
 
 
 def _c(name: str, lo: int, hi: int, reads: frozenset[str], writes: frozenset[str],
-       doc: str, semantics: str = "") -> Builtin:
-    return Builtin(f"c.{name}", (lo, hi), reads, writes, doc, semantics or f"c_{name}")
+       doc: str, semantics: str = "", choice_label: str = "") -> Builtin:
+    return Builtin(f"c.{name}", (lo, hi), reads, writes, doc, semantics or f"c_{name}",
+                   choice_label)
 
 
 BUILTIN_TABLE: tuple[Builtin, ...] = (
@@ -287,8 +293,10 @@ BUILTIN_TABLE: tuple[Builtin, ...] = (
     _c("atomic_set", 2, 2, _fs(VARS), _fs(VARS), "one-step store", "c_assign"),
     _c("assert", 1, 1, _fs(VARS, GLOBAL), _fs(GLOBAL), "record an incident when false"),
     _c("nop", 0, 0, _fs(CPU), _fs(CPU), "a step that does nothing"),
-    _c("choose", 2, 16, _fs(ENV), _fs(VARS), "the environment picks a variable's value"),
-    _c("choose_range", 3, 3, _fs(ENV), _fs(VARS), "the environment picks from a range"),
+    _c("choose", 2, 16, _fs(ENV), _fs(VARS), "the environment picks a variable's value",
+       choice_label="choice {ordinal}"),
+    _c("choose_range", 3, 3, _fs(ENV), _fs(VARS), "the environment picks from a range",
+       choice_label="choice {ordinal}"),
     _c("input", 2, 2, _fs(ENV), _fs(VARS), "a variable takes a guest-controlled input"),
     _c("stop", 0, 0, _fs(CPU), _fs(CPU), "the CPU stops for good"),
     # emitted by the pseudo-C compiler, not written as calls
@@ -314,6 +322,10 @@ CHOICE_OPS: frozenset[str] = frozenset(
     [e.op for e in BY_OP.values() if ENV in e.reads | e.writes]
     + [b.op for b in BUILTIN_TABLE if ENV in b.reads | b.writes]
 )
+# How traces name the pick of those steps (op -> Insn.choice_label), where they name it.
+CHOICE_LABELS: dict[str, str] = {
+    e.op: e.choice_label for e in list(BY_OP.values()) + list(BUILTIN_TABLE) if e.choice_label
+}
 
 
 def _spellings() -> dict[str, tuple[Insn, int | None, int | None]]:
@@ -370,10 +382,9 @@ def _operand_effects(arg: object, per_cpu_stacks: frozenset[str]) -> set[str]:
     if isinstance(arg, Abs):
         # `top(primary)-8`: a word of a named stack is judged by its name; any other
         # absolute address may be anybody's memory.
-        tops = [n for n in walk(arg.expr) if isinstance(n, tuple) and n[:1] == ("top",)]
-        vars_ = [n for n in walk(arg.expr) if isinstance(n, tuple) and n[:1] in (("var",),
-                                                                                    ("index",))]
-        if tops and not vars_ and all(str(t[1]).split("[")[0] in per_cpu_stacks for t in tops):
+        tops = [n for n in walk(arg.expr) if isinstance(n, StackTop)]
+        vars_ = [n for n in walk(arg.expr) if isinstance(n, (Var, Index))]
+        if tops and not vars_ and all(t.stack.split("[")[0] in per_cpu_stacks for t in tops):
             return {STACK}
         return {MEMORY}
     return set()
@@ -393,7 +404,7 @@ def effects(ins: Instr, per_cpu_stacks: frozenset[str] = frozenset()) -> frozens
     for arg in ins.args:
         out |= _operand_effects(arg, per_cpu_stacks)
     for node in walk(ins.args):
-        if isinstance(node, tuple) and node[:2] == ("call", "mem"):
+        if isinstance(node, Call) and node.name == "mem":
             out.add(MEMORY)
         if isinstance(node, (Mem, Abs)):
             out |= _operand_effects(node, per_cpu_stacks)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -27,7 +27,12 @@ from model.lang import cpp, isa
 from model.lang.expr import parse_expr
 from model.lang.ir import (
     Abs,
+    Arg,
+    Binary,
     BreakpointDecl,
+    Call,
+    CodeRef,
+    Const,
     CpuDecl,
     DescriptorDecl,
     Design,
@@ -35,19 +40,28 @@ from model.lang.ir import (
     GateDecl,
     IdtDecl,
     Imm,
+    Index,
     Indirect,
     InputDecl,
     Instr,
     Loc,
     Mem,
     Name,
+    NCpus,
+    Operand,
     Reg,
+    RegValue,
     RipRel,
     Routine,
     StackDecl,
+    StackTop,
     Target,
+    ThisCpu,
     TssDecl,
+    Unary,
+    Var,
     VarDecl,
+    is_expr,
 )
 from model.x86 import alu
 from model.x86.arch import VECTOR_NAMES
@@ -500,8 +514,8 @@ class _Parser:
             )
             if m:
                 e = parse_expr(m.group(2), line.loc, self.consts)
-                if e[0] == "const":
-                    self.consts[m.group(1)] = e[1]
+                if isinstance(e, Const):
+                    self.consts[m.group(1)] = e.value
 
     def _expand(self, lines: list[_Line], depth: int) -> list[_Line]:
         out: list[_Line] = []
@@ -650,11 +664,13 @@ class _Parser:
                 g = re.fullmatch(r"GUEST(32)?\((\w+)\):?", s)
                 local = re.fullmatch(r"(\.L[\w.$]*):", s) if current is None else None
                 if m or g or local:
-                    name = (
-                        local.group(1) if local
-                        else g.group(2) if g
-                        else (m.group(1) or m.group(2))  # type: ignore[union-attr]
-                    )
+                    if local:
+                        name = local.group(1)
+                    elif g:
+                        name = g.group(2)
+                    else:
+                        assert m is not None
+                        name = m.group(1) or m.group(2)
                     current = self._new_routine(name, line.loc, "asm", bool(g))
                     current.compat = bool(g and g.group(1))  # GUEST32: compatibility mode
                     i += 1
@@ -818,9 +834,9 @@ class _Parser:
             if not m:
                 raise _err("write `const NAME = value`", loc)
             e = parse_expr(m.group(2), loc, self.consts)
-            if e[0] != "const":
+            if not isinstance(e, Const):
                 raise _err(f"constant {m.group(1)} is not a number", loc)
-            self.consts[m.group(1)] = e[1]
+            self.consts[m.group(1)] = e.value
             return True, i + 1
         if word == "cpus":
             self.cpus = self._int(rest, loc)
@@ -995,9 +1011,9 @@ class _Parser:
 
     def _int(self, text: str, loc: Loc) -> int:
         e = parse_expr(text, loc, self.consts)
-        if e[0] != "const":
+        if not isinstance(e, Const):
             raise _err(f"{text.strip()!r} is not a number", loc)
-        return int(e[1])
+        return e.value
 
     def _options(
         self, words: list[str], loc: Loc, flags: set[str], valued: set[str]
@@ -1311,7 +1327,7 @@ class _Parser:
         b.instrs.append(Instr(op, final, loc, s, fault, width, cc, src_width or 0))
 
     @staticmethod
-    def _check_high_byte(args: tuple[object, ...], mnemonic: str, loc: Loc, width: int) -> None:
+    def _check_high_byte(args: tuple[Arg, ...], mnemonic: str, loc: Loc, width: int) -> None:
         """%ah %bh %ch %dh have no encoding in an instruction with a REX prefix (SDM Vol. 2
         §2.2.1.2): GNU as refuses them beside %r8-%r15, %sil %dil %bpl %spl, a memory
         operand based or indexed on %r8-%r15, or a 64-bit operand size."""
@@ -1337,7 +1353,7 @@ class _Parser:
                        f"REX prefix ({rex[0]}); GNU as refuses it", loc)
 
     def _width(
-        self, entry: isa.Insn, mnemonic: str, width: int | None, args: list[object], loc: Loc
+        self, entry: isa.Insn, mnemonic: str, width: int | None, args: Sequence[Arg], loc: Loc
     ) -> int:
         """The operand size: the suffix's, else the registers', else the entry's default.
         Registers that disagree with each other or with the suffix are an error, as in GNU as
@@ -1379,7 +1395,7 @@ class _Parser:
     def _spelling_source(mnemonic: str) -> int:
         return _MNEMONICS[mnemonic][2] or 0
 
-    def _operand(self, text: str, loc: Loc, entry: isa.Insn, k: int, n: int) -> object:
+    def _operand(self, text: str, loc: Loc, entry: isa.Insn, k: int, n: int) -> Operand:
         t = text.strip()
         kinds = {f[k] for f in entry.forms if len(f) == n and k < len(f)}
         if entry.variadic:
@@ -1395,10 +1411,10 @@ class _Parser:
         if m:
             if m.group(1) != "gs":
                 raise _err(f"segment override %{m.group(1)}: only %gs: is modelled", loc)
-            inner = self._memory(m.group(2).strip(), loc, bare_name=True)
-            if inner is None:
+            gs = self._memory(m.group(2).strip(), loc, bare_name=True)
+            if gs is None:
                 raise _err(f"unknown operand form {t!r}", loc)
-            return replace(inner, seg="gs")
+            return replace(gs, seg="gs")
         if t.startswith("%"):
             return self._register(t[1:], loc)
         m = re.fullmatch(r"(.*)\(%rip\)", t)
@@ -1418,13 +1434,12 @@ class _Parser:
             if kinds & {"l", "n", "*"} or not kinds:
                 return Name(t)
             # a variable as a memory operand (`movq $1, v`, `incl v`); checked at the end
-            return Mem(None, 0, sym=("var", t))
+            return Mem(None, 0, sym=Var(t))
         if "m" in kinds:
             e = parse_expr(t, loc, self.consts)
-            if e[0] == "binop" and e[1] in "+-" and e[2][0] == "var" and e[3][0] == "const":
+            if isinstance(e, Binary) and (plus := _var_plus_disp(e)) is not None:
                 # `table+8`: the address of a variable plus a displacement, as in GNU as
-                disp = int(e[3][1]) if e[1] == "+" else -int(e[3][1])
-                return Mem(None, disp & ((1 << 64) - 1), sym=e[2])
+                return Mem(None, plus[1] & ((1 << 64) - 1), sym=plus[0])
             # An absolute address (Xen's stubs store to `stack_bottom-8` directly).
             return Abs(e)
         raise _err(f"unknown operand form {t!r}", loc)
@@ -1453,20 +1468,21 @@ class _Parser:
             raise _err(f"the scale in {t!r} is 1, 2, 4 or 8", loc)
         disp_text = disp_text.strip() or "0"
         e = parse_expr(disp_text, loc, self.consts)
-        disp, sym = (int(e[1]), None) if e[0] == "const" else (0, e)
-        if sym is not None and not (sym[0] == "var" or (
-            sym[0] == "binop" and sym[1] in "+-" and sym[2][0] == "var" and sym[3][0] == "const"
-        )):
+        disp, sym = 0, None
+        if isinstance(e, Const):
+            disp = e.value
+        elif isinstance(e, Var):
+            sym = e
+        elif isinstance(e, Binary) and (plus := _var_plus_disp(e)) is not None:
+            sym, disp = plus
+        else:
             raise _err(f"the displacement of {t!r} is a number or a variable name "
                        "(plus or minus a number)", loc)
-        if sym is not None and sym[0] == "binop":
-            disp = int(sym[3][1]) if sym[1] == "+" else -int(sym[3][1])
-            sym = sym[2]
         return Mem(base_reg.name if base_reg else None, disp, 8,
                    index_reg.name if index_reg else None, scale, "", sym)
 
     @staticmethod
-    def _check_mov_cr(op: str, args: tuple[object, ...], mnemonic: str, loc: Loc) -> None:
+    def _check_mov_cr(op: str, args: tuple[Arg, ...], mnemonic: str, loc: Loc) -> None:
         """MOV to/from CR3 takes a 64-bit general register in 64-bit mode (SDM Vol. 2 MOV
         to/from control registers), spelt `mov` or `movq`."""
         gprs = [a for a in args if isinstance(a, Reg) and a.name not in ("cr3", "ss")]
@@ -1475,7 +1491,7 @@ class _Parser:
             raise _err(f"unsupported operand form for {mnemonic}: write `mov %reg64, %cr3` "
                        "or `mov %cr3, %reg64`", loc)
 
-    def _check_mov_ss(self, args: tuple[object, ...], mnemonic: str, loc: Loc) -> None:
+    def _check_mov_ss(self, args: tuple[Arg, ...], mnemonic: str, loc: Loc) -> None:
         if mnemonic.startswith("pop"):
             return
         src, dst = args
@@ -1485,7 +1501,7 @@ class _Parser:
             raise _err(f"unsupported operand form for {mnemonic}: write `mov %ax, %ss`", loc)
 
     def _check_forms(
-        self, entry: isa.Insn, args: tuple[object, ...], mnemonic: str, loc: Loc, width: int
+        self, entry: isa.Insn, args: tuple[Arg, ...], mnemonic: str, loc: Loc, width: int
     ) -> None:
         def kind(a: object) -> str:
             if isinstance(a, Imm):
@@ -1525,11 +1541,11 @@ class _Parser:
         if not ok:
             raise _err(f"unsupported operand form for {mnemonic}: {shown}", loc)
         for k, a in enumerate(args):
-            if isinstance(a, Imm) and a.expr[0] == "const":
-                self._check_immediate(entry, mnemonic, int(a.expr[1]), args, k, width, loc)
+            if isinstance(a, Imm) and isinstance(a.expr, Const):
+                self._check_immediate(entry, mnemonic, a.expr.value, args, k, width, loc)
 
     def _check_immediate(
-        self, entry: isa.Insn, mnemonic: str, value: int, args: tuple[object, ...], k: int,
+        self, entry: isa.Insn, mnemonic: str, value: int, args: tuple[Arg, ...], k: int,
         width: int, loc: Loc,
     ) -> None:
         """An immediate must fit the instruction's encoding (SDM Vol. 2 §2.2.1.5: imm8 and
@@ -1753,12 +1769,12 @@ class _Parser:
     ) -> Instr:
         if not any(isinstance(a, Name) and a.name.startswith("@rip:") for a in ins.args):
             return ins
-        args: list[object] = []
+        args: list[Arg] = []
         for a in ins.args:
             if isinstance(a, Name) and a.name.startswith("@rip:"):
                 if a.name[5:] in {v.name for v in self.variables}:
                     # `leaq table(%rip), %r10`: the address of a variable
-                    args.append(Mem(None, 0, sym=("var", a.name[5:])))
+                    args.append(Mem(None, 0, sym=Var(a.name[5:])))
                     continue
                 t = self._target(a.name[5:], idx, ins.loc, b, global_labels)
                 args.append(RipRel((t.routine, t.index)))
@@ -1774,12 +1790,12 @@ class _Parser:
         exist (`movq $1, v`, `call *table(,%rax,8)`)."""
         if b.kind != "asm":
             return ins
-        args: list[object] = []
+        args: list[Arg] = []
         changed = False
         for a in ins.args:
             inner = a.target if isinstance(a, Indirect) else a
             if isinstance(inner, Mem) and inner.sym is not None:
-                name = str(inner.sym[1])
+                name = inner.sym.name
                 if name not in var_names:
                     what = "a label, not a variable" if (
                         name in global_labels or name in self.routines) else "undefined"
@@ -1787,13 +1803,13 @@ class _Parser:
                     raise _err(f"unsupported operand form for {mnemonic}: {name!r} is {what} "
                                "(a memory operand names a `var` or `percpu` variable)", ins.loc)
             if (
-                isinstance(a, Imm) and a.expr[0] == "var" and a.expr[1] not in var_names
-                and a.expr[1] not in self.inputs
-                and (a.expr[1] in self.routines or a.expr[1] in global_labels
-                     or a.expr[1] in b.labels)
+                isinstance(a, Imm) and isinstance(a.expr, Var)
+                and a.expr.name not in var_names and a.expr.name not in self.inputs
+                and (a.expr.name in self.routines or a.expr.name in global_labels
+                     or a.expr.name in b.labels)
             ):
-                t = self._target(str(a.expr[1]), idx, ins.loc, b, global_labels)
-                args.append(Imm(("code", t.routine, t.index)))
+                t = self._target(a.expr.name, idx, ins.loc, b, global_labels)
+                args.append(Imm(CodeRef(t.routine, t.index)))
                 changed = True
             else:
                 args.append(a)
@@ -1833,27 +1849,23 @@ class _Parser:
                            f"write {assigned} = ...", ins.loc)
         elif op in ("c.choose", "c.choose_range"):
             first = a[0]
-            if not (isinstance(first, tuple) and first[0] == "var"):
+            if not isinstance(first, Var):
                 raise _err(f"{op[2:]} needs a variable name first", ins.loc)
-            assigned = str(first[1])
+            assigned = first.name
             if assigned not in var_names:
                 raise _err(f"assignment to an undeclared variable {assigned!r}", ins.loc)
             check.scalar(assigned)
             a = a[1:]
         elif op in ("c.input", "input"):
             source = a[1]
-            name = source.name if isinstance(source, Name) else (
-                source[1] if isinstance(source, tuple) and source[0] == "var" else None
-            )
+            name = source.name if isinstance(source, (Name, Var)) else None
             if name not in self.inputs:
                 raise _err(f"{name!r} is not a declared input (write `input NAME = ...`)", ins.loc)
             if op == "c.input":
                 target = a[0]
-                if not (
-                    isinstance(target, tuple) and target[0] == "var" and target[1] in var_names
-                ):
+                if not (isinstance(target, Var) and target.name in var_names):
                     raise _err("input() needs a declared variable first", ins.loc)
-                check.scalar(str(target[1]))
+                check.scalar(target.name)
             a = ()
         elif op in ("c.set_gate", "c.set_gate_ist"):
             check.named(a[0], "an idt", tables)
@@ -1872,29 +1884,34 @@ class _Parser:
         elif op == "c.ltr":
             check.named(a[0], "a tss", tss_names)
             a = ()
-        elif op == "c.send_nmi" and a[0] in [("var", d) for d in DESTINATIONS]:
+        elif op == "c.send_nmi" and a[0] in [Var(d) for d in DESTINATIONS]:
             a = ()
         for arg in a:
             if isinstance(arg, Indirect):
                 arg = arg.target
             if isinstance(arg, (Imm, Abs)):
                 check.value(arg.expr)
-            elif isinstance(arg, tuple) and arg and isinstance(arg[0], str):
+            elif is_expr(arg):
                 check.value(arg)
 
     def _check_static(self, e: Expr, loc: Loc, stack_names: set[str]) -> None:
         """An initial value (`var`, `percpu`, a `cpu` line's rsp and registers): numbers,
         `cpu`, `ncpus`, `top(STACK)` and arithmetic."""
-        kind = e[0]
-        if kind in ("binop", "unop"):
-            for part in e[2:]:
-                self._check_static(part, loc, stack_names)
-        elif kind == "top":
-            if e[1].split("[")[0] not in stack_names:
-                raise _err(f"top() names a missing stack {e[1]!r}", loc)
-        elif kind not in ("const", "cpu", "ncpus"):
-            what = f"{e[1]!r}" if kind == "var" else "this"
-            raise _err(f"an initial value must be a constant expression; {what} is not", loc)
+        match e:
+            case Binary(_, left, right):
+                self._check_static(left, loc, stack_names)
+                self._check_static(right, loc, stack_names)
+            case Unary(_, operand):
+                self._check_static(operand, loc, stack_names)
+            case StackTop(stack):
+                if stack.split("[")[0] not in stack_names:
+                    raise _err(f"top() names a missing stack {stack!r}", loc)
+            case Const() | ThisCpu() | NCpus():
+                pass
+            case _:
+                what = f"{e.name!r}" if isinstance(e, Var) else "this"
+                raise _err(f"an initial value must be a constant expression; {what} is not",
+                           loc)
 
 
 class _NameCheck:
@@ -1931,47 +1948,62 @@ class _NameCheck:
             raise self.fail(f"array {name!r} needs an index: {name}[i]")
 
     def value(self, e: Expr) -> None:
-        kind = e[0]
-        if kind == "var":
-            if e[1] not in self.vars:
-                raise self._undefined(e[1])
-            self.scalar(e[1])
-        elif kind == "index":
-            if e[1] not in self.vars:
-                raise self._undefined(e[1])
-            if e[1] not in self.arrays | self.percpu:
-                raise self.fail(f"{e[1]!r} is not an array or a per-CPU variable")
-            self.value(e[2])
-        elif kind == "top":
-            name, _, index = e[1].partition("[")
-            if name not in self.stacks:
-                raise self.fail(f"top() names a missing stack {name!r}")
-            if index and name not in self.per_cpu_objects:
-                raise self.fail(f"stack {name!r} is not per-cpu: write top({name})")
-        elif kind in ("binop", "unop"):
-            for part in e[2:]:
-                self.value(part)
-        elif kind == "call":
-            if e[1] == "per_cpu" and e[2][0][1] not in self.percpu:
-                raise self.fail(f"per_cpu() needs a percpu variable, not {e[2][0][1]!r}")
-            for part in e[2][1:] if e[1] == "per_cpu" else e[2]:
-                self.value(part)
+        match e:
+            case Var(name):
+                if name not in self.vars:
+                    raise self._undefined(name)
+                self.scalar(name)
+            case Index(name, index):
+                if name not in self.vars:
+                    raise self._undefined(name)
+                if name not in self.arrays | self.percpu:
+                    raise self.fail(f"{name!r} is not an array or a per-CPU variable")
+                self.value(index)
+            case StackTop(stack):
+                name, _, instance = stack.partition("[")
+                if name not in self.stacks:
+                    raise self.fail(f"top() names a missing stack {name!r}")
+                if instance and name not in self.per_cpu_objects:
+                    raise self.fail(f"stack {name!r} is not per-cpu: write top({name})")
+            case Binary(_, left, right):
+                self.value(left)
+                self.value(right)
+            case Unary(_, operand):
+                self.value(operand)
+            case Call("per_cpu", (first, *rest)):
+                # expr.py admits per_cpu() of a variable name only
+                if not isinstance(first, Var) or first.name not in self.percpu:
+                    shown = repr(first.name) if isinstance(first, Var) else "this"
+                    raise self.fail(f"per_cpu() needs a percpu variable, not {shown}")
+                for part in rest:
+                    self.value(part)
+            case Call(_, args):
+                for part in args:
+                    self.value(part)
 
     def named(self, e: object, what: str, names: set[str], special: str = "") -> None:
         """A table, TSS or stack operand: `NAME` (this CPU's) or `NAME[i]` (CPU i's)."""
-        if not isinstance(e, tuple):
+        if not is_expr(e):
             raise self.fail(f"{self.ins.op[2:]} needs {what} here")
-        if special and e == ("var", special):
+        if special and e == Var(special):
             return
-        if e[0] not in ("var", "index") or e[1] not in names:
+        if not isinstance(e, (Var, Index)) or e.name not in names:
             alternative = f" or {special}" if special else ""
-            shown = e[1] if e[0] in ("var", "index") else "this"
+            shown = e.name if isinstance(e, (Var, Index)) else "this"
             raise self.fail(f"{self.ins.op[2:]} needs {what}{alternative} here, "
                             f"and {shown!r} is not one")
-        if e[0] == "index":
-            if e[1] not in self.per_cpu_objects:
-                raise self.fail(f"{e[1]!r} is not per-cpu: write {e[1]} without an index")
-            self.value(e[2])
+        if isinstance(e, Index):
+            if e.name not in self.per_cpu_objects:
+                raise self.fail(f"{e.name!r} is not per-cpu: write {e.name} without an index")
+            self.value(e.subscript)
+
+
+def _var_plus_disp(e: Binary) -> tuple[Var, int] | None:
+    """`table+8`, `table-8`: a variable's address and a displacement, or None."""
+    match e:
+        case Binary("+" | "-" as op, Var() as var, Const(disp)):
+            return var, disp if op == "+" else -disp
+    return None
 
 
 def _split_operands(text: str) -> list[str]:
@@ -2005,13 +2037,13 @@ class _CCompiler:
         self.counter += 1
         return f".c{self.counter}"
 
-    def _emit(self, op: str, args: tuple[object, ...], loc: Loc, text: str) -> None:
+    def _emit(self, op: str, args: tuple[Arg, ...], loc: Loc, text: str) -> None:
         self.b.instrs.append(Instr(op, args, loc, text))
 
     def _place(self, label: str) -> None:
         self.b.labels[label] = len(self.b.instrs)
 
-    def _jump(self, op: str, args: tuple[object, ...], label: str, loc: Loc, text: str) -> None:
+    def _jump(self, op: str, args: tuple[Arg, ...], label: str, loc: Loc, text: str) -> None:
         self.b.pending.append((len(self.b.instrs), label, loc))
         self._emit(op, args + (Name(label),), loc, text)
 
@@ -2098,7 +2130,7 @@ class _CCompiler:
         if m:
             op = "+" if m.group(2) == "++" else "-"
             self._emit(
-                "c.assign", (m.group(1), ("binop", op, ("var", m.group(1)), ("const", 1))), loc, s
+                "c.assign", (m.group(1), Binary(op, Var(m.group(1)), Const(1))), loc, s
             )
             return False
         if self._store(s, loc):
@@ -2106,11 +2138,9 @@ class _CCompiler:
         m = re.fullmatch(r"(\w+)\s*(?:\[(.+)\])?\s*(\+|-|\||&|\^)?=\s*(.+)", s)
         if m and not m.group(4).startswith("="):
             name, index, op, value = m.group(1), m.group(2), m.group(3), self._cond(m.group(4), loc)
-            target: Expr = (
-                ("var", name) if index is None else ("index", name, self._cond(index, loc))
-            )
+            target: Expr = Var(name) if index is None else Index(name, self._cond(index, loc))
             if op:
-                value = ("binop", op, target, value)
+                value = Binary(op, target, value)
             if index is None:
                 self._emit("c.assign", (name, value), loc, s)
             else:
@@ -2132,7 +2162,7 @@ class _CCompiler:
                 raise _err(f"pseudo-C writes 64-bit registers, not %{m.group(1)}", loc)
             value = self._cond(m.group(3), loc)
             if m.group(2):
-                value = ("binop", m.group(2), ("reg", reg.name), value)
+                value = Binary(m.group(2), RegValue(reg.name), value)
             self._emit("c.store", (reg, value), loc, s)
             return True
         m = re.fullmatch(r"mem\s*\((.+)\)\s*([-+|&^]?)=\s*(.+)", s)
@@ -2140,7 +2170,7 @@ class _CCompiler:
             address = self._cond(m.group(1), loc)
             value = self._cond(m.group(3), loc)
             if m.group(2):
-                value = ("binop", m.group(2), ("call", "mem", (address,)), value)
+                value = Binary(m.group(2), Call("mem", (address,)), value)
             self._emit("c.store", (Abs(address), value), loc, s)
             return True
         m = re.fullmatch(r"per_cpu\s*\(\s*(\w+)\s*,(.+)\)\s*([-+|&^]?)=\s*(.+)", s)
@@ -2148,7 +2178,7 @@ class _CCompiler:
             name, index = m.group(1), self._cond(m.group(2), loc)
             value = self._cond(m.group(4), loc)
             if m.group(3):
-                value = ("binop", m.group(3), ("index", name, index), value)
+                value = Binary(m.group(3), Index(name, index), value)
             self._emit("c.assign_index", (name, index, value), loc, s)
             return True
         return False
@@ -2197,7 +2227,7 @@ class _CCompiler:
                 var = args[0].lstrip("&")
                 delta = "+" if name == "atomic_inc" else "-"
                 self._emit(
-                    "c.assign", (var, ("binop", delta, ("var", var), ("const", 1))), loc, text
+                    "c.assign", (var, Binary(delta, Var(var), Const(1))), loc, text
                 )
                 return
             if name == "atomic_set":
@@ -2206,7 +2236,7 @@ class _CCompiler:
             if name in ("set_gate", "set_gate_ist") and args[1] in _VECTOR_BY_NAME:
                 args[1] = str(_VECTOR_BY_NAME[args[1]])  # `#PF`, `NMI`, ... as in an idt block
             if name == "set_gate":
-                parsed: list[object] = [
+                parsed: list[Arg] = [
                     self._cond(args[0], loc), self._cond(args[1], loc), Name(args[2])
                 ]
                 parsed += [a.strip() for a in args[3:]]
@@ -2285,5 +2315,5 @@ def parse_breakpoint(text: str, loc: Loc, consts: dict[str, int] | None = None) 
         r = re.fullmatch(r"(\w+)(?:\s*\+\s*(\d+))?", where)
         if not r:
             raise _err("an exec breakpoint names a routine: `ROUTINE` or `ROUTINE+N`", loc)
-        return BreakpointDecl(kind, ("code", r.group(1), int(r.group(2) or 0)), 1, loc)
+        return BreakpointDecl(kind, CodeRef(r.group(1), int(r.group(2) or 0)), 1, loc)
     return BreakpointDecl(kind, parse_expr(where, loc, consts), length, loc)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from checker.symbolic import Term
+from model.lang import isa
 from model.system.interp import Interpreter, SysState
 from model.system.layout import Layout
 from model.system.relation import Action
@@ -81,10 +82,10 @@ class TraceDescription:
                     text = f"{text}  -> completes, then #DB (trap)"
                 else:
                     text = f"{text}  -> raises {vector_name(ins.fault)}"
-            elif ins is not None and ins.op in ("choose", "c.choose", "c.choose_range"):
-                text = f"{text}  [choice {a.arg + 1}]"
-            elif ins is not None and ins.op == "verw":
-                text = f"{text}  [ZF={a.arg}]"
+            elif ins is not None and ins.op in isa.CHOICE_LABELS:
+                # the environment's pick, as the instruction table names it
+                label = isa.CHOICE_LABELS[ins.op].format(index=a.arg, ordinal=a.arg + 1)
+                text = f"{text}  [{label}]"
             out["label"] = f"cpu{a.cpu}: {text}"
             if ins is not None:
                 # a macro's line: the invocation, with the macro's own line(s) beside it

@@ -21,16 +21,28 @@ from model.lang import isa
 from model.lang.expr import binop, unop
 from model.lang.ir import (
     Abs,
+    Binary,
+    Call,
+    CodeRef,
+    Const,
     Expr,
     Imm,
+    Index,
     Indirect,
     Instr,
     Mem,
     Name,
+    NCpus,
     Reg,
+    RegValue,
     RipRel,
     Routine,
+    StackTop,
     Target,
+    ThisCpu,
+    Unary,
+    Var,
+    is_expr,
 )
 from model.system.layout import Layout
 from model.x86 import alu, debug, msr, segments, smap
@@ -221,55 +233,54 @@ class Interpreter:
         return site
 
     def eval(self, s: SysState, cpu_i: int, e: Expr, ins: Instr) -> Value:
-        kind = e[0]
-        if kind == "const":
-            return int(e[1])
-        if kind == "var":
-            slot = self._var_slots.get(e[1])
-            if slot is not None:
-                base, per_cpu = slot
-                return s.vars[base + cpu_i if per_cpu else base]
-            return self._named(e[1], cpu_i, ins)
-        if kind == "cpu":
-            return cpu_i
-        if kind == "ncpus":
-            return self.layout.ncpus
-        if kind == "reg":
-            cpu = s.machine.cpus[cpu_i]
-            return cpu.rsp if e[1] == "rsp" else cpu.reg(e[1])
-        if kind == "top":
-            return self.platform.region(self.layout.resolve(e[1], cpu_i)).top
-        if kind == "code":
-            return CodeAddr(str(e[1]), int(e[2]))
-        if kind == "index":
-            return s.vars[self._element(s, cpu_i, e[1], e[2], ins)]
-        if kind == "binop":
-            a = self.eval(s, cpu_i, e[2], ins)
-            b = self.eval(s, cpu_i, e[3], ins)
-            if isinstance(a, Term) or isinstance(b, Term):
-                return sym.binary(e[1], self._bv(a, ins), self._bv(b, ins))
-            if e[1] in ("==", "!="):
-                return int((a == b) == (e[1] == "=="))
-            return binop(e[1], self._int(a, ins), self._int(b, ins))
-        if kind == "unop":
-            v = self._bv(self.eval(s, cpu_i, e[2], ins), ins)
-            if isinstance(v, Term):
-                if e[1] == "-":
-                    return sym.neg(v)
-                if e[1] == "~":
-                    return sym.bnot(v)
-                return sym.ite(sym.lnot(sym.truth(v)), 1, 0)
-            return unop(e[1], v)
-        if kind == "call" and e[1] == "per_cpu" and len(e[2]) == 2 and e[2][0][0] == "var":
-            name = e[2][0][1]
-            idx = self._int(self.eval(s, cpu_i, e[2][1], ins), ins)
-            return s.vars[self.layout.var_index[name] + idx]
-        if kind == "call" and e[1] == "nmi_blocked" and not e[2]:
-            return int(s.machine.cpus[cpu_i].nmi_blocked)
-        if kind == "call" and e[1] == "mem" and len(e[2]) == 1:
-            # A word of stack memory, e.g. the error code of the frame a handler got.
-            addr = self._int(self.eval(s, cpu_i, e[2][0], ins), ins) & MASK64
-            return read(s.machine, addr - addr % WORD)
+        match e:
+            case Const(value):
+                return value
+            case Var(name):
+                slot = self._var_slots.get(name)
+                if slot is not None:
+                    base, per_cpu = slot
+                    return s.vars[base + cpu_i if per_cpu else base]
+                return self._named(name, cpu_i, ins)
+            case ThisCpu():
+                return cpu_i
+            case NCpus():
+                return self.layout.ncpus
+            case RegValue(name):
+                cpu = s.machine.cpus[cpu_i]
+                return cpu.rsp if name == "rsp" else cpu.reg(name)
+            case StackTop(stack):
+                return self.platform.region(self.layout.resolve(stack, cpu_i)).top
+            case CodeRef(routine, instr):
+                return CodeAddr(routine, instr)
+            case Index(name, subscript):
+                return s.vars[self._element(s, cpu_i, name, subscript, ins)]
+            case Binary(op, left, right):
+                a = self.eval(s, cpu_i, left, ins)
+                b = self.eval(s, cpu_i, right, ins)
+                if isinstance(a, Term) or isinstance(b, Term):
+                    return sym.binary(op, self._bv(a, ins), self._bv(b, ins))
+                if op in ("==", "!="):
+                    return int((a == b) == (op == "=="))
+                return binop(op, self._int(a, ins), self._int(b, ins))
+            case Unary(op, operand):
+                v = self._bv(self.eval(s, cpu_i, operand, ins), ins)
+                if isinstance(v, Term):
+                    if op == "-":
+                        return sym.neg(v)
+                    if op == "~":
+                        return sym.bnot(v)
+                    return sym.ite(sym.lnot(sym.truth(v)), 1, 0)
+                return unop(op, v)
+            case Call("per_cpu", (Var(name), index)):
+                idx = self._int(self.eval(s, cpu_i, index, ins), ins)
+                return s.vars[self.layout.var_index[name] + idx]
+            case Call("nmi_blocked", ()):
+                return int(s.machine.cpus[cpu_i].nmi_blocked)
+            case Call("mem", (address,)):
+                # A word of stack memory, e.g. the error code of the frame a handler got.
+                addr = self._int(self.eval(s, cpu_i, address, ins), ins) & MASK64
+                return read(s.machine, addr - addr % WORD)
         raise self._error(f"cannot evaluate {e!r}", ins)
 
     def _element(self, s: SysState, cpu_i: int, name: str, index: Expr, ins: Instr) -> int:
@@ -321,16 +332,16 @@ class Interpreter:
 
     def _name_of(self, s: SysState, cpu_i: int, e: object, ins: Instr) -> str:
         """A table/TSS/stack operand: `idt_table` (this CPU's) or `idt_table[i]`."""
-        if isinstance(e, tuple) and e[0] == "var":
-            return self.layout.resolve(e[1], cpu_i)
-        if isinstance(e, tuple) and e[0] == "index":
-            idx = self._int(self.eval(s, cpu_i, e[2], ins), ins)
-            return f"{e[1]}[{idx}]" if e[1] in self.layout.per_cpu else e[1]
+        if isinstance(e, Var):
+            return self.layout.resolve(e.name, cpu_i)
+        if isinstance(e, Index):
+            idx = self._int(self.eval(s, cpu_i, e.subscript, ins), ins)
+            return f"{e.name}[{idx}]" if e.name in self.layout.per_cpu else e.name
         raise self._error("expected a table, TSS or stack name", ins)
 
     def _expr(self, s: SysState, cpu_i: int, e: object, ins: Instr) -> Value:
         """A pseudo-C argument (an expression) evaluated."""
-        assert isinstance(e, tuple)
+        assert is_expr(e)
         return self.eval(s, cpu_i, e, ins)
 
     # -- operands ------------------------------------------------------------------------------
@@ -347,7 +358,7 @@ class Interpreter:
             index = self._bv(cpu.reg(op.index), ins)
             total = sym.add(total, sym.mul(index, op.scale) if op.scale != 1 else index)
         if op.sym is not None:
-            name = str(op.sym[1])
+            name = op.sym.name
             if op.seg == "gs":
                 if name not in self.layout.percpu_offset:
                     raise self._error(f"%gs:{name}: {name!r} is not a percpu variable", ins)
@@ -1197,11 +1208,8 @@ class Interpreter:
         """How many ways a `choose` / `choose_range` / `input` / `verw` step can go."""
         if ins.op in ("input", "c.input"):
             source = ins.args[1]
-            if isinstance(source, Name):
-                name = source.name
-            else:
-                assert isinstance(source, tuple)
-                name = str(source[1])
+            assert isinstance(source, (Name, Var))
+            name = source.name
             if name in self.symbolic_inputs:
                 return 1
             decl = self.layout.design.inputs[name]
@@ -1216,8 +1224,8 @@ class Interpreter:
             return 2
         if ins.op == "c.send_nmi":
             e = ins.args[0]
-            if isinstance(e, tuple) and e[0] == "var" and e[1] in _SHORTHANDS:
-                return len(nmi_ipi_outcomes(s.machine, cpu_i, _SHORTHANDS[e[1]]))
+            if isinstance(e, Var) and e.name in _SHORTHANDS:
+                return len(nmi_ipi_outcomes(s.machine, cpu_i, _SHORTHANDS[e.name]))
             return 1
         return len(ins.args) - 1
 
@@ -1227,8 +1235,8 @@ class Interpreter:
         return isinstance(v, Term) or bool(v)
 
     def _var(self, e: object) -> str:
-        assert isinstance(e, tuple) and e[0] == "var"
-        return str(e[1])
+        assert isinstance(e, Var)
+        return e.name
 
     def _i_c_halt(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
         return s.with_machine(insn.hlt(self._advance(s.machine, cpu_i), cpu_i))
@@ -1246,7 +1254,7 @@ class Interpreter:
         ins = site.ins
         assert ins is not None
         name, index = ins.args[0], ins.args[1]
-        assert isinstance(name, str) and isinstance(index, tuple)
+        assert isinstance(name, str) and is_expr(index)
         slot = self._element(s, cpu_i, name, index, ins)
         value = self._expr(s, cpu_i, ins.args[2], ins)
         return _assigned(s, slot, value, self._advance(s.machine, cpu_i))
@@ -1312,9 +1320,9 @@ class Interpreter:
         assert ins is not None
         m = s.machine
         e = ins.args[0]
-        if isinstance(e, tuple) and e[0] == "var" and e[1] in _SHORTHANDS:
+        if isinstance(e, Var) and e.name in _SHORTHANDS:
             # An invalid shorthand has several outcomes (nmi_ipi_outcomes): the choice.
-            targets = nmi_ipi_outcomes(m, cpu_i, _SHORTHANDS[e[1]])[choice]
+            targets = nmi_ipi_outcomes(m, cpu_i, _SHORTHANDS[e.name])[choice]
         else:
             dest = self._int(self._expr(s, cpu_i, e, ins), ins)
             if not 0 <= dest < len(m.cpus):
@@ -1353,7 +1361,7 @@ class Interpreter:
         a = ins.args
         tss = self._name_of(s, cpu_i, a[0], ins)
         n = self._int(self._expr(s, cpu_i, a[1], ins), ins)
-        name = None if a[2] == ("var", "none") else self._name_of(s, cpu_i, a[2], ins)
+        name = None if a[2] == Var("none") else self._name_of(s, cpu_i, a[2], ins)
         return s.with_machine(self._advance(insn.set_ist(s.machine, tss, n, name), cpu_i))
 
     def _i_c_set_rsp0(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
@@ -1367,7 +1375,7 @@ class Interpreter:
         ins = site.ins
         assert ins is not None
         e = ins.args[0]
-        table = None if e == ("var", "empty") else self._name_of(s, cpu_i, e, ins)
+        table = None if e == Var("empty") else self._name_of(s, cpu_i, e, ins)
         return s.with_machine(self._advance(insn.lidt(s.machine, cpu_i, table), cpu_i))
 
     def _i_c_ltr(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:

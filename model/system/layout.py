@@ -9,7 +9,21 @@ from dataclasses import dataclass, field
 
 from checker.errors import InputError
 from model.lang.expr import binop, unop
-from model.lang.ir import BreakpointDecl, CpuDecl, Design, Expr, Loc
+from model.lang.ir import (
+    Binary,
+    BreakpointDecl,
+    CodeRef,
+    Const,
+    CpuDecl,
+    Design,
+    Expr,
+    Loc,
+    NCpus,
+    StackTop,
+    ThisCpu,
+    Unary,
+    Var,
+)
 from model.x86.arch import IF, RFLAGS_FIXED, TF
 from model.x86.state import (
     REGISTERS,
@@ -220,11 +234,13 @@ def _breakpoint(layout: Layout, b: BreakpointDecl) -> Breakpoint:
     """A `breakpoint` line as the debug registers hold it: an exec breakpoint's routine
     step, or a data breakpoint's linear address (a variable's name is its address)."""
     e = b.address
-    if e[0] == "code":
-        routine = layout.design.routines.get(e[1])
-        if routine is None or e[2] >= len(routine.instrs):
-            raise InputError(f"breakpoint: no routine step {e[1]}+{e[2]}", b.loc.file, b.loc.line)
-        return Breakpoint(b.kind, CodeAddr(e[1], e[2]), 1)
+    if isinstance(e, CodeRef):
+        routine = layout.design.routines.get(e.routine)
+        if routine is None or e.instr >= len(routine.instrs):
+            raise InputError(
+                f"breakpoint: no routine step {e.routine}+{e.instr}", b.loc.file, b.loc.line
+            )
+        return Breakpoint(b.kind, CodeAddr(e.routine, e.instr), 1)
     address = _address_value(layout, e, b.loc)
     if not isinstance(address, int) or not 0 <= address < 1 << 64:
         raise InputError("a breakpoint address must be a 64-bit number", b.loc.file, b.loc.line)
@@ -233,41 +249,41 @@ def _breakpoint(layout: Layout, b: BreakpointDecl) -> Breakpoint:
 
 def _address_value(layout: Layout, e: Expr, loc: Loc) -> Value:
     """static_value, where a variable's name stands for its address (CPU 0's copy)."""
-    if e[0] == "var":
-        if e[1] not in layout.var_index:
-            raise InputError(f"breakpoint: {e[1]!r} is not a variable", loc.file, loc.line)
-        return layout.var_address(e[1], 0)
-    if e[0] == "binop":
-        a, b = _address_value(layout, e[2], loc), _address_value(layout, e[3], loc)
+    if isinstance(e, Var):
+        if e.name not in layout.var_index:
+            raise InputError(f"breakpoint: {e.name!r} is not a variable", loc.file, loc.line)
+        return layout.var_address(e.name, 0)
+    if isinstance(e, Binary):
+        a, b = _address_value(layout, e.left, loc), _address_value(layout, e.right, loc)
         if isinstance(a, int) and isinstance(b, int):
-            return binop(e[1], a, b) & ((1 << 64) - 1)
+            return binop(e.op, a, b) & ((1 << 64) - 1)
     return static_value(layout, e, 0, loc)
 
 
 def static_value(layout: Layout, e: Expr, cpu: int, loc: Loc) -> Value:
     """Evaluate an initialiser: constants, `cpu`, `ncpus`, `top(stack)`, arithmetic."""
-    kind = e[0]
-    if kind == "const":
-        return int(e[1])
-    if kind == "cpu":
-        return cpu
-    if kind == "ncpus":
-        return layout.ncpus
-    if kind == "top":
-        name = layout.resolve(e[1], cpu)
-        for r in layout.regions:
-            if r.name == name:
-                return r.top
-        raise InputError(f"no stack {e[1]!r}", loc.file, loc.line)
-    if kind == "binop":
-        a = static_value(layout, e[2], cpu, loc)
-        b = static_value(layout, e[3], cpu, loc)
-        if isinstance(a, int) and isinstance(b, int):
-            return binop(e[1], a, b)
-    if kind == "unop":
-        a = static_value(layout, e[2], cpu, loc)
-        if isinstance(a, int):
-            return unop(e[1], a)
+    match e:
+        case Const(value):
+            return value
+        case ThisCpu():
+            return cpu
+        case NCpus():
+            return layout.ncpus
+        case StackTop(stack):
+            name = layout.resolve(stack, cpu)
+            for r in layout.regions:
+                if r.name == name:
+                    return r.top
+            raise InputError(f"no stack {stack!r}", loc.file, loc.line)
+        case Binary(op, left, right):
+            a = static_value(layout, left, cpu, loc)
+            b = static_value(layout, right, cpu, loc)
+            if isinstance(a, int) and isinstance(b, int):
+                return binop(op, a, b)
+        case Unary(op, operand):
+            a = static_value(layout, operand, cpu, loc)
+            if isinstance(a, int):
+                return unop(op, a)
     raise InputError("initial values must be constants", loc.file, loc.line)
 
 

@@ -25,7 +25,18 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from model.lang import isa
-from model.lang.ir import Design, Instr, Target, walk
+from model.lang.ir import (
+    Call,
+    CodeRef,
+    Design,
+    Index,
+    Instr,
+    Name,
+    StackTop,
+    Target,
+    Var,
+    walk,
+)
 from model.system.interp import SysState
 from model.system.layout import Layout, split_instance
 from model.system.vocabulary import Part, Read, Variable
@@ -35,7 +46,7 @@ from model.x86.state import CodeAddr, Platform, Run
 
 # Which steps are local, and which reach into other CPUs, comes from the instruction
 # table's read/write sets (model/lang/isa.py: isa.effects), never from a list of names.
-_SELF = ("var", "SELF")
+_SELF = Var("SELF")
 
 
 
@@ -44,30 +55,25 @@ def _names(ins: Instr) -> list[tuple[str, bool]]:
     """The names an instruction mentions, each with whether it is indexed (`x[i]`)."""
     out: list[tuple[str, bool]] = []
     for node in walk(ins.args):
-        if isinstance(node, tuple) and len(node) >= 2 and isinstance(node[1], str):
-            if node[0] == "var" or node[0] == "top":
-                out.append((node[1], False))
-            elif node[0] == "index":
-                out.append((node[1], True))
-        elif type(node).__name__ == "Name":
+        if isinstance(node, (Var, Name)):
             out.append((node.name, False))
+        elif isinstance(node, StackTop):
+            out.append((node.stack, False))
+        elif isinstance(node, Index):
+            out.append((node.name, True))
     if ins.op in ("assign_index", "c.assign_index") and ins.args and isinstance(ins.args[0], str):
         out.append((ins.args[0], True))
     for node in walk(ins.args):
         # per_cpu(x, i) reaches CPU i's copy of x, as x[i] does
-        if isinstance(node, tuple) and node[:2] == ("call", "per_cpu") and len(node) == 3:
-            first = node[2][0] if node[2] else None
-            if isinstance(first, tuple) and first[:1] == ("var",):
-                out.append((str(first[1]), True))
+        match node:
+            case Call("per_cpu", (Var(name), *_)):
+                out.append((name, True))
     return out
 
 
 def _names_instance(ins: Instr) -> bool:
     """Does the instruction name one CPU's instance of a per-CPU stack (`top(kstack[1])`)?"""
-    return any(
-        isinstance(node, tuple) and node[:1] == ("top",) and "[" in str(node[1])
-        for node in walk(ins.args)
-    )
+    return any(isinstance(node, StackTop) and "[" in node.stack for node in walk(ins.args))
 
 
 class Persistence:
@@ -352,8 +358,8 @@ def _backward_closure(
         for node in walk(ins.args):
             if isinstance(node, Target):
                 succs.append(CodeAddr(node.routine, node.index))
-            elif isinstance(node, tuple) and len(node) == 3 and node[0] == "code":
-                succs.append(CodeAddr(str(node[1]), int(node[2])))
+            elif isinstance(node, CodeRef):
+                succs.append(CodeAddr(node.routine, node.instr))
         if any(isinstance(a, isa.Indirect) for a in ins.args):
             # An indirect jump or call may reach any routine (a table of code addresses).
             succs.extend(CodeAddr(r, 0) for r in lengths)

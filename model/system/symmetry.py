@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from checker.errors import InputError
-from model.lang.ir import Loc, walk
+from model.lang.ir import Binary, Call, Const, Index, Loc, StackTop, ThisCpu, Var, walk
 from model.system.interp import SysState
 from model.system.layout import Layout, split_instance
 from model.x86.state import CodeAddr, Cpu, Frame, Machine, Platform, Value
@@ -307,34 +307,32 @@ def _in_order(tables: tuple[Any, ...], like: tuple[Any, ...]) -> tuple[Any, ...]
 _COMPARISONS = frozenset({"==", "!=", "<", "<=", ">", ">="})
 
 
-def _constant_cpu(e: Any) -> int | None:
-    return e[1] if isinstance(e, tuple) and e[:1] == ("const",) and isinstance(e[1], int) else None
+def _constant_cpu(e: object) -> int | None:
+    return e.value if isinstance(e, Const) else None
 
 
-def _singles_out(node: Any, per_cpu: frozenset[str], ids: frozenset[str]) -> str | None:
+def _singles_out(node: object, per_cpu: frozenset[str], ids: frozenset[str]) -> str | None:
     """Why an expression node names one CPU of 1..n-1 by number, or None."""
-    if not isinstance(node, tuple) or not node:
-        return None
-    head = node[0]
-    if head == "index" and node[1] in per_cpu:
-        k = _constant_cpu(node[2])
-        if k is not None and k >= 1:
-            return f"{node[1]}[{k}]"
-    if head == "top" and isinstance(node[1], str):
-        where = split_instance(node[1])
-        if where is not None and where[1] >= 1:
-            return f"top({node[1]})"
-    if head == "call" and node[1] == "per_cpu" and len(node[2]) == 2:
-        k = _constant_cpu(node[2][1])
-        if k is not None and k >= 1:
-            return f"per_cpu(..., {k})"
-    if head == "binop" and node[1] in _COMPARISONS:
-        for a, b in ((node[2], node[3]), (node[3], node[2])):
-            k = _constant_cpu(b)
-            if k is not None and k >= 1 and (a == ("cpu",) or (
-                isinstance(a, tuple) and a[:1] == ("var",) and a[1] in ids
-            )):
-                return f"a comparison of a CPU number with {k}"
+    match node:
+        case Index(name, subscript) if name in per_cpu:
+            k = _constant_cpu(subscript)
+            if k is not None and k >= 1:
+                return f"{name}[{k}]"
+        case StackTop(stack):
+            where = split_instance(stack)
+            if where is not None and where[1] >= 1:
+                return f"top({stack})"
+        case Call("per_cpu", (_, index)):
+            k = _constant_cpu(index)
+            if k is not None and k >= 1:
+                return f"per_cpu(..., {k})"
+        case Binary(op, left, right) if op in _COMPARISONS:
+            for a, b in ((left, right), (right, left)):
+                k = _constant_cpu(b)
+                if k is not None and k >= 1 and (
+                    isinstance(a, ThisCpu) or (isinstance(a, Var) and a.name in ids)
+                ):
+                    return f"a comparison of a CPU number with {k}"
     return None
 
 
