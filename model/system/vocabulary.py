@@ -93,7 +93,8 @@ CPU_FIELDS: tuple[Field, ...] = (
     Field("routine", "the routine its next instruction is in"),
     Field("halted", "halted (HLT), waiting for an event"),
     Field("shutdown", "in shutdown (triple fault)"),
-    Field("running", "neither halted nor shut down"),
+    Field("running", "neither halted nor shut down nor wild"),
+    Field("wild", "lost: it reached an address where the design has no code (wild-jump)"),
     Field("nmi_blocked", "NMIs blocked (from NMI delivery to the next IRET)"),
     Field("nmi_pending", "an NMI latched while blocked"),
     Field("mcip", "MCG_STATUS.MCIP"),
@@ -127,6 +128,7 @@ def _cpu_record(v: Vocabulary, i: int) -> dict[str, Any]:
         "halted": c.run is Run.HALTED,
         "shutdown": c.run is Run.SHUTDOWN,
         "running": c.run is Run.RUNNING,
+        "wild": c.run is Run.WILD,
         "nmi_blocked": c.nmi_blocked,
         "nmi_pending": c.nmi_pending,
         "mcip": c.mcip,
@@ -159,10 +161,13 @@ def _frames(v: Vocabulary) -> list[dict[str, Any]]:
     ]
 
 
+_ALIVE = (Run.RUNNING, Run.HALTED)
+
+
 def _running(v: Vocabulary) -> Callable[[int, str], bool]:
     m = v.machine
     return lambda cpu, routine: (
-        m.cpus[cpu].pc.routine == routine and m.cpus[cpu].run is not Run.SHUTDOWN
+        m.cpus[cpu].pc.routine == routine and m.cpus[cpu].run in _ALIVE
     )
 
 
@@ -194,8 +199,12 @@ BUILTIN: tuple[Name, ...] = (
          _FRAMES, lambda v: any(f.on_guest_stack for f in v.machine.frames)),
     Name("any_shutdown", "bool", "some CPU is in shutdown (triple fault)",
          _CPU, lambda v: any(c.run is Run.SHUTDOWN for c in v.machine.cpus)),
-    Name("all_halted", "bool", "every CPU is halted or shut down",
-         _CPU, lambda v: all(c.run is not Run.RUNNING for c in v.machine.cpus)),
+    Name("all_halted", "bool", "every CPU is halted or shut down (a wild CPU is neither)",
+         _CPU, lambda v: all(c.run is Run.HALTED or c.run is Run.SHUTDOWN
+                             for c in v.machine.cpus)),
+    Name("any_wild", "bool",
+         "some CPU reached an address where the design has no code and is lost (wild-jump)",
+         _CPU, lambda v: any(c.run is Run.WILD for c in v.machine.cpus)),
     Name("incidents", "list of str",
          "sticky happenings: ist-without-tss, freed-init-code-executed, timeout-fired, ...",
          _INCIDENTS, lambda v: list(v.machine.incidents)),
