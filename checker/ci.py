@@ -146,6 +146,7 @@ def junit_xml(run: RunResult, traces: Mapping[tuple[str, str], TraceFiles]) -> s
                            f"replay {shlex.quote(files.replay_file)})")
             if result.ok and text:
                 out.append(text)
+            out.extend(f"warning: {w}" for w in result.vacuity)
             ET.SubElement(case, "system-out").text = "\n".join(out)
         suite.set("tests", str(counts["tests"]))
         suite.set("failures", str(counts["failures"]))
@@ -329,6 +330,7 @@ def sarif_log(run: RunResult) -> dict[str, Any]:
         if flow is not None:
             entry["codeFlows"] = [flow]
         results.append(entry)
+    results.extend(vacuity_sarif(result, index) for result in run.vacuous)
     return {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
@@ -345,6 +347,22 @@ def sarif_log(run: RunResult) -> dict[str, Any]:
             "columnKind": "unicodeCodePoints",
             "results": results,
         }],
+    }
+
+
+def vacuity_sarif(result: PropertyResult, index: Mapping[tuple[str, str], int]) -> dict[str, Any]:
+    """A `warning` result: the property holds, maybe vacuously (checker.vacuity)."""
+    prop = result.prop
+    return {
+        "ruleId": rule_id(result),
+        "ruleIndex": index[(prop.file, prop.name)],
+        "kind": "review",
+        "level": "warning",
+        "message": {"text": f"{prop.name}: " + "; ".join(result.vacuity)},
+        "locations": [{"physicalLocation": _physical(prop.file, prop.line)}],
+        "partialFingerprints": {FINGERPRINT_KEY: fingerprint(result) + ":vacuous"},
+        "properties": {"verdict": str(result.verdict), "expected": str(prop.expect),
+                       "vacuous": True},
     }
 
 
@@ -395,6 +413,12 @@ def github_annotations(run: RunResult) -> list[str]:
         elif result.trace is not None:
             message += f" ({result.trace.length}-step trace in the report)"
         out.append(f"::{level} {params}::{_escape_data(message)}")
+    for result in run.vacuous:
+        params = ",".join((
+            f"file={_escape_property(result.prop.file)}", f"line={result.prop.line}",
+            f"title={_escape_property(f'{TOOL_NAME}: {result.prop.name} (vacuous)')}",
+        ))
+        out.append(f"::warning {params}::{_escape_data('; '.join(result.vacuity))}")
     return out
 
 

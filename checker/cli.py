@@ -222,6 +222,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         f"{DEFAULT_MODEL}, the interrupt-delivery model")
     parser.add_argument("--require-full-coverage", action="store_true",
                         help="exit 1 when some source line of a design was never reached")
+    parser.add_argument("--strict-vacuity", action="store_true",
+                        help="exit 1 when a property holds vacuously (no asynchronous event "
+                        "delivered, or an implication's antecedent never true)")
     parser.add_argument("--workers", type=_positive_int, metavar="N",
                         help=WORKERS_HELP)
     parser.add_argument("--compact", action="store_true",
@@ -617,7 +620,7 @@ def _run(args: argparse.Namespace, provider: ModelProvider | None) -> int:
                         stopping=Stopping(budget, args.exitfirst))
         finally:
             progress.clear()
-        code = run.exit_code
+        code = run.strict_exit_code(args.strict_vacuity)
         if interrupts.reason is not None:
             code = EXIT_INTERRUPTED
         return _report(args, run, code, prepared.failed, load_errors, color_err)

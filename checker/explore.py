@@ -166,6 +166,10 @@ class Check:
     # The vocabulary names the predicate reads (partial-order reduction keeps the steps
     # that change them); None: unknown, every step counts as visible.
     reads: frozenset[str] | None = None
+    # An observation, not a property (the vacuity check's `reachable` of an antecedent or
+    # of an event delivery): judged like the others while exploration goes on, but never
+    # a reason to go on; undecided when the others are, it is `incomplete`.
+    passive: bool = False
 
 
 @dataclass(frozen=True)
@@ -294,7 +298,7 @@ class PropertyTracker:
         self.is_terminal = system.is_terminal
         self.symbolic = symbolic
         self.decided: dict[int, tuple[Verdict, str, Hashable | None]] = {}
-        self.undecided = len(checks)
+        self.undecided = sum(1 for c in checks if not c.passive)  # passive ones never count
         self.on_new: list[_OnNew] = []
         self.on_dead: list[_OnDead] = []
         for index, check in enumerate(checks):
@@ -313,7 +317,8 @@ class PropertyTracker:
 
     def decide(self, index: int, verdict: Verdict, message: str, key: Hashable | None) -> None:
         self.decided[index] = (verdict, message, key)
-        self.undecided -= 1
+        if not self.checks[index].passive:
+            self.undecided -= 1
 
     def error_all(self, message: str) -> None:
         """The model failed: every undecided check is an error, with the reason."""

@@ -256,17 +256,6 @@ class NameRef:
 
 
 @dataclass(frozen=True)
-class FieldRef:
-    """A field read from a record of a vocabulary sequence: `c.halted` in
-    `all(c.halted for c in cpus)`, `cpu[1].halted` (1-based line and column of the field)."""
-
-    name: str  # the vocabulary name whose elements are records
-    field: str
-    line: int
-    col: int
-
-
-@dataclass(frozen=True)
 class Expr:
     """A compiled expression. `evaluate(vocabulary)` gives its value in a state."""
 
@@ -274,7 +263,9 @@ class Expr:
     refs: tuple[NameRef, ...]
     _fn: Fn = field(repr=False, compare=False)
     evaluate: Callable[[Env], Any] = field(repr=False, compare=False)
-    fields: tuple[FieldRef, ...] = ()
+    # `A -> B` (or `A implies B`) at the top level: A, whose truth in some explored state
+    # keeps the property from holding vacuously (checker.run's vacuity check).
+    antecedent: Expr | None = field(default=None, compare=False)
 
     @property
     def names(self) -> frozenset[str]:
@@ -287,23 +278,6 @@ class Expr:
         for ref in self.refs:
             if ref.name not in known_set:
                 raise ExprError(_unknown_name_message(ref.name, known_set), ref.line, ref.col)
-
-    def check_fields(self, records: Mapping[str, Iterable[str]]) -> None:
-        """Raise ExprError at the first field that the records of a vocabulary sequence
-        (`records`: name -> fields) do not have; fields of other values are not known
-        before a state is evaluated."""
-        for ref in self.fields:
-            if ref.name not in records:
-                continue
-            known = set(records[ref.name])
-            if ref.field not in known:
-                message = f"the records of '{ref.name}' have no field '{ref.field}'"
-                close = difflib.get_close_matches(ref.field, sorted(known), n=3)
-                message += (
-                    " (did you mean " + ", ".join(f"'{c}'" for c in close) + "?)" if close
-                    else "; fields: " + ", ".join(sorted(known))
-                )
-                raise ExprError(message, ref.line, ref.col)
 
 
 def _unknown_name_message(name: str, known: set[str]) -> str:
@@ -324,12 +298,91 @@ _NO_LOCALS: Mapping[str, Any] = {}
 
 
 def compile_expr(source: str) -> Expr:
-    """Parse and compile `source`; raise ExprError if it is not in the language."""
+    """Parse and compile `source`; raise ExprError if it is not in the language.
+
+    `A -> B` and `A implies B` at the top level (outside brackets) mean `not A or B`,
+    and the result remembers A as its `antecedent`; `->` binds loosest and groups to the
+    right (`A -> B -> C` is `A -> (B -> C)`)."""
     if not isinstance(source, str):
         raise ExprError("expression must be a string")
     text = source.strip()
     if not text:
         raise ExprError("empty expression")
+    if top_level_implication(text) is not None:
+        return _compile_implication(text)
+    return _compile_text(text, "")
+
+
+def _compile_implication(text: str) -> Expr:
+    """`A -> B` (columns kept: B is compiled with A blanked out); B may be one too."""
+    arrow = top_level_implication(text)
+    if arrow is None:
+        return _compile_text(text, "the right of an implication")
+    start, end = arrow
+    blank = "".join(c if c == "\n" else " " for c in text[:end])
+    premise = _compile_text(text[:start].rstrip(), "the left of an implication")
+    conclusion = _compile_implication(blank + text[end:])
+    a, b = premise._fn, conclusion._fn
+
+    def implies(loc: Locals, env: Env) -> Any:
+        first = a(loc, env)
+        if isinstance(first, Term):
+            return sym.lor(sym.lnot(sym.truth(first)), _truth(b(loc, env)))
+        return True if not first else b(loc, env)
+
+    return Expr(
+        text.strip(), premise.refs + conclusion.refs, implies,
+        functools.partial(implies, _NO_LOCALS), premise,
+    )
+
+
+def top_level_implication(text: str) -> tuple[int, int] | None:
+    """The offsets of the first top-level `->` or `implies` in `text` (outside brackets
+    and strings), or None."""
+    import io
+    import tokenize
+
+    lines = text.split("\n")
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line) + 1)
+    depth = 0
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if tok.type == tokenize.OP and tok.string in "([{":
+                depth += 1
+            elif tok.type == tokenize.OP and tok.string in ")]}":
+                depth -= 1
+            elif depth == 0 and (
+                (tok.type == tokenize.OP and tok.string == "->")
+                or (tok.type == tokenize.NAME and tok.string == "implies")
+            ):
+                (row, col), (erow, ecol) = tok.start, tok.end
+                return offsets[row - 1] + col, offsets[erow - 1] + ecol
+    except Exception:  # tokenize.TokenError, SyntaxError: the parser reports it
+        return None
+    return None
+
+
+def _compile_text(text: str, part: str) -> Expr:
+    """Compile one expression (no top-level implication); `part` names it in errors."""
+    if not text.strip():
+        raise ExprError(f"empty expression on {part}" if part else "empty expression")
+    if part:
+        # Parsed in brackets so that the blanked prefix keeps every column in place.
+        text_in = text
+        try:
+            tree = ast.parse("(" + text_in + "\n)", mode="eval")
+        except SyntaxError as err:
+            raise _syntax_error(err, shift=True) from None
+        except (RecursionError, MemoryError):
+            raise ExprError("expression is too deeply nested") from None
+        compiler = _Compiler(text_in, True)
+        try:
+            fn = compiler.compile(tree.body, frozenset())
+        except RecursionError:
+            raise ExprError("expression is too deeply nested") from None
+        return Expr(text_in.strip(), tuple(compiler.refs), fn, functools.partial(fn, _NO_LOCALS))
     wrapped = False
     try:
         tree = ast.parse(text, mode="eval")
@@ -352,12 +405,15 @@ def compile_expr(source: str) -> Expr:
     except RecursionError:
         raise ExprError("expression is too deeply nested") from None
     evaluate: Callable[[Env], Any] = functools.partial(fn, _NO_LOCALS)
-    return Expr(text, tuple(compiler.refs), fn, evaluate, tuple(compiler.fields))
+    return Expr(text, tuple(compiler.refs), fn, evaluate)
 
 
-def _syntax_error(err: SyntaxError) -> ExprError:
+def _syntax_error(err: SyntaxError, shift: bool = False) -> ExprError:
     msg = err.msg or "invalid syntax"
-    return ExprError(f"syntax error: {msg}", err.lineno or 1, err.offset or 1)
+    line, col = err.lineno or 1, err.offset or 1
+    if shift and line == 1:
+        col = max(1, col - 1)  # the "(" it was parsed in
+    return ExprError(f"syntax error: {msg}", line, col)
 
 
 class _Compiler:
@@ -366,10 +422,6 @@ class _Compiler:
         self.lines = source.split("\n")
         self.wrapped = wrapped
         self.refs: list[NameRef] = []
-        self.fields: list[FieldRef] = []
-        # Generator variables bound to the elements of a vocabulary name (`c` in `for c in
-        # cpus`), for FieldRefs; None: bound to something else.
-        self.element_of: dict[str, str | None] = {}
 
     # -- positions ---------------------------------------------------------------------
 
@@ -443,10 +495,6 @@ class _Compiler:
                 at, f"attribute '{attr}' is not allowed (fields may not start with '_')"
             )
         text = self.segment(node)
-        sequence = self.sequence_element(node.value, scope)
-        if sequence is not None:
-            line, col = self.pos(node)
-            self.fields.append(FieldRef(sequence, attr, line, col))
 
         def attribute(loc: Locals, env: Env) -> Any:
             record = obj(loc, env)
@@ -460,18 +508,6 @@ class _Compiler:
                 ) from None
 
         return attribute
-
-    def sequence_element(self, node: ast.expr, scope: frozenset[str]) -> str | None:
-        """The vocabulary name `node` is an element of (`c` bound by `for c in cpus`,
-        `cpu[1]`), else None."""
-        if isinstance(node, ast.Name):
-            return self.element_of.get(node.id) if node.id in scope else None
-        if (
-            isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name)
-            and node.value.id not in scope and not isinstance(node.slice, ast.Slice)
-        ):
-            return node.value.id
-        return None
 
     def c_Subscript(self, node: ast.Subscript, scope: frozenset[str]) -> Fn:
         obj = self.compile(node.value, scope)
@@ -750,21 +786,8 @@ class _Compiler:
             raise self.error(gen.target, f"'{var}' is a function name; pick another name")
         iterable = self.compile(gen.iter, scope)
         inner = scope | {var}
-        # `for c in cpus` and `for c in cpus[1:]` bind c to records of cpus.
-        over = gen.iter.value if isinstance(gen.iter, ast.Subscript) and isinstance(
-            gen.iter.slice, ast.Slice) else gen.iter
-        outer = self.element_of.get(var)
-        self.element_of[var] = (
-            over.id if isinstance(over, ast.Name) and over.id not in scope else None
-        )
-        try:
-            conds = [self.compile(cond, inner) for cond in gen.ifs]
-            elt = self.compile(node.elt, inner)
-        finally:
-            if outer is None:
-                self.element_of.pop(var, None)
-            else:
-                self.element_of[var] = outer
+        conds = [self.compile(cond, inner) for cond in gen.ifs]
+        elt = self.compile(node.elt, inner)
         text = self.segment(gen.iter)
 
         def generate(loc: Locals, env: Env) -> Iterator[Any]:

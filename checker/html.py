@@ -260,6 +260,14 @@ def href(path: str, base: Path) -> str | None:
     return "./" + "/".join(quote(s, safe="") for s in segments)
 
 
+def _vacuity(result: PropertyResult) -> str:
+    """A warning badge when the property holds vacuously (checker.vacuity)."""
+    if not result.vacuity:
+        return ""
+    text = "; ".join(result.vacuity)
+    return f' <span class="vacuous" title="{esc(text)}">⚠ {esc(text)}</span>'
+
+
 def _fmt_env(value: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={json.dumps(v)}" for k, v in value.items()) or "—"
 
@@ -317,7 +325,7 @@ class _Page:
                 f'<td class="kind"><code>{esc(prop.kind)}</code> <code class="expr" '
                 f'title="{esc(expr)}">{esc(_truncate(expr, 40))}</code></td>'
                 f'<td><span class="verdict v-{esc(result.verdict)}">{esc(result.verdict)}'
-                f'</span></td>'
+                f'</span>{_vacuity(result)}</td>'
                 f'<td>{esc(prop.expect)}</td>'
                 f'<td class="num">{stats.states:,}</td>'
                 f'<td class="num">{stats.depth}</td>'

@@ -14,7 +14,7 @@ traces) is an optional capability, a protocol of its own, found by `capabilities
 from __future__ import annotations
 
 import inspect
-from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -204,6 +204,17 @@ class Measured(Protocol):
         ...
 
 
+@runtime_checkable
+class Typed(Protocol):
+    """A model that says what its vocabulary's records look like, so that a misspelled
+    field is refused when the property file is loaded (checker.fields)."""
+
+    def vocabulary_shapes(self) -> Mapping[str, Any]:
+        """For some vocabulary names, a `checker.fields` shape: RecordShape, ListShape,
+        MapShape or FunctionShape (names left out are not checked)."""
+        ...
+
+
 @dataclass(frozen=True)
 class SymmetricVocabulary:
     """How a model's vocabulary behaves when its interchangeable processes are renumbered
@@ -244,17 +255,6 @@ class Symmetric(Protocol):
 
 
 @runtime_checkable
-class RecordFields(Protocol):
-    """A model that says which fields its records have, so that a misspelt field is
-    refused before exploring rather than failing in some later state."""
-
-    def vocabulary_fields(self) -> Mapping[str, Collection[str]]:
-        """For each vocabulary name whose value is a sequence of records (`cpus`,
-        `frames`), the fields every one of its records has."""
-        ...
-
-
-@runtime_checkable
 class Reducible(Protocol):
     """A model that can name persistent sets of actions (partial-order reduction)."""
 
@@ -266,6 +266,28 @@ class Reducible(Protocol):
         sequence of actions outside it, from `state`, can include an action dependent on
         one inside it, and whose actions change none of the `observed` vocabulary names
         in any state (invisible). The checker adds the cycle proviso."""
+        ...
+
+
+@runtime_checkable
+class Eventful(Protocol):
+    """A model whose environment delivers asynchronous events (interrupts, signals, ...):
+    the checker warns when a property holds in an exploration where none was delivered
+    (the vacuity check, `--strict-vacuity`)."""
+
+    def event_fact(self) -> str | None:
+        """A vocabulary name whose value is true in the state an asynchronous event's
+        delivery leads to (so: some explored state has it true iff some event was
+        delivered), or None when this environment deliberately delivers none."""
+        ...
+
+
+@runtime_checkable
+class Configured(Protocol):
+    """A model that can say which environment it runs in, defaults included (`-v`)."""
+
+    def effective_environment(self) -> Mapping[str, Any]:
+        """Every environment key with the value in force (written or default)."""
         ...
 
 
@@ -283,7 +305,9 @@ class Capabilities:
     measured: Measured | None = None
     symmetric: Symmetric | None = None
     reducible: Reducible | None = None
-    record_fields: RecordFields | None = None
+    typed: Typed | None = None
+    eventful: Eventful | None = None
+    configured: Configured | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -318,7 +342,9 @@ def capabilities(system: object) -> Capabilities:
         measured=s if isinstance(s, Measured) and methods(s, Measured) else None,
         symmetric=s if isinstance(s, Symmetric) and methods(s, Symmetric) else None,
         reducible=s if isinstance(s, Reducible) and methods(s, Reducible) else None,
-        record_fields=s if isinstance(s, RecordFields) and methods(s, RecordFields) else None,
+        typed=s if isinstance(s, Typed) and methods(s, Typed) else None,
+        eventful=s if isinstance(s, Eventful) and methods(s, Eventful) else None,
+        configured=s if isinstance(s, Configured) and methods(s, Configured) else None,
     )
 
 

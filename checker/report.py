@@ -143,6 +143,7 @@ def render_text(
         out.append(result_line(result, width))
         if verbose or interesting:
             out.append(f"      {result.message}")
+        out.extend(f"      warning: {w}" for w in result.vacuity)
         files = traces.get((result.prop.file, result.prop.name))
         if result.graph is not None and (not quiet or interesting):
             what = {Verdict.HOLDS: "witness", Verdict.ERROR: "path to the failing state"}.get(
@@ -175,6 +176,9 @@ def render_text(
                 f"{s.states_per_second:,.0f} states/s, {end} ({names})"
             )
             out.append(f"      {how_explored(exp)}")
+            if exp.environment is not None:
+                out.append("      environment: " + ", ".join(
+                    f"{k}={json.dumps(v, default=str)}" for k, v in exp.environment.items()))
             for name, why in exp.unreduced:
                 out.append(f"      not reduced by symmetry: {name}: {why}")
     out.append(summary_line(run))
@@ -211,6 +215,8 @@ def summary_line(run: RunResult) -> str:
         parts.append(f"{incomplete} incomplete")
     if errors:
         parts.append(f"{errors} error{'s' if errors != 1 else ''}")
+    if run.vacuous:
+        parts.append(f"{len(run.vacuous)} vacuous (warning)")
     return (
         f"{total} propert{'ies' if total != 1 else 'y'}: " + ", ".join(parts)
         + f" ({len(run.explorations)} exploration{'s' if len(run.explorations) != 1 else ''},"
@@ -269,6 +275,7 @@ def result_json(result: PropertyResult, files: TraceFiles | None) -> dict[str, A
         "traces": files.as_dict() if files is not None else None,
         "witness": witness_of(result),
         "message": result.message,
+        "vacuity": list(result.vacuity),
     }
 
 
@@ -286,6 +293,9 @@ def run_json(
                 "design": e.group.design,
                 "variant": dict(e.group.variant),
                 "environment": e.group.environment,
+                "effective_environment": (
+                    dict(e.environment) if e.environment is not None else None
+                ),
                 "properties": [{"file": p.file, "name": p.name} for p in e.group.properties],
                 "states": e.stats.states,
                 "transitions": e.stats.transitions,
@@ -316,6 +326,7 @@ def run_json(
             ),
             "incomplete": sum(1 for r in run.results if r.verdict is Verdict.INCOMPLETE),
             "errors": sum(1 for r in run.results if r.verdict is Verdict.ERROR),
+            "vacuous": len(run.vacuous),
         },
     }
 

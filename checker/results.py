@@ -34,6 +34,9 @@ class PropertyResult:
     # no such method, or it failed; `review_error` says why).
     inspected: tuple[Mapping[str, Any], ...] | None = field(default=None, compare=False)
     review_error: str | None = None
+    # Why a `holds` may mean nothing (checker.vacuity): no event delivered, an antecedent
+    # never true. Empty unless it holds.
+    vacuity: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -59,6 +62,8 @@ class ExplorationResult:
     # Its properties explored without the symmetry reduction the model offers, with the
     # reason: (name, why).
     unreduced: tuple[tuple[str, str], ...] = ()
+    # The environment in force, defaults included (the model's `effective_environment`).
+    environment: Mapping[str, Any] | None = field(default=None, compare=False)
 
     @property
     def reductions(self) -> tuple[str, ...]:
@@ -78,6 +83,19 @@ class RunResult:
     @property
     def exit_code(self) -> int:
         return exit_code((r.verdict, r.prop.expect) for r in self.results)
+
+    @property
+    def vacuous(self) -> tuple[PropertyResult, ...]:
+        """The results with a vacuity warning."""
+        return tuple(r for r in self.results if r.vacuity)
+
+    def strict_exit_code(self, strict_vacuity: bool) -> int:
+        """The exit code, where `--strict-vacuity` makes a vacuity warning a 1 (an input
+        error, 2, still wins)."""
+        code = self.exit_code
+        if strict_vacuity and self.vacuous and code != 2:
+            return 1
+        return code
 
 
 def witness_of(result: PropertyResult) -> dict[str, Any] | None:

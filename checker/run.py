@@ -48,6 +48,7 @@ from checker.spec import (
 from checker.symbolic import Term
 from checker.symmetry import asymmetry
 from checker.trace import Trace, trace_graph
+from checker.vacuity import observations, warnings
 from checker.verdict import Verdict
 
 
@@ -312,24 +313,29 @@ def _explore_part(
         )
         for p in props
     ]
+    seen = observations(system, props)  # the vacuity check's passive checks
     done: Exploration = explore(
-        system, checks, bounds, progress=report, options=part.options, budget=budget
+        system, [*checks, *seen.checks], bounds, progress=report, options=part.options,
+        budget=budget,
     )
+    observed = done.outcomes[len(checks):]
     cov, cov_seconds, cov_error = _coverage(system, done) if coverage else (None, 0.0, None)
     exploration = ExplorationResult(
         part.group, done.stats, done.complete, done.stop_reason, cov, cov_seconds, cov_error,
-        model_statistics(system), part.options, part.unreduced,
+        model_statistics(system), part.options, part.unreduced, effective_environment(system),
     )
     results = [
-        _result(system, prop, outcome, done.stats)
-        for prop, outcome in zip(props, done.outcomes, strict=True)
+        _result(system, prop, outcome, done.stats,
+                warnings(prop, outcome.verdict, seen, observed, done.stats.states))
+        for prop, outcome in zip(props, done.outcomes[: len(checks)], strict=True)
     ]
     del done  # the visited set goes with it
     return exploration, results
 
 
 def _result(
-    system: TransitionSystem[Any, Any], prop: Property, outcome: CheckOutcome, stats: Stats
+    system: TransitionSystem[Any, Any], prop: Property, outcome: CheckOutcome, stats: Stats,
+    vacuity: tuple[str, ...] = (),
 ) -> PropertyResult:
     """A property's result from its outcome: its trace drawn, inspected and, for a symbolic
     one, given a concrete witness. Whatever fails here costs this property its trace or
@@ -352,6 +358,7 @@ def _result(
                 message += f" (no witness: {_error_text(exc)})"
     return PropertyResult(
         prop, outcome.verdict, message, 0, stats, outcome.trace, graph, inspected, review_error,
+        vacuity,
     )
 
 
@@ -360,6 +367,17 @@ def _error_text(exc: Exception) -> str:
     if type(exc).__module__.startswith("checker"):
         return text or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def effective_environment(system: TransitionSystem[Any, Any]) -> Mapping[str, Any] | None:
+    """The environment in force, defaults included (the model's, when it can say)."""
+    model = capabilities(system).configured
+    if model is None:
+        return None
+    try:
+        return dict(model.effective_environment())
+    except Exception:  # informative only
+        return None
 
 
 def model_statistics(system: TransitionSystem[Any, Any]) -> Mapping[str, float | int]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from checker.errors import InputError, ModelInputError, UsageError
 from checker.expr import Expr, ExprError, compile_expr
+from checker.fields import check_fields
 from checker.interface import (
     ModelInterfaceError,
     ModelProvider,
@@ -602,14 +603,14 @@ def load_system(group: Group, provider: ModelProvider) -> TransitionSystem[Any, 
 
 def check_expression(prop: Property, system: TransitionSystem[Any, Any]) -> None:
     """Refuse an expression that reads a name the vocabulary lacks, or a record field the
-    model says its records lack (when it says: `RecordFields`), at the `expr` line."""
+    model's shapes say cannot exist (when it gives them: `Typed`), at the `expr` line."""
     if prop.expr is None:
         return
     try:
         prop.expr.check_names(system.vocabulary_names())
-        described = capabilities(system).record_fields
-        if described is not None:
-            prop.expr.check_fields(described.vocabulary_fields())
+        typed = capabilities(system).typed
+        if typed is not None:
+            check_fields(prop.expr, typed.vocabulary_shapes())
     except ExprError as exc:
         raise InputError(
             f"bad expression: {exc.message} ({exc.where(prop.expr.source)})",

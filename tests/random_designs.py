@@ -359,9 +359,11 @@ def _plant_asymmetry(g: _Gen, wrong_kind: str) -> None:
         g.watch += [("never", f"got[1] == {k}"), ("reachable", f"got[1] == {k}")]
 
 
-def generate(seed: int) -> Case:
-    """A random design and property file; the same seed gives the same text."""
-    rng = random.Random(seed)
+def generate(seed: int, rng: random.Random | None = None) -> Case:
+    """A random design and property file; the same seed gives the same text. `rng`
+    (e.g. hypothesis's `st.randoms()`) draws instead of `random.Random(seed)`; `seed` then
+    only names the case."""
+    rng = rng if rng is not None else random.Random(seed)
     symmetry = rng.choices(["none", "valid", "wrong"], [5, 3, 2])[0]
     ncpus = 3 if symmetry != "none" else rng.choice([2, 2, 3])
     g = _Gen(rng, ncpus, symmetry)

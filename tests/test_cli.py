@@ -313,7 +313,7 @@ def test_json_output_schema(tmp_path: Path, capsys: Any) -> None:
     expected_keys = {
         "name", "file", "line", "design", "variant", "environment", "kind", "expr", "verdict",
         "expected", "ok", "states", "transitions", "depth", "seconds", "exploration",
-        "trace_length", "choices", "traces", "witness", "message",
+        "trace_length", "choices", "traces", "witness", "message", "vacuity",
     }
     assert set(first) == expected_keys
     assert first["name"] == "mutual-exclusion" and first["line"] == 7
@@ -334,12 +334,15 @@ def test_json_output_schema(tmp_path: Path, capsys: Any) -> None:
         "design", "variant", "environment", "properties", "states", "transitions", "depth",
         "seconds", "states_per_second", "complete", "stop_reason", "model_statistics", "coverage",
         "workers", "reductions", "compact", "collision_probability", "not_reduced",
+        "effective_environment",
     }
     assert [p["name"] for p in exploration["properties"]] == [
         "mutual-exclusion", "both-finish", "no-deadlock"
     ]
     assert exploration["complete"] is True
-    assert data["summary"] == {"total": 4, "ok": 4, "unexpected": 0, "incomplete": 0, "errors": 0}
+    assert data["summary"] == {
+        "total": 4, "ok": 4, "unexpected": 0, "incomplete": 0, "errors": 0, "vacuous": 0
+    }
 
 
 def test_json_output_on_input_errors(tmp_path: Path, capsys: Any) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import textwrap
 import xml.etree.ElementTree as ET
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from toy_models import Mutex, ToyProvider
 from checker import cli
 from checker.errors import InputError
 from checker.expr import ExprError, compile_expr
+from checker.fields import ListShape, RecordShape, check_fields
 from checker.interface import capabilities
 from checker.run import plan, read_files
 
@@ -138,10 +139,11 @@ def test_a_load_error_is_printed_once_with_the_properties_it_costs(tmp_path: Pat
 
 
 class Described(Mutex):
-    """The mutex toy, saying which fields its `procs` records have (`RecordFields`)."""
+    """The mutex toy, saying which fields its `procs` records have (`Typed`)."""
 
-    def vocabulary_fields(self) -> Mapping[str, Collection[str]]:
-        return {"procs": ("id", "critical", "left")}
+    def vocabulary_shapes(self) -> Mapping[str, Any]:
+        proc = RecordShape("proc", (("id", None), ("critical", None), ("left", None)))
+        return {"procs": ListShape(proc)}
 
 
 class DescribedProvider(ToyProvider):
@@ -151,9 +153,9 @@ class DescribedProvider(ToyProvider):
 
 
 @pytest.mark.parametrize(("expr", "column"), [
-    ("all(p.crit for p in procs)", 5),
-    ("procs[1].lft == 0", 1),
-    ("any(p.id == 1 and not p.critcal for p in procs[1:] if p.left)", 23),
+    ("all(p.crit for p in procs)", 7),  # the column of the missing field
+    ("procs[1].lft == 0", 10),
+    ("any(p.id == 1 and not p.critcal for p in procs[1:] if p.left)", 25),
     ("count(q.critical for p in procs for q in [p]) <= 1", 0),  # two fors: refused anyway
 ])
 def test_a_missing_record_field_is_a_load_time_error(
@@ -170,20 +172,21 @@ def test_a_missing_record_field_is_a_load_time_error(
     assert len(errors) == 1 and not prepared.groups
     error = errors[0]
     assert (error.path, error.line) == (str(path), 5)
-    assert "the records of 'procs' have no field" in error.message
+    assert "a proc record has no field" in error.message
     assert f"(column {column})" in error.message
     assert "did you mean" in error.message
 
 
 def test_fields_that_exist_or_cannot_be_known_pass() -> None:
-    records = {"procs": ("id", "critical", "left")}
+    proc = RecordShape("proc", (("id", None), ("critical", None), ("left", None)))
+    shapes: dict[str, Any] = {"procs": ListShape(proc)}
     for text in ("all(p.critical for p in procs)", "procs[0].left >= 0",
                  "all(x.anything for x in other)", "sum(p.left for p in procs) >= 0"):
-        compile_expr(text).check_fields(records)
+        check_fields(compile_expr(text), shapes)
     # a name bound again by an inner generator is not the outer record
-    compile_expr("all(any(p.whatever for p in stuff) for p in procs)").check_fields(records)
+    check_fields(compile_expr("all(any(p.whatever for p in stuff) for p in procs)"), shapes)
     with pytest.raises(ExprError):
-        compile_expr("all(any(p.x for q in stuff) for p in procs)").check_fields(records)
+        check_fields(compile_expr("all(any(p.x for q in stuff) for p in procs)"), shapes)
 
 
 def test_the_model_declares_the_fields_its_records_have() -> None:
@@ -193,10 +196,12 @@ def test_the_model_declares_the_fields_its_records_have() -> None:
     system = provider().load("xen_entry", {"ist": "xen", "entry": "syscall",
                                            "sysret_check": "checked", "ist_copy": "copy"},
                              {"quiet_without_idt": True})
-    fields = capabilities(system).record_fields
-    assert fields is not None
-    declared = fields.vocabulary_fields()
-    assert set(declared) == {"cpus", "cpu", "frames"}
+    typed = capabilities(system).typed
+    assert typed is not None
+    shapes = typed.vocabulary_shapes()
+    declared = {
+        name: {f for f, _ in shapes[name].item.fields} for name in ("cpus", "cpu", "frames")
+    }
     # walk until a state with a frame, and compare every record's keys
     state = system.init_states()[0]
     seen_frame = False
@@ -230,7 +235,7 @@ def test_the_reported_c_halt_typo_is_refused_before_exploring(tmp_path: Path) ->
     assert not errors
     prepared, errors = plan(files, provider())
     assert len(errors) == 1 and isinstance(errors[0], InputError)
-    assert "the records of 'cpus' have no field 'halt' (did you mean 'halted'?)" in str(
+    assert "a CPU record has no field 'halt' (did you mean 'halted'?)" in str(
         errors[0])
     assert [f.group.properties[0].name for f in prepared.failed] == ["typo"]
 
@@ -247,9 +252,9 @@ def test_a_run_time_error_with_a_trace_keeps_the_others(tmp_path: Path, capsys: 
 
         [[property]]
         name = "clobber"
-        kind = "never"
-        expr = "frame_clobbered"
-        expect = "violated"
+        kind = "reachable"
+        expr = "len(frames) > 0"
+        expect = "holds"
         """))
     code = cli.main([str(path), "--report-dir", str(tmp_path / "r"), "--format", "json"])
     out, err = capsys.readouterr()
@@ -257,5 +262,5 @@ def test_a_run_time_error_with_a_trace_keeps_the_others(tmp_path: Path, capsys: 
     results = {r["name"]: r for r in json.loads(out)["results"]}
     assert results["late-failure"]["verdict"] == "error"
     assert results["late-failure"]["trace_length"] > 0
-    assert results["clobber"]["verdict"] == "violated"
+    assert results["clobber"]["verdict"] == "holds"
     assert f"{path}:" in err and "property 'late-failure': the expression failed" in err

@@ -94,6 +94,7 @@ def _changed(part: Read, system: DesignSystem, s: SysState, t: SysState) -> bool
         Part.FRAMES: a.frames != b.frames,
         Part.FRAME_MEMORY: a.memory != b.memory,
         Part.INCIDENTS: a.incidents != b.incidents,
+        Part.TABLES: a.idts != b.idts or a.tsss != b.tsss,
         Part.CONSTANT: False,
     }[part]
 
@@ -105,6 +106,8 @@ def _value(system: DesignSystem, s: SysState, name: str) -> Any:
         return [value(c, r) for c in range(system.ncpus) for r in sorted(system.design.routines)]
     if name == "frames_on":
         return [value(r.name) for r in system.platform.regions]
+    if name in ("idt_of", "tss_of"):
+        return [repr(value(c)) for c in range(system.ncpus)]
     assert not callable(value), f"tabulate the arguments of {name}() here"
     return repr(value)
 

@@ -242,6 +242,19 @@ class VarDecl:
 
 
 @dataclass(frozen=True)
+class BreakpointDecl:
+    """`breakpoint exec|write|rw ADDRESS [len N]`: a debug-address register armed with its
+    DR7 R/W and LEN fields. `address` is an expression (a number, `top(STACK)-8`, a
+    variable's name for its address) or, for `exec`, a routine (`ROUTINE` or
+    `ROUTINE+N`, the N-th step)."""
+
+    kind: str
+    address: Expr
+    length: int
+    loc: Loc
+
+
+@dataclass(frozen=True)
 class CpuDecl:
     """How CPU(s) start: `which` is a CPU number or None for every CPU not named."""
 
@@ -257,6 +270,7 @@ class CpuDecl:
     regs: tuple[tuple[str, Expr], ...]
     halted: bool
     loc: Loc
+    single_step: bool = False  # `tf 1`: RFLAGS.TF set at start (the single-step trap)
 
 
 @dataclass(frozen=True)
@@ -300,6 +314,8 @@ class Design:
     inputs: dict[str, InputDecl] = field(default_factory=dict)
     guest_code: str | None = None  # where guest code at an address the design names none runs
     observations: dict[str, Loc] = field(default_factory=dict)
+    breakpoints: tuple[BreakpointDecl, ...] = ()  # `breakpoint` lines (model.x86.debug)
+    smap: bool = False  # `smap`: CR4.SMAP set (model.x86.smap)
 
 
 def walk(value: Any) -> Iterator[Any]:

@@ -273,6 +273,8 @@ BUILTIN_TABLE: tuple[Builtin, ...] = (
     _c("sti", 0, 0, _fs(CPU), _fs(CPU), "STI"),
     _c("clear_mcip", 0, 0, _fs(CPU), _fs(CPU), "write MCG_STATUS with MCIP clear"),
     _c("write_cr4_mce", 1, 1, _fs(CPU), _fs(CPU), "set or clear CR4.MCE"),
+    _c("frame_moved", 2, 2, _fs(CPU, STACK, MEMORY), _fs(CPU, STACK, MEMORY),
+       "hand-off: this CPU's live frame at FROM was copied to TO, and returns through TO"),
     _c("free_init", 0, 0, _fs(CODE), _fs(CODE, GLOBAL), "free the .init sections"),
     _c("wait_until", 1, 1, _fs(GLOBAL, VARS), _fs(CPU), "block until a condition holds"),
     _c("wait_timeout", 1, 1, _fs(GLOBAL, VARS), _fs(CPU, GLOBAL),

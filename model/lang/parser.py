@@ -27,6 +27,7 @@ from model.lang import cpp, isa
 from model.lang.expr import parse_expr
 from model.lang.ir import (
     Abs,
+    BreakpointDecl,
     CpuDecl,
     Design,
     Expr,
@@ -303,6 +304,8 @@ class _Parser:
         self.vendor = "intel"
         self.df_rule = "sdm"
         self.fmask = 0
+        self.breakpoints: list[BreakpointDecl] = []
+        self.smap = False
         self.selectors: dict[str, int] = {}
         self.lstar: str | None = None
         self.lstar_loc = Loc(path, 1)
@@ -856,6 +859,14 @@ class _Parser:
         if word == "selector":
             self._selector(rest, loc)
             return True, i + 1
+        if word == "breakpoint":
+            self.breakpoints.append(parse_breakpoint(rest, loc, self.consts))
+            return True, i + 1
+        if word == "smap":
+            if rest:
+                raise _err("write `smap` alone (CR4.SMAP set)", loc)
+            self.smap = True
+            return True, i + 1
         if word == "input":
             self._input(rest, loc)
             return True, i + 1
@@ -1132,11 +1143,11 @@ class _Parser:
                 plain.append(w)
         o = self._options(
             plain, loc, {"nmi-blocked", "halted"},
-            {"start", "cpl", "idt", "tss", "rsp", "if", "mce"},
+            {"start", "cpl", "idt", "tss", "rsp", "if", "mce", "tf"},
         )
         if "start" not in o:
             raise _err("a cpu line needs `start ROUTINE`", loc)
-        for flag in ("if", "mce"):
+        for flag in ("if", "mce", "tf"):
             if o.get(flag, "0") not in ("0", "1"):
                 raise _err(f"write `{flag} 0` or `{flag} 1`, not {flag} {o[flag]!r}", loc)
         cpl = self._int(o.get("cpl", "0"), loc)
@@ -1156,6 +1167,7 @@ class _Parser:
                 regs=tuple(regs),
                 halted="halted" in o,
                 loc=loc,
+                single_step=o.get("tf", "0") == "1",
             )
         )
 
@@ -1627,6 +1639,8 @@ class _Parser:
             vendor=self.vendor,
             df_rule=self.df_rule,
             fmask=self.fmask,
+            breakpoints=tuple(self.breakpoints),
+            smap=self.smap,
             selectors=tuple(self.selectors.items()),
             symmetric=self.symmetric,
             symmetry_loc=self.symmetry_loc if self.symmetric else None,
@@ -2191,3 +2205,26 @@ def _statements(s: str) -> list[str]:
     if cur.strip():
         out.append(cur.strip())
     return out
+
+
+_BREAKPOINT_KINDS = ("exec", "write", "rw")
+
+
+def parse_breakpoint(text: str, loc: Loc, consts: dict[str, int] | None = None) -> BreakpointDecl:
+    """`exec|write|rw ADDRESS [len 1|2|4|8]` (a design's `breakpoint` line, or an entry of
+    a property file's `environment.breakpoints`)."""
+    m = re.fullmatch(r"\s*(\w+)\s+(.+?)(?:\s+len\s+(\w+))?\s*", text)
+    if not m or m.group(1) not in _BREAKPOINT_KINDS:
+        raise _err("write `breakpoint exec|write|rw ADDRESS [len 1|2|4|8]`", loc)
+    kind, where = m.group(1), m.group(2)
+    length = int(m.group(3), 0) if m.group(3) and m.group(3).isdigit() else (
+        1 if m.group(3) is None else 0
+    )
+    if length not in (1, 2, 4, 8) or (kind == "exec" and m.group(3) and length != 1):
+        raise _err("a breakpoint's len is 1, 2, 4 or 8 (an exec breakpoint's is 1)", loc)
+    if kind == "exec":
+        r = re.fullmatch(r"(\w+)(?:\s*\+\s*(\d+))?", where)
+        if not r:
+            raise _err("an exec breakpoint names a routine: `ROUTINE` or `ROUTINE+N`", loc)
+        return BreakpointDecl(kind, ("code", r.group(1), int(r.group(2) or 0)), 1, loc)
+    return BreakpointDecl(kind, parse_expr(where, loc, consts), length, loc)

@@ -11,10 +11,10 @@ from checker.symbolic import Term
 from model.system.interp import Interpreter, SysState
 from model.system.layout import Layout
 from model.system.relation import Action
-from model.system.vocabulary import var_values
-from model.x86.arch import FLAG_NAMES, vector_name
+from model.system.vocabulary import CR4_FIELDS, var_values
+from model.x86.arch import DB, FLAG_NAMES, vector_name
 from model.x86.memory import region_name
-from model.x86.state import REGISTERS, CodeAddr, Frame, Platform, Run, Value
+from model.x86.state import REGISTERS, CodeAddr, Cpu, Frame, Idt, Platform, Run, Tss, Value
 
 
 class TraceDescription:
@@ -41,6 +41,14 @@ class TraceDescription:
                 " ".join(n for n, bit in FLAG_NAMES if c.rflags & bit) or "-"
                 if isinstance(c.rflags, int) else f"symbolic {c.rflags!r}"
             )
+            out[f"cpu{i}.iopl"] = str(self._iopl(c.rflags))  # one GraphML type either way
+            selectors = self.platform.selectors
+            out[f"cpu{i}.cs"] = f"{selectors.cs(c.cpl):#x}"
+            out[f"cpu{i}.ss"] = f"{selectors.ss(c.cpl):#x}"
+            out[f"cpu{i}.gs"] = "kernel" if c.gs_base is None else "user"
+            out[f"cpu{i}.shadow"] = c.shadow.name.lower()
+            out[f"cpu{i}.held_db"] = c.held_db
+            out[f"cpu{i}.cr4"] = self._cr4(c)
             out[f"cpu{i}.run"] = c.run.name.lower()
             out[f"cpu{i}.nmi"] = (
                 ("blocked" if c.nmi_blocked else "open") + (" +latched" if c.nmi_pending else "")
@@ -52,6 +60,10 @@ class TraceDescription:
             if regs:
                 out[f"cpu{i}.regs"] = " ".join(f"{k}={self._value(v)}" for k, v in regs.items())
         out["frames"] = "; ".join(self._frame(f) for f in m.frames) or "none"
+        for idt in m.idts:
+            out[f"idt.{idt.name}"] = self._idt(idt)
+        for tss in m.tsss:
+            out[f"tss.{tss.name}"] = self._tss(tss)
         for name in self.var_names:
             out[f"var.{name}"] = self._var_text(s, name)
         out["incidents"] = ", ".join(m.incidents) or "none"
@@ -67,7 +79,10 @@ class TraceDescription:
                 f"jumps to {cpu.pc}, where the design has no code: it is lost"
             )
             if a.kind == "fault" and ins is not None and ins.fault is not None:
-                text = f"{text}  -> raises {vector_name(ins.fault)}"
+                if ins.fault == DB:  # `@fault(#DB)` is a trap: the step completes first
+                    text = f"{text}  -> completes, then #DB (trap)"
+                else:
+                    text = f"{text}  -> raises {vector_name(ins.fault)}"
             elif ins is not None and ins.op in ("choose", "c.choose", "c.choose_range"):
                 text = f"{text}  [choice {a.arg + 1}]"
             elif ins is not None and ins.op == "verw":
@@ -102,11 +117,15 @@ class TraceDescription:
         """What an action broke: frames it clobbered, frames it put on guest memory, a
         triple fault, a new incident."""
         notes: list[str] = []
+        def plain(f: Frame) -> Frame:  # the frame, whatever has written over it
+            return f._replace(clobbered=False, modified=False)
+
         old = set(before.machine.frames)
+        existed = {plain(f) for f in old}
         for f in after.machine.frames:
-            if f.clobbered and f._replace(clobbered=False) in old:
+            if f.clobbered and f not in old and plain(f) in existed:
                 notes.append(f"clobbers {self._frame(f)}")
-            if f.on_guest_stack and f not in old and f._replace(clobbered=False) not in old:
+            if f.on_guest_stack and plain(f) not in existed:
                 notes.append(f"pushes {self._frame(f)} onto guest-controlled memory")
         for i, (c0, c1) in enumerate(zip(before.machine.cpus, after.machine.cpus, strict=True)):
             if c1.run is Run.SHUTDOWN and c0.run is not Run.SHUTDOWN:
@@ -143,11 +162,17 @@ class TraceDescription:
                 "rflags": self._value(c.rflags),
                 "flags": [n for n, bit in FLAG_NAMES if c.rflags & bit]
                 if isinstance(c.rflags, int) else [repr(c.rflags)],
+                "iopl": self._iopl(c.rflags),
+                "cs": f"{self.platform.selectors.cs(c.cpl):#x}",
+                "ss": f"{self.platform.selectors.ss(c.cpl):#x}",
+                "gs": "kernel" if c.gs_base is None else "user",
                 "run": c.run.name.lower(),
                 "nmi_blocked": c.nmi_blocked,
                 "nmi_pending": c.nmi_pending,
                 "mcip": c.mcip,
                 "shadow": c.shadow.name.lower(),
+                "held_db": c.held_db,
+                "cr4": self._cr4(c),
                 "idtr": c.idtr,
                 "tr": c.tr,
                 "gs_swapped": c.gs_swapped,
@@ -182,6 +207,8 @@ class TraceDescription:
         return {
             "cpus": cpus,
             "stacks": stacks,
+            "idts": {t.name: self._idt(t) for t in m.idts},
+            "tsss": {t.name: self._tss(t) for t in m.tsss},
             "variables": {n: self._var_text(s, n) for n in self.var_names},
             "incidents": list(m.incidents),
             "budgets": list(s.budgets),
@@ -192,7 +219,8 @@ class TraceDescription:
             "cpu": f.cpu, "vector": f.vector, "name": vector_name(f.vector), "source": f.source,
             "lo": self._value(f.lo), "hi": self._value(f.hi), "stack": f.stack,
             "from_cpl": f.from_cpl,
-            "clobbered": f.clobbered, "on_guest_stack": f.on_guest_stack,
+            "clobbered": f.clobbered, "modified_by_handler": f.modified,
+            "on_guest_stack": f.on_guest_stack,
         }
 
     def _var_text(self, s: SysState, name: str) -> str:
@@ -226,10 +254,37 @@ class TraceDescription:
             return repr(v)
         return str(v) if isinstance(v, CodeAddr) else f"{v:#x}"
 
+    @staticmethod
+    def _iopl(flags: int | Term) -> int | str:
+        return (flags >> 12) & 3 if isinstance(flags, int) else f"symbolic {flags!r}"
+
+    @staticmethod
+    def _cr4(c: Cpu) -> str:
+        # the bits the vocabulary's CR4 record has (one table for properties and traces)
+        return " ".join(f.name for f in CR4_FIELDS if f.get(c) is True) or "-"
+
+    @staticmethod
+    def _idt(t: Idt) -> str:
+        """`limit N: NMI->nmi interrupt dpl0 ist2; ...` (the gates, by vector)."""
+        gates = "; ".join(
+            f"{vector_name(v)}->{g.routine} {g.kind} dpl{g.dpl}"
+            + (f" ist{g.ist}" if g.ist else "") + ("" if g.present else " not-present")
+            + ("" if v < t.limit else " beyond-limit")
+            for v, g in t.gates
+        )
+        return f"limit {t.limit}: {gates or 'no gates'}"
+
+    @staticmethod
+    def _tss(t: Tss) -> str:
+        ist = " ".join(f"ist{k}={name}" for k, name in enumerate(t.ist, 1) if name is not None)
+        return f"rsp0={t.rsp0 or 'none'}" + (f" {ist}" if ist else "")
+
     def _frame(self, f: Frame) -> str:
         from_ = "guest" if f.from_cpl == 3 else f"CPL{f.from_cpl}"
-        flags = (" CLOBBERED" if f.clobbered else "") + (
-            " ON-GUEST-STACK" if f.on_guest_stack else ""
+        flags = (
+            (" CLOBBERED" if f.clobbered else "")
+            + (" MODIFIED-BY-HANDLER" if f.modified else "")
+            + (" ON-GUEST-STACK" if f.on_guest_stack else "")
         )
         return (
             f"{vector_name(f.vector)} frame ({f.source}) of cpu{f.cpu} at {self._addr(f.lo)} "

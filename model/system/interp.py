@@ -33,7 +33,7 @@ from model.lang.ir import (
     Target,
 )
 from model.system.layout import Layout
-from model.x86 import alu, msr
+from model.x86 import alu, debug, msr, smap
 from model.x86 import instructions as insn
 from model.x86.arch import (
     BP,
@@ -44,6 +44,7 @@ from model.x86.arch import (
     GP,
     OF_FLAG,
     PF,
+    TF,
     UD,
     is_canonical,
 )
@@ -53,6 +54,7 @@ from model.x86.memory import (
     ArchFault,
     check_access,
     copy_words,
+    hand_off,
     move_rsp,
     pop,
     push,
@@ -169,6 +171,11 @@ class Interpreter:
             name: (base, name in layout.percpu_vars) for name, base in layout.var_index.items()
         }
         self._handlers = handlers_of(self)
+        # Debug state (model.x86.debug): the data accesses of the running instruction are
+        # collected while data breakpoints are armed.
+        self._breakpoints = platform.breakpoints
+        self._data_breakpoints = any(b.kind != debug.EXECUTE for b in platform.breakpoints)
+        self._accesses: list[debug.Access] | None = None
 
     # -- values ------------------------------------------------------------------------------
     def routine_of(self, pc: CodeAddr) -> Routine:
@@ -356,12 +363,17 @@ class Interpreter:
     def load(self, s: SysState, cpu_i: int, addr: int | Term, size: int, ins: Instr) -> Value:
         """`size` bytes at a linear address: a design variable's, or stack/guest memory."""
         m = s.machine
+        if self._accesses is not None:
+            self._accesses.append((addr, size, False))
         if isinstance(addr, int):
             slot = self.layout.slot_at(addr)
             if slot is not None:
                 value = s.vars[slot[0]]
                 return self._bytes_of(value, slot[1], size, ins)
         check_access(self.platform, addr, m.cpus[cpu_i].cpl)
+        if self.platform.smap:
+            cpu = m.cpus[cpu_i]
+            smap.check(self.platform, addr, cpu.cpl, cpu.rflags, False)
         if isinstance(addr, Term):
             if size < WORD:
                 raise self._error("narrow reads at symbolic addresses are not modelled", ins)
@@ -403,20 +415,24 @@ class Interpreter:
         """Store `size` bytes at a linear address (a design variable, or memory)."""
         m = s.machine
         cpu = m.cpus[cpu_i]
+        if self._accesses is not None:
+            self._accesses.append((addr, size, True))
         if isinstance(addr, int):
             slot = self.layout.slot_at(addr)
             if slot is not None:
                 merged = self._merge(s.vars[slot[0]], slot[1], size, value, ins)
                 return _assigned(s, slot[0], merged, m)
+        if self.platform.smap:
+            smap.check(self.platform, addr, cpu.cpl, cpu.rflags, True)
         if isinstance(addr, Term):
             if size != WORD:
                 raise self._error("narrow writes at symbolic addresses are not modelled", ins)
-            return s.with_machine(write(self.platform, m, addr, value, cpu.cpl))
+            return s.with_machine(write(self.platform, m, addr, value, cpu.cpl, by=cpu_i))
         aligned = addr - addr % WORD
         if size < WORD:
             check_access(self.platform, addr, cpu.cpl)
             value = self._merge(read(m, aligned), addr % WORD, size, value, ins)
-        return s.with_machine(write(self.platform, m, aligned, value, cpu.cpl))
+        return s.with_machine(write(self.platform, m, aligned, value, cpu.cpl, by=cpu_i))
 
     def _merge(self, old: Value, offset: int, size: int, value: Value, ins: Instr) -> Value:
         if size == WORD and offset == 0:
@@ -493,6 +509,9 @@ class Interpreter:
         shadow_before = cpu.shadow
         if ins.op == "c.atomic_begin":
             return self._atomic(s, cpu_i)
+        flags = cpu.rflags
+        if self._breakpoints or cpu.held_db or not isinstance(flags, int) or flags & TF:
+            return self._debug_step(s, cpu_i, site, choice, shadow_before)
         try:
             s = self._execute(s, cpu_i, site, choice)
         except ArchFault as fault:
@@ -510,6 +529,52 @@ class Interpreter:
         CPU is lost (Run.WILD, final) and the machine records WILD_JUMP."""
         m = s.machine.incident(WILD_JUMP)
         return s.with_machine(m.with_cpu(cpu_i, m.cpus[cpu_i]._replace(run=Run.WILD)))
+
+    def _debug_step(
+        self, s: SysState, cpu_i: int, site: _Site, choice: int, shadow_before: Shadow,
+        forced: bool = False,
+    ) -> SysState:
+        """`step` when debug exceptions may arise (model.x86.debug): an instruction
+        breakpoint faults before the instruction; a data breakpoint it hits, the
+        single-step trap, or the environment's `@fault(#DB)` (`forced`) leaves a #DB trap
+        pending once it completes; a fault drops a #DB that MOV SS held back."""
+        ins = site.ins
+        assert ins is not None
+        before = s.machine.cpus[cpu_i]
+        bps = self._breakpoints
+        if bps and debug.instruction_breakpoint_hit(
+            bps, before.pc, self.layout.code_address(before.pc), before, shadow_before
+        ):
+            s = self.settle_flags(s, cpu_i)
+            event = Event(Source.EXCEPTION, DB)
+            return s.with_machine(deliver(self.platform, s.machine, cpu_i, event, before.pc))
+        self._accesses = [] if self._data_breakpoints else None
+        try:
+            s = self._execute(s, cpu_i, site, choice)
+        except ArchFault as fault:
+            if before.held_db:
+                m = fault.machine if fault.machine is not None else s.machine
+                held = debug.next_instruction_faulted(m.cpus[cpu_i], shadow_before)
+                fault.machine = m.with_cpu(cpu_i, held)
+            return self.raise_fault(s, cpu_i, fault, ins)
+        finally:
+            accesses, self._accesses = self._accesses, None
+        m = s.machine
+        cpu = m.cpus[cpu_i]
+        if shadow_before is not Shadow.NONE:
+            cpu = after_instruction(cpu, shadow_before)
+        if ins.op == "int1":
+            cpu = debug.icebp_in_shadow(cpu, shadow_before)
+        kind = _STEP_KINDS.get(ins.op, debug.StepKind.ORDINARY)
+        hit = forced or debug.single_step_trap(kind, before, cpu)
+        if not hit and accesses is not None:
+            accesses.extend(_stack_accesses(ins, before.rsp, cpu.rsp))
+            hit = debug.data_breakpoint_hit(bps, accesses)
+        if ins.op != "iret":  # IRET loads RF from the frame (SDM §17.3.1.1)
+            cpu = debug.clear_resume_flag(cpu)
+        if hit:
+            cpu = debug.trap(cpu)
+        return s if cpu is m.cpus[cpu_i] else s.with_machine(m.with_cpu(cpu_i, cpu))
 
     def _atomic(self, s: SysState, cpu_i: int) -> SysState:
         """`atomic { ... }`: the statements up to the closing brace as one step."""
@@ -566,6 +631,11 @@ class Interpreter:
         ins = self.instr_at(cpu.pc)
         assert ins is not None and ins.fault is not None
         error = 0 if ins.fault in ERROR_CODE_VECTORS else None
+        if ins.fault == DB and ins.op != "c.atomic_begin":
+            # A data breakpoint the step hits: a trap once the step completes, held past
+            # the next instruction when the step is MOV SS (SDM §17.3.1.2, §6.8.3).
+            site = self._site(cpu.pc)
+            return self._debug_step(s, cpu_i, site, 0, cpu.shadow, forced=True)
         if ins.op == "iret":
             # every IRET unblocks NMIs, even one that faults (`iretq @fault(#GP)`, #SS, ...)
             unblocked = insn.iret_faulting(s.machine, cpu_i).machine
@@ -1300,6 +1370,17 @@ class Interpreter:
         m = m.with_idt(dst._replace(gates=src.gates))
         return s.with_machine(self._advance(m, cpu_i))
 
+    def _i_c_frame_moved(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        ins = site.ins
+        assert ins is not None
+        src = self._int(self._expr(s, cpu_i, ins.args[0], ins), ins)
+        dst = self._int(self._expr(s, cpu_i, ins.args[1], ins), ins)
+        try:
+            m = hand_off(self.platform, s.machine, cpu_i, src, dst)
+        except ValueError as exc:
+            raise self._error(f"frame_moved: {exc}", ins) from None
+        return s.with_machine(self._advance(m, cpu_i))
+
     def _i_c_cli(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
         return s.with_machine(self._advance(insn.cli(s.machine, cpu_i), cpu_i))
 
@@ -1339,6 +1420,34 @@ class Interpreter:
         """A `wait_timeout` gives up: only when nothing else can happen (Promela's timeout)."""
         m = s.machine.incident(TIMED_OUT)
         return s.with_machine(self._advance(m, cpu_i))
+
+
+# How each instruction's single-step trap is decided (model.x86.debug.StepKind).
+_STEP_KINDS = {
+    "syscall": debug.StepKind.SYSCALL,
+    "int": debug.StepKind.EVENT,
+    "int3": debug.StepKind.EVENT,
+    "into": debug.StepKind.EVENT,
+    "int1": debug.StepKind.EVENT,
+    "mov_ss": debug.StepKind.MOV_SS,
+}
+# Instructions that push or pop a word at RSP, or IRET's frame read (their data accesses
+# for data breakpoints; operands are recorded as they are read and written).
+_PUSHES = frozenset({"push", "call", "pushf"})
+_POPS = frozenset({"pop", "ret", "popf"})
+
+
+def _stack_accesses(ins: Instr, rsp_before: Value, rsp_after: Value) -> list[debug.Access]:
+    """The stack words an instruction accessed through RSP."""
+    if isinstance(rsp_before, CodeAddr) or isinstance(rsp_after, CodeAddr):
+        return []
+    if ins.op in _PUSHES:
+        return [(sym.band(sym.add(rsp_before, -WORD), MASK64), WORD, True)]
+    if ins.op in _POPS or (ins.op == "mov_ss" and len(ins.args) == 1):
+        return [(rsp_before, WORD, False)]
+    if ins.op == "iret":
+        return [(rsp_before, 5 * WORD, False)]
+    return []
 
 
 def _assigned(s: SysState, slot: int, value: Value, m: Machine) -> SysState:

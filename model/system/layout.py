@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 
 from checker.errors import InputError
 from model.lang.expr import binop, unop
-from model.lang.ir import CpuDecl, Design, Expr, Loc
-from model.x86.arch import IF, RFLAGS_FIXED
+from model.lang.ir import BreakpointDecl, CpuDecl, Design, Expr, Loc
+from model.x86.arch import IF, RFLAGS_FIXED, TF
 from model.x86.state import (
     REGISTERS,
+    Breakpoint,
     CodeAddr,
     Cpu,
     Gate,
@@ -183,13 +184,45 @@ _SELECTOR_FIELDS = {
 }
 
 
-def platform_of(layout: Layout) -> Platform:
+def platform_of(layout: Layout, breakpoints: tuple[BreakpointDecl, ...] = ()) -> Platform:
+    """The design's platform; `breakpoints` are armed besides the design's own (a property
+    file's `environment.breakpoints`)."""
     d = layout.design
     selectors = Selectors()._replace(**{_SELECTOR_FIELDS[n]: v for n, v in d.selectors})
     return Platform(
         regions=layout.regions, vendor=d.vendor, df_rule=d.df_rule, lstar=d.lstar,
         fmask=d.fmask, selectors=selectors,
+        breakpoints=tuple(_breakpoint(layout, b) for b in d.breakpoints + breakpoints),
+        smap=d.smap,
     )
+
+
+def _breakpoint(layout: Layout, b: BreakpointDecl) -> Breakpoint:
+    """A `breakpoint` line as the debug registers hold it: an exec breakpoint's routine
+    step, or a data breakpoint's linear address (a variable's name is its address)."""
+    e = b.address
+    if e[0] == "code":
+        routine = layout.design.routines.get(e[1])
+        if routine is None or e[2] >= len(routine.instrs):
+            raise InputError(f"breakpoint: no routine step {e[1]}+{e[2]}", b.loc.file, b.loc.line)
+        return Breakpoint(b.kind, CodeAddr(e[1], e[2]), 1)
+    address = _address_value(layout, e, b.loc)
+    if not isinstance(address, int) or not 0 <= address < 1 << 64:
+        raise InputError("a breakpoint address must be a 64-bit number", b.loc.file, b.loc.line)
+    return Breakpoint(b.kind, address, b.length)
+
+
+def _address_value(layout: Layout, e: Expr, loc: Loc) -> Value:
+    """static_value, where a variable's name stands for its address (CPU 0's copy)."""
+    if e[0] == "var":
+        if e[1] not in layout.var_index:
+            raise InputError(f"breakpoint: {e[1]!r} is not a variable", loc.file, loc.line)
+        return layout.var_address(e[1], 0)
+    if e[0] == "binop":
+        a, b = _address_value(layout, e[2], loc), _address_value(layout, e[3], loc)
+        if isinstance(a, int) and isinstance(b, int):
+            return binop(e[1], a, b) & ((1 << 64) - 1)
+    return static_value(layout, e, 0, loc)
 
 
 def static_value(layout: Layout, e: Expr, cpu: int, loc: Loc) -> Value:
@@ -237,7 +270,7 @@ def _initial_cpu(layout: Layout, c: int, decl: CpuDecl) -> Cpu:
         pc=CodeAddr(decl.start, 0),
         rsp=rsp,
         regs=tuple(regs),
-        rflags=RFLAGS_FIXED | (IF if decl.interrupts else 0),
+        rflags=RFLAGS_FIXED | (IF if decl.interrupts else 0) | (TF if decl.single_step else 0),
         nmi_blocked=decl.nmi_blocked,
         run=Run.HALTED if decl.halted else Run.RUNNING,
         idtr=layout.resolve(decl.idt, c) if decl.idt else None,

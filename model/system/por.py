@@ -242,6 +242,8 @@ class Persistence:
             return False
         if part is Part.INCIDENTS:
             return a.incidents != b.incidents
+        if part is Part.TABLES:
+            return a.idts != b.idts or a.tsss != b.tsss
         return False  # Part.CONSTANT
 
     def changes_only(self, s: SysState, t: SysState, p: int) -> bool:

@@ -3,6 +3,7 @@ systems; lints design files."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,9 @@ ENVIRONMENT_KEYS: dict[str, tuple[type, str]] = {
     ),
     "symbolic": (list, "inputs (declared with `input` in the design) that are symbolic values"),
     "pic": (bool, "external interrupts come from a legacy 8259 PIC (any vector, even 0-15)"),
+    "breakpoints": (list, "debug registers armed on every CPU, each as a design's `breakpoint` "
+                    "line: \"rw user_ss\", \"exec lstar_stub\""),
+    "single_step": (bool, "every CPU starts with RFLAGS.TF set (the single-step trap)"),
 }
 
 
@@ -192,10 +196,11 @@ def environment_of(environment: Mapping[str, Any]) -> Environment:
             raise ModelInputError(
                 f"environment.{key} must be a non-negative integer", f"environment.{key}"
             )
-        if key == "symbolic":
+        if key in ("symbolic", "breakpoints"):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                what = "input names" if key == "symbolic" else "breakpoint lines"
                 raise ModelInputError(
-                    "environment.symbolic must be a list of input names", "environment.symbolic"
+                    f"environment.{key} must be a list of {what}", f"environment.{key}"
                 )
             values[key] = tuple(value)
             continue
@@ -210,4 +215,38 @@ def environment_of(environment: Mapping[str, Any]) -> Environment:
         if key == "cpus" and not 1 <= value <= 16:
             raise ModelInputError("environment.cpus must be between 1 and 16", "environment.cpus")
         values[key] = value
+    # Written, and every event budget 0: a property meant to hold without events.
+    values["events_off"] = any(k in environment for k in EVENT_BUDGETS) and all(
+        v == 0 for k in EVENT_BUDGETS for v in _budgets(values.get(k, 0))
+    )
     return Environment(**values)
+
+
+# The budgets of asynchronous events (the vacuity check: `nmi = 0` written turns it off).
+EVENT_BUDGETS = ("nmi", "mce", "external")
+
+
+def _budgets(value: int | tuple[int, ...]) -> tuple[int, ...]:
+    return value if isinstance(value, tuple) else (value,)
+
+
+def environment_markdown() -> str:
+    """The environment table of docs/properties.md, from ENVIRONMENT_KEYS and the defaults
+    of `Environment` (tests/test_vacuity.py checks the docs say exactly this)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(Environment)}
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for key, (kind, doc) in ENVIRONMENT_KEYS.items():
+        default = defaults[key]
+        if key == "cpus":
+            shown = "the design's `cpus`"
+        elif isinstance(default, bool):
+            shown = "`" + str(default).lower() + "`"
+        elif default == ():
+            shown = "`[]`"
+        else:
+            shown = f"`{default}`"
+        type_name = {int: "integer", bool: "boolean", list: "list"}[kind]
+        if key in PER_CPU_BUDGETS:
+            type_name = "integer, or a list of integers (one per CPU)"
+        lines.append(f"| `{key}` | {type_name} | {shown} | {doc} |")
+    return "\n".join(lines) + "\n"

@@ -20,13 +20,14 @@ from checker import symbolic as sym
 from checker.errors import InputError, ModelInputError
 from checker.symbolic import Decisions, Infeasible, NeedDecision, Solver, Term, require, run_with
 from model.lang import isa
-from model.lang.ir import Design
+from model.lang.ir import BreakpointDecl, Design, Loc
+from model.lang.parser import parse_breakpoint
 from model.system.interp import Blocked, Interpreter, SysState
 from model.system.layout import Layout, build_layout, initial_machines, platform_of
 from model.x86 import events as ev
-from model.x86.arch import DF
+from model.x86.arch import DF, TF
 from model.x86.delivery import Event, Source, deliver
-from model.x86.state import CodeAddr, Run
+from model.x86.state import CodeAddr, Machine, Run
 
 
 class ActionKind(StrEnum):
@@ -73,6 +74,12 @@ class Environment:
     quiet_without_idt: bool = False  # no NMI/#MC while IDTR is empty (boot's critical region)
     pic: bool = False  # external interrupts come from an 8259 PIC (any vector) not the LAPIC
     symbolic: tuple[str, ...] = ()  # inputs that are symbolic 64-bit values instead of samples
+    # debug state armed on every CPU: `breakpoint` lines, and RFLAGS.TF set at start
+    breakpoints: tuple[str, ...] = ()
+    single_step: bool = False
+    # The property file sets its event budgets (nmi, mce, external) to 0 on purpose: no
+    # vacuity warning for "no asynchronous event delivered" (checker.interface.Eventful).
+    events_off: bool = False
 
 
 _INSTRUCTION = ev.BoundaryEvent.INSTRUCTION
@@ -98,7 +105,7 @@ class TransitionRelation:
                     f"environment.{key}",
                 )
         self.layout: Layout = build_layout(design, ncpus)
-        self.platform = platform_of(self.layout)
+        self.platform = platform_of(self.layout, _environment_breakpoints(env))
         unknown = [n for n in env.symbolic if n not in design.inputs]
         if unknown:
             known = ", ".join(sorted(design.inputs)) or "none"
@@ -122,6 +129,8 @@ class TransitionRelation:
         budgets = tuple(
             b[i] if isinstance(b, tuple) else b for i in range(self.ncpus) for b in per_cpu
         ) + (env.faults,)
+        if env.single_step:
+            machines = [_with_single_step(m) for m in machines]
         return [SysState(m, values, budgets) for m in machines]
 
     def actions(self, s: SysState) -> Sequence[Action]:
@@ -328,6 +337,24 @@ class TransitionRelation:
         """Every CPU halted or shut down: nothing is left to run (not a deadlock). A CPU
         that went wild is not done, so a state it stops in is a deadlock."""
         return all(c.run is Run.HALTED or c.run is Run.SHUTDOWN for c in s.machine.cpus)
+
+
+def _environment_breakpoints(env: Environment) -> tuple[BreakpointDecl, ...]:
+    """`environment.breakpoints`, each written as a design's `breakpoint` line."""
+    out = []
+    for k, text in enumerate(env.breakpoints):
+        try:
+            out.append(parse_breakpoint(text, Loc("environment.breakpoints", k + 1)))
+        except InputError as exc:
+            raise ModelInputError(f"{text!r}: {exc.message}", "environment.breakpoints") from None
+    return tuple(out)
+
+
+def _with_single_step(m: Machine) -> Machine:
+    """Every CPU starts with RFLAGS.TF set (`environment.single_step`)."""
+    return m._replace(cpus=tuple(
+        c._replace(rflags=c.rflags | TF) if isinstance(c.rflags, int) else c for c in m.cpus
+    ))
 
 
 def canonical(s: SysState) -> SysState:

@@ -295,7 +295,7 @@ def _bit(mask: Value, cpu: int) -> Value:
 
 
 def _frame_sig(f: Frame, where: Any) -> tuple[Any, ...]:
-    return (f.vector, f.source, where, f.from_cpl, f.clobbered, f.on_guest_stack)
+    return (f.vector, f.source, where, f.from_cpl, f.clobbered, f.on_guest_stack, f.modified)
 
 
 def _in_order(tables: tuple[Any, ...], like: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -13,6 +13,7 @@ of a design's model, each in its own module with one reason to change:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -79,11 +80,30 @@ class DesignSystem:
     def vocabulary_names(self) -> Mapping[str, str]:
         return self.vocabulary_table.descriptions()
 
-    def vocabulary_fields(self) -> Mapping[str, frozenset[str]]:
-        return self.vocabulary_table.fields()
-
     def vocabulary(self, s: SysState) -> Vocabulary:
         return Vocabulary(self.vocabulary_table, s)
+
+    def vocabulary_shapes(self) -> Mapping[str, Any]:
+        """The records' fields (checker.interface.Typed): a misspelled one is a load error."""
+        return self.vocabulary_table.shapes()
+
+    # -- vacuity (checker.interface.Eventful, Configured) -----------------------------------
+    def event_fact(self) -> str | None:
+        """`event_frames`: an asynchronous event's delivery pushes a frame; None when the
+        property file set every event budget to 0 on purpose."""
+        return None if self.env.events_off else "event_frames"
+
+    def effective_environment(self) -> dict[str, Any]:
+        """Every environment key with its value in force (the defaults included)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self.env):
+            if f.name == "events_off":
+                continue
+            value = getattr(self.env, f.name)
+            if f.name == "cpus":
+                value = self.ncpus
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
 
     # -- traces and reports -----------------------------------------------------------------------
     def describe_state(self, s: SysState) -> Mapping[str, str | int | bool]:

@@ -15,19 +15,36 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from checker import symbolic as sym
 from checker.errors import InputError
+from checker.fields import FunctionShape, ListShape, MapShape, RecordShape, Shape
 from checker.interface import SymmetricVocabulary
 from checker.symbolic import Term
 from model.lang.ir import Design
 from model.system.interp import TIMED_OUT, SysState
 from model.system.layout import Layout
-from model.x86.arch import IF
+from model.x86.arch import (
+    AC_FLAG,
+    ADDRESS_MASK,
+    DF_FLAG,
+    IF,
+    NT,
+    RF,
+    TF,
+    VECTOR_NAMES,
+    is_canonical,
+)
 from model.x86.delivery import IST_WITHOUT_TSS
-from model.x86.memory import read
-from model.x86.state import Machine, Platform, Run, Value
+from model.x86.memory import GUEST_MEMORY, read, region_name
+from model.x86.state import CodeAddr, Cpu, Frame, Gate, Idt, Machine, Platform, Run, Value
+
+VECTORS = 256  # IDT entries (SDM §6.10)
+VECTOR_BY_NAME: dict[str, int] = {
+    **{name: v for v, name in VECTOR_NAMES.items()},
+    **{name.lstrip("#"): v for v, name in VECTOR_NAMES.items()},
+}
 
 
 class Part(Enum):
@@ -37,6 +54,7 @@ class Part(Enum):
     FRAMES = "frames"  # the live interrupt frames
     FRAME_MEMORY = "frame memory"  # the stack words inside live frames (the saved RIP)
     INCIDENTS = "incidents"  # the sticky incidents
+    TABLES = "tables"  # the IDTs' gates and the TSSs' slots
     CONSTANT = "constant"  # nothing that changes: fixed for the system (ncpus)
 
 
@@ -62,11 +80,17 @@ class Renumbering(Enum):
 
 @dataclass(frozen=True)
 class Field:
-    """A field of a record the vocabulary hands out (a CPU or a frame)."""
+    """A field of a record the vocabulary hands out (a CPU, a frame, a gate, a TSS...).
+
+    `get` computes it from the record's source (each record kind says what that is);
+    `shape` is the checker's type of a nested record or list (checker.fields), None for a
+    scalar. Adding a field to a record is one `Field` line in its table."""
 
     name: str
     doc: str
+    get: Callable[[Any], Any]
     index: bool = False  # holds a CPU number or a per-CPU instance name
+    shape: Shape = None
 
 
 @dataclass(frozen=True)
@@ -79,86 +103,287 @@ class Name:
     reads: tuple[Read, ...]
     compute: Callable[[Vocabulary], Any]
     renumbering: Renumbering = Renumbering.INVARIANT
+    shape: Shape = None  # its fields, for the load-time check of `a.b` (checker.fields)
 
 
 class VocabularyError(ValueError):
     """The table is malformed (a programming error in this module, caught by the tests)."""
 
 
+class Record(Mapping[str, Any]):
+    """A record of the vocabulary: each field computed from `source` when first read (a
+    property reads a few fields of many records)."""
+
+    __slots__ = ("_cache", "_fields", "_source")
+
+    def __init__(self, fields: Mapping[str, Field], source: Any):
+        self._fields = fields
+        self._source = source
+        self._cache: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        cache = self._cache
+        if key in cache:
+            return cache[key]
+        value = cache[key] = self._fields[key].get(self._source)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __repr__(self) -> str:
+        return "{" + ", ".join(f"{k}: {self[k]!r}" for k in self._fields) + "}"
+
+
+def record_shape(name: str, fields: Sequence[Field]) -> RecordShape:
+    return RecordShape(name, tuple((f.name, f.shape) for f in fields))
+
+
+def _table(fields: Sequence[Field]) -> dict[str, Field]:
+    return {f.name: f for f in fields}
+
+
+def _bit(flags: int | Term, bit: int) -> Any:
+    """An RFLAGS bit: a bool, or a boolean term when RFLAGS is symbolic (after SYSRET)."""
+    if isinstance(flags, int):
+        return bool(flags & bit)
+    return sym.ne(sym.band(flags, bit), 0)
+
+
+def _iopl(flags: int | Term) -> Any:
+    if isinstance(flags, int):
+        return (flags >> 12) & 3
+    return sym.band(sym.lshr(flags, 12), 3)
+
+
 # -- the records -----------------------------------------------------------------------------
+# Each record kind is computed from a source: a CPU from (vocabulary, number, Cpu), RFLAGS
+# from the flags value, a gate from (vector, Gate or None, within the limit), a TSS from
+# the Tss (or None), a frame from (vocabulary, Frame).
+
+
+class _At(NamedTuple):
+    v: Vocabulary
+    i: int
+    c: Cpu
+
+
+RFLAGS_FIELDS: tuple[Field, ...] = (
+    Field("IF", "interrupt enable (bit 9)", lambda f: _bit(f, IF)),
+    Field("DF", "direction (bit 10)", lambda f: _bit(f, DF_FLAG)),
+    Field("TF", "trap: single-step (bit 8)", lambda f: _bit(f, TF)),
+    Field("AC", "alignment check / SMAP override (bit 18)", lambda f: _bit(f, AC_FLAG)),
+    Field("NT", "nested task (bit 14)", lambda f: _bit(f, NT)),
+    Field("RF", "resume (bit 16)", lambda f: _bit(f, RF)),
+    Field("IOPL", "I/O privilege level (bits 13:12)", _iopl),
+    Field("value", "the whole register", lambda f: f),
+)
+_RFLAGS = _table(RFLAGS_FIELDS)
+
+CR4_FIELDS: tuple[Field, ...] = (
+    Field("MCE", "machine-check enable (bit 6)", lambda c: c.cr4_mce),
+)
+_CR4 = _table(CR4_FIELDS)
+
+
+def _rsp_stack(a: _At) -> str:
+    """The stack RSP points into (its top counts as inside), `guest memory`, `unmapped`,
+    `non-canonical`, or `symbolic` for a guest-chosen pointer."""
+    rsp = a.c.rsp
+    if isinstance(rsp, Term):
+        return "symbolic"
+    if isinstance(rsp, CodeAddr):
+        return "non-canonical"
+    platform = a.v.table.platform
+    if not is_canonical(rsp):
+        return "non-canonical"
+    name = region_name(platform, rsp & ADDRESS_MASK)
+    if name in (GUEST_MEMORY, "unmapped"):
+        top = next((r for r in platform.regions if r.hi == rsp), None)
+        if top is not None:
+            return top.name
+    return name
+
 
 CPU_FIELDS: tuple[Field, ...] = (
-    Field("id", "the CPU's number", index=True),
-    Field("cpl", "its current privilege level"),
-    Field("routine", "the routine its next instruction is in"),
-    Field("halted", "halted (HLT), waiting for an event"),
-    Field("shutdown", "in shutdown (triple fault)"),
-    Field("running", "neither halted nor shut down nor wild"),
-    Field("wild", "lost: it reached an address where the design has no code (wild-jump)"),
-    Field("nmi_blocked", "NMIs blocked (from NMI delivery to the next IRET)"),
-    Field("nmi_pending", "an NMI latched while blocked"),
-    Field("mcip", "MCG_STATUS.MCIP"),
-    Field("interrupts_enabled", "RFLAGS.IF"),
-    Field("idt", "the IDT its IDTR names (an instance name, or `empty`)", index=True),
-    Field("tss", "the TSS its TR names (an instance name, or `none`)", index=True),
-    Field("ipi_pending", "an NMI IPI sent to it has not yet arrived"),
-    Field("in_guest", "running guest code (CPL 3)"),
+    Field("id", "the CPU's number", lambda a: a.i, index=True),
+    Field("cpl", "its current privilege level", lambda a: a.c.cpl),
+    Field("cs", "the CS selector (the current one as the platform's selectors give it)",
+          lambda a: a.v.table.platform.selectors.cs(a.c.cpl)),
+    Field("ss", "the SS selector (the current one as the platform's selectors give it)",
+          lambda a: a.v.table.platform.selectors.ss(a.c.cpl)),
+    Field("rsp", "RSP (a number, or symbolic when guest-chosen)", lambda a: a.c.rsp),
+    Field("rsp_stack", "the stack RSP points into (its top included), `guest memory`, "
+          "`unmapped`, `non-canonical` or `symbolic`", _rsp_stack, index=True),
+    Field("rflags", "RFLAGS as a record: `IF DF TF AC NT RF IOPL value`",
+          lambda a: Record(_RFLAGS, a.c.rflags), shape=record_shape("rflags", RFLAGS_FIELDS)),
+    Field("interrupts_enabled", "RFLAGS.IF", lambda a: _bit(a.c.rflags, IF)),
+    Field("routine", "the routine its next instruction is in", lambda a: a.c.pc.routine),
+    Field("halted", "halted (HLT), waiting for an event", lambda a: a.c.run is Run.HALTED),
+    Field("shutdown", "in shutdown (triple fault)", lambda a: a.c.run is Run.SHUTDOWN),
+    Field("running", "neither halted nor shut down nor wild",
+          lambda a: a.c.run is Run.RUNNING),
+    Field("wild", "lost: it reached an address where the design has no code (wild-jump)",
+          lambda a: a.c.run is Run.WILD),
+    Field("in_guest", "running guest code (CPL 3)", lambda a: a.c.cpl == 3),
+    Field("running_guest", "running (not halted, not shut down) above ring 0: guest code, "
+          "a PV guest's kernel included (ring 1 or 3)",
+          lambda a: a.c.run is Run.RUNNING and a.c.cpl != 0),
+    Field("nmi_blocked", "NMIs blocked (from NMI delivery to the next IRET)",
+          lambda a: a.c.nmi_blocked),
+    Field("nmi_pending", "an NMI latched while blocked", lambda a: a.c.nmi_pending),
+    Field("ipi_pending", "an NMI IPI sent to it has not yet arrived", lambda a: a.c.ipi_nmi),
+    Field("mcip", "MCG_STATUS.MCIP", lambda a: a.c.mcip),
+    Field("shadow", "the interrupt shadow on the next boundary: `none`, `sti` or `mov_ss` "
+          "(SDM §6.8.3)", lambda a: a.c.shadow.name.lower()),
+    Field("held_db", "a #DB held back by MOV SS / POP SS, taken after the next instruction",
+          lambda a: a.c.held_db),
+    Field("gs", "whose GS base is active: `kernel` (this CPU's per-CPU area) or `user` "
+          "(anything else: the guest's, after an odd number of SWAPGS from Xen's)",
+          lambda a: "kernel" if a.c.gs_base is None else "user"),
+    Field("gs_swapped", "SWAPGS parity: KERNEL_GS_BASE's original value is live in GS",
+          lambda a: a.c.gs_swapped),
+    Field("cr4", "CR4 as a record: `MCE`", lambda a: Record(_CR4, a.c),
+          shape=record_shape("cr4", CR4_FIELDS)),
+    Field("idt", "the IDT its IDTR names (an instance name, or `empty`)",
+          lambda a: a.c.idtr or "empty", index=True),
+    Field("tss", "the TSS its TR names (an instance name, or `none`)",
+          lambda a: a.c.tr or "none", index=True),
 )
+_CPU_TABLE = _table(CPU_FIELDS)
+CPU_SHAPE = record_shape("CPU", CPU_FIELDS)
+
+
+class _Gate(NamedTuple):
+    vector: int
+    gate: Gate | None
+    in_limit: bool
+
+
+GATE_FIELDS: tuple[Field, ...] = (
+    Field("vector", "its vector", lambda g: g.vector),
+    Field("routine", "the handler's routine, `none` without a gate",
+          lambda g: g.gate.routine if g.gate is not None else "none"),
+    Field("type", "`interrupt` (clears IF) or `trap`, `none` without a gate",
+          lambda g: g.gate.kind if g.gate is not None else "none"),
+    Field("dpl", "its DPL (INT n from a CPL above it is #GP)",
+          lambda g: g.gate.dpl if g.gate is not None else 0),
+    Field("ist", "its IST index, 0 for none", lambda g: g.gate.ist if g.gate is not None else 0),
+    Field("present", "a gate with P=1 within the IDT's limit (delivery through anything "
+          "else faults)", lambda g: g.gate is not None and g.gate.present and g.in_limit),
+    Field("in_limit", "the vector lies within the IDT's limit", lambda g: g.in_limit),
+)
+_GATE = _table(GATE_FIELDS)
+GATE_SHAPE = record_shape("gate", GATE_FIELDS)
+
+
+class Gates(Sequence[Record]):
+    """An IDT's 256 gates by vector number (or by vector name, `gate["NMI"]`), each a
+    gate record; vectors without a gate read as `present` false."""
+
+    def __init__(self, idt: Idt | None):
+        self._idt = idt
+
+    def __len__(self) -> int:
+        return VECTORS
+
+    def _key(self) -> tuple[int, tuple[tuple[int, Gate], ...]]:
+        idt = self._idt
+        return (0, ()) if idt is None else (idt.limit, idt.gates)
+
+    def __eq__(self, other: object) -> bool:
+        """Two IDTs' gates are equal when every vector reads the same (names aside)."""
+        if isinstance(other, Gates):
+            return self._key() == other._key()
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        gates = self._idt.gates if self._idt is not None else ()
+        return "{" + ", ".join(f"{v}: {self[v]!r}" for v, _ in gates) + "}"
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, slice):
+            return [self[k] for k in range(VECTORS)[key]]
+        if isinstance(key, str):
+            if key not in VECTOR_BY_NAME:
+                raise KeyError(key)
+            key = VECTOR_BY_NAME[key]
+        if isinstance(key, bool) or not isinstance(key, int) or not 0 <= key < VECTORS:
+            raise IndexError(key)
+        idt = self._idt
+        if idt is None:
+            return Record(_GATE, _Gate(key, None, False))
+        return Record(_GATE, _Gate(key, idt.gate(key), key < idt.limit))
+
+
+IDT_FIELDS: tuple[Field, ...] = (
+    Field("limit", "how many vectors it covers (0: IDTR empty)",
+          lambda t: t.limit if t is not None else 0),
+    Field("gate", "its gates by vector: `gate[NMI]`, `gate[2]`, `gate['NMI']` (a gate record)",
+          lambda t: Gates(t), shape=ListShape(GATE_SHAPE)),
+)
+_IDT = _table(IDT_FIELDS)
+IDT_SHAPE = record_shape("IDT", IDT_FIELDS)
+
+TSS_FIELDS: tuple[Field, ...] = (
+    Field("loaded", "a TSS is there (false for a CPU without TR)", lambda t: t is not None),
+    Field("rsp0", "the stack RSP0 names, or `none`",
+          lambda t: (t.rsp0 or "none") if t is not None else "none"),
+    Field("ist", "the stacks IST1-7 name, by slot number: `ist[1]`..`ist[7]` (`ist[0]` is "
+          "always `none`: no IST)",
+          lambda t: ["none"] + [s or "none" for s in (t.ist if t is not None else (None,) * 7)],
+          shape=ListShape(None)),
+)
+_TSS = _table(TSS_FIELDS)
+TSS_SHAPE = record_shape("TSS", TSS_FIELDS)
+
+
+class _Of(NamedTuple):
+    v: Vocabulary
+    f: Frame
+
 
 FRAME_FIELDS: tuple[Field, ...] = (
-    Field("cpu", "the CPU whose delivery pushed it", index=True),
-    Field("vector", "its vector"),
-    Field("source", "the event kind that pushed it (`nmi`, `exception`, `external`, ...)"),
-    Field("stack", "the stack instance holding it, or `guest memory`", index=True),
-    Field("clobbered", "overwritten before its IRET"),
-    Field("on_guest_stack", "pushed at ring 0 onto guest-controlled memory"),
-    Field("from_cpl", "the CPL of the interrupted context"),
-    Field("guest_chosen", "its address derives from a symbolic guest input"),
-    Field("on_hypervisor_stack", "it lies on a hypervisor-owned stack"),
-    Field("interrupted", "the saved RIP, `routine+index`"),
+    Field("cpu", "the CPU whose delivery pushed it", lambda a: a.f.cpu, index=True),
+    Field("vector", "its vector", lambda a: a.f.vector),
+    Field("source", "the event kind that pushed it (`nmi`, `exception`, `external`, ...)",
+          lambda a: a.f.source),
+    Field("stack", "the stack instance holding it, or `guest memory`", lambda a: a.f.stack,
+          index=True),
+    Field("clobbered", "overwritten, before the interrupted context returned through it, by "
+          "something other than its own handler's deliberate store",
+          lambda a: a.f.clobbered),
+    Field("modified_by_handler", "its own handler stored into it (a fixup's saved RIP, the "
+          "saved RFLAGS an exit path edits)", lambda a: a.f.modified),
+    Field("on_guest_stack", "pushed at ring 0 onto guest-controlled memory",
+          lambda a: a.f.on_guest_stack),
+    Field("from_cpl", "the CPL of the interrupted context", lambda a: a.f.from_cpl),
+    Field("guest_chosen", "its address derives from a symbolic guest input",
+          lambda a: isinstance(a.f.lo, Term)),
+    Field("on_hypervisor_stack", "it lies on a hypervisor-owned stack",
+          lambda a: a.f.stack in a.v.hypervisor_stacks),
+    Field("interrupted", "the saved RIP, `routine+index`",
+          lambda a: str(read(a.v.machine, a.f.lo))),
 )
+_FRAME = _table(FRAME_FIELDS)
+FRAME_SHAPE = record_shape("frame", FRAME_FIELDS)
 
 
-def _cpu_record(v: Vocabulary, i: int) -> dict[str, Any]:
-    c = v.machine.cpus[i]
-    return {
-        "id": i,
-        "cpl": c.cpl,
-        "routine": c.pc.routine,
-        "halted": c.run is Run.HALTED,
-        "shutdown": c.run is Run.SHUTDOWN,
-        "running": c.run is Run.RUNNING,
-        "wild": c.run is Run.WILD,
-        "nmi_blocked": c.nmi_blocked,
-        "nmi_pending": c.nmi_pending,
-        "mcip": c.mcip,
-        "interrupts_enabled": bool(c.rflags & IF) if isinstance(c.rflags, int)
-        else sym.ne(sym.band(c.rflags, IF), 0),
-        "idt": c.idtr or "empty",
-        "tss": c.tr or "none",
-        "ipi_pending": c.ipi_nmi,
-        "in_guest": c.cpl == 3,
-    }
+def _cpu_record(v: Vocabulary, i: int) -> Record:
+    return Record(_CPU_TABLE, _At(v, i, v.machine.cpus[i]))
 
 
-def _cpus(v: Vocabulary) -> list[dict[str, Any]]:
+def _cpus(v: Vocabulary) -> list[Record]:
     return [_cpu_record(v, i) for i in range(len(v.machine.cpus))]
 
 
-def _frames(v: Vocabulary) -> list[dict[str, Any]]:
-    m = v.machine
-    hypervisor = v.hypervisor_stacks
-    return [
-        {
-            "cpu": f.cpu, "vector": f.vector, "source": f.source, "stack": f.stack,
-            "clobbered": f.clobbered, "on_guest_stack": f.on_guest_stack,
-            "from_cpl": f.from_cpl,
-            "guest_chosen": isinstance(f.lo, Term),
-            "interrupted": str(read(m, f.lo)),
-            "on_hypervisor_stack": f.stack in hypervisor,
-        }
-        for f in m.frames
-    ]
+def _frames(v: Vocabulary) -> list[Record]:
+    return [Record(_FRAME, _Of(v, f)) for f in v.machine.frames]
 
 
 _ALIVE = (Run.RUNNING, Run.HALTED)
@@ -176,24 +401,75 @@ def _frames_on(v: Vocabulary) -> Callable[[str], int]:
     return lambda stack: sum(1 for f in m.frames if f.stack == stack)
 
 
+def _cpu_number(v: Vocabulary, cpu: Any) -> int:
+    if isinstance(cpu, bool) or not isinstance(cpu, int) or not 0 <= cpu < len(v.machine.cpus):
+        raise KeyError(f"no CPU {cpu!r}")
+    return cpu
+
+
+def _idt_of(v: Vocabulary) -> Callable[[int], Record]:
+    m = v.machine
+    return lambda cpu: Record(_IDT, m.idt(m.cpus[_cpu_number(v, cpu)].idtr))
+
+
+def _tss_of(v: Vocabulary) -> Callable[[int], Record]:
+    m = v.machine
+    return lambda cpu: Record(_TSS, m.tss(m.cpus[_cpu_number(v, cpu)].tr))
+
+
+def _idts(v: Vocabulary) -> dict[str, Record]:
+    return {t.name: Record(_IDT, t) for t in v.machine.idts}
+
+
+def _tsss(v: Vocabulary) -> dict[str, Record]:
+    return {t.name: Record(_TSS, t) for t in v.machine.tsss}
+
+
 _CPU, _FRAMES, _INCIDENTS = (Part.CPU,), (Part.FRAMES,), (Part.INCIDENTS,)
+_CPU_TABLES = (Part.CPU, Part.TABLES)
+_CPU_LIST = ListShape(CPU_SHAPE)
+
+# The vectors by the SDM's mnemonic (Table 6-1), as constants: `gate[NMI]`, `f.vector == PF`.
+def _constant(value: int) -> Callable[[Vocabulary], int]:
+    return lambda v: value
+
+
+_VECTOR_CONSTANTS: tuple[Name, ...] = tuple(
+    Name(name.lstrip("#"), "int", f"vector {vector} ({name}), a constant",
+         (Part.CONSTANT,), _constant(vector))
+    for vector, name in sorted(VECTOR_NAMES.items())
+)
+
+# The frame sources of asynchronous events (model.x86.delivery.Source values): what the
+# environment or another CPU delivers at an instruction boundary, not what an instruction
+# raises. The delivery of one pushes its frame, so some explored state has a live one iff
+# some such event was delivered (checker.interface.Eventful).
+ASYNC_SOURCES = frozenset({"nmi", "machine-check", "external"})
 
 # The names every design has, in the order the reference lists them.
 BUILTIN: tuple[Name, ...] = (
     Name("cpus", "list of CPU records",
          "the CPUs, each a record (see docs/design-language.md#vocabulary)",
-         _CPU, _cpus, Renumbering.SEQUENCE),
+         _CPU, _cpus, Renumbering.SEQUENCE, _CPU_LIST),
     Name("cpu", "list of CPU records", "the same list, for cpu[1].halted",
-         _CPU, _cpus, Renumbering.SEQUENCE),
+         _CPU, _cpus, Renumbering.SEQUENCE, _CPU_LIST),
     Name("ncpus", "int", "the number of CPUs",
          (Part.CONSTANT,), lambda v: len(v.machine.cpus)),
     Name("frames", "list of frame records",
-         "live interrupt frames: cpu, vector, source, stack, clobbered, on_guest_stack, "
-         "from_cpl, guest_chosen (its address derives from a symbolic guest input), "
-         "on_hypervisor_stack, interrupted (the saved RIP, routine+index)",
-         (Part.FRAMES, Part.FRAME_MEMORY), _frames, Renumbering.COLLECTION),
-    Name("frame_clobbered", "bool", "some live frame has been overwritten before its IRET",
+         "live interrupt frames: cpu, vector, source, stack, clobbered, modified_by_handler, "
+         "on_guest_stack, from_cpl, guest_chosen (its address derives from a symbolic guest "
+         "input), on_hypervisor_stack, interrupted (the saved RIP, routine+index)",
+         (Part.FRAMES, Part.FRAME_MEMORY), _frames, Renumbering.COLLECTION,
+         ListShape(FRAME_SHAPE)),
+    Name("frame_clobbered", "bool",
+         "some live frame the interrupted context will still return through was overwritten "
+         "by something other than its own handler's deliberate store (a nested delivery, a "
+         "push, another CPU, guest code)",
          _FRAMES, lambda v: any(f.clobbered for f in v.machine.frames)),
+    Name("frame_modified_by_handler", "bool",
+         "some live frame was stored into by its own handler (a fixup setting the saved "
+         "RIP, an exit path editing the saved RFLAGS): deliberate, not a clobber",
+         _FRAMES, lambda v: any(f.modified for f in v.machine.frames)),
     Name("frame_on_guest_stack", "bool",
          "some live frame was pushed at ring 0 onto guest-controlled memory",
          _FRAMES, lambda v: any(f.on_guest_stack for f in v.machine.frames)),
@@ -225,6 +501,25 @@ BUILTIN: tuple[Name, ...] = (
          _FRAMES, _frames_on, Renumbering.CHANGES),
     Name("nmi_frames", "int", "how many live frames real NMIs pushed",
          _FRAMES, lambda v: sum(1 for f in v.machine.frames if f.source == "nmi")),
+    # The IDT a CPU's IDTR names holds no CPU number (gates name shared routines), so a
+    # renumbering maps idt_of(i) to idt_of(π(i)); a TSS names per-CPU stacks, so tss_of
+    # and the by-name tables are read on the unreduced state space.
+    Name("idt_of", "function (cpu) -> IDT record",
+         "idt_of(cpu): the IDT CPU cpu's IDTR names: `limit`, `gate[v]` (an empty IDTR: "
+         "limit 0, no gate present)",
+         _CPU_TABLES, _idt_of, Renumbering.INDEX_FUNCTION, FunctionShape(IDT_SHAPE)),
+    Name("tss_of", "function (cpu) -> TSS record",
+         "tss_of(cpu): the TSS CPU cpu's TR names: `loaded`, `rsp0`, `ist[1]`..`ist[7]`",
+         _CPU_TABLES, _tss_of, Renumbering.CHANGES, FunctionShape(TSS_SHAPE)),
+    Name("idts", "IDT records by instance name", "every IDT instance: idts['idt_table[0]']",
+         (Part.TABLES,), _idts, Renumbering.CHANGES, MapShape(IDT_SHAPE)),
+    Name("tsss", "TSS records by instance name", "every TSS instance: tsss['tss[1]']",
+         (Part.TABLES,), _tsss, Renumbering.CHANGES, MapShape(TSS_SHAPE)),
+    *_VECTOR_CONSTANTS,
+    Name("event_frames", "int",
+         "how many live frames asynchronous events pushed (NMIs, NMI IPIs included, #MCs, "
+         "external interrupts); the vacuity check's fact",
+         _FRAMES, lambda v: sum(1 for f in v.machine.frames if f.source in ASYNC_SOURCES)),
 )
 
 
@@ -293,6 +588,7 @@ class VocabularyTable:
             entries.append(_variable_entry(layout, var.name, var.per_cpu, renumbering))
         check_entries(entries)
         self.entries: dict[str, Name] = {e.name: e for e in entries}
+        self.platform = platform
         self.hypervisor_stacks = frozenset(
             r.name for r in platform.regions if r.owner == "hypervisor"
         )
@@ -302,13 +598,9 @@ class VocabularyTable:
         """Every name with its one-line meaning (the names the checker accepts)."""
         return self._descriptions
 
-    def fields(self) -> Mapping[str, frozenset[str]]:
-        """The fields of the records in the record sequences (the checker refuses any
-        other field before exploring)."""
-        return {
-            name: frozenset(f.name for f in RECORD_FIELDS[name])
-            for name in self.entries if name in RECORD_FIELDS
-        }
+    def shapes(self) -> Mapping[str, Shape]:
+        """The fields of each name that has records (the checker's load-time field check)."""
+        return {n: e.shape for n, e in self.entries.items() if e.shape is not None}
 
     def reads(self) -> Mapping[str, tuple[Read, ...]]:
         """What each name reads (partial-order reduction's visibility)."""
@@ -366,6 +658,7 @@ _READS_TEXT = {
     Part.FRAMES: "frames",
     Part.FRAME_MEMORY: "frame words",
     Part.INCIDENTS: "incidents",
+    Part.TABLES: "IDTs and TSSs",
     Part.CONSTANT: "nothing",
 }
 
@@ -382,14 +675,28 @@ def markdown() -> str:
         "| name | type | meaning | reads |",
         "|---|---|---|---|",
     ]
+    constants = {e.name for e in _VECTOR_CONSTANTS}
     for e in BUILTIN:
-        lines.append(f"| `{e.name}` | {e.type} | {e.doc} | {_reads_text(e.reads)} |")
+        if e.name not in constants:
+            lines.append(f"| `{e.name}` | {e.type} | {e.doc} | {_reads_text(e.reads)} |")
+    lines.append(
+        "| " + " ".join(f"`{e.name}`" for e in _VECTOR_CONSTANTS) + " | int | the vectors "
+        "by the SDM's mnemonic (Table 6-1): `idt_of(0).gate[NMI]`, `f.vector == PF` | nothing |"
+    )
     lines.append(
         "| every design variable by name | int, or a list (a per-CPU variable, an array) "
         "| its value | that variable |"
     )
     lines += ["", "| CPU record field | meaning |", "|---|---|"]
     lines += [f"| `{f.name}` | {f.doc} |" for f in CPU_FIELDS]
-    lines += ["", "| frame record field | meaning |", "|---|---|"]
-    lines += [f"| `{f.name}` | {f.doc} |" for f in FRAME_FIELDS]
+    for title, fields in (
+        ("`rflags` field (of a CPU record)", RFLAGS_FIELDS),
+        ("`cr4` field (of a CPU record)", CR4_FIELDS),
+        ("frame record field", FRAME_FIELDS),
+        ("IDT record field (`idt_of(cpu)`, `idts[name]`)", IDT_FIELDS),
+        ("gate record field (`idt_of(cpu).gate[NMI]`)", GATE_FIELDS),
+        ("TSS record field (`tss_of(cpu)`, `tsss[name]`)", TSS_FIELDS),
+    ):
+        lines += ["", f"| {title} | meaning |", "|---|---|"]
+        lines += [f"| `{f.name}` | {f.doc} |" for f in fields]
     return "\n".join(lines) + "\n"

@@ -11,6 +11,7 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 from checker.symbolic import Term, add, band, decide, eq
+from model.x86 import smap
 from model.x86.arch import (
     ADDRESS_MASK,
     CONTRIBUTORY_VECTORS,
@@ -177,6 +178,22 @@ def deliver(
         current = Event(Source.EXCEPTION, DF, 0) if outcome is Escalation.DOUBLE_FAULT else raised
 
 
+def _smap_fault(
+    platform: Platform, m: Machine, cpu_i: int, stores: list[tuple[Value, Value]], cpl: int,
+    where: Any,
+) -> tuple[Machine, ArchFault] | None:
+    """With CR4.SMAP, the first push that lands on a user page faults (#PF) instead of
+    writing guest memory (model.x86.smap); the pushes before it are made."""
+    rflags = m.cpus[cpu_i].rflags
+    for k, (address, _) in enumerate(stores):
+        try:
+            smap.check(platform, address, cpl, rflags, True, where)
+        except ArchFault as fault:
+            m, earlier = write_words(platform, m, stores[:k], cpl, where)
+            return m, earlier or fault
+    return None
+
+
 def _lookup_gate(idt: Idt | None, vector: Any) -> tuple[Any, Gate | None]:
     """The gate for `vector` (None beyond the limit or for an empty entry). A symbolic
     vector (a guest's INT $N) is split over the table's gates: each branch continues
@@ -253,6 +270,10 @@ def _enter_handler(
         # at 0xFFFFFFFFFFFFFFF8, a canonical unmapped address (#PF), not at -8.
         rsp = add(rsp, -WORD)
         stores.append((rsp, word))
+    if platform.smap:
+        refused = _smap_fault(platform, m, cpu_i, stores, new_cpl, where)
+        if refused is not None:
+            return refused
     m, fault = write_words(platform, m, stores, new_cpl, where)
     if fault is not None:
         return m, fault

@@ -5,7 +5,11 @@ design), in guest-controlled memory (the rest of the lower canonical half: a PV 
 memory is mapped while the hypervisor runs), unmapped (the rest of the upper half: #PF),
 or non-canonical (#SS for stack accesses, SDM §6.14.4 / Vol. 1 §3.3.7.1).
 
-Every word written over a live frame marks that frame clobbered, whoever wrote it.
+A word written over a live frame marks that frame clobbered, unless it is its own
+handler's deliberate store: a store instruction (`by`, not a push, a delivery or a copy)
+of the frame's CPU at CPL 0 while no newer frame of that CPU is live. That one marks it
+`modified` instead (a fixup setting the saved RIP, an exit path editing the saved RFLAGS).
+A frame the handler moves (`copy_words`, `hand_off`) is tracked where it went.
 """
 
 from __future__ import annotations
@@ -153,14 +157,16 @@ def read(m: Machine, address: Value) -> Value:
 
 def write(
     platform: Platform, m: Machine, address: Value, value: Value, cpl: int,
-    where: Where | None = None,
+    where: Where | None = None, by: int | None = None,
 ) -> Machine:
-    """Store one word, marking every live frame it lands on as clobbered."""
+    """Store one word, marking every live frame it lands on as clobbered, or as modified
+    when `by` (the CPU of a store instruction) is the frame's own handler."""
     region = check_access(platform, address, cpl, where)
+    owner = _owner(m, by, cpl)
     if not isinstance(address, Term) and not m.sym_memory:
         assert isinstance(address, int)
         at = address & ADDRESS_MASK  # store at the 64-bit address the access checked
-        frames = _landed_on(m.frames, (at,))
+        frames = _landed_on(m.frames, (at,), owner)
         if frames is not None:
             mem = m.memory
             i = bisect_left(mem, (at,))
@@ -168,7 +174,27 @@ def write(
             return m.with_memory(mem[:i] + ((at, value),) + mem[j:], frames)
     if isinstance(address, Term) and where is None:
         where = ("region", region) if region is not None else ("guest", None)
-    return _write_symbolic(platform, m, address, value, where)
+    return _write_symbolic(platform, m, address, value, where, owner)
+
+
+def _owner(m: Machine, by: int | None, cpl: int) -> int:
+    """The index in m.frames of the one frame a store by CPU `by` at `cpl` may modify
+    without clobbering it: that CPU's newest live frame, when the store is its handler's
+    (CPL 0; guest code writing over a frame clobbers it). -1 for none."""
+    if by is None or cpl != 0:
+        return -1
+    frames = m.frames
+    for k in range(len(frames) - 1, -1, -1):
+        if frames[k].cpu == by:
+            return k
+    return -1
+
+
+def _hit(f: Frame, own: bool) -> Frame:
+    """`f` after a word landed on it: modified by its own handler, else clobbered."""
+    if own:
+        return f if f.modified else f._replace(modified=True)
+    return f._replace(clobbered=True)
 
 
 def write_words(
@@ -208,7 +234,7 @@ def _write_concrete(
         words[address & ADDRESS_MASK] = value  # a later store to one address wins
     if not words:
         return m, failed
-    frames = _landed_on(m.frames, words)
+    frames = _landed_on(m.frames, words, -1)
     if frames is None:
         return None
     mem = m.memory
@@ -221,9 +247,12 @@ def _write_concrete(
     return m.with_memory(mem, frames), failed
 
 
-def _landed_on(frames: tuple[Frame, ...], addresses: Collection[int]) -> tuple[Frame, ...] | None:
+def _landed_on(
+    frames: tuple[Frame, ...], addresses: Collection[int], owner: int
+) -> tuple[Frame, ...] | None:
     """The frames after concrete stores at `addresses`: every live frame a word lands on
-    is clobbered. None when a frame is at a symbolic address (aliasing must be decided)."""
+    is clobbered, but frames[owner] (see _owner) only modified. None when a frame is at a
+    symbolic address (aliasing must be decided)."""
     if not frames:
         return frames
     low, high = min(addresses), max(addresses)
@@ -232,7 +261,8 @@ def _landed_on(frames: tuple[Frame, ...], addresses: Collection[int]) -> tuple[F
         lo = f.lo
         if not isinstance(lo, int):
             return None
-        if f.clobbered:
+        own = k == owner
+        if f.modified if own else f.clobbered:
             continue
         hi = (lo + FRAME_BYTES) & MASK  # Frame.hi, inlined
         if high < lo or low >= hi:
@@ -240,7 +270,7 @@ def _landed_on(frames: tuple[Frame, ...], addresses: Collection[int]) -> tuple[F
         if low == high or any(lo <= a < hi for a in addresses):
             if out is None:
                 out = list(frames)
-            out[k] = f._replace(clobbered=True)
+            out[k] = _hit(f, own)
     return frames if out is None else tuple(out)
 
 
@@ -260,14 +290,27 @@ def push(platform: Platform, m: Machine, cpu_i: int, value: Value) -> Machine:
     if isinstance(cpu.rsp, CodeAddr):
         raise ArchFault(SS, 0, "RSP holds a code address")
     new_rsp = add(cpu.rsp, -WORD)  # RSP wraps modulo 2^64 (SDM Vol. 1 §3.3.7)
+    if platform.smap:
+        _smap_check(platform, new_rsp, cpu.cpl, cpu.rflags, True)
     m = write(platform, m, new_rsp, value, cpu.cpl)
     return m.with_cpu(cpu_i, m.cpus[cpu_i].with_rsp(new_rsp))
+
+
+def _smap_check(
+    platform: Platform, address: Value, cpl: int, rflags: int | Term, write: bool
+) -> None:
+    """model.x86.smap.check (imported here, not at the top: smap builds on this module)."""
+    from model.x86 import smap
+
+    smap.check(platform, address, cpl, rflags, write)
 
 
 def pop(platform: Platform, m: Machine, cpu_i: int) -> tuple[Machine, Value]:
     """POP: load from RSP, then RSP += 8. The word is forgotten and frames passed die."""
     cpu = m.cpus[cpu_i]
     check_access(platform, cpu.rsp, cpu.cpl)
+    if platform.smap:
+        _smap_check(platform, cpu.rsp, cpu.cpl, cpu.rflags, False)
     value = read(m, cpu.rsp)
     if isinstance(cpu.rsp, Term):
         m = m._replace(sym_memory=tuple(e for e in m.sym_memory if e[0] != cpu.rsp))
@@ -309,33 +352,64 @@ def copy_words(
     """REP MOVSQ of `count` words from `src` to `dst`: frames inside the source move.
 
     Xen's handle_ist_exception copies an IST frame to the primary stack this way; the copy
-    becomes the live frame and the IST copy is consumed.
+    becomes the live frame and the IST copy is consumed. A frame that moves is not
+    clobbered by its own copy (Xen's exception_with_ints_disabled moves its frame down a
+    word, the copy overlapping the original); any other live frame the copy lands on is.
     """
     cpl = m.cpus[cpu_i].cpl
     words = [read(m, src + k * WORD) for k in range(count)]
+    end = src + count * WORD
+
+    def moves(f: Frame) -> bool:
+        return isinstance(f.lo, int) and src <= f.lo and f.lo + FRAME_BYTES <= end
+
+    travelling = tuple(f for f in m.frames if moves(f))
+    if travelling:
+        m = m._replace(frames=tuple(f for f in m.frames if not moves(f)))
     for k, w in enumerate(words):
         m = write(platform, m, dst + k * WORD, w, cpl)
-    end = src + count * WORD
     moved: list[Frame] = []
-    kept: list[Frame] = []
-    for f in m.frames:
+    kept: list[Frame] = list(m.frames)
+    for f in travelling:
         # A frame at a symbolic address was pushed on a guest's stack pointer: not one
         # the hypervisor's copy of its own stack moves.
-        if isinstance(f.lo, int) and src <= f.lo and f.lo + FRAME_BYTES <= end:
-            moved.append(
-                f._replace(
-                    lo=f.lo - src + dst,
-                    stack=region_name(platform, f.lo - src + dst),
-                    on_guest_stack=f.on_guest_stack
-                    or is_guest_controlled(platform, f.lo - src + dst),
-                )
-            )
-        else:
-            kept.append(f)
+        assert isinstance(f.lo, int)
+        moved.append(_moved(platform, f, f.lo - src + dst))
     if not moved:
         return m
     # The copies are their CPU's newest frames; a stable sort keeps the order by CPU.
     return m._replace(frames=tuple(sorted(kept + moved, key=lambda f: f.cpu)))
+
+
+def _moved(platform: Platform, f: Frame, lo: int) -> Frame:
+    return f._replace(
+        lo=lo,
+        stack=region_name(platform, lo),
+        on_guest_stack=f.on_guest_stack or is_guest_controlled(platform, lo),
+    )
+
+
+def hand_off(platform: Platform, m: Machine, cpu_i: int, src: int, dst: int) -> Machine:
+    """A design's declaration that CPU `cpu_i`'s live frame at `src` (its saved-RIP word)
+    was copied to `dst` and the interrupted context will return through the copy: the
+    frame is tracked at `dst` from now on, and what happens to the words at `src` no
+    longer concerns it (Linux's NMI entry copies its hardware frame this way; nested NMIs
+    then overwrite the original on purpose). Checked, not trusted: the five words at `dst`
+    must equal those at `src` (ValueError otherwise, or when there is no such frame)."""
+    src &= ADDRESS_MASK
+    dst &= ADDRESS_MASK
+    frame = next((f for f in m.frames if f.cpu == cpu_i and f.lo == src), None)
+    if frame is None:
+        raise ValueError(f"no live frame of cpu{cpu_i} at {src:#x}")
+    for k in range(5):
+        a, b = read(m, src + k * WORD), read(m, dst + k * WORD)
+        if a is not b and a != b:
+            raise ValueError(
+                f"the word at {dst + k * WORD:#x} is not a copy of the frame's word at "
+                f"{src + k * WORD:#x}"
+            )
+    moved = _moved(platform, frame, dst)
+    return m._replace(frames=tuple(moved if f is frame else f for f in m.frames))
 
 
 def _symbolic_frames(m: Machine) -> bool:
@@ -382,17 +456,18 @@ def _same_place(platform: Platform, a: int, where: Where | None) -> bool:
 
 
 def _write_symbolic(
-    platform: Platform, m: Machine, address: Value, value: Value, where: Where | None = None
+    platform: Platform, m: Machine, address: Value, value: Value, where: Where | None = None,
+    owner: int = -1,
 ) -> Machine:
     """A write where symbolic addresses or frames are involved: aliasing is decided (only
     against words that can be in the same place)."""
     frames = tuple(
-        f._replace(clobbered=True)
-        if not f.clobbered
+        _hit(f, k == owner)
+        if not (f.modified if k == owner else f.clobbered)
         and (not isinstance(f.lo, int) or _same_place(platform, f.lo, where))
         and overlaps(f, address)
         else f
-        for f in m.frames
+        for k, f in enumerate(m.frames)
     )
     if isinstance(address, Term):
         kept = tuple(e for e in m.sym_memory if not decide(eq(e[0], address)))

@@ -94,6 +94,17 @@ class Selectors(NamedTuple):
         return self.ring0_ss if cpl == 0 else self.ring3_ss
 
 
+class Breakpoint(NamedTuple):
+    """One armed debug-address register (DR0-DR3 with its DR7 fields, SDM Vol. 3B
+    §17.2.4): `kind` is "exec" (R/W=00), "write" (01) or "rw" (11, reads or writes);
+    `address` is a linear address, or a code address for an instruction breakpoint;
+    `length` is DR7 LENn, 1, 2, 4 or 8 bytes (model.x86.debug applies them)."""
+
+    kind: str
+    address: int | CodeAddr
+    length: int = 1
+
+
 class Run(IntEnum):
     """What a CPU is doing between instructions."""
 
@@ -155,6 +166,11 @@ class Tss(NamedTuple):
 class Frame(NamedTuple):
     """An interrupt frame pushed by delivery, tracked until IRET or a copy consumes it.
 
+    It is clobbered when something other than its own handler's deliberate store writes
+    over it: a delivery's pushes, a PUSH or CALL, another CPU, guest code, or a store made
+    while a newer frame of its CPU is live (a nested handler). Its own handler (its CPU at
+    CPL 0, with no newer frame live) storing into it only marks it `modified`.
+
     `lo` is the address of the saved RIP; the five words SS, RSP, RFLAGS, CS, RIP occupy
     [lo, lo + 40). The error code (when pushed) sits below `lo` and is not tracked: handlers
     legitimately rewrite it (Xen stores the vector in its upper half).
@@ -166,8 +182,9 @@ class Frame(NamedTuple):
     lo: int | Term  # symbolic when pushed at a guest-chosen stack pointer
     stack: str  # the region holding it, "guest memory" for guest-controlled addresses
     from_cpl: int  # the CPL of the interrupted context (the saved CS's RPL)
-    clobbered: bool = False
+    clobbered: bool = False  # overwritten by anything but its own handler's stores
     on_guest_stack: bool = False
+    modified: bool = False  # its own handler stored into it (a fixup's saved RIP)
 
     @property
     def hi(self) -> int | Term:
@@ -190,7 +207,9 @@ class Cpu(NamedTuple):
     nmi_pending: bool = False  # the one latched NMI; more while blocked are lost
     mcip: bool = False  # MCG_STATUS.MCIP (SDM §15.3.1.2)
     shadow: Shadow = Shadow.NONE
-    held_db: bool = False  # a #DB held back by MOV SS / POP SS (SDM §6.8.3)
+    # A #DB trap pending for the next boundary (a breakpoint or single-step trap of the
+    # previous instruction), held back past the next instruction by MOV SS (SDM §6.8.3).
+    held_db: bool = False
     run: Run = Run.RUNNING
     idtr: str | None = None
     tr: str | None = None
@@ -325,6 +344,10 @@ class Platform:
     selectors: Selectors = field(default_factory=Selectors)  # the CS/SS delivery pushes per CPL
     lstar: str | None = None  # the routine SYSCALL enters
     mode64: bool = True  # 64-bit mode (INTO is #UD); False models a compat-mode guest
+    # The debug registers software armed (model.x86.debug), the same on every CPU, and
+    # CR4.SMAP (model.x86.smap).
+    breakpoints: tuple[Breakpoint, ...] = ()
+    smap: bool = False
     _by_name: dict[str, StackRegion] = field(default_factory=dict, compare=False, repr=False)
     # The non-empty regions sorted by address, when no two overlap (a binary search then
     # finds the only candidate); None falls back to the first match in declaration order.
