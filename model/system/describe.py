@@ -76,7 +76,9 @@ class TraceDescription:
         out: dict[str, str | int | bool] = {"cpu": a.cpu, "kind": str(a.kind)}
         if a.kind in ("step", "fault"):
             ins = self.interp.instr_at(cpu.pc)
-            text = ins.text if ins is not None else "?"
+            text = ins.text if ins is not None else (
+                f"jumps to {cpu.pc}, where the design has no code: it is lost"
+            )
             if a.kind == "fault" and ins is not None and ins.fault is not None:
                 if ins.fault == DB:  # `@fault(#DB)` is a trap: the step completes first
                     text = f"{text}  -> completes, then #DB (trap)"

@@ -104,6 +104,8 @@ TIMED_OUT = "timeout-fired"
 FOREIGN_GS = "percpu-access-through-foreign-gs-base"
 # An indirect jump or call to an address where the design has no code.
 WILD_BRANCH = "indirect-branch-to-non-code"
+# A CPU reached an address where the design has no code (a wild return): it is lost.
+WILD_JUMP = "wild-jump"
 
 # `send_nmi(X)`'s destination shorthands, as model.x86.events names them.
 _SHORTHANDS = {"SELF": "self", "ALL_BUT_SELF": "all-but-self", "ALL": "all"}
@@ -522,9 +524,7 @@ class Interpreter:
         site = self._sites.get(cpu.pc) or self._site(cpu.pc)
         ins = site.ins
         if ins is None:
-            raise InputError(
-                f"CPU {cpu_i} has no instruction at {cpu.pc}", self.layout.design.path, 1
-            )
+            return self.wild(s, cpu_i)
         shadow_before = cpu.shadow
         if ins.op == "c.atomic_begin":
             return self._atomic(s, cpu_i)
@@ -541,6 +541,13 @@ class Interpreter:
         cpu = m.cpus[cpu_i]
         after = after_instruction(cpu, shadow_before)
         return s if after is cpu else s.with_machine(m.with_cpu(cpu_i, after))
+
+    def wild(self, s: SysState, cpu_i: int) -> SysState:
+        """CPU cpu_i's pc is where the design has no code (a return to an address it
+        does not name, and no `guest_code` catch-all): what runs there is unknown, so the
+        CPU is lost (Run.WILD, final) and the machine records WILD_JUMP."""
+        m = s.machine.incident(WILD_JUMP)
+        return s.with_machine(m.with_cpu(cpu_i, m.cpus[cpu_i]._replace(run=Run.WILD)))
 
     def _debug_step(
         self, s: SysState, cpu_i: int, site: _Site, choice: int, shadow_before: Shadow,

@@ -250,7 +250,7 @@ class TransitionRelation:
         `choose`), none while a wait is not ready, and the environment's fault."""
         ins = self.interp.instr_at(pc)
         if ins is None:
-            out.append(Action(ActionKind.STEP, i))  # reports the missing instruction
+            out.append(Action(ActionKind.STEP, i))  # the CPU goes wild (Interpreter.wild)
             return
         if ins.op in ("c.wait_until", "c.wait_timeout"):
             if self.interp.wait_ready(s, i, ins):
@@ -334,8 +334,9 @@ class TransitionRelation:
         return s._replace(budgets=tuple(b))
 
     def is_terminal(self, s: SysState) -> bool:
-        """Every CPU halted or shut down: nothing is left to run (not a deadlock)."""
-        return all(c.run is not Run.RUNNING for c in s.machine.cpus)
+        """Every CPU halted or shut down: nothing is left to run (not a deadlock). A CPU
+        that went wild is not done, so a state it stops in is a deadlock."""
+        return all(c.run is Run.HALTED or c.run is Run.SHUTDOWN for c in s.machine.cpus)
 
 
 def _environment_breakpoints(env: Environment) -> tuple[BreakpointDecl, ...]:

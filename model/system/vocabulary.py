@@ -224,7 +224,10 @@ CPU_FIELDS: tuple[Field, ...] = (
     Field("routine", "the routine its next instruction is in", lambda a: a.c.pc.routine),
     Field("halted", "halted (HLT), waiting for an event", lambda a: a.c.run is Run.HALTED),
     Field("shutdown", "in shutdown (triple fault)", lambda a: a.c.run is Run.SHUTDOWN),
-    Field("running", "neither halted nor shut down", lambda a: a.c.run is Run.RUNNING),
+    Field("running", "neither halted nor shut down nor wild",
+          lambda a: a.c.run is Run.RUNNING),
+    Field("wild", "lost: it reached an address where the design has no code (wild-jump)",
+          lambda a: a.c.run is Run.WILD),
     Field("in_guest", "running guest code (CPL 3)", lambda a: a.c.cpl == 3),
     Field("running_guest", "running (not halted, not shut down) above ring 0: guest code, "
           "a PV guest's kernel included (ring 1 or 3)",
@@ -383,10 +386,13 @@ def _frames(v: Vocabulary) -> list[Record]:
     return [Record(_FRAME, _Of(v, f)) for f in v.machine.frames]
 
 
+_ALIVE = (Run.RUNNING, Run.HALTED)
+
+
 def _running(v: Vocabulary) -> Callable[[int, str], bool]:
     m = v.machine
     return lambda cpu, routine: (
-        m.cpus[cpu].pc.routine == routine and m.cpus[cpu].run is not Run.SHUTDOWN
+        m.cpus[cpu].pc.routine == routine and m.cpus[cpu].run in _ALIVE
     )
 
 
@@ -469,8 +475,12 @@ BUILTIN: tuple[Name, ...] = (
          _FRAMES, lambda v: any(f.on_guest_stack for f in v.machine.frames)),
     Name("any_shutdown", "bool", "some CPU is in shutdown (triple fault)",
          _CPU, lambda v: any(c.run is Run.SHUTDOWN for c in v.machine.cpus)),
-    Name("all_halted", "bool", "every CPU is halted or shut down",
-         _CPU, lambda v: all(c.run is not Run.RUNNING for c in v.machine.cpus)),
+    Name("all_halted", "bool", "every CPU is halted or shut down (a wild CPU is neither)",
+         _CPU, lambda v: all(c.run is Run.HALTED or c.run is Run.SHUTDOWN
+                             for c in v.machine.cpus)),
+    Name("any_wild", "bool",
+         "some CPU reached an address where the design has no code and is lost (wild-jump)",
+         _CPU, lambda v: any(c.run is Run.WILD for c in v.machine.cpus)),
     Name("incidents", "list of str",
          "sticky happenings: ist-without-tss, freed-init-code-executed, timeout-fired, ...",
          _INCIDENTS, lambda v: list(v.machine.incidents)),

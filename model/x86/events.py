@@ -25,7 +25,7 @@ def lapic_accepts(vector: int) -> bool:
 
 
 def alive(cpu: Cpu) -> bool:
-    return cpu.run is not Run.SHUTDOWN
+    return cpu.run is not Run.SHUTDOWN and cpu.run is not Run.WILD
 
 
 def can_take_external(cpu: Cpu) -> bool:
@@ -90,9 +90,10 @@ def at_boundary(
     it, so arriving NMIs, interrupts and #DF are offered beside the instruction (when
     each arrives is the choice), not instead of it. An NMI arriving while one is already
     latched is lost (§6.7.1: one latch), so it is not offered. A CPU in shutdown takes
-    nothing (§6.15 Interrupt 8; the model keeps shutdown final).
+    nothing (§6.15 Interrupt 8; the model keeps shutdown final), nor does a CPU that
+    went wild (Run.WILD: the model no longer knows what it executes).
     """
-    if cpu.run is Run.SHUTDOWN:
+    if not alive(cpu):
         return ()
     out: list[BoundaryEvent] = []
     if machine_check:

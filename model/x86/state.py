@@ -161,6 +161,9 @@ class Run(IntEnum):
     RUNNING = 0
     HALTED = 1  # HLT: waits for an event (SDM Vol. 2 HLT)
     SHUTDOWN = 2  # triple fault (SDM §6.15 #DF): nothing but RESET/INIT restarts it
+    # Control went to an address whose code the model does not know (a wild jump or
+    # return): what the CPU does next is unknown, so the model follows it no further.
+    WILD = 3
 
 
 class Shadow(IntEnum):
