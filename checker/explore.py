@@ -42,6 +42,7 @@ from checker.interface import (
     describe_action,
     require_core,
 )
+from checker.limits import ResourceLimit, deadline
 from checker.parallel import Pool as _Pool
 from checker.rules import DECIDING_VALUE, decides, decision, exhausted, final_violated
 from checker.symbolic import Term
@@ -267,6 +268,8 @@ class PropertyTracker:
         for index, predicate, kind in self.on_new:
             try:
                 hit = decides(kind, state, predicate(vocab), self.symbolic)
+            except ResourceLimit:
+                raise  # no answer: the exploration stops, incomplete
             except Exception as exc:  # a property error must not stop the others
                 self.decide(index, Verdict.ERROR, "the expression failed: " + _describe(exc), key)
             else:
@@ -288,6 +291,8 @@ class PropertyTracker:
                     bad = final_violated(state, predicate(self.vocabulary(state)), self.symbolic)
                 else:
                     bad = not self.is_terminal(state)
+            except ResourceLimit:
+                raise
             except Exception as exc:
                 what = "expression" if kind is Kind.FINAL else "model's is_terminal"
                 self.decide(index, Verdict.ERROR, f"the {what} failed: {_describe(exc)}", key)
@@ -421,10 +426,13 @@ class _Search:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            self._levels()
+            with deadline(self.clock.deadline, self.bounds.timeout):
+                self._levels()
             exhausted = True
         except _Stop as stop:
             stop_reason = stop.reason
+        except ResourceLimit as limit:  # a bound inside a step: incomplete, with the reason
+            stop_reason = str(limit)
         except Exception as exc:
             # The model itself failed: every undecided property is an error, with the reason.
             model_error = "the model raised " + _describe(exc)

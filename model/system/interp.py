@@ -1101,6 +1101,8 @@ class Interpreter:
         path = s.path
         if decl.low is not None and decl.high is not None:
             bounds = [sym.ule(decl.low, value), sym.ule(value, decl.high)]
+            for c in bounds:
+                sym.assume(c)  # a symbolic state's step replaces the path: keep them
             path = tuple(sorted(set(path) | {c for c in bounds if isinstance(c, Term)}, key=repr))
         return s._replace(path=path, symbolic=True), value
 
