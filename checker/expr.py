@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from checker import limits
 from checker import symbolic as sym
 from checker.errors import CheckerError
 from checker.symbolic import Term
@@ -29,8 +30,13 @@ Env = Mapping[str, Any]
 Locals = Mapping[str, Any]  # the comprehension variables bound around a sub-expression
 Fn = Callable[[Locals, Env], Any]
 
-# Shift counts beyond this raise rather than build enormous integers.
-MAX_SHIFT = 4096
+# Evaluation budget (docs/properties.md#limits): an expression is refused (the verdict is
+# `error`) rather than left to exhaust time or memory.
+MAX_SHIFT = 4096  # shift counts beyond this would build enormous integers
+MAX_SEQUENCE = 1 << 16  # characters or elements a string/tuple/list built by * or + may have
+MAX_INT_BITS = 1 << 16  # bits of an integer a product may have
+MAX_ITEMS = 1 << 18  # items the generators of one evaluation may produce, nested ones too
+_TIME_EVERY = 1 << 12  # items between looks at the --timeout deadline
 
 
 class ExprError(CheckerError):
@@ -152,16 +158,33 @@ def _lshift(a: Any, b: Any) -> Any:
     return a << b
 
 
-MAX_REPEAT = 1 << 20
+_SEQUENCES = (str, list, tuple)
 
 
 def _mul(a: Any, b: Any) -> Any:
-    # `"x" * 10**12` would exhaust memory; repeating a sequence is capped.
-    if (isinstance(a, str | list | tuple) and isinstance(b, int) and b > MAX_REPEAT) or (
-        isinstance(b, str | list | tuple) and isinstance(a, int) and a > MAX_REPEAT
-    ):
-        raise EvalError(f"repeating a sequence more than {MAX_REPEAT} times")
+    # `"x" * 10**12` would exhaust memory: what a product builds is capped.
+    if isinstance(b, _SEQUENCES) and isinstance(a, int):
+        a, b = b, a
+    if isinstance(a, _SEQUENCES) and isinstance(b, int):
+        if len(a) * max(b, 0) > MAX_SEQUENCE:
+            raise EvalError(
+                f"repeating a sequence of {len(a)} {b} times builds more than "
+                f"{MAX_SEQUENCE} items (the expression limit)"
+            )
+    elif isinstance(a, int) and isinstance(b, int):
+        if a.bit_length() + b.bit_length() > MAX_INT_BITS:
+            raise EvalError(f"a product of more than {MAX_INT_BITS} bits (the expression limit)")
     return a * b
+
+
+def _add(a: Any, b: Any) -> Any:
+    if isinstance(a, _SEQUENCES) and isinstance(b, _SEQUENCES) and len(a) + len(b) > (
+        MAX_SEQUENCE
+    ):
+        raise EvalError(
+            f"joining two sequences builds more than {MAX_SEQUENCE} items (the expression limit)"
+        )
+    return a + b
 
 
 def _not_in(a: Any, b: Any) -> Any:
@@ -176,7 +199,7 @@ def _in(a: Any, b: Any) -> Any:
 
 
 _BINOPS: Mapping[type[ast.operator], Callable[[Any, Any], Any]] = {
-    ast.Add: _symbolic("add", operator.add),
+    ast.Add: _symbolic("add", _add),
     ast.Sub: _symbolic("sub", operator.sub),
     ast.Mult: _symbolic("mul", _mul),
     ast.FloorDiv: _symbolic("floordiv", operator.floordiv),
@@ -323,7 +346,35 @@ def compile_expr(source: str) -> Expr:
     except RecursionError:
         raise ExprError("expression is too deeply nested") from None
     evaluate: Callable[[Env], Any] = functools.partial(fn, _NO_LOCALS)
+    if compiler.generators:
+        # Generators are the only loops: their items are counted per evaluation.
+        budget = compiler.budget
+
+        def evaluate(env: Env) -> Any:
+            budget.items = 0
+            return fn(_NO_LOCALS, env)
+
     return Expr(text, tuple(compiler.refs), fn, evaluate)
+
+
+class _Budget:
+    """The generator items one evaluation has produced so far (MAX_ITEMS)."""
+
+    __slots__ = ("items",)
+
+    def __init__(self) -> None:
+        self.items = 0
+
+    def spend(self) -> None:
+        """Count an item; every _TIME_EVERY items, look at the limits."""
+        self.items += 1
+        if not self.items % _TIME_EVERY:
+            if self.items > MAX_ITEMS:
+                raise EvalError(
+                    f"the expression's generators produced more than {MAX_ITEMS} items in one "
+                    "state (the expression limit)"
+                )
+            limits.check_time("evaluating a property expression")
 
 
 def _syntax_error(err: SyntaxError) -> ExprError:
@@ -337,6 +388,8 @@ class _Compiler:
         self.lines = source.split("\n")
         self.wrapped = wrapped
         self.refs: list[NameRef] = []
+        self.budget = _Budget()
+        self.generators = False  # the expression has a generator (to count its items)
 
     # -- positions ---------------------------------------------------------------------
 
@@ -704,6 +757,8 @@ class _Compiler:
         conds = [self.compile(cond, inner) for cond in gen.ifs]
         elt = self.compile(node.elt, inner)
         text = self.segment(gen.iter)
+        self.generators = True
+        budget = self.budget
 
         def generate(loc: Locals, env: Env) -> Iterator[Any]:
             source = iterable(loc, env)
@@ -714,7 +769,7 @@ class _Compiler:
                     f"{text}: a value of type {type(source).__name__} is not iterable"
                 ) from None
             bound = dict(loc)
-            return _generate(items, bound, var, conds, elt, env)
+            return _generate(items, bound, var, conds, elt, env, budget)
 
         return generate
 
@@ -726,9 +781,12 @@ _COMPILE_RULES: dict[str, Callable[..., Fn]] = {
 
 
 def _generate(
-    items: Iterator[Any], bound: dict[str, Any], var: str, conds: list[Fn], elt: Fn, env: Env
+    items: Iterator[Any], bound: dict[str, Any], var: str, conds: list[Fn], elt: Fn, env: Env,
+    budget: _Budget,
 ) -> Iterator[Any]:
+    spend = budget.spend
     for item in items:
+        spend()
         bound[var] = item
         verdicts = [cond(bound, env) for cond in conds]
         terms = [sym.truth(v) for v in verdicts if isinstance(v, Term)]
