@@ -218,20 +218,32 @@ def _join_continuations(lines: list[str]) -> list[str]:
     return out
 
 
+def read_design(path: str | Path) -> str:
+    """The text of a design file: UTF-8, else an error at the first bad byte's line."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read design: {e.strerror or e}", str(p)) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise InputError(
+            f"design file is not valid UTF-8 (byte {raw[e.start]:#04x})", str(p), line
+        ) from None
+
+
 def parse_design(path: str | Path, variant: Mapping[str, str] | None = None) -> Design:
     """Parse the design at `path` for the given knob values (unset knobs: defaults)."""
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise InputError(f"cannot read design: {e.strerror}", str(p)) from None
-    return _Parser(str(p), text, dict(variant or {})).parse()
+    return _Parser(str(p), read_design(p), dict(variant or {})).parse()
 
 
 def design_knobs(path: str | Path) -> tuple[str, dict[str, tuple[str, ...]]]:
     """The design's name and knobs, without selecting a variant."""
     p = Path(path)
-    parser = _Parser(str(p), p.read_text(), {})
+    parser = _Parser(str(p), read_design(p), {})
     parser.scan_header()
     return parser.name, parser.knobs
 
