@@ -115,7 +115,9 @@ class _Builder:
     pending: list[tuple[int, str, Loc]] = field(default_factory=list)  # unresolved targets
 
 
-_MAX_EXPANDED = 100_000  # lines a design may expand to (`.rept` counts, nested macros)
+# Limits of macro expansion (docs/design-language.md#limits).
+_MAX_EXPANDED = 20_000  # lines a design may expand to (`.rept` counts, nested macros)
+_MAX_NESTING = 64  # macros and repetition blocks expanding inside one another
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,13 @@ def _unquote(text: str) -> str:
     return t[1:-1] if len(t) >= 2 and t[0] == t[-1] == '"' else t
 
 
+_PARAMETER = re.compile(r"\\(\w+|@|\(\))")
+_REPEAT = re.compile(r"\.(rept|irpc|irp)(?:\s+(.*))?$")
+_INVOCATION = re.compile(
+    r"(\s*)((?:\d+|[A-Za-z_.$][\w.$]*):)?\s*([A-Za-z_.$][\w.$]*)(?=\s|$)(.*)$"
+)
+
+
 def _substitute(text: str, values: Mapping[str, str], counter: str | None) -> str:
     r"""GNU as substitution in a macro or `.irp` body: `\name` is the argument, `\()`
     separates it from text that follows, `\@` counts macro invocations. Other `\x`
@@ -183,7 +192,7 @@ def _substitute(text: str, values: Mapping[str, str], counter: str | None) -> st
             return counter if counter is not None else m.group(0)
         return values[word] if word in values else m.group(0)
 
-    return re.sub(r"\\(\w+|@|\(\))", one, text)
+    return _PARAMETER.sub(one, text) if "\\" in text else text
 
 
 def strip_comments(text: str) -> list[str]:
@@ -278,6 +287,7 @@ class _Parser:
         self.routines: dict[str, _Builder] = {}
         self.macros: dict[str, _Macro] = {}
         self.invocations = 0  # macro invocations so far (what `\@` counts)
+        self._expanded = 0  # lines of the expansion made so far (_MAX_EXPANDED)
         self.section = ".text"
         self.previous_section = ".text"  # what `.previous` returns to
         # .pushsection: (section, previous section, the routine it interrupted, where)
@@ -420,7 +430,8 @@ class _Parser:
         if current is not None:
             raise _err(f".macro {current.name} without .endm", current.loc)
         self._scan_consts(out)  # `.rept N` may name a constant
-        expanded = self._expand(out, depth=0)
+        self._expanded = 0
+        expanded = self._expand(out, depth=0, active=())
         for line in expanded:
             left = re.search(r"\\(\w+|@|\(\))", line.text)
             if left:
@@ -457,36 +468,48 @@ class _Parser:
                 if e[0] == "const":
                     self.consts[m.group(1)] = e[1]
 
-    def _expand(self, lines: list[_Line], depth: int) -> list[_Line]:
+    def _emit(self, out: list[_Line], line: _Line) -> None:
+        """Append a line of the final expansion, counting it against _MAX_EXPANDED as it
+        is made (so that a blow-up stops before it is built)."""
+        self._expanded += 1
+        if self._expanded > _MAX_EXPANDED:
+            raise _err(f"the expansion is over {_MAX_EXPANDED} lines (the design limit)",
+                       line.loc)
+        out.append(line)
+
+    def _expand(self, lines: list[_Line], depth: int, active: tuple[str, ...]) -> list[_Line]:
+        """Expand macro invocations and repetition blocks in `lines`; `active` are the
+        macros being expanded around them (a macro in it again never terminates: a
+        design's `.if` is decided before macros, so nothing can stop the recursion)."""
+        if depth > _MAX_NESTING:
+            where = lines[0].loc if lines else Loc(self.path, 1)
+            raise _err(f"macros and .rept/.irp blocks nest more than {_MAX_NESTING} deep",
+                       where)
         out: list[_Line] = []
         i = 0
         while i < len(lines):
             line = lines[i]
             s = line.text.strip()
-            rep = re.match(r"\.(rept|irpc|irp)(?:\s+(.*))?$", s)
+            rep = _REPEAT.match(s)
             if rep:
                 block, i = self._repeat_block(lines, i)
                 for copy in self._repeat_copies(rep.group(1), rep.group(2) or "", block, line.loc):
-                    out.extend(self._expand(copy, depth + 1))
-                if len(out) > _MAX_EXPANDED:
-                    raise _err(f"the expansion is over {_MAX_EXPANDED} lines", line.loc)
+                    out.extend(self._expand(copy, depth + 1, active))
                 continue
             if s == ".endr":
                 raise _err(".endr without .rept, .irp or .irpc", line.loc)
             i += 1
-            m = re.match(
-                r"(\s*)((?:\d+|[A-Za-z_.$][\w.$]*):)?\s*([A-Za-z_.$][\w.$]*)(?=\s|$)(.*)$",
-                line.text,
-            )
+            m = _INVOCATION.match(line.text)
             if not m or m.group(3) not in self.macros:
-                out.append(line)
+                self._emit(out, line)
                 continue
             macro = self.macros[m.group(3)]
-            if depth > 16:
-                raise _err(f"macro {macro.name} expands recursively", line.loc)
+            if macro.name in active:
+                chain = " -> ".join((*active[active.index(macro.name):], macro.name))
+                raise _err(f"macro {macro.name} expands recursively ({chain})", line.loc)
             if m.group(2):
                 # `3: RESTORE_ALL`: the label stays where it was written, then the body
-                out.append(_Line(m.group(1) + m.group(2), line.loc))
+                self._emit(out, _Line(m.group(1) + m.group(2), line.loc))
             values = self._macro_args(macro, m.group(4), line.loc)
             self.invocations += 1
             body = [
@@ -495,9 +518,7 @@ class _Parser:
                 for b in macro.body
             ]
             body = [b for b in body if b.text.strip()]  # `\a` with an empty argument
-            out.extend(self._expand(body, depth + 1))
-            if len(out) > _MAX_EXPANDED:
-                raise _err(f"the expansion is over {_MAX_EXPANDED} lines", line.loc)
+            out.extend(self._expand(body, depth + 1, (*active, macro.name)))
         return out
 
     def _macro_args(self, macro: _Macro, text: str, loc: Loc) -> dict[str, str]:
@@ -557,6 +578,9 @@ class _Parser:
             count = self._int(args, loc)
             if not 0 <= count <= _MAX_EXPANDED:
                 raise _err(f".rept {count}: the count is 0-{_MAX_EXPANDED}", loc)
+            if count * len(block) > _MAX_EXPANDED:
+                raise _err(f".rept {count} of {len(block)} lines is over {_MAX_EXPANDED} "
+                           "lines (the design limit)", loc)
             return [list(block) for _ in range(count)]
         m = re.fullmatch(r"([A-Za-z_]\w*)\s*(?:,\s*(.*))?", args.strip())
         if not m:
