@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import difflib
 import functools
+import inspect
 import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -279,6 +280,16 @@ class NameRef:
 
 
 @dataclass(frozen=True)
+class CallRef:
+    """One call of a vocabulary function, with its number of arguments."""
+
+    name: str
+    args: int
+    line: int
+    col: int
+
+
+@dataclass(frozen=True)
 class Expr:
     """A compiled expression. `evaluate(vocabulary)` gives its value in a state."""
 
@@ -286,6 +297,7 @@ class Expr:
     refs: tuple[NameRef, ...]
     _fn: Fn = field(repr=False, compare=False)
     evaluate: Callable[[Env], Any] = field(repr=False, compare=False)
+    calls: tuple[CallRef, ...] = ()
 
     @property
     def names(self) -> frozenset[str]:
@@ -298,6 +310,29 @@ class Expr:
         for ref in self.refs:
             if ref.name not in known_set:
                 raise ExprError(_unknown_name_message(ref.name, known_set), ref.line, ref.col)
+
+
+    def check_calls(self, vocabulary: Mapping[str, Any]) -> None:
+        """Raise ExprError at the first call of a vocabulary function that its signature
+        refuses (`frames_on()` without its stack), or of a name that is not a function:
+        `vocabulary` is the model's vocabulary in some state."""
+        for call in self.calls:
+            if call.name not in vocabulary:
+                continue
+            target = vocabulary[call.name]
+            if not callable(target):
+                raise ExprError(f"'{call.name}' is not a function", call.line, call.col)
+            try:
+                signature = inspect.signature(target)
+            except (TypeError, ValueError):
+                continue  # no signature to check against: the call is judged per state
+            try:
+                signature.bind(*range(call.args))
+            except TypeError as exc:
+                raise ExprError(
+                    f"{call.name}{signature}: {exc} (called with {call.args} argument"
+                    f"{'' if call.args == 1 else 's'})", call.line, call.col,
+                ) from None
 
 
 def _unknown_name_message(name: str, known: set[str]) -> str:
@@ -354,7 +389,7 @@ def compile_expr(source: str) -> Expr:
             budget.items = 0
             return fn(_NO_LOCALS, env)
 
-    return Expr(text, tuple(compiler.refs), fn, evaluate)
+    return Expr(text, tuple(compiler.refs), fn, evaluate, tuple(compiler.calls))
 
 
 class _Budget:
@@ -388,6 +423,7 @@ class _Compiler:
         self.lines = source.split("\n")
         self.wrapped = wrapped
         self.refs: list[NameRef] = []
+        self.calls: list[CallRef] = []
         self.budget = _Budget()
         self.generators = False  # the expression has a generator (to count its items)
 
@@ -725,12 +761,17 @@ class _Compiler:
             return call_n
         line, col = self.pos(func)
         self.refs.append(NameRef(name, line, col))
+        self.calls.append(CallRef(name, len(args), line, col))
 
         def call_vocabulary(loc: Locals, env: Env) -> Any:
             target = env[name]
             if not callable(target):
                 raise EvalError(f"{text}: '{name}' is not a function")
-            return target(*[a(loc, env) for a in args])
+            values = [a(loc, env) for a in args]
+            try:
+                return target(*values)
+            except TypeError as exc:
+                raise EvalError(f"{text}: {exc}") from None
 
         return call_vocabulary
 

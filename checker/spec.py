@@ -650,11 +650,14 @@ def load_group(group: Group, provider: ModelProvider) -> LoadedGroup:
     except ModelInterfaceError as exc:
         raise InputError(str(exc), first.file, first.line_of("design")) from None
     known = system.vocabulary_names()
+    vocabulary = _some_vocabulary(system, group)
     for prop in group.properties:
         if prop.expr is None:
             continue
         try:
             prop.expr.check_names(known)
+            if vocabulary is not None:
+                prop.expr.check_calls(vocabulary)
         except ExprError as exc:
             raise InputError(
                 f"bad expression: {exc.message} ({exc.where(prop.expr.source)})",
@@ -662,6 +665,19 @@ def load_group(group: Group, provider: ModelProvider) -> LoadedGroup:
                 prop.lines.get("expr", prop.line),
             ) from None
     return LoadedGroup(group, system)
+
+
+def _some_vocabulary(system: TransitionSystem[Any, Any], group: Group) -> Any:
+    """The vocabulary of an initial state, to check calls of its functions against their
+    signatures before exploring; None when there is no call to check or no state (the
+    exploration reports why)."""
+    if not any(p.expr is not None and p.expr.calls for p in group.properties):
+        return None
+    try:
+        states = system.init_states()
+        return system.vocabulary(states[0]) if states else None
+    except Exception:
+        return None
 
 
 def find_property_files(paths: Sequence[str]) -> list[Path]:

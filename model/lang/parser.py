@@ -1081,6 +1081,11 @@ class _Parser:
                     some = [x for x in some if x.vector != v]
                     gates[v] = g
         limit = self._int(opts.get("limit", "256"), loc)
+        if not 0 <= limit <= 256:
+            # The limit counts vectors; 256 16-byte gates fill what IDTR's 16-bit byte
+            # limit can reach (SDM §6.10).
+            raise _err(f"idt {words[0]}: limit {limit:#x} is not 0-256 (it counts vectors)",
+                       loc)
         self.idts.append(
             IdtDecl(
                 words[0], limit, tuple(gates[v] for v in sorted(gates)) + tuple(some),
@@ -1593,6 +1598,9 @@ class _Parser:
             routines[b.name] = Routine(
                 b.name, tuple(instrs), b.loc, b.kind, b.section, b.guest, b.compat
             )
+        for decl in self.cpu_decls:
+            if decl.which is not None and not 0 <= decl.which < 16:
+                raise _err(f"cpu {decl.which}: CPUs are numbered 0-15", decl.loc)
         return Design(
             name=self.name,
             path=self.path,
