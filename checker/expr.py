@@ -166,15 +166,15 @@ def _mul(a: Any, b: Any) -> Any:
     # `"x" * 10**12` would exhaust memory: what a product builds is capped.
     if isinstance(b, _SEQUENCES) and isinstance(a, int):
         a, b = b, a
-    if isinstance(a, _SEQUENCES) and isinstance(b, int):
-        if len(a) * max(b, 0) > MAX_SEQUENCE:
-            raise EvalError(
-                f"repeating a sequence of {len(a)} {b} times builds more than "
-                f"{MAX_SEQUENCE} items (the expression limit)"
-            )
-    elif isinstance(a, int) and isinstance(b, int):
-        if a.bit_length() + b.bit_length() > MAX_INT_BITS:
-            raise EvalError(f"a product of more than {MAX_INT_BITS} bits (the expression limit)")
+    if isinstance(a, _SEQUENCES) and isinstance(b, int) and len(a) * max(b, 0) > MAX_SEQUENCE:
+        raise EvalError(
+            f"repeating a sequence of {len(a)} {b} times builds more than "
+            f"{MAX_SEQUENCE} items (the expression limit)"
+        )
+    if isinstance(a, int) and isinstance(b, int) and (
+        a.bit_length() + b.bit_length() > MAX_INT_BITS
+    ):
+        raise EvalError(f"a product of more than {MAX_INT_BITS} bits (the expression limit)")
     return a * b
 
 

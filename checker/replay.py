@@ -104,10 +104,9 @@ def read_replay_record(path: str | Path) -> dict[str, Any]:
             f"{path}:{_deepest_line(text)}: not a JSON trace file (nested too deeply)"
         ) from None
     except ValueError:  # an integer beyond Python's digit limit
-        line = next((n for n, raw_line in enumerate(text.splitlines(), 1)
-                     if _LONG_NUMBER.search(raw_line)), None)
-        where = f"{path}:{line}" if line is not None else str(path)
-        raise TraceFileError(f"{where}: not a JSON trace file (an integer with more than "
+        number = next((n for n, raw_line in enumerate(text.splitlines(), 1)
+                       if _LONG_NUMBER.search(raw_line)), 1)
+        raise TraceFileError(f"{path}:{number}: not a JSON trace file (an integer with more than "
                              f"{MAX_DIGITS} digits)") from None
     record: Any = None
     if isinstance(data, dict):
@@ -120,7 +119,9 @@ def read_replay_record(path: str | Path) -> dict[str, Any]:
             "`python -m checker` wrote)"
         )
     if record.get("format") != REPLAY_FORMAT:
-        raise TraceFileError(f"{_at(path, text, 'format')}: unknown replay record format {record.get('format')!r}")
+        raise TraceFileError(
+            f"{_at(path, text, 'format')}: unknown replay record format {record.get('format')!r}"
+        )
     problems = [
         key for key, kind in (
             ("design", str), ("variant", dict), ("environment", dict), ("kind", str),
@@ -145,8 +146,8 @@ def read_replay_record(path: str | Path) -> dict[str, Any]:
             )
     if not _shallow(record):
         raise TraceFileError(
-            f"{path}:{_deepest_line(text)}: the replay record nests more than {MAX_DEPTH} deep, or holds a string "
-            f"longer than {MAX_TEXT} characters"
+            f"{path}:{_deepest_line(text)}: the replay record nests more than {MAX_DEPTH} "
+            f"deep, or holds a string longer than {MAX_TEXT} characters"
         )
     return record
 
@@ -154,7 +155,7 @@ def read_replay_record(path: str | Path) -> dict[str, Any]:
 MAX_DEPTH = 32  # arrays and objects nested in a replay record
 MAX_TEXT = 4096  # characters in one of its strings (a design name, a label, an expression)
 MAX_DIGITS = 4300  # decimal digits of an integer (Python's int/str conversion limit)
-_LONG_NUMBER = re.compile(r"[0-9]{%d,}" % MAX_DIGITS)
+_LONG_NUMBER = re.compile(f"[0-9]{{{MAX_DIGITS},}}")
 
 
 def _text_of(path: str | Path) -> str:

@@ -279,7 +279,7 @@ MAX_NAME = 100  # characters in a property name (it names trace files)
 MAX_DESIGN = 1024  # characters in a design name or path
 MAX_DIGITS = 4300  # decimal digits of an integer (Python's int/str conversion limit)
 MAX_DEPTH = 32  # arrays and tables nested in one another
-_LONG_NUMBER = re.compile(r"[0-9][0-9_]{%d,}" % MAX_DIGITS)
+_LONG_NUMBER = re.compile(f"[0-9][0-9_]{{{MAX_DIGITS},}}")
 
 
 def parse_property_file(text: str, path: str) -> PropertyFile:

@@ -465,7 +465,7 @@ class Solver:
         try:
             for t in terms:
                 s.add(to_z3(t, self._z3))
-            result = self._check() == z3.sat
+            result = bool(self._check() == z3.sat)
         finally:
             s.pop()
             self.stats.z3_calls += 1
