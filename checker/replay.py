@@ -388,9 +388,16 @@ def recorded_design(record: Mapping[str, Any]) -> str:
     directory is taken from where it was when the trace was written."""
     design = str(record["design"])
     stored = record.get("design_file")
-    if is_path(design) and not Path(design).is_file() and isinstance(stored, str):
+    if is_path(design) and not _is_file(design) and isinstance(stored, str):
         return stored
     return design
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):  # a name the system refuses (too long, a NUL)
+        return False
 
 
 def main(argv: Sequence[str], provider: ModelProvider | None,

@@ -517,15 +517,16 @@ class _Reader:
             raise self.error(
                 "no design: set 'design' at the top of the file or in the property", *at
             )
+        design_at = (*at, "design") if "design" in item else ("design",)
         if not prop_design.strip():
-            raise self.error("'design' is empty", *at, "design")
+            raise self.error("'design' is empty", *design_at)
         if len(prop_design) > MAX_DESIGN:
             raise self.error(
                 f"'design' {prop_design[:40]!r}... is longer than {MAX_DESIGN} characters",
-                *at, "design",
+                *design_at,
             )
         if "\0" in prop_design:
-            raise self.error("'design' contains a NUL character", *at, "design")
+            raise self.error("'design' contains a NUL character", *design_at)
         prop_design = design_reference(prop_design, self.path)
         merged_variant = dict(variant)
         if "variant" in item:
