@@ -15,7 +15,8 @@ statements. This stage gives the design language the same spelling:
 - a `;` in a replacement separates statements (as GNU as reads a `;`): each becomes a
   line of its own, all at the invocation's line;
 - `#include`, `#if`, `#elif` and the other directives are refused with a `path:line`
-  error (designs are one file; `.if knob == value` selects variants).
+  error (a design shares lines with `include "path"`; `.if knob == value` selects
+  variants).
 
 Lines keep their numbers: a directive line becomes empty; an expanded line may hold
 several statements separated by newlines, which the parser reads at the same line.
@@ -24,6 +25,7 @@ several statements separated by newlines, which the parser reads at the same lin
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from checker.errors import InputError
@@ -56,12 +58,15 @@ class CppMacro:
 
 
 class _Cpp:
-    def __init__(self, path: str):
+    def __init__(self, path: str, origin: Sequence[tuple[str, int]] | None = None):
         self.path = path
+        self.origin = origin  # (file, line) of each line, when includes joined files
         self.macros: dict[str, CppMacro] = {}
         self.work = 0  # characters produced by expansions so far (MAX_CPP_WORK)
 
     def err(self, msg: str, line: int) -> InputError:
+        if self.origin is not None and 0 < line <= len(self.origin):
+            return InputError(msg, *self.origin[line - 1])
         return InputError(msg, self.path, line)
 
     def run(self, lines: list[str]) -> list[str]:
@@ -99,9 +104,14 @@ class _Cpp:
                     if not _IDENT.fullmatch(rest):
                         raise self.err("write `#undef NAME`", n)
                     self.macros.pop(rest, None)
+                elif word == "include":
+                    raise self.err(
+                        "#include is not supported: share design lines with `include \"path\"` "
+                        "(a path relative to this file)", n,
+                    )
                 else:
                     raise self.err(
-                        f"#{word} is not supported: a design is one file, and only #define, "
+                        f"#{word} is not supported: only #define, "
                         "#undef, #ifdef, #ifndef, #else and #endif are read (select variants "
                         "with `.if knob == value`)", n,
                     )
@@ -248,9 +258,12 @@ class _Cpp:
         return self.split("".join(out))
 
 
-def preprocess(path: str, lines: list[str]) -> list[str]:
+def preprocess(
+    path: str, lines: list[str], origin: Sequence[tuple[str, int]] | None = None
+) -> list[str]:
     """`lines` (comments stripped, continuations joined) after the C preprocessor; the
-    same number of lines, a line holding several statements separated by newlines."""
+    same number of lines, a line holding several statements separated by newlines.
+    `origin` gives each line's (file, line) when `include` joined several files."""
     if not any(_DIRECTIVE.match(t) for t in lines):
         return lines
-    return _Cpp(path).run(lines)
+    return _Cpp(path, origin).run(lines)

@@ -1,6 +1,8 @@
 r"""The design-language parser: text -> `Design` (see docs/design-language.md).
 
 Stages, each keeping source lines so every error and every trace step names file:line:
+0. `include "path"` lines are replaced by the named file's lines (relative to the including
+   file), each keeping its own file and line;
 1. comments are stripped, `\`-continued lines joined, C preprocessor `#define`s applied
    (model/lang/cpp.py), and `.if knob == value` / `.elif` /
    `.else` / `.endif` select the variant's lines;
@@ -14,6 +16,7 @@ Stages, each keeping source lines so every error and every trace step names file
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -206,6 +209,55 @@ def strip_comments(text: str) -> list[str]:
     return out
 
 
+_INCLUDE = re.compile(r'\s*\.?include\s+"([^"]*)"\s*$')
+MAX_INCLUDE_DEPTH = 16  # deeper than any real sharing needs; stops runaway chains early
+
+
+def source_lines(path: str, text: str) -> tuple[list[str], list[Loc]]:
+    """The design's lines with comments stripped, continuations joined and every
+    `include "path"` replaced by the included file's lines, and where each line comes
+    from (its own file and line, so errors and traces name the included file)."""
+    return _source_lines(path, text, ())
+
+
+def _source_lines(
+    path: str, text: str, chain: tuple[str, ...]
+) -> tuple[list[str], list[Loc]]:
+    lines = _join_continuations(strip_comments(text))
+    out: list[str] = []
+    origin: list[Loc] = []
+    for n, line in enumerate(lines, 1):
+        m = _INCLUDE.match(line)
+        if not m:
+            out.append(line)
+            origin.append(Loc(path, n))
+            continue
+        loc = Loc(path, n)
+        name = m.group(1)
+        if not name:
+            raise _err('include needs a file: write `include "path"`', loc)
+        target = os.path.normpath(os.path.join(os.path.dirname(path), name))
+        key = os.path.realpath(target)
+        if key in (os.path.realpath(p) for p in (*chain, path)):
+            raise _err(f"include {name!r} includes itself again "
+                       f"({' -> '.join((*chain, path, target))})", loc)
+        if len(chain) + 1 >= MAX_INCLUDE_DEPTH:
+            raise _err(f"includes nest more than {MAX_INCLUDE_DEPTH} files deep", loc)
+        try:
+            sub = Path(target).read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise _err(f"cannot include {name!r}: {target} is not UTF-8 text "
+                       f"(byte {e.start})", loc) from None
+        except OSError as e:
+            raise _err(f"cannot include {name!r}: {target}: {e.strerror}", loc) from None
+        sub_lines, sub_origin = _source_lines(target, sub, (*chain, path))
+        out.append("")  # the include line itself (keeps this file's numbering)
+        origin.append(loc)
+        out.extend(sub_lines)
+        origin.extend(sub_origin)
+    return out, origin
+
+
 def _join_continuations(lines: list[str]) -> list[str]:
     """A line ending in `\\` continues on the next (as entry.S's C preprocessor joins
     them); the joined line keeps the first line's number, the others become empty."""
@@ -260,7 +312,7 @@ def design_knobs(path: str | Path) -> tuple[str, dict[str, tuple[str, ...]]]:
 class _Parser:
     def __init__(self, path: str, text: str, variant: dict[str, str]):
         self.path = path
-        self.raw = _join_continuations(strip_comments(text))
+        self.raw, self.origin = source_lines(path, text)
         self.requested = variant
         self.name = Path(path).stem.split(".")[0]
         self.title = ""
@@ -306,7 +358,7 @@ class _Parser:
             s = line.strip()
             m = re.match(r"knob\s+(\w[\w-]*)\s*=\s*(.+)$", s)
             if m:
-                loc = Loc(self.path, n)
+                loc = self.origin[n - 1]
                 values = tuple(v.strip() for v in m.group(2).split("|"))
                 if not all(re.fullmatch(r"[\w.-]+", v) for v in values):
                     raise _err(f"bad knob values {m.group(2)!r}: write `knob NAME = a | b`", loc)
@@ -359,7 +411,7 @@ class _Parser:
         stack: list[tuple[bool, bool, Loc, bool]] = []
         pieces = [(n, t) for n, text in enumerate(self.raw, 1) for t in text.split("\n")]
         for n, text in pieces:  # a cpp expansion's `;`-separated statements: one line each
-            loc = Loc(self.path, n)
+            loc = self.origin[n - 1]
             s = text.strip()
             active = all(e[0] for e in stack)
             if s.startswith(".if ") or s.startswith(".if\t"):
@@ -598,7 +650,7 @@ class _Parser:
 
     # -- stage 3: the body -------------------------------------------------------------
     def parse(self) -> Design:
-        self.raw = cpp.preprocess(self.path, self.raw)
+        self.raw = cpp.preprocess(self.path, self.raw, [(o.file, o.line) for o in self.origin])
         self.scan_header()
         variant = self._select_variant()
         lines = self._expand_macros(self._preprocess(variant))
