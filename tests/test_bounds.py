@@ -36,7 +36,8 @@ def run(
     expect: str = "holds", environment: str = "", args: tuple[str, ...] = (),
 ) -> tuple[int, str, str, float]:
     """Check `never EXPR` (unless EXPR starts with a kind) on `design`; returns the exit
-    code, stdout, stderr and the seconds it took."""
+    code, stdout, stderr and the CPU seconds it took (CPU: a loaded machine does not
+    make a bounded step look unbounded)."""
     (tmp_path / "t.design").write_text(textwrap.dedent(design))
     kind = "never"
     if ":" in expr:
@@ -46,10 +47,10 @@ def run(
         f'kind = "{kind}"\nexpr = "{expr}"\nexpect = "{expect}"\n'
     )
     capsys.readouterr()
-    started = time.perf_counter()
+    started = time.process_time()
     code = cli.main([str(tmp_path / "t.toml"), "--report-dir", str(tmp_path / "r"),
                      "--workers", "1", *args])
-    seconds = time.perf_counter() - started
+    seconds = time.process_time() - started
     out = capsys.readouterr()
     return code, out.out, out.err, seconds
 
@@ -238,14 +239,14 @@ class _SlowStep:
 
 
 def test_a_deadline_inside_a_step_makes_undecided_checks_incomplete() -> None:
-    started = time.perf_counter()
+    started = time.process_time()
     result = explore(
         _SlowStep(),
         [Check(Kind.NEVER, compile_expr("n == 3").evaluate, "p"),
          Check(Kind.REACHABLE, compile_expr("n == 1").evaluate, "q")],
         Bounds(timeout=0.5),
     )
-    assert time.perf_counter() - started < 10
+    assert time.process_time() - started < 10
     never, reach = result.outcomes
     assert never.verdict is Verdict.INCOMPLETE
     assert "timeout=0.5s reached inside a step" in never.message
@@ -276,10 +277,10 @@ def test_no_deadline_outside_an_exploration() -> None:
 )
 def test_expression_evaluation_is_bounded(source: str, words: str) -> None:
     expr = compile_expr(source)
-    started = time.perf_counter()
+    started = time.process_time()
     with pytest.raises(EvalError, match=words):
         expr.evaluate({})
-    assert time.perf_counter() - started < 15
+    assert time.process_time() - started < 15
 
 
 def test_the_item_budget_is_per_evaluation() -> None:

@@ -286,12 +286,16 @@ def read_design(path: str | Path) -> str:
         raw = p.read_bytes()
     except OSError as e:
         raise InputError(f"cannot read design: {e.strerror or e}", str(p)) from None
+    return _decode(raw, str(p))
+
+
+def _decode(raw: bytes, path: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise InputError(
-            f"design file is not valid UTF-8 (byte {raw[e.start]:#04x})", str(p), line
+            f"design file is not valid UTF-8 (byte {raw[e.start]:#04x})", path, line
         ) from None
 
 
