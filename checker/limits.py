@@ -54,7 +54,12 @@ def remaining() -> float | None:
 def check_time(where: str = "inside a step") -> None:
     """Raise `ResourceLimit` when the deadline has passed."""
     if _deadline is not None and time.perf_counter() >= _deadline:
-        raise ResourceLimit(f"timeout={_timeout}s reached {where}")
+        raise timed_out(where)
+
+
+def timed_out(where: str) -> ResourceLimit:
+    """The limit the --timeout deadline sets, reached `where`."""
+    return ResourceLimit(f"timeout={_timeout}s reached {where}")
 
 
 def query_seconds() -> float:

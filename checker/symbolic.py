@@ -479,16 +479,19 @@ class Solver:
         the property is incomplete rather than decided on a guess."""
         limits.check_time("before a z3 query")
         budget = limits.query_seconds()
-        millis = max(1, int(budget * 1000))
+        # Whole seconds while more than two are left: the setting (14 us) changes once a
+        # second rather than at every query.
+        millis = int(budget) * 1000 if budget >= 2 else max(1, int(budget * 1000))
         if millis != self._timeout_ms:
             self._solver.set("timeout", millis)
             self._timeout_ms = millis
         answer = self._solver.check()
         if answer == z3.unknown:
             reason = self._solver.reason_unknown()
-            limits.check_time(f"in a z3 query ({reason})")
+            if budget < limits.Z3_QUERY_SECONDS:  # the deadline set the budget
+                raise limits.timed_out(f"in a z3 query ({reason})")
             raise limits.ResourceLimit(
-                f"z3 could not decide a path condition within {budget:g}s ({reason})"
+                f"z3 could not decide a path condition within {millis / 1000:g}s ({reason})"
             )
         return answer
 
