@@ -44,6 +44,7 @@ from checker.interface import (
     describe_action,
     require_core,
 )
+from checker.limits import ResourceLimit, deadline
 from checker.parallel import Pool as _Pool
 from checker.rules import DECIDING_VALUE, decides, decision, exhausted, final_violated
 from checker.symbolic import Term
@@ -347,6 +348,8 @@ class PropertyTracker:
         for index, predicate, kind in self.on_new:
             try:
                 hit = decides(kind, state, predicate(vocab), self.symbolic)
+            except ResourceLimit:
+                raise  # no answer: the exploration stops, incomplete
             except Exception as exc:  # a property error must not stop the others
                 self.decide(index, Verdict.ERROR, "the expression failed: " + _describe(exc), key)
             else:
@@ -368,6 +371,8 @@ class PropertyTracker:
                     bad = final_violated(state, predicate(self.vocabulary(state)), self.symbolic)
                 else:
                     bad = not self.is_terminal(state)
+            except ResourceLimit:
+                raise
             except Exception as exc:
                 what = "expression" if kind is Kind.FINAL else "model's is_terminal"
                 self.decide(index, Verdict.ERROR, f"the {what} failed: {_describe(exc)}", key)
@@ -569,10 +574,20 @@ class _Search:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            self._levels()
+            at, timeout = self.clock.deadline, self.bounds.timeout
+            budget = self.clock.budget
+            if budget is not None and budget.deadline is not None:
+                # the run's deadline (monotonic), on the steps' clock (perf_counter)
+                run_at = budget.deadline - time.monotonic() + time.perf_counter()
+                if at is None or run_at < at:
+                    at, timeout = run_at, budget.timeout
+            with deadline(at, timeout):
+                self._levels()
             exhausted = True
         except _Stop as stop:
             stop_reason = stop.reason
+        except ResourceLimit as limit:  # a bound inside a step: incomplete, with the reason
+            stop_reason = str(limit)
         except Exception as exc:
             # The model itself failed: every undecided property is an error, with the reason.
             model_error = "the model raised " + _describe(exc)

@@ -16,11 +16,13 @@ from __future__ import annotations
 import ast
 import difflib
 import functools
+import inspect
 import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from checker import limits
 from checker import symbolic as sym
 from checker.errors import CheckerError
 from checker.symbolic import Term
@@ -29,8 +31,13 @@ Env = Mapping[str, Any]
 Locals = Mapping[str, Any]  # the comprehension variables bound around a sub-expression
 Fn = Callable[[Locals, Env], Any]
 
-# Shift counts beyond this raise rather than build enormous integers.
-MAX_SHIFT = 4096
+# Evaluation budget (docs/properties.md#limits): an expression is refused (the verdict is
+# `error`) rather than left to exhaust time or memory.
+MAX_SHIFT = 4096  # shift counts beyond this would build enormous integers
+MAX_SEQUENCE = 1 << 16  # characters or elements a string/tuple/list built by * or + may have
+MAX_INT_BITS = 1 << 16  # bits of an integer a product may have
+MAX_ITEMS = 1 << 18  # items the generators of one evaluation may produce, nested ones too
+_TIME_EVERY = 1 << 12  # items between looks at the --timeout deadline
 
 
 class ExprError(CheckerError):
@@ -152,16 +159,33 @@ def _lshift(a: Any, b: Any) -> Any:
     return a << b
 
 
-MAX_REPEAT = 1 << 20
+_SEQUENCES = (str, list, tuple)
 
 
 def _mul(a: Any, b: Any) -> Any:
-    # `"x" * 10**12` would exhaust memory; repeating a sequence is capped.
-    if (isinstance(a, str | list | tuple) and isinstance(b, int) and b > MAX_REPEAT) or (
-        isinstance(b, str | list | tuple) and isinstance(a, int) and a > MAX_REPEAT
+    # `"x" * 10**12` would exhaust memory: what a product builds is capped.
+    if isinstance(b, _SEQUENCES) and isinstance(a, int):
+        a, b = b, a
+    if isinstance(a, _SEQUENCES) and isinstance(b, int) and len(a) * max(b, 0) > MAX_SEQUENCE:
+        raise EvalError(
+            f"repeating a sequence of {len(a)} {b} times builds more than "
+            f"{MAX_SEQUENCE} items (the expression limit)"
+        )
+    if isinstance(a, int) and isinstance(b, int) and (
+        a.bit_length() + b.bit_length() > MAX_INT_BITS
     ):
-        raise EvalError(f"repeating a sequence more than {MAX_REPEAT} times")
+        raise EvalError(f"a product of more than {MAX_INT_BITS} bits (the expression limit)")
     return a * b
+
+
+def _add(a: Any, b: Any) -> Any:
+    if isinstance(a, _SEQUENCES) and isinstance(b, _SEQUENCES) and len(a) + len(b) > (
+        MAX_SEQUENCE
+    ):
+        raise EvalError(
+            f"joining two sequences builds more than {MAX_SEQUENCE} items (the expression limit)"
+        )
+    return a + b
 
 
 def _not_in(a: Any, b: Any) -> Any:
@@ -176,7 +200,7 @@ def _in(a: Any, b: Any) -> Any:
 
 
 _BINOPS: Mapping[type[ast.operator], Callable[[Any, Any], Any]] = {
-    ast.Add: _symbolic("add", operator.add),
+    ast.Add: _symbolic("add", _add),
     ast.Sub: _symbolic("sub", operator.sub),
     ast.Mult: _symbolic("mul", _mul),
     ast.FloorDiv: _symbolic("floordiv", operator.floordiv),
@@ -256,6 +280,16 @@ class NameRef:
 
 
 @dataclass(frozen=True)
+class CallRef:
+    """One call of a vocabulary function, with its number of arguments."""
+
+    name: str
+    args: int
+    line: int
+    col: int
+
+
+@dataclass(frozen=True)
 class Expr:
     """A compiled expression. `evaluate(vocabulary)` gives its value in a state."""
 
@@ -266,6 +300,10 @@ class Expr:
     # `A -> B` (or `A implies B`) at the top level: A, whose truth in some explored state
     # keeps the property from holding vacuously (checker.run's vacuity check).
     antecedent: Expr | None = field(default=None, compare=False)
+    calls: tuple[CallRef, ...] = ()
+    # The generator-item counters of this expression (and of the parts of an
+    # implication), reset by `evaluate` at each state (MAX_ITEMS).
+    budgets: tuple[_Budget, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def names(self) -> frozenset[str]:
@@ -278,6 +316,29 @@ class Expr:
         for ref in self.refs:
             if ref.name not in known_set:
                 raise ExprError(_unknown_name_message(ref.name, known_set), ref.line, ref.col)
+
+
+    def check_calls(self, vocabulary: Mapping[str, Any]) -> None:
+        """Raise ExprError at the first call of a vocabulary function that its signature
+        refuses (`frames_on()` without its stack), or of a name that is not a function:
+        `vocabulary` is the model's vocabulary in some state."""
+        for call in self.calls:
+            if call.name not in vocabulary:
+                continue
+            target = vocabulary[call.name]
+            if not callable(target):
+                raise ExprError(f"'{call.name}' is not a function", call.line, call.col)
+            try:
+                signature = inspect.signature(target)
+            except (TypeError, ValueError):
+                continue  # no signature to check against: the call is judged per state
+            try:
+                signature.bind(*range(call.args))
+            except TypeError as exc:
+                raise ExprError(
+                    f"{call.name}{signature}: {exc} (called with {call.args} argument"
+                    f"{'' if call.args == 1 else 's'})", call.line, call.col,
+                ) from None
 
 
 def _unknown_name_message(name: str, known: set[str]) -> str:
@@ -330,9 +391,16 @@ def _compile_implication(text: str) -> Expr:
             return sym.lor(sym.lnot(sym.truth(first)), _truth(b(loc, env)))
         return True if not first else b(loc, env)
 
+    budgets = premise.budgets + conclusion.budgets
+
+    def evaluate(env: Env) -> Any:
+        for budget in budgets:
+            budget.items = 0
+        return implies(_NO_LOCALS, env)
+
     return Expr(
-        text.strip(), premise.refs + conclusion.refs, implies,
-        functools.partial(implies, _NO_LOCALS), premise,
+        text.strip(), premise.refs + conclusion.refs, implies, evaluate, premise,
+        premise.calls + conclusion.calls, budgets,
     )
 
 
@@ -382,7 +450,7 @@ def _compile_text(text: str, part: str) -> Expr:
             fn = compiler.compile(tree.body, frozenset())
         except RecursionError:
             raise ExprError("expression is too deeply nested") from None
-        return Expr(text_in.strip(), tuple(compiler.refs), fn, functools.partial(fn, _NO_LOCALS))
+        return _expression(text_in.strip(), compiler, fn)
     wrapped = False
     try:
         tree = ast.parse(text, mode="eval")
@@ -404,8 +472,43 @@ def _compile_text(text: str, part: str) -> Expr:
         fn = compiler.compile(tree.body, frozenset())
     except RecursionError:
         raise ExprError("expression is too deeply nested") from None
+    return _expression(text, compiler, fn)
+
+
+def _expression(text: str, compiler: _Compiler, fn: Fn) -> Expr:
     evaluate: Callable[[Env], Any] = functools.partial(fn, _NO_LOCALS)
-    return Expr(text, tuple(compiler.refs), fn, evaluate)
+    budgets: tuple[_Budget, ...] = ()
+    if compiler.generators:
+        # Generators are the only loops: their items are counted per evaluation.
+        budget = compiler.budget
+        budgets = (budget,)
+
+        def evaluate(env: Env) -> Any:
+            budget.items = 0
+            return fn(_NO_LOCALS, env)
+
+    return Expr(text, tuple(compiler.refs), fn, evaluate, calls=tuple(compiler.calls),
+                budgets=budgets)
+
+
+class _Budget:
+    """The generator items one evaluation has produced so far (MAX_ITEMS)."""
+
+    __slots__ = ("items",)
+
+    def __init__(self) -> None:
+        self.items = 0
+
+    def spend(self) -> None:
+        """Count an item; every _TIME_EVERY items, look at the limits."""
+        self.items += 1
+        if not self.items % _TIME_EVERY:
+            if self.items > MAX_ITEMS:
+                raise EvalError(
+                    f"the expression's generators produced more than {MAX_ITEMS} items in one "
+                    "state (the expression limit)"
+                )
+            limits.check_time("evaluating a property expression")
 
 
 def _syntax_error(err: SyntaxError, shift: bool = False) -> ExprError:
@@ -422,6 +525,9 @@ class _Compiler:
         self.lines = source.split("\n")
         self.wrapped = wrapped
         self.refs: list[NameRef] = []
+        self.calls: list[CallRef] = []
+        self.budget = _Budget()
+        self.generators = False  # the expression has a generator (to count its items)
 
     # -- positions ---------------------------------------------------------------------
 
@@ -757,12 +863,17 @@ class _Compiler:
             return call_n
         line, col = self.pos(func)
         self.refs.append(NameRef(name, line, col))
+        self.calls.append(CallRef(name, len(args), line, col))
 
         def call_vocabulary(loc: Locals, env: Env) -> Any:
             target = env[name]
             if not callable(target):
                 raise EvalError(f"{text}: '{name}' is not a function")
-            return target(*[a(loc, env) for a in args])
+            values = [a(loc, env) for a in args]
+            try:
+                return target(*values)
+            except TypeError as exc:
+                raise EvalError(f"{text}: {exc}") from None
 
         return call_vocabulary
 
@@ -789,6 +900,8 @@ class _Compiler:
         conds = [self.compile(cond, inner) for cond in gen.ifs]
         elt = self.compile(node.elt, inner)
         text = self.segment(gen.iter)
+        self.generators = True
+        budget = self.budget
 
         def generate(loc: Locals, env: Env) -> Iterator[Any]:
             source = iterable(loc, env)
@@ -799,7 +912,7 @@ class _Compiler:
                     f"{text}: a value of type {type(source).__name__} is not iterable"
                 ) from None
             bound = dict(loc)
-            return _generate(items, bound, var, conds, elt, env)
+            return _generate(items, bound, var, conds, elt, env, budget)
 
         return generate
 
@@ -811,9 +924,12 @@ _COMPILE_RULES: dict[str, Callable[..., Fn]] = {
 
 
 def _generate(
-    items: Iterator[Any], bound: dict[str, Any], var: str, conds: list[Fn], elt: Fn, env: Env
+    items: Iterator[Any], bound: dict[str, Any], var: str, conds: list[Fn], elt: Fn, env: Env,
+    budget: _Budget,
 ) -> Iterator[Any]:
+    spend = budget.spend
     for item in items:
+        spend()
         bound[var] = item
         verdicts = [cond(bound, env) for cond in conds]
         terms = [sym.truth(v) for v in verdicts if isinstance(v, Term)]

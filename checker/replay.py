@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -86,11 +87,27 @@ class TraceFileError(CheckerError):
 def read_replay_record(path: str | Path) -> dict[str, Any]:
     """The replay record of a `.json` or `.itf.json` trace file."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        raw = Path(path).read_bytes()
     except OSError as exc:
         raise TraceFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise TraceFileError(f"{path}: not a JSON trace file ({exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise TraceFileError(f"{path}:{line}: not a JSON trace file (not valid UTF-8)") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TraceFileError(f"{path}:{exc.lineno}: not a JSON trace file ({exc.msg})") from None
+    except RecursionError:
+        raise TraceFileError(
+            f"{path}:{_deepest_line(text)}: not a JSON trace file (nested too deeply)"
+        ) from None
+    except ValueError:  # an integer beyond Python's digit limit
+        number = next((n for n, raw_line in enumerate(text.splitlines(), 1)
+                       if _LONG_NUMBER.search(raw_line)), 1)
+        raise TraceFileError(f"{path}:{number}: not a JSON trace file (an integer with more than "
+                             f"{MAX_DIGITS} digits)") from None
     record: Any = None
     if isinstance(data, dict):
         record = data.get("replay")
@@ -98,11 +115,13 @@ def read_replay_record(path: str | Path) -> dict[str, Any]:
             record = data["#meta"].get("replay")
     if not isinstance(record, dict):
         raise TraceFileError(
-            f"{path}: no replay record (give the .json or .itf.json trace file that "
+            f"{path}:1: no replay record (give the .json or .itf.json trace file that "
             "`python -m checker` wrote)"
         )
     if record.get("format") != REPLAY_FORMAT:
-        raise TraceFileError(f"{path}: unknown replay record format {record.get('format')!r}")
+        raise TraceFileError(
+            f"{_at(path, text, 'format')}: unknown replay record format {record.get('format')!r}"
+        )
     problems = [
         key for key, kind in (
             ("design", str), ("variant", dict), ("environment", dict), ("kind", str),
@@ -110,15 +129,80 @@ def read_replay_record(path: str | Path) -> dict[str, Any]:
         ) if not isinstance(record.get(key), kind)
     ]
     if problems:
-        raise TraceFileError(f"{path}: malformed replay record ({', '.join(problems)})")
+        raise TraceFileError(
+            f"{_at(path, text, problems[0])}: malformed replay record ({', '.join(problems)})"
+        )
     if record["kind"] not in {k.value for k in Kind}:
-        raise TraceFileError(f"{path}: unknown property kind {record['kind']!r}")
+        raise TraceFileError(f"{_at(path, text, 'kind')}: unknown property kind {record['kind']!r}")
     if Kind(record["kind"]).needs_expr and not isinstance(record.get("expr"), str):
-        raise TraceFileError(f"{path}: the replay record has no expression")
+        raise TraceFileError(f"{_at(path, text, 'expr')}: the replay record has no expression")
     for number, step in enumerate(record["steps"], start=1):
-        if not isinstance(step, dict):
-            raise TraceFileError(f"{path}: step {number} of the replay record is malformed")
+        if not isinstance(step, dict) or not all(
+            field not in step or isinstance(step[field], kind)
+            for field, kind in (("key", str), ("label", str), ("choice", int))
+        ):
+            raise TraceFileError(
+                f"{_at(path, text, 'steps')}: step {number} of the replay record is malformed"
+            )
+    if not _shallow(record):
+        raise TraceFileError(
+            f"{path}:{_deepest_line(text)}: the replay record nests more than {MAX_DEPTH} "
+            f"deep, or holds a string longer than {MAX_TEXT} characters"
+        )
     return record
+
+
+MAX_DEPTH = 32  # arrays and objects nested in a replay record
+MAX_TEXT = 4096  # characters in one of its strings (a design name, a label, an expression)
+MAX_DIGITS = 4300  # decimal digits of an integer (Python's int/str conversion limit)
+_LONG_NUMBER = re.compile(f"[0-9]{{{MAX_DIGITS},}}")
+
+
+def _text_of(path: str | Path) -> str:
+    """The trace file's text, to point at lines (it was read once already)."""
+    try:
+        return Path(path).read_bytes().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _at(path: str | Path, text: str, key: str) -> str:
+    """`path:line` of the first line that names `key` (a JSON member), else line 1."""
+    needle = json.dumps(key) + ":"
+    for number, line in enumerate(text.splitlines(), 1):
+        if needle in line:
+            return f"{path}:{number}"
+    return f"{path}:1"
+
+
+def _deepest_line(text: str) -> int:
+    """The line where brackets (outside strings, roughly) first nest deepest."""
+    depth = best = 0
+    where = 1
+    for number, raw in enumerate(text.splitlines(), 1):
+        for ch in raw:
+            if ch in "[{":
+                depth += 1
+                if depth > best:
+                    best, where = depth, number
+            elif ch in "]}":
+                depth -= 1
+    return where
+
+
+def _shallow(value: Any) -> bool:
+    """No container nested deeper than MAX_DEPTH, no string longer than MAX_TEXT."""
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_DEPTH or (isinstance(item, str) and len(item) > MAX_TEXT):
+            return False
+        if isinstance(item, dict):
+            pending.extend((k, depth + 1) for k in item)
+            pending.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            pending.extend((v, depth + 1) for v in item)
+    return True
 
 
 class MatchedBy(StrEnum):
@@ -304,9 +388,16 @@ def recorded_design(record: Mapping[str, Any]) -> str:
     directory is taken from where it was when the trace was written."""
     design = str(record["design"])
     stored = record.get("design_file")
-    if is_path(design) and not Path(design).is_file() and isinstance(stored, str):
+    if is_path(design) and not _is_file(design) and isinstance(stored, str):
         return stored
     return design
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):  # a name the system refuses (too long, a NUL)
+        return False
 
 
 def main(argv: Sequence[str], provider: ModelProvider | None,
@@ -322,21 +413,32 @@ def main(argv: Sequence[str], provider: ModelProvider | None,
             from checker.cli import add_design_paths  # the CLI imports this module
 
             add_design_paths(provider, args.design_path)
+        text = _text_of(args.trace)
         try:
             system = provider.load(
                 recorded_design(record), record["variant"], record["environment"]
             )
         except ModelInputError as exc:
+            where = _at(args.trace, text, exc.key.rpartition(".")[2])
             raise TraceFileError(
-                f"{args.trace}: the model rejects the recorded {exc.key}: {exc.message}"
+                f"{where}: the model rejects the recorded {exc.key}: {exc.message}"
+            ) from None
+        except CheckerError:
+            raise  # a design-file error names its own file and line
+        except Exception as exc:  # a model bug: still one line, no traceback
+            raise TraceFileError(
+                f"{_at(args.trace, text, 'design')}: the model failed to load the recorded "
+                f"design: {type(exc).__name__}: {exc}"
             ) from None
         try:
             result = replay_trace(system, record)
+        except TraceFileError as exc:
+            raise TraceFileError(f"{_at(args.trace, text, 'expr')}: {exc}") from None
         except CheckerError:
             raise
         except Exception as exc:  # the model failed on a replayed step
             raise CheckerError(
-                f"{args.trace}: the model raised {type(exc).__name__}: {exc}"
+                f"{_at(args.trace, text, 'steps')}: the model raised {type(exc).__name__}: {exc}"
             ) from None
     except InputError as exc:  # a design-file error names its own file and line
         print(str(exc), file=sys.stderr)

@@ -281,21 +281,60 @@ _TOML_POS = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _TOML_END = re.compile(r"\s*\(at end of document\)\s*$")
 
 
+# Limits on what a property file may hold (docs/properties.md#limits).
+MAX_NAME = 100  # characters in a property name (it names trace files)
+MAX_DESIGN = 1024  # characters in a design name or path
+MAX_DIGITS = 4300  # decimal digits of an integer (Python's int/str conversion limit)
+MAX_DEPTH = 32  # arrays and tables nested in one another
+_LONG_NUMBER = re.compile(f"[0-9][0-9_]{{{MAX_DIGITS},}}")
+
+
 def parse_property_file(text: str, path: str) -> PropertyFile:
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        message = str(exc)
-        line: int | None = None
-        match = _TOML_POS.search(message)
-        if match:
-            line = int(match.group(1))
-            message = _TOML_POS.sub("", message) + f" (column {match.group(2)})"
-        elif _TOML_END.search(message):
-            line = max(text.count("\n") + (0 if text.endswith("\n") else 1), 1)
-            message = _TOML_END.sub("", message) + " (at end of file)"
-        raise InputError(f"TOML syntax error: {message}", path, line) from None
+    except RecursionError:
+        raise InputError(
+            "TOML nests arrays or tables too deeply", path, _deepest_line(text)
+        ) from None
+    except ValueError as exc:
+        if isinstance(exc, tomllib.TOMLDecodeError):
+            raise _toml_error(exc, text, path) from None
+        # tomllib lets int() raise for a decimal integer beyond Python's digit limit.
+        line = next(
+            (n for n, raw in enumerate(text.splitlines(), 1) if _LONG_NUMBER.search(raw)), None
+        )
+        raise InputError(
+            f"an integer with more than {MAX_DIGITS} digits", path, line
+        ) from None
     return _Reader(path, text, data).read()
+
+
+def _deepest_line(text: str) -> int:
+    """The line where brackets (outside strings, roughly) first nest deepest."""
+    depth = best = 0
+    where = 1
+    for number, raw in enumerate(text.splitlines(), 1):
+        for ch in raw:
+            if ch in "[{":
+                depth += 1
+                if depth > best:
+                    best, where = depth, number
+            elif ch in "]}":
+                depth -= 1
+    return where
+
+
+def _toml_error(exc: tomllib.TOMLDecodeError, text: str, path: str) -> InputError:
+    message = str(exc)
+    line: int | None = None
+    match = _TOML_POS.search(message)
+    if match:
+        line = int(match.group(1))
+        message = _TOML_POS.sub("", message) + f" (column {match.group(2)})"
+    elif _TOML_END.search(message):
+        line = max(text.count("\n") + (0 if text.endswith("\n") else 1), 1)
+        message = _TOML_END.sub("", message) + " (at end of file)"
+    return InputError(f"TOML syntax error: {message}", path, line)
 
 
 _TOML_TYPES: Sequence[tuple[type, str]] = (
@@ -342,6 +381,7 @@ class _Reader:
 
     def read(self) -> PropertyFile:
         data = self.data
+        self.check_depth()
         for key in data:
             if key not in FILE_KEYS:
                 raise self.error(f"unknown top-level key '{key}'{_suggest(key, FILE_KEYS)}", key)
@@ -384,6 +424,20 @@ class _Reader:
             properties.append(prop)
         return PropertyFile(self.path, description, tuple(properties))
 
+    def check_depth(self) -> None:
+        """No value nests deeper than MAX_DEPTH (later steps walk values recursively)."""
+        pending: list[tuple[Any, KeyPath]] = [(self.data, ())]
+        while pending:
+            value, key = pending.pop()
+            if len(key) > MAX_DEPTH:
+                raise self.error(
+                    f"arrays and tables nest more than {MAX_DEPTH} deep", *key
+                )
+            if isinstance(value, dict):
+                pending.extend((v, (*key, str(k))) for k, v in value.items())
+            elif isinstance(value, list):
+                pending.extend((v, (*key, i)) for i, v in enumerate(value))
+
     def variant(self, value: Any, key: KeyPath) -> dict[str, str]:
         self.expect_type(value, dict, "'variant'", *key)
         for knob, setting in value.items():
@@ -416,6 +470,11 @@ class _Reader:
                 raise self.error(f"[[property]] is missing the required key '{key}'", *at)
         name = item["name"]
         self.expect_type(name, str, "'name'", *at, "name")
+        if len(name) > MAX_NAME:
+            raise self.error(
+                f"property name '{name[:40]}...' is longer than {MAX_NAME} characters",
+                *at, "name",
+            )
         if not NAME_RE.match(name):
             raise self.error(
                 f"property name '{name}' may use only a-z, 0-9 and '-'", *at, "name"
@@ -465,8 +524,16 @@ class _Reader:
             raise self.error(
                 "no design: set 'design' at the top of the file or in the property", *at
             )
+        design_at = (*at, "design") if "design" in item else ("design",)
         if not prop_design.strip():
-            raise self.error("'design' is empty", *at, "design")
+            raise self.error("'design' is empty", *design_at)
+        if len(prop_design) > MAX_DESIGN:
+            raise self.error(
+                f"'design' {prop_design[:40]!r}... is longer than {MAX_DESIGN} characters",
+                *design_at,
+            )
+        if "\0" in prop_design:
+            raise self.error("'design' contains a NUL character", *design_at)
         prop_design = design_reference(prop_design, self.path)
         merged_variant = dict(variant)
         if "variant" in item:
@@ -611,12 +678,27 @@ def check_expression(prop: Property, system: TransitionSystem[Any, Any]) -> None
         typed = capabilities(system).typed
         if typed is not None:
             check_fields(prop.expr, typed.vocabulary_shapes())
+        if prop.expr.calls:
+            vocabulary = _some_vocabulary(system)
+            if vocabulary is not None:
+                prop.expr.check_calls(vocabulary)
     except ExprError as exc:
         raise InputError(
             f"bad expression: {exc.message} ({exc.where(prop.expr.source)})",
             prop.file,
             prop.lines.get("expr", prop.line),
         ) from None
+
+
+def _some_vocabulary(system: TransitionSystem[Any, Any]) -> Any:
+    """The vocabulary of an initial state, to check calls of its functions against their
+    signatures before exploring; None when there is no state (the exploration reports
+    why)."""
+    try:
+        states = system.init_states()
+        return system.vocabulary(states[0]) if states else None
+    except Exception:
+        return None
 
 
 def find_property_files(paths: Sequence[str]) -> list[Path]:

@@ -21,6 +21,8 @@ from typing import Any, NamedTuple
 
 import z3
 
+from checker import limits
+
 MASK = (1 << 64) - 1
 SIGN = 1 << 63
 
@@ -470,12 +472,14 @@ class SolverStats:
 @dataclass
 class Solver:
     """Satisfiability of conjunctions of conditions, cached by condition set; one
-    incremental z3 solver scoped with push/pop per question."""
+    incremental z3 solver scoped with push/pop per question. Every question has a time
+    budget; an `unknown` answer raises `checker.limits.ResourceLimit` (never a guess)."""
 
     stats: SolverStats = field(default_factory=SolverStats)
     _cache: dict[frozenset[Any], bool] = field(default_factory=dict)
     _z3: dict[Any, Any] = field(default_factory=dict)
     _solver: Any = field(default_factory=z3.SimpleSolver)
+    _timeout_ms: int = 0  # the solver's timeout as last set
 
     def satisfiable(self, conds: Iterable[Cond]) -> bool:
         terms = []
@@ -498,13 +502,35 @@ class Solver:
         try:
             for t in terms:
                 s.add(to_z3(t, self._z3))
-            result = bool(s.check() == z3.sat)
+            result = bool(self._check() == z3.sat)
         finally:
             s.pop()
-        self.stats.z3_calls += 1
-        self.stats.seconds += time.perf_counter() - started
+            self.stats.z3_calls += 1
+            self.stats.seconds += time.perf_counter() - started
         self._cache[key] = result
         return result
+
+    def _check(self) -> Any:
+        """`check()` within the query budget (`checker.limits.query_seconds`): sat or
+        unsat; `unknown` (a timeout, or z3 gave up) raises `limits.ResourceLimit`, so that
+        the property is incomplete rather than decided on a guess."""
+        limits.check_time("before a z3 query")
+        budget = limits.query_seconds()
+        # Whole seconds while more than two are left: the setting (14 us) changes once a
+        # second rather than at every query.
+        millis = int(budget) * 1000 if budget >= 2 else max(1, int(budget * 1000))
+        if millis != self._timeout_ms:
+            self._solver.set("timeout", millis)
+            self._timeout_ms = millis
+        answer = self._solver.check()
+        if answer == z3.unknown:
+            reason = self._solver.reason_unknown()
+            if budget < limits.Z3_QUERY_SECONDS:  # the deadline set the budget
+                raise limits.timed_out(f"in a z3 query ({reason})")
+            raise limits.ResourceLimit(
+                f"z3 could not decide a path condition within {millis / 1000:g}s ({reason})"
+            )
+        return answer
 
     def model(self, conds: Iterable[Cond], names: Iterable[str]) -> dict[str, int] | None:
         """Concrete values for `names` satisfying every condition, or None."""
@@ -515,7 +541,7 @@ class Solver:
             for c in conds:
                 s.add(to_z3(c, self._z3))
             self.stats.z3_calls += 1
-            if s.check() != z3.sat:
+            if self._check() != z3.sat:
                 return None
             m = s.model()
             return {
@@ -621,6 +647,16 @@ def decide(cond: Cond) -> bool:
     if d is None:
         raise SymbolicDecisionError(f"undecided symbolic condition {cond!r}")
     return d.next(cond)
+
+
+def assume(cond: Cond) -> None:
+    """A condition a step adds to the path condition without a choice (an input's
+    declared range): recorded with the transition's decisions, when it has any, so that
+    the successor's path condition and the feasibility of later decisions in the same
+    step both include it."""
+    d = _current.get()
+    if d is not None and isinstance(cond, Term):
+        d.taken.append(cond)
 
 
 def run_with(choices: Sequence[bool], fn: Any, *args: Any) -> tuple[Any, Decisions]:

@@ -44,6 +44,9 @@ _TOKEN = re.compile(
 )
 _IDENT = re.compile(r"[A-Za-z_]\w*")
 _MAX_DEPTH = 64
+# Characters the expansions of one design may produce, nested ones counted at every level
+# (a measure of the work): `#define B A A`, `#define C B B`, ... doubles at each level.
+MAX_CPP_WORK = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class _Cpp:
         self.path = path
         self.origin = origin  # (file, line) of each line, when includes joined files
         self.macros: dict[str, CppMacro] = {}
+        self.work = 0  # characters produced by expansions so far (MAX_CPP_WORK)
 
     def err(self, msg: str, line: int) -> InputError:
         if self.origin is not None and 0 < line <= len(self.origin):
@@ -167,7 +171,13 @@ class _Cpp:
             args, i = self.arguments(text, j, mac, n)
             body = self.substitute(mac, args, n, disabled, depth)
             out.append(self.expand(body, n, disabled | {word}, depth + 1))
-        return "".join(out)
+        result = "".join(out)
+        self.work += len(result)
+        if self.work > MAX_CPP_WORK:
+            raise self.err(
+                f"cpp macro expansion is over {MAX_CPP_WORK} characters (the design limit)", n
+            )
+        return result
 
     @staticmethod
     def split(body: str) -> str:

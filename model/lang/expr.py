@@ -77,10 +77,18 @@ def parse_expr(text: str, loc: Loc, consts: dict[str, int] | None = None) -> Exp
         return _convert(tree.body, text, loc, consts or {})
     except SyntaxError as e:
         raise InputError(
-            f"malformed expression {text.strip()!r}: {e.msg}", loc.file, loc.line
+            f"malformed expression {_short(text)}: {e.msg}", loc.file, loc.line
         ) from None
-    except (RecursionError, MemoryError):
+    except RecursionError:
         raise InputError("expression too deeply nested", loc.file, loc.line) from None
+    except MemoryError:
+        raise InputError(f"expression {_short(text)} is too large", loc.file, loc.line) from None
+
+
+def _short(text: str) -> str:
+    """An expression as a message quotes it: at most 60 characters."""
+    t = text.strip()
+    return repr(t) if len(t) <= 60 else repr(t[:57]) + "..."
 
 
 def _convert(node: ast.AST, text: str, loc: Loc, consts: dict[str, int]) -> Expr:
@@ -96,6 +104,11 @@ def _convert(node: ast.AST, text: str, loc: Loc, consts: dict[str, int]) -> Expr
         if isinstance(node.value, bool):
             return Const(int(node.value))
         if isinstance(node.value, int):
+            if node.value >> 64:
+                raise InputError(
+                    f"the number {_short(hex(node.value))[1:-1]} does not fit in 64 bits",
+                    loc.file, loc.line,
+                )
             return Const(node.value)
         raise bad(f"the constant {node.value!r}")
     if isinstance(node, ast.Name):
@@ -107,7 +120,16 @@ def _convert(node: ast.AST, text: str, loc: Loc, consts: dict[str, int]) -> Expr
             return NCpus()
         return Var(node.id)
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-        return _fold(Binary(_BINOPS[type(node.op)], conv(node.left), conv(node.right)))
+        op, left, right = _BINOPS[type(node.op)], conv(node.left), conv(node.right)
+        if op in ("<<", ">>") and isinstance(right, Const) and right.value >= 64:
+            # C leaves it undefined and x86 masks the count to 6 bits: say so, rather
+            # than pick a value.
+            raise InputError(
+                f"shift count {right.value:#x} in {_short(text)} is 64 or more (values are 64 "
+                "bits; C leaves such a shift undefined, x86 masks the count)",
+                loc.file, loc.line,
+            )
+        return _fold(Binary(op, left, right))
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNOPS:
         return _fold(Unary(_UNOPS[type(node.op)], conv(node.operand)))
     if isinstance(node, ast.BoolOp):
@@ -198,9 +220,9 @@ def binop(op: str, a: int, b: int) -> int:
     elif op == "%":
         r = a % b if b else 0
     elif op == "<<":
-        r = a << b
+        r = a << b if b < 64 else 0  # the same 64 bits, without building a huge integer
     elif op == ">>":
-        r = a >> b
+        r = a >> b if b < 64 else 0
     elif op == "&":
         r = a & b
     elif op == "|":

@@ -135,7 +135,9 @@ class _Builder:
     pending: list[tuple[int, str, Loc]] = field(default_factory=list)  # unresolved targets
 
 
-_MAX_EXPANDED = 100_000  # lines a design may expand to (`.rept` counts, nested macros)
+# Limits of macro expansion (docs/design-language.md#limits).
+_MAX_EXPANDED = 20_000  # lines a design may expand to (`.rept` counts, nested macros)
+_MAX_NESTING = 64  # macros and repetition blocks expanding inside one another
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,13 @@ def _unquote(text: str) -> str:
     return t[1:-1] if len(t) >= 2 and t[0] == t[-1] == '"' else t
 
 
+_PARAMETER = re.compile(r"\\(\w+|@|\(\))")
+_REPEAT = re.compile(r"\.(rept|irpc|irp)(?:\s+(.*))?$")
+_INVOCATION = re.compile(
+    r"(\s*)((?:\d+|[A-Za-z_.$][\w.$]*):)?\s*([A-Za-z_.$][\w.$]*)(?=\s|$)(.*)$"
+)
+
+
 def _substitute(text: str, values: Mapping[str, str], counter: str | None) -> str:
     r"""GNU as substitution in a macro or `.irp` body: `\name` is the argument, `\()`
     separates it from text that follows, `\@` counts macro invocations. Other `\x`
@@ -203,7 +212,7 @@ def _substitute(text: str, values: Mapping[str, str], counter: str | None) -> st
             return counter if counter is not None else m.group(0)
         return values[word] if word in values else m.group(0)
 
-    return re.sub(r"\\(\w+|@|\(\))", one, text)
+    return _PARAMETER.sub(one, text) if "\\" in text else text
 
 
 def strip_comments(text: str) -> list[str]:
@@ -287,20 +296,36 @@ def _join_continuations(lines: list[str]) -> list[str]:
     return out
 
 
+def read_design(path: str | Path) -> str:
+    """The text of a design file: UTF-8, else an error at the first bad byte's line."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read design: {e.strerror or e}", str(p)) from None
+    return _decode(raw, str(p))
+
+
+def _decode(raw: bytes, path: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise InputError(
+            f"design file is not valid UTF-8 (byte {raw[e.start]:#04x})", path, line
+        ) from None
+
+
 def parse_design(path: str | Path, variant: Mapping[str, str] | None = None) -> Design:
     """Parse the design at `path` for the given knob values (unset knobs: defaults)."""
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise InputError(f"cannot read design: {e.strerror}", str(p)) from None
-    return _Parser(str(p), text, dict(variant or {})).parse()
+    return _Parser(str(p), read_design(p), dict(variant or {})).parse()
 
 
 def design_knobs(path: str | Path) -> tuple[str, dict[str, tuple[str, ...]]]:
     """The design's name and knobs, without selecting a variant."""
     p = Path(path)
-    parser = _Parser(str(p), p.read_text(), {})
+    parser = _Parser(str(p), read_design(p), {})
     parser.scan_header()
     return parser.name, parser.knobs
 
@@ -338,6 +363,7 @@ class _Parser:
         self.routines: dict[str, _Builder] = {}
         self.macros: dict[str, _Macro] = {}
         self.invocations = 0  # macro invocations so far (what `\@` counts)
+        self._expanded = 0  # lines of the expansion made so far (_MAX_EXPANDED)
         self.section = ".text"
         self.previous_section = ".text"  # what `.previous` returns to
         # .pushsection: (section, previous section, the routine it interrupted, where)
@@ -480,7 +506,8 @@ class _Parser:
         if current is not None:
             raise _err(f".macro {current.name} without .endm", current.loc)
         self._scan_consts(out)  # `.rept N` may name a constant
-        expanded = self._expand(out, depth=0)
+        self._expanded = 0
+        expanded = self._expand(out, depth=0, active=())
         for line in expanded:
             left = re.search(r"\\(\w+|@|\(\))", line.text)
             if left:
@@ -517,36 +544,48 @@ class _Parser:
                 if isinstance(e, Const):
                     self.consts[m.group(1)] = e.value
 
-    def _expand(self, lines: list[_Line], depth: int) -> list[_Line]:
+    def _emit(self, out: list[_Line], line: _Line) -> None:
+        """Append a line of the final expansion, counting it against _MAX_EXPANDED as it
+        is made (so that a blow-up stops before it is built)."""
+        self._expanded += 1
+        if self._expanded > _MAX_EXPANDED:
+            raise _err(f"the expansion is over {_MAX_EXPANDED} lines (the design limit)",
+                       line.loc)
+        out.append(line)
+
+    def _expand(self, lines: list[_Line], depth: int, active: tuple[str, ...]) -> list[_Line]:
+        """Expand macro invocations and repetition blocks in `lines`; `active` are the
+        macros being expanded around them (a macro in it again never terminates: a
+        design's `.if` is decided before macros, so nothing can stop the recursion)."""
+        if depth > _MAX_NESTING:
+            where = lines[0].loc if lines else Loc(self.path, 1)
+            raise _err(f"macros and .rept/.irp blocks nest more than {_MAX_NESTING} deep",
+                       where)
         out: list[_Line] = []
         i = 0
         while i < len(lines):
             line = lines[i]
             s = line.text.strip()
-            rep = re.match(r"\.(rept|irpc|irp)(?:\s+(.*))?$", s)
+            rep = _REPEAT.match(s)
             if rep:
                 block, i = self._repeat_block(lines, i)
                 for copy in self._repeat_copies(rep.group(1), rep.group(2) or "", block, line.loc):
-                    out.extend(self._expand(copy, depth + 1))
-                if len(out) > _MAX_EXPANDED:
-                    raise _err(f"the expansion is over {_MAX_EXPANDED} lines", line.loc)
+                    out.extend(self._expand(copy, depth + 1, active))
                 continue
             if s == ".endr":
                 raise _err(".endr without .rept, .irp or .irpc", line.loc)
             i += 1
-            m = re.match(
-                r"(\s*)((?:\d+|[A-Za-z_.$][\w.$]*):)?\s*([A-Za-z_.$][\w.$]*)(?=\s|$)(.*)$",
-                line.text,
-            )
+            m = _INVOCATION.match(line.text)
             if not m or m.group(3) not in self.macros:
-                out.append(line)
+                self._emit(out, line)
                 continue
             macro = self.macros[m.group(3)]
-            if depth > 16:
-                raise _err(f"macro {macro.name} expands recursively", line.loc)
+            if macro.name in active:
+                chain = " -> ".join((*active[active.index(macro.name):], macro.name))
+                raise _err(f"macro {macro.name} expands recursively ({chain})", line.loc)
             if m.group(2):
                 # `3: RESTORE_ALL`: the label stays where it was written, then the body
-                out.append(_Line(m.group(1) + m.group(2), line.loc))
+                self._emit(out, _Line(m.group(1) + m.group(2), line.loc))
             values = self._macro_args(macro, m.group(4), line.loc)
             self.invocations += 1
             body = [
@@ -555,9 +594,7 @@ class _Parser:
                 for b in macro.body
             ]
             body = [b for b in body if b.text.strip()]  # `\a` with an empty argument
-            out.extend(self._expand(body, depth + 1))
-            if len(out) > _MAX_EXPANDED:
-                raise _err(f"the expansion is over {_MAX_EXPANDED} lines", line.loc)
+            out.extend(self._expand(body, depth + 1, (*active, macro.name)))
         return out
 
     def _macro_args(self, macro: _Macro, text: str, loc: Loc) -> dict[str, str]:
@@ -617,6 +654,9 @@ class _Parser:
             count = self._int(args, loc)
             if not 0 <= count <= _MAX_EXPANDED:
                 raise _err(f".rept {count}: the count is 0-{_MAX_EXPANDED}", loc)
+            if count * len(block) > _MAX_EXPANDED:
+                raise _err(f".rept {count} of {len(block)} lines is over {_MAX_EXPANDED} "
+                           "lines (the design limit)", loc)
             return [list(block) for _ in range(count)]
         m = re.fullmatch(r"([A-Za-z_]\w*)\s*(?:,\s*(.*))?", args.strip())
         if not m:
@@ -1169,6 +1209,11 @@ class _Parser:
                     some = [x for x in some if x.vector != v]
                     gates[v] = g
         limit = self._int(opts.get("limit", "256"), loc)
+        if not 0 <= limit <= 256:
+            # The limit counts vectors; 256 16-byte gates fill what IDTR's 16-bit byte
+            # limit can reach (SDM §6.10).
+            raise _err(f"idt {words[0]}: limit {limit:#x} is not 0-256 (it counts vectors)",
+                       loc)
         self.idts.append(
             IdtDecl(
                 words[0], limit, tuple(gates[v] for v in sorted(gates)) + tuple(some),
@@ -1682,6 +1727,9 @@ class _Parser:
             routines[b.name] = Routine(
                 b.name, tuple(instrs), b.loc, b.kind, b.section, b.guest, b.compat
             )
+        for decl in self.cpu_decls:
+            if decl.which is not None and not 0 <= decl.which < 16:
+                raise _err(f"cpu {decl.which}: CPUs are numbered 0-15", decl.loc)
         return Design(
             name=self.name,
             path=self.path,

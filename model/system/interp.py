@@ -95,6 +95,11 @@ SF = alu.SF
 MASK64 = (1 << 64) - 1
 
 # Sticky incidents the interpreter records (the x86 layer records its own).
+# Limits on the work of one step (docs/design-language.md#limits): beyond them the step is
+# refused with the design's path:line (the verdict is `error`), never cut short.
+MAX_CHOICES = 1 << 16  # transitions one `choose_range` / enumerated `input` step may offer
+MAX_REP_WORDS = 1 << 16  # words one `rep movsq` may copy
+
 FREED_CODE = "freed-init-code-executed"
 FELL_OFF = "ran-off-routine-end"
 ASSERT_FAILED = "assertion-failed"
@@ -196,6 +201,17 @@ class Interpreter:
         self._breakpoints = platform.breakpoints
         self._data_breakpoints = any(b.kind != debug.EXECUTE for b in platform.breakpoints)
         self._accesses: list[debug.Access] | None = None
+        for decl in layout.design.inputs.values():
+            if decl.name in symbolic_inputs or decl.low is None or decl.high is None:
+                continue
+            if decl.high - decl.low + 1 > MAX_CHOICES:
+                raise InputError(
+                    f"input {decl.name} = {decl.low:#x}..{decl.high:#x} has "
+                    f"{decl.high - decl.low + 1:#x} values, more than the {MAX_CHOICES} the "
+                    "checker enumerates: narrow the range, or make it symbolic (a property "
+                    f"file's environment.symbolic = [\"{decl.name}\"])",
+                    decl.loc.file, decl.loc.line,
+                )
 
     # -- values ------------------------------------------------------------------------------
     def routine_of(self, pc: CodeAddr) -> Routine:
@@ -1161,6 +1177,13 @@ class Interpreter:
         m = s.machine
         cpu = m.cpus[cpu_i]
         count = self._int(cpu.reg("rcx"), ins)
+        if count > MAX_REP_WORDS:
+            # One step copies them all; the model does not split a long copy into the
+            # interruptible iterations the SDM allows, so it refuses rather than hang.
+            raise self._error(
+                f"rep movsq with RCX={count:#x}: the model copies at most {MAX_REP_WORDS} "
+                "words in one step", ins,
+            )
         src = self._int(cpu.reg("rsi"), ins)
         dst = self._int(cpu.reg("rdi"), ins)
         m = copy_words(self.platform, m, cpu_i, src, dst, count)
@@ -1208,6 +1231,8 @@ class Interpreter:
         path = s.path
         if decl.low is not None and decl.high is not None:
             bounds = [sym.ule(decl.low, value), sym.ule(value, decl.high)]
+            for c in bounds:
+                sym.assume(c)  # a symbolic state's step replaces the path: keep them
             path = tuple(sorted(set(path) | {c for c in bounds if isinstance(c, Term)}, key=repr))
         return s._replace(path=path, symbolic=True), value
 
@@ -1221,12 +1246,18 @@ class Interpreter:
                 return 1
             decl = self.layout.design.inputs[name]
             if decl.low is not None and decl.high is not None:
-                return decl.high - decl.low + 1
+                return min(decl.high - decl.low + 1, MAX_CHOICES)  # (refused when larger)
             return len(decl.samples)
         if ins.op == "c.choose_range":
             low = self._int(self._expr(s, cpu_i, ins.args[1], ins), ins)
             high = self._int(self._expr(s, cpu_i, ins.args[2], ins), ins)
-            return max(0, high - low + 1)
+            count = max(0, high - low + 1)
+            if count > MAX_CHOICES:
+                raise self._error(
+                    f"choose_range over {low:#x}..{high:#x} gives {count:#x} values, more than "
+                    f"the {MAX_CHOICES} the checker enumerates in one step", ins,
+                )
+            return count
         if ins.op == "verw":
             return 2
         if ins.op == "c.send_nmi":

@@ -146,6 +146,15 @@ class Layout:
 
 
 def build_layout(design: Design, ncpus: int) -> Layout:
+    for decl in design.cpu_decls:
+        # A line for a CPU that neither the design nor the run has is a mistake; the
+        # CPUs a run leaves out (fewer environment.cpus) are ignored, as in tables.
+        if decl.which is not None and decl.which >= max(ncpus, design.cpus):
+            raise InputError(
+                f"cpu {decl.which}: the design has {design.cpus} CPU"
+                f"{'s' if design.cpus != 1 else ''} (cpus {design.cpus}), numbered from 0",
+                decl.loc.file, decl.loc.line,
+            )
     regions: list[StackRegion] = []
     hyp = guest = 0
     for s in design.stacks:

@@ -70,12 +70,12 @@ class DesignProvider:
                 raise ModelInputError(
                     f"design file {design!r} must end in {DESIGN_SUFFIX}", "design"
                 )
-            if not path.is_file():
+            if not _is_file(path):
                 raise ModelInputError(f"no design file {design!r}", "design")
             return path
         for folder in self.folders():
             path = folder / (design + DESIGN_SUFFIX)
-            if path.is_file():
+            if _is_file(path):
                 return path
         known = ", ".join(self.designs()) or "none"
         where = ", ".join(_display_path(f).as_posix() for f in self.folders())
@@ -151,6 +151,14 @@ def lint_variants(knobs: Mapping[str, tuple[str, ...]]) -> list[dict[str, str]]:
     for knob, values in knobs.items():
         out.extend({**default, knob: v} for v in values[1:])
     return out
+
+
+def _is_file(path: Path) -> bool:
+    """`path.is_file()`, false too for a name the system refuses (too long, ...)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def is_design_path(design: str) -> bool:

@@ -182,7 +182,9 @@ class TransitionRelation:
         succ, d = run_with(a.decisions, self.raw_next, s, a)
         if d.index < len(a.decisions):
             raise Infeasible()  # more decisions than the step meets: not this action
-        taken = tuple(c for c in d.taken if isinstance(c, Term))
+        taken = tuple(dict.fromkeys(
+            c for c in d.taken if isinstance(c, Term) and c not in s.path
+        ))  # (with the conditions the step assumed: an input's range)
         path = s.path + taken
         succ = succ._replace(path=path)
         if taken and not self.interp.unique_names:
