@@ -77,6 +77,7 @@ def designs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "designs"
     folder.mkdir()
     shutil.copy(DESIGN, folder / DESIGN.name)
+    shutil.copytree(DESIGN.parent / "shared", folder / "shared")  # what it includes
     (tmp_path / "ist.toml").write_text(IST)
     code = cli.main(["ist.toml", "--report-dir", "reports", "-q"], DesignProvider(folder))
     assert code == 0
