@@ -306,24 +306,32 @@ def _path(graph: StateGraph, within: set[int], start: int, goal: int) -> list[tu
     """A shortest path start -> goal inside `within`, as (state, edge) steps."""
     if start == goal:
         return []
-    back: dict[int, tuple[int, int]] = {start: (-1, -1)}
-    queue = deque([start])
+    return _shortest(graph, [start], goal, within)
+
+
+def _shortest(
+    graph: StateGraph, starts: Sequence[int], goal: int, within: set[int] | None
+) -> list[tuple[int, int]]:
+    """A shortest path from one of `starts` to `goal` (through `within` only, when given),
+    as (state, edge) steps; the first step's state is the start used."""
+    back: dict[int, tuple[int, int]] = {s: (-1, -1) for s in starts}
+    queue = deque(starts)
     while queue:
         u = queue.popleft()
         for e in graph.edges(u):
             v = graph.targets[e]
-            if v in within and v not in back:
+            if (within is None or v in within) and v not in back:
                 back[v] = (u, e)
                 if v == goal:
                     out: list[tuple[int, int]] = []
-                    while v != start:
+                    while back[v][0] != -1:
                         u2, e2 = back[v]
                         out.append((u2, e2))
                         v = u2
                     out.reverse()
                     return out
                 queue.append(v)
-    raise AssertionError("no path inside a strongly connected component")
+    raise AssertionError("no path to a state the search found reachable")
 
 
 def _lasso(
@@ -366,21 +374,4 @@ def _from_initial(graph: StateGraph, initial: Sequence[int], goal: int) -> list[
     `goal` is initial. The first step's state is the initial state used."""
     if goal in initial:
         return []
-    back: dict[int, tuple[int, int]] = {s: (-1, -1) for s in initial}
-    queue = deque(initial)
-    while queue:
-        u = queue.popleft()
-        for e in graph.edges(u):
-            v = graph.targets[e]
-            if v not in back:
-                back[v] = (u, e)
-                if v == goal:
-                    out: list[tuple[int, int]] = []
-                    while back[v][0] != -1:
-                        u2, e2 = back[v]
-                        out.append((u2, e2))
-                        v = u2
-                    out.reverse()
-                    return out
-                queue.append(v)
-    raise AssertionError("a source the initial states do not reach")
+    return _shortest(graph, initial, goal, None)

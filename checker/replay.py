@@ -44,7 +44,7 @@ from checker.interface import (
     require_core,
 )
 from checker.rules import decides, final_violated
-from checker.spec import Property, is_path
+from checker.spec import Property, deepest_line, is_path
 from checker.trace import graph_steps
 from checker.verdict import EXIT_INPUT, Kind, Verdict
 
@@ -101,7 +101,7 @@ def read_replay_record(path: str | Path) -> dict[str, Any]:
         raise TraceFileError(f"{path}:{exc.lineno}: not a JSON trace file ({exc.msg})") from None
     except RecursionError:
         raise TraceFileError(
-            f"{path}:{_deepest_line(text)}: not a JSON trace file (nested too deeply)"
+            f"{path}:{deepest_line(text)}: not a JSON trace file (nested too deeply)"
         ) from None
     except ValueError:  # an integer beyond Python's digit limit
         number = next((n for n, raw_line in enumerate(text.splitlines(), 1)
@@ -146,7 +146,7 @@ def read_replay_record(path: str | Path) -> dict[str, Any]:
             )
     if not _shallow(record):
         raise TraceFileError(
-            f"{path}:{_deepest_line(text)}: the replay record nests more than {MAX_DEPTH} "
+            f"{path}:{deepest_line(text)}: the replay record nests more than {MAX_DEPTH} "
             f"deep, or holds a string longer than {MAX_TEXT} characters"
         )
     return record
@@ -173,21 +173,6 @@ def _at(path: str | Path, text: str, key: str) -> str:
         if needle in line:
             return f"{path}:{number}"
     return f"{path}:1"
-
-
-def _deepest_line(text: str) -> int:
-    """The line where brackets (outside strings, roughly) first nest deepest."""
-    depth = best = 0
-    where = 1
-    for number, raw in enumerate(text.splitlines(), 1):
-        for ch in raw:
-            if ch in "[{":
-                depth += 1
-                if depth > best:
-                    best, where = depth, number
-            elif ch in "]}":
-                depth -= 1
-    return where
 
 
 def _shallow(value: Any) -> bool:

@@ -294,7 +294,7 @@ def parse_property_file(text: str, path: str) -> PropertyFile:
         data = tomllib.loads(text)
     except RecursionError:
         raise InputError(
-            "TOML nests arrays or tables too deeply", path, _deepest_line(text)
+            "TOML nests arrays or tables too deeply", path, deepest_line(text)
         ) from None
     except ValueError as exc:
         if isinstance(exc, tomllib.TOMLDecodeError):
@@ -309,7 +309,7 @@ def parse_property_file(text: str, path: str) -> PropertyFile:
     return _Reader(path, text, data).read()
 
 
-def _deepest_line(text: str) -> int:
+def deepest_line(text: str) -> int:
     """The line where brackets (outside strings, roughly) first nest deepest."""
     depth = best = 0
     where = 1
