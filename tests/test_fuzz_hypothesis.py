@@ -29,7 +29,7 @@ from tests.random_designs import VARIANTS, Case, Finding, compare, generate
 FAST_EXAMPLES = 2
 FAST_VARIANTS = ("por", "symmetry", "compact", "workers2", "all")
 FAST_MAX_STATES = 1500
-SLOW_EXAMPLES = 10  # every CI run (the full suite); a larger campaign: benchmarks/fuzz_reductions.py
+SLOW_EXAMPLES = 10  # every CI run (the full suite); more: benchmarks/fuzz_reductions.py
 
 _TRIED: dict[str, list[str]] = {}
 
