@@ -9,12 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from gate_helpers import write
 from toy_models import Counters, ToyProvider
 
 from checker import cli
@@ -57,13 +57,6 @@ kind = "always"
 expr = "total <= 2"
 expect = "holds"
 """
-
-
-def write(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text))
-    return path
 
 
 def run(args: list[str], tmp_path: Path, capsys: Any) -> tuple[int, str, str]:

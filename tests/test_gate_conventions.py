@@ -8,41 +8,16 @@ import json
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
+from gate_helpers import MUTEX, write
 from toy_models import ToyProvider
 
 from checker import cli
 
 ROOT = Path(__file__).resolve().parent.parent
-
-MUTEX = """\
-design = "mutex"
-
-[[property]]
-name = "exclusion"
-kind = "always"
-expr = "in_critical <= 1"
-expect = "holds"
-
-[[property]]
-name = "no-lock"
-kind = "always"
-expr = "in_critical <= 1"
-expect = "violated"
-variant = { lock = "no" }
-"""
-
-
-def write(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text))
-    return path
-
 
 def test_version(capsys: Any) -> None:
     with pytest.raises(SystemExit) as stop:

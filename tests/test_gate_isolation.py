@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gate_helpers import write
 from toy_models import Mutex, ToyProvider
 
 from checker import cli
@@ -68,13 +69,6 @@ kind = "always"
 expr = "lockk == 0"
 expect = "holds"
 """
-
-
-def write(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text))
-    return path
 
 
 def test_errors_cost_only_their_own_property_in_every_format(tmp_path: Path,

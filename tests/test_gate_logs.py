@@ -5,11 +5,12 @@ the run closes with each unexpected or error property as `file:line name`."""
 from __future__ import annotations
 
 import io
-import textwrap
 from pathlib import Path
 from typing import Any
 
+import gate_helpers
 import pytest
+from gate_helpers import write
 from toy_models import ToyProvider
 
 from checker import cli
@@ -27,21 +28,7 @@ expr = "total >= 0"
 expect = "holds"
 """
 
-MUTEX = """\
-design = "mutex"
-
-[[property]]
-name = "exclusion"
-kind = "always"
-expr = "in_critical <= 1"
-expect = "holds"
-
-[[property]]
-name = "no-lock"
-kind = "always"
-expr = "in_critical <= 1"
-expect = "violated"
-variant = { lock = "no" }
+MUTEX = gate_helpers.MUTEX + """\
 
 [[property]]
 name = "wrong"
@@ -50,13 +37,6 @@ expr = "in_critical <= 1"
 expect = "holds"
 variant = { lock = "no" }
 """
-
-
-def write(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text))
-    return path
 
 
 def test_a_heartbeat_without_a_terminal(tmp_path: Path) -> None:
