@@ -17,7 +17,9 @@ import ast
 import difflib
 import functools
 import inspect
+import io
 import operator
+import tokenize
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -369,20 +371,19 @@ def compile_expr(source: str) -> Expr:
     text = source.strip()
     if not text:
         raise ExprError("empty expression")
-    if top_level_implication(text) is not None:
-        return _compile_implication(text)
-    return _compile_text(text, "")
+    return _compile_implication(text, "")
 
 
-def _compile_implication(text: str) -> Expr:
-    """`A -> B` (columns kept: B is compiled with A blanked out); B may be one too."""
+def _compile_implication(text: str, part: str) -> Expr:
+    """`A -> B` (columns kept: B is compiled with A blanked out), B may be one too; or,
+    without a top-level arrow, one expression (`part` names it in errors)."""
     arrow = top_level_implication(text)
     if arrow is None:
-        return _compile_text(text, "the right of an implication")
+        return _compile_text(text, part)
     start, end = arrow
     blank = "".join(c if c == "\n" else " " for c in text[:end])
     premise = _compile_text(text[:start].rstrip(), "the left of an implication")
-    conclusion = _compile_implication(blank + text[end:])
+    conclusion = _compile_implication(blank + text[end:], "the right of an implication")
     a, b = premise._fn, conclusion._fn
 
     def implies(loc: Locals, env: Env) -> Any:
@@ -407,9 +408,6 @@ def _compile_implication(text: str) -> Expr:
 def top_level_implication(text: str) -> tuple[int, int] | None:
     """The offsets of the first top-level `->` or `implies` in `text` (outside brackets
     and strings), or None."""
-    import io
-    import tokenize
-
     lines = text.split("\n")
     offsets = [0]
     for line in lines:
@@ -436,25 +434,14 @@ def _compile_text(text: str, part: str) -> Expr:
     """Compile one expression (no top-level implication); `part` names it in errors."""
     if not text.strip():
         raise ExprError(f"empty expression on {part}" if part else "empty expression")
-    if part:
-        # Parsed in brackets so that the blanked prefix keeps every column in place.
-        text_in = text
-        try:
-            tree = ast.parse("(" + text_in + "\n)", mode="eval")
-        except SyntaxError as err:
-            raise _syntax_error(err, shift=True) from None
-        except (RecursionError, MemoryError):
-            raise ExprError("expression is too deeply nested") from None
-        compiler = _Compiler(text_in, True)
-        try:
-            fn = compiler.compile(tree.body, frozenset())
-        except RecursionError:
-            raise ExprError("expression is too deeply nested") from None
-        return _expression(text_in.strip(), compiler, fn)
-    wrapped = False
+    # A part of an implication is parsed in brackets, so that the blanked prefix keeps
+    # every column in place.
+    wrapped = bool(part)
     try:
-        tree = ast.parse(text, mode="eval")
+        tree = ast.parse("(" + text + "\n)" if wrapped else text, mode="eval")
     except SyntaxError as first:
+        if wrapped:
+            raise _syntax_error(first, shift=True) from None
         if "\n" not in text:
             raise _syntax_error(first) from None
         # A multi-line expression (TOML multi-line string) parses like a parenthesised one.
@@ -472,7 +459,7 @@ def _compile_text(text: str, part: str) -> Expr:
         fn = compiler.compile(tree.body, frozenset())
     except RecursionError:
         raise ExprError("expression is too deeply nested") from None
-    return _expression(text, compiler, fn)
+    return _expression(text.strip() if part else text, compiler, fn)
 
 
 def _expression(text: str, compiler: _Compiler, fn: Fn) -> Expr:
