@@ -38,7 +38,7 @@ from checker.coverage import run_coverage, unreached_report
 from checker.errors import CheckerError, InputError, UsageError
 from checker.explore import Bounds, Budget, Options, Progress, resident_memory
 from checker.interface import DesignFolders, DesignLinter, ModelProvider
-from checker.report import dumps, errors_json
+from checker.report import dumps, errors_json, mark
 from checker.results import OutputContext, PropertyResult, RunResult
 from checker.run import LoadFailure, Stopping, check, plan, read_files, select
 from checker.spec import LoadedGroup, PropertyFile, find_property_files
@@ -342,14 +342,6 @@ class ProgressLine:
 
 
 MARKS = {"ok": "32", "FAIL": "31;1", "ERROR": "31;1", "INCOMPLETE": "33"}
-
-
-def mark(result: PropertyResult) -> str:
-    if result.verdict is Verdict.ERROR:
-        return "ERROR"
-    if result.verdict is Verdict.INCOMPLETE:
-        return "INCOMPLETE"
-    return "ok" if result.ok else "FAIL"
 
 
 def paint(text: str, code: str, color: bool) -> str:

@@ -62,7 +62,8 @@ def write_dot(result: PropertyResult, record: Mapping[str, Any], path: Path) -> 
 # -- text ----------------------------------------------------------------------------------
 
 
-def _mark(result: PropertyResult) -> str:
+def mark(result: PropertyResult) -> str:
+    """ok, FAIL, ERROR or INCOMPLETE: a result's first word in text output and logs."""
     if result.verdict is Verdict.ERROR:
         return "ERROR"
     if result.verdict is Verdict.INCOMPLETE:
@@ -77,7 +78,7 @@ def _seconds(value: float) -> str:
 def result_line(result: PropertyResult, width: int) -> str:
     stats = result.stats
     return (
-        f"  {_mark(result):<10} {result.prop.name:<{width}}  {result.verdict!s:<10} "
+        f"  {mark(result):<10} {result.prop.name:<{width}}  {result.verdict!s:<10} "
         f"expected {result.prop.expect!s:<8}  {stats.states:>9,} states  depth {stats.depth:<4}"
         f" {_seconds(stats.seconds)}"
     )
