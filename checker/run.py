@@ -107,21 +107,13 @@ def plan(
     however many groups share it). A group whose design, variant or environment does not
     load, and a property whose expression the vocabulary refuses, are in `Plan.failed`;
     the others are loaded and run."""
-    errors: list[InputError] = []
     properties = select([p for f in files for p in f.properties], patterns)
     groups: list[LoadedGroup] = []
     failed: list[LoadFailure] = []
-
-    def note(error: InputError) -> None:
-        # A design-file error shows in every group that loads the design: once is enough.
-        if all(str(error) != str(seen) for seen in errors):
-            errors.append(error)
-
     for group in group_properties(properties):
         try:
             system = load_system(group, provider)
         except InputError as exc:
-            note(exc)
             failed.append(LoadFailure(group, exc, shared=True))
             continue
         good: list[Property] = []
@@ -129,13 +121,23 @@ def plan(
             try:
                 check_expression(prop, system)
             except InputError as exc:
-                note(exc)
                 failed.append(LoadFailure(replace(group, properties=(prop,)), exc, shared=False))
             else:
                 good.append(prop)
         if good:
             groups.append(LoadedGroup(replace(group, properties=tuple(good)), system))
-    return Plan(tuple(files), tuple(properties), tuple(groups), tuple(failed)), errors
+    return (Plan(tuple(files), tuple(properties), tuple(groups), tuple(failed)),
+            load_errors(failed))
+
+
+def load_errors(failed: Sequence[LoadFailure]) -> list[InputError]:
+    """The distinct errors of the failed loads, in order: a design-file error shows in
+    every group that loads the design, once is enough."""
+    errors: list[InputError] = []
+    for failure in failed:
+        if all(str(failure.error) != str(seen) for seen in errors):
+            errors.append(failure.error)
+    return errors
 
 
 def graph_meta(prop: Property, verdict: Verdict) -> dict[str, str | int | float | bool]:
@@ -236,11 +238,7 @@ def check(
         ):
             stop = "-x/--exitfirst: an unexpected verdict"
     results = tuple(by_prop[(p.file, p.name)] for p in properties)
-    errors: list[InputError] = []
-    for failure in failed:
-        if all(str(failure.error) != str(seen) for seen in errors):
-            errors.append(failure.error)
-    return RunResult(results, tuple(explorations), tuple(errors))
+    return RunResult(results, tuple(explorations), tuple(load_errors(failed)))
 
 
 def _not_explored(
