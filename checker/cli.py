@@ -615,12 +615,12 @@ def _run(args: argparse.Namespace, provider: ModelProvider | None) -> int:
         code = run.strict_exit_code(args.strict_vacuity)
         if interrupts.reason is not None:
             code = EXIT_INTERRUPTED
-        return _report(args, run, code, prepared.failed, load_errors, color_err)
+        return _report(args, run, code, prepared.failed, color_err)
 
 
 def _report(
     args: argparse.Namespace, run: RunResult, code: int, failed: Sequence[LoadFailure],
-    load_errors: Sequence[InputError], color_err: bool,
+    color_err: bool,
 ) -> int:
     """Write every report the options ask for, print the run, and close with what went
     wrong; the exit code."""
@@ -668,7 +668,7 @@ def _report(
         for line in coverage_lines:
             print(f"  {line}", file=sys.stderr)
     _print_closing(run, color_err)
-    github_input_errors(load_errors, os.environ)
+    github_input_errors(run.input_errors, os.environ)
     github_report(run, traces, os.environ)
     return code
 
