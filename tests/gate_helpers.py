@@ -1,10 +1,16 @@
-"""Set-up shared by the CI-gate tests (issue 15): property files written into a tmp folder
-and the mutex property file most of them run."""
+"""Set-up shared by the CI-gate and report tests (issue 15): property files written into
+a tmp folder, the mutex property file most of them run, a run read back as JSON."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
+from typing import Any
+
+from toy_models import ToyProvider
+
+from checker import cli
 
 MUTEX = """\
 design = "mutex"
@@ -30,3 +36,12 @@ def write(folder: Path, name: str, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(text))
     return path
+
+
+def run_json(capsys: Any, *args: str, provider: Any = None) -> tuple[int, dict[str, Any], str]:
+    """Run the checker with --format json (the toy models by default): exit code, the
+    JSON it printed, its stderr."""
+    code = cli.main([*args, "--format", "json"],
+                    provider if provider is not None else ToyProvider())
+    out, err = capsys.readouterr()
+    return code, json.loads(out), err

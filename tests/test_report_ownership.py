@@ -12,10 +12,9 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 import pytest
+from gate_helpers import run_json as run
 from review_toys import SOURCE, ReviewProvider
-from toy_models import ToyProvider
 
-from checker import cli
 from checker.reportdir import MANIFEST
 
 PROPS = """\
@@ -48,13 +47,6 @@ def write(path: Path, design: str = "mutex", expect: str = "violated") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(PROPS.format(design=design, expect=expect)))
     return path
-
-
-def run(capsys: Any, *args: str, provider: Any = None) -> tuple[int, dict[str, Any], str]:
-    code = cli.main([*args, "--format", "json"],
-                    provider if provider is not None else ToyProvider())
-    out, err = capsys.readouterr()
-    return code, json.loads(out), err
 
 
 def manifest(work: Path) -> list[str]:

@@ -8,7 +8,6 @@ Paths mirror the property file's path relative to the working directory (issue 1
 
 from __future__ import annotations
 
-import json
 import os
 import textwrap
 from html.parser import HTMLParser
@@ -17,6 +16,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from gate_helpers import run_json as run
 from toy_models import ToyProvider
 
 from checker import cli
@@ -53,12 +53,6 @@ def write(path: Path, bad: str = "escaped", good: str = "package") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(PROPS.format(bad=bad, good=good)))
     return path
-
-
-def run(capsys: Any, *args: str) -> tuple[int, dict[str, Any], str]:
-    code = cli.main([*args, "--format", "json"], ToyProvider())
-    out, err = capsys.readouterr()
-    return code, json.loads(out), err
 
 
 def tree(root: Path, skip: Path | None = None) -> dict[str, str]:
