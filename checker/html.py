@@ -35,7 +35,7 @@ import networkx as nx
 from checker.ci import property_seconds
 from checker.coverage import line_ranges, read_source, run_coverage
 from checker.report import summary_line
-from checker.reportdir import INDEX, relative_file, write_replacing
+from checker.reportdir import relative_file
 from checker.results import OutputContext, PropertyResult, RunResult, TraceFiles, witness_of
 from checker.trace import graph_steps, step_location
 from checker.verdict import Verdict
@@ -611,17 +611,3 @@ def html_output(out: OutputContext) -> str:
         out.run, out.traces, out.report_dir, command=out.command, exit_code=out.exit_code
     )
 
-
-def write_html(
-    run: RunResult,
-    traces: Mapping[tuple[str, str], TraceFiles],
-    report_dir: Path,
-    use_dot: bool = True,
-    command: str | None = None,
-    exit_code: int | None = None,
-) -> Path:
-    report_dir.mkdir(parents=True, exist_ok=True)
-    path = report_dir / INDEX
-    text = render_html(run, traces, report_dir, use_dot, command, exit_code)
-    write_replacing(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
-    return path

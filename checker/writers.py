@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from checker.ci import junit_output, sarif_output
-from checker.html import INDEX, html_output
+from checker.html import html_output
 from checker.itf import write_itf
 from checker.replay import replay_record
 from checker.report import (
@@ -27,7 +27,7 @@ from checker.report import (
     write_graphml,
     write_node_link,
 )
-from checker.reportdir import ReportDir, report_parts, write_file
+from checker.reportdir import INDEX, ReportDir, report_parts, write_file
 from checker.results import OutputContext, PropertyResult, TraceFiles
 from checker.spec import Property
 
