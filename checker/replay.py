@@ -44,7 +44,7 @@ from checker.interface import (
     require_core,
 )
 from checker.rules import decides, final_violated
-from checker.spec import Property, deepest_line, is_path
+from checker.spec import MAX_DIGITS, Property, deepest_line, first_line, is_path
 from checker.trace import graph_steps
 from checker.verdict import EXIT_INPUT, Kind, Verdict
 
@@ -104,8 +104,7 @@ def read_replay_record(path: str | Path) -> dict[str, Any]:
             f"{path}:{deepest_line(text)}: not a JSON trace file (nested too deeply)"
         ) from None
     except ValueError:  # an integer beyond Python's digit limit
-        number = next((n for n, raw_line in enumerate(text.splitlines(), 1)
-                       if _LONG_NUMBER.search(raw_line)), 1)
+        number = first_line(text, _LONG_NUMBER) or 1
         raise TraceFileError(f"{path}:{number}: not a JSON trace file (an integer with more than "
                              f"{MAX_DIGITS} digits)") from None
     record: Any = None
@@ -154,8 +153,7 @@ def read_replay_record(path: str | Path) -> dict[str, Any]:
 
 MAX_DEPTH = 32  # arrays and objects nested in a replay record
 MAX_TEXT = 4096  # characters in one of its strings (a design name, a label, an expression)
-MAX_DIGITS = 4300  # decimal digits of an integer (Python's int/str conversion limit)
-_LONG_NUMBER = re.compile(f"[0-9]{{{MAX_DIGITS},}}")
+_LONG_NUMBER = re.compile(f"[0-9]{{{MAX_DIGITS},}}")  # JSON: no `_` between digits
 
 
 def _text_of(path: str | Path) -> str:

@@ -300,13 +300,16 @@ def parse_property_file(text: str, path: str) -> PropertyFile:
         if isinstance(exc, tomllib.TOMLDecodeError):
             raise _toml_error(exc, text, path) from None
         # tomllib lets int() raise for a decimal integer beyond Python's digit limit.
-        line = next(
-            (n for n, raw in enumerate(text.splitlines(), 1) if _LONG_NUMBER.search(raw)), None
-        )
         raise InputError(
-            f"an integer with more than {MAX_DIGITS} digits", path, line
+            f"an integer with more than {MAX_DIGITS} digits", path,
+            first_line(text, _LONG_NUMBER),
         ) from None
     return _Reader(path, text, data).read()
+
+
+def first_line(text: str, pattern: re.Pattern[str]) -> int | None:
+    """The number of the first line of `text` where `pattern` is found, or None."""
+    return next((n for n, raw in enumerate(text.splitlines(), 1) if pattern.search(raw)), None)
 
 
 def deepest_line(text: str) -> int:
