@@ -506,6 +506,17 @@ def _syntax_error(err: SyntaxError, shift: bool = False) -> ExprError:
     return ExprError(f"syntax error: {msg}", line, col)
 
 
+def position(lines: list[str], wrapped: bool, line: int, byte_col: int) -> tuple[int, int]:
+    """1-based (line, column in characters) in the expression's `lines` of a parser
+    position (1-based line, 0-based UTF-8 byte offset); `wrapped`: parsed in the "(" that
+    `_compile_text` adds around it."""
+    if wrapped and line == 1:
+        byte_col -= 1  # the "(" we added
+    text = lines[line - 1] if 0 < line <= len(lines) else ""
+    col = len(text.encode("utf-8")[: max(byte_col, 0)].decode("utf-8", "ignore"))
+    return line, col + 1
+
+
 class _Compiler:
     def __init__(self, source: str, wrapped: bool):
         self.source = source
@@ -520,13 +531,9 @@ class _Compiler:
 
     def pos(self, node: ast.AST) -> tuple[int, int]:
         """1-based (line, column in characters) of `node` within the expression."""
-        line = getattr(node, "lineno", 1)
-        byte_col = getattr(node, "col_offset", 0)
-        if self.wrapped and line == 1:
-            byte_col -= 1  # the "(" we added
-        text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
-        col = len(text.encode("utf-8")[: max(byte_col, 0)].decode("utf-8", "ignore"))
-        return line, col + 1
+        return position(
+            self.lines, self.wrapped, getattr(node, "lineno", 1), getattr(node, "col_offset", 0)
+        )
 
     def error(self, node: ast.AST, message: str) -> ExprError:
         line, col = self.pos(node)

@@ -18,7 +18,7 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from checker.expr import BUILTINS, Expr, ExprError, top_level_implication
+from checker.expr import BUILTINS, Expr, ExprError, position, top_level_implication
 
 
 @dataclass(frozen=True)
@@ -87,11 +87,7 @@ class _Check:
         self.shapes = shapes
 
     def error(self, line: int, byte_col: int, message: str) -> ExprError:
-        if self.wrapped and line == 1:
-            byte_col -= 1
-        text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
-        col = len(text.encode("utf-8")[: max(byte_col, 0)].decode("utf-8", "ignore"))
-        return ExprError(message, line, col + 1)
+        return ExprError(message, *position(self.lines, self.wrapped, line, byte_col))
 
     def field(self, record: Shape, name: str, at: tuple[int, int]) -> Shape:
         if not isinstance(record, RecordShape):
