@@ -7,13 +7,13 @@ import json
 import re
 import subprocess
 import sys
-import textwrap
 import types
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
 import pytest
+from gate_helpers import write
 from toy_models import Mutex, ToyProvider
 
 from checker import cli
@@ -78,13 +78,6 @@ kind = "always"
 expr = "total <= 36"
 expect = "holds"
 """
-
-
-def write(tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text))
-    return path
 
 
 def run(args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -4,13 +4,13 @@ Actions annotations and step summary, and the trace files' replay record."""
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
 import jsonschema
 import pytest
+from gate_helpers import write
 from review_toys import SOURCE, ReviewProvider
 from toy_models import ToyProvider
 
@@ -65,13 +65,6 @@ kind = "always"
 expr = "total <= 36"
 expect = "holds"
 """
-
-
-def write(tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text))
-    return path
 
 
 def run(tmp_path: Path, capsys: Any, *args: str, provider: Any = None) -> tuple[int, str, str]:
