@@ -415,7 +415,8 @@ def github_annotations(run: RunResult) -> list[str]:
         out.append(f"::{level} {params}::{_escape_data(message)}")
     for result in run.vacuous:
         params = ",".join((
-            f"file={_escape_property(result.prop.file)}", f"line={result.prop.line}",
+            f"file={_escape_property(relative_file(result.prop.file))}",
+            f"line={result.prop.line}",
             f"title={_escape_property(f'{TOOL_NAME}: {result.prop.name} (vacuous)')}",
         ))
         out.append(f"::warning {params}::{_escape_data('; '.join(result.vacuity))}")

@@ -313,3 +313,19 @@ def test_every_invariant_that_holds_names_its_companion(path: Path) -> None:
         companion = by_name.get(marker.split()[1])
         assert companion is not None, f"{name}: no property {marker.split()[1]}"
         assert companion["kind"] == "reachable" and companion["expect"] == "holds", name
+
+
+def test_vacuity_annotation_names_the_file_as_failures_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A GitHub `::warning` for a vacuous property names its file relative to the working
+    directory, as the `::error` lines of failures do (GitHub only places relative paths)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    (tmp_path / "vacuity.toml").write_text(VACUITY)
+    cli.main([str(tmp_path / "vacuity.toml"), "--report-dir", str(tmp_path / "reports")])
+    err = capsys.readouterr().err
+    warnings = [x for x in err.splitlines() if x.startswith("::warning ")]
+    assert len(warnings) == 3
+    assert all("file=vacuity.toml," in x for x in warnings), warnings
