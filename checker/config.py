@@ -18,13 +18,13 @@ import argparse
 import difflib
 import os
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from checker.errors import InputError
+from checker.spec import load_toml
 
 TABLE = ("tool", "irq-checker")
 # Options that make no sense as a default.
@@ -79,17 +79,11 @@ def _read(path: Path, required: bool) -> Settings | None:
     name = _shown(path)
     try:
         text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text)
     except OSError as exc:
         raise InputError(f"cannot read the configuration: {exc.strerror or exc}", name) from None
     except UnicodeDecodeError:
         raise InputError("the configuration is not valid UTF-8", name) from None
-    except tomllib.TOMLDecodeError as exc:
-        match = re.search(r"\(at line (\d+)", str(exc))
-        message = re.sub(r" \(at .*\)$", "", str(exc))
-        raise InputError(
-            f"TOML syntax error: {message}", name, int(match.group(1)) if match else None,
-        ) from None
+    data = load_toml(text, name)
     table: Any = data
     for key in TABLE:
         table = table.get(key) if isinstance(table, dict) else None

@@ -290,8 +290,14 @@ _LONG_NUMBER = re.compile(f"[0-9][0-9_]{{{MAX_DIGITS},}}")
 
 
 def parse_property_file(text: str, path: str) -> PropertyFile:
+    return _Reader(path, text, load_toml(text, path)).read()
+
+
+def load_toml(text: str, path: str) -> dict[str, Any]:
+    """`text` parsed as TOML; every way tomllib can refuse it becomes a `path:line` error
+    (the configuration file shares this with the property files)."""
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except RecursionError:
         raise InputError(
             "TOML nests arrays or tables too deeply", path, deepest_line(text)
@@ -304,7 +310,6 @@ def parse_property_file(text: str, path: str) -> PropertyFile:
             f"an integer with more than {MAX_DIGITS} digits", path,
             first_line(text, _LONG_NUMBER),
         ) from None
-    return _Reader(path, text, data).read()
 
 
 def first_line(text: str, pattern: re.Pattern[str]) -> int | None:
