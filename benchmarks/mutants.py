@@ -315,9 +315,13 @@ class Outcome:
 
 
 def run_checker(
-    design: str, design_dir: Path, por: bool, timeout: float, work: Path
+    design: str, design_dir: Path, por: bool, timeout: float, work: Path,
+    per_exploration: float | None = None,
 ) -> tuple[str, dict[str, Any] | None, float]:
-    """(exit code or "timeout", the JSON output, seconds) of the design's properties."""
+    """(exit code or "timeout", the JSON output, seconds) of the design's properties.
+    `per_exploration`: the checker's --timeout-per-exploration, so that one exploration a
+    mutant makes explode leaves its properties `incomplete` while the others still decide
+    theirs (a violation elsewhere still kills the mutant)."""
     files = property_files(design)
     args = [sys.executable, "-m", "checker", *(str(p) for p, _ in files)]
     for _, names in files:
@@ -327,6 +331,9 @@ def run_checker(
              "--report-dir", str(work / "reports")]
     if por:
         args.append("--por")
+    if per_exploration is not None:
+        args += ["--timeout-per-exploration", f"{per_exploration:g}",
+                 "--timeout", f"{max(1.0, timeout - 15):g}"]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("GITHUB_ACTIONS", None)
     started = time.monotonic()
@@ -418,6 +425,12 @@ def check_design(
             r["verdict"] for r in por_data["results"]
         ] and secs_por <= secs * 1.1
         reached, complete = reached_lines(plain, design)
+        # Each exploration may take a few times its unmutated share of the time, and
+        # at most a third of the mutant's budget.
+        base_run = por_data if por and por_data is not None else plain
+        slowest = max((e.get("seconds", 0.0) for e in base_run.get("explorations", ())),
+                      default=0.0)
+        per_exploration = max(10.0, min(timeout / 3, 5 * slowest + 10))
         print(f"{design}: {len(mutants)} mutants, baseline {secs:.1f}s"
               f" (--por {secs_por:.1f}s, {'used' if por else 'not used'})", file=log)
 
@@ -425,7 +438,8 @@ def check_design(
             work = Path(tmp) / f"m{index}"
             shutil.copytree(DESIGNS, work / "designs")
             (work / "designs" / f"{design}.design").write_text(m.apply(lines))
-            code, data, seconds = run_checker(design, work / "designs", por, timeout, work)
+            code, data, seconds = run_checker(design, work / "designs", por, timeout, work,
+                                              per_exploration)
             shutil.rmtree(work, ignore_errors=True)
             out = classify(m, code, data, seconds, reached, complete)
             if out.status == "survived" and _dead_constant(m, lines):
@@ -554,9 +568,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      sys.stderr, args.mutant)
     if args.markdown:
         print(markdown(per_design, args))
-    every = [o for outs in per_design.values() for o in outs]
-    c = summary(every)
-    print(f"mutants: {len(every)}; " + ", ".join(f"{k} {v}" for k, v in c.items())
+    outcomes = [o for outs in per_design.values() for o in outs]
+    c = summary(outcomes)
+    print(f"mutants: {len(outcomes)}; " + ", ".join(f"{k} {v}" for k, v in c.items())
           + f"; score {score(c):.1%}", file=sys.stderr)
     return 0
 
