@@ -26,7 +26,11 @@ first by `--design-path`. Outcomes:
 Mutants are sampled with a fixed seed (`--seed`, `--per-design`); the same arguments give
 the same mutants. Every check runs under `nice` and a per-mutant wall-clock timeout; with
 `--por` (the default where the unmutated design gives the same verdicts with it, which the
-baseline checks) the explorations are partial-order reduced.
+baseline checks) the explorations are partial-order reduced. A mutant's check also gets
+`-x` (the first unexpected verdict ends it: the mutant is killed) and a per-exploration
+timeout of a few times the unmutated exploration's time, so that one exploration a mutant
+makes explode (a `ud2` loop) leaves its properties `incomplete` instead of hiding a
+violation another exploration finds.
 
     python benchmarks/mutants.py [--per-design N] [--seed S] [--timeout SECONDS]
                                  [--design NAME]... [--markdown] [--jobs N]
@@ -120,6 +124,23 @@ EQUIVALENT: dict[tuple[str, str, int], str] = {
     ("xen_entry", "iret", 1280):
         "trap_nop is referenced by no gate, call or jump in xen_entry (only kexec's crash "
         "path installs it)",
+    ("x86_debug", "const", 24):
+        "X86_EFLAGS_TF is used only in `pushq $X86_EFLAGS_TF|0x202`: 0x101|0x202 adds CF "
+        "to the RFLAGS POPF loads, which nothing after it reads; TF is set either way",
+    ("x86_debug", "swap", 113):
+        "with `nop` before `popfq`, the instruction after POPF is the `jmp 1b` at "
+        "guest_code+3, which jumps to itself: the single-step #DB saves guest_code+3 as "
+        "after the nop, and every later step is the same",
+    ("x86_debug", "drop", 168):
+        "entry_DF's `cli`: #DF is delivered through an interrupt gate, which has already "
+        "cleared IF (SDM §6.12.1.3)",
+    ("x86_frames", "const", 16):
+        "FRAME is used only by poke_copy: the store lands at the copy's byte 15 instead of "
+        "16, inside the copy's five words either way, so it is the clobber "
+        "nested-handler-store-into-outer-frame-clobbers asks about",
+    ("xen_xsa260", "drop", 131):
+        "entry_DF's `cli`: #DF is delivered through an interrupt gate, which has already "
+        "cleared IF (SDM §6.12.1.3)",
     ("xen_entry", "drop", 1458):
         "the HYPERVISOR_iret `syscall` never returns to the next instruction: do_iret "
         "resumes the guest at the iret_context's RIP, so the `ud2` after it never runs",
