@@ -581,7 +581,7 @@ class _Search:
                 run_at = budget.deadline - time.monotonic() + time.perf_counter()
                 if at is None or run_at < at:
                     at, timeout = run_at, budget.timeout
-            with deadline(at, timeout):
+            with deadline(at, timeout, budget.exceeded if budget is not None else None):
                 self._levels()
             exhausted = True
         except _Stop as stop:

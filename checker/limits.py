@@ -13,7 +13,7 @@ fork), set by the explorer for the duration of a search.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from checker.errors import CheckerError
@@ -30,18 +30,24 @@ class ResourceLimit(CheckerError):
 
 _deadline: float | None = None  # time.perf_counter() value; None: no --timeout
 _timeout: float | None = None  # the --timeout the deadline came from (for messages)
+# The run's other budgets (`--max-memory`, an interrupt): why to stop now, or None.
+_budget: Callable[[], str | None] | None = None
 
 
 @contextmanager
-def deadline(at: float | None, timeout: float | None = None) -> Iterator[None]:
-    """Within the block, `check_time()` raises once `time.perf_counter()` passes `at`."""
-    global _deadline, _timeout
-    saved = _deadline, _timeout
-    _deadline, _timeout = at, timeout
+def deadline(
+    at: float | None, timeout: float | None = None,
+    budget: Callable[[], str | None] | None = None,
+) -> Iterator[None]:
+    """Within the block, `check_time()` raises once `time.perf_counter()` passes `at`, and
+    `check_budget()` also once `budget()` gives a reason (the memory bound, an interrupt)."""
+    global _deadline, _timeout, _budget
+    saved = _deadline, _timeout, _budget
+    _deadline, _timeout, _budget = at, timeout, budget
     try:
         yield
     finally:
-        _deadline, _timeout = saved
+        _deadline, _timeout, _budget = saved
 
 
 def remaining() -> float | None:
@@ -55,6 +61,17 @@ def check_time(where: str = "inside a step") -> None:
     """Raise `ResourceLimit` when the deadline has passed."""
     if _deadline is not None and time.perf_counter() >= _deadline:
         raise timed_out(where)
+
+
+def check_budget(where: str) -> None:
+    """`check_time`, and the run's other budgets (`--max-memory`, an interrupt): for a
+    model's long loop inside one step, looked at every few thousand iterations (reading
+    the resident memory costs a system call)."""
+    check_time(where)
+    if _budget is not None:
+        why = _budget()
+        if why is not None:
+            raise ResourceLimit(f"{why} {where}")
 
 
 def timed_out(where: str) -> ResourceLimit:

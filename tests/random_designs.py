@@ -102,6 +102,10 @@ class _Gen:
     watch: list[tuple[str, str]] = field(default_factory=list)
     nmi_record: str | None = None  # what the NMI handler records, when planted
     init_rbx: int | None = None  # CPU 2's initial %rbx in a wrong `init` symmetry
+    # The x86 features of issue 14 (EXTRAS), drawn from their own generator so that the
+    # designs of the earlier seeds stay what they were.
+    xrng: random.Random = field(default_factory=random.Random)
+    extras: frozenset[str] = frozenset()
 
     # values --------------------------------------------------------------------------------
     def k(self) -> int:
@@ -208,6 +212,10 @@ class _Gen:
 
     # assembler --------------------------------------------------------------------------------
     def asm_op(self, me: int | None, loop: bool = False) -> list[str]:
+        if self.extras & {"mov-ss", "smap", "breakpoint"} and self.xrng.random() < 0.3:
+            extra = self._extra_op()
+            if extra:
+                return extra
         r = self.rng
         k = self.imm()
         reg, reg2 = r.sample(REGS, 2)
@@ -238,6 +246,21 @@ class _Gen:
             pool.append(lambda: self._feat("shared-stack", [f"movq ${k}, top(common)-8"]))
             pool.append(lambda: self._feat("shared-stack", [f"movq top(common)-8, {reg}"]))
         return r.choice(pool)()
+
+    def _extra_op(self) -> list[str]:
+        """An instruction of an enabled extra: MOV SS (its shadow holds events and a
+        #DB past the next instruction), a store or load on the guest-owned stack (a #PF
+        under SMAP unless AC is set), STAC/CLAC, a write the data breakpoint watches."""
+        x = self.xrng
+        pool: list[list[str]] = []
+        if "mov-ss" in self.extras:
+            pool.append(["movq $0x10, %rax", "mov %ax, %ss"])
+        if "smap" in self.extras:
+            k = self.imm()
+            pool += [[f"movq ${k}, top(ustk)-8"], ["movq top(ustk)-8, %rdx"], ["stac"], ["clac"]]
+        if "breakpoint" in self.extras:
+            pool.append([f"movq ${self.imm()}, g1"])
+        return x.choice(pool) if pool else []
 
     def _push_pop(self, me: int | None) -> list[str]:
         r = self.rng
@@ -289,9 +312,28 @@ class _Gen:
                 body = [f"call {self.helper(['    clear_mcip();', f'    g1 = {k};'])}", "iretq"]
             else:
                 body = ["1:", "hlt", "jmp 1b"]
+        elif vector == "db":
+            body = [f"call {self.helper([f'    g0 = {k};'])}", "iretq"]
         else:
             kind = r.choice(["iret", "record", "record", "halt", "pushpop"])
-            if self.nmi_record is not None:
+            extra = ""
+            if self.nmi_record is None and self.extras & {"wild-iret", "frame-moved"}:
+                extra = self.xrng.choice(
+                    sorted(self.extras & {"wild-iret", "frame-moved"}) + [""]
+                )
+            if extra == "wild-iret":
+                # A handler that returns to an address where the design has no code.
+                body = [f"call {self.helper([f'    g1 = {k};'])}", "movq $0, (%rsp)", "iretq"]
+            elif extra == "frame-moved":
+                # Linux's NMI entry: copy the frame 0x100 bytes down, declare the hand-off,
+                # return through the copy (docs/design-language.md, frame_moved).
+                body = ["pushq %rax"]
+                for w in range(1, 6):
+                    body += [f"movq {8 * w}(%rsp), %rax", f"movq %rax, {8 * w}-0x100(%rsp)"]
+                hand = self.helper(["    frame_moved(%rsp + 16, %rsp + 16 - 0x100);",
+                                    f"    g1 = {k};"])
+                body += [f"call {hand}", "popq %rax", "subq $0x100, %rsp", "iretq"]
+            elif self.nmi_record is not None:
                 body = [f"call {self.helper(['    ' + self.nmi_record])}", "iretq"]
             elif kind == "iret":
                 body = ["iretq"]
@@ -311,6 +353,12 @@ class _Gen:
             lines.append(x if x.endswith(":") else "        " + x)
         return "\n".join(lines)
 
+
+# The x86 features of issue 14 a design may draw on (each with probability 0.3): `mov
+# %ax, %ss`, a data breakpoint on g1 (with a #DB gate), SMAP with a guest-owned stack that
+# ring-0 code touches (with STAC/CLAC), an NMI handler that returns wild (its saved RIP
+# zeroed), an NMI handler that copies its frame and declares the hand-off (`frame_moved`).
+EXTRAS = ("mov-ss", "breakpoint", "smap", "wild-iret", "frame-moved")
 
 PATTERNS = ("stack-write", "shared-stack-write", "per-cpu-read", "stack-read")
 
@@ -363,10 +411,13 @@ def generate(seed: int, rng: random.Random | None = None) -> Case:
     """A random design and property file; the same seed gives the same text. `rng`
     (e.g. hypothesis's `st.randoms()`) draws instead of `random.Random(seed)`; `seed` then
     only names the case."""
+    xrng = random.Random(f"{seed}:extras") if rng is None else random.Random(rng.getrandbits(64))
     rng = rng if rng is not None else random.Random(seed)
     symmetry = rng.choices(["none", "valid", "wrong"], [5, 3, 2])[0]
     ncpus = 3 if symmetry != "none" else rng.choice([2, 2, 3])
-    g = _Gen(rng, ncpus, symmetry)
+    extras = frozenset(x for x in EXTRAS if xrng.random() < 0.3)
+    g = _Gen(rng, ncpus, symmetry, xrng=xrng, extras=extras)
+    g.features |= {f"x-{x}" for x in extras}
     if rng.random() < 0.15:
         # Values equal modulo 2**61 - 1 (Python's int hash): --compact's known collision.
         g.consts += [0, MERSENNE61, 1 + MERSENNE61]
@@ -395,13 +446,24 @@ def generate(seed: int, rng: random.Random | None = None) -> Case:
         out.append("stack ist_stk size 0x1000")
     if g.shared_stack:
         out.append("stack common size 0x1000")
+    if "smap" in extras:
+        out.append("stack ustk size 0x1000 owner guest per-cpu")
+        if xrng.random() < 0.7:
+            out.append("smap")
+    if "breakpoint" in extras:
+        out.append(f"breakpoint {xrng.choice(['write', 'rw'])} g1 len 8")
     out += ["tss tss per-cpu", "    rsp0 kstack"]
     if ist != "none":
         out.append("    ist 1 ist_stk")
     out += ["end", "idt idt per-cpu"]
     nmi_ist = " ist 1" if ist != "none" and rng.random() < 0.8 else ""
     mc_ist = " ist 1" if ist != "none" and rng.random() < 0.4 else ""
-    out += [f"    gate NMI nmi_h interrupt{nmi_ist}", f"    gate #MC mc_h interrupt{mc_ist}", "end"]
+    out += [f"    gate NMI nmi_h interrupt{nmi_ist}", f"    gate #MC mc_h interrupt{mc_ist}"]
+    if "breakpoint" in extras or "mov-ss" in extras:
+        out.append("    gate #DB db_h interrupt")
+    if "smap" in extras:
+        out.append("    gate #PF pf_h interrupt")
+    out.append("end")
     out += [f"var g0 = {rng.choice([0, 0, 1])}", "var g1 = 0"]
     if symmetry == "valid":
         out += ["var tgt = 0", "var msk = 0"]
@@ -438,6 +500,10 @@ def generate(seed: int, rng: random.Random | None = None) -> Case:
             routines.append(g.routine(f"r{c}", c))
     routines.append(g.handler("nmi_h", "nmi"))
     routines.append(g.handler("mc_h", "mc"))
+    if "breakpoint" in extras or "mov-ss" in extras:
+        routines.append(g.handler("db_h", "db"))
+    if "smap" in extras:
+        routines.append("ENTRY(pf_h)\n1:\n        hlt\n        jmp 1b")
     text = "\n".join(out) + "\n\n" + "\n\n".join(routines + g.helpers) + "\n"
     props = _properties(rng, g, name)
     return Case(seed, name, text, props, symmetry, frozenset(g.features))
@@ -455,6 +521,13 @@ def _budget(rng: random.Random, ncpus: int, most: int) -> str:
 
 
 def _atom(rng: random.Random, g: _Gen, routines: Sequence[str]) -> str:
+    if g.extras and g.xrng.random() < 0.3:
+        j = g.xrng.randrange(g.ncpus)
+        return g.xrng.choice([
+            "any_wild", f"cpu[{j}].wild", "frame_modified_by_handler", f"cpus[{j}].held_db",
+            f"cpus[{j}].shadow == 'mov_ss'", "frame_on_guest_stack", "frame_clobbered",
+            "any(f.vector == 1 for f in frames)", "any(f.vector == 14 for f in frames)",
+        ])
     n = g.ncpus
     i = rng.randrange(n)
     k = g.k()

@@ -171,6 +171,11 @@ def test_the_file_ships_the_issue_s_properties_and_verdicts() -> None:
         "crash-kernel-starts-under-nmi-and-mce": "holds",
         "shootdown-raises-no-exception": "holds",
         "crash-raises-no-exception": "holds",
+        "crash-kernel-starts-with-mce-on-trap-nop": "holds",
+        "watchdog-flag-consumed-before-crash": "holds",
+        "machine-check-handled-clears-mcip": "holds",
+        "callback-all-cpus-acknowledge": "holds",
+        "callback-crash-kernel-starts": "holds",
     }
     assert all(p.description for p in PROPERTIES)
 

@@ -60,6 +60,11 @@ EXPECTED = {
     "syscall-nmi-raises-no-exception": "holds",
     "syscall-mce-raises-no-exception": "holds",
     "nmi-mce-nesting-raises-no-exception": "holds",
+    "double-fault-on-its-ist-stack": "holds",
+    "double-fault-taken-on-df-ist": "holds",
+    "guest-user-resumes-with-user-gs-and-stack": "holds",
+    "guest-user-resumes-after-hypercall": "holds",
+    "no-cr3-switch-without-xpti": "holds",
 }
 
 

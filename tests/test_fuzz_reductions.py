@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.random_designs import VARIANTS, Finding, compare, generate
+from tests.random_designs import EXTRAS, VARIANTS, Finding, compare, generate
 
 # Every run: a few seeds (a shared-stack pattern, a `mem()` read, a valid symmetric design,
 # ints equal modulo 2**61 - 1) with the single options.
@@ -67,3 +67,5 @@ def test_the_generator_is_deterministic_and_covers_the_known_classes() -> None:
     assert {"wrong-symmetric-literal", "wrong-symmetric-init", "shared-stack"} <= features
     assert {"cross-percpu-write", "per-cpu-read", "cross-stack-read", "nmi-ipi"} <= features
     assert symmetry == {"none", "valid", "wrong"}
+    # issue 14's x86 features: MOV SS, a data breakpoint, SMAP, a wild IRET, a hand-off
+    assert {f"x-{x}" for x in EXTRAS} <= features

@@ -15,6 +15,7 @@ from model.system.relation import Action
 from model.system.vocabulary import CR4_FIELDS, var_values
 from model.x86.arch import DB, FLAG_NAMES, vector_name
 from model.x86.memory import region_name
+from model.x86.msr import CR3
 from model.x86.state import REGISTERS, CodeAddr, Cpu, Frame, Idt, Platform, Run, Tss, Value
 
 
@@ -50,6 +51,7 @@ class TraceDescription:
             out[f"cpu{i}.shadow"] = c.shadow.name.lower()
             out[f"cpu{i}.held_db"] = c.held_db
             out[f"cpu{i}.cr4"] = self._cr4(c)
+            out[f"cpu{i}.cr3"] = self._cr3(c)
             out[f"cpu{i}.run"] = c.run.name.lower()
             out[f"cpu{i}.nmi"] = (
                 ("blocked" if c.nmi_blocked else "open") + (" +latched" if c.nmi_pending else "")
@@ -174,6 +176,7 @@ class TraceDescription:
                 "shadow": c.shadow.name.lower(),
                 "held_db": c.held_db,
                 "cr4": self._cr4(c),
+                "cr3": self._cr3(c),
                 "idtr": c.idtr,
                 "tr": c.tr,
                 "gs_swapped": c.gs_swapped,
@@ -258,6 +261,14 @@ class TraceDescription:
     @staticmethod
     def _iopl(flags: int | Term) -> int | str:
         return (flags >> 12) & 3 if isinstance(flags, int) else f"symbolic {flags!r}"
+
+    @staticmethod
+    def _cr3(c: Cpu) -> str:
+        """The value the last MOV to CR3 wrote, or `none`."""
+        value = dict(c.msrs).get(CR3)
+        if value is None:
+            return "none"
+        return f"{value:#x}" if isinstance(value, int) else str(value)
 
     @staticmethod
     def _cr4(c: Cpu) -> str:

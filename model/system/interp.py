@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, NamedTuple, cast
 
+from checker import limits
 from checker import symbolic as sym
 from checker.errors import InputError
 from checker.symbolic import Term, decide
@@ -95,10 +96,12 @@ SF = alu.SF
 MASK64 = (1 << 64) - 1
 
 # Sticky incidents the interpreter records (the x86 layer records its own).
-# Limits on the work of one step (docs/design-language.md#limits): beyond them the step is
-# refused with the design's path:line (the verdict is `error`), never cut short.
+# Limits on the work of one step (docs/design-language.md#limits): beyond MAX_CHOICES the
+# step is refused with the design's path:line (the verdict is `error`), never cut short; a
+# `rep movsq` of more than MAX_REP_WORDS words is copied by chunks, looking at --timeout and
+# --max-memory between them (the exploration ends `incomplete` when they run out).
 MAX_CHOICES = 1 << 16  # transitions one `choose_range` / enumerated `input` step may offer
-MAX_REP_WORDS = 1 << 16  # words one `rep movsq` may copy
+MAX_REP_WORDS = 1 << 16  # words one `rep movsq` reads before it writes; more go by chunks
 
 FREED_CODE = "freed-init-code-executed"
 FELL_OFF = "ran-off-routine-end"
@@ -1177,16 +1180,16 @@ class Interpreter:
         m = s.machine
         cpu = m.cpus[cpu_i]
         count = self._int(cpu.reg("rcx"), ins)
-        if count > MAX_REP_WORDS:
-            # One step copies them all; the model does not split a long copy into the
-            # interruptible iterations the SDM allows, so it refuses rather than hang.
-            raise self._error(
-                f"rep movsq with RCX={count:#x}: the model copies at most {MAX_REP_WORDS} "
-                "words in one step", ins,
-            )
+        where = f"in `rep movsq` with RCX={count:#x} at {ins.loc.file}:{ins.loc.line}"
+
+        def tick(done: int) -> None:
+            # A long copy honours --timeout and --max-memory inside the step: the
+            # exploration stops `incomplete` with this reason, never hangs.
+            limits.check_budget(f"{where} after {done} words")
+
         src = self._int(cpu.reg("rsi"), ins)
         dst = self._int(cpu.reg("rdi"), ins)
-        m = copy_words(self.platform, m, cpu_i, src, dst, count)
+        m = copy_words(self.platform, m, cpu_i, src, dst, count, tick, MAX_REP_WORDS)
         c = m.cpus[cpu_i].with_reg("rcx", 0).with_reg("rsi", src + count * WORD)
         c = c.with_reg("rdi", dst + count * WORD)
         return s.with_machine(self._advance(m.with_cpu(cpu_i, c), cpu_i))

@@ -38,6 +38,7 @@ from model.x86.arch import (
 )
 from model.x86.delivery import IST_WITHOUT_TSS
 from model.x86.memory import GUEST_MEMORY, read, region_name
+from model.x86.msr import CR3
 from model.x86.state import CodeAddr, Cpu, Frame, Gate, Idt, Machine, Platform, Run, Value
 
 VECTORS = 256  # IDT entries (SDM §6.10)
@@ -140,6 +141,11 @@ class Record(Mapping[str, Any]):
 
 def record_shape(name: str, fields: Sequence[Field]) -> RecordShape:
     return RecordShape(name, tuple((f.name, f.shape) for f in fields))
+
+
+def _cr3(c: Cpu) -> Value | str:
+    value = dict(c.msrs).get(CR3)
+    return "none" if value is None else value
 
 
 def _table(fields: Sequence[Field]) -> dict[str, Field]:
@@ -248,6 +254,8 @@ CPU_FIELDS: tuple[Field, ...] = (
           lambda a: a.c.gs_swapped),
     Field("cr4", "CR4 as a record: `MCE`", lambda a: Record(_CR4, a.c),
           shape=record_shape("cr4", CR4_FIELDS)),
+    Field("cr3", "the value the last MOV to CR3 wrote (a number), `none` before the first",
+          lambda a: _cr3(a.c)),
     Field("idt", "the IDT its IDTR names (an instance name, or `empty`)",
           lambda a: a.c.idtr or "empty", index=True),
     Field("tss", "the TSS its TR names (an instance name, or `none`)",

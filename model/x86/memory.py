@@ -15,7 +15,7 @@ A frame the handler moves (`copy_words`, `hand_off`) is tracked where it went.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from checker.symbolic import MASK, Term, add, decide, eq, in_range, land, ule, ult
 from model.x86.arch import ADDRESS_MASK, LOWER_HALF_END, PF, SS, canonical_cond, is_canonical
@@ -350,10 +350,20 @@ def move_rsp(platform: Platform, m: Machine, cpu_i: int, new_rsp: Value) -> Mach
     return m._replace(frames=tuple(f for f in m.frames if f not in dead))
 
 
+# A long rep movsq is copied this many words at a time, its `tick` called between.
+COPY_CHUNK = 1 << 12
+
+
 def copy_words(
-    platform: Platform, m: Machine, cpu_i: int, src: int, dst: int, count: int
+    platform: Platform, m: Machine, cpu_i: int, src: int, dst: int, count: int,
+    tick: Callable[[int], None] | None = None, whole: int = 1 << 16,
 ) -> Machine:
     """REP MOVSQ of `count` words from `src` to `dst`: frames inside the source move.
+
+    Up to `whole` words are all read before any is written (a frame's copy may overlap
+    it). A longer copy goes forward COPY_CHUNK words at a time, as the CPU's iterations
+    do, each chunk read before it is written; `tick(words copied so far)` is called
+    before each chunk and may raise to stop a copy that outruns the run's budgets.
 
     Xen's handle_ist_exception copies an IST frame to the primary stack this way; the copy
     becomes the live frame and the IST copy is consumed. A frame that moves is not
@@ -361,7 +371,6 @@ def copy_words(
     word, the copy overlapping the original); any other live frame the copy lands on is.
     """
     cpl = m.cpus[cpu_i].cpl
-    words = [read(m, src + k * WORD) for k in range(count)]
     end = src + count * WORD
 
     def moves(f: Frame) -> bool:
@@ -370,8 +379,21 @@ def copy_words(
     travelling = tuple(f for f in m.frames if moves(f))
     if travelling:
         m = m._replace(frames=tuple(f for f in m.frames if not moves(f)))
-    for k, w in enumerate(words):
-        m = write(platform, m, dst + k * WORD, w, cpl)
+    if count <= whole:
+        words = [read(m, src + k * WORD) for k in range(count)]
+        for k, w in enumerate(words):
+            m = write(platform, m, dst + k * WORD, w, cpl)
+    else:
+        for done in range(0, count, COPY_CHUNK):
+            if tick is not None:
+                tick(done)
+            n = min(COPY_CHUNK, count - done)
+            stores: list[tuple[Value, Value]] = [
+                (dst + (done + k) * WORD, read(m, src + (done + k) * WORD)) for k in range(n)
+            ]
+            m, fault = write_words(platform, m, stores, cpl)
+            if fault is not None:
+                raise fault
     moved: list[Frame] = []
     kept: list[Frame] = list(m.frames)
     for f in travelling:
