@@ -205,3 +205,21 @@ def mov_to_ss(platform: Platform, m: Machine, cpu_i: int, value: object,
         raise ArchFault(GP, band(selector, 0xFFFC), "MOV SS: no declared data segment")
     load_ss_checks(gdt, ldt, cpu.cpl, selector, mode64)
     return m.with_cpu(cpu_i, cpu._replace(ss=selector))
+
+
+# ---- VERR / VERW (SDM Vol. 2 VERR/VERW) ----------------------------------------------------
+
+def verw_ok(
+    gdt: DescriptorTable | None, ldt: DescriptorTable | None, cpl: int, selector: int,
+) -> bool:
+    """VERW: ZF := 1 only for a non-NULL selector within its table naming a writable data
+    segment whose DPL >= CPL and DPL >= RPL (code segments are never writable, system
+    segments never verify). It never faults on the selector. The SDM lists no presence
+    check (the check is the one a DS load makes, whose not-present case is a fault, not a
+    ZF answer): a not-present writable data segment verifies."""
+    if is_null(selector):
+        return False
+    d = descriptor(gdt, ldt, selector)
+    if d is None or d.kind != "data" or not d.writable:
+        return False
+    return d.dpl >= cpl and d.dpl >= selector & RPL_MASK
