@@ -360,7 +360,13 @@ def copy_words(
     clobbered by its own copy (Xen's exception_with_ints_disabled moves its frame down a
     word, the copy overlapping the original); any other live frame the copy lands on is.
     """
-    cpl = m.cpus[cpu_i].cpl
+    cpu = m.cpus[cpu_i]
+    cpl = cpu.cpl
+    if platform.smap:
+        # Explicit supervisor-mode reads and writes (model.x86.smap): a user page is #PF.
+        for k in range(count):
+            _smap_check(platform, src + k * WORD, cpl, cpu.rflags, False)
+            _smap_check(platform, dst + k * WORD, cpl, cpu.rflags, True)
     words = [read(m, src + k * WORD) for k in range(count)]
     end = src + count * WORD
 
