@@ -368,6 +368,19 @@ def test_syscall_single_step_uses_the_flags_it_leaves(tmp_path):
     assert not db_frames(explore(masked))
 
 
+def test_fmask_tf_either_explores_both_fmask_settings(tmp_path):
+    """SDM Vol. 2 SYSCALL: RFLAGS := RFLAGS AND NOT(IA32_FMASK); what FMASK holds is
+    software's. `environment.fmask_tf_either` starts one state per setting of its TF bit:
+    with the design's FMASK clearing TF, the environment's other start keeps TF, and the
+    single-step #DB after SYSCALL lands at CPL 0 on the guest's stack (XSA-204)."""
+    system = load(tmp_path, "syscall\nstop\n", cpu="tf 1", extra="fmask 0x100",
+                  fmask_tf_either=True)
+    starts = system.init_states()
+    assert len(starts) == 2
+    assert {dict(s.machine.cpus[0].msrs)[0xC0000084] & TF for s in starts} == {0, TF}
+    assert ("lstar_stub+0", 0, "guest_stack[0]") in db_frames(explore(system))
+
+
 def test_tf_survives_sysenter(tmp_path):
     """SDM Vol. 2 SYSENTER: RFLAGS.IF, VM and RF are cleared, TF is not; so a single-step
     #DB is taken at CPL 0 on the entry's first instruction (Xen's sysenter_entry copes
