@@ -24,8 +24,8 @@ from model.lang.ir import BreakpointDecl, Design, Loc
 from model.lang.parser import parse_breakpoint
 from model.system.interp import Blocked, Interpreter, SysState
 from model.system.layout import Layout, build_layout, initial_machines, platform_of
+from model.x86 import debug, msr
 from model.x86 import events as ev
-from model.x86 import msr
 from model.x86.arch import DF, TF
 from model.x86.delivery import Event, Source, deliver
 from model.x86.state import CodeAddr, Machine, Run
@@ -38,6 +38,7 @@ class ActionKind(StrEnum):
     FAULT = "fault"  # the environment makes a step marked @fault(#X) fault
     MCE = "mce"  # the boundary events of model.x86.events.BoundaryEvent ...
     HELD_DB = "held-db"
+    DB_DROPPED = "db-dropped"
     PENDING_NMI = "pending-nmi"
     DF = "df"
     NMI = "nmi"
@@ -334,6 +335,8 @@ class TransitionRelation:
             return s._replace(machine=ev.deliver_pending_nmi(p, m, i))
         if kind == ActionKind.HELD_DB:
             return s._replace(machine=ev.deliver_held_db(p, m, i))
+        if kind == ActionKind.DB_DROPPED:
+            return s._replace(machine=m.with_cpu(i, debug.drop_unsure_db(m.cpus[i])))
         if kind == ActionKind.TIMEOUT:
             return self.interp.timeout(s, i)
         raise ValueError(kind)
