@@ -144,7 +144,7 @@ def _iret(
         ss=ss,
         pc=_code_target(rip, code_at),
         rflags=bor(popped_flags(cpu, rflags), RFLAGS_FIXED),
-        rsp=new_rsp,
+        rsp=segments.iret_rsp(gdt, ldt, target, ss, new_rsp, add(rsp, 5 * operand_size)),
         run=Run.RUNNING,
     )
     m = m.with_cpu(cpu_i, cpu)
