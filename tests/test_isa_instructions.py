@@ -389,14 +389,35 @@ def test_pseudo_c_writes_registers_memory_and_percpu(tmp_path: Path) -> None:
 
 
 # -- verw, lss, pop %ss, mov %ss, sysretl, iretl ---------------------------------------------------
-def test_verw_explores_both_zf_outcomes(tmp_path: Path) -> None:
-    system = load(tmp_path, asm("pushq $0x10\nverw (%rsp)\nsetz %al\n"))
+GDT_LINES = """\
+gdt gdt 0x08 code dpl 0 long
+gdt gdt 0x10 data dpl 0
+gdt gdt 0x18 data dpl 0 readonly
+gdt gdt 0x28 data dpl 3
+gdt gdt 0x30 code dpl 3 long
+gdt gdt 0x40 data dpl 0 notpresent
+gdt gdt 0x48 system dpl 3
+"""
+
+
+@pytest.mark.parametrize(("selector", "zf"), [
+    (0x10, True), (0x2B, True), (0x28, True), (0x40, True),
+    (0x00, False), (0x13, False), (0x18, False), (0x30, False), (0x48, False), (0x50, False),
+])
+def test_verw_reads_the_gdt(tmp_path: Path, selector: int, zf: bool) -> None:
+    """SDM Vol. 2 VERR/VERW: ZF is set only for a non-NULL selector within the table
+    naming a writable data segment whose DPL >= CPL and >= RPL ("Code segments are never
+    verified as writable"; system segments never verify; no presence check); one outcome,
+    never a fault. At CPL 0: 0x13 has RPL 3 > DPL 0, 0x18 is read-only, 0x30 code, 0x48
+    system, 0x50 beyond every declared entry."""
+    system = load(tmp_path, asm(f"pushq ${selector:#x}\nverw (%rsp)\nsetz %al\n"),
+                  header=HEADER + GDT_LINES)
     [s] = system.init_states()
     s = system.next_state(s, Action("step", 0))
-    verw = [a for a in system.actions(s) if a.cpu == 0 and a.kind == "step"]
-    assert len(verw) == 2
-    outcomes = {system.next_state(s, a).machine.cpus[0].rflags & ZF for a in verw}
-    assert outcomes == {0, ZF}
+    [step] = [a for a in system.actions(s) if a.cpu == 0 and a.kind == "step"]
+    t = system.next_state(s, step)
+    assert bool(t.machine.cpus[0].rflags & ZF) is zf
+    assert t.machine.cpus[0].pc.index == 2  # no fault: the next instruction
 
 
 def test_lss_loads_rsp_without_a_shadow(tmp_path: Path) -> None:
@@ -407,7 +428,54 @@ def test_lss_loads_rsp_without_a_shadow(tmp_path: Path) -> None:
         s = system.next_state(s, Action("step", 0))
     cpu = s.machine.cpus[0]
     assert cpu.rsp == system.platform.region("primary").top - 64
+    assert cpu.ss == 0x10
     assert cpu.shadow == 0
+
+
+@pytest.mark.parametrize(("selector", "vector", "code"), [
+    (0x08, 13, 0x08),   # a code segment: #GP(selector)
+    (0x18, 13, 0x18),   # read-only data: #GP(selector)
+    (0x2B, 13, 0x28),   # RPL 3 != CPL 0: #GP(selector)
+    (0x50, 13, 0x50),   # an undeclared entry: #GP(selector)
+    (0x03, 13, 0),      # NULL with RPL 3: #GP(0)
+    (0x40, 12, 0x40),   # not present: #SS(selector)
+])
+def test_lss_checks_ss_as_mov_ss_does(
+    tmp_path: Path, selector: int, vector: int, code: int
+) -> None:
+    """SDM Vol. 2 LDS/LES/LFS/LGS/LSS, 64-BIT_MODE "IF SS is loaded": #GP(0) for a NULL
+    selector with RPL 3 or RPL != CPL; #GP(selector) beyond the table, RPL != CPL, not a
+    writable data segment, DPL != CPL; #SS(selector) not present. Neither RSP nor SS
+    changes: the #GP/#SS handler's frame is pushed below the old RSP."""
+    body = f"""\
+ENTRY(f)
+        pushq ${selector:#x}
+        movq  $0x1234, %rax
+        pushq %rax
+        lss   (%rsp), %rsp
+        hlt
+ENTRY(gp)
+        hlt
+ENTRY(ss)
+        hlt
+idt idt
+    gate #GP gp interrupt
+    gate #SS ss interrupt
+end
+"""
+    header = HEADER.replace("cpu 0 start f rsp top(primary)",
+                            "cpu 0 start f rsp top(primary) idt idt") + GDT_LINES
+    s = run(load(tmp_path, body, header=header))
+    cpu = s.machine.cpus[0]
+    assert cpu.pc.routine == ("gp" if vector == 13 else "ss")
+    assert cpu.ss == 0x10  # unchanged (the delivery at CPL 0 keeps SS)
+    top = load(tmp_path, body, header=header).platform.region("primary").top
+    # the frame sits under the two pushed words: old RSP = top - 16 is saved
+    [f] = s.machine.frames
+    assert f.vector == vector
+    words = dict(s.machine.memory)
+    assert words[top - 16 - 2 * 8] == top - 16  # the saved RSP
+    assert words[top - 16 - 6 * 8] == code      # the error code
 
 
 def test_pop_ss_is_ud_in_64_bit_code_and_mov_ss_keeps_the_shadow(tmp_path: Path) -> None:

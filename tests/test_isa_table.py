@@ -117,5 +117,4 @@ def test_every_environment_step_says_how_traces_name_its_pick() -> None:
     # variable it sets instead
     assert set(isa.CHOICE_LABELS) <= isa.CHOICE_OPS
     assert isa.CHOICE_OPS - set(isa.CHOICE_LABELS) == {"input", "c.input"}
-    assert isa.CHOICE_LABELS["verw"].format(index=1, ordinal=2) == "ZF=1"
     assert isa.CHOICE_LABELS["c.choose"].format(index=1, ordinal=2) == "choice 2"

@@ -368,6 +368,35 @@ def test_syscall_single_step_uses_the_flags_it_leaves(tmp_path):
     assert not db_frames(explore(masked))
 
 
+def test_fmask_tf_either_explores_both_fmask_settings(tmp_path):
+    """SDM Vol. 2 SYSCALL: RFLAGS := RFLAGS AND NOT(IA32_FMASK); what FMASK holds is
+    software's. `environment.fmask_tf_either` starts one state per setting of its TF bit:
+    with the design's FMASK clearing TF, the environment's other start keeps TF, and the
+    single-step #DB after SYSCALL lands at CPL 0 on the guest's stack (XSA-204)."""
+    system = load(tmp_path, "syscall\nstop\n", cpu="tf 1", extra="fmask 0x100",
+                  fmask_tf_either=True)
+    starts = system.init_states()
+    assert len(starts) == 2
+    assert {dict(s.machine.cpus[0].msrs)[0xC0000084] & TF for s in starts} == {0, TF}
+    assert ("lstar_stub+0", 0, "guest_stack[0]") in db_frames(explore(system))
+
+
+def test_delivery_pushes_on_a_watched_address_may_or_may_not_raise_db(tmp_path):
+    """SDM Vol. 3B §17.3.1.2 ties a data breakpoint to "the instruction that accessed"
+    the data; no section says whether the frame pushes of an event delivery (§6.12) are
+    checked against DR0-DR3 (Linux found a data breakpoint near the top of an IST stack
+    recurses). Both are explored: with a write breakpoint on the SS slot of the frame INT3
+    pushes on RSP0's stack, the #DB is taken at the #BP handler's first boundary, at CPL 0
+    on that stack, or it is dropped and the handler runs on; with no breakpoint, no #DB."""
+    system = load(tmp_path, "int3\nstop\n", extra="breakpoint write top(primary)-8 len 8")
+    states = explore(system)
+    assert ("entry_BP+0", 0, "primary[0]") in db_frames(states)
+    ran_on = [s for s in states
+              if s.machine.cpus[0].pc == CodeAddr("entry_BP", 1) and not db_frames({s})]
+    assert ran_on  # the other outcome: no #DB, the handler's NOP has run
+    assert not db_frames(explore(load(tmp_path, "int3\nstop\n")))
+
+
 def test_tf_survives_sysenter(tmp_path):
     """SDM Vol. 2 SYSENTER: RFLAGS.IF, VM and RF are cleared, TF is not; so a single-step
     #DB is taken at CPL 0 on the entry's first instruction (Xen's sysenter_entry copes

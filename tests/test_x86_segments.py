@@ -150,6 +150,28 @@ def test_iret_loads_cs_and_ss_and_delivery_pushes_them_back():
     assert (words["cs"], words["ss"]) == (GUEST_CS64, GUEST_SS)
 
 
+def test_iret_to_a_16bit_stack_segment_keeps_the_kernel_rsp_upper_bits():
+    """SDM Vol. 3A §6.14.3: "The SS/ESP/RSP size adjustment is determined by the stack
+    size"; a stack segment with B = 0 is a 16-bit stack addressed through SP (§3.4.5,
+    Vol. 1 §6.2.3). IRET to compatibility mode (CS.L = 0) with such an SS loads only
+    SP: bits 63:16 of RSP keep the kernel's stack pointer (the espfix leak). To 64-bit
+    mode (CS.L = 1) B is ignored, and a 32-bit SS (B = 1) loads all of RSP."""
+    compat = 0xE053  # a present ring 3 compatibility-mode (L = 0) code segment
+    gdt = GDT._replace(entries=GDT.entries + ((compat >> 3, Descriptor("code", 3)),))
+    p = platform(gdts=(gdt,), ldts=(LDT,))
+    for cs, ss, leaks in ((compat, 0x7, True), (0xE033, 0x7, False), (compat, 0xE02B, False)):
+        m = make_machine(p, make_cpu(p, cpl=0))
+        m = _push_frame(p, m, 0x401000, cs, RFLAGS_FIXED | IF, 0x1FF0, ss)
+        frame_rsp = m.cpus[0].rsp
+        assert isinstance(frame_rsp, int)
+        rsp = iret(p, m, 0).cpus[0].rsp
+        if leaks:
+            assert rsp == ((frame_rsp + 40) & ~0xFFFF) | 0x1FF0
+            assert rsp >> 16  # kernel bits in the guest's RSP
+        else:
+            assert rsp == 0x1FF0
+
+
 def test_delivery_from_cpl3_loads_a_null_ss_which_a_nested_frame_saves():
     """SDM §6.14.2: in IA-32e mode a delivery that changes CPL loads SS with a NULL
     selector whose RPL is the new CPL; a nested delivery at CPL 0 keeps SS and pushes it."""

@@ -114,3 +114,47 @@ def test_a_benign_event_becomes_a_page_fault_then_a_double_fault():
     m = deliver_event(p, m, Source.NMI, NMI)
     assert [f.vector for f in m.frames] == [DF]
     assert m.cpus[0].nmi_blocked  # the NMI was accepted (SDM §6.7.1)
+
+
+def test_iret_reading_its_frame_from_a_user_page_faults():
+    """SDM §4.6.1: IRET at CPL 0 reads its frame with explicit supervisor-mode data
+    accesses; under SMAP with AC = 0 a frame on a user page is #PF (P=1, W=0, U/S=0,
+    §4.7) before anything is loaded, and NMIs are unblocked all the same (§6.7.1). With
+    AC = 1, or SMAP off, the same frame returns to the guest."""
+    from model.x86.instructions import iret
+    from tests.x86_helpers import GUEST_CS64, GUEST_SS
+
+    def frame_machine(smap_on: bool, rflags: int):  # type: ignore[no-untyped-def]
+        p = platform(smap=smap_on)
+        rsp = GUEST_STACK.top - 0x40
+        cpu = make_cpu(p, cpl=0, rsp=rsp, rflags=rflags)._replace(nmi_blocked=True)
+        m = make_machine(p, cpu)
+        words = (0x1000, GUEST_CS64, FLAGS_IF, GUEST_STACK.top - 8, GUEST_SS)
+        m = m._replace(memory=tuple((rsp + 8 * k, w) for k, w in enumerate(words)))
+        return p, m
+
+    p, m = frame_machine(True, FLAGS_IF)
+    with pytest.raises(ArchFault) as err:
+        iret(p, m, 0)
+    assert err.value.vector == PF and err.value.error_code == 0b001
+    assert err.value.machine is not None and not err.value.machine.cpus[0].nmi_blocked
+    for smap_on, flags in ((True, FLAGS_IF | AC_FLAG), (False, FLAGS_IF)):
+        p, m = frame_machine(smap_on, flags)
+        assert iret(p, m, 0).cpus[0].cpl == 3
+
+
+def test_rep_movsq_from_a_user_page_faults():
+    """SDM §4.6.1: REP MOVSQ at CPL 0 makes explicit supervisor-mode accesses: reading a
+    user page (or writing one) under SMAP with AC = 0 is #PF and copies nothing."""
+    from model.x86.memory import copy_words
+
+    p, m = _ring0_on_guest_stack(True)
+    primary = p.region("primary")
+    with pytest.raises(ArchFault) as err:
+        copy_words(p, m, 0, GUEST_STACK.lo, primary.lo, 5)
+    assert err.value.vector == PF and err.value.error_code == 0b001
+    with pytest.raises(ArchFault) as err:
+        copy_words(p, m, 0, primary.lo, GUEST_STACK.lo, 5)
+    assert err.value.error_code == 0b011
+    p, m = _ring0_on_guest_stack(False)
+    copy_words(p, m, 0, GUEST_STACK.lo, primary.lo, 5)

@@ -205,13 +205,14 @@ ASM: tuple[Insn, ...] = (
     Insn("wrmsr", ("wrmsr",), "", ("",), 0, 0, _fs(CPU), _fs(CPU),
          "MSR[ECX] := EDX:EAX; #GP(0) at CPL > 0, for an unknown MSR or a non-canonical "
          "base address", "wrmsr"),
-    Insn("verw", ("verw",), "", ("r", "m"), 0, ZF, _fs(CPU, ENV), _fs(CPU),
-         "ZF := the selector names a writable segment (VERW does not consult the `gdt`: "
-         "both outcomes are explored); clears CPU buffers (MDS)", "verw", width=16,
-         choice_label="ZF={index}"),
+    Insn("verw", ("verw",), "", ("r", "m"), 0, ZF, _fs(CPU), _fs(CPU),
+         "ZF := the selector names a writable data segment of the `gdt`/`ldt` with DPL >= "
+         "CPL and DPL >= RPL (SDM Vol. 2 VERR/VERW; never faults on the selector); clears "
+         "CPU buffers (MDS)", "verw", width=16),
     Insn("lss", ("lss",), "q", ("mr",), 0, 0, _fs(CPU, MEMORY), _fs(CPU),
-         "RSP := the 8 bytes at the operand, SS := the next 2; no interrupt shadow "
-         "(only MOV SS and POP SS make one)", "lss"),
+         "RSP := the 8 bytes at the operand, SS := the next 2, checked as `mov %ax, %ss` "
+         "checks it (#GP(0), #GP(selector), #SS(selector)); no interrupt shadow (only MOV SS "
+         "and POP SS make one)", "lss"),
     Insn("ud2", ("ud2",), "", ("",), 0, 0, _fs(CPU), _fs(CPU), "raise #UD", "ud2",
          ends_flow=True),
     Insn("int", ("int",), "", ("i",), 0, IF, _fs(CPU, TABLES), _fs(CPU, STACK),

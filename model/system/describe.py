@@ -50,6 +50,7 @@ class TraceDescription:
             out[f"cpu{i}.gs"] = "kernel" if c.gs_base is None else "user"
             out[f"cpu{i}.shadow"] = c.shadow.name.lower()
             out[f"cpu{i}.held_db"] = c.held_db
+            out[f"cpu{i}.db_unsure"] = c.db_unsure
             out[f"cpu{i}.cr4"] = self._cr4(c)
             out[f"cpu{i}.cr3"] = self._cr3(c)
             out[f"cpu{i}.run"] = c.run.name.lower()
@@ -109,6 +110,7 @@ class TraceDescription:
                 "ipi": "NMI IPI arrives",
                 "pending-nmi": "latched NMI is taken",
                 "held-db": "held-back #DB is taken",
+                "db-dropped": "the delivery's pushes raise no #DB after all",
                 "timeout": "the wait times out",
             }[a.kind]
         damage = self.damage(s, self.next_state(s, a))
@@ -175,6 +177,7 @@ class TraceDescription:
                 "mcip": c.mcip,
                 "shadow": c.shadow.name.lower(),
                 "held_db": c.held_db,
+                "db_unsure": c.db_unsure,
                 "cr4": self._cr4(c),
                 "cr3": self._cr3(c),
                 "idtr": c.idtr,

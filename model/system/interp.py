@@ -1072,26 +1072,43 @@ class Interpreter:
         return self._next(s.with_machine(m), cpu_i)
 
     def _i_verw(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
-        """VERW: ZF := the selector is writable at the CPL. VERW does not consult the
-        design's `gdt` (an over-approximation), so the environment gives both answers
-        (choice 0: ZF clear, 1: ZF set)."""
+        """VERW: ZF := the selector verifies as writable (model.x86.segments.verw_ok). A
+        symbolic selector is split over the declared entries (segments.concrete_selector);
+        the undeclared rest, like a code address, does not verify."""
         ins = site.ins
         assert ins is not None
-        self.read(s, cpu_i, ins.args[0], ins)  # the operand is read (and may fault)
+        value = self.read(s, cpu_i, ins.args[0], ins)  # the operand is read (and may fault)
+        cpu = s.machine.cpus[cpu_i]
+        gdt, ldt = segments.tables(self.platform, cpu)
+        selector = (
+            segments.concrete_selector(value, gdt, ldt) if not isinstance(value, CodeAddr)
+            else None
+        )
+        ok = isinstance(selector, int) and segments.verw_ok(gdt, ldt, cpu.cpl, selector)
         s, flags = self._concrete_flags(s, cpu_i)
         s = _set_lazy(s, cpu_i, None)
-        flags = (flags | ZF) if choice else (flags & ~ZF)
+        flags = (flags | ZF) if ok else (flags & ~ZF)
         return self._next(self._with_flags(s, cpu_i, flags), cpu_i)
 
     def _i_lss(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
         """LSS m16:64 (SDM Vol. 2 LDS/LES/LFS/LGS/LSS): RSP := the offset, SS := the
-        selector after it. Unlike MOV SS and POP SS it opens no interrupt shadow."""
+        selector after it, checked as MOV SS checks it (segments.mov_to_ss: the same
+        64-BIT_MODE "IF SS is loaded" pseudocode), before either register changes. Unlike
+        MOV SS and POP SS it opens no interrupt shadow."""
         ins = site.ins
         assert ins is not None
         src = ins.args[0]
         assert isinstance(src, (Mem, Abs))
-        value = self.load(s, cpu_i, self._address(s, cpu_i, src, ins), WORD, ins)
-        return self._next(s.with_machine(move_rsp(self.platform, s.machine, cpu_i, value)), cpu_i)
+        address = self._address(s, cpu_i, src, ins)
+        value = self.load(s, cpu_i, address, WORD, ins)
+        after = sym.band(sym.add(address, WORD), MASK64)
+        # A symbolic address is read a word at a time (narrow symbolic reads are not
+        # modelled): the selector is its low 2 bytes.
+        selector = (self.load(s, cpu_i, after, 2, ins) if isinstance(after, int)
+                    else sym.band(self._bv(self.load(s, cpu_i, after, WORD, ins), ins), 0xFFFF))
+        m = segments.mov_to_ss(self.platform, s.machine, cpu_i, selector,
+                               self.platform.mode64)
+        return self._next(s.with_machine(move_rsp(self.platform, m, cpu_i, value)), cpu_i)
 
     def _i_ud2(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
         raise ArchFault(UD, None, "UD2")
@@ -1261,8 +1278,6 @@ class Interpreter:
                     f"the {MAX_CHOICES} the checker enumerates in one step", ins,
                 )
             return count
-        if ins.op == "verw":
-            return 2
         if ins.op == "c.send_nmi":
             e = ins.args[0]
             if isinstance(e, Var) and e.name in _SHORTHANDS:

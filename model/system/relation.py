@@ -24,6 +24,7 @@ from model.lang.ir import BreakpointDecl, Design, Loc
 from model.lang.parser import parse_breakpoint
 from model.system.interp import Blocked, Interpreter, SysState
 from model.system.layout import Layout, build_layout, initial_machines, platform_of
+from model.x86 import debug, msr
 from model.x86 import events as ev
 from model.x86.arch import DF, TF
 from model.x86.delivery import Event, Source, deliver
@@ -37,6 +38,7 @@ class ActionKind(StrEnum):
     FAULT = "fault"  # the environment makes a step marked @fault(#X) fault
     MCE = "mce"  # the boundary events of model.x86.events.BoundaryEvent ...
     HELD_DB = "held-db"
+    DB_DROPPED = "db-dropped"
     PENDING_NMI = "pending-nmi"
     DF = "df"
     NMI = "nmi"
@@ -77,6 +79,9 @@ class Environment:
     # debug state armed on every CPU: `breakpoint` lines, and RFLAGS.TF set at start
     breakpoints: tuple[str, ...] = ()
     single_step: bool = False
+    # IA32_FMASK.TF is not known: every CPU starts with it set in one initial state and
+    # clear in another (the rest of FMASK as the design says), both explored.
+    fmask_tf_either: bool = False
     # The property file sets its event budgets (nmi, mce, external) to 0 on purpose: no
     # vacuity warning for "no asynchronous event delivered" (checker.interface.Eventful).
     events_off: bool = False
@@ -131,6 +136,11 @@ class TransitionRelation:
         ) + (env.faults,)
         if env.single_step:
             machines = [_with_single_step(m) for m in machines]
+        if env.fmask_tf_either:
+            machines = [
+                _with_fmask(m, fmask) for m in machines
+                for fmask in (self.platform.fmask | TF, self.platform.fmask & ~TF)
+            ]
         return [SysState(m, values, budgets) for m in machines]
 
     def actions(self, s: SysState) -> Sequence[Action]:
@@ -325,6 +335,8 @@ class TransitionRelation:
             return s._replace(machine=ev.deliver_pending_nmi(p, m, i))
         if kind == ActionKind.HELD_DB:
             return s._replace(machine=ev.deliver_held_db(p, m, i))
+        if kind == ActionKind.DB_DROPPED:
+            return s._replace(machine=m.with_cpu(i, debug.drop_unsure_db(m.cpus[i])))
         if kind == ActionKind.TIMEOUT:
             return self.interp.timeout(s, i)
         raise ValueError(kind)
@@ -356,6 +368,15 @@ def _with_single_step(m: Machine) -> Machine:
     """Every CPU starts with RFLAGS.TF set (`environment.single_step`)."""
     return m._replace(cpus=tuple(
         c._replace(rflags=c.rflags | TF) if isinstance(c.rflags, int) else c for c in m.cpus
+    ))
+
+
+def _with_fmask(m: Machine, fmask: int) -> Machine:
+    """Every CPU starts with IA32_FMASK = `fmask`, as if written before the design starts
+    (`environment.fmask_tf_either`); a WRMSR of the design's still replaces it."""
+    return m._replace(cpus=tuple(
+        c._replace(msrs=tuple(sorted({**dict(c.msrs), msr.IA32_FMASK: fmask}.items())))
+        for c in m.cpus
     ))
 
 

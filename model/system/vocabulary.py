@@ -247,6 +247,9 @@ CPU_FIELDS: tuple[Field, ...] = (
           "(SDM §6.8.3)", lambda a: a.c.shadow.name.lower()),
     Field("held_db", "a #DB held back by MOV SS / POP SS, taken after the next instruction",
           lambda a: a.c.held_db),
+    Field("db_unsure", "the held #DB is one the SDM does not say is raised (a delivery's "
+          "pushes on a watched address): the next boundary takes it or drops it",
+          lambda a: a.c.db_unsure),
     Field("gs", "whose GS base is active: `kernel` (this CPU's per-CPU area) or `user` "
           "(anything else: the guest's, after an odd number of SWAPGS from Xen's)",
           lambda a: "kernel" if a.c.gs_base is None else "user"),

@@ -109,8 +109,41 @@ def single_step_trap(kind: StepKind, before: Cpu, after: Cpu) -> bool:
 def trap(cpu: Cpu) -> Cpu:
     """A debug trap of the instruction that just completed: pending for the next boundary
     (and, after MOV SS, until the boundary after the next instruction: §6.8.3). A trap of
-    the instruction in the shadow merges with the held one (one #DB reports both)."""
-    return cpu if cpu.held_db else cpu._replace(held_db=True)
+    the instruction in the shadow merges with the held one (one #DB reports both); a
+    certain trap makes an unsure held one certain."""
+    if cpu.held_db and not cpu.db_unsure:
+        return cpu
+    return cpu._replace(held_db=True, db_unsure=False)
+
+
+def delivery_pushes_hit(
+    breakpoints: Iterable[Breakpoint], stores: Iterable[tuple[object, object]]
+) -> bool:
+    """Do the pushes of an event delivery (its frame's words) land on an enabled data
+    breakpoint? §17.3.1.2 speaks of "the instruction that accessed" the data and §6.12 of
+    the frame pushes, but no section says whether the processor's own pushes of a
+    delivery are checked against DR0-DR3; Linux refuses data breakpoints on its IST
+    stacks because, it found, one "near the top of an IST stack will cause unrecoverable
+    recursion" (x86/hw_breakpoint: Prevent data breakpoints on cpu_entry_area). The
+    model explores both: see `delivery_trap`."""
+    return data_breakpoint_hit(
+        breakpoints, [(a, 8, True) for a, _ in stores if isinstance(a, (int, Term))]
+    )
+
+
+def delivery_trap(cpu: Cpu) -> Cpu:
+    """After a delivery whose pushes hit a data breakpoint: a #DB trap pending at the
+    handler's first boundary, marked unsure (the next boundary offers both taking it and
+    dropping it: `drop_unsure_db`). A #DB already held stays as it is."""
+    if cpu.held_db:
+        return cpu
+    return cpu._replace(held_db=True, db_unsure=True)
+
+
+def drop_unsure_db(cpu: Cpu) -> Cpu:
+    """The other outcome of `delivery_trap`: the pushes raised no #DB."""
+    assert cpu.db_unsure
+    return cpu._replace(held_db=False, db_unsure=False)
 
 
 def next_instruction_faulted(cpu: Cpu, shadow_before: Shadow) -> Cpu:
@@ -120,7 +153,7 @@ def next_instruction_faulted(cpu: Cpu, shadow_before: Shadow) -> Cpu:
     drop is what hardware does (observed in the XSA-260 analysis: a #DB is "discarded or
     deferred", and the XTF PoC's SYSCALL that #UDs reports no #DB)."""
     if shadow_before is Shadow.MOV_SS and cpu.held_db:
-        return cpu._replace(held_db=False)
+        return cpu._replace(held_db=False, db_unsure=False)
     return cpu
 
 

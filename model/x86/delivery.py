@@ -11,7 +11,7 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 from checker.symbolic import Term, add, band, bor, decide, eq, lshr, shl
-from model.x86 import smap
+from model.x86 import debug, smap
 from model.x86.arch import (
     ADDRESS_MASK,
     CONTRIBUTORY_VECTORS,
@@ -306,6 +306,10 @@ def _enter_handler(
     m, fault = write_words(platform, m, stores, new_cpl, where)
     if fault is not None:
         return m, fault
+    # The frame's pushes on a watched address: maybe a #DB trap (debug.delivery_trap).
+    watched = bool(platform.breakpoints) and debug.delivery_pushes_hit(
+        platform.breakpoints, stores
+    )
     rip_slot = add(new_rsp, -5 * WORD)
     # Where the frame landed (for a symbolic RSP the pushes above already decided it).
     kind, region = where if where is not None else classify(platform, rip_slot)
@@ -334,5 +338,7 @@ def _enter_handler(
         shadow=Shadow.NONE,
         delivering=None,
     )
+    if watched:
+        cpu = debug.delivery_trap(cpu)
     m = m.with_frame(frame)
     return m.with_cpu(cpu_i, cpu), None

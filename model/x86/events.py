@@ -62,6 +62,7 @@ class BoundaryEvent(Enum):
 
     MACHINE_CHECK = "mce"  # a real #MC arrives
     HELD_DB = "held-db"  # the #DB a MOV SS held back is taken
+    DB_DROPPED = "db-dropped"  # an unsure held #DB (Cpu.db_unsure) is not raised after all
     PENDING_NMI = "pending-nmi"  # the latched NMI is taken
     INSTRUCTION = "step"  # the next instruction runs (or faults)
     DOUBLE_FAULT = "df"  # the environment raises #DF (a fault the model does not spell out)
@@ -100,6 +101,8 @@ def at_boundary(
         out.append(BoundaryEvent.MACHINE_CHECK)
     if db_due(cpu):
         out.append(BoundaryEvent.HELD_DB)
+        if cpu.db_unsure:
+            out.append(BoundaryEvent.DB_DROPPED)
         return tuple(out)
     if pending_nmi_due(cpu):
         out.append(BoundaryEvent.PENDING_NMI)
@@ -143,7 +146,7 @@ def deliver_pending_nmi(platform: Platform, m: Machine, cpu_i: int) -> Machine:
 
 def deliver_held_db(platform: Platform, m: Machine, cpu_i: int) -> Machine:
     cpu = m.cpus[cpu_i]
-    m = m.with_cpu(cpu_i, cpu._replace(held_db=False))
+    m = m.with_cpu(cpu_i, cpu._replace(held_db=False, db_unsure=False))
     return deliver(platform, m, cpu_i, Event(Source.EXCEPTION, DB), cpu.pc)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from checker.symbolic import MASK, Term, add, band, bor, decide, lshr, ule
-from model.x86 import msr, segments
+from model.x86 import msr, segments, smap
 from model.x86.arch import (
     AC_FLAG,
     DF_FLAG,
@@ -112,6 +112,10 @@ def _iret(
         raise ArchFault(SS, 0, "IRET with RSP holding a code address")
     for k in range((5 * operand_size + WORD - 1) // WORD):
         check_access(platform, add(rsp, k * WORD), cpu.cpl)
+        if platform.smap:
+            # IRET's reads of the frame at CPL 0 are explicit supervisor-mode data
+            # accesses: under SMAP with AC = 0 a frame on a user page is #PF (smap.check).
+            smap.check(platform, add(rsp, k * WORD), cpu.cpl, cpu.rflags, False)
     if operand_size == 4:
         rip, cs, rflags, new_rsp, ss = _read_dwords(m, rsp, 5)
     else:
@@ -140,7 +144,7 @@ def _iret(
         ss=ss,
         pc=_code_target(rip, code_at),
         rflags=bor(popped_flags(cpu, rflags), RFLAGS_FIXED),
-        rsp=new_rsp,
+        rsp=segments.iret_rsp(gdt, ldt, target, ss, new_rsp, add(rsp, 5 * operand_size)),
         run=Run.RUNNING,
     )
     m = m.with_cpu(cpu_i, cpu)

@@ -370,7 +370,16 @@ def copy_words(
     clobbered by its own copy (Xen's exception_with_ints_disabled moves its frame down a
     word, the copy overlapping the original); any other live frame the copy lands on is.
     """
-    cpl = m.cpus[cpu_i].cpl
+    cpu = m.cpus[cpu_i]
+    cpl = cpu.cpl
+
+    def smap(first: int, n: int) -> None:
+        # Explicit supervisor-mode reads and writes (model.x86.smap): a user page is #PF.
+        if platform.smap:
+            for k in range(first, first + n):
+                _smap_check(platform, src + k * WORD, cpl, cpu.rflags, False)
+                _smap_check(platform, dst + k * WORD, cpl, cpu.rflags, True)
+
     end = src + count * WORD
 
     def moves(f: Frame) -> bool:
@@ -380,6 +389,7 @@ def copy_words(
     if travelling:
         m = m._replace(frames=tuple(f for f in m.frames if not moves(f)))
     if count <= whole:
+        smap(0, count)
         words = [read(m, src + k * WORD) for k in range(count)]
         for k, w in enumerate(words):
             m = write(platform, m, dst + k * WORD, w, cpl)
@@ -388,6 +398,7 @@ def copy_words(
             if tick is not None:
                 tick(done)
             n = min(COPY_CHUNK, count - done)
+            smap(done, n)
             stores: list[tuple[Value, Value]] = [
                 (dst + (done + k) * WORD, read(m, src + (done + k) * WORD)) for k in range(n)
             ]

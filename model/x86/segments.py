@@ -15,10 +15,18 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from checker.symbolic import Term, band, decide, eq
+from checker.symbolic import MASK, Term, band, bor, decide, eq
 from model.x86.arch import GP, NP, SS
 from model.x86.memory import ArchFault
-from model.x86.state import Cpu, Descriptor, DescriptorTable, Machine, Platform
+from model.x86.state import (
+    CodeAddr,
+    Cpu,
+    Descriptor,
+    DescriptorTable,
+    Machine,
+    Platform,
+    Value,
+)
 
 __all__ = ["Descriptor", "DescriptorTable"]
 
@@ -205,3 +213,43 @@ def mov_to_ss(platform: Platform, m: Machine, cpu_i: int, value: object,
         raise ArchFault(GP, band(selector, 0xFFFC), "MOV SS: no declared data segment")
     load_ss_checks(gdt, ldt, cpu.cpl, selector, mode64)
     return m.with_cpu(cpu_i, cpu._replace(ss=selector))
+
+
+# ---- VERR / VERW (SDM Vol. 2 VERR/VERW) ----------------------------------------------------
+
+def verw_ok(
+    gdt: DescriptorTable | None, ldt: DescriptorTable | None, cpl: int, selector: int,
+) -> bool:
+    """VERW: ZF := 1 only for a non-NULL selector within its table naming a writable data
+    segment whose DPL >= CPL and DPL >= RPL (code segments are never writable, system
+    segments never verify). It never faults on the selector. The SDM lists no presence
+    check (the check is the one a DS load makes, whose not-present case is a fault, not a
+    ZF answer): a not-present writable data segment verifies."""
+    if is_null(selector):
+        return False
+    d = descriptor(gdt, ldt, selector)
+    if d is None or d.kind != "data" or not d.writable:
+        return False
+    return d.dpl >= cpl and d.dpl >= selector & RPL_MASK
+
+
+# ---- IRET to a 16-bit stack segment (the "espfix" problem) ----------------------------------
+
+def iret_rsp(
+    gdt: DescriptorTable | None, ldt: DescriptorTable | None, target: IretTarget, ss: int,
+    popped: Value, rsp_after_pops: int | Term,
+) -> Value:
+    """The RSP an IRET leaves. SDM Vol. 3A §6.14.3: "The SS/ESP/RSP size adjustment is
+    determined by the stack size", and a stack segment with B = 0 is a 16-bit stack whose
+    pointer is SP (Vol. 3A §3.4.5, Vol. 1 §6.2.3): an IRET that returns to compatibility
+    mode with such an SS loads only SP (bits 15:0) from the frame; the upper bits keep what
+    RSP held, the kernel's stack pointer (the pops have advanced it). That is the leak
+    Linux's espfix works around (*inferred* from the SDM's stack-size rule and Linux's
+    espfix_64.c, which records it as hardware behaviour). In 64-bit mode (CS.L = 1) the
+    B flag is ignored and the whole RSP loads."""
+    if target.mode64 or is_null(ss) or isinstance(popped, CodeAddr):
+        return popped
+    d = descriptor(gdt, ldt, ss)
+    if d is None or d.db:
+        return popped
+    return bor(band(rsp_after_pops, ~0xFFFF & MASK), band(popped, 0xFFFF))

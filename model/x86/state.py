@@ -260,6 +260,10 @@ class Cpu(NamedTuple):
     # A #DB trap pending for the next boundary (a breakpoint or single-step trap of the
     # previous instruction), held back past the next instruction by MOV SS (SDM §6.8.3).
     held_db: bool = False
+    # The held #DB is one the SDM does not say is raised (a delivery's own pushes hitting
+    # a data breakpoint, model.x86.debug.delivery_pushes_hit): the boundary that would take
+    # it may as well drop it, both explored.
+    db_unsure: bool = False
     run: Run = Run.RUNNING
     idtr: str | None = None
     tr: str | None = None
