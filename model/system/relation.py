@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import islice
 from typing import Any, NamedTuple
 
 from checker import symbolic as sym
@@ -120,6 +121,9 @@ class TransitionRelation:
         # were expanded, or whose persistent sets were judged): next_state reuses them.
         self._memo_of: SysState | None = None
         self._memo: dict[Action, SysState] = {}
+        # States whose canonical form is known to need no renaming (TransitionRelation._hint),
+        # by id, each with the state itself (which keeps the id from being reused).
+        self._hints: dict[int, tuple[SysState, tuple[int, ...] | None]] = {}
 
     # -- TransitionSystem ----------------------------------------------------------------------
     def init_states(self) -> Sequence[SysState]:
@@ -146,9 +150,9 @@ class TransitionRelation:
             while pending:
                 choices = pending.pop()
                 try:
-                    succ, _taken = self.run(s, a._replace(decisions=choices))
+                    succ, _taken = self.run(s, Action(a.kind, a.cpu, a.arg, choices))
                 except NeedDecision as need:
-                    prior = (*s.path, *self._taken(s, a._replace(decisions=choices)))
+                    prior = (*s.path, *self._taken(s, Action(a.kind, a.cpu, a.arg, choices)))
                     # The prefix is satisfiable, so when one outcome is not the other is.
                     if self.solver.satisfiable((*prior, need.cond)):
                         if self.solver.satisfiable((*prior, sym.lnot(need.cond))):
@@ -159,7 +163,7 @@ class TransitionRelation:
                     continue
                 except Infeasible:
                     continue
-                done = a._replace(decisions=choices)
+                done = Action(a.kind, a.cpu, a.arg, choices)
                 self._memo[done] = succ
                 out.append(done)
         return out
@@ -179,12 +183,21 @@ class TransitionRelation:
     def run(self, s: SysState, a: Action) -> tuple[SysState, list[Any]]:
         """Run one action under its decisions; the successor carries the conditions taken
         in its path condition, pruned and canonically named."""
+        made = sym.VARS_MADE
         succ, d = run_with(a.decisions, self.raw_next, s, a)
         if d.index < len(a.decisions):
             raise Infeasible()  # more decisions than the step meets: not this action
         taken = tuple(dict.fromkeys(
             c for c in d.taken if isinstance(c, Term) and c not in s.path
         ))  # (with the conditions the step assumed: an input's range)
+        if not taken and made == sym.VARS_MADE and not self.interp.unique_names:
+            hint = self._hint(s)
+            if hint is not None and _names_at(succ, hint):
+                # No condition taken and no symbol made: the successor's symbols are some
+                # of its state's, which were all canonically named with no path to prune,
+                # and one of them is still there: the successor is its own canonical form.
+                self._hints[id(succ)] = (succ, hint)
+                return succ, d.taken
         path = s.path + taken
         succ = succ._replace(path=path)
         if taken and not self.interp.unique_names:
@@ -192,6 +205,24 @@ class TransitionRelation:
         if not self.interp.unique_names:
             succ = canonical(succ)
         return succ, d.taken
+
+    def _hint(self, s: SysState) -> tuple[int, ...] | None:
+        """For a canonical symbolic state with no path condition whose symbols all have
+        their base names (NAME, never NAME#k): where in it one symbolic value sits (the
+        indices leading to it). None for any other state."""
+        known = self._hints.get(id(s))
+        if known is not None and known[0] is s:
+            return known[1]
+        hint = None
+        if s.symbolic and not s.path:
+            names = sym.names_of(s.machine, s.vars, s.lazy)
+            if names and all("#" not in n for n in names):
+                hint = _locate(s)
+        if len(self._hints) >= HINTS_LIMIT:
+            for key in list(islice(self._hints, HINTS_LIMIT // 4)):
+                del self._hints[key]  # the oldest quarter (see checker.symbolic._NAMES)
+        self._hints[id(s)] = (s, hint)
+        return hint
 
     def _pin(self, s: SysState, taken: tuple[Any, ...]) -> SysState:
         """When a step took `f(x) == c` for a single symbol x (an index, a vector), x may
@@ -359,6 +390,44 @@ def _with_single_step(m: Machine) -> Machine:
     ))
 
 
+HINTS_LIMIT = 1 << 17
+# The parts of a state symbols can sit in (SysState fields machine, vars and lazy: the path
+# condition is handled apart, budgets and flags are numbers).
+_SYMBOL_FIELDS = (0, 1, 6)
+assert tuple(SysState._fields[i] for i in _SYMBOL_FIELDS) == ("machine", "vars", "lazy")
+
+
+def _locate(s: SysState) -> tuple[int, ...] | None:
+    """The indices leading to the first symbolic value in the state (depth first)."""
+
+    def find(value: Any) -> list[int] | None:
+        if type(value) is Term:
+            return [] if value.names else None
+        if isinstance(value, tuple) and sym.names_in_order(value):
+            for i, item in enumerate(value):
+                found = find(item)
+                if found is not None:
+                    return [i, *found]
+        return None
+
+    for i in _SYMBOL_FIELDS:
+        found = find(s[i])
+        if found is not None:
+            return (i, *found)
+    return None
+
+
+def _names_at(s: SysState, hint: tuple[int, ...]) -> bool:
+    """Is there a symbolic value at these indices of the state?"""
+    value: Any = s
+    try:
+        for i in hint:
+            value = value[i]
+    except (IndexError, TypeError, KeyError):
+        return False
+    return type(value) is Term and bool(value.names)
+
+
 def canonical(s: SysState) -> SysState:
     """One representative of states equal up to the naming of symbols and to constraints
     on symbols that no longer matter: the path keeps only conditions connected to a live
@@ -374,19 +443,24 @@ def canonical(s: SysState) -> SysState:
             lazy=sym.substitute_all(s.lazy, fixed),
             path=path,
         )
-    first = sym.names_in_order((s.machine, s.vars, s.lazy))
-    live = set(first)
-    if not live:
+    first = sym.names_of(s.machine, s.vars, s.lazy)
+    if not first:
         return s._replace(path=(), symbolic=False) if s.symbolic or s.path else s
+    path_in = s.path
+    if not path_in and all("#" not in n for n in first):
+        # Every live symbol already has its canonical name (NAME, one per input: first
+        # appearance cannot number them differently) and there is no path to prune.
+        return s if s.symbolic else s._replace(symbolic=True)
     # Keep the conditions that reach a live symbol through shared symbols.
-    conds = [(c, sym.symbols(c)) for c in s.path]
-    reach = set(live)
+    live = set(first)
+    conds = [(c, set(sym.names_in_order(c))) for c in path_in]
+    reach = live
     changed = True
     kept: set[int] = set()
     while changed:
         changed = False
         for k, (_c, names) in enumerate(conds):
-            if k not in kept and names & reach:
+            if k not in kept and not names.isdisjoint(reach):
                 kept.add(k)
                 reach |= names
                 changed = True
