@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
+from weakref import KeyedRef
 
 import z3
 
@@ -32,29 +33,27 @@ class Term:
     """A symbolic expression. Bit-vector ops: var, add, and, or, xor, shl, lshr, ashr, not,
     mul, ite. Boolean ops: eq, ult, ule, slt, sle, bnot, band, bor.
 
-    Terms are hash-consed: building a term equal to one that exists returns that object, so
-    equal terms are usually the same object (a comparison stops at identity) and a term
-    carries, computed once when it is made, its hash, the names of the symbols it mentions
-    in order of first appearance (`names`) and, once asked for, its text. Equality is still
-    structural (same operator, same arguments of the same types), so a term made after the
-    table was emptied, or unpickled in another process, equals its twin. `True` and `1` are
+    Terms are hash-consed: at most one term is alive for each operator, arguments and
+    argument types (building an equal term returns the one that exists; unpickling goes
+    through the same table), so equality and hashing are by identity, at C speed. A term
+    carries, computed once when it is made, the names of the symbols it mentions in order
+    of first appearance (`names`), and once asked for, its text. `True` and `1` are
     different arguments (a Bool and a bit-vector to z3)."""
 
-    __slots__ = ("_hash", "_kinds", "_text", "args", "names", "op")
+    __slots__ = ("__weakref__", "_text", "args", "names", "op")
 
     op: str
     args: tuple[Any, ...]
     names: tuple[str, ...]  # symbols in order of first appearance, depth first
-    _hash: int  # hash((op, args)), computed once
-    _kinds: tuple[type, ...]  # the arguments' types (True is not 1)
     _text: str | None  # repr, once asked for
 
     def __new__(cls, op: str, args: tuple[Any, ...]) -> Term:
-        kinds = tuple(map(type, args))
-        key = (op, args, kinds)
-        t = _TERMS.get(key)
-        if t is not None:
-            return t
+        key = (op, args, tuple(map(type, args)))
+        ref = _TERMS.get(key)
+        if ref is not None:
+            alive: Term | None = ref()
+            if alive is not None:
+                return alive
         t = object.__new__(cls)
         if op == "var":
             names: tuple[str, ...] = (args[0],)
@@ -66,30 +65,9 @@ class Term:
         _set(t, "op", op)
         _set(t, "args", args)
         _set(t, "names", names)
-        _set(t, "_kinds", kinds)
-        _set(t, "_hash", hash((op, args)))
         _set(t, "_text", None)
-        if len(_TERMS) >= _TERMS_LIMIT:
-            _TERMS.clear()  # only sharing is lost: equality does not rely on identity
-        _TERMS[key] = t
+        _TERMS[key] = KeyedRef(t, _forget, key)
         return t
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def __eq__(self, other: object) -> bool:
-        if self is other:
-            return True
-        if type(other) is not Term:
-            return NotImplemented
-        return (
-            self._hash == other._hash and self.op == other.op
-            and self._kinds == other._kinds and self.args == other.args
-        )
-
-    def __ne__(self, other: object) -> bool:
-        equal = self.__eq__(other)
-        return equal if equal is NotImplemented else not equal
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Term, (self.op, self.args))  # unpickled through the table
@@ -110,11 +88,16 @@ class Term:
 
 _set = object.__setattr__  # how Term fills in its (otherwise immutable) slots
 
+# The hash-consing table: (op, args, argument types) -> a weak reference to the one live
+# term. An entry goes when its term does (no term outlives every state and step that holds
+# it), so the table holds only what is alive.
+_TERMS: dict[tuple[Any, ...], KeyedRef[tuple[Any, ...], Term]] = {}
 
-# The hash-consing table: (op, args, argument types) -> the term. Bounded: when it is full
-# it is emptied, which costs sharing, never correctness (Term.__eq__ is structural).
-_TERMS: dict[tuple[Any, ...], Term] = {}
-_TERMS_LIMIT = 1 << 18
+
+def _forget(ref: KeyedRef[tuple[Any, ...], Term]) -> None:
+    table = _TERMS
+    if table is not None and table.get(ref.key) is ref:
+        del table[ref.key]
 
 
 def _union(first: tuple[str, ...], more: tuple[str, ...]) -> tuple[str, ...]:

@@ -123,7 +123,7 @@ class TransitionRelation:
         self._memo: dict[Action, SysState] = {}
         # States whose canonical form is known to need no renaming (TransitionRelation._hint),
         # by id, each with the state itself (which keeps the id from being reused).
-        self._hints: dict[int, tuple[SysState, tuple[int, ...] | None]] = {}
+        self._hints: dict[int, tuple[SysState, _Hint | None]] = {}
 
     # -- TransitionSystem ----------------------------------------------------------------------
     def init_states(self) -> Sequence[SysState]:
@@ -192,10 +192,10 @@ class TransitionRelation:
         ))  # (with the conditions the step assumed: an input's range)
         if not taken and made == sym.VARS_MADE and not self.interp.unique_names:
             hint = self._hint(s)
-            if hint is not None and _names_at(succ, hint):
+            if hint is not None and _still_there(succ, hint):
                 # No condition taken and no symbol made: the successor's symbols are some
-                # of its state's, which were all canonically named with no path to prune,
-                # and one of them is still there: the successor is its own canonical form.
+                # of its state's, which were all canonically named, and those the path
+                # condition needs are all still there: it is its own canonical form.
                 self._hints[id(succ)] = (succ, hint)
                 return succ, d.taken
         path = s.path + taken
@@ -206,18 +206,22 @@ class TransitionRelation:
             succ = canonical(succ)
         return succ, d.taken
 
-    def _hint(self, s: SysState) -> tuple[int, ...] | None:
-        """For a canonical symbolic state with no path condition whose symbols all have
-        their base names (NAME, never NAME#k): where in it one symbolic value sits (the
-        indices leading to it). None for any other state."""
+    def _hint(self, s: SysState) -> _Hint | None:
+        """Where the symbols of a canonical symbolic state sit, when every successor that
+        takes no condition and makes no symbol is its own canonical form as long as they
+        are there (`_still_there`): its symbols and those of its path condition all have
+        their base names (NAME, never NAME#k: no order of appearance can number them
+        differently) and no condition pins a symbol to one value. None for any other
+        state."""
         known = self._hints.get(id(s))
         if known is not None and known[0] is s:
             return known[1]
         hint = None
-        if s.symbolic and not s.path:
+        if s.symbolic and not sym.pinned(s.path):
             names = sym.names_of(s.machine, s.vars, s.lazy)
-            if names and all("#" not in n for n in names):
-                hint = _locate(s)
+            everything = (*names, *sym.names_in_order(s.path))
+            if names and all("#" not in n for n in everything):
+                hint = _Hint(_locate(s, names), bool(s.path))
         if len(self._hints) >= HINTS_LIMIT:
             for key in list(islice(self._hints, HINTS_LIMIT // 4)):
                 del self._hints[key]  # the oldest quarter (see checker.symbolic._NAMES)
@@ -397,35 +401,50 @@ _SYMBOL_FIELDS = (0, 1, 6)
 assert tuple(SysState._fields[i] for i in _SYMBOL_FIELDS) == ("machine", "vars", "lazy")
 
 
-def _locate(s: SysState) -> tuple[int, ...] | None:
-    """The indices leading to the first symbolic value in the state (depth first)."""
+class _Hint(NamedTuple):
+    """Where each symbol of a state first sits (the indices leading to a term that
+    mentions it); `every`: the state has a path condition, so the successor must keep every
+    symbol for its path to stay as it is (without one, any symbol left will do)."""
 
-    def find(value: Any) -> list[int] | None:
+    places: tuple[tuple[str, tuple[int, ...]], ...]
+    every: bool
+
+
+def _locate(s: SysState, names: tuple[str, ...]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """For each name, the indices leading to the first term (depth first) that mentions it."""
+    places: dict[str, tuple[int, ...]] = {}
+
+    def find(value: Any, at: tuple[int, ...]) -> None:
         if type(value) is Term:
-            return [] if value.names else None
-        if isinstance(value, tuple) and sym.names_in_order(value):
+            for n in value.names:
+                places.setdefault(n, at)
+        elif isinstance(value, tuple):
+            if not any(n not in places for n in sym.names_in_order(value)):
+                return
             for i, item in enumerate(value):
-                found = find(item)
-                if found is not None:
-                    return [i, *found]
-        return None
+                find(item, (*at, i))
 
     for i in _SYMBOL_FIELDS:
-        found = find(s[i])
-        if found is not None:
-            return (i, *found)
-    return None
+        find(s[i], (i,))
+    return tuple((n, places[n]) for n in names)
 
 
-def _names_at(s: SysState, hint: tuple[int, ...]) -> bool:
-    """Is there a symbolic value at these indices of the state?"""
-    value: Any = s
-    try:
-        for i in hint:
-            value = value[i]
-    except (IndexError, TypeError, KeyError):
-        return False
-    return type(value) is Term and bool(value.names)
+def _still_there(s: SysState, hint: _Hint) -> bool:
+    """Does the state still mention the hinted symbols where its predecessor did (all of
+    them when `hint.every`, else at least one)?"""
+    for name, at in hint.places:
+        value: Any = s
+        try:
+            for i in at:
+                value = value[i]
+        except (IndexError, TypeError, KeyError):
+            value = None
+        there = type(value) is Term and name in value.names
+        if there and not hint.every:
+            return True
+        if not there and hint.every:
+            return False
+    return hint.every
 
 
 def canonical(s: SysState) -> SysState:
