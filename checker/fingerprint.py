@@ -19,6 +19,8 @@ from collections.abc import Hashable
 from hashlib import blake2b
 from typing import Any
 
+from checker.symbolic import Term
+
 FINGERPRINT_BITS = 64
 
 
@@ -43,6 +45,10 @@ def _encode(value: Any, out: list[bytes]) -> None:
         out.append(b"e%d:" % len(name))
         out.append(name)
         _encode(value.value, out)
+    elif t is Term:  # encoded as it was when a term was a NamedTuple (op, args)
+        out.append(b"n4:Term2(")
+        _encode(value.op, out)
+        _encode(value.args, out)
     elif isinstance(value, tuple):  # a NamedTuple or another tuple subclass
         name = t.__qualname__.encode()
         out.append(b"n%d:" % len(name))

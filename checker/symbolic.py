@@ -17,7 +17,9 @@ import contextvars
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from itertools import islice
+from typing import Any
+from weakref import KeyedRef
 
 import z3
 
@@ -27,17 +29,82 @@ MASK = (1 << 64) - 1
 SIGN = 1 << 63
 
 
-class Term(NamedTuple):
+class Term:
     """A symbolic expression. Bit-vector ops: var, add, and, or, xor, shl, lshr, ashr, not,
-    mul, ite. Boolean ops: eq, ult, ule, slt, sle, bnot, band, bor."""
+    mul, ite. Boolean ops: eq, ult, ule, slt, sle, bnot, band, bor.
+
+    Terms are hash-consed: at most one term is alive for each operator, arguments and
+    argument types (building an equal term returns the one that exists; unpickling goes
+    through the same table), so equality and hashing are by identity, at C speed. A term
+    carries, computed once when it is made, the names of the symbols it mentions in order
+    of first appearance (`names`), and once asked for, its text. `True` and `1` are
+    different arguments (a Bool and a bit-vector to z3)."""
+
+    __slots__ = ("__weakref__", "_text", "args", "names", "op")
 
     op: str
     args: tuple[Any, ...]
+    names: tuple[str, ...]  # symbols in order of first appearance, depth first
+    _text: str | None  # repr, once asked for
+
+    def __new__(cls, op: str, args: tuple[Any, ...]) -> Term:
+        key = (op, args, tuple(map(type, args)))
+        ref = _TERMS.get(key)
+        if ref is not None:
+            alive: Term | None = ref()
+            if alive is not None:
+                return alive
+        t = object.__new__(cls)
+        if op == "var":
+            names: tuple[str, ...] = (args[0],)
+        else:
+            names = ()
+            for a in args:
+                if type(a) is Term and a.names:
+                    names = a.names if not names else _union(names, a.names)
+        _set(t, "op", op)
+        _set(t, "args", args)
+        _set(t, "names", names)
+        _set(t, "_text", None)
+        _TERMS[key] = KeyedRef(t, _forget, key)
+        return t
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Term, (self.op, self.args))  # unpickled through the table
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"a Term is immutable (cannot set {name!r})")
 
     def __repr__(self) -> str:
-        if self.op == "var":
-            return str(self.args[0])
-        return f"{self.op}({', '.join(_show(a) for a in self.args)})"
+        text = self._text
+        if text is None:
+            if self.op == "var":
+                text = str(self.args[0])
+            else:
+                text = f"{self.op}({', '.join(_show(a) for a in self.args)})"
+            _set(self, "_text", text)
+        return text
+
+
+_set = object.__setattr__  # how Term fills in its (otherwise immutable) slots
+
+# The hash-consing table: (op, args, argument types) -> a weak reference to the one live
+# term. An entry goes when its term does (no term outlives every state and step that holds
+# it), so the table holds only what is alive.
+_TERMS: dict[tuple[Any, ...], KeyedRef[tuple[Any, ...], Term]] = {}
+
+
+def _forget(ref: KeyedRef[tuple[Any, ...], Term]) -> None:
+    table = _TERMS
+    if table is not None and table.get(ref.key) is ref:
+        del table[ref.key]
+
+
+def _union(first: tuple[str, ...], more: tuple[str, ...]) -> tuple[str, ...]:
+    """`first` followed by the names of `more` it does not have (order kept)."""
+    if more is first or more == first:
+        return first
+    return first + tuple(n for n in more if n not in first)
 
 
 # A 64-bit value: concrete or symbolic. Conditions are bool or a boolean Term.
@@ -56,7 +123,14 @@ def is_symbolic(value: object) -> bool:
 
 
 def var(name: str) -> Term:
+    global VARS_MADE
+    VARS_MADE += 1
     return Term("var", (name,))
+
+
+# How many times var() was called: a step during which it did not change mentions no symbol
+# its state did not (every other term is built from the state's own values).
+VARS_MADE = 0
 
 
 # -- bit-vector constructors (fold constants, normalise x + c) -----------------------------
@@ -301,59 +375,74 @@ def symbols(value: object) -> set[str]:
 # Successive states share most of their components (a step rebuilds only the path from the
 # changed leaf to the root), so the names under each tuple are remembered per object: a
 # state's symbols cost a few dictionary look-ups instead of a walk over every register,
-# memory word and frame. Each entry keeps its object alive, so an id is never reused while
-# its entry exists; the table is emptied when it grows past the limit.
+# memory word and frame. A term knows its own names (Term.names). Each entry keeps its
+# tuple alive, so an id is never reused while its entry exists. When the table is full its
+# oldest quarter is dropped (first in, first out): a breadth-first explorer expands a state
+# about one level after it made it, so the parts a successor shares with the state it came
+# from are still there, where emptying the whole table made every part of the next states
+# walked again.
 _NAMES: dict[int, tuple[object, tuple[str, ...]]] = {}
-_NAMES_LIMIT = 1 << 20
+_NAMES_LIMIT = 1 << 18
 
 
 def names_in_order(value: object) -> tuple[str, ...]:
     """Symbol names in order of first appearance, depth first and left to right (the
     order canonical renaming numbers them in)."""
+    if type(value) is Term:
+        return value.names
     if not isinstance(value, tuple):
         return ()
     hit = _NAMES.get(id(value))
     if hit is not None and hit[0] is value:
         return hit[1]
-    if isinstance(value, Term):
-        if value.op == "var":
-            names: tuple[str, ...] = (value.args[0],)
-        else:
-            names = _merge(value.args)
-    else:
-        names = _merge(value)
+    return _walk(value)
+
+
+def names_of(*values: object) -> tuple[str, ...]:
+    """names_in_order of the tuple of `values`, without remembering that tuple (a state's
+    parts, assembled only to be asked)."""
+    return _merge(values)
+
+
+def _walk(value: tuple[Any, ...]) -> tuple[str, ...]:
+    names = _merge(value)
     if len(_NAMES) >= _NAMES_LIMIT:
-        _NAMES.clear()
+        for key in list(islice(_NAMES, _NAMES_LIMIT // 4)):
+            del _NAMES[key]
     _NAMES[id(value)] = (value, names)
     return names
 
 
 def _merge(items: tuple[Any, ...]) -> tuple[str, ...]:
     out: tuple[str, ...] = ()
-    memo = _NAMES
+    get = _NAMES.get
     for a in items:
-        if not isinstance(a, tuple):
+        if type(a) is Term:
+            sub = a.names
+        elif isinstance(a, tuple):
+            hit = get(id(a))  # inlined: most children are shared with the parent state
+            sub = hit[1] if hit is not None and hit[0] is a else _walk(a)
+        else:
             continue
-        hit = memo.get(id(a))  # inlined: most children are shared with the parent state
-        sub = hit[1] if hit is not None and hit[0] is a else names_in_order(a)
         if sub:
-            out = sub if not out else out + tuple(n for n in sub if n not in out)
+            out = sub if not out else _union(out, sub)
     return out
 
 
 def rename(value: Any, mapping: Mapping[str, str]) -> Any:
     """Rename symbols inside a value or nested tuples (NamedTuples keep their type); a
     part that mentions no renamed symbol is returned as it is (shared, not copied)."""
+    if type(value) is Term:
+        if not any(n in mapping and mapping[n] != n for n in value.names):
+            return value
+        if value.op == "var":
+            return var(mapping[value.args[0]])
+        return Term(value.op, tuple(rename(a, mapping) for a in value.args))
     if not isinstance(value, tuple):
         return value
     names = names_in_order(value)
     if not names or all(mapping.get(n, n) == n for n in names):
         return value
-    if isinstance(value, Term):
-        if value.op == "var":
-            name = value.args[0]
-            return var(mapping.get(name, name))
-        return Term(value.op, tuple(rename(a, mapping) for a in value.args))
     items = [rename(a, mapping) for a in value]
     if type(value) is not tuple:  # a NamedTuple keeps its type
         return type(value)(*items)
@@ -363,13 +452,13 @@ def rename(value: Any, mapping: Mapping[str, str]) -> Any:
 def substitute_all(value: Any, values: Mapping[str, int]) -> Any:
     """`substitute` through nested tuples (NamedTuples keep their type): a whole state.
     A part that mentions none of the substituted symbols is returned as it is."""
+    if type(value) is Term:
+        return substitute(value, values) if any(n in values for n in value.names) else value
     if not isinstance(value, tuple):
         return value
     names = names_in_order(value)
     if not names or not any(n in values for n in names):
         return value
-    if isinstance(value, Term):
-        return substitute(value, values)
     items = [substitute_all(a, values) for a in value]
     if type(value) is not tuple:  # a NamedTuple keeps its type
         return type(value)(*items)

@@ -243,3 +243,66 @@ def test_rename_shares_parts_without_renamed_symbols() -> None:
     assert S.rename(mixed, {"a": "a"}) is mixed
     assert S.substitute_all(mixed, {"b": 7}) == (concrete, (a, 7))
     assert S.substitute_all(mixed, {"q": 7}) is mixed
+
+
+def test_terms_are_hash_consed() -> None:
+    """Issue 18 item 1: building an equal term gives the same object (so equality and
+    hashing are by identity), which carries its symbols' names; unpickling goes through the
+    same table; a term no longer used leaves the table; and True is not 1 (z3 gives them
+    different sorts)."""
+    import gc
+    import pickle
+
+    x, y = S.var("x"), S.var("y")
+    t = S.add(S.band(x, 0xFF), y)
+    assert S.add(S.band(S.var("x"), 0xFF), S.var("y")) is t
+    assert t.names == ("x", "y") and S.names_in_order((1, (t, x))) == ("x", "y")
+    assert pickle.loads(pickle.dumps(t)) is t
+    assert {t: 1}[S.add(S.band(S.var("x"), 0xFF), S.var("y"))] == 1
+    gc.collect()
+    size = len(S._TERMS)
+    for k in range(1000):
+        S.add(S.var(f"gone{k}"), 8)  # dropped at once
+    assert len(S._TERMS) <= size + 4
+    c = S.eq(x, 1)
+    assert S.ite(c, True, False) != S.ite(c, 1, 0)
+    assert S.to_z3(S.ite(c, True, False)).sort() != S.to_z3(S.ite(c, 1, 0)).sort()
+    assert t != ("add", t.args) and repr(t) == "add(and(x, 0xff), y)"
+
+
+def test_fingerprint_of_a_term_is_its_structure() -> None:
+    """--compact fingerprints encode a term by operator and arguments, as when a term was a
+    NamedTuple: two different terms never share an encoding."""
+    from checker.fingerprint import encode_state
+
+    x = S.var("x")
+    assert encode_state(S.add(x, 8)) == b"n4:Term2(s3:addt2(n4:Term2(s3:vart1(s1:xi8;"
+    assert encode_state(S.add(x, 8)) != encode_state(S.add(x, 16))
+
+
+def test_successor_without_new_symbols_is_its_own_canonical_form() -> None:
+    """The fast path of TransitionRelation.run (no condition taken, no symbol made) gives
+    exactly what canonical() gives, on every state of a symbolic exploration."""
+    from model.system.relation import canonical
+
+    system = DesignProvider().load(
+        "xen_syscall", {"sysret_check": "checked"},
+        {"mce": 1, "symbolic": ["guest_rsp", "guest_rip"]},
+    )
+    rel = system.relation
+    fast = 0
+    seen = set()
+    todo = deque(system.init_states())
+    while todo and len(seen) < 600:
+        s = todo.popleft()
+        if s in seen:
+            continue
+        seen.add(s)
+        for a in system.actions(s):
+            succ = system.next_state(s, a)
+            raw = S.run_with(a.decisions, rel.raw_next, s, a)[0]
+            if rel._hints.get(id(succ), (None,))[0] is succ and succ.symbolic:
+                fast += 1
+                assert canonical(raw) == succ
+            todo.append(succ)
+    assert fast > 50

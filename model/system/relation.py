@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import islice
 from typing import Any, NamedTuple
 
 from checker import symbolic as sym
@@ -125,6 +126,9 @@ class TransitionRelation:
         # were expanded, or whose persistent sets were judged): next_state reuses them.
         self._memo_of: SysState | None = None
         self._memo: dict[Action, SysState] = {}
+        # States whose canonical form is known to need no renaming (TransitionRelation._hint),
+        # by id, each with the state itself (which keeps the id from being reused).
+        self._hints: dict[int, tuple[SysState, _Hint | None]] = {}
 
     # -- TransitionSystem ----------------------------------------------------------------------
     def init_states(self) -> Sequence[SysState]:
@@ -156,9 +160,9 @@ class TransitionRelation:
             while pending:
                 choices = pending.pop()
                 try:
-                    succ, _taken = self.run(s, a._replace(decisions=choices))
+                    succ, _taken = self.run(s, Action(a.kind, a.cpu, a.arg, choices))
                 except NeedDecision as need:
-                    prior = (*s.path, *self._taken(s, a._replace(decisions=choices)))
+                    prior = (*s.path, *self._taken(s, Action(a.kind, a.cpu, a.arg, choices)))
                     # The prefix is satisfiable, so when one outcome is not the other is.
                     if self.solver.satisfiable((*prior, need.cond)):
                         if self.solver.satisfiable((*prior, sym.lnot(need.cond))):
@@ -169,7 +173,7 @@ class TransitionRelation:
                     continue
                 except Infeasible:
                     continue
-                done = a._replace(decisions=choices)
+                done = Action(a.kind, a.cpu, a.arg, choices)
                 self._memo[done] = succ
                 out.append(done)
         return out
@@ -189,12 +193,21 @@ class TransitionRelation:
     def run(self, s: SysState, a: Action) -> tuple[SysState, list[Any]]:
         """Run one action under its decisions; the successor carries the conditions taken
         in its path condition, pruned and canonically named."""
+        made = sym.VARS_MADE
         succ, d = run_with(a.decisions, self.raw_next, s, a)
         if d.index < len(a.decisions):
             raise Infeasible()  # more decisions than the step meets: not this action
         taken = tuple(dict.fromkeys(
             c for c in d.taken if isinstance(c, Term) and c not in s.path
         ))  # (with the conditions the step assumed: an input's range)
+        if not taken and made == sym.VARS_MADE and not self.interp.unique_names:
+            hint = self._hint(s)
+            if hint is not None and _still_there(succ, hint):
+                # No condition taken and no symbol made: the successor's symbols are some
+                # of its state's, which were all canonically named, and those the path
+                # condition needs are all still there: it is its own canonical form.
+                self._hints[id(succ)] = (succ, hint)
+                return succ, d.taken
         path = s.path + taken
         succ = succ._replace(path=path)
         if taken and not self.interp.unique_names:
@@ -202,6 +215,28 @@ class TransitionRelation:
         if not self.interp.unique_names:
             succ = canonical(succ)
         return succ, d.taken
+
+    def _hint(self, s: SysState) -> _Hint | None:
+        """Where the symbols of a canonical symbolic state sit, when every successor that
+        takes no condition and makes no symbol is its own canonical form as long as they
+        are there (`_still_there`): its symbols and those of its path condition all have
+        their base names (NAME, never NAME#k: no order of appearance can number them
+        differently) and no condition pins a symbol to one value. None for any other
+        state."""
+        known = self._hints.get(id(s))
+        if known is not None and known[0] is s:
+            return known[1]
+        hint = None
+        if s.symbolic and not sym.pinned(s.path):
+            names = sym.names_of(s.machine, s.vars, s.lazy)
+            everything = (*names, *sym.names_in_order(s.path))
+            if names and all("#" not in n for n in everything):
+                hint = _Hint(_locate(s, names), bool(s.path))
+        if len(self._hints) >= HINTS_LIMIT:
+            for key in list(islice(self._hints, HINTS_LIMIT // 4)):
+                del self._hints[key]  # the oldest quarter (see checker.symbolic._NAMES)
+        self._hints[id(s)] = (s, hint)
+        return hint
 
     def _pin(self, s: SysState, taken: tuple[Any, ...]) -> SysState:
         """When a step took `f(x) == c` for a single symbol x (an index, a vector), x may
@@ -380,6 +415,59 @@ def _with_fmask(m: Machine, fmask: int) -> Machine:
     ))
 
 
+HINTS_LIMIT = 1 << 17
+# The parts of a state symbols can sit in (SysState fields machine, vars and lazy: the path
+# condition is handled apart, budgets and flags are numbers).
+_SYMBOL_FIELDS = (0, 1, 6)
+assert tuple(SysState._fields[i] for i in _SYMBOL_FIELDS) == ("machine", "vars", "lazy")
+
+
+class _Hint(NamedTuple):
+    """Where each symbol of a state first sits (the indices leading to a term that
+    mentions it); `every`: the state has a path condition, so the successor must keep every
+    symbol for its path to stay as it is (without one, any symbol left will do)."""
+
+    places: tuple[tuple[str, tuple[int, ...]], ...]
+    every: bool
+
+
+def _locate(s: SysState, names: tuple[str, ...]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """For each name, the indices leading to the first term (depth first) that mentions it."""
+    places: dict[str, tuple[int, ...]] = {}
+
+    def find(value: Any, at: tuple[int, ...]) -> None:
+        if type(value) is Term:
+            for n in value.names:
+                places.setdefault(n, at)
+        elif isinstance(value, tuple):
+            if not any(n not in places for n in sym.names_in_order(value)):
+                return
+            for i, item in enumerate(value):
+                find(item, (*at, i))
+
+    for i in _SYMBOL_FIELDS:
+        find(s[i], (i,))
+    return tuple((n, places[n]) for n in names)
+
+
+def _still_there(s: SysState, hint: _Hint) -> bool:
+    """Does the state still mention the hinted symbols where its predecessor did (all of
+    them when `hint.every`, else at least one)?"""
+    for name, at in hint.places:
+        value: Any = s
+        try:
+            for i in at:
+                value = value[i]
+        except (IndexError, TypeError, KeyError):
+            value = None
+        there = type(value) is Term and name in value.names
+        if there and not hint.every:
+            return True
+        if not there and hint.every:
+            return False
+    return hint.every
+
+
 def canonical(s: SysState) -> SysState:
     """One representative of states equal up to the naming of symbols and to constraints
     on symbols that no longer matter: the path keeps only conditions connected to a live
@@ -395,19 +483,24 @@ def canonical(s: SysState) -> SysState:
             lazy=sym.substitute_all(s.lazy, fixed),
             path=path,
         )
-    first = sym.names_in_order((s.machine, s.vars, s.lazy))
-    live = set(first)
-    if not live:
+    first = sym.names_of(s.machine, s.vars, s.lazy)
+    if not first:
         return s._replace(path=(), symbolic=False) if s.symbolic or s.path else s
+    path_in = s.path
+    if not path_in and all("#" not in n for n in first):
+        # Every live symbol already has its canonical name (NAME, one per input: first
+        # appearance cannot number them differently) and there is no path to prune.
+        return s if s.symbolic else s._replace(symbolic=True)
     # Keep the conditions that reach a live symbol through shared symbols.
-    conds = [(c, sym.symbols(c)) for c in s.path]
-    reach = set(live)
+    live = set(first)
+    conds = [(c, set(sym.names_in_order(c))) for c in path_in]
+    reach = live
     changed = True
     kept: set[int] = set()
     while changed:
         changed = False
         for k, (_c, names) in enumerate(conds):
-            if k not in kept and names & reach:
+            if k not in kept and not names.isdisjoint(reach):
                 kept.add(k)
                 reach |= names
                 changed = True

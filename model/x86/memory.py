@@ -476,8 +476,8 @@ def _read_symbolic(m: Machine, address: Value) -> Value:
         if i < len(m.memory) and m.memory[i][0] == address:
             return m.memory[i][1]
         return 0
-    for a, v in m.memory:
-        if decide(eq(a, address)):
+    for addr, v in m.memory:
+        if decide(eq(addr, address)):
             return v
     return 0
 
