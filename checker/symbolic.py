@@ -649,6 +649,25 @@ def decide(cond: Cond) -> bool:
     return d.next(cond)
 
 
+ORACLE = "oracle"
+
+
+def is_oracle(cond: object) -> bool:
+    """A decision on no value (see `oracle`), or its negation."""
+    if not isinstance(cond, Term):
+        return False
+    if cond.op == "bnot":
+        cond = cond.args[0]
+    return isinstance(cond, Term) and cond.op == ORACLE
+
+
+def oracle(label: str) -> bool:
+    """An outcome the model leaves open that depends on no value (a rule the sources do
+    not settle): a decision like a symbolic condition's, but always feasible both ways and
+    never part of the path condition. The explorer offers one action per outcome."""
+    return decide(Term(ORACLE, (label,)))
+
+
 def assume(cond: Cond) -> None:
     """A condition a step adds to the path condition without a choice (an input's
     declared range): recorded with the transition's decisions, when it has any, so that

@@ -26,7 +26,8 @@ from model.system.interp import Blocked, Interpreter, SysState
 from model.system.layout import Layout, build_layout, initial_machines, platform_of
 from model.x86 import events as ev
 from model.x86.arch import DF, TF
-from model.x86.delivery import Event, Source, deliver
+from model.x86.delivery import Event, Source
+from model.x86.dispatch import deliver
 from model.x86.state import CodeAddr, Machine, Run
 
 
@@ -114,6 +115,9 @@ class TransitionRelation:
                 "environment.symbolic",
             )
         self.interp = Interpreter(self.layout, self.platform, frozenset(env.symbolic))
+        # A design that may deliver by FRED meets open rules (checker.symbolic.oracle):
+        # its concrete states' actions are run to find them, as symbolic states' are.
+        self.forks = design.fred_possible
         self.solver = Solver()
         self.ncpus = ncpus
         # Successors already worked out for one state (the last whose symbolic actions
@@ -135,7 +139,7 @@ class TransitionRelation:
 
     def actions(self, s: SysState) -> Sequence[Action]:
         base = self.base_actions(s)
-        if not s.symbolic:
+        if not s.symbolic and not self.forks:
             return base
         # A symbolic state: run each step to find the symbolic conditions it meets, and
         # offer one action per feasible combination of outcomes (z3 decides feasibility).
@@ -148,7 +152,14 @@ class TransitionRelation:
                 try:
                     succ, _taken = self.run(s, a._replace(decisions=choices))
                 except NeedDecision as need:
-                    prior = (*s.path, *self._taken(s, a._replace(decisions=choices)))
+                    if sym.is_oracle(need.cond):
+                        # An open rule (checker.symbolic.oracle): both outcomes.
+                        pending.extend(((*choices, False), (*choices, True)))
+                        continue
+                    prior = (*s.path, *(
+                        c for c in self._taken(s, a._replace(decisions=choices))
+                        if not sym.is_oracle(c)
+                    ))
                     # The prefix is satisfiable, so when one outcome is not the other is.
                     if self.solver.satisfiable((*prior, need.cond)):
                         if self.solver.satisfiable((*prior, sym.lnot(need.cond))):
@@ -183,8 +194,11 @@ class TransitionRelation:
         if d.index < len(a.decisions):
             raise Infeasible()  # more decisions than the step meets: not this action
         taken = tuple(dict.fromkeys(
-            c for c in d.taken if isinstance(c, Term) and c not in s.path
+            c for c in d.taken
+            if isinstance(c, Term) and c not in s.path and not sym.is_oracle(c)
         ))  # (with the conditions the step assumed: an input's range)
+        if not (s.symbolic or taken or succ.symbolic or s.path):
+            return succ, d.taken  # a concrete step whose only decisions were oracles
         path = s.path + taken
         succ = succ._replace(path=path)
         if taken and not self.interp.unique_names:
@@ -220,7 +234,7 @@ class TransitionRelation:
         env = self.env
         for i, cpu in enumerate(m.cpus):
             base = i * BUDGETS_PER_CPU
-            quiet = env.quiet_without_idt and cpu.idtr is None
+            quiet = env.quiet_without_idt and cpu.idtr is None and not cpu.fred
             events = ev.at_boundary(
                 cpu,
                 # The environment raises #MC only while CR4.MCE is set (otherwise it would
