@@ -336,8 +336,22 @@ def test_rflags_rule_left_open_is_explored_both_ways(tmp_path: Path) -> None:
     [s] = system.init_states()
     nmis = [a for a in system.actions(s) if a.kind == "nmi"]
     assert len(nmis) == 2
-    flags = {system.next_state(s, a).machine.cpus[0].rflags for a in nmis}
-    assert flags == {RFLAGS_FIXED, RFLAGS_FIXED | IF}
+    assert {a.oracles for a in nmis} == {(True,), (False,)}
+    assert all(a.decisions == () for a in nmis)
+    successors = [system.next_state(s, a) for a in nmis]
+    assert {t.machine.cpus[0].rflags for t in successors} == {RFLAGS_FIXED, RFLAGS_FIXED | IF}
+    # an open rule is no condition on values: the states stay concrete
+    assert all(t.path == () and not t.symbolic for t in successors)
+
+
+def test_an_oracle_outside_a_transition_is_an_error() -> None:
+    """checker.symbolic.oracle: outside a transition that records it, never a silent
+    choice."""
+    from checker.symbolic import SymbolicDecisionError, oracle, run_with
+
+    with pytest.raises(SymbolicDecisionError):
+        oracle("x")
+    assert run_with((), oracle, "x", oracles=(False,))[0] is False
 
 
 def test_bad_rsp0_from_ring3_double_faults_on_its_level(tmp_path: Path) -> None:
@@ -352,6 +366,14 @@ def test_bad_rsp0_from_ring3_double_faults_on_its_level(tmp_path: Path) -> None:
     cpu = s.machine.cpus[0]
     assert cpu.run is Run.RUNNING and cpu.csl == 3
     assert [(f.vector, f.stack) for f in s.machine.frames] == [(8, "df")]
+
+
+def test_smap_with_fred_is_refused(tmp_path: Path) -> None:
+    """FRED delivery's pushes are not judged against SMAP here: a design with both is a
+    path:line error, not a run that could miss a #PF."""
+    with pytest.raises(InputError, match="smap"):
+        load(tmp_path, "smap\n" + FRED_BLOCK + "delivery fred\ncpu 0 start idle cpl 0\n"
+             + HANDLERS + "ENTRY(idle)\n        hlt\n")
 
 
 def test_fred_block_errors_name_the_line(tmp_path: Path) -> None:

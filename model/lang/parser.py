@@ -1774,6 +1774,10 @@ class _Parser:
             )
         if self.lstar is not None and self.lstar not in self.routines:
             raise _err(f"lstar names a missing routine {self.lstar!r}", self.lstar_loc)
+        if self.smap and self.fred_possible:
+            loc = self.fred.loc if self.fred is not None else Loc(self.path, 1)
+            raise _err("smap with FRED delivery is not modelled (FRED's pushes are not "
+                       "checked against SMAP): drop one of them", loc)
         if self.fred is not None:
             for name in self.fred.entry or ():
                 if name not in self.routines:

@@ -57,6 +57,8 @@ class Action(NamedTuple):
     # The outcomes of the symbolic conditions this step meets, in order (checker.symbolic):
     # one action per feasible combination, so next_state stays deterministic.
     decisions: tuple[bool, ...] = ()
+    # The outcomes of the open rules it meets (checker.symbolic.oracle), in order.
+    oracles: tuple[bool, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -146,38 +148,37 @@ class TransitionRelation:
         self._memo_of, self._memo = s, {}
         out: list[Action] = []
         for a in base:
-            pending: list[tuple[bool, ...]] = [()]
+            pending: list[tuple[tuple[bool, ...], tuple[bool, ...]]] = [((), ())]
             while pending:
-                choices = pending.pop()
+                choices, oracles = pending.pop()
+                tried = a._replace(decisions=choices, oracles=oracles)
                 try:
-                    succ, _taken = self.run(s, a._replace(decisions=choices))
+                    succ, _taken = self.run(s, tried)
                 except NeedDecision as need:
                     if sym.is_oracle(need.cond):
                         # An open rule (checker.symbolic.oracle): both outcomes.
-                        pending.extend(((*choices, False), (*choices, True)))
+                        pending.append((choices, (*oracles, False)))
+                        pending.append((choices, (*oracles, True)))
                         continue
-                    prior = (*s.path, *(
-                        c for c in self._taken(s, a._replace(decisions=choices))
-                        if not sym.is_oracle(c)
-                    ))
+                    prior = (*s.path, *self._taken(s, tried))
                     # The prefix is satisfiable, so when one outcome is not the other is.
                     if self.solver.satisfiable((*prior, need.cond)):
                         if self.solver.satisfiable((*prior, sym.lnot(need.cond))):
-                            pending.append((*choices, False))
-                        pending.append((*choices, True))
+                            pending.append(((*choices, False), oracles))
+                        pending.append(((*choices, True), oracles))
                     else:
-                        pending.append((*choices, False))
+                        pending.append(((*choices, False), oracles))
                     continue
                 except Infeasible:
                     continue
-                done = a._replace(decisions=choices)
+                done = tried
                 self._memo[done] = succ
                 out.append(done)
         return out
 
     def _taken(self, s: SysState, a: Action) -> list[Any]:
         """The conditions the decided prefix of `a` took (to extend them by one)."""
-        d = Decisions(a.decisions)
+        d = Decisions(a.decisions, a.oracles)
         token = sym._current.set(d)
         try:
             self.raw_next(s, a)
@@ -190,12 +191,11 @@ class TransitionRelation:
     def run(self, s: SysState, a: Action) -> tuple[SysState, list[Any]]:
         """Run one action under its decisions; the successor carries the conditions taken
         in its path condition, pruned and canonically named."""
-        succ, d = run_with(a.decisions, self.raw_next, s, a)
-        if d.index < len(a.decisions):
+        succ, d = run_with(a.decisions, self.raw_next, s, a, oracles=a.oracles)
+        if d.index < len(a.decisions) or d.oracle_index < len(a.oracles):
             raise Infeasible()  # more decisions than the step meets: not this action
         taken = tuple(dict.fromkeys(
-            c for c in d.taken
-            if isinstance(c, Term) and c not in s.path and not sym.is_oracle(c)
+            c for c in d.taken if isinstance(c, Term) and c not in s.path
         ))  # (with the conditions the step assumed: an input's range)
         if not (s.symbolic or taken or succ.symbolic or s.path):
             return succ, d.taken  # a concrete step whose only decisions were oracles
@@ -284,7 +284,7 @@ class TransitionRelation:
             known = self._memo.get(a)
             if known is not None:
                 return known
-        if s.symbolic or a.decisions:
+        if s.symbolic or a.decisions or a.oracles:
             return self.run(s, a)[0]
         try:
             succ = self.raw_next(s, a)
