@@ -413,3 +413,62 @@ def test_symmetric_fred_designs_are_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="symmetric: a design that may deliver") as err:
         DesignProvider(tmp_path).load("t", {}, {"nmi": 0})
     assert err.value.line == 3
+
+
+@pytest.mark.parametrize("insn", ["syscall", "sysenter", "int $0x80"])
+def test_single_step_over_a_software_event_waits_for_eretu(tmp_path: Path, insn: str) -> None:
+    """FRED spec §6: a software event (SS word bit 17: SYSCALL, SYSENTER, INT n) taken
+    with RFLAGS.TF set has its single-step #DB pending after the ERET* that returns
+    through its frame, not at the entry point (delivery clears TF)."""
+    system = load(tmp_path, FRED_BLOCK + "delivery fred\nlstar entry_r3\n"
+                  "cpu 0 start guest cpl 3 rsp top(guest_stack) if 1 tf 1\n" + HANDLERS
+                  + f"GUEST(guest)\n        {insn}\n1:      nop\n        jmp 1b\n")
+    [s] = system.init_states()
+    s = step(system, s)
+    cpu = s.machine.cpus[0]
+    assert cpu.pc == CodeAddr("entry_r3", 0) and not cpu.held_db
+    s = step(system, s, 2)  # nop, eretu
+    cpu = s.machine.cpus[0]
+    assert cpu.cpl == 3 and cpu.held_db
+
+
+def test_rdmsr_reads_the_fred_block(tmp_path: Path) -> None:
+    """FRED spec §2: IA32_FRED_RSP0 reads as the `fred` block set it (the stack's top)."""
+    system = load(tmp_path, FRED_BLOCK + "delivery fred\n"
+                  "cpu 0 start idle cpl 0 rsp top(primary)\n" + HANDLERS
+                  + "ENTRY(idle)\n        movl $0x1cc, %ecx\n        rdmsr\n        hlt\n")
+    [s] = system.init_states()
+    s = step(system, s, 2)
+    cpu = s.machine.cpus[0]
+    value = (cpu.reg("rdx") << 32) | cpu.reg("rax")  # type: ignore[operator]
+    assert value == top(system, "primary")
+
+
+def test_erets_at_cpl3_explores_ud_and_gp(tmp_path: Path) -> None:
+    """FRED spec §6: ERETS/ERETU require CPL 0. Bochs raises #UD, other readings #GP(0):
+    both are explored (one action each)."""
+    system = load(tmp_path, FRED_BLOCK + "delivery fred\n"
+                  "cpu 0 start guest cpl 3 rsp top(guest_stack)\n" + HANDLERS
+                  + "GUEST(guest)\n        erets\n")
+    [s] = system.init_states()
+    vectors = set()
+    for a in system.actions(s):
+        t = system.next_state(s, a)
+        vectors.add(ss_word(system, t) >> fred.SS_VECTOR_SHIFT & 0xFF)
+    assert vectors == {UD, GP}
+
+
+def test_erets_from_a_higher_level_restores_the_level(tmp_path: Path) -> None:
+    """FRED spec §5.2 (the CS word's bits 17:16 keep the interrupted stack level) and §6
+    (ERETS returns to the lower of the current and the saved level): a #MC on level 2
+    returns to level 0 and the interrupted RSP."""
+    system = load(tmp_path, FRED_BLOCK + "delivery fred\n"
+                  "cpu 0 start idle cpl 0 rsp top(primary)-64 if 1\n" + HANDLERS
+                  + "ENTRY(idle)\n1:      nop\n        jmp 1b\n", mce=1)
+    [s] = system.init_states()
+    s = only(system, s, "mce")
+    assert s.machine.cpus[0].csl == 2
+    s = step(system, s, 2)
+    cpu = s.machine.cpus[0]
+    assert cpu.csl == 0 and cpu.rsp == top(system, "primary") - 64
+    assert cpu.pc == CodeAddr("idle", 0) and not s.machine.frames

@@ -609,6 +609,10 @@ class Interpreter:
         if ins.op == "int1":
             cpu = debug.icebp_in_shadow(cpu, shadow_before)
         kind = _STEP_KINDS.get(ins.op, debug.StepKind.ORDINARY)
+        if ins.op == "sysenter" and before.fred:
+            # FRED spec §5.2/§6: SYSENTER is an event whose single-step trap waits for the
+            # ERET* of its frame (the SS word's bit 17), as SYSCALL's and INT n's do.
+            kind = debug.StepKind.EVENT
         hit = forced or debug.single_step_trap(kind, before, cpu)
         if not hit and accesses is not None:
             accesses.extend(_stack_accesses(ins, before.rsp, cpu.rsp))
