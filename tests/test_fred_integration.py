@@ -472,3 +472,31 @@ def test_erets_from_a_higher_level_restores_the_level(tmp_path: Path) -> None:
     cpu = s.machine.cpus[0]
     assert cpu.csl == 0 and cpu.rsp == top(system, "primary") - 64
     assert cpu.pc == CodeAddr("idle", 0) and not s.machine.frames
+
+
+def _count(system: DesignSystem) -> int:
+    seen = set(system.init_states())
+    todo = list(seen)
+    while todo:
+        s = todo.pop()
+        for a in system.actions(s):
+            t = system.next_state(s, a)
+            if t not in seen:
+                seen.add(t)
+                todo.append(t)
+    return len(seen)
+
+
+@pytest.mark.parametrize(("fmask", "states"), [("fmask 0x74700\n", 4), ("", 5)])
+def test_hand_counted_states_of_one_nmi(tmp_path: Path, fmask: str, states: int) -> None:
+    """A CPU halted on a HLT at CPL 0 with IF set, one NMI, a handler that is one ERETS.
+    By hand: the start; the NMI's entry (FRED spec §5.1, the NMI budget spent); back at
+    the HLT, running (ERETS, §6, restores the frame's RFLAGS and RIP); halted after the
+    HLT = 4 states. With an FMASK that leaves IF, the open RFLAGS rule (§5.3) gives two
+    entries, RFLAGS 2 and 0x202, which ERETS merges again: 5."""
+    path = tmp_path / "t.design"
+    path.write_text(HEAD.replace("fmask 0x74700\n", fmask) + FRED_BLOCK + "delivery fred\n"
+                    "cpu 0 start idle cpl 0 rsp top(primary) if 1 halted\n"
+                    "ENTRY(entry_r3)\n        eretu\nENTRY(entry_r0)\n        erets\n"
+                    "ENTRY(idle)\n1:      hlt\n        jmp 1b\n")
+    assert _count(DesignSystem(parse_design(path), Environment(nmi=1))) == states
