@@ -10,10 +10,14 @@ fred.cc; Linux arch/x86/include/asm/fred.h and ptrace.h; Xen's docs/hypervisor-g
 x86/fred.rst) the docstring says so, and where those sources are silent or disagree the
 function returns every permitted outcome instead of choosing one.
 
-Nothing here changes a `Machine`: the functions answer "which stack, which words, which
-entry point, which CPU afterwards", and delivery/instruction code applies the answers.
-The state FRED adds (CR4.FRED, the FRED MSRs, the current stack level) is kept in
-`FredConfig` and `FredState` until it is threaded into `Cpu`.
+The functions answer "which stack, which words, which entry point, which CPU
+afterwards"; `deliver_event` (reached through model.x86.dispatch for every event on a CPU
+with CR4.FRED set) and the interpreter's ERETS/ERETU/LKGS/MOV CR4 apply the answers. The
+state FRED adds lives in `Cpu` (`fred` is CR4.FRED, `csl` the current stack level) and in
+the MSRs (`Cpu.msrs` as WRMSR wrote them over `Platform.fred_msrs`, the design's `fred`
+block); `FredConfig` and `FredState` are the views the rules read. Where the sources
+leave an outcome open and the caller wants one machine, `pick` explores each
+(checker.symbolic.oracle).
 
 Shadow stacks (IA32_FRED_SSP1-3, the CET parts of the frame and of ERET*) are out of
 scope: the CS word's WFE bit (18) is always pushed as 0 and never checked.
