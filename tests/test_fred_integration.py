@@ -500,3 +500,16 @@ def test_hand_counted_states_of_one_nmi(tmp_path: Path, fmask: str, states: int)
                     "ENTRY(entry_r3)\n        eretu\nENTRY(entry_r0)\n        erets\n"
                     "ENTRY(idle)\n1:      hlt\n        jmp 1b\n")
     assert _count(DesignSystem(parse_design(path), Environment(nmi=1))) == states
+
+
+def test_a_fault_delivering_df_shuts_down(tmp_path: Path) -> None:
+    """SDM Table 6-5 classes under FRED (model/x86/fred.py nested_outcome): with
+    IA32_FRED_RSP0 and IA32_FRED_RSP3 both 0, an NMI from ring 3 faults (#PF), the #PF
+    faults, the #DF on level 3 faults again: shutdown."""
+    block = FRED_BLOCK.replace("    rsp 0 primary\n", "").replace("    rsp 3 df\n", "")
+    system = load(tmp_path, block + "delivery fred\n"
+                  "cpu 0 start guest cpl 3 rsp top(guest_stack) if 1\n" + HANDLERS + GUEST_LOOP,
+                  nmi=1)
+    [s] = system.init_states()
+    s = only(system, s, "nmi")
+    assert s.machine.cpus[0].run is Run.SHUTDOWN
