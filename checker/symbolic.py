@@ -703,12 +703,23 @@ class NeedDecision(Exception):
 
 
 class Decisions:
-    """The outcomes of the symbolic conditions met during one transition, in order."""
+    """The outcomes of the symbolic conditions met during one transition, in order, and
+    apart from them the outcomes of its oracles (`oracle`): a replay with concrete
+    values, which meets no symbolic condition, still meets the same oracles."""
 
-    def __init__(self, choices: Sequence[bool]):
+    def __init__(self, choices: Sequence[bool], oracles: Sequence[bool] = ()):
         self.choices = choices
         self.index = 0
         self.taken: list[Cond] = []  # each condition with the polarity taken
+        self.oracles = oracles
+        self.oracle_index = 0
+
+    def next_oracle(self, cond: Term) -> bool:
+        if self.oracle_index >= len(self.oracles):
+            raise NeedDecision(cond)
+        outcome = self.oracles[self.oracle_index]
+        self.oracle_index += 1
+        return outcome
 
     def next(self, cond: Term) -> bool:
         if self.index >= len(self.choices):
@@ -738,6 +749,25 @@ def decide(cond: Cond) -> bool:
     return d.next(cond)
 
 
+ORACLE = "oracle"
+
+
+def is_oracle(cond: object) -> bool:
+    """The condition a `NeedDecision` carries for an oracle."""
+    return isinstance(cond, Term) and cond.op == ORACLE
+
+
+def oracle(label: str) -> bool:
+    """An outcome the model leaves open that depends on no value (a rule the sources do
+    not settle): always feasible both ways and never part of the path condition; the
+    explorer offers one action per outcome (its `oracles`, apart from its decisions)."""
+    d = _current.get()
+    cond = Term(ORACLE, (label,))
+    if d is None:
+        raise SymbolicDecisionError(f"undecided {cond!r}")
+    return d.next_oracle(cond)
+
+
 def assume(cond: Cond) -> None:
     """A condition a step adds to the path condition without a choice (an input's
     declared range): recorded with the transition's decisions, when it has any, so that
@@ -748,9 +778,12 @@ def assume(cond: Cond) -> None:
         d.taken.append(cond)
 
 
-def run_with(choices: Sequence[bool], fn: Any, *args: Any) -> tuple[Any, Decisions]:
-    """Run `fn(*args)` with these decision outcomes; returns its result and the record."""
-    d = Decisions(choices)
+def run_with(
+    choices: Sequence[bool], fn: Any, *args: Any, oracles: Sequence[bool] = ()
+) -> tuple[Any, Decisions]:
+    """Run `fn(*args)` with these decision (and oracle) outcomes; returns its result and
+    the record."""
+    d = Decisions(choices, oracles)
     token = _current.set(d)
     try:
         return fn(*args), d

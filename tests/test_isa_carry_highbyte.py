@@ -144,11 +144,12 @@ def test_cr3_read_before_any_write_is_an_error(
 @pytest.mark.parametrize(
     ("line", "words"),
     [
-        ("mov %cr4, %rax", ("%cr4", "only %cr3")),
-        ("movl %eax, %cr3", ("mov %reg64, %cr3",)),
-        ("mov $1, %cr3", ("mov %reg64, %cr3",)),
-        ("mov %cr3, 8(%rsp)", ("mov %reg64, %cr3",)),
-        ("add %rax, %cr3", ("mov %reg64, %cr3",)),
+        ("mov %cr0, %rax", ("%cr0", "only %cr3 and %cr4")),
+        ("movl %eax, %cr3", ("mov %reg64, %crN",)),
+        ("mov $1, %cr3", ("mov %reg64, %crN",)),
+        ("mov %cr3, 8(%rsp)", ("mov %reg64, %crN",)),
+        ("add %rax, %cr3", ("mov %reg64, %crN",)),
+        ("movl %eax, %cr4", ("mov %reg64, %crN",)),
     ],
 )
 def test_cr3_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str,

@@ -359,6 +359,7 @@ class Instr:
     width: int = 64  # the operand size in bits (a suffix or the registers say)
     cc: str = ""  # the canonical condition code of a jcc / setcc / cmovcc
     src_width: int = 0  # MOVZX/MOVSX: the source size in bits
+    prefixes: int = 0  # legacy/REX prefixes written before it (its length, for FRED)
 
 
 @dataclass(frozen=True)
@@ -428,6 +429,21 @@ class IdtDecl:
         """CPU `cpu`'s gates at start, by vector (an instance of a per-cpu table)."""
         table = {g.vector: g for g in self.gates if g.cpus is None or cpu in g.cpus}
         return tuple(table[v] for v in sorted(table))
+
+
+@dataclass(frozen=True)
+class FredDecl:
+    """The design's `fred` block: the FRED MSRs before code writes them (FRED spec §2).
+    `entry` is (ring-3 entry routine, the routine at +256 for ring 0); `rsp` the stack
+    whose top each IA32_FRED_RSPn holds (None: 0); `levels` IA32_FRED_STKLVLS as
+    (vector, level); `interrupts` IA32_FRED_CONFIG[10:9]."""
+
+    entry: tuple[str, str] | None
+    rsp: tuple[str | None, ...]
+    levels: tuple[tuple[int, int], ...]
+    interrupts: int
+    loc: Loc
+    preload: bool = True  # `entry` (IA32_FRED_CONFIG holds it) rather than `ring0`
 
 
 @dataclass(frozen=True)
@@ -541,6 +557,9 @@ class Design:
     observations: dict[str, Loc] = field(default_factory=dict)
     breakpoints: tuple[BreakpointDecl, ...] = ()  # `breakpoint` lines (model.x86.debug)
     smap: bool = False  # `smap`: CR4.SMAP set (model.x86.smap)
+    delivery: str = "idt"  # `delivery fred`: CR4.FRED set at start (model.x86.fred)
+    fred: FredDecl | None = None  # the `fred` block
+    fred_possible: bool = False  # FRED may deliver: `delivery fred`, a `fred` block, MOV CR4
 
 
 def walk(value: object) -> Iterator[object]:

@@ -188,6 +188,16 @@ ASM: tuple[Insn, ...] = (
     Insn("iret", ("iret",), "lq", ("",), 0, 0, _fs(CPU, STACK), _fs(CPU, STACK),
          "pop RIP, CS, RFLAGS, RSP, SS from wherever RSP points; unblocks NMIs; `iretl` pops "
          "32-bit fields (SDM Vol. 2 IRET)", "iret", ends_flow=True),
+    Insn("erets", ("erets",), "", ("",), 0, 0, _fs(CPU, STACK), _fs(CPU, STACK),
+         "FRED return within ring 0 through the 64-byte frame at RSP (error code, RIP, CS, "
+         "RFLAGS, RSP, SS, event data): #UD without CR4.FRED; unblocks NMIs only when the "
+         "saved SS word's NMI bit is set (FRED spec §6)", "eret", ends_flow=True),
+    Insn("eretu", ("eretu",), "", ("",), 0, 0, _fs(CPU, STACK), _fs(CPU, STACK),
+         "FRED return to ring 3 through the frame at RSP, swapping the GS bases; #GP(0) at "
+         "a stack level above 0 (FRED spec §6)", "eret", ends_flow=True),
+    Insn("lkgs", ("lkgs",), "", ("r", "m"), 0, 0, _fs(CPU), _fs(CPU),
+         "load the GS selector's descriptor base into IA32_KERNEL_GS_BASE (FRED spec §7)",
+         "lkgs", width=16),
     Insn("sysret", ("sysret",), "lq", ("",), 0, 0, _fs(CPU, GLOBAL), _fs(CPU, GLOBAL),
          "RIP := RCX, RFLAGS := R11, CPL 3 (vendor difference on a non-canonical RCX); "
          "`sysretl` returns to compatibility mode with RIP := ECX", "sysret", ends_flow=True),
@@ -243,9 +253,9 @@ DERIVED: tuple[Insn, ...] = (
     Insn("mov_ss", (), "", ("rr", "r"), 0, 0, _fs(CPU, STACK), _fs(CPU, STACK),
          "`mov %ax, %ss` / `pop %ss`: the MOV SS shadow (SDM §6.8.3)", "mov_ss"),
     Insn("mov_cr", (), "", ("rr",), 0, 0, _fs(CPU), _fs(CPU),
-         "`mov %reg, %cr3` / `mov %cr3, %reg`: #GP(0) at CPL > 0 (SDM Vol. 2 MOV to/from "
-         "control registers); a CR3 write flushes the TLB, which changes no modelled memory",
-         "mov_cr"),
+         "`mov %reg, %crN` / `mov %crN, %reg` for CR3 and CR4: #GP(0) at CPL > 0 (SDM Vol. 2 "
+         "MOV to/from control registers); a CR3 write flushes the TLB, which changes no "
+         "modelled memory; CR4 holds MCE (bit 6) and FRED (bit 32)", "mov_cr"),
 )
 
 

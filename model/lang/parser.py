@@ -37,6 +37,7 @@ from model.lang.ir import (
     DescriptorDecl,
     Design,
     Expr,
+    FredDecl,
     GateDecl,
     IdtDecl,
     Imm,
@@ -91,6 +92,12 @@ REGISTERS = frozenset({v for v, _ in _REG_SIZES.values()})
 # Every mnemonic the assembler accepts, derived from the instruction table (model/lang/isa).
 _MNEMONICS = isa.MNEMONICS
 _NO_FALL_THROUGH = {e.op for e in isa.ASM if e.ends_flow}
+# Legacy and REX prefixes a design may write before a software interrupt, SYSCALL or
+# SYSENTER (`data16 int $0x80`): each makes the instruction one byte longer, the length
+# FRED records in the saved SS word (FRED spec §5.2); they change nothing else here.
+_PREFIXES = frozenset({"data16", "addr32", "rex", "rex64", "rex.w", "cs", "ds", "es", "ss",
+                       "fs", "gs"})
+_PREFIXABLE = frozenset({"int", "int3", "int1", "icebp", "into", "syscall", "sysenter"})
 _JUMPS = {"jmp", "jcc"}
 BUILTINS = isa.BUILTINS
 
@@ -347,6 +354,9 @@ class _Parser:
         self.fmask = 0
         self.breakpoints: list[BreakpointDecl] = []
         self.smap = False
+        self.delivery = "idt"
+        self.fred: FredDecl | None = None
+        self.fred_possible = False
         self.selectors: dict[str, int] = {}
         self.descriptors: list[DescriptorDecl] = []
         self.lstar: str | None = None
@@ -971,6 +981,14 @@ class _Parser:
         if word == "cpu":
             self._cpu(rest, loc)
             return True, i + 1
+        if word == "delivery":
+            if rest not in ("idt", "fred"):
+                raise _err("write `delivery idt` or `delivery fred` (CR4.FRED at start)", loc)
+            self.delivery = rest
+            self.fred_possible = self.fred_possible or rest == "fred"
+            return True, i + 1
+        if word == "fred":
+            return True, self._fred(rest, lines, i)
         if word == "tss":
             return True, self._tss(rest, lines, i)
         if word == "idt":
@@ -1113,6 +1131,52 @@ class _Parser:
                 raise _err(f"bad CPU list {text!r}: CPUs are 0-15, low to high", loc)
             out.extend(range(low, high + 1))
         return tuple(sorted(set(out)))
+
+    def _fred(self, rest: str, lines: list[_Line], i: int) -> int:
+        """`fred` ... `end`: what the FRED MSRs hold before code writes them (FRED spec §2):
+        `entry R3 R0` (IA32_FRED_CONFIG's entry point, and the routine at +256; `ring0 R3
+        R0` says only where the ring-0 entry is, for code that writes IA32_FRED_CONFIG),
+        `rsp N STACK|none` (IA32_FRED_RSPn, the top of a stack), `level VECTOR N`
+        (IA32_FRED_STKLVLS) and `interrupts N` (IA32_FRED_CONFIG[10:9])."""
+        loc = lines[i].loc
+        if rest:
+            raise _err("write `fred` alone on its line, then the block", loc)
+        if self.fred is not None:
+            raise _err("the fred block is declared twice", loc)
+        body, j = self._block(lines, i)
+        entry: tuple[str, str] | None = None
+        preload = False
+        rsp: list[str | None] = [None] * 4
+        levels: list[tuple[int, int]] = []
+        interrupts = 0
+        for line in body:
+            parts = line.text.split()
+            if parts and parts[0] in ("entry", "ring0") and len(parts) == 3:
+                entry = (parts[1], parts[2])
+                preload = parts[0] == "entry"
+            elif parts and parts[0] == "rsp" and len(parts) == 3:
+                n = self._int(parts[1], line.loc)
+                if not 0 <= n <= 3:
+                    raise _err("FRED stack levels are 0-3", line.loc)
+                rsp[n] = None if parts[2] == "none" else parts[2]
+            elif parts and parts[0] == "level" and len(parts) == 3:
+                vector = self._vector(parts[1], line.loc)
+                n = self._int(parts[2], line.loc)
+                if vector > 31 or not 0 <= n <= 3:
+                    raise _err("write `level VECTOR N` with a vector 0-31 and a level 0-3",
+                               line.loc)
+                levels.append((vector, n))
+            elif parts and parts[0] == "interrupts" and len(parts) == 2:
+                interrupts = self._int(parts[1], line.loc)
+                if not 0 <= interrupts <= 3:
+                    raise _err("FRED stack levels are 0-3", line.loc)
+            else:
+                raise _err("in a fred block write `entry R3_ROUTINE R0_ROUTINE`, `ring0 "
+                           "R3_ROUTINE R0_ROUTINE`, `rsp N STACK|none`, `level VECTOR N` or "
+                           "`interrupts N`", line.loc)
+        self.fred = FredDecl(entry, tuple(rsp), tuple(levels), interrupts, loc, preload)
+        self.fred_possible = True
+        return j
 
     def _tss(self, rest: str, lines: list[_Line], i: int) -> int:
         loc = lines[i].loc
@@ -1283,10 +1347,11 @@ class _Parser:
     def _register(self, name: str, loc: Loc) -> Reg:
         if name in _HIGH_BYTE:
             return Reg("r" + name[0] + "x", 1, high=True)
-        if name == "cr3":
-            return Reg("cr3")
+        if name in ("cr3", "cr4"):
+            return Reg(name)
         if re.fullmatch(r"cr\d+", name):
-            raise _err(f"%{name}: of the control registers only %cr3 is modelled", loc)
+            raise _err(f"%{name}: of the control registers only %cr3 and %cr4 are modelled",
+                       loc)
         if name not in _REG_SIZES:
             raise _err(f"unknown register %{name}", loc)
         reg, size = _REG_SIZES[name]
@@ -1319,8 +1384,19 @@ class _Parser:
             s = s[4:].strip()
             if s not in ("movsq",):
                 raise _err(f"unsupported rep instruction {s!r}", loc)
-        parts = s.split(None, 1)
+        prefixes = 0
+        written = s
+        while True:
+            parts = s.split(None, 1)
+            if len(parts) == 2 and parts[0].lower() in _PREFIXES:
+                prefixes += 1
+                s = parts[1].strip()
+                continue
+            break
         mnemonic = parts[0].lower()
+        if prefixes and mnemonic not in _PREFIXABLE:
+            raise _err("instruction prefixes are modelled only on software interrupts, "
+                       "SYSCALL and SYSENTER (their length is what FRED records)", loc)
         if mnemonic not in _MNEMONICS:
             if re.fullmatch(r"(j|set|cmov)(p|np|pe|po)[wlq]?", mnemonic):
                 raise _err(f"{parts[0]}: PF is not modelled, so conditions on parity are "
@@ -1346,8 +1422,10 @@ class _Parser:
             op = "mov_ss"
         if op == "pop" and args and isinstance(args[0], Reg) and args[0].name == "ss":
             op = "mov_ss"
-        if any(isinstance(a, Reg) and a.name == "cr3" for a in args):
+        if any(isinstance(a, Reg) and a.name in ("cr3", "cr4") for a in args):
             self._check_mov_cr(op, tuple(args), mnemonic, loc)
+            if isinstance(args[1], Reg) and args[1].name == "cr4":
+                self.fred_possible = True  # code may set CR4.FRED
             b.instrs.append(Instr("mov_cr", tuple(args), loc, s, fault, 64))
             return
         width = 16 if op == "mov_ss" else self._width(entry, mnemonic, width, args, loc)
@@ -1369,7 +1447,9 @@ class _Parser:
             self._check_forms(entry, final, mnemonic, loc, width)
         else:
             self._check_mov_ss(final, mnemonic, loc)
-        b.instrs.append(Instr(op, final, loc, s, fault, width, cc, src_width or 0))
+        if prefixes:
+            s = written
+        b.instrs.append(Instr(op, final, loc, s, fault, width, cc, src_width or 0, prefixes))
 
     @staticmethod
     def _check_high_byte(args: tuple[Arg, ...], mnemonic: str, loc: Loc, width: int) -> None:
@@ -1530,11 +1610,11 @@ class _Parser:
     def _check_mov_cr(op: str, args: tuple[Arg, ...], mnemonic: str, loc: Loc) -> None:
         """MOV to/from CR3 takes a 64-bit general register in 64-bit mode (SDM Vol. 2 MOV
         to/from control registers), spelt `mov` or `movq`."""
-        gprs = [a for a in args if isinstance(a, Reg) and a.name not in ("cr3", "ss")]
+        gprs = [a for a in args if isinstance(a, Reg) and a.name not in ("cr3", "cr4", "ss")]
         if (op != "mov" or mnemonic not in ("mov", "movq") or len(args) != 2
                 or len(gprs) != 1 or gprs[0].size != 8):
-            raise _err(f"unsupported operand form for {mnemonic}: write `mov %reg64, %cr3` "
-                       "or `mov %cr3, %reg64`", loc)
+            raise _err(f"unsupported operand form for {mnemonic}: write `mov %reg64, %crN` "
+                       "or `mov %crN, %reg64` (N = 3 or 4)", loc)
 
     def _check_mov_ss(self, args: tuple[Arg, ...], mnemonic: str, loc: Loc) -> None:
         if mnemonic.startswith("pop"):
@@ -1694,6 +1774,17 @@ class _Parser:
             )
         if self.lstar is not None and self.lstar not in self.routines:
             raise _err(f"lstar names a missing routine {self.lstar!r}", self.lstar_loc)
+        if self.smap and self.fred_possible:
+            loc = self.fred.loc if self.fred is not None else Loc(self.path, 1)
+            raise _err("smap with FRED delivery is not modelled (FRED's pushes are not "
+                       "checked against SMAP): drop one of them", loc)
+        if self.fred is not None:
+            for name in self.fred.entry or ():
+                if name not in self.routines:
+                    raise _err(f"fred entry names a missing routine {name!r}", self.fred.loc)
+            for stack in self.fred.rsp:
+                if stack is not None and stack not in stack_names:
+                    raise _err(f"fred rsp names a missing stack {stack!r}", self.fred.loc)
         if self.sysenter is not None and self.sysenter[0] not in self.routines:
             raise _err(f"sysenter names a missing routine {self.sysenter[0]!r}", self.sysenter_loc)
         if self.sysenter is not None and self.sysenter[1] not in stack_names:
@@ -1750,6 +1841,9 @@ class _Parser:
             fmask=self.fmask,
             breakpoints=tuple(self.breakpoints),
             smap=self.smap,
+            delivery=self.delivery,
+            fred=self.fred,
+            fred_possible=self.fred_possible,
             selectors=tuple(self.selectors.items()),
             descriptors=tuple(self.descriptors),
             symmetric=self.symmetric,

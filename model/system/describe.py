@@ -145,6 +145,8 @@ class TraceDescription:
         key = f"{a.kind}:{a.cpu}:{a.arg}"
         if a.decisions:
             key += ":" + "".join("T" if d else "F" for d in a.decisions)
+        if a.oracles:
+            key += "/" + "".join("T" if d else "F" for d in a.oracles)
         return key
 
     def inspect_state(self, s: SysState) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, cast
 from checker import limits
 from checker import symbolic as sym
 from checker.errors import InputError
-from checker.symbolic import Term, decide
+from checker.symbolic import Term, decide, oracle
 from model.lang import isa
 from model.lang.expr import binop, unop
 from model.lang.ir import (
@@ -46,7 +46,7 @@ from model.lang.ir import (
     is_expr,
 )
 from model.system.layout import Layout
-from model.x86 import alu, debug, msr, segments, smap
+from model.x86 import alu, debug, fred, msr, segments, smap
 from model.x86 import instructions as insn
 from model.x86.arch import (
     BP,
@@ -61,7 +61,9 @@ from model.x86.arch import (
     UD,
     is_canonical,
 )
-from model.x86.delivery import Event, Source, deliver
+from model.x86.arch import SS as SS_FAULT
+from model.x86.delivery import Event, Source
+from model.x86.dispatch import deliver
 from model.x86.events import (
     after_instruction,
     ipi_destinations,
@@ -72,6 +74,7 @@ from model.x86.memory import (
     ArchFault,
     check_access,
     copy_words,
+    forget,
     hand_off,
     move_rsp,
     pop,
@@ -117,6 +120,11 @@ WILD_JUMP = "wild-jump"
 
 # `send_nmi(X)`'s destination shorthands, as model.x86.events names them.
 _SHORTHANDS = {"SELF": "self", "ALL_BUT_SELF": "all-but-self", "ALL": "all"}
+
+# The length FRED records for a software event (FRED spec §5.2, the SS word's bits 63:60):
+# the unprefixed encodings INT ib (CD ib), INT3 (CC), INTO (CE), INT1 (F1), SYSCALL (0F 05)
+# and SYSENTER (0F 34); the design language writes no prefixes.
+INSTRUCTION_LENGTH = {"int": 2, "int3": 1, "into": 1, "int1": 1, "syscall": 2, "sysenter": 2}
 
 # Exceptions that are traps: the saved RIP is the next instruction (SDM Table 6-1).
 TRAPS = frozenset({BP, DB})
@@ -604,6 +612,10 @@ class Interpreter:
         if ins.op == "int1":
             cpu = debug.icebp_in_shadow(cpu, shadow_before)
         kind = _STEP_KINDS.get(ins.op, debug.StepKind.ORDINARY)
+        if ins.op == "sysenter" and before.fred:
+            # FRED spec §5.2/§6: SYSENTER is an event whose single-step trap waits for the
+            # ERET* of its frame (the SS word's bit 17), as SYSCALL's and INT n's do.
+            kind = debug.StepKind.EVENT
         hit = forced or debug.single_step_trap(kind, before, cpu)
         if not hit and accesses is not None:
             accesses.extend(_stack_accesses(ins, before.rsp, cpu.rsp))
@@ -994,18 +1006,102 @@ class Interpreter:
             insn.iret(self.platform, s.machine, cpu_i, size, self.layout.code_at)
         )
 
+    def _i_eret(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        """ERETS / ERETU (model.x86.fred.erets / eretu, FRED spec §6): the six words from
+        RSP (error code, RIP, CS, RFLAGS, RSP, SS) are read, checked and popped, the frame
+        there is consumed, and the 64 bytes up to the event data's end forgotten."""
+        ins = site.ins
+        assert ins is not None
+        m = s.machine
+        cpu = m.cpus[cpu_i]
+        state = fred.FredState(cpu.fred, cpu.csl)
+        refused = fred.eret_precondition_faults(cpu, state)
+        if refused:
+            vector = refused[0] if len(refused) == 1 or oracle("eret-cpl") else refused[1]
+            raise ArchFault(vector, 0 if vector == GP else None, f"{ins.op} refused")
+        rsp = cpu.rsp
+        if isinstance(rsp, CodeAddr):
+            raise ArchFault(SS_FAULT, 0, f"{ins.op} with RSP holding a code address")
+        for k in range(6):
+            check_access(self.platform, sym.add(rsp, k * WORD), 0)
+        words = [read(m, sym.add(rsp, k * WORD)) for k in range(6)]
+        code_at = self.layout.code_at
+        if ins.op == "erets":
+            result = fred.erets(
+                cpu, state, words, cs=segments.cs_of(self.platform, cpu),
+                ss=segments.ss_of(self.platform, cpu), code_at=code_at,
+            )
+        else:
+            result = fred.eretu(cpu, state, words, code_at=code_at)
+        rip_slot = sym.add(rsp, fred.OFF_RIP)
+        frames = tuple(f for f in m.frames if not (f.cpu == cpu_i and f.lo == rip_slot))
+        m = m._replace(frames=frames)
+        if isinstance(rsp, int):
+            m = forget(m, rsp, rsp + fred.FRAME_BYTES)
+        new = result.cpu._replace(csl=result.state.csl, run=Run.RUNNING)
+        if ins.op == "eretu":
+            cs3 = words[2]
+            ss3 = words[5]
+            new = new._replace(
+                cs=cs3 & 0xFFFF if isinstance(cs3, int) else None,
+                ss=ss3 & 0xFFFF if isinstance(ss3, int) else None,
+            )
+        if result.pending_db:
+            new = new._replace(held_db=True)
+        m = m.with_cpu(cpu_i, new)
+        if new.cpl == 3:
+            m = insn.returned_to_guest(m, cpu_i)
+        return s.with_machine(m)
+
+    def _i_lkgs(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        """LKGS (FRED spec §7): IA32_KERNEL_GS_BASE := the base of the descriptor the
+        16-bit selector operand names (a null selector: 0); #GP(selector) when the
+        selector is beyond the design's table or names no data or code descriptor."""
+        ins = site.ins
+        assert ins is not None
+        cpu = s.machine.cpus[cpu_i]
+        selector = self._int(self.read(s, cpu_i, ins.args[0], ins), ins) & 0xFFFF
+        if selector & ~3 == 0:
+            base = 0
+        else:
+            gdt, ldt = segments.tables(self.platform, cpu)
+            table = ldt if selector & 4 else gdt
+            d = table.entry(selector >> 3) if table is not None else None
+            if d is None or d.kind == "system":
+                raise ArchFault(GP, selector & ~3, "LKGS of a selector with no descriptor")
+            base = d.base
+        cpu = fred.lkgs(cpu, base)
+        return self._next(s.with_machine(s.machine.with_cpu(cpu_i, cpu)), cpu_i)
+
     def _i_sysret(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
         ins = site.ins
         assert ins is not None
         size = 4 if ins.width == 32 else 8
+        if s.machine.cpus[cpu_i].fred:
+            raise ArchFault(UD, None, "SYSRET with CR4.FRED set")
         return s.with_machine(
             insn.sysret(self.platform, s.machine, cpu_i, size, self.layout.code_at)
         )
 
     def _i_swapgs(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        if s.machine.cpus[cpu_i].fred:
+            raise ArchFault(UD, None, "SWAPGS with CR4.FRED set")
         return s.with_machine(self._advance(insn.swapgs(s.machine, cpu_i), cpu_i))
 
     def _i_syscall(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
+        m = s.machine
+        cpu = m.cpus[cpu_i]
+        if cpu.fred:
+            # FRED spec §5: SYSCALL is an event (type OTHER, vector 1) on a FRED stack;
+            # EFER.SCE still enables it (SDM Vol. 2 SYSCALL's #UD).
+            if not insn.sce_enabled(self.platform, cpu):
+                raise ArchFault(UD, None, "SYSCALL with EFER.SCE = 0")
+            ins = site.ins
+            assert ins is not None
+            event = fred.syscall_event(INSTRUCTION_LENGTH["syscall"] + ins.prefixes)
+            return s.with_machine(fred.deliver_event(
+                self.platform, m, cpu_i, event, site.next_pc, cpu.pc
+            ))
         return s.with_machine(insn.syscall(self.platform, s.machine, cpu_i, site.next_pc))
 
     def _sysenter_msrs(self, cpu_i: int) -> tuple[CodeAddr | None, Value]:
@@ -1018,6 +1114,16 @@ class Interpreter:
 
     def _i_sysenter(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
         m = s.machine
+        cpu = m.cpus[cpu_i]
+        if cpu.fred:
+            # FRED spec §5: SYSENTER is an event (type OTHER, vector 2), whatever the
+            # IA32_SYSENTER_* MSRs hold.
+            ins = site.ins
+            assert ins is not None
+            event = fred.sysenter_event(INSTRUCTION_LENGTH["sysenter"] + ins.prefixes)
+            return s.with_machine(fred.deliver_event(
+                self.platform, m, cpu_i, event, site.next_pc, cpu.pc
+            ))
         eip, esp = self._sysenter_msrs(cpu_i)
         written = dict(m.cpus[cpu_i].msrs)
         if msr.IA32_SYSENTER_EIP in written:
@@ -1042,6 +1148,7 @@ class Interpreter:
             msr.IA32_SYSENTER_CS: 0xE008 if eip is not None else 0,
             msr.IA32_SYSENTER_EIP: eip if eip is not None else 0,
             msr.IA32_SYSENTER_ESP: esp,
+            **(dict(self.platform.fred_msrs[cpu_i]) if self.platform.fred_msrs else {}),
         }
 
     def _i_rdmsr(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
@@ -1063,11 +1170,21 @@ class Interpreter:
         cpu = m.cpus[cpu_i]
         index = self._bv(cpu.reg("rcx"), ins)
         ecx = index & 0xFFFF_FFFF if isinstance(index, int) else None
-        value: Value = msr.join_edx_eax(
-            self._bv(cpu.reg("rdx"), ins), self._bv(cpu.reg("rax"), ins)
-        )
-        if ecx in (msr.IA32_LSTAR, msr.IA32_SYSENTER_EIP) and isinstance(value, int):
+        entry_points = (msr.IA32_LSTAR, msr.IA32_SYSENTER_EIP, msr.IA32_FRED_CONFIG)
+        value: Value
+        rax = cpu.reg("rax")
+        if ecx in entry_points and isinstance(rax, CodeAddr):
+            # A label's address (`leaq entry(%rip), %rax`): the model's code addresses have
+            # no bits to split, so EDX is taken to hold the same address's high half.
+            value = rax
+        else:
+            value = msr.join_edx_eax(self._bv(cpu.reg("rdx"), ins), self._bv(rax, ins))
+        if ecx in entry_points and isinstance(value, int):
             value = self.layout.code_at(value) or value  # an entry point: code if it is
+        if ecx in msr.FRED_MSR_NAMES and m.cpus[cpu_i].cpl == 0 and fred.wrmsr_faults(
+            ecx, value
+        ):
+            raise ArchFault(GP, 0, f"WRMSR of {msr.MSR_NAMES[ecx]} with a bad value")
         m = msr.wrmsr(m, cpu_i, ecx, value, self.layout.percpu_area(cpu_i))
         return self._next(s.with_machine(m), cpu_i)
 
@@ -1138,7 +1255,10 @@ class Interpreter:
             event = Event(Source.INTO, 4)
         else:
             event = Event(Source.INT1, DB)
-        return s.with_machine(deliver(platform, m, cpu_i, event, nxt, instruction_pc=cpu.pc))
+        return s.with_machine(deliver(
+            platform, m, cpu_i, event, nxt, instruction_pc=cpu.pc,
+            instruction_length=INSTRUCTION_LENGTH[ins.op] + ins.prefixes,
+        ))
 
     def _i_lidt(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
         ins = site.ins
@@ -1160,11 +1280,24 @@ class Interpreter:
         return s.with_machine(self._advance(insn.ltr(s.machine, cpu_i, tss), cpu_i))
 
     def _i_mov_cr(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
-        """MOV to/from CR3 (model.x86.msr.mov_to_cr3 / mov_from_cr3)."""
+        """MOV to/from CR3 (model.x86.msr.mov_to_cr3 / mov_from_cr3) and CR4
+        (model.x86.fred.write_cr4 / cr4_value)."""
         ins = site.ins
         assert ins is not None
         src, dst = ins.args
         m = s.machine
+        if isinstance(dst, Reg) and dst.name == "cr4":
+            try:
+                cpu = fred.write_cr4(
+                    m.cpus[cpu_i], self._bv(self.read(s, cpu_i, src, ins), ins),
+                    self.platform.smap,
+                )
+            except ValueError as e:
+                raise self._error(str(e), ins) from None
+            return self._next(s.with_machine(m.with_cpu(cpu_i, cpu)), cpu_i)
+        if isinstance(src, Reg) and src.name == "cr4":
+            value4 = fred.cr4_value(m.cpus[cpu_i], self.platform.smap)
+            return self._next(self.write(s, cpu_i, dst, value4, ins), cpu_i)
         if isinstance(dst, Reg) and dst.name == "cr3":
             m = msr.mov_to_cr3(m, cpu_i, self.read(s, cpu_i, src, ins))
             return self._next(s.with_machine(m), cpu_i)

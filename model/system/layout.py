@@ -24,6 +24,7 @@ from model.lang.ir import (
     Unary,
     Var,
 )
+from model.x86 import msr
 from model.x86.arch import IF, RFLAGS_FIXED, TF
 from model.x86.state import (
     REGISTERS,
@@ -236,7 +237,34 @@ def platform_of(layout: Layout, breakpoints: tuple[BreakpointDecl, ...] = ()) ->
         ldts=descriptor_tables(d, "ldt"),
         breakpoints=tuple(_breakpoint(layout, b) for b in d.breakpoints + breakpoints),
         smap=d.smap,
+        fred_msrs=tuple(_fred_msrs(layout, c) for c in range(layout.ncpus))
+        if d.fred is not None else (),
+        fred_ring0=(d.fred.entry,) if d.fred is not None and d.fred.entry else (),
     )
+
+
+def _fred_msrs(layout: Layout, cpu: int) -> tuple[tuple[int, Value], ...]:
+    """CPU `cpu`'s FRED MSRs as the design's `fred` block sets them (FRED spec §2):
+    IA32_FRED_CONFIG the ring-3 entry routine (interrupt stack level in bits 10:9),
+    IA32_FRED_RSPn the tops of the named stacks, IA32_FRED_STKLVLS two bits a vector."""
+    f = layout.design.fred
+    assert f is not None
+    out: list[tuple[int, Value]] = []
+    if f.entry is not None and f.preload:
+        out.append((msr.IA32_FRED_CONFIG, CodeAddr(f.entry[0], 0)))
+    elif f.interrupts:
+        out.append((msr.IA32_FRED_CONFIG, f.interrupts << 9))
+    for n, stack in enumerate(f.rsp):
+        if stack is not None:
+            name = layout.resolve(stack, cpu)
+            top = next(r.top for r in layout.regions if r.name == name)
+            out.append((msr.IA32_FRED_RSP0 + n, top))
+    levels = 0
+    for vector, level in f.levels:
+        levels = (levels & ~(3 << (2 * vector))) | (level << (2 * vector))
+    if levels:
+        out.append((msr.IA32_FRED_STKLVLS, levels))
+    return tuple(sorted(out))
 
 
 def _breakpoint(layout: Layout, b: BreakpointDecl) -> Breakpoint:
@@ -326,6 +354,7 @@ def _initial_cpu(layout: Layout, c: int, decl: CpuDecl) -> Cpu:
         # (CPL 3) has the guest's in GS_BASE and the kernel's parked in KERNEL_GS_BASE.
         gs_base=0 if decl.cpl == 3 else None,
         kernel_gs_base=None if decl.cpl == 3 else 0,
+        fred=layout.design.delivery == "fred",
     )
 
 

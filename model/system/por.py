@@ -40,6 +40,7 @@ from model.lang.ir import (
 from model.system.interp import SysState
 from model.system.layout import Layout, split_instance
 from model.system.vocabulary import Part, Read, Variable
+from model.x86 import msr
 from model.x86.arch import MC, NMI
 from model.x86.memory import FRAME_BYTES
 from model.x86.state import CodeAddr, Platform, Run
@@ -199,6 +200,13 @@ class Persistence:
             if vector >= 32 and not ext and not self.int_n:
                 continue
             entries.append(CodeAddr(gate.routine, 0))
+        if self.layout.design.fred_possible:
+            # Under FRED every event enters at IA32_FRED_CONFIG's entry or 256 past it.
+            for r3, r0 in self.platform.fred_ring0:
+                entries += [CodeAddr(r3, 0), CodeAddr(r0, 0)]
+            config = dict(cpu.msrs).get(msr.IA32_FRED_CONFIG)
+            if type(config) is CodeAddr:
+                entries.append(config)
         if not nmi_possible:
             nmi_possible = any(pc in self.reaches_self_nmi for pc in entries)
         if nmi_possible and NMI in gates:

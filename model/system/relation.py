@@ -28,7 +28,8 @@ from model.system.layout import Layout, build_layout, initial_machines, platform
 from model.x86 import debug, msr
 from model.x86 import events as ev
 from model.x86.arch import DF, TF
-from model.x86.delivery import Event, Source, deliver
+from model.x86.delivery import Event, Source
+from model.x86.dispatch import deliver
 from model.x86.state import CodeAddr, Machine, Run
 
 
@@ -59,6 +60,8 @@ class Action(NamedTuple):
     # The outcomes of the symbolic conditions this step meets, in order (checker.symbolic):
     # one action per feasible combination, so next_state stays deterministic.
     decisions: tuple[bool, ...] = ()
+    # The outcomes of the open rules it meets (checker.symbolic.oracle), in order.
+    oracles: tuple[bool, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,9 @@ class TransitionRelation:
                 "environment.symbolic",
             )
         self.interp = Interpreter(self.layout, self.platform, frozenset(env.symbolic))
+        # A design that may deliver by FRED meets open rules (checker.symbolic.oracle):
+        # its concrete states' actions are run to find them, as symbolic states' are.
+        self.forks = design.fred_possible
         self.solver = Solver()
         self.ncpus = ncpus
         # Successors already worked out for one state (the last whose symbolic actions
@@ -149,38 +155,44 @@ class TransitionRelation:
 
     def actions(self, s: SysState) -> Sequence[Action]:
         base = self.base_actions(s)
-        if not s.symbolic:
+        if not s.symbolic and not self.forks:
             return base
         # A symbolic state: run each step to find the symbolic conditions it meets, and
         # offer one action per feasible combination of outcomes (z3 decides feasibility).
         self._memo_of, self._memo = s, {}
         out: list[Action] = []
         for a in base:
-            pending: list[tuple[bool, ...]] = [()]
+            pending: list[tuple[tuple[bool, ...], tuple[bool, ...]]] = [((), ())]
             while pending:
-                choices = pending.pop()
+                choices, oracles = pending.pop()
+                tried = a._replace(decisions=choices, oracles=oracles)
                 try:
-                    succ, _taken = self.run(s, Action(a.kind, a.cpu, a.arg, choices))
+                    succ, _taken = self.run(s, tried)
                 except NeedDecision as need:
-                    prior = (*s.path, *self._taken(s, Action(a.kind, a.cpu, a.arg, choices)))
+                    if sym.is_oracle(need.cond):
+                        # An open rule (checker.symbolic.oracle): both outcomes.
+                        pending.append((choices, (*oracles, False)))
+                        pending.append((choices, (*oracles, True)))
+                        continue
+                    prior = (*s.path, *self._taken(s, tried))
                     # The prefix is satisfiable, so when one outcome is not the other is.
                     if self.solver.satisfiable((*prior, need.cond)):
                         if self.solver.satisfiable((*prior, sym.lnot(need.cond))):
-                            pending.append((*choices, False))
-                        pending.append((*choices, True))
+                            pending.append(((*choices, False), oracles))
+                        pending.append(((*choices, True), oracles))
                     else:
-                        pending.append((*choices, False))
+                        pending.append(((*choices, False), oracles))
                     continue
                 except Infeasible:
                     continue
-                done = Action(a.kind, a.cpu, a.arg, choices)
+                done = tried
                 self._memo[done] = succ
                 out.append(done)
         return out
 
     def _taken(self, s: SysState, a: Action) -> list[Any]:
         """The conditions the decided prefix of `a` took (to extend them by one)."""
-        d = Decisions(a.decisions)
+        d = Decisions(a.decisions, a.oracles)
         token = sym._current.set(d)
         try:
             self.raw_next(s, a)
@@ -194,12 +206,14 @@ class TransitionRelation:
         """Run one action under its decisions; the successor carries the conditions taken
         in its path condition, pruned and canonically named."""
         made = sym.VARS_MADE
-        succ, d = run_with(a.decisions, self.raw_next, s, a)
-        if d.index < len(a.decisions):
+        succ, d = run_with(a.decisions, self.raw_next, s, a, oracles=a.oracles)
+        if d.index < len(a.decisions) or d.oracle_index < len(a.oracles):
             raise Infeasible()  # more decisions than the step meets: not this action
         taken = tuple(dict.fromkeys(
             c for c in d.taken if isinstance(c, Term) and c not in s.path
         ))  # (with the conditions the step assumed: an input's range)
+        if not (s.symbolic or taken or succ.symbolic or s.path):
+            return succ, d.taken  # a concrete step whose only decisions were oracles
         if not taken and made == sym.VARS_MADE and not self.interp.unique_names:
             hint = self._hint(s)
             if hint is not None and _still_there(succ, hint):
@@ -265,7 +279,7 @@ class TransitionRelation:
         env = self.env
         for i, cpu in enumerate(m.cpus):
             base = i * BUDGETS_PER_CPU
-            quiet = env.quiet_without_idt and cpu.idtr is None
+            quiet = env.quiet_without_idt and cpu.idtr is None and not cpu.fred
             events = ev.at_boundary(
                 cpu,
                 # The environment raises #MC only while CR4.MCE is set (otherwise it would
@@ -315,7 +329,7 @@ class TransitionRelation:
             known = self._memo.get(a)
             if known is not None:
                 return known
-        if s.symbolic or a.decisions:
+        if s.symbolic or a.decisions or a.oracles:
             return self.run(s, a)[0]
         try:
             succ = self.raw_next(s, a)

@@ -349,6 +349,13 @@ def check_declaration(
     states the code tells apart."""
     d = layout.design
     loc = d.symmetry_loc or Loc(d.path, 1)
+    if d.fred_possible and layout.ncpus > 1:
+        # The FRED MSRs hold per-CPU stack addresses the renumbering does not move.
+        raise InputError(
+            "symmetric: a design that may deliver by FRED (`delivery fred`, a `fred` "
+            "block, MOV to CR4) cannot declare its CPUs interchangeable yet; drop the "
+            "declaration", loc.file, loc.line,
+        )
     per_cpu = frozenset(layout.per_cpu | layout.percpu_vars)
     ids = frozenset(d.symmetry_vars[0])
     for routine in d.routines.values():

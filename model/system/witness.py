@@ -58,7 +58,11 @@ class Witnesses:
             state = init
             for k, a in enumerate(actions):
                 self.interp.step_index = k + 1  # as the text trace numbers steps
-                state = self.relation.raw_next(state, a._replace(decisions=()))
+                # The symbolic decisions are settled by the values; the oracles are not.
+                state = sym.run_with(
+                    (), self.relation.raw_next, state, a._replace(decisions=()),
+                    oracles=a.oracles,
+                )[0]
         finally:
             self.interp.witness_values = None
         return state

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from enum import Enum
 
 from model.x86.arch import DB, IF, MC, NMI
-from model.x86.delivery import Event, Source, deliver
+from model.x86.delivery import Event, Source
+from model.x86.dispatch import deliver
 from model.x86.state import CodeAddr, Cpu, Machine, Platform, Run, Shadow, flag_set
 
 # SDM §10.5.3: the LAPIC treats vectors 0-15 as illegal and does not deliver them; 16-31

@@ -10,10 +10,14 @@ fred.cc; Linux arch/x86/include/asm/fred.h and ptrace.h; Xen's docs/hypervisor-g
 x86/fred.rst) the docstring says so, and where those sources are silent or disagree the
 function returns every permitted outcome instead of choosing one.
 
-Nothing here changes a `Machine`: the functions answer "which stack, which words, which
-entry point, which CPU afterwards", and delivery/instruction code applies the answers.
-The state FRED adds (CR4.FRED, the FRED MSRs, the current stack level) is kept in
-`FredConfig` and `FredState` until it is threaded into `Cpu`.
+The functions answer "which stack, which words, which entry point, which CPU
+afterwards"; `deliver_event` (reached through model.x86.dispatch for every event on a CPU
+with CR4.FRED set) and the interpreter's ERETS/ERETU/LKGS/MOV CR4 apply the answers. The
+state FRED adds lives in `Cpu` (`fred` is CR4.FRED, `csl` the current stack level) and in
+the MSRs (`Cpu.msrs` as WRMSR wrote them over `Platform.fred_msrs`, the design's `fred`
+block); `FredConfig` and `FredState` are the views the rules read. Where the sources
+leave an outcome open and the caller wants one machine, `pick` explores each
+(checker.symbolic.oracle).
 
 Shadow stacks (IA32_FRED_SSP1-3, the CET parts of the frame and of ERET*) are out of
 scope: the CS word's WFE bit (18) is always pushed as 0 and never checked.
@@ -25,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from enum import IntEnum
 from typing import Any, NamedTuple
 
-from checker.symbolic import MASK, Term, add, band, bor, decide, eq, lshr, ne, shl
+from checker.symbolic import MASK, Term, add, band, bor, decide, eq, lshr, ne, oracle, shl
 from model.x86.arch import (
     DB,
     DF,
@@ -51,28 +55,21 @@ from model.x86.memory import (
     location_name,
     write_words,
 )
+from model.x86.msr import (
+    IA32_FRED_CONFIG,
+    IA32_FRED_RSP0,
+    IA32_FRED_RSP1,
+    IA32_FRED_RSP2,
+    IA32_FRED_RSP3,
+    IA32_FRED_STKLVLS,
+)
+from model.x86.segments import cs_of, ss_of
 from model.x86.state import WORD, CodeAddr, Cpu, Frame, Machine, Platform, Run, Shadow, Value
 
-# §2: CR4.FRED is bit 32; the MSR indices (as Linux and Bochs define them).
+# §2: CR4.FRED is bit 32; the MSR indices (as Linux and Bochs define them) live with the
+# other MSRs in model.x86.msr.
 CR4_FRED = 1 << 32
-IA32_FRED_RSP0 = 0x1CC
-IA32_FRED_RSP1 = 0x1CD
-IA32_FRED_RSP2 = 0x1CE
-IA32_FRED_RSP3 = 0x1CF
-IA32_FRED_STKLVLS = 0x1D0
-IA32_FRED_SSP1 = 0x1D1
-IA32_FRED_SSP2 = 0x1D2
-IA32_FRED_SSP3 = 0x1D3
-IA32_FRED_CONFIG = 0x1D4
 IA32_FRED_RSP = (IA32_FRED_RSP0, IA32_FRED_RSP1, IA32_FRED_RSP2, IA32_FRED_RSP3)
-
-FRED_MSR_NAMES: dict[int, str] = {
-    IA32_FRED_RSP0: "IA32_FRED_RSP0", IA32_FRED_RSP1: "IA32_FRED_RSP1",
-    IA32_FRED_RSP2: "IA32_FRED_RSP2", IA32_FRED_RSP3: "IA32_FRED_RSP3",
-    IA32_FRED_STKLVLS: "IA32_FRED_STKLVLS", IA32_FRED_SSP1: "IA32_FRED_SSP1",
-    IA32_FRED_SSP2: "IA32_FRED_SSP2", IA32_FRED_SSP3: "IA32_FRED_SSP3",
-    IA32_FRED_CONFIG: "IA32_FRED_CONFIG",
-}
 
 # IA32_FRED_CONFIG fields (§2; Linux FRED_CONFIG_*): bits 63:12 the entry point (4 KiB
 # aligned), bits 10:9 the stack level of maskable interrupts, bits 8:6 the red zone in
@@ -506,8 +503,9 @@ def enter(
         delivering=None,
     )
     if cpu.cpl == 3:
+        # §5.3: CS and SS from IA32_STAR (the design's ring-0 selectors: `Cpu.cs` None).
         changes.update(gs_base=cpu.kernel_gs_base, kernel_gs_base=cpu.gs_base,
-                       gs_swapped=not cpu.gs_swapped)
+                       gs_swapped=not cpu.gs_swapped, cs=None, ss=None)
     return cpu._replace(**changes), state._replace(csl=choice.level)
 
 
@@ -706,7 +704,6 @@ def fred_deliver(
     m = m.with_cpu(cpu_i, cpu)
     current = fev
     saved_pc = return_pc
-    selectors = platform.selectors
     while True:
         choice = select_stack(config, state, cpu.cpl, cpu.rsp, current)
         rsp = choice.rsp
@@ -720,8 +717,8 @@ def fred_deliver(
                      if isinstance(rsp, Term) else None)
             for sti in sti_blocking_outcomes(cpu.shadow):
                 words = frame_words(
-                    rsp, current, cpl=cpu.cpl, csl=state.csl, cs=selectors.cs(cpu.cpl),
-                    ss=selectors.ss(cpu.cpl), old_rsp=cpu.rsp, rflags=cpu.rflags,
+                    rsp, current, cpl=cpu.cpl, csl=state.csl, cs=cs_of(platform, cpu),
+                    ss=ss_of(platform, cpu), old_rsp=cpu.rsp, rflags=cpu.rflags,
                     rip=saved_pc, sti_blocking=sti, mode64=platform.mode64,
                 )
                 m2, fault = write_words(platform, m, list(words), 0, where)
@@ -758,3 +755,125 @@ def _source_name(fev: FredEvent) -> str:
     if fev.type is EventType.OTHER:
         return "syscall" if fev.vector == OTHER_SYSCALL else "sysenter"
     return as_idt_event(fev).source.value
+
+
+# --- the integration: FRED delivery of the model's events ----------------------------------
+
+
+def config_of(platform: Platform, cpu_i: int, cpu: Cpu) -> FredConfig:
+    """CPU `cpu_i`'s FRED MSRs: what WRMSR wrote (`Cpu.msrs`) over the design's `fred`
+    block (`Platform.fred_msrs`)."""
+    msrs: dict[int, Value] = (
+        dict(platform.fred_msrs[cpu_i]) if cpu_i < len(platform.fred_msrs) else {}
+    )
+    msrs.update(cpu.msrs)
+    return config_from_msrs(msrs)
+
+
+def entry_code(platform: Platform) -> EntryResolver:
+    """§5.1: the code at IA32_FRED_CONFIG's entry point (offset 0) or 256 bytes past it:
+    the routine the design's `fred` block pairs with the ring-3 entry. Anything else (an
+    entry point that is a number, or no ring-0 routine declared) is an address with no
+    code of the design's: the CPU goes wild there (Run.WILD)."""
+    ring0 = dict(platform.fred_ring0)
+
+    def resolve(ep: EntryPoint) -> CodeAddr:
+        base = ep.base
+        if isinstance(base, CodeAddr):
+            if ep.offset == 0:
+                return base
+            r0 = ring0.get(base.routine)
+            if r0 is not None and base.index == 0:
+                return CodeAddr(r0, 0)
+            return CodeAddr(f"{base}+{ep.offset}", 0)
+        return CodeAddr(f"FRED entry {base!r}+{ep.offset}", 0)
+
+    return resolve
+
+
+def pick(outcomes: Sequence[Delivered]) -> Delivered:
+    """One of several permitted outcomes, each explored (checker.symbolic.oracle)."""
+    for k, outcome in enumerate(outcomes[:-1]):
+        if oracle(f"fred-outcome-{k}"):
+            return outcome
+    return outcomes[-1]
+
+
+def deliver_event(
+    platform: Platform,
+    m: Machine,
+    cpu_i: int,
+    event: Event | FredEvent,
+    return_pc: Value,
+    instruction_pc: Value | None = None,
+    instruction_length: int = 0,
+) -> Machine:
+    """Deliver an event on a CPU with CR4.FRED set (§5), one permitted outcome per
+    explored branch. An IDT-model `Event` is converted (`fred_event`); SYSCALL and SYSENTER
+    come as `FredEvent`s. INTO in 64-bit mode is #UD first, as under IDT (SDM Vol. 2
+    INTO). For software events, `instruction_pc` is saved instead of `return_pc` when the
+    delivery faults. Event data is 0 for every event: the model keeps no CR2, DR6 or
+    IA32_XFD_ERR value to record (§5.2)."""
+    cpu = m.cpus[cpu_i]
+    fault_pc: Value | None = None
+    if isinstance(event, Event):
+        if event.source is Source.INTO and platform.mode64:
+            event = Event(Source.EXCEPTION, UD)
+            if instruction_pc is not None:
+                return_pc = instruction_pc
+        elif instruction_pc is not None and event.source in (
+            Source.INT_N, Source.INT3, Source.INTO, Source.INT1
+        ):
+            fault_pc = instruction_pc
+        fev = fred_event(event, instruction_length=instruction_length)
+    else:
+        fev = event
+        fault_pc = instruction_pc
+    state = FredState(cpu.fred, cpu.csl)
+    outcomes = fred_deliver(
+        platform, m, cpu_i, fev, return_pc, config_of(platform, cpu_i, cpu), state,
+        entry_code(platform), fault_pc=fault_pc,
+    )
+    chosen = outcomes[0] if len(outcomes) == 1 else pick(outcomes)
+    done = chosen.machine
+    after = done.cpus[cpu_i]
+    if after.csl != chosen.state.csl:
+        done = done.with_cpu(cpu_i, after._replace(csl=chosen.state.csl))
+    return done
+
+
+# --- CR4 (§2: CR4.FRED) ----------------------------------------------------------------------
+
+CR4_MCE = 1 << 6
+CR4_PAE = 1 << 5  # always set in IA-32e mode (SDM Vol. 3A §9.8.5)
+CR4_SMAP = 1 << 21
+
+
+def cr4_value(cpu: Cpu, smap: bool) -> int:
+    """MOV from CR4: the bits the model keeps (PAE, MCE, SMAP, FRED); #GP(0) at CPL > 0
+    (SDM Vol. 2 MOV to/from control registers). Every other bit reads 0."""
+    if cpu.cpl != 0:
+        raise ArchFault(GP, 0, f"MOV from CR4 at CPL {cpu.cpl}")
+    return (CR4_PAE | (CR4_MCE if cpu.cr4_mce else 0) | (CR4_SMAP if smap else 0)
+            | (CR4_FRED if cpu.fred else 0))
+
+
+def write_cr4(cpu: Cpu, value: Value, smap: bool) -> Cpu:
+    """MOV to CR4: #GP(0) at CPL > 0; sets CR4.MCE (bit 6) and CR4.FRED (bit 32, §2: FRED
+    event delivery and ERET* from the next event on). Clearing PAE in IA-32e mode is #GP(0)
+    (SDM Vol. 3A §9.8.5.4); CR4.SMAP is the design's `smap` and a write that changes it is
+    refused here (#GP(0) would be wrong: the model simply cannot follow it), as is a
+    symbolic value."""
+    if cpu.cpl != 0:
+        raise ArchFault(GP, 0, f"MOV to CR4 at CPL {cpu.cpl}")
+    if not isinstance(value, int):
+        raise ValueError("MOV to CR4 of a value that is not a number")
+    if not value & CR4_PAE:
+        raise ArchFault(GP, 0, "MOV to CR4 clearing PAE in IA-32e mode")
+    if bool(value & CR4_SMAP) != smap:
+        raise ValueError("MOV to CR4 changing SMAP, which the model keeps fixed (`smap`)")
+    fred_on = bool(value & CR4_FRED)
+    changes: dict[str, Any] = dict(cr4_mce=bool(value & CR4_MCE), fred=fred_on)
+    if not fred_on:
+        changes["csl"] = 0
+    return cpu._replace(**changes)

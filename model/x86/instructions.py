@@ -149,7 +149,7 @@ def _iret(
     )
     m = m.with_cpu(cpu_i, cpu)
     if new_cpl == 3:
-        m = _returned_to_guest(m, cpu_i)
+        m = returned_to_guest(m, cpu_i)
     return m
 
 
@@ -184,7 +184,7 @@ def iret_faulting(m: Machine, cpu_i: int, error_code: int = 0) -> ArchFault:
     )
 
 
-def _returned_to_guest(m: Machine, cpu_i: int) -> Machine:
+def returned_to_guest(m: Machine, cpu_i: int) -> Machine:
     """Returning to guest context consumes the frame that recorded the guest's context:
     nothing will IRET through it any more (SYSRET leaves without popping it)."""
     frames = tuple(f for f in m.frames if not (f.cpu == cpu_i and f.from_cpl == 3))
@@ -281,11 +281,11 @@ def sysret(
             GP,
             0,
             f"SYSRET to non-canonical RIP {shown} at CPL 3",
-            machine=_returned_to_guest(amd, cpu_i),
+            machine=returned_to_guest(amd, cpu_i),
             rip=rcx,
         )
     cpu = cpu._replace(cpl=3, cs=cs, ss=ss, pc=_code_target(rcx, code_at), rflags=flags)
-    return _returned_to_guest(m.with_cpu(cpu_i, cpu), cpu_i)
+    return returned_to_guest(m.with_cpu(cpu_i, cpu), cpu_i)
 
 
 def swapgs(m: Machine, cpu_i: int) -> Machine:

@@ -282,6 +282,10 @@ class Cpu(NamedTuple):
     ss: int | None = None
     gdtr: str | None = None  # None: the design's first GDT (Platform.gdts)
     ldtr: str | None = None  # None: no LDT loaded, unless the design declares one
+    # CR4.FRED: events are delivered by FRED (model.x86.fred), not through the IDT; and
+    # FRED's current stack level (0-3, meaningful at CPL 0).
+    fred: bool = False
+    csl: int = 0
 
     def reg(self, name: str) -> Value:
         return self.regs[REGISTER_INDEX[name]]
@@ -413,6 +417,11 @@ class Platform:
     gdts: tuple[DescriptorTable, ...] = ()
     ldts: tuple[DescriptorTable, ...] = ()
     star: int | None = None  # IA32_STAR as software wrote it; None: made from `selectors`
+    # The FRED MSRs' values before software writes them (the design's `fred` block), per
+    # CPU as (index, value) pairs, and the ring-0 entry point of each ring-3 FRED entry
+    # routine (IA32_FRED_CONFIG + 256): (ring-3 routine, ring-0 routine) pairs.
+    fred_msrs: tuple[tuple[tuple[int, Value], ...], ...] = ()
+    fred_ring0: tuple[tuple[str, str], ...] = ()
     _by_name: dict[str, StackRegion] = field(default_factory=dict, compare=False, repr=False)
     # The non-empty regions sorted by address, when no two overlap (a binary search then
     # finds the only candidate); None falls back to the first match in declaration order.
