@@ -30,7 +30,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from checker.fingerprint import fingerprint64
@@ -45,6 +45,7 @@ from checker.interface import (
     require_core,
 )
 from checker.limits import ResourceLimit, deadline
+from checker.liveness import Fairness, LiveCheck, LivenessGraph
 from checker.parallel import Pool as _Pool
 from checker.rules import DECIDING_VALUE, decides, decision, exhausted, final_violated
 from checker.symbolic import Term
@@ -172,6 +173,11 @@ class Check:
     # of an event delivery): judged like the others while exploration goes on, but never
     # a reason to go on; undecided when the others are, it is `incomplete`.
     passive: bool = False
+    # Liveness kinds (eventually, leads_to): `leads_to`'s conclusion, the fairness
+    # assumed, and how to name it in the verdict (checker.liveness).
+    conclusion: Predicate | None = None
+    fairness: Fairness | None = None
+    fairness_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -197,6 +203,10 @@ class Stats:
     # Partial-order reduction was on: how many expansions took a persistent set.
     por: bool = False
     persistent_expansions: int = 0
+    # Liveness: seconds of the SCC passes (after exploration, included in `seconds`), and
+    # bytes of the state graph they ran on (0: no liveness property).
+    liveness_seconds: float = 0.0
+    graph_bytes: int = 0
 
     @property
     def states_per_second(self) -> float:
@@ -306,6 +316,8 @@ class PropertyTracker:
         for index, check in enumerate(checks):
             if check.kind.needs_expr and check.predicate is None:
                 raise ValueError(f"check {index} ({check.kind}) needs a predicate")
+            if check.kind.liveness:
+                continue  # judged on the state graph after exploration (checker.liveness)
             if check.kind.checked_on_discovery:
                 assert check.predicate is not None
                 self.on_new.append((index, check.predicate, check.kind))
@@ -548,6 +560,24 @@ class _Search:
         self.max_depth = bounds.max_depth if bounds.max_depth is not None else sys.maxsize
         self.tracker = PropertyTracker(system, checks, model.symbolic)
         self.visited = Visited(fingerprint)
+        # Liveness properties need the state graph (checker.liveness); it is recorded on
+        # the unreduced system in one process (symmetry, partial-order reduction and
+        # helper processes are off for such an exploration: see checker.run.split).
+        self.live: LivenessGraph | None = None
+        self.actor: Callable[[Any, Any], int] = _one_actor
+        live = [
+            LiveCheck(i, c.kind is Kind.LEADS_TO, c.predicate, c.conclusion,
+                      c.fairness or Fairness())
+            for i, c in enumerate(checks) if c.kind.liveness and c.predicate is not None
+        ]
+        if live:
+            self.live = LivenessGraph(live)
+            options = replace(options, symmetry=False, por=False, workers=1)
+            self.options = options
+            if model.fair is not None:
+                self.actor = model.fair.actor
+        self.live_outcomes: dict[int, CheckOutcome] = {}
+        self.live_seconds = 0.0
         self.symmetry: Symmetry | None = None
         if options.symmetry and model.symmetric is not None:
             self.symmetry = Symmetry(model.symmetric, system)
@@ -583,6 +613,8 @@ class _Search:
                     at, timeout = run_at, budget.timeout
             with deadline(at, timeout):
                 self._levels()
+                if self.live is not None and not self.cut:
+                    self._judge_live()
             exhausted = True
         except _Stop as stop:
             stop_reason = stop.reason
@@ -606,10 +638,13 @@ class _Search:
             ),
             workers=self.pool.workers, reduced=self.symmetry is not None,
             por=por is not None, persistent_expansions=por.reductions if por else 0,
+            liveness_seconds=self.live_seconds,
+            graph_bytes=self.live.nbytes() if self.live is not None else 0,
         )
         decided = self.tracker.decided
         parents = self.visited.parents
         outcomes = tuple(
+            self.live_outcomes[i] if i in self.live_outcomes else
             _outcome(self.system, parents, self.checks[i], decided.get(i), stop_reason, stats,
                      self.symmetry)
             for i in range(len(self.checks))
@@ -630,7 +665,9 @@ class _Search:
                 self.pool.expand(frontier)
                 if self.pool.active(frontier) and self.por is None else None
             )
-            if plain and expanded is None:
+            if self.live is not None:
+                self._level_graph(frontier, last_level, self.live)
+            elif plain and expanded is None:
                 self._level(frontier, last_level)
             else:
                 self._level_reduced(frontier, last_level, expanded)
@@ -646,15 +683,21 @@ class _Search:
     def _initial(self) -> list[Any]:
         frontier: list[Any] = []
         parents = self.visited.parents
+        live = self.live
         for index, state in enumerate(self.space.init_states()):
             key = self.visited.key(state)
             if key in parents:
+                if live is not None:
+                    live.initial.append(live.numbers[key])
                 continue
             if self.states >= self.max_states:
                 raise _Stop(f"max_states={self.bounds.max_states} reached")
             parents[key] = (None, index)
             self.states += 1
             frontier.append(state)
+            if live is not None:
+                live.initial.append(len(live.numbers))
+                self._discover_live(key, self.system.vocabulary(state))
             if self.tracker.on_new:
                 self.tracker.check_new(state, key)
                 if not self.tracker.undecided:
@@ -720,6 +763,107 @@ class _Search:
                             raise _Stop
         finally:
             self.states, self.transitions, self.expansions = states, transitions, expansions
+
+    def _discover_live(self, key: Hashable, vocab: Mapping[str, Any]) -> None:
+        assert self.live is not None
+        for index, why in self.live.discover(key, vocab):
+            if index not in self.tracker.decided:
+                self.tracker.decide(index, Verdict.ERROR, why, key)
+        if not self.tracker.undecided:
+            raise _Stop
+
+    def _level_graph(self, frontier: list[Any], last_level: bool, live: LivenessGraph) -> None:
+        """Expand one level recording the state graph for the liveness properties: each
+        expanded state's edges (successor's number, choice, actor) and, for each new
+        state, its properties' expressions."""
+        parents = self.visited.parents
+        key_of = self.visited.key
+        numbers = live.numbers
+        graph = live.graph
+        actions_of = self.system.actions
+        next_state = self.system.next_state
+        vocabulary = self.system.vocabulary
+        actor = self.actor
+        tracker = self.tracker
+        clock = self.clock
+        successors = self.successors = []
+        append = successors.append
+        max_states = self.max_states
+        states, transitions, expansions = self.states, self.transitions, self.expansions
+        clock_at = clock.at
+        try:
+            for state in frontier:
+                expansions += 1
+                if expansions >= clock_at:
+                    clock_at = clock.look(expansions, states, self.depth)
+                key = key_of(state)
+                enabled = actions_of(state)
+                count = len(enabled)
+                transitions += count
+                edges: list[tuple[int, int, int]] = []
+                if not count and tracker.on_dead:
+                    tracker.check_dead(state, key)
+                    if not tracker.undecided:
+                        raise _Stop
+                for choice, action in enumerate(enabled):
+                    succ = next_state(state, action)
+                    succ_key = key_of(succ)
+                    number = numbers.get(succ_key)
+                    if number is None:
+                        if last_level:
+                            self.cut = True
+                            continue
+                        if states >= max_states:
+                            raise _Stop(f"max_states={self.bounds.max_states} reached")
+                        parents[succ_key] = (key, choice)
+                        number = states
+                        states += 1
+                        append(succ)
+                        vocab = vocabulary(succ)
+                        self._discover_live(succ_key, vocab)
+                        if tracker.on_new:
+                            tracker.check_new(succ, succ_key, vocab)
+                            if not tracker.undecided:
+                                raise _Stop
+                    edges.append((number, choice, actor(state, action)))
+                graph.add_state(edges)
+        finally:
+            self.states, self.transitions, self.expansions = states, transitions, expansions
+
+    def _judge_live(self) -> None:
+        """The SCC pass of each undecided liveness property, after an exhaustive
+        exploration."""
+        live = self.live
+        assert live is not None
+        started = time.perf_counter()
+        for j, check in enumerate(live.checks):
+            if check.index in self.tracker.decided:
+                continue
+            lasso = live.judge(j)
+            what = self.checks[check.index]
+            fair = f" (assuming {what.fairness_text})" if what.fairness_text else ""
+            if lasso is None:
+                vacuous = (check.leads_to and not live.premise_seen(j))
+                message = (
+                    f"holds on every fair behaviour through the {self.states} reachable "
+                    f"states{fair}"
+                    + (" (vacuously: its `expr` is true in no reachable state)" if vacuous else "")
+                )
+                self.live_outcomes[check.index] = CheckOutcome(Verdict.HOLDS, message)
+                continue
+            trace = replace(rebuild(self.system, lasso.choices), loop_start=lasso.loop_start)
+            if lasso.loop:
+                shape = (f"a loop of {len(lasso.loop)} steps from step {lasso.loop_start} "
+                         "repeats forever")
+            else:
+                shape = f"step {lasso.loop_start} has no enabled action and stutters forever"
+            owes = "the `to` expression" if check.leads_to else "the expression"
+            message = (
+                f"a fair behaviour where {owes} never holds: a stem of {lasso.loop_start} "
+                f"steps, then {shape}{fair}"
+            )
+            self.live_outcomes[check.index] = CheckOutcome(Verdict.VIOLATED, message, trace)
+        self.live_seconds = time.perf_counter() - started
 
     def _level_reduced(
         self, frontier: list[Any], last_level: bool, expanded: Sequence[Any] | None
@@ -836,6 +980,11 @@ def _outcome(
             f"{stats.depth}, before the property was decided",
         )
     return CheckOutcome(*exhausted(check.kind, stats.states))
+
+
+def _one_actor(state: Any, action: Any) -> int:
+    """The actor of every step of a model that names none (`checker.interface.Fair`)."""
+    return 0
 
 
 def _describe(exc: BaseException) -> str:

@@ -29,29 +29,45 @@ from __future__ import annotations
 
 from array import array
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from checker.limits import ResourceLimit
+from checker.symbolic import Term
 
 ENVIRONMENT = -1  # the actor of steps no fairness applies to (asynchronous events)
 
 
 @dataclass(frozen=True)
 class Fairness:
-    """Which actors must eventually step. `weak`: every actor but ENVIRONMENT is weakly
-    fair; `strong`: these actors (any, including events named by the model) are strongly
-    fair."""
+    """Which actors must eventually step. `weak`: every actor but ENVIRONMENT (below
+    `weak_below`, when given) is weakly fair; `strong`: these actors (any, including
+    events named by the model) are strongly fair."""
 
     weak: bool = True
     strong: frozenset[int] = frozenset()
+    weak_below: int | None = None
+
+    def weakly_fair(self, actor: int) -> bool:
+        return self.weak and actor != ENVIRONMENT and (
+            self.weak_below is None or actor < self.weak_below
+        )
 
     def describe(self, names: Sequence[str]) -> str:
+        def name(a: int) -> str:
+            return names[a] if 0 <= a < len(names) else str(a)
+
         parts = []
         if self.weak:
-            parts.append("weak fairness for every CPU's code steps")
+            count = self.weak_below if self.weak_below is not None else len(names)
+            parts.append("weak fairness for each CPU's own steps ("
+                         + ", ".join(name(a) for a in range(count)) + ")")
         if self.strong:
-            parts.append("strong fairness for " + ", ".join(
-                names[a] if 0 <= a < len(names) else str(a) for a in sorted(self.strong)))
-        return "; ".join(parts) if parts else "no fairness"
+            parts.append("strong fairness for " + ", ".join(name(a) for a in sorted(self.strong)))
+        if not parts:
+            return "no fairness"
+        return "; ".join(parts) + "; none for environment events"
 
 
 class StateGraph:
@@ -121,8 +137,8 @@ class Lasso:
 def find_lasso(
     graph: StateGraph,
     initial: Sequence[int],
-    owed: Sequence[bool] | bytearray,
-    sources: Sequence[bool] | bytearray,
+    owed: Sequence[bool] | bytes | bytearray,
+    sources: Sequence[bool] | bytes | bytearray,
     fairness: Fairness,
 ) -> Lasso | None:
     """A fair behaviour that reaches a source and stays forever in `owed` states from it,
@@ -240,10 +256,9 @@ def _fair_part(graph: StateGraph, scc: set[int], fairness: Fairness) -> set[int]
                 if fair is not None:
                     return fair
             return None
-    if fairness.weak:
-        for a in enabled_everywhere or ():
-            if a != ENVIRONMENT and a not in taken:
-                return None
+    for a in enabled_everywhere or ():
+        if fairness.weakly_fair(a) and a not in taken:
+            return None
     return scc
 
 
@@ -262,7 +277,7 @@ def _fair_loop(
                 stepping.setdefault(graph.actors[e], e)
     waypoints: list[tuple[str, int]] = []
     for a in sorted(enabled):
-        if not ((fairness.weak and a != ENVIRONMENT) or a in fairness.strong):
+        if not (fairness.weakly_fair(a) or a in fairness.strong):
             continue  # no fairness owed to this actor
         if a in stepping:
             waypoints.append(("edge", stepping[a]))
@@ -375,3 +390,95 @@ def _from_initial(graph: StateGraph, initial: Sequence[int], goal: int) -> list[
     if goal in initial:
         return []
     return _shortest(graph, initial, goal, None)
+
+
+# -- recording the graph while exploring ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveCheck:
+    """One liveness property as the recorder sees it: `premise` is P (`eventually P`,
+    `P leads_to Q`), `conclusion` Q (None for eventually)."""
+
+    index: int  # the check's index in the exploration
+    leads_to: bool
+    premise: Callable[[Mapping[str, Any]], Any]
+    conclusion: Callable[[Mapping[str, Any]], Any] | None
+    fairness: Fairness
+
+
+class LivenessGraph:
+    """What the explorer records for its liveness properties: every state's number (in
+    discovery order, which is BFS expansion order), its outgoing edges with their actors,
+    and the truth of each property's P and Q in it (one byte per state and property)."""
+
+    def __init__(self, checks: Sequence[LiveCheck]):
+        self.checks = list(checks)
+        self.graph = StateGraph()
+        self.numbers: dict[Hashable, int] = {}
+        self.initial: list[int] = []  # the number of each init_states() entry, in order
+        self.premise = [bytearray() for _ in checks]
+        self.conclusion = [bytearray() for _ in checks]
+        self.failed: dict[int, str] = {}  # check index -> why its expression failed
+
+    def discover(self, key: Hashable, vocab: Mapping[str, Any]) -> list[tuple[int, str]]:
+        """Number a new state and evaluate the properties' expressions in it; returns the
+        (check index, message) of expressions that failed here for the first time."""
+        self.numbers[key] = len(self.numbers)
+        failures: list[tuple[int, str]] = []
+        for j, check in enumerate(self.checks):
+            p = q = False
+            if check.index not in self.failed:
+                try:
+                    p = _concrete(check.premise(vocab))
+                    if check.conclusion is not None:
+                        q = _concrete(check.conclusion(vocab))
+                except ResourceLimit:
+                    raise
+                except Exception as exc:
+                    why = ("the expression failed: " + (str(exc) or type(exc).__name__)
+                           if not isinstance(exc, _Symbolic) else str(exc))
+                    self.failed[check.index] = why
+                    failures.append((check.index, why))
+            self.premise[j].append(p)
+            self.conclusion[j].append(q)
+        return failures
+
+    def nbytes(self) -> int:
+        return self.graph.nbytes() + sum(len(b) for b in self.premise + self.conclusion)
+
+    def judge(self, j: int) -> Lasso | None:
+        """A fair counterexample to the j-th property, or None when it holds."""
+        check = self.checks[j]
+        p, q = self.premise[j], self.conclusion[j]
+        n = len(self.graph)
+        if check.leads_to:
+            owed = q.translate(_FLIP)
+            sources = bytes(a & b for a, b in zip(p, owed, strict=True))
+        else:
+            owed = p.translate(_FLIP)
+            start = bytearray(n)
+            for s in self.initial:
+                start[s] = owed[s]
+            sources = bytes(start)
+        return find_lasso(self.graph, self.initial, owed, sources, check.fairness)
+
+    def premise_seen(self, j: int) -> bool:
+        """Whether P held in some explored state."""
+        return 1 in self.premise[j]
+
+
+_FLIP = bytes.maketrans(b"\x00\x01", b"\x01\x00")
+
+
+class _Symbolic(Exception):
+    pass
+
+
+def _concrete(value: Any) -> bool:
+    if isinstance(value, Term):
+        raise _Symbolic(
+            "the expression has a symbolic value here; liveness needs concrete values "
+            "(drop `symbolic` from the environment)"
+        )
+    return bool(value)

@@ -45,6 +45,10 @@ class Trace:
     choices: tuple[int, ...]  # initial-state index, then one action index per step
     states: tuple[Any, ...]
     actions: tuple[Any, ...]
+    # A lasso (a liveness counterexample): the index of the state where the loop starts;
+    # the last state is that state again, and the steps after it repeat forever. The
+    # last index itself: the last state stutters forever (it has no enabled action).
+    loop_start: int | None = None
 
     @property
     def length(self) -> int:
