@@ -45,7 +45,7 @@ from checker.interface import (
     require_core,
 )
 from checker.limits import ResourceLimit, deadline
-from checker.liveness import Fairness, LiveCheck, LivenessGraph
+from checker.liveness import Fairness, LiveCheck, LivenessGraph, actor_of
 from checker.parallel import Pool as _Pool
 from checker.rules import DECIDING_VALUE, decides, decision, exhausted, final_violated
 from checker.symbolic import Term
@@ -564,7 +564,7 @@ class _Search:
         # the unreduced system in one process (symmetry, partial-order reduction and
         # helper processes are off for such an exploration: see checker.run.split).
         self.live: LivenessGraph | None = None
-        self.actor: Callable[[Any, Any], int] = _one_actor
+        self.actor: Callable[[Any, Any], int] = actor_of(system)
         live = [
             LiveCheck(i, c.kind is Kind.LEADS_TO, c.predicate, c.conclusion,
                       c.fairness or Fairness())
@@ -574,8 +574,6 @@ class _Search:
             self.live = LivenessGraph(live)
             options = replace(options, symmetry=False, por=False, workers=1)
             self.options = options
-            if model.fair is not None:
-                self.actor = model.fair.actor
         self.live_outcomes: dict[int, CheckOutcome] = {}
         self.live_seconds = 0.0
         self.symmetry: Symmetry | None = None
@@ -853,14 +851,16 @@ class _Search:
                 continue
             trace = replace(rebuild(self.system, lasso.choices), loop_start=lasso.loop_start)
             if lasso.loop:
-                shape = (f"a loop of {len(lasso.loop)} steps from step {lasso.loop_start} "
-                         "repeats forever")
+                size = len(lasso.loop)
+                shape = (f"a loop of {size} step{'' if size == 1 else 's'} from state "
+                         f"{lasso.loop_start} repeats forever")
             else:
                 shape = f"step {lasso.loop_start} has no enabled action and stutters forever"
             owes = "the `to` expression" if check.leads_to else "the expression"
+            stem = lasso.loop_start
             message = (
-                f"a fair behaviour where {owes} never holds: a stem of {lasso.loop_start} "
-                f"steps, then {shape}{fair}"
+                f"a fair behaviour where {owes} never holds: a stem of {stem} "
+                f"step{'' if stem == 1 else 's'}, then {shape}{fair}"
             )
             self.live_outcomes[check.index] = CheckOutcome(Verdict.VIOLATED, message, trace)
         self.live_seconds = time.perf_counter() - started
@@ -980,11 +980,6 @@ def _outcome(
             f"{stats.depth}, before the property was decided",
         )
     return CheckOutcome(*exhausted(check.kind, stats.states))
-
-
-def _one_actor(state: Any, action: Any) -> int:
-    """The actor of every step of a model that names none (`checker.interface.Fair`)."""
-    return 0
 
 
 def _describe(exc: BaseException) -> str:

@@ -27,12 +27,14 @@ and the edges of all states live in flat integer arrays (targets, choice index, 
 
 from __future__ import annotations
 
+import fnmatch
 from array import array
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from checker.interface import capabilities
 from checker.limits import ResourceLimit
 from checker.symbolic import Term
 
@@ -482,3 +484,55 @@ def _concrete(value: Any) -> bool:
             "(drop `symbolic` from the environment)"
         )
     return bool(value)
+
+
+def fairness_for(
+    system: object, level: str, strong_patterns: Sequence[str]
+) -> tuple[Fairness, str]:
+    """The fairness a liveness property asks for, and its description: `level` ("weak",
+    "strong", "none") for the CPUs' own steps (the model's first `fair_actors()`
+    actors; every step is one actor when the model names none) and strong fairness for
+    the actors `strong_patterns` (globs) name."""
+    fair = capabilities(system).fair
+    names = list(fair.actor_names()) if fair is not None else ["the system"]
+    count = fair.fair_actors() if fair is not None else 1
+    named = frozenset(
+        a for a, n in enumerate(names)
+        if any(fnmatch.fnmatchcase(n, pattern) for pattern in strong_patterns)
+    )
+    if level == "strong":
+        fairness = Fairness(weak=False, strong=named | frozenset(range(count)))
+    elif level == "none":
+        fairness = Fairness(weak=False, strong=named)
+    else:
+        fairness = Fairness(weak=True, strong=named, weak_below=count)
+    return fairness, fairness.describe(names)
+
+
+def actor_of(system: object) -> Callable[[Any, Any], int]:
+    """The model's `actor` (checker.interface.Fair), or one actor for every step."""
+    fair = capabilities(system).fair
+    return fair.actor if fair is not None else _one_actor
+
+
+def _one_actor(state: Any, action: Any) -> int:
+    return 0
+
+
+def unfair_actor(
+    fairness: Fairness, enabled: Sequence[set[int]], taken: set[int]
+) -> int | None:
+    """An actor a loop treats unfairly (it repeats forever through states where
+    `enabled[i]` are enabled, taking steps of the actors `taken`), or None when it is
+    fair; an empty `enabled` is a state that stutters forever, fair to everyone."""
+    if not enabled:
+        return None
+    everywhere = set.intersection(*enabled)
+    somewhere = set.union(*enabled)
+    for a in sorted(everywhere):
+        if fairness.weakly_fair(a) and a not in taken:
+            return a
+    for a in sorted(fairness.strong & somewhere):
+        if a not in taken:
+            return a
+    return None

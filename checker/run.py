@@ -33,7 +33,7 @@ from checker.interface import (
     TransitionSystem,
     capabilities,
 )
-from checker.liveness import Fairness
+from checker.liveness import Fairness, fairness_for
 from checker.results import ExplorationResult, PropertyResult, RunResult
 from checker.rules import bad_case, reproduces
 from checker.spec import (
@@ -304,24 +304,8 @@ LIVENESS_UNREDUCED = (
 
 
 def fairness_of(prop: Property, system: TransitionSystem[Any, Any]) -> tuple[Fairness, str]:
-    """The fairness a liveness property assumes, and its description for the verdict:
-    `fairness` for the CPUs' own steps (the model's first `fair_actors()` actors; every
-    step is one actor when the model names none) and strong fairness for the actors its
-    `strong_fairness` patterns name."""
-    fair = capabilities(system).fair
-    names = list(fair.actor_names()) if fair is not None else ["the system"]
-    count = fair.fair_actors() if fair is not None else 1
-    named = frozenset(
-        a for a, n in enumerate(names)
-        if any(fnmatch.fnmatchcase(n, pattern) for pattern in prop.strong_fairness)
-    )
-    if prop.fairness == "strong":
-        fairness = Fairness(weak=False, strong=named | frozenset(range(count)))
-    elif prop.fairness == "none":
-        fairness = Fairness(weak=False, strong=named)
-    else:
-        fairness = Fairness(weak=True, strong=named, weak_below=count)
-    return fairness, fairness.describe(names)
+    """The fairness a liveness property assumes, and its description for the verdict."""
+    return fairness_for(system, prop.fairness, prop.strong_fairness)
 
 
 def unreduced_note(options: Options) -> str:
