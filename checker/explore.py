@@ -855,7 +855,7 @@ class _Search:
                 shape = (f"a loop of {size} step{'' if size == 1 else 's'} from state "
                          f"{lasso.loop_start} repeats forever")
             else:
-                shape = f"step {lasso.loop_start} has no enabled action and stutters forever"
+                shape = f"state {lasso.loop_start} has no enabled action and stutters forever"
             owes = "the `to` expression" if check.leads_to else "the expression"
             stem = lasso.loop_start
             message = (

@@ -308,10 +308,13 @@ def fairness_of(prop: Property, system: TransitionSystem[Any, Any]) -> tuple[Fai
     return fairness_for(system, prop.fairness, prop.strong_fairness)
 
 
-def unreduced_note(options: Options) -> str:
-    """What a liveness exploration ran without, of what was asked for."""
+def unreduced_note(options: Options, system: TransitionSystem[Any, Any]) -> str:
+    """What a liveness exploration ran without, of what was asked for and the model
+    offers."""
+    model = capabilities(system)
     off = [what for what, on in (
-        ("partial-order reduction", options.por), ("symmetry reduction", options.symmetry),
+        ("partial-order reduction", options.por and model.reducible is not None),
+        ("symmetry reduction", options.symmetry and symmetry_of(system) is not None),
         (f"{options.workers} workers", options.workers > 1),
     ) if on]
     if not off:
@@ -354,7 +357,7 @@ def _explore_part(
         part.group, done.stats, done.complete, done.stop_reason, cov, cov_seconds, cov_error,
         model_statistics(system), part.options, part.unreduced, effective_environment(system),
     )
-    note = unreduced_note(part.options) if any(p.kind.liveness for p in props) else ""
+    note = unreduced_note(part.options, system) if any(p.kind.liveness for p in props) else ""
     results = [
         _result(system, prop,
                 replace(outcome, message=outcome.message + note) if prop.kind.liveness
