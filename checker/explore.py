@@ -778,6 +778,10 @@ class _Search:
         key_of = self.visited.key
         numbers = live.numbers
         graph = live.graph
+        # the graph's arrays, appended to here (StateGraph.add_state, inlined)
+        add_target, add_choice = graph.targets.append, graph.choices.append
+        add_actor, end_state = graph.actors.append, graph.offsets.append
+        edge_count = graph.targets.__len__
         actions_of = self.system.actions
         next_state = self.system.next_state
         vocabulary = self.system.vocabulary
@@ -798,7 +802,6 @@ class _Search:
                 enabled = actions_of(state)
                 count = len(enabled)
                 transitions += count
-                edges: list[tuple[int, int, int]] = []
                 if not count and tracker.on_dead:
                     tracker.check_dead(state, key)
                     if not tracker.undecided:
@@ -823,8 +826,10 @@ class _Search:
                             tracker.check_new(succ, succ_key, vocab)
                             if not tracker.undecided:
                                 raise _Stop
-                    edges.append((number, choice, actor(state, action)))
-                graph.add_state(edges)
+                    add_target(number)
+                    add_choice(choice)
+                    add_actor(actor(state, action))
+                end_state(edge_count())
         finally:
             self.states, self.transitions, self.expansions = states, transitions, expansions
 

@@ -98,9 +98,8 @@ class StateGraph:
     def edges(self, s: int) -> range:
         return range(self.offsets[s], self.offsets[s + 1])
 
-    def successors(self, s: int) -> list[int]:
-        t = self.targets
-        return [t[e] for e in range(self.offsets[s], self.offsets[s + 1])]
+    def successors(self, s: int) -> array[int]:
+        return self.targets[self.offsets[s]:self.offsets[s + 1]]
 
     def terminal(self, s: int) -> bool:
         return self.offsets[s] == self.offsets[s + 1]
@@ -148,33 +147,39 @@ def find_lasso(
     `owed[s]`/`sources[s]` say whether state s still owes the conclusion / starts an
     obligation (a source must be owed)."""
     n = len(graph)
+    offsets, targets = graph.offsets, graph.targets
     # 1. The region: states reachable from a source through owed states; BFS parents give
-    #    the shortest way from a source to each.
-    region_parent: dict[int, int] = {}
-    depth: dict[int, int] = {}
+    #    the shortest way from a source to each (-1: a source; -2: not in the region).
+    region_parent = array("l", [-2]) * n
+    depth = array("l", [0]) * n
+    inside = bytearray(n)
     queue: deque[int] = deque()
     for s in range(n):
         if sources[s] and owed[s]:
             region_parent[s] = -1
-            depth[s] = 0
+            inside[s] = 1
             queue.append(s)
+    if not queue:
+        return None
+    members: list[int] = []
     while queue:
         u = queue.popleft()
-        for v in graph.successors(u):
-            if owed[v] and v not in region_parent:
+        members.append(u)
+        d = depth[u] + 1
+        for v in targets[offsets[u]:offsets[u + 1]]:
+            if not inside[v] and owed[v]:
+                inside[v] = 1
                 region_parent[v] = u
-                depth[v] = depth[u] + 1
+                depth[v] = d
                 queue.append(v)
-    if not region_parent:
-        return None
     # 2. An accepting place, nearest a source: a terminal state (it stutters forever), or
     #    a fair component (entered at its state nearest a source).
-    terminal = [s for s in region_parent if graph.terminal(s)]
     best: tuple[int, int, set[int] | None] | None = None  # (depth, entry, component)
-    if terminal:
-        s = min(terminal, key=lambda s: (depth[s], s))
-        best = (depth[s], s, None)
-    for scc in _sccs(graph, set(region_parent)):
+    for s in members:  # in BFS order: the first terminal one is nearest
+        if offsets[s] == offsets[s + 1]:
+            best = (depth[s], s, None)
+            break
+    for scc in _region_sccs(graph, members, inside):
         fair = _fair_part(graph, scc, fairness)
         if fair is None:
             continue
@@ -186,6 +191,69 @@ def find_lasso(
     _, entry, component = best
     loop = () if component is None else _fair_loop(graph, component, entry, fairness)
     return _lasso(graph, initial, region_parent, entry, loop)
+
+
+def _region_sccs(graph: StateGraph, members: list[int], inside: bytearray) -> list[set[int]]:
+    """`_sccs` of the subgraph on `members` (`inside[s]` says whether s is one), with
+    arrays over every state number rather than dictionaries: the whole-region pass."""
+    n = len(graph)
+    offsets, targets = graph.offsets, graph.targets
+    index = array("l", [-1]) * n
+    low = array("l", [0]) * n
+    on_stack = bytearray(n)
+    stack: list[int] = []
+    out: list[set[int]] = []
+    counter = 0
+    for root in sorted(members):
+        if index[root] >= 0:
+            continue
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack[root] = 1
+        work_v = [root]
+        work_e = [offsets[root]]
+        while work_v:
+            v = work_v[-1]
+            e = work_e[-1]
+            end = offsets[v + 1]
+            descended = False
+            while e < end:
+                w = targets[e]
+                e += 1
+                if not inside[w]:
+                    continue
+                if index[w] < 0:
+                    work_e[-1] = e
+                    index[w] = low[w] = counter
+                    counter += 1
+                    stack.append(w)
+                    on_stack[w] = 1
+                    work_v.append(w)
+                    work_e.append(offsets[w])
+                    descended = True
+                    break
+                if on_stack[w] and index[w] < low[v]:
+                    low[v] = index[w]
+            if descended:
+                continue
+            work_v.pop()
+            work_e.pop()
+            if work_v:
+                parent = work_v[-1]
+                if low[v] < low[parent]:
+                    low[parent] = low[v]
+            if low[v] == index[v]:
+                comp: set[int] = set()
+                while True:
+                    w = stack.pop()
+                    on_stack[w] = 0
+                    comp.add(w)
+                    if w == v:
+                        break
+                if len(comp) > 1 or v in targets[offsets[v]:offsets[v + 1]]:
+                    out.append(comp)
+    return out
 
 
 def _sccs(graph: StateGraph, members: set[int]) -> list[set[int]]:
@@ -243,13 +311,16 @@ def _fair_part(graph: StateGraph, scc: set[int], fairness: Fairness) -> set[int]
     taken: set[int] = set()
     enabled_somewhere: set[int] = set()
     enabled_everywhere: set[int] | None = None
+    offsets, targets, actors = graph.offsets, graph.targets, graph.actors
     for s in scc:
-        here = graph.enabled(s)
+        lo, hi = offsets[s], offsets[s + 1]
+        here = set(actors[lo:hi])
         enabled_somewhere |= here
         enabled_everywhere = here if enabled_everywhere is None else enabled_everywhere & here
-        for e in graph.edges(s):
-            if graph.targets[e] in scc:
-                taken.add(graph.actors[e])
+        if not here <= taken:
+            for e in range(lo, hi):
+                if actors[e] not in taken and targets[e] in scc:
+                    taken.add(actors[e])
     for a in sorted(fairness.strong):
         if a in enabled_somewhere and a not in taken:
             rest = {s for s in scc if a not in graph.enabled(s)}
@@ -354,7 +425,7 @@ def _shortest(
 def _lasso(
     graph: StateGraph,
     initial: Sequence[int],
-    region_parent: dict[int, int],
+    region_parent: Sequence[int],
     entry: int,
     loop: tuple[tuple[int, int], ...],
 ) -> Lasso:
@@ -456,7 +527,7 @@ class LivenessGraph:
         n = len(self.graph)
         if check.leads_to:
             owed = q.translate(_FLIP)
-            sources = bytes(a & b for a, b in zip(p, owed, strict=True))
+            sources = (int.from_bytes(p) & int.from_bytes(owed)).to_bytes(n)
         else:
             owed = p.translate(_FLIP)
             start = bytearray(n)
