@@ -261,15 +261,19 @@ class Clock:
     def start(self) -> None:
         self.last_look = time.perf_counter()
 
-    def look(self, expansions: int, states: int, depth: int) -> int:
-        """Check the deadline, report progress; return the expansion to look at next."""
-        now = time.perf_counter()
-        if self.deadline is not None and now >= self.deadline:
+    def check(self) -> None:
+        """Stop when the time bound or the run's budget (time, memory, a signal) says so."""
+        if self.deadline is not None and time.perf_counter() >= self.deadline:
             raise _Stop(f"timeout={self.timeout}s reached")
         if self.budget is not None:
             why = self.budget.exceeded()
             if why is not None:
                 raise _Stop(why)
+
+    def look(self, expansions: int, states: int, depth: int) -> int:
+        """Check the deadline, report progress; return the expansion to look at next."""
+        self.check()
+        now = time.perf_counter()
         if self.progress is not None:
             self.progress(states, depth, now - self.started)
         # Adapt the stride so that looks come every ~_CLOCK_PERIOD seconds whether a state
@@ -611,9 +615,15 @@ class _Search:
                     at, timeout = run_at, budget.timeout
             with deadline(at, timeout):
                 self._levels()
-                if self.live is not None and not self.cut:
-                    self._judge_live()
-            exhausted = True
+                exhausted = True
+                if self.live is not None:
+                    try:
+                        self._judge_live()
+                    except (_Stop, ResourceLimit) as stop:
+                        # every state was explored, but a bound ended the SCC passes: the
+                        # liveness properties not judged yet are incomplete
+                        why = stop.reason if isinstance(stop, _Stop) else str(stop)
+                        self._live_stopped(why or "stopped")
         except _Stop as stop:
             stop_reason = stop.reason
         except ResourceLimit as limit:  # a bound inside a step: incomplete, with the reason
@@ -842,6 +852,7 @@ class _Search:
         for j, check in enumerate(live.checks):
             if check.index in self.tracker.decided:
                 continue
+            self.clock.check()  # the bounds hold between the SCC passes too
             lasso = live.judge(j)
             what = self.checks[check.index]
             fair = f" (assuming {what.fairness_text})" if what.fairness_text else ""
@@ -869,6 +880,16 @@ class _Search:
             )
             self.live_outcomes[check.index] = CheckOutcome(Verdict.VIOLATED, message, trace)
         self.live_seconds = time.perf_counter() - started
+
+    def _live_stopped(self, why: str) -> None:
+        assert self.live is not None
+        for check in self.live.checks:
+            if check.index not in self.tracker.decided and check.index not in self.live_outcomes:
+                self.live_outcomes[check.index] = CheckOutcome(
+                    Verdict.INCOMPLETE,
+                    f"the liveness pass stopped ({why}) after exploring all {self.states} "
+                    "states, before the property was decided",
+                )
 
     def _level_reduced(
         self, frontier: list[Any], last_level: bool, expanded: Sequence[Any] | None

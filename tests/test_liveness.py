@@ -316,3 +316,24 @@ def test_a_spin_lasso_in_every_format_and_replay(
     broken.write_text(json.dumps({"replay": {**record, "strong_fairness": ["cpu0.ipi"]}}))
     assert cli.main(["replay", str(broken)]) == 1
     assert "not fair to cpu0.ipi" in capsys.readouterr().out
+
+
+def test_a_budget_that_ends_the_scc_pass_gives_incomplete() -> None:
+    """Every state explored, but the run's budget ran out before the SCC pass: the
+    liveness property is incomplete, the invariant explored with it still holds."""
+    from checker.explore import Budget
+
+    calls = {"n": 0}
+
+    def over() -> str | None:  # the budget runs out once exploration is done
+        calls["n"] += 1
+        return "SIGTERM received" if calls["n"] > 1 else None
+
+    checks = [
+        Check(Kind.EVENTUALLY, lambda v: v["done"], "live", fairness=Fairness()),
+        Check(Kind.ALWAYS, lambda v: v["pos"] in (0, 1), "safe"),
+    ]
+    done = explore(Toy(), checks, budget=Budget(interrupted=over))
+    live, safe = done.outcomes
+    assert live.verdict is Verdict.INCOMPLETE and "SIGTERM" in live.message
+    assert safe.verdict is Verdict.HOLDS
