@@ -38,7 +38,14 @@ from checker.errors import InputError
 from checker.report import summary_line, trace_lines
 from checker.reportdir import relative_file
 from checker.results import OutputContext, PropertyResult, RunResult, TraceFiles
-from checker.trace import StepLocation, damaging_steps, graph_steps, step_location, violating_step
+from checker.trace import (
+    StepLocation,
+    damaging_steps,
+    graph_steps,
+    loop_start,
+    step_location,
+    violating_step,
+)
 from checker.verdict import Verdict
 
 TOOL_NAME = "irq-checker"
@@ -251,6 +258,19 @@ def code_flow(result: PropertyResult) -> dict[str, Any] | None:
             "nestingLevel": 0,
         })
     what = "witness" if result.verdict is Verdict.HOLDS else "counterexample"
+    loop = loop_start(result.graph)
+    if loop is not None:
+        # a lasso: the flow ends by repeating the location the loop goes back to (the
+        # loop's first step; the last step's, when the last state stutters forever)
+        again = dict(locations[min(loop, len(locations) - 1)])
+        text = (f"back to step {loop + 1}: steps {loop + 1}..{last} repeat forever"
+                if loop < last else f"state {last} has no enabled action: it stutters forever")
+        again["location"] = {**again["location"], "message": {"text": text}}
+        again["executionOrder"] = last + 1
+        again["importance"] = "essential"
+        again["kinds"] = ["loop"]
+        locations.append(again)
+        what = f"lasso counterexample (loop from step {loop})"
     return {
         "message": {"text": f"{what}: {len(steps) - 1} steps"},
         "threadFlows": [{"id": "trace", "locations": locations}],

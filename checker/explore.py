@@ -30,7 +30,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from checker.fingerprint import fingerprint64
@@ -45,6 +45,7 @@ from checker.interface import (
     require_core,
 )
 from checker.limits import ResourceLimit, deadline
+from checker.liveness import Fairness, LiveCheck, LivenessGraph, actor_of
 from checker.parallel import Pool as _Pool
 from checker.rules import DECIDING_VALUE, decides, decision, exhausted, final_violated
 from checker.symbolic import Term
@@ -172,6 +173,11 @@ class Check:
     # of an event delivery): judged like the others while exploration goes on, but never
     # a reason to go on; undecided when the others are, it is `incomplete`.
     passive: bool = False
+    # Liveness kinds (eventually, leads_to): `leads_to`'s conclusion, the fairness
+    # assumed, and how to name it in the verdict (checker.liveness).
+    conclusion: Predicate | None = None
+    fairness: Fairness | None = None
+    fairness_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -197,6 +203,10 @@ class Stats:
     # Partial-order reduction was on: how many expansions took a persistent set.
     por: bool = False
     persistent_expansions: int = 0
+    # Liveness: seconds of the SCC passes (after exploration, included in `seconds`), and
+    # bytes of the state graph they ran on (0: no liveness property).
+    liveness_seconds: float = 0.0
+    graph_bytes: int = 0
 
     @property
     def states_per_second(self) -> float:
@@ -251,15 +261,19 @@ class Clock:
     def start(self) -> None:
         self.last_look = time.perf_counter()
 
-    def look(self, expansions: int, states: int, depth: int) -> int:
-        """Check the deadline, report progress; return the expansion to look at next."""
-        now = time.perf_counter()
-        if self.deadline is not None and now >= self.deadline:
+    def check(self) -> None:
+        """Stop when the time bound or the run's budget (time, memory, a signal) says so."""
+        if self.deadline is not None and time.perf_counter() >= self.deadline:
             raise _Stop(f"timeout={self.timeout}s reached")
         if self.budget is not None:
             why = self.budget.exceeded()
             if why is not None:
                 raise _Stop(why)
+
+    def look(self, expansions: int, states: int, depth: int) -> int:
+        """Check the deadline, report progress; return the expansion to look at next."""
+        self.check()
+        now = time.perf_counter()
         if self.progress is not None:
             self.progress(states, depth, now - self.started)
         # Adapt the stride so that looks come every ~_CLOCK_PERIOD seconds whether a state
@@ -306,6 +320,8 @@ class PropertyTracker:
         for index, check in enumerate(checks):
             if check.kind.needs_expr and check.predicate is None:
                 raise ValueError(f"check {index} ({check.kind}) needs a predicate")
+            if check.kind.liveness:
+                continue  # judged on the state graph after exploration (checker.liveness)
             if check.kind.checked_on_discovery:
                 assert check.predicate is not None
                 self.on_new.append((index, check.predicate, check.kind))
@@ -548,6 +564,22 @@ class _Search:
         self.max_depth = bounds.max_depth if bounds.max_depth is not None else sys.maxsize
         self.tracker = PropertyTracker(system, checks, model.symbolic)
         self.visited = Visited(fingerprint)
+        # Liveness properties need the state graph (checker.liveness); it is recorded on
+        # the unreduced system in one process (symmetry, partial-order reduction and
+        # helper processes are off for such an exploration: see checker.run.split).
+        self.live: LivenessGraph | None = None
+        self.actor: Callable[[Any, Any], int] = actor_of(system)
+        live = [
+            LiveCheck(i, c.kind is Kind.LEADS_TO, c.predicate, c.conclusion,
+                      c.fairness or Fairness())
+            for i, c in enumerate(checks) if c.kind.liveness and c.predicate is not None
+        ]
+        if live:
+            self.live = LivenessGraph(live)
+            options = replace(options, symmetry=False, por=False, workers=1)
+            self.options = options
+        self.live_outcomes: dict[int, CheckOutcome] = {}
+        self.live_seconds = 0.0
         self.symmetry: Symmetry | None = None
         if options.symmetry and model.symmetric is not None:
             self.symmetry = Symmetry(model.symmetric, system)
@@ -583,7 +615,15 @@ class _Search:
                     at, timeout = run_at, budget.timeout
             with deadline(at, timeout, budget.exceeded if budget is not None else None):
                 self._levels()
-            exhausted = True
+                exhausted = True
+                if self.live is not None:
+                    try:
+                        self._judge_live()
+                    except (_Stop, ResourceLimit) as stop:
+                        # every state was explored, but a bound ended the SCC passes: the
+                        # liveness properties not judged yet are incomplete
+                        why = stop.reason if isinstance(stop, _Stop) else str(stop)
+                        self._live_stopped(why or "stopped")
         except _Stop as stop:
             stop_reason = stop.reason
         except ResourceLimit as limit:  # a bound inside a step: incomplete, with the reason
@@ -606,10 +646,13 @@ class _Search:
             ),
             workers=self.pool.workers, reduced=self.symmetry is not None,
             por=por is not None, persistent_expansions=por.reductions if por else 0,
+            liveness_seconds=self.live_seconds,
+            graph_bytes=self.live.nbytes() if self.live is not None else 0,
         )
         decided = self.tracker.decided
         parents = self.visited.parents
         outcomes = tuple(
+            self.live_outcomes[i] if i in self.live_outcomes else
             _outcome(self.system, parents, self.checks[i], decided.get(i), stop_reason, stats,
                      self.symmetry)
             for i in range(len(self.checks))
@@ -630,7 +673,9 @@ class _Search:
                 self.pool.expand(frontier)
                 if self.pool.active(frontier) and self.por is None else None
             )
-            if plain and expanded is None:
+            if self.live is not None:
+                self._level_graph(frontier, last_level, self.live)
+            elif plain and expanded is None:
                 self._level(frontier, last_level)
             else:
                 self._level_reduced(frontier, last_level, expanded)
@@ -646,15 +691,21 @@ class _Search:
     def _initial(self) -> list[Any]:
         frontier: list[Any] = []
         parents = self.visited.parents
+        live = self.live
         for index, state in enumerate(self.space.init_states()):
             key = self.visited.key(state)
             if key in parents:
+                if live is not None:
+                    live.initial.append(live.numbers[key])
                 continue
             if self.states >= self.max_states:
                 raise _Stop(f"max_states={self.bounds.max_states} reached")
             parents[key] = (None, index)
             self.states += 1
             frontier.append(state)
+            if live is not None:
+                live.initial.append(len(live.numbers))
+                self._discover_live(key, self.system.vocabulary(state))
             if self.tracker.on_new:
                 self.tracker.check_new(state, key)
                 if not self.tracker.undecided:
@@ -720,6 +771,125 @@ class _Search:
                             raise _Stop
         finally:
             self.states, self.transitions, self.expansions = states, transitions, expansions
+
+    def _discover_live(self, key: Hashable, vocab: Mapping[str, Any]) -> None:
+        assert self.live is not None
+        for index, why in self.live.discover(key, vocab):
+            if index not in self.tracker.decided:
+                self.tracker.decide(index, Verdict.ERROR, why, key)
+        if not self.tracker.undecided:
+            raise _Stop
+
+    def _level_graph(self, frontier: list[Any], last_level: bool, live: LivenessGraph) -> None:
+        """Expand one level recording the state graph for the liveness properties: each
+        expanded state's edges (successor's number, choice, actor) and, for each new
+        state, its properties' expressions."""
+        parents = self.visited.parents
+        key_of = self.visited.key
+        numbers = live.numbers
+        graph = live.graph
+        # the graph's arrays, appended to here (StateGraph.add_state, inlined)
+        add_target, add_choice = graph.targets.append, graph.choices.append
+        add_actor, end_state = graph.actors.append, graph.offsets.append
+        edge_count = graph.targets.__len__
+        actions_of = self.system.actions
+        next_state = self.system.next_state
+        vocabulary = self.system.vocabulary
+        actor = self.actor
+        tracker = self.tracker
+        clock = self.clock
+        successors = self.successors = []
+        append = successors.append
+        max_states = self.max_states
+        states, transitions, expansions = self.states, self.transitions, self.expansions
+        clock_at = clock.at
+        try:
+            for state in frontier:
+                expansions += 1
+                if expansions >= clock_at:
+                    clock_at = clock.look(expansions, states, self.depth)
+                key = key_of(state)
+                enabled = actions_of(state)
+                count = len(enabled)
+                transitions += count
+                if not count and tracker.on_dead:
+                    tracker.check_dead(state, key)
+                    if not tracker.undecided:
+                        raise _Stop
+                for choice, action in enumerate(enabled):
+                    succ = next_state(state, action)
+                    succ_key = key_of(succ)
+                    number = numbers.get(succ_key)
+                    if number is None:
+                        if last_level:
+                            self.cut = True
+                            continue
+                        if states >= max_states:
+                            raise _Stop(f"max_states={self.bounds.max_states} reached")
+                        parents[succ_key] = (key, choice)
+                        number = states
+                        states += 1
+                        append(succ)
+                        vocab = vocabulary(succ)
+                        self._discover_live(succ_key, vocab)
+                        if tracker.on_new:
+                            tracker.check_new(succ, succ_key, vocab)
+                            if not tracker.undecided:
+                                raise _Stop
+                    add_target(number)
+                    add_choice(choice)
+                    add_actor(actor(state, action))
+                end_state(edge_count())
+        finally:
+            self.states, self.transitions, self.expansions = states, transitions, expansions
+
+    def _judge_live(self) -> None:
+        """The SCC pass of each undecided liveness property, after an exhaustive
+        exploration."""
+        live = self.live
+        assert live is not None
+        started = time.perf_counter()
+        for j, check in enumerate(live.checks):
+            if check.index in self.tracker.decided:
+                continue
+            self.clock.check()  # the bounds hold between the SCC passes too
+            lasso = live.judge(j)
+            what = self.checks[check.index]
+            fair = f" (assuming {what.fairness_text})" if what.fairness_text else ""
+            if lasso is None:
+                vacuous = (check.leads_to and not live.premise_seen(j))
+                message = (
+                    f"holds on every fair behaviour through the {self.states} reachable "
+                    f"states{fair}"
+                    + (" (vacuously: its `expr` is true in no reachable state)" if vacuous else "")
+                )
+                self.live_outcomes[check.index] = CheckOutcome(Verdict.HOLDS, message)
+                continue
+            trace = replace(rebuild(self.system, lasso.choices), loop_start=lasso.loop_start)
+            if lasso.loop:
+                size = len(lasso.loop)
+                shape = (f"a loop of {size} step{'' if size == 1 else 's'} from state "
+                         f"{lasso.loop_start} repeats forever")
+            else:
+                shape = f"state {lasso.loop_start} has no enabled action and stutters forever"
+            owes = "the `to` expression" if check.leads_to else "the expression"
+            stem = lasso.loop_start
+            message = (
+                f"a fair behaviour where {owes} never holds: a stem of {stem} "
+                f"step{'' if stem == 1 else 's'}, then {shape}{fair}"
+            )
+            self.live_outcomes[check.index] = CheckOutcome(Verdict.VIOLATED, message, trace)
+        self.live_seconds = time.perf_counter() - started
+
+    def _live_stopped(self, why: str) -> None:
+        assert self.live is not None
+        for check in self.live.checks:
+            if check.index not in self.tracker.decided and check.index not in self.live_outcomes:
+                self.live_outcomes[check.index] = CheckOutcome(
+                    Verdict.INCOMPLETE,
+                    f"the liveness pass stopped ({why}) after exploring all {self.states} "
+                    "states, before the property was decided",
+                )
 
     def _level_reduced(
         self, frontier: list[Any], last_level: bool, expanded: Sequence[Any] | None

@@ -37,7 +37,7 @@ from checker.coverage import line_ranges, read_source, run_coverage
 from checker.report import summary_line
 from checker.reportdir import relative_file
 from checker.results import OutputContext, PropertyResult, RunResult, TraceFiles, witness_of
-from checker.trace import graph_steps, step_location
+from checker.trace import graph_steps, loop_start, step_location
 from checker.verdict import Verdict
 
 DOT_TIMEOUT = 20.0
@@ -159,6 +159,10 @@ def graph_dot_source(graph: nx.DiGraph) -> str:
         text = label.replace('"', '\\"')
         lines.append(f'  s{step - 1} -> s{step} [label="{text}", color={q(color)}, '
                      f'fontcolor={q(color)}];')
+    loop = loop_start(graph)
+    if loop is not None:  # a lasso: the back edge closes its loop
+        lines.append(f'  s{len(steps) - 1} -> s{loop} [label="loop", style=dashed, '
+                     'color="#8250df", fontcolor="#8250df", constraint=false];')
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -217,6 +221,16 @@ def svg_builtin(graph: nx.DiGraph) -> str:
             + (f'<text x="{x + 24}" y="{mid + 11}" font-size="10" fill="#6e7781">{where}</text>'
                if where else "")
             + "</g>"
+        )
+    loop = loop_start(graph)
+    if loop is not None:  # a lasso: the back edge, drawn left of the path
+        last = len(steps) - 1
+        y0, y1 = y_of(last), y_of(loop)
+        parts.append(
+            f'<g class="edge loop"><title>s{last}-&gt;s{loop} (loop)</title>'
+            f'<path d="M {x - radius} {y0} C {x - 28} {y0}, {x - 28} {y1 + radius}, '
+            f'{x - radius + 2} {y1 + 6}" fill="none" stroke="#8250df" stroke-width="1.5" '
+            f'stroke-dasharray="4 3" marker-end="url(#arrow)"/></g>'
         )
     for node, edge in steps:
         step = int(node["step"])
@@ -354,6 +368,7 @@ class _Page:
         if result.verdict is Verdict.ERROR:
             what = "path to the failing state"
         mark, cls = _mark(result)
+        loop = loop_start(graph)
         step_data: list[dict[str, Any]] = []
         rows: list[str] = []
         columns = f"3.2em repeat({len(lanes)}, minmax(0, 1fr))"
@@ -405,6 +420,9 @@ class _Page:
                     f'{" damage" if damage else ""}">{body}</div>{after}'
                 )
                 classes = "step" + (" event" if event else "") + (" damage" if damage else "")
+            if loop is not None and step >= loop:
+                classes += " loop"
+                entry["loop"] = True
             rows.append(
                 f'<div class="{classes}" data-step="{step}" role="option" '
                 f'aria-selected="false" style="grid-template-columns:{columns}">'
@@ -414,7 +432,7 @@ class _Page:
         witness = witness_of(result)
         self.data["traces"][anchor] = {
             "name": prop.name, "what": what, "lanes": lanes, "steps": step_data,
-            "witness": witness,
+            "witness": witness, "loop_start": loop,
         }
         facts = [
             ("property file", f"{esc(prop.file)}:{prop.line}"),
@@ -426,6 +444,12 @@ class _Page:
             ("result", f"{esc(result.verdict)} (expected {esc(prop.expect)}): "
                        f"{esc(result.message)}"),
         ]
+        if loop is not None:
+            facts.append(("loop", (
+                f"steps {loop + 1}..{len(steps) - 1} return to state {loop} and repeat "
+                "forever" if loop < len(steps) - 1
+                else f"state {loop} has no enabled action and stutters forever"
+            ) + " (the steps marked loop)"))
         files = self.traces.get((prop.file, prop.name))
         if files is not None:
             facts.append(

@@ -283,6 +283,26 @@ class Eventful(Protocol):
 
 
 @runtime_checkable
+class Fair(Protocol):
+    """A model that says who takes each step, so liveness can assume fairness: actors are
+    small integers, named by `actor_names()`; -1 is the environment (asynchronous events,
+    to which no fairness applies unless a property asks for it by name)."""
+
+    def actor(self, state: Any, action: Any) -> int:
+        """The actor of `action` in `state`: an index into `actor_names()`, or -1."""
+        ...
+
+    def actor_names(self) -> Sequence[str]:
+        """The actors' names; the first `fair_actors()` are the CPUs (weakly fair by
+        default), the others are treated fairly only when a property names them."""
+        ...
+
+    def fair_actors(self) -> int:
+        """How many of the first actors are fair by default (the CPUs' own steps)."""
+        ...
+
+
+@runtime_checkable
 class Configured(Protocol):
     """A model that can say which environment it runs in, defaults included (`-v`)."""
 
@@ -308,6 +328,7 @@ class Capabilities:
     typed: Typed | None = None
     eventful: Eventful | None = None
     configured: Configured | None = None
+    fair: Fair | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -345,6 +366,7 @@ def capabilities(system: object) -> Capabilities:
         typed=s if isinstance(s, Typed) and methods(s, Typed) else None,
         eventful=s if isinstance(s, Eventful) and methods(s, Eventful) else None,
         configured=s if isinstance(s, Configured) and methods(s, Configured) else None,
+        fair=s if isinstance(s, Fair) and methods(s, Fair) else None,
     )
 
 

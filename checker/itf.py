@@ -28,7 +28,7 @@ from typing import Any
 import networkx as nx
 
 from checker.results import PropertyResult, witness_of
-from checker.trace import graph_steps
+from checker.trace import graph_steps, loop_start
 
 FORMAT_DESCRIPTION = "https://apalache-mc.org/docs/adr/015adr-trace.html"
 MAX_SAFE = 2**53 - 1
@@ -93,6 +93,11 @@ def itf_trace(
 ) -> dict[str, Any]:
     """The ITF document of a trace graph (and the model's `inspect_state` per step)."""
     steps = graph_steps(graph)
+    loop = loop_start(graph)
+    if loop is not None and loop < len(steps) - 1:
+        # a lasso: ITF's `loop` says the last state is followed by state `loop`, so the
+        # last state (the loop's first again) is not repeated
+        steps = steps[:-1]
     names: list[str] = ["summary", "action"]
     if inspected:
         for view in inspected:
@@ -124,7 +129,10 @@ def itf_trace(
         "generator": "irq-checker",
     }
     head.update(meta)
-    return {"#meta": head, "vars": names, "states": states}
+    document: dict[str, Any] = {"#meta": head, "vars": names, "states": states}
+    if loop is not None:
+        document["loop"] = loop
+    return document
 
 
 def itf_text(document: Mapping[str, Any]) -> str:

@@ -27,31 +27,49 @@ and the edges of all states live in flat integer arrays (targets, choice index, 
 
 from __future__ import annotations
 
+import fnmatch
 from array import array
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from checker.interface import capabilities
+from checker.limits import ResourceLimit
+from checker.symbolic import Term
 
 ENVIRONMENT = -1  # the actor of steps no fairness applies to (asynchronous events)
 
 
 @dataclass(frozen=True)
 class Fairness:
-    """Which actors must eventually step. `weak`: every actor but ENVIRONMENT is weakly
-    fair; `strong`: these actors (any, including events named by the model) are strongly
-    fair."""
+    """Which actors must eventually step. `weak`: every actor but ENVIRONMENT (below
+    `weak_below`, when given) is weakly fair; `strong`: these actors (any, including
+    events named by the model) are strongly fair."""
 
     weak: bool = True
     strong: frozenset[int] = frozenset()
+    weak_below: int | None = None
+
+    def weakly_fair(self, actor: int) -> bool:
+        return self.weak and actor != ENVIRONMENT and (
+            self.weak_below is None or actor < self.weak_below
+        )
 
     def describe(self, names: Sequence[str]) -> str:
+        def name(a: int) -> str:
+            return names[a] if 0 <= a < len(names) else str(a)
+
         parts = []
         if self.weak:
-            parts.append("weak fairness for every CPU's code steps")
+            count = self.weak_below if self.weak_below is not None else len(names)
+            parts.append("weak fairness for each CPU's own steps ("
+                         + ", ".join(name(a) for a in range(count)) + ")")
         if self.strong:
-            parts.append("strong fairness for " + ", ".join(
-                names[a] if 0 <= a < len(names) else str(a) for a in sorted(self.strong)))
-        return "; ".join(parts) if parts else "no fairness"
+            parts.append("strong fairness for " + ", ".join(name(a) for a in sorted(self.strong)))
+        if not parts:
+            return "no fairness"
+        return "; ".join(parts) + "; none for environment events"
 
 
 class StateGraph:
@@ -80,9 +98,8 @@ class StateGraph:
     def edges(self, s: int) -> range:
         return range(self.offsets[s], self.offsets[s + 1])
 
-    def successors(self, s: int) -> list[int]:
-        t = self.targets
-        return [t[e] for e in range(self.offsets[s], self.offsets[s + 1])]
+    def successors(self, s: int) -> array[int]:
+        return self.targets[self.offsets[s]:self.offsets[s + 1]]
 
     def terminal(self, s: int) -> bool:
         return self.offsets[s] == self.offsets[s + 1]
@@ -121,8 +138,8 @@ class Lasso:
 def find_lasso(
     graph: StateGraph,
     initial: Sequence[int],
-    owed: Sequence[bool] | bytearray,
-    sources: Sequence[bool] | bytearray,
+    owed: Sequence[bool] | bytes | bytearray,
+    sources: Sequence[bool] | bytes | bytearray,
     fairness: Fairness,
 ) -> Lasso | None:
     """A fair behaviour that reaches a source and stays forever in `owed` states from it,
@@ -130,33 +147,39 @@ def find_lasso(
     `owed[s]`/`sources[s]` say whether state s still owes the conclusion / starts an
     obligation (a source must be owed)."""
     n = len(graph)
+    offsets, targets = graph.offsets, graph.targets
     # 1. The region: states reachable from a source through owed states; BFS parents give
-    #    the shortest way from a source to each.
-    region_parent: dict[int, int] = {}
-    depth: dict[int, int] = {}
+    #    the shortest way from a source to each (-1: a source; -2: not in the region).
+    region_parent = array("l", [-2]) * n
+    depth = array("l", [0]) * n
+    inside = bytearray(n)
     queue: deque[int] = deque()
     for s in range(n):
         if sources[s] and owed[s]:
             region_parent[s] = -1
-            depth[s] = 0
+            inside[s] = 1
             queue.append(s)
+    if not queue:
+        return None
+    members: list[int] = []
     while queue:
         u = queue.popleft()
-        for v in graph.successors(u):
-            if owed[v] and v not in region_parent:
+        members.append(u)
+        d = depth[u] + 1
+        for v in targets[offsets[u]:offsets[u + 1]]:
+            if not inside[v] and owed[v]:
+                inside[v] = 1
                 region_parent[v] = u
-                depth[v] = depth[u] + 1
+                depth[v] = d
                 queue.append(v)
-    if not region_parent:
-        return None
     # 2. An accepting place, nearest a source: a terminal state (it stutters forever), or
     #    a fair component (entered at its state nearest a source).
-    terminal = [s for s in region_parent if graph.terminal(s)]
     best: tuple[int, int, set[int] | None] | None = None  # (depth, entry, component)
-    if terminal:
-        s = min(terminal, key=lambda s: (depth[s], s))
-        best = (depth[s], s, None)
-    for scc in _sccs(graph, set(region_parent)):
+    for s in members:  # in BFS order: the first terminal one is nearest
+        if offsets[s] == offsets[s + 1]:
+            best = (depth[s], s, None)
+            break
+    for scc in _region_sccs(graph, members, inside):
         fair = _fair_part(graph, scc, fairness)
         if fair is None:
             continue
@@ -168,6 +191,69 @@ def find_lasso(
     _, entry, component = best
     loop = () if component is None else _fair_loop(graph, component, entry, fairness)
     return _lasso(graph, initial, region_parent, entry, loop)
+
+
+def _region_sccs(graph: StateGraph, members: list[int], inside: bytearray) -> list[set[int]]:
+    """`_sccs` of the subgraph on `members` (`inside[s]` says whether s is one), with
+    arrays over every state number rather than dictionaries: the whole-region pass."""
+    n = len(graph)
+    offsets, targets = graph.offsets, graph.targets
+    index = array("l", [-1]) * n
+    low = array("l", [0]) * n
+    on_stack = bytearray(n)
+    stack: list[int] = []
+    out: list[set[int]] = []
+    counter = 0
+    for root in sorted(members):
+        if index[root] >= 0:
+            continue
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack[root] = 1
+        work_v = [root]
+        work_e = [offsets[root]]
+        while work_v:
+            v = work_v[-1]
+            e = work_e[-1]
+            end = offsets[v + 1]
+            descended = False
+            while e < end:
+                w = targets[e]
+                e += 1
+                if not inside[w]:
+                    continue
+                if index[w] < 0:
+                    work_e[-1] = e
+                    index[w] = low[w] = counter
+                    counter += 1
+                    stack.append(w)
+                    on_stack[w] = 1
+                    work_v.append(w)
+                    work_e.append(offsets[w])
+                    descended = True
+                    break
+                if on_stack[w] and index[w] < low[v]:
+                    low[v] = index[w]
+            if descended:
+                continue
+            work_v.pop()
+            work_e.pop()
+            if work_v:
+                parent = work_v[-1]
+                if low[v] < low[parent]:
+                    low[parent] = low[v]
+            if low[v] == index[v]:
+                comp: set[int] = set()
+                while True:
+                    w = stack.pop()
+                    on_stack[w] = 0
+                    comp.add(w)
+                    if w == v:
+                        break
+                if len(comp) > 1 or v in targets[offsets[v]:offsets[v + 1]]:
+                    out.append(comp)
+    return out
 
 
 def _sccs(graph: StateGraph, members: set[int]) -> list[set[int]]:
@@ -225,13 +311,16 @@ def _fair_part(graph: StateGraph, scc: set[int], fairness: Fairness) -> set[int]
     taken: set[int] = set()
     enabled_somewhere: set[int] = set()
     enabled_everywhere: set[int] | None = None
+    offsets, targets, actors = graph.offsets, graph.targets, graph.actors
     for s in scc:
-        here = graph.enabled(s)
+        lo, hi = offsets[s], offsets[s + 1]
+        here = set(actors[lo:hi])
         enabled_somewhere |= here
         enabled_everywhere = here if enabled_everywhere is None else enabled_everywhere & here
-        for e in graph.edges(s):
-            if graph.targets[e] in scc:
-                taken.add(graph.actors[e])
+        if not here <= taken:
+            for e in range(lo, hi):
+                if actors[e] not in taken and targets[e] in scc:
+                    taken.add(actors[e])
     for a in sorted(fairness.strong):
         if a in enabled_somewhere and a not in taken:
             rest = {s for s in scc if a not in graph.enabled(s)}
@@ -240,10 +329,9 @@ def _fair_part(graph: StateGraph, scc: set[int], fairness: Fairness) -> set[int]
                 if fair is not None:
                     return fair
             return None
-    if fairness.weak:
-        for a in enabled_everywhere or ():
-            if a != ENVIRONMENT and a not in taken:
-                return None
+    for a in enabled_everywhere or ():
+        if fairness.weakly_fair(a) and a not in taken:
+            return None
     return scc
 
 
@@ -262,7 +350,7 @@ def _fair_loop(
                 stepping.setdefault(graph.actors[e], e)
     waypoints: list[tuple[str, int]] = []
     for a in sorted(enabled):
-        if not ((fairness.weak and a != ENVIRONMENT) or a in fairness.strong):
+        if not (fairness.weakly_fair(a) or a in fairness.strong):
             continue  # no fairness owed to this actor
         if a in stepping:
             waypoints.append(("edge", stepping[a]))
@@ -337,7 +425,7 @@ def _shortest(
 def _lasso(
     graph: StateGraph,
     initial: Sequence[int],
-    region_parent: dict[int, int],
+    region_parent: Sequence[int],
     entry: int,
     loop: tuple[tuple[int, int], ...],
 ) -> Lasso:
@@ -375,3 +463,147 @@ def _from_initial(graph: StateGraph, initial: Sequence[int], goal: int) -> list[
     if goal in initial:
         return []
     return _shortest(graph, initial, goal, None)
+
+
+# -- recording the graph while exploring ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveCheck:
+    """One liveness property as the recorder sees it: `premise` is P (`eventually P`,
+    `P leads_to Q`), `conclusion` Q (None for eventually)."""
+
+    index: int  # the check's index in the exploration
+    leads_to: bool
+    premise: Callable[[Mapping[str, Any]], Any]
+    conclusion: Callable[[Mapping[str, Any]], Any] | None
+    fairness: Fairness
+
+
+class LivenessGraph:
+    """What the explorer records for its liveness properties: every state's number (in
+    discovery order, which is BFS expansion order), its outgoing edges with their actors,
+    and the truth of each property's P and Q in it (one byte per state and property)."""
+
+    def __init__(self, checks: Sequence[LiveCheck]):
+        self.checks = list(checks)
+        self.graph = StateGraph()
+        self.numbers: dict[Hashable, int] = {}
+        self.initial: list[int] = []  # the number of each init_states() entry, in order
+        self.premise = [bytearray() for _ in checks]
+        self.conclusion = [bytearray() for _ in checks]
+        self.failed: dict[int, str] = {}  # check index -> why its expression failed
+
+    def discover(self, key: Hashable, vocab: Mapping[str, Any]) -> list[tuple[int, str]]:
+        """Number a new state and evaluate the properties' expressions in it; returns the
+        (check index, message) of expressions that failed here for the first time."""
+        self.numbers[key] = len(self.numbers)
+        failures: list[tuple[int, str]] = []
+        for j, check in enumerate(self.checks):
+            p = q = False
+            if check.index not in self.failed:
+                try:
+                    p = _concrete(check.premise(vocab))
+                    if check.conclusion is not None:
+                        q = _concrete(check.conclusion(vocab))
+                except ResourceLimit:
+                    raise
+                except Exception as exc:
+                    why = ("the expression failed: " + (str(exc) or type(exc).__name__)
+                           if not isinstance(exc, _Symbolic) else str(exc))
+                    self.failed[check.index] = why
+                    failures.append((check.index, why))
+            self.premise[j].append(p)
+            self.conclusion[j].append(q)
+        return failures
+
+    def nbytes(self) -> int:
+        return self.graph.nbytes() + sum(len(b) for b in self.premise + self.conclusion)
+
+    def judge(self, j: int) -> Lasso | None:
+        """A fair counterexample to the j-th property, or None when it holds."""
+        check = self.checks[j]
+        p, q = self.premise[j], self.conclusion[j]
+        n = len(self.graph)
+        if check.leads_to:
+            owed = q.translate(_FLIP)
+            sources = (int.from_bytes(p) & int.from_bytes(owed)).to_bytes(n)
+        else:
+            owed = p.translate(_FLIP)
+            start = bytearray(n)
+            for s in self.initial:
+                start[s] = owed[s]
+            sources = bytes(start)
+        return find_lasso(self.graph, self.initial, owed, sources, check.fairness)
+
+    def premise_seen(self, j: int) -> bool:
+        """Whether P held in some explored state."""
+        return 1 in self.premise[j]
+
+
+_FLIP = bytes.maketrans(b"\x00\x01", b"\x01\x00")
+
+
+class _Symbolic(Exception):
+    pass
+
+
+def _concrete(value: Any) -> bool:
+    if isinstance(value, Term):
+        raise _Symbolic(
+            "the expression has a symbolic value here; liveness needs concrete values "
+            "(drop `symbolic` from the environment)"
+        )
+    return bool(value)
+
+
+def fairness_for(
+    system: object, level: str, strong_patterns: Sequence[str]
+) -> tuple[Fairness, str]:
+    """The fairness a liveness property asks for, and its description: `level` ("weak",
+    "strong", "none") for the CPUs' own steps (the model's first `fair_actors()`
+    actors; every step is one actor when the model names none) and strong fairness for
+    the actors `strong_patterns` (globs) name."""
+    fair = capabilities(system).fair
+    names = list(fair.actor_names()) if fair is not None else ["the system"]
+    count = fair.fair_actors() if fair is not None else 1
+    named = frozenset(
+        a for a, n in enumerate(names)
+        if any(fnmatch.fnmatchcase(n, pattern) for pattern in strong_patterns)
+    )
+    if level == "strong":
+        fairness = Fairness(weak=False, strong=named | frozenset(range(count)))
+    elif level == "none":
+        fairness = Fairness(weak=False, strong=named)
+    else:
+        fairness = Fairness(weak=True, strong=named, weak_below=count)
+    return fairness, fairness.describe(names)
+
+
+def actor_of(system: object) -> Callable[[Any, Any], int]:
+    """The model's `actor` (checker.interface.Fair), or one actor for every step."""
+    fair = capabilities(system).fair
+    return fair.actor if fair is not None else _one_actor
+
+
+def _one_actor(state: Any, action: Any) -> int:
+    return 0
+
+
+def unfair_actor(
+    fairness: Fairness, enabled: Sequence[set[int]], taken: set[int]
+) -> int | None:
+    """An actor a loop treats unfairly (it repeats forever through states where
+    `enabled[i]` are enabled, taking steps of the actors `taken`), or None when it is
+    fair; an empty `enabled` is a state that stutters forever, fair to everyone."""
+    if not enabled:
+        return None
+    everywhere = set.intersection(*enabled)
+    somewhere = set.union(*enabled)
+    for a in sorted(everywhere):
+        if fairness.weakly_fair(a) and a not in taken:
+            return a
+    for a in sorted(fairness.strong & somewhere):
+        if a not in taken:
+            return a
+    return None

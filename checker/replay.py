@@ -43,9 +43,10 @@ from checker.interface import (
     describe_action,
     require_core,
 )
+from checker.liveness import actor_of, fairness_for, unfair_actor
 from checker.rules import decides, final_violated
-from checker.spec import MAX_DIGITS, Property, deepest_line, first_line, is_path
-from checker.trace import graph_steps
+from checker.spec import FAIRNESS, MAX_DIGITS, Property, deepest_line, first_line, is_path
+from checker.trace import graph_steps, loop_start
 from checker.verdict import EXIT_INPUT, Kind, Verdict
 
 REPLAY_FORMAT = 1
@@ -77,6 +78,19 @@ def replay_record(prop: Property, verdict: Verdict, graph: nx.DiGraph) -> dict[s
         "verdict": str(verdict),
         "init": int(choices[0]) if choices else 0,
         "steps": steps,
+        **_liveness_record(prop, graph),
+    }
+
+
+def _liveness_record(prop: Property, graph: nx.DiGraph) -> dict[str, Any]:
+    """A lasso's loop and the property's conclusion and fairness (liveness kinds)."""
+    if not prop.kind.liveness:
+        return {}
+    return {
+        "to": prop.to.source if prop.to is not None else None,
+        "fairness": prop.fairness,
+        "strong_fairness": list(prop.strong_fairness),
+        "loop_start": loop_start(graph),
     }
 
 
@@ -135,6 +149,22 @@ def read_replay_record(path: str | Path) -> dict[str, Any]:
         raise TraceFileError(f"{_at(path, text, 'kind')}: unknown property kind {record['kind']!r}")
     if Kind(record["kind"]).needs_expr and not isinstance(record.get("expr"), str):
         raise TraceFileError(f"{_at(path, text, 'expr')}: the replay record has no expression")
+    if Kind(record["kind"]).liveness:
+        loop = record.get("loop_start")
+        bad = [
+            key for key, ok in (
+                ("loop_start", isinstance(loop, int) and not isinstance(loop, bool)
+                 and 0 <= loop <= len(record["steps"])),
+                ("to", record["kind"] != Kind.LEADS_TO or isinstance(record.get("to"), str)),
+                ("fairness", record.get("fairness", "weak") in FAIRNESS),
+                ("strong_fairness", isinstance(record.get("strong_fairness", []), list)
+                 and all(isinstance(p, str) for p in record.get("strong_fairness", []))),
+            ) if not ok
+        ]
+        if bad:
+            raise TraceFileError(
+                f"{_at(path, text, bad[0])}: malformed replay record of a lasso ({bad[0]})"
+            )
     for number, step in enumerate(record["steps"], start=1):
         if not isinstance(step, dict) or not all(
             field not in step or isinstance(step[field], kind)
@@ -268,6 +298,8 @@ def replay_trace(system: TransitionSystem[Any, Any], record: Mapping[str, Any]) 
     """Re-run a replay record against `system` (see the module docstring)."""
     require_core(system)
     kind = Kind(record["kind"])
+    if kind.liveness:
+        return replay_lasso(system, record)
     predicate = None
     if kind.needs_expr:
         try:
@@ -338,6 +370,108 @@ def replay_trace(system: TransitionSystem[Any, Any], record: Mapping[str, Any]) 
     what = "satisfies the expression" if kind is Kind.FINAL else "is terminal"
     return ReplayResult(
         False, f"no longer reproduces at step {end}: the final state now {what}", end, reports
+    )
+
+
+def replay_lasso(system: TransitionSystem[Any, Any], record: Mapping[str, Any]) -> ReplayResult:
+    """Re-run a lasso (a liveness counterexample): its steps must still be enabled, the
+    loop must still close (its last state is the loop's first again, or a state without
+    actions when it stutters), the obligation must stay owed along it (`eventually P`: P
+    false everywhere; `P leads_to Q`: P true and Q false at some state up to the loop,
+    and Q false from there on) and the loop must still be fair (checker.liveness)."""
+    kind = Kind(record["kind"])
+    try:
+        premise = compile_expr(record["expr"])
+        conclusion = compile_expr(record["to"]) if kind is Kind.LEADS_TO else None
+    except ExprError as exc:
+        raise TraceFileError(f"the recorded expression is not valid: {exc}") from None
+    for expr in (premise, conclusion):
+        if expr is None:
+            continue
+        try:
+            expr.check_names(system.vocabulary_names())
+        except ExprError as exc:
+            return ReplayResult(
+                False, f"the design no longer provides what the property reads: {exc}", 0
+            )
+    inits = system.init_states()
+    first = record["init"]
+    if not 0 <= first < len(inits):
+        return ReplayResult(
+            False, f"no longer reproduces at step 0: the system has {len(inits)} initial "
+            f"state(s), the trace starts from #{first}", 0,
+        )
+    actor = actor_of(system)
+    fairness, text = fairness_for(
+        system, record.get("fairness", "weak"), record.get("strong_fairness", [])
+    )
+    state = inits[first]
+    states = [state]
+    enabled_actors: list[set[int]] = []
+    taken: list[int] = []
+    reports: list[StepReport] = []
+    steps: Sequence[Mapping[str, Any]] = record["steps"]
+    for number, recorded in enumerate(steps, start=1):
+        enabled = system.actions(state)
+        index, how = _find(system, state, enabled, recorded)
+        if index is None:
+            return ReplayResult(
+                False,
+                f"no longer reproduces at step {number}: the action {_describe(recorded)} "
+                f"is not enabled ({len(enabled)} action(s) are)",
+                number, reports,
+            )
+        action = enabled[index]
+        enabled_actors.append({actor(state, a) for a in enabled})
+        taken.append(actor(state, action))
+        label = str(describe_action(system, state, action).get("label", action))
+        reports.append(StepReport(number, label, recorded.get("label"), how))
+        state = system.next_state(state, action)
+        states.append(state)
+    end = len(steps)
+    loop = int(record["loop_start"])
+    if loop < end and states[loop] != states[-1]:
+        return ReplayResult(
+            False, f"no longer reproduces at step {end}: the loop no longer closes (the last "
+            f"state is not state {loop} again)", end, reports,
+        )
+    if loop == end and system.actions(state):
+        return ReplayResult(
+            False, f"no longer reproduces at step {end}: the last state has enabled actions "
+            "now (it no longer stutters forever)", end, reports,
+        )
+    vocab = [system.vocabulary(s) for s in states]
+    p = [bool(premise.evaluate(v)) for v in vocab]
+    if conclusion is None:
+        owed_from = 0 if not any(p) else None
+        broken = p.index(True) if any(p) else None
+    else:
+        q = [bool(conclusion.evaluate(v)) for v in vocab]
+        last_q = max((i for i, x in enumerate(q) if x), default=-1)
+        # the obligation must start at or after the last state where Q holds
+        owed_from = next((i for i in range(last_q + 1, loop + 1) if p[i]), None)
+        broken = last_q if last_q >= loop else None
+    if owed_from is None:
+        what = ("the expression holds at step " + str(broken) if conclusion is None
+                else "the `to` expression holds in the loop" if broken is not None
+                else "no state up to the loop owes the `to` expression")
+        return ReplayResult(
+            False, f"no longer reproduces: {what}", broken if broken is not None else end,
+            reports,
+        )
+    unfair = unfair_actor(fairness, enabled_actors[loop:], set(taken[loop:]))
+    if unfair is not None:
+        names = capabilities(system).fair
+        name = list(names.actor_names())[unfair] if names is not None else str(unfair)
+        return ReplayResult(
+            False, f"no longer reproduces: the loop is not fair to {name} (assuming {text})",
+            end, reports,
+        )
+    shape = (f"the loop from step {loop} closes" if loop < end
+             else f"state {loop} stutters forever")
+    return ReplayResult(
+        True, f"reproduces: {shape} and the property is never discharged (assuming {text})",
+        end, reports,
     )
 
 

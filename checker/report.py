@@ -25,7 +25,7 @@ from checker.results import (
     witness_of,
 )
 from checker.spec import Property
-from checker.trace import graph_steps, to_dot, to_node_link
+from checker.trace import graph_steps, loop_start, to_dot, to_node_link
 from checker.verdict import Verdict
 
 JSON_VERSION = 1
@@ -92,7 +92,9 @@ def trace_lines(graph: nx.DiGraph, verbose: bool = False) -> list[str]:
     """The trace step by step: actor, action, source location and what changed."""
     lines: list[str] = []
     previous: dict[str, Any] = {}
-    for node, edge in graph_steps(graph):
+    loop = loop_start(graph)
+    steps = graph_steps(graph)
+    for node, edge in steps:
         attrs = {k: v for k, v in node.items() if k != "step"}
         if edge is None:
             shown = ", ".join(f"{k}={_fmt(v)}" for k, v in attrs.items())
@@ -120,6 +122,14 @@ def trace_lines(graph: nx.DiGraph, verbose: bool = False) -> list[str]:
             for change in changes:
                 lines.append(f"           {change}")
         previous = attrs
+        if loop is not None and node.get("step") == loop:
+            lines.append(
+                f"      ---- loop: the steps below return to state {loop} and repeat forever"
+                if loop < len(steps) - 1 else
+                f"      ---- loop: state {loop} has no enabled action and stutters forever"
+            )
+    if loop is not None and loop < len(steps) - 1:
+        lines.append(f"      ---- back to state {loop} (the loop repeats forever)")
     if verbose:
         lines.append(f"      choices: {graph.graph.get('choices', '')}")
     return lines
@@ -273,6 +283,8 @@ def result_json(result: PropertyResult, files: TraceFiles | None) -> dict[str, A
         "exploration": result.exploration,
         "trace_length": result.trace.length if result.trace is not None else None,
         "choices": list(result.trace.choices) if result.trace is not None else None,
+        # a lasso (liveness): the step where its loop starts (the last state is that one)
+        "loop_start": result.trace.loop_start if result.trace is not None else None,
         "traces": files.as_dict() if files is not None else None,
         "witness": witness_of(result),
         "message": result.message,

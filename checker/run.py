@@ -33,6 +33,7 @@ from checker.interface import (
     TransitionSystem,
     capabilities,
 )
+from checker.liveness import Fairness, fairness_for
 from checker.results import ExplorationResult, PropertyResult, RunResult
 from checker.rules import bad_case, reproduces
 from checker.spec import (
@@ -263,7 +264,22 @@ class Part:
 def split(loaded: LoadedGroup, options: Options) -> list[Part]:
     """The explorations of a group: with `options.symmetry` and a model that declares a
     symmetry, the properties no renumbering can change are explored on orbit
-    representatives and the others in full, apart."""
+    representatives and the others in full, apart. Liveness properties are explored
+    unreduced and in one process; under a reduction (or workers) asked for, apart from
+    the others, which keep it."""
+    group = loaded.group
+    live = tuple(p for p in group.properties if p.kind.liveness)
+    if live and (options.symmetry or options.por or options.workers > 1):
+        rest = tuple(p for p in group.properties if not p.kind.liveness)
+        parts = _split(replace(loaded, group=replace(group, properties=rest)), options) \
+            if rest else []
+        unreduced = tuple((p.name, LIVENESS_UNREDUCED) for p in live) if options.symmetry \
+            else ()
+        return [*parts, Part(replace(group, properties=live), options, unreduced)]
+    return _split(loaded, options)
+
+
+def _split(loaded: LoadedGroup, options: Options) -> list[Part]:
     system = loaded.system
     group = loaded.group
     full = replace(options, symmetry=False)
@@ -280,6 +296,31 @@ def split(loaded: LoadedGroup, options: Options) -> list[Part]:
     if rest:
         parts.append(Part(replace(group, properties=rest), full, unreduced))
     return parts
+
+
+LIVENESS_UNREDUCED = (
+    "a liveness property: its state graph is recorded without symmetry reduction"
+)
+
+
+def fairness_of(prop: Property, system: TransitionSystem[Any, Any]) -> tuple[Fairness, str]:
+    """The fairness a liveness property assumes, and its description for the verdict."""
+    return fairness_for(system, prop.fairness, prop.strong_fairness)
+
+
+def unreduced_note(options: Options, system: TransitionSystem[Any, Any]) -> str:
+    """What a liveness exploration ran without, of what was asked for and the model
+    offers."""
+    model = capabilities(system)
+    off = [what for what, on in (
+        ("partial-order reduction", options.por and model.reducible is not None),
+        ("symmetry reduction", options.symmetry and symmetry_of(system) is not None),
+        (f"{options.workers} workers", options.workers > 1),
+    ) if on]
+    if not off:
+        return ""
+    return (" (explored without " + " and ".join(off) + ": liveness needs the whole state "
+            "graph, recorded in one process)")
 
 
 def symmetry_of(system: TransitionSystem[Any, Any]) -> SymmetricVocabulary | None:
@@ -304,13 +345,7 @@ def _explore_part(
     report: Progress | None, coverage: bool, budget: Budget | None = None,
 ) -> tuple[ExplorationResult, list[PropertyResult]]:
     props = part.group.properties
-    checks = [
-        Check(
-            p.kind, p.expr.evaluate if p.expr is not None else None, p.name,
-            p.expr.names if p.expr is not None else frozenset(),
-        )
-        for p in props
-    ]
+    checks = [_check(p, system) for p in props]
     seen = observations(system, props)  # the vacuity check's passive checks
     done: Exploration = explore(
         system, [*checks, *seen.checks], bounds, progress=report, options=part.options,
@@ -322,13 +357,32 @@ def _explore_part(
         part.group, done.stats, done.complete, done.stop_reason, cov, cov_seconds, cov_error,
         model_statistics(system), part.options, part.unreduced, effective_environment(system),
     )
+    note = unreduced_note(part.options, system) if any(p.kind.liveness for p in props) else ""
     results = [
-        _result(system, prop, outcome, done.stats,
-                warnings(prop, outcome.verdict, seen, observed, done.stats.states))
+        _result(system, prop,
+                replace(outcome, message=outcome.message + note) if prop.kind.liveness
+                else outcome,
+                done.stats, warnings(prop, outcome.verdict, seen, observed, done.stats.states))
         for prop, outcome in zip(props, done.outcomes[: len(checks)], strict=True)
     ]
     del done  # the visited set goes with it
     return exploration, results
+
+
+def _check(prop: Property, system: TransitionSystem[Any, Any]) -> Check:
+    """A property as the explorer checks it."""
+    if not prop.kind.liveness:
+        return Check(
+            prop.kind, prop.expr.evaluate if prop.expr is not None else None, prop.name,
+            prop.expr.names if prop.expr is not None else frozenset(),
+        )
+    assert prop.expr is not None
+    fairness, text = fairness_of(prop, system)
+    return Check(
+        prop.kind, prop.expr.evaluate, prop.name, None,
+        conclusion=prop.to.evaluate if prop.to is not None else None,
+        fairness=fairness, fairness_text=text,
+    )
 
 
 def _result(

@@ -9,6 +9,7 @@ table headers and `key =` lines and maps a key path to its line.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import os
 import re
 import tomllib
@@ -33,8 +34,10 @@ KeyPath = tuple[str | int, ...]
 
 FILE_KEYS = ("design", "variant", "environment", "description", "property")
 PROPERTY_KEYS = (
-    "name", "kind", "expr", "expect", "description", "design", "variant", "environment"
+    "name", "kind", "expr", "to", "fairness", "strong_fairness", "expect", "description",
+    "design", "variant", "environment",
 )
+FAIRNESS = ("weak", "strong", "none")  # what the CPUs' own steps get (liveness kinds)
 NAME_RE = re.compile(r"[a-z0-9-]+\Z")
 
 
@@ -236,6 +239,11 @@ class Property:
     # Lines of the merged settings: "design", "variant", "variant.<knob>", "environment",
     # "environment.<key>", "expr" -> where each was written.
     lines: Mapping[str, int] = field(default_factory=dict, compare=False)
+    # Liveness kinds: `leads_to`'s conclusion, the fairness of the CPUs' own steps, and
+    # the actors (glob patterns over the model's actor names) that are strongly fair too.
+    to: Expr | None = None
+    fairness: str = "weak"
+    strong_fairness: tuple[str, ...] = ()
 
     @property
     def variant_text(self) -> str:
@@ -521,9 +529,13 @@ class _Reader:
                 ) from None
         elif "expr" in item:
             raise self.error(f"a '{kind}' property takes no 'expr'", *at, "expr")
+        to, fairness, strong = self.liveness(kind, item, at)
 
         lines = dict(base_lines)
         lines["expr"] = self.locator.line((*at, "expr"))
+        for key in ("to", "fairness", "strong_fairness"):
+            if key in item:
+                lines[key] = self.locator.line((*at, key))
         prop_design = item.get("design", design)
         if "design" in item:
             self.expect_type(prop_design, str, "'design'", *at, "design")
@@ -570,7 +582,59 @@ class _Reader:
             file=self.path,
             line=line,
             lines=lines,
+            to=to,
+            fairness=fairness,
+            strong_fairness=strong,
         )
+
+    def liveness(
+        self, kind: Kind, item: Mapping[str, Any], at: KeyPath
+    ) -> tuple[Expr | None, str, tuple[str, ...]]:
+        """A liveness property's `to` (leads_to only, required there), `fairness` and
+        `strong_fairness`; other kinds take none of them."""
+        if not kind.liveness:
+            for key in ("to", "fairness", "strong_fairness"):
+                if key in item:
+                    raise self.error(
+                        f"a '{kind}' property takes no '{key}' (only eventually and "
+                        "leads_to do)", *at, key,
+                    )
+            return None, "weak", ()
+        to: Expr | None = None
+        if kind is Kind.LEADS_TO:
+            if "to" not in item:
+                raise self.error(
+                    "a 'leads_to' property needs a 'to' (the expression that must follow "
+                    "'expr')", *at,
+                )
+            source = item["to"]
+            self.expect_type(source, str, "'to'", *at, "to")
+            try:
+                to = compile_expr(source)
+            except ExprError as exc:
+                raise self.error(
+                    f"bad expression: {exc.message} ({exc.where(source)})", *at, "to"
+                ) from None
+        elif "to" in item:
+            raise self.error(
+                "an 'eventually' property takes no 'to' (use kind = \"leads_to\")", *at, "to"
+            )
+        fairness = item.get("fairness", "weak")
+        self.expect_type(fairness, str, "'fairness'", *at, "fairness")
+        if fairness not in FAIRNESS:
+            raise self.error(
+                "'fairness' must be one of " + ", ".join(f'"{f}"' for f in FAIRNESS)
+                + f", not {fairness!r}", *at, "fairness",
+            )
+        strong = item.get("strong_fairness", [])
+        self.expect_type(strong, list, "'strong_fairness'", *at, "strong_fairness")
+        for pattern in strong:
+            if not isinstance(pattern, str) or not pattern:
+                raise self.error(
+                    "'strong_fairness' must list actor names (strings, globs allowed)",
+                    *at, "strong_fairness",
+                )
+        return to, fairness, tuple(strong)
 
 
 def is_path(design: str) -> bool:
@@ -679,22 +743,47 @@ def load_system(group: Group, provider: ModelProvider) -> TransitionSystem[Any, 
 def check_expression(prop: Property, system: TransitionSystem[Any, Any]) -> None:
     """Refuse an expression that reads a name the vocabulary lacks, or a record field the
     model's shapes say cannot exist (when it gives them: `Typed`), at the `expr` line."""
+    if prop.kind.liveness:
+        check_fairness(prop, system)
+    if prop.to is not None:
+        _check_one(prop, prop.to, "to", system)
     if prop.expr is None:
         return
+    _check_one(prop, prop.expr, "expr", system)
+
+
+def check_fairness(prop: Property, system: TransitionSystem[Any, Any]) -> None:
+    """Every `strong_fairness` pattern names some actor of the model."""
+    if not prop.strong_fairness:
+        return
+    fair = capabilities(system).fair
+    names = list(fair.actor_names()) if fair is not None else []
+    for pattern in prop.strong_fairness:
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            known = ", ".join(names) if names else "none: the model names no actors"
+            raise InputError(
+                f"'strong_fairness' pattern {pattern!r} matches no actor (actors: {known})",
+                prop.file, prop.lines.get("strong_fairness", prop.line),
+            )
+
+
+def _check_one(
+    prop: Property, expr: Expr, key: str, system: TransitionSystem[Any, Any]
+) -> None:
     try:
-        prop.expr.check_names(system.vocabulary_names())
+        expr.check_names(system.vocabulary_names())
         typed = capabilities(system).typed
         if typed is not None:
-            check_fields(prop.expr, typed.vocabulary_shapes())
-        if prop.expr.calls:
+            check_fields(expr, typed.vocabulary_shapes())
+        if expr.calls:
             vocabulary = _some_vocabulary(system)
             if vocabulary is not None:
-                prop.expr.check_calls(vocabulary)
+                expr.check_calls(vocabulary)
     except ExprError as exc:
         raise InputError(
-            f"bad expression: {exc.message} ({exc.where(prop.expr.source)})",
+            f"bad expression: {exc.message} ({exc.where(expr.source)})",
             prop.file,
-            prop.lines.get("expr", prop.line),
+            prop.lines.get(key, prop.line),
         ) from None
 
 

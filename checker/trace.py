@@ -45,6 +45,10 @@ class Trace:
     choices: tuple[int, ...]  # initial-state index, then one action index per step
     states: tuple[Any, ...]
     actions: tuple[Any, ...]
+    # A lasso (a liveness counterexample): the index of the state where the loop starts;
+    # the last state is that state again, and the steps after it repeat forever. The
+    # last index itself: the last state stutters forever (it has no enabled action).
+    loop_start: int | None = None
 
     @property
     def length(self) -> int:
@@ -143,7 +147,28 @@ def trace_graph(
         attrs["step"] = step + 1
         attrs["choice"] = trace.choices[step + 1]
         graph.add_edge(node_id(step), node_id(step + 1), **attrs)
+    if trace.loop_start is not None:
+        mark_loop(graph, trace.loop_start, len(trace.states) - 1)
     return graph
+
+
+def mark_loop(graph: nx.DiGraph, start: int, last: int) -> None:
+    """A lasso's loop on its graph: the graph attribute `loop_start`, `loop` on the steps
+    of the loop, and the back edge from the last node (the loop's first state again) to
+    node `start`, with `loop` and `back_edge` (a self-loop when the last state stutters
+    forever)."""
+    graph.graph["loop_start"] = start
+    for step in range(start + 1, last + 1):
+        graph.edges[node_id(step - 1), node_id(step)]["loop"] = True
+    label = (f"back to step {start}: the loop repeats forever" if last > start
+             else "no enabled action: the state stutters forever")
+    graph.add_edge(node_id(last), node_id(start), label=label, loop=True, back_edge=True)
+
+
+def loop_start(graph: nx.DiGraph) -> int | None:
+    """The step where a lasso's loop starts (its graph's `loop_start`), or None."""
+    value = graph.graph.get("loop_start")
+    return int(value) if isinstance(value, int | str) and str(value).isdigit() else None
 
 
 def graph_choices(graph: nx.DiGraph) -> list[int]:

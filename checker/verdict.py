@@ -14,10 +14,17 @@ class Kind(StrEnum):
     REACHABLE = "reachable"  # some reachable state satisfies EXPR (a witness)
     FINAL = "final"  # every reachable state without an enabled action satisfies EXPR
     DEADLOCK_FREE = "deadlock_free"  # no reachable state without an action unless terminal
+    EVENTUALLY = "eventually"  # on every fair behaviour EXPR holds in some state
+    LEADS_TO = "leads_to"  # on every fair behaviour, whenever EXPR holds TO holds then or later
 
     @property
     def needs_expr(self) -> bool:
         return self is not Kind.DEADLOCK_FREE
+
+    @property
+    def liveness(self) -> bool:
+        """Judged over infinite behaviours (checker.liveness), not state by state."""
+        return self in (Kind.EVENTUALLY, Kind.LEADS_TO)
 
     @property
     def checked_on_discovery(self) -> bool:

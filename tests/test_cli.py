@@ -306,7 +306,7 @@ def test_json_output_schema(tmp_path: Path, capsys: Any) -> None:
     expected_keys = {
         "name", "file", "line", "design", "variant", "environment", "kind", "expr", "verdict",
         "expected", "ok", "states", "transitions", "depth", "seconds", "exploration",
-        "trace_length", "choices", "traces", "witness", "message", "vacuity",
+        "trace_length", "choices", "loop_start", "traces", "witness", "message", "vacuity",
     }
     assert set(first) == expected_keys
     assert first["name"] == "mutual-exclusion" and first["line"] == 7

@@ -35,6 +35,12 @@ from model.system.relation import (
 from model.system.vocabulary import Vocabulary, VocabularyTable
 from model.system.witness import Witnesses
 
+# Actors (checker.interface.Fair): offset (in units of ncpus) of each kind's actor.
+_ACTOR_OFFSET = {
+    ActionKind.STEP: 0, ActionKind.FAULT: 0, ActionKind.PENDING_NMI: 0, ActionKind.HELD_DB: 0,
+    ActionKind.TIMEOUT: 0, ActionKind.IPI: 1,
+}
+
 __all__ = [
     "BUDGETS_PER_CPU", "PER_CPU_BUDGETS", "Action", "ActionKind", "DesignSystem", "Environment",
     "canonical",
@@ -86,6 +92,23 @@ class DesignSystem:
     def vocabulary_shapes(self) -> Mapping[str, Any]:
         """The records' fields (checker.interface.Typed): a misspelled one is a load error."""
         return self.vocabulary_table.shapes()
+
+    # -- fairness (checker.interface.Fair) ------------------------------------------------------
+    def actor(self, s: SysState, a: Action) -> int:
+        """CPU i's own steps (its instruction, a fault of it, a latched NMI or held-back #DB
+        it must take before its next instruction, a wait that times out) are actor i; the
+        delivery of an NMI IPI already sent to CPU i is actor ncpus + i (`cpuI.ipi`);
+        asynchronous events (NMI, #MC, #DF, interrupts) are the environment (-1)."""
+        offset = _ACTOR_OFFSET.get(a.kind)
+        return -1 if offset is None else offset * self.ncpus + a.cpu
+
+    def actor_names(self) -> list[str]:
+        return [f"cpu{i}" for i in range(self.ncpus)] + [
+            f"cpu{i}.ipi" for i in range(self.ncpus)
+        ]
+
+    def fair_actors(self) -> int:
+        return self.ncpus
 
     # -- vacuity (checker.interface.Eventful, Configured) -----------------------------------
     def event_fact(self) -> str | None:
