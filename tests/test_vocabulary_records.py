@@ -56,10 +56,12 @@ def test_selectors_cpl_rsp_gs_shadow_and_held_db() -> None:
     assert (c["rsp_stack"], c["gs"], c["shadow"], c["held_db"]) == (
         "guest_stack[0]", "user", "none", False)
     assert c["running_guest"] and c["cr4"]["MCE"]
-    cpu = s.machine.cpus[0]._replace(shadow=Shadow.MOV_SS, held_db=True, gs_base=None, cpl=0)
+    cpu = s.machine.cpus[0]._replace(shadow=Shadow.MOV_SS, held_db=True, gs_base=None, cpl=0,
+                                     cs=0x08, ss=0)
     s = s.with_machine(s.machine.with_cpu(0, cpu))
     c = _value(system, s, "cpu[0]")
-    assert (c["shadow"], c["held_db"], c["gs"], c["cs"] & 3) == ("mov_ss", True, "kernel", 0)
+    assert (c["shadow"], c["held_db"], c["gs"], c["cs"], c["ss"]) == (
+        "mov_ss", True, "kernel", 0x08, 0)  # the selectors the CPU holds, not CPL's defaults
 
 
 def test_gates_and_tss_slots_per_instance() -> None:

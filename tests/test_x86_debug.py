@@ -368,6 +368,20 @@ def test_syscall_single_step_uses_the_flags_it_leaves(tmp_path):
     assert not db_frames(explore(masked))
 
 
+def test_a_certain_trap_makes_an_unsure_held_db_certain():
+    """SDM §17.3.1.2 / §17.3.1.4: a data breakpoint an instruction hits, or its single-step
+    trap, is a #DB once the instruction completes; merged with a #DB that a delivery's
+    pushes may have raised (unsure: the SDM does not say), it is certain: no boundary may
+    drop it. An unsure one alone may be dropped; a held one is kept by another delivery."""
+    unsure = debug.delivery_trap(_cpu())
+    assert unsure.held_db and unsure.db_unsure
+    certain = debug.trap(unsure)
+    assert certain.held_db and not certain.db_unsure
+    assert debug.delivery_trap(certain) == certain
+    dropped = debug.drop_unsure_db(unsure)
+    assert not dropped.held_db and not dropped.db_unsure
+
+
 def test_fmask_tf_either_explores_both_fmask_settings(tmp_path):
     """SDM Vol. 2 SYSCALL: RFLAGS := RFLAGS AND NOT(IA32_FMASK); what FMASK holds is
     software's. `environment.fmask_tf_either` starts one state per setting of its TF bit:

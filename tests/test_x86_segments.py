@@ -332,6 +332,24 @@ def test_no_tr_ist_reads_page_zero_and_keeps_the_incident():
     assert IST_WITHOUT_TSS in m.incidents
 
 
+def test_no_tr_slot_never_written_is_an_unknown_value():
+    """SDM Vol. 3A Table 9-1 (TR after reset: base 0, limit 0xFFFF) and Figure 8-11 (64-bit
+    TSS: RSP0 at 0x04, IST1 at 0x24): the slot is read from linear memory the design may
+    never have written, whose content neither the SDM nor the design gives. With
+    `unwritten_unknown` such a slot is one unknown 64-bit value (every stack pointer is
+    explored); a slot one of whose words was written combines it with an unknown half;
+    without, it reads as 0."""
+    from checker.symbolic import Term
+    from model.x86.delivery import reset_tss_slot, unwritten_word
+
+    _p, m = setup(cpl=0, tr=None)
+    assert reset_tss_slot(m, 2) == unwritten_word(0x2C)
+    assert reset_tss_slot(m, 2, unknown=False) == 0
+    m = m._replace(memory=((0x28, 0x1234),))
+    mixed = reset_tss_slot(m, 2)
+    assert isinstance(mixed, Term) and "unwritten@0x30" in repr(mixed)
+
+
 # ---- the design language: `gdt`, `ldt`, `lgdt`, `mov %ax, %ss` ------------------------------
 
 DESIGN_HEAD = """\

@@ -13,6 +13,7 @@ from model.system.interp import Interpreter, SysState
 from model.system.layout import Layout
 from model.system.relation import Action
 from model.system.vocabulary import CR4_FIELDS, var_values
+from model.x86 import segments
 from model.x86.arch import DB, FLAG_NAMES, vector_name
 from model.x86.memory import region_name
 from model.x86.msr import CR3
@@ -44,9 +45,8 @@ class TraceDescription:
                 if isinstance(c.rflags, int) else f"symbolic {c.rflags!r}"
             )
             out[f"cpu{i}.iopl"] = str(self._iopl(c.rflags))  # one GraphML type either way
-            selectors = self.platform.selectors
-            out[f"cpu{i}.cs"] = f"{selectors.cs(c.cpl):#x}"
-            out[f"cpu{i}.ss"] = f"{selectors.ss(c.cpl):#x}"
+            out[f"cpu{i}.cs"] = f"{segments.cs_of(self.platform, c):#x}"
+            out[f"cpu{i}.ss"] = f"{segments.ss_of(self.platform, c):#x}"
             out[f"cpu{i}.gs"] = "kernel" if c.gs_base is None else "user"
             out[f"cpu{i}.shadow"] = c.shadow.name.lower()
             out[f"cpu{i}.held_db"] = c.held_db
@@ -170,8 +170,8 @@ class TraceDescription:
                 "flags": [n for n, bit in FLAG_NAMES if c.rflags & bit]
                 if isinstance(c.rflags, int) else [repr(c.rflags)],
                 "iopl": self._iopl(c.rflags),
-                "cs": f"{self.platform.selectors.cs(c.cpl):#x}",
-                "ss": f"{self.platform.selectors.ss(c.cpl):#x}",
+                "cs": f"{segments.cs_of(self.platform, c):#x}",
+                "ss": f"{segments.ss_of(self.platform, c):#x}",
                 "gs": "kernel" if c.gs_base is None else "user",
                 "run": c.run.name.lower(),
                 "nmi_blocked": c.nmi_blocked,

@@ -12,7 +12,7 @@ the environment's budgets and the symbolic decisions.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from itertools import islice
 from typing import Any, NamedTuple
@@ -86,6 +86,9 @@ class Environment:
     # IA32_FMASK.TF is not known: every CPU starts with it set in one initial state and
     # clear in another (the rest of FMASK as the design says), both explored.
     fmask_tf_either: bool = False
+    # Words the design never wrote at the reset TR's TSS read as unknown values
+    # (Platform.unwritten_unknown), instead of 0.
+    unwritten_unknown: bool = False
     # The property file sets its event budgets (nmi, mce, external) to 0 on purpose: no
     # vacuity warning for "no asynchronous event delivered" (checker.interface.Eventful).
     events_off: bool = False
@@ -115,6 +118,8 @@ class TransitionRelation:
                 )
         self.layout: Layout = build_layout(design, ncpus)
         self.platform = platform_of(self.layout, _environment_breakpoints(env))
+        if env.unwritten_unknown:
+            self.platform = replace(self.platform, unwritten_unknown=True)
         unknown = [n for n in env.symbolic if n not in design.inputs]
         if unknown:
             known = ", ".join(sorted(design.inputs)) or "none"
@@ -155,7 +160,9 @@ class TransitionRelation:
 
     def actions(self, s: SysState) -> Sequence[Action]:
         base = self.base_actions(s)
-        if not s.symbolic and not self.forks:
+        if not s.symbolic and not self.forks and not (
+            self.platform.unwritten_unknown and _reads_unwritten(s)
+        ):
             return base
         # A symbolic state: run each step to find the symbolic conditions it meets, and
         # offer one action per feasible combination of outcomes (z3 decides feasibility).
@@ -329,7 +336,9 @@ class TransitionRelation:
             known = self._memo.get(a)
             if known is not None:
                 return known
-        if s.symbolic or a.decisions or a.oracles:
+        if s.symbolic or a.decisions or a.oracles or (
+            self.platform.unwritten_unknown and _reads_unwritten(s)
+        ):
             return self.run(s, a)[0]
         try:
             succ = self.raw_next(s, a)
@@ -418,6 +427,14 @@ def _with_single_step(m: Machine) -> Machine:
     return m._replace(cpus=tuple(
         c._replace(rflags=c.rflags | TF) if isinstance(c.rflags, int) else c for c in m.cpus
     ))
+
+
+def _reads_unwritten(s: SysState) -> bool:
+    """May a step of `s` read a word the design never wrote, an unknown value it decides
+    on at once? A delivery on a CPU with no TR loaded reads RSP0/IST from linear memory
+    (model.x86.delivery.reset_tss_slot): such states take the symbolic path, whose steps
+    split on the decisions they meet."""
+    return any(c.tr is None and c.idtr is not None for c in s.machine.cpus)
 
 
 def _with_fmask(m: Machine, fmask: int) -> Machine:

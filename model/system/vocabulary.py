@@ -25,6 +25,7 @@ from checker.symbolic import Term
 from model.lang.ir import Design
 from model.system.interp import TIMED_OUT, SysState
 from model.system.layout import Layout
+from model.x86 import segments
 from model.x86.arch import (
     AC_FLAG,
     ADDRESS_MASK,
@@ -217,10 +218,13 @@ def _rsp_stack(a: _At) -> str:
 CPU_FIELDS: tuple[Field, ...] = (
     Field("id", "the CPU's number", lambda a: a.i, index=True),
     Field("cpl", "its current privilege level", lambda a: a.c.cpl),
-    Field("cs", "the CS selector (the current one as the platform's selectors give it)",
-          lambda a: a.v.table.platform.selectors.cs(a.c.cpl)),
-    Field("ss", "the SS selector (the current one as the platform's selectors give it)",
-          lambda a: a.v.table.platform.selectors.ss(a.c.cpl)),
+    Field("cs", "the CS selector it holds (what IRET, SYSCALL, SYSRET, delivery loaded; the "
+          "design's selector for its CPL before any load)",
+          lambda a: segments.cs_of(a.v.table.platform, a.c)),
+    Field("ss", "the SS selector it holds (IRET, MOV SS, LSS, SYSCALL, SYSRET; a delivery "
+          "that changes CPL loads NULL, SDM §6.14.2; the design's selector for its CPL "
+          "before any load)",
+          lambda a: segments.ss_of(a.v.table.platform, a.c)),
     Field("rsp", "RSP (a number, or symbolic when guest-chosen)", lambda a: a.c.rsp),
     Field("rsp_stack", "the stack RSP points into (its top included), `guest memory`, "
           "`unmapped`, `non-canonical` or `symbolic`", _rsp_stack, index=True),

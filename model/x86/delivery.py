@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any, NamedTuple
 
-from checker.symbolic import Term, add, band, bor, decide, eq, lshr, shl
+from checker.symbolic import Term, add, band, bor, decide, eq, lshr, shl, var
 from model.x86 import debug, smap
 from model.x86.arch import (
     ADDRESS_MASK,
@@ -131,14 +131,36 @@ IST_WITHOUT_TSS = "ist-without-tss"
 RESET_TSS = 0  # the TR's base after reset (SDM Vol. 3A Table 9-1)
 
 
-def reset_tss_slot(m: Machine, ist: int) -> Value:
+def unwritten_word(address: int) -> Term:
+    """The value of a word at `address` the design never wrote: unknown, one symbol per
+    address (every value is explored; two reads of the untouched word agree)."""
+    return var(f"unwritten@{address:#x}")
+
+
+def reset_tss_slot(m: Machine, ist: int, unknown: bool = True) -> Value:
     """RSP0 (ist 0) or IST`ist` of a 64-bit TSS at linear address 0, the reset TR's base
     (limit 0xFFFF covers it): 8 bytes at 0x04 or 0x24 + 8 * (ist - 1), which straddle two
-    of the model's aligned words. A word the model never wrote reads as 0 (model.x86.memory
-    .read), so an untouched page 0 gives RSP 0 and the pushes fault (#PF)."""
+    of the model's aligned words. A word the design never wrote there holds whatever was
+    in memory, which neither the SDM nor the design says: with `unknown` it reads as an
+    unknown value (`unwritten_word`), so every stack pointer is explored (non-canonical:
+    #SS; unmapped: #PF; guest memory; a hypervisor stack, whose live frames the pushes
+    clobber); without, as 0 (the pushes wrap below 0 and fault, #PF), one answer."""
     offset = RESET_TSS + (0x24 + 8 * (ist - 1) if ist else 0x04)
     low_word = offset - offset % WORD
-    low, high = read(m, low_word), read(m, low_word + WORD)
+    if not unknown:
+        low, high = read(m, low_word), read(m, low_word + WORD)
+        return _straddling(low, high, offset)
+    low = read(m, low_word, unwritten_word(low_word))
+    high = read(m, low_word + WORD, unwritten_word(low_word + WORD))
+    if low == unwritten_word(low_word) and high == unwritten_word(low_word + WORD):
+        # Both words untouched: the slot is one unknown 64-bit value (one plain symbol
+        # keeps the decisions on it cheap, where two shifted halves would not be).
+        return unwritten_word(offset)
+    return _straddling(low, high, offset)
+
+
+def _straddling(low: Value, high: Value, offset: int) -> Value:
+    """The 8 bytes at `offset` from the two aligned words they straddle."""
     # Half of a code address is no number the model has: a stack pointer it cannot
     # place, which delivery treats as non-canonical (#SS).
     if isinstance(low, CodeAddr):
@@ -264,7 +286,7 @@ def _enter_handler(
             # 8-11): whatever is there, usually guest memory in a PV hypervisor.
             if gate.ist:
                 m = m.incident(IST_WITHOUT_TSS)
-            new_rsp = reset_tss_slot(m, gate.ist)
+            new_rsp = reset_tss_slot(m, gate.ist, platform.unwritten_unknown)
         else:
             slot = tss.ist[gate.ist - 1] if gate.ist else tss.rsp0
             # An unset slot reads as 0: pushing below it touches an unmapped page.

@@ -375,7 +375,10 @@ def mov_ss(m: Machine, cpu_i: int, debug_trap: bool = False) -> Machine:
     until then."""
     cpu = m.cpus[cpu_i]
     return m.with_cpu(
-        cpu_i, cpu._replace(shadow=Shadow.MOV_SS, held_db=cpu.held_db or debug_trap)
+        cpu_i, cpu._replace(
+            shadow=Shadow.MOV_SS, held_db=cpu.held_db or debug_trap,
+            db_unsure=cpu.db_unsure and not debug_trap,  # its own trap is certain
+        )
     )
 
 

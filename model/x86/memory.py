@@ -148,15 +148,16 @@ def check_access(
     return region
 
 
-def read(m: Machine, address: Value) -> Value:
-    """The word at `address`; never-written words read as 0."""
+def read(m: Machine, address: Value, unwritten: Value = 0) -> Value:
+    """The word at `address`; never-written words read as `unwritten` (0: stack memory
+    below the stack pointer, whose value no rule depends on)."""
     if m.sym_memory or isinstance(address, Term):
-        return _read_symbolic(m, address)
+        return _read_symbolic(m, address, unwritten)
     mem = m.memory
     i = bisect_left(mem, (address,))
     if i < len(mem) and mem[i][0] == address:
         return mem[i][1]
-    return 0
+    return unwritten
 
 
 def write(
@@ -463,7 +464,7 @@ def overlaps(frame: Frame, address: Value) -> bool:
     return decide(land(ule(lo, address), ult(address, add(lo, 5 * WORD))))
 
 
-def _read_symbolic(m: Machine, address: Value) -> Value:
+def _read_symbolic(m: Machine, address: Value, unwritten: Value = 0) -> Value:
     """A read where symbolic addresses are involved: the newest aliasing word wins."""
     if isinstance(address, CodeAddr):
         raise TypeError("a code address is not a stack address (check_access refuses it)")
@@ -475,11 +476,11 @@ def _read_symbolic(m: Machine, address: Value) -> Value:
         i = bisect_left(m.memory, (address,))
         if i < len(m.memory) and m.memory[i][0] == address:
             return m.memory[i][1]
-        return 0
+        return unwritten
     for addr, v in m.memory:
         if decide(eq(addr, address)):
             return v
-    return 0
+    return unwritten
 
 
 def _same_place(platform: Platform, a: int, where: Where | None) -> bool:

@@ -422,6 +422,10 @@ class Platform:
     # routine (IA32_FRED_CONFIG + 256): (ring-3 routine, ring-0 routine) pairs.
     fred_msrs: tuple[tuple[tuple[int, Value], ...], ...] = ()
     fred_ring0: tuple[tuple[str, str], ...] = ()
+    # A word the design never wrote where the reset TR's TSS lies (linear 0x04-0x5B) reads
+    # as an unknown value, every one explored (model.x86.delivery.reset_tss_slot); False
+    # reads it as 0, one answer of many, much cheaper to explore.
+    unwritten_unknown: bool = False
     _by_name: dict[str, StackRegion] = field(default_factory=dict, compare=False, repr=False)
     # The non-empty regions sorted by address, when no two overlap (a binary search then
     # finds the only candidate); None falls back to the first match in declaration order.
