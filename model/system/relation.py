@@ -240,12 +240,9 @@ class TransitionRelation:
                     names |= found
         extra = []
         for name in sorted(names):
-            model = self.solver.model(s.path, [name])
-            if model is None:
-                continue
-            x = sym.var(name)
-            if not self.solver.satisfiable((*s.path, sym.ne(x, model[name]))):
-                extra.append(sym.eq(x, model[name]))
+            value = self.solver.pinned_value(s.path, name)
+            if value is not None:
+                extra.append(sym.eq(sym.var(name), value))
         return s._replace(path=s.path + tuple(extra)) if extra else s
 
     def base_actions(self, s: SysState) -> list[Action]:
