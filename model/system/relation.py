@@ -189,22 +189,31 @@ class TransitionRelation:
             raise Infeasible()  # more decisions than the step meets: not this action
         taken = tuple(dict.fromkeys(
             c for c in d.taken if isinstance(c, Term) and c not in s.path
-        ))  # (with the conditions the step assumed: an input's range)
-        if not taken and made == sym.VARS_MADE and not self.interp.unique_names:
-            hint = self._hint(s)
-            if hint is not None and _still_there(succ, hint):
-                # No condition taken and no symbol made: the successor's symbols are some
-                # of its state's, which were all canonically named, and those the path
-                # condition needs are all still there: it is its own canonical form.
-                self._hints[id(succ)] = (succ, hint)
-                return succ, d.taken
+        )) if d.taken else ()  # (with the conditions the step assumed: an input's range)
+        if self.interp.unique_names:
+            return succ._replace(path=s.path + taken), d.taken
+        hint = self._hint(s) if made == sym.VARS_MADE else None
+        if hint is not None and not taken and _still_there(succ, hint):
+            # No condition taken and no symbol made: the successor's symbols are some of
+            # its state's, which were all canonically named, and those the path condition
+            # needs are all still there: it is its own canonical form.
+            self._hints[id(succ)] = (succ, hint)
+            return succ, d.taken
         path = s.path + taken
         succ = succ._replace(path=path)
-        if taken and not self.interp.unique_names:
+        if taken:
             succ = self._pin(succ, taken)
-        if not self.interp.unique_names:
-            succ = canonical(succ)
-        return succ, d.taken
+            if (
+                hint is not None and succ.path is path and not sym.pinned(taken)
+                and all(c.names for c in taken) and _still_there(succ, hint.all())
+            ):
+                # The same with conditions taken (none pinning a symbol): every symbol is
+                # still there, so every condition stays, named as it is, in order.
+                every = hint.all()
+                succ = succ._replace(path=tuple(sorted(set(path), key=repr)))
+                self._hints[id(succ)] = (succ, every)
+                return succ, d.taken
+        return canonical(succ), d.taken
 
     def _hint(self, s: SysState) -> _Hint | None:
         """Where the symbols of a canonical symbolic state sit, when every successor that
@@ -405,6 +414,10 @@ class _Hint(NamedTuple):
 
     places: tuple[tuple[str, tuple[int, ...]], ...]
     every: bool
+
+    def all(self) -> _Hint:
+        """The hint that needs every symbol to stay."""
+        return self if self.every else _Hint(self.places, True)
 
 
 def _locate(s: SysState, names: tuple[str, ...]) -> tuple[tuple[str, tuple[int, ...]], ...]:
