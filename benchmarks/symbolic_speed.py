@@ -30,10 +30,12 @@ ROOT = HERE.parent
 DEFAULT = ["syscall-concrete", "syscall-symbolic", "pv-traps-symbolic"]
 
 
-def measure(name: str) -> dict[str, Any]:
-    """Run one workload in this process (the checker comes from sys.path[0])."""
+def measure(name: str, tree: str) -> dict[str, Any]:
+    """Run one workload in this process with the checker and model of `tree`."""
     sys.path.insert(1, str(HERE))
     from workloads import WORKLOADS, Workload  # (benchmarks/ of this tree: definitions only)
+
+    sys.path.insert(0, tree)  # (workloads put this tree's root first)
 
     extra = {
         "pv-traps-symbolic": Workload(
@@ -44,11 +46,14 @@ def measure(name: str) -> dict[str, Any]:
         ),
     }
     w = {**WORKLOADS, **extra}[name]
+    import checker
     from checker.explore import Bounds, Check, Options, explore
     from checker.expr import compile_expr
     from checker.verdict import Kind
     from model import provider
 
+    if not Path(checker.__file__).resolve().is_relative_to(Path(tree).resolve()):
+        raise SystemExit(f"the checker came from {checker.__file__}, not {tree}")
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     system = provider().load(w.design, w.variant, w.environment)
     expr = compile_expr(w.expr)
@@ -76,7 +81,7 @@ def run_one(tree: Path, name: str) -> dict[str, Any]:
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(tree)}
     code = (
         "import sys, json; sys.path.insert(0, sys.argv[1]); sys.path.insert(1, sys.argv[2]);"
-        "import symbolic_speed as b; print(json.dumps(b.measure(sys.argv[3])))"
+        "import symbolic_speed as b; print(json.dumps(b.measure(sys.argv[3], sys.argv[1])))"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code, str(tree), str(HERE), name],

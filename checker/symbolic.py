@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextvars
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
@@ -67,6 +68,7 @@ class Term:
         _set(t, "names", names)
         _set(t, "_text", None)
         _TERMS[key] = KeyedRef(t, _forget, key)
+        _RECENT.append(t)
         return t
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -92,6 +94,12 @@ _set = object.__setattr__  # how Term fills in its (otherwise immutable) slots
 # term. An entry goes when its term does (no term outlives every state and step that holds
 # it), so the table holds only what is alive.
 _TERMS: dict[tuple[Any, ...], KeyedRef[tuple[Any, ...], Term]] = {}
+
+
+# The terms made last are kept alive a while: a step builds the same conditions for every
+# state it runs in (a gate lookup compares the vector with each vector in turn), and would
+# otherwise make and drop them each time.
+_RECENT: deque[Term] = deque(maxlen=1 << 14)
 
 
 def _forget(ref: KeyedRef[tuple[Any, ...], Term]) -> None:
@@ -560,15 +568,32 @@ class SolverStats:
 
 @dataclass
 class Solver:
-    """Satisfiability of conjunctions of conditions, cached by condition set; one
-    incremental z3 solver scoped with push/pop per question. Every question has a time
-    budget; an `unknown` answer raises `checker.limits.ResourceLimit` (never a guess)."""
+    """Satisfiability of conjunctions of conditions, cached by condition set. The path
+    condition is kept incrementally: each distinct condition is translated and asserted
+    once, guarded by a literal of its own (`lit -> cond`), and a question assumes the
+    literals of its conditions (z3's check under assumptions) instead of asserting them
+    all again. Every question has a time budget; an `unknown` answer raises
+    `checker.limits.ResourceLimit` (never a guess). `model` (witnesses) asks a solver of
+    its own with the conditions asserted, as before."""
 
     stats: SolverStats = field(default_factory=SolverStats)
     _cache: dict[frozenset[Any], bool] = field(default_factory=dict)
     _z3: dict[Any, Any] = field(default_factory=dict)
-    _solver: Any = field(default_factory=z3.SimpleSolver)
+    _solver: Any = field(default_factory=z3.SimpleSolver)  # for model(): push, assert, pop
     _timeout_ms: int = 0  # the solver's timeout as last set
+    # The incremental solver: one guard literal per condition, asserted once.
+    _guarded: Any = field(default_factory=z3.SimpleSolver)
+    _lits: dict[Any, Any] = field(default_factory=dict)
+    _guarded_timeout_ms: int = 0
+    _pins: dict[tuple[frozenset[Any], str], int | None] = field(default_factory=dict)
+
+    def _lit(self, cond: Term) -> Any:
+        lit = self._lits.get(cond)
+        if lit is None:
+            lit = z3.Bool(f"!path{len(self._lits)}")  # (no input can be named so)
+            self._guarded.add(z3.Implies(lit, to_z3(cond, self._z3)))
+            self._lits[cond] = lit
+        return lit
 
     def satisfiable(self, conds: Iterable[Cond]) -> bool:
         terms = []
@@ -586,18 +611,54 @@ class Solver:
             self.stats.cache_hits += 1
             return hit
         started = time.perf_counter()
-        s = self._solver
-        s.push()
         try:
-            for t in terms:
-                s.add(to_z3(t, self._z3))
-            result = bool(self._check() == z3.sat)
+            lits = [self._lit(t) for t in key]
+            result = bool(self._check_assuming(lits) == z3.sat)
         finally:
-            s.pop()
             self.stats.z3_calls += 1
             self.stats.seconds += time.perf_counter() - started
         self._cache[key] = result
         return result
+
+    def pinned_value(self, conds: Iterable[Term], name: str) -> int | None:
+        """The one value the conditions leave symbol `name`, or None when they leave it
+        more than one (or none)."""
+        key = (frozenset(conds), name)
+        if key in self._pins:
+            return self._pins[key]
+        started = time.perf_counter()
+        try:
+            self.stats.z3_calls += 1
+            lits = [self._lit(t) for t in key[0]]
+            if self._check_assuming(lits) != z3.sat:
+                value = None
+            else:
+                x = z3.BitVec(name, 64)
+                value = self._guarded.model().eval(x, model_completion=True).as_long()
+        finally:
+            self.stats.seconds += time.perf_counter() - started
+        if value is not None and self.satisfiable((*key[0], ne(var(name), value))):
+            value = None
+        self._pins[key] = value
+        return value
+
+    def _check_assuming(self, lits: list[Any]) -> Any:
+        """`check(*lits)` on the incremental solver within the query budget (as _check)."""
+        limits.check_time("before a z3 query")
+        budget = limits.query_seconds()
+        millis = int(budget) * 1000 if budget >= 2 else max(1, int(budget * 1000))
+        if millis != self._guarded_timeout_ms:
+            self._guarded.set("timeout", millis)
+            self._guarded_timeout_ms = millis
+        answer = self._guarded.check(*lits)
+        if answer == z3.unknown:
+            reason = self._guarded.reason_unknown()
+            if budget < limits.Z3_QUERY_SECONDS:  # the deadline set the budget
+                raise limits.timed_out(f"in a z3 query ({reason})")
+            raise limits.ResourceLimit(
+                f"z3 could not decide a path condition within {millis / 1000:g}s ({reason})"
+            )
+        return answer
 
     def _check(self) -> Any:
         """`check()` within the query budget (`checker.limits.query_seconds`): sat or

@@ -218,24 +218,33 @@ class TransitionRelation:
             raise Infeasible()  # more decisions than the step meets: not this action
         taken = tuple(dict.fromkeys(
             c for c in d.taken if isinstance(c, Term) and c not in s.path
-        ))  # (with the conditions the step assumed: an input's range)
+        )) if d.taken else ()  # (with the conditions the step assumed: an input's range)
         if not (s.symbolic or taken or succ.symbolic or s.path):
             return succ, d.taken  # a concrete step whose only decisions were oracles
-        if not taken and made == sym.VARS_MADE and not self.interp.unique_names:
-            hint = self._hint(s)
-            if hint is not None and _still_there(succ, hint):
-                # No condition taken and no symbol made: the successor's symbols are some
-                # of its state's, which were all canonically named, and those the path
-                # condition needs are all still there: it is its own canonical form.
-                self._hints[id(succ)] = (succ, hint)
-                return succ, d.taken
+        if self.interp.unique_names:
+            return succ._replace(path=s.path + taken), d.taken
+        hint = self._hint(s) if made == sym.VARS_MADE else None
+        if hint is not None and not taken and _still_there(succ, hint):
+            # No condition taken and no symbol made: the successor's symbols are some of
+            # its state's, which were all canonically named, and those the path condition
+            # needs are all still there: it is its own canonical form.
+            self._hints[id(succ)] = (succ, hint)
+            return succ, d.taken
         path = s.path + taken
         succ = succ._replace(path=path)
-        if taken and not self.interp.unique_names:
+        if taken:
             succ = self._pin(succ, taken)
-        if not self.interp.unique_names:
-            succ = canonical(succ)
-        return succ, d.taken
+            if (
+                hint is not None and succ.path is path and not sym.pinned(taken)
+                and all(c.names for c in taken) and _still_there(succ, hint.all())
+            ):
+                # The same with conditions taken (none pinning a symbol): every symbol is
+                # still there, so every condition stays, named as it is, in order.
+                every = hint.all()
+                succ = succ._replace(path=tuple(sorted(set(path), key=repr)))
+                self._hints[id(succ)] = (succ, every)
+                return succ, d.taken
+        return canonical(succ), d.taken
 
     def _hint(self, s: SysState) -> _Hint | None:
         """Where the symbols of a canonical symbolic state sit, when every successor that
@@ -271,12 +280,9 @@ class TransitionRelation:
                     names |= found
         extra = []
         for name in sorted(names):
-            model = self.solver.model(s.path, [name])
-            if model is None:
-                continue
-            x = sym.var(name)
-            if not self.solver.satisfiable((*s.path, sym.ne(x, model[name]))):
-                extra.append(sym.eq(x, model[name]))
+            value = self.solver.pinned_value(s.path, name)
+            if value is not None:
+                extra.append(sym.eq(sym.var(name), value))
         return s._replace(path=s.path + tuple(extra)) if extra else s
 
     def base_actions(self, s: SysState) -> list[Action]:
@@ -460,6 +466,10 @@ class _Hint(NamedTuple):
 
     places: tuple[tuple[str, tuple[int, ...]], ...]
     every: bool
+
+    def all(self) -> _Hint:
+        """The hint that needs every symbol to stay."""
+        return self if self.every else _Hint(self.places, True)
 
 
 def _locate(s: SysState, names: tuple[str, ...]) -> tuple[tuple[str, tuple[int, ...]], ...]:
