@@ -68,82 +68,134 @@ from model.lang.isa import CONDITION_ALIASES, MNEMONICS  # noqa: E402
 
 OPERATORS = ("drop", "swap", "iret", "no-ist", "flip", "const")
 
-# Mutants argued equivalent by hand: (design, operator, line) -> the argument. A survivor
-# is listed here only with a reason a reviewer can check against the design.
-EQUIVALENT: dict[tuple[str, str, int], str] = {
-    ("x86_conformance", "const", 16):
+# Mutants argued equivalent by hand: (design, operator, line) -> (the text of the mutated
+# line, the argument). An argument applies only while the line still reads so (a design
+# edited since loses it); a survivor is listed here only with a reason a reviewer can
+# check against the design.
+EQUIVALENT: dict[tuple[str, str, int], tuple[str, str]] = {
+    ("x86_conformance", "const", 20): (
+        "const VEC_TIMER = 0x20",
         "the gate and the `int $VEC_TIMER` that uses it move together to 0x21; no property "
-        "names the vector's number",
-    ("x86_conformance", "drop", 74):
-        "bp_handler then falls through into db_handler, whose first instruction is the "
-        "same `iretq`",
-    ("x86_conformance", "drop", 87): "np_handler: nothing in the design raises #NP",
-    ("x86_conformance", "const", 87): "np_handler: nothing in the design raises #NP",
-    ("x86_conformance", "swap", 87): "np_handler: nothing in the design raises #NP",
-    ("x86_conformance", "drop", 91):
-        "df_handler's `cli`: #DF is delivered through an interrupt gate, which has "
-        "already cleared IF (SDM §6.12.1.3)",
-    ("xen_boot", "swap", 201):
-        "two independent gate writes, both before anything can raise vector 9 or 15",
-    ("xen_boot", "swap", 244): "swaps a statement with a `//` comment line",
-    ("xen_boot", "swap", 274):
-        "RSP0 is read only on a switch from CPL 3; boot runs at CPL 0, so loading TR "
-        "before writing RSP0 changes nothing an event can see",
-    ("xen_boot", "swap", 286):
-        "RSP0 is read only on a switch from CPL 3; the IST write only moves earlier",
-    ("xen_ist", "flip", 129):
+        "names the vector's number"),
+    ("x86_conformance", "drop", 78): (
+        "nop",
+        "guest=none's idle loop: without its `nop` the loop is `1: jmp 1b`, which idles the "
+        "same; nothing counts its instructions"),
+    ("x86_conformance", "drop", 91): (
+        "iretq",
+        "bp_handler then falls through into db_handler, whose first instruction is the same "
+        "`iretq`"),
+    ("x86_conformance", "iret", 105): (
+        "iretq",
+        "np_handler: nothing in the design raises #NP (the segment variants raise #GP and "
+        "#SS, SDM Vol. 2 IRET)"),
+    ("x86_conformance", "const", 147): (
+        "pushq $0",
+        "the frame's SS becomes 0x0001, a NULL selector too (index 0, TI 0): IRET to CPL 3 "
+        "raises the same #GP(0) (SDM Vol. 2 IRET)"),
+    ("x86_conformance", "swap", 155): (
+        "pushq $0x33",
+        "`pushq $0x33` and `leaq seg_guest(%rip), %rax` touch different state (the stack, "
+        "RAX): their order changes nothing"),
+    ("x86_conformance", "const", 183): (
+        "pushq $0x2",
+        "0x3 differs from 0x2 only in CF, which nothing after the POPF reads; IF is clear "
+        "either way, which is what popf-cpl3 asks about"),
+    ("x86_conformance", "swap", 170): (
+        "leaq  seg_guest(%rip), %rcx",
+        "two independent register loads (RCX, R11) before SYSRET: their order changes "
+        "nothing"),
+    ("xen_boot", "swap", 201): (
+        "set_gate(idt_tables, 9, entry_reserved);",
+        "two independent gate writes, both before anything can raise vector 9 or 15"),
+    ("xen_boot", "swap", 244): (
+        "cpu_init();",
+        "swaps a statement with a `//` comment line"),
+    ("xen_boot", "swap", 274): (
+        "set_rsp0(init_tss, cpu_stack);",
+        "RSP0 is read only on a switch from CPL 3; boot runs at CPL 0, so loading TR before "
+        "writing RSP0 changes nothing an event can see"),
+    ("xen_boot", "swap", 286): (
+        "set_rsp0(init_tss, cpu_stack);",
+        "RSP0 is read only on a switch from CPL 3; the IST write only moves earlier"),
+    ("xen_ist", "flip", 129): (
+        "jz    restore_all_xen",
         "restore_all_xen and restore_all_guest have the same body (RESTORE_ALL; addq $8; "
-        "iretq), so which one the branch picks changes nothing",
-    ("xen_ist", "const", 98):
+        "iretq), so which one the branch picks changes nothing"),
+    ("xen_ist", "const", 98): (
+        "pushq $0",
         "the word is the error-code slot: `movl` overwrites its upper half (the vector), "
-        "nothing reads the lower half, and `addq $8, %rsp` drops it before IRET",
-    ("xen_ist", "swap", 157):
-        "do_trap is one `nop()`: it changes no flag and returns with %rsp as before, so "
-        "the `testb` of the saved CS reads the same before the call as after it",
-    ("xen_boot", "drop", 336):
-        "an entry stub without its `jmp handle_exception` falls through into the next "
-        "stub, whose only instruction is the same jump",
-    ("xen_boot", "drop", 344):
-        "an entry stub without its `jmp handle_exception` falls through into the next "
-        "stub, whose only instruction is the same jump",
-    ("xen_pv_traps", "const", 350):
-        "entry_DB's error-code slot: do_trap reads only the vector (the word's upper half) "
-        "and bounces #DB with X86_EVENT_NO_EC, so nothing reads the pushed value",
-    ("xen_kexec", "const", 62):
+        "nothing reads the lower half, and `addq $8, %rsp` drops it before IRET"),
+    ("xen_ist", "swap", 157): (
+        "callq do_trap",
+        "do_trap is one `nop()`: it changes no flag and returns with %rsp as before, so the "
+        "`testb` of the saved CS reads the same before the call as after it"),
+    ("xen_boot", "drop", 336): (
+        "jmp   handle_exception",
+        "an entry stub without its `jmp handle_exception` falls through into the next stub, "
+        "whose only instruction is the same jump"),
+    ("xen_boot", "drop", 344): (
+        "jmp   handle_exception",
+        "an entry stub without its `jmp handle_exception` falls through into the next stub, "
+        "whose only instruction is the same jump"),
+    ("xen_pv_traps", "const", 350): (
+        "pushq $0",
+        "entry_DB's error-code slot: do_trap reads only the vector (the word's upper half) and "
+        "bounces #DB with X86_EVENT_NO_EC, so nothing reads the pushed value"),
+    ("xen_kexec", "const", 62): (
+        "const CRASH_NMI_CALLBACK = 1",
         "CRASH_NMI_CALLBACK is only stored into nmi_callback and compared with itself; "
-        "nmi_callback starts at DUMMY_NMI_CALLBACK (0), which 2 differs from as 1 does",
-    ("xen_kexec", "drop", 181):
-        "nmi_crash's `movq %rsp,%rdi` passes regs to do_nmi_crash, whose model (pseudo-C) "
-        "reads no register: the crash notes it saves are the flag crash_notes_saved",
-    ("xen_entry", "const", 183):
+        "nmi_callback starts at DUMMY_NMI_CALLBACK (0), which 2 differs from as 1 does"),
+    ("xen_kexec", "drop", 181): (
+        "movq %rsp,%rdi",
+        "nmi_crash's `movq %rsp,%rdi` passes regs to do_nmi_crash, whose model (pseudo-C) reads "
+        "no register: the crash notes it saves are the flag crash_notes_saved"),
+    ("xen_entry", "const", 183): (
+        "const X86_EXC_TS = 10",
         "X86_EXC_TS is stored only by entry_TS; nothing in the model raises #TS (no task "
-        "switches) and xen_entry has no @fault(#TS), so the stub never runs",
-    ("xen_entry", "const", 719):
-        "cstar_enter (SYSCALL from compatibility mode) is unreachable: the design declares "
-        "no CSTAR and has no 32-bit guest code",
-    ("xen_entry", "iret", 1280):
-        "trap_nop is referenced by no gate, call or jump in xen_entry (only kexec's crash "
-        "path installs it)",
-    ("x86_debug", "const", 24):
-        "X86_EFLAGS_TF is used only in `pushq $X86_EFLAGS_TF|0x202`: 0x101|0x202 adds CF "
-        "to the RFLAGS POPF loads, which nothing after it reads; TF is set either way",
-    ("x86_debug", "swap", 113):
-        "with `nop` before `popfq`, the instruction after POPF is the `jmp 1b` at "
-        "guest_code+3, which jumps to itself: the single-step #DB saves guest_code+3 as "
-        "after the nop, and every later step is the same",
-    ("x86_debug", "drop", 168):
+        "switches) and xen_entry has no @fault(#TS), so the stub never runs"),
+    ("xen_entry", "const", 719): (
+        "pushq $0",
+        "cstar_enter (SYSCALL from compatibility mode) is unreachable: the design declares no "
+        "CSTAR and has no 32-bit guest code"),
+    ("xen_entry", "iret", 1280): (
+        "iretq",
+        "trap_nop is referenced by no gate, call or jump in xen_entry (only kexec's crash path "
+        "installs it)"),
+    ("x86_debug", "const", 24): (
+        "const X86_EFLAGS_TF = 0x100",
+        "X86_EFLAGS_TF is used only in `pushq $X86_EFLAGS_TF|0x202`: 0x101|0x202 adds CF to the "
+        "RFLAGS POPF loads, which nothing after it reads; TF is set either way"),
+    ("x86_debug", "swap", 113): (
+        "popfq",
+        "with `nop` before `popfq`, the instruction after POPF is the `jmp 1b` at guest_code+3, "
+        "which jumps to itself: the single-step #DB saves guest_code+3 as after the nop, and "
+        "every later step is the same"),
+    ("x86_debug", "drop", 168): (
+        "cli",
         "entry_DF's `cli`: #DF is delivered through an interrupt gate, which has already "
-        "cleared IF (SDM §6.12.1.3)",
-    ("x86_frames", "const", 16):
-        "FRAME is used only by poke_copy: the store lands at the copy's byte 15 instead of "
-        "16, inside the copy's five words either way, so it is the clobber "
-        "nested-handler-store-into-outer-frame-clobbers asks about",
-    ("xen_xsa260", "drop", 131):
+        "cleared IF (SDM §6.12.1.3)"),
+    ("x86_frames", "const", 16): (
+        "const FRAME = 40",
+        "FRAME is used only by poke_copy: the store lands at the copy's byte 15 instead of 16, "
+        "inside the copy's five words either way, so it is the clobber "
+        "nested-handler-store-into-outer-frame-clobbers asks about"),
+    ("xen_xsa260", "drop", 131): (
+        "cli",
         "entry_DF's `cli`: #DF is delivered through an interrupt gate, which has already "
-        "cleared IF (SDM §6.12.1.3)",
-    ("xen_entry", "drop", 1458):
-        "the HYPERVISOR_iret `syscall` never returns to the next instruction: do_iret "
-        "resumes the guest at the iret_context's RIP, so the `ud2` after it never runs",
+        "cleared IF (SDM §6.12.1.3)"),
+    ("xen_syscall", "drop", 162): (
+        "jmp   handle_ist_exception",
+        "entry_MC's jump goes to the very next instruction: handle_ist_exception follows it "
+        "in the text, so without the jump the stub falls through to the same place"),
+    ("xen_syscall", "swap", 145): (
+        "movq  EFRAME_rip-16(%rsp), %rcx",
+        "the two loads before SYSRET go into different registers from different words (RCX from "
+        "the saved RIP, R11 from the saved RFLAGS): their order changes nothing"),
+    ("xen_entry", "drop", 1458): (
+        "ud2",
+        "the HYPERVISOR_iret `syscall` never returns to the next instruction: do_iret resumes "
+        "the guest at the iret_context's RIP, so the `ud2` after it never runs"),
 }
 
 _NEGATE = {
@@ -409,6 +461,12 @@ def reached_lines(data: dict[str, Any], design: str) -> tuple[set[int], bool]:
     return reached, complete
 
 
+def _argued(design: str, op: str, line: int, text: str) -> str | None:
+    """The equivalence argument for this mutant, if its line still reads as argued."""
+    entry = EQUIVALENT.get((design, op, line))
+    return entry[1] if entry is not None and entry[0] in text else None
+
+
 def classify(
     mutant: Mutant, code: str, data: dict[str, Any] | None, seconds: float,
     reached: set[int], complete: bool,
@@ -426,7 +484,8 @@ def classify(
         return Outcome(mutant, "killed", seconds, failed=failed)
     if any(r["verdict"] == "incomplete" for r in results):
         return Outcome(mutant, "timeout", seconds, "incomplete")
-    argued = EQUIVALENT.get((mutant.design, mutant.op, mutant.line))
+    argued = _argued(mutant.design, mutant.op, mutant.line,
+                     mutant.old[0] if mutant.old else mutant.describe())
     if argued:
         return Outcome(mutant, "equivalent", seconds, argued)
     touched = set(range(mutant.line, mutant.line + mutant.span))
@@ -560,8 +619,9 @@ def from_logs(paths: Sequence[Path]) -> dict[str, list[Outcome]]:
                 continue
             status, design, number, op, change, failed, detail = m.groups()
             mutant = Mutant(design, op, int(number), 1, (change,), ())
-            argued = EQUIVALENT.get((design, op, int(number)))
-            if status == "survived" and argued:
+            argued = _argued(design, op, int(number), change)
+            # an argument proves equivalence whether the check survived or ran out of time
+            if status in ("survived", "timeout") and argued:
                 status, detail = "equivalent", argued
             out = Outcome(mutant, status, 0.0, detail or "", [failed] if failed else [])
             found.setdefault(design, {})[mutant.key] = out
