@@ -473,7 +473,8 @@ class _Page:
         count = len(steps) - 1
         return (
             f'<section class="trace" id="{anchor}" data-trace="{anchor}" data-selected="0" '
-            f'data-steps="{count}" tabindex="-1">'
+            f'data-steps="{count}"' + (f' data-loop="{loop}"' if loop is not None else "")
+            + ' tabindex="-1">'
             f'<header class="trace-head"><h2><span class="mark mark-{cls}">{mark}</span> '
             f'{esc(prop.name)} <span class="what">{what}, {count} step'
             f'{"s" if count != 1 else ""}</span></h2>{description}'

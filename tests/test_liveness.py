@@ -296,7 +296,7 @@ def test_a_spin_lasso_in_every_format_and_replay(
         locations[1]["location"]["physicalLocation"]
     assert "repeat forever" in locations[-1]["location"]["message"]["text"]
     page = (reports / "index.html").read_text()
-    assert "step loop" in page and "repeat forever" in page
+    assert "step loop" in page and "repeat forever" in page and 'data-loop="1"' in page
 
     assert cli.main(["replay", f"{base}.json"]) == 0
     assert "reproduces: the loop from step 1 closes" in capsys.readouterr().out
