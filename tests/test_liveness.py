@@ -337,3 +337,22 @@ def test_a_budget_that_ends_the_scc_pass_gives_incomplete() -> None:
     live, safe = done.outcomes
     assert live.verdict is Verdict.INCOMPLETE and "SIGTERM" in live.message
     assert safe.verdict is Verdict.HOLDS
+
+
+def test_reductions_asked_for_are_not_used_and_the_verdict_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    """Under --por and --workers a group's liveness properties are explored apart,
+    unreduced and in one process; its invariants keep the reduction."""
+    monkeypatch.chdir(ROOT)
+    code, data = run(capsys, "properties/ist_reentrancy.toml", "--property", "nmis-need-*",
+                     "--property", "real-nmi-nesting-is-latched", "--por", "--workers", "2",
+                     "--report-dir", str(tmp_path / "r"))
+    assert code == 0
+    got = {r["name"]: r for r in data["results"]}
+    live = got["nmis-need-never-come"]
+    assert live["verdict"] == "violated"
+    assert "explored without partial-order reduction and 2 workers" in live["message"]
+    safe = got["real-nmi-nesting-is-latched"]
+    assert data["explorations"][safe["exploration"]]["reductions"] == ["por"]
+    assert data["explorations"][live["exploration"]]["reductions"] == []
