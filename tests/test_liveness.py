@@ -356,3 +356,18 @@ def test_reductions_asked_for_are_not_used_and_the_verdict_says_so(
     safe = got["real-nmi-nesting-is-latched"]
     assert data["explorations"][safe["exploration"]]["reductions"] == ["por"]
     assert data["explorations"][live["exploration"]]["reductions"] == []
+
+
+def test_invariants_explored_with_liveness_are_still_judged() -> None:
+    """The liveness level loop judges the other properties as the plain one does."""
+    checks = [
+        Check(Kind.EVENTUALLY, lambda v: v["done"], "live", fairness=Fairness()),
+        Check(Kind.NEVER, lambda v: v["done"] and v["pos"] == 1, "never"),
+        Check(Kind.ALWAYS, lambda v: v["pos"] in (0, 1), "always"),
+        Check(Kind.REACHABLE, lambda v: v["done"], "reach"),
+    ]
+    done = explore(Toy(), checks)
+    assert [o.verdict for o in done.outcomes] == [
+        Verdict.HOLDS, Verdict.VIOLATED, Verdict.HOLDS, Verdict.HOLDS]
+    assert done.outcomes[1].trace is not None and done.outcomes[1].trace.length == 2
+    assert done.complete and done.stats.graph_bytes > 0
