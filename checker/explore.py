@@ -862,11 +862,9 @@ class _Search:
             what = self.checks[check.index]
             fair = f" (assuming {what.fairness_text})" if what.fairness_text else ""
             if lasso is None:
-                vacuous = (check.leads_to and not live.premise_seen(j))
                 message = (
                     f"holds on every fair behaviour through the {self.states} reachable "
                     f"states{fair}"
-                    + (" (vacuously: its `expr` is true in no reachable state)" if vacuous else "")
                 )
                 self.live_outcomes[check.index] = CheckOutcome(Verdict.HOLDS, message)
                 continue

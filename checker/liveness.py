@@ -535,10 +535,6 @@ class LivenessGraph:
             sources = bytes(start)
         return find_lasso(self.graph, self.initial, owed, sources, check.fairness)
 
-    def premise_seen(self, j: int) -> bool:
-        """Whether P held in some explored state."""
-        return 1 in self.premise[j]
-
 
 _FLIP = bytes.maketrans(b"\x00\x01", b"\x01\x00")
 

@@ -371,3 +371,29 @@ def test_invariants_explored_with_liveness_are_still_judged() -> None:
         Verdict.HOLDS, Verdict.VIOLATED, Verdict.HOLDS, Verdict.HOLDS]
     assert done.outcomes[1].trace is not None and done.outcomes[1].trace.length == 2
     assert done.complete and done.stats.graph_bytes > 0
+
+
+def test_a_leads_to_whose_premise_is_never_true_is_vacuous(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    toml = tmp_path / "p.toml"
+    toml.write_text(textwrap.dedent("""\
+        design = "xen_ist"
+        variant = { context = "xen" }
+        environment = { nmi = 0, mce = 0 }
+        [[property]]
+        name = "never-starts"
+        kind = "leads_to"
+        expr = "running(0, 'do_nmi')"
+        to = "running(0, 'xen_idle')"
+        fairness = "strong"
+        expect = "holds"
+        """))
+    code, data = run(capsys, str(toml), "--report-dir", str(tmp_path / "r"))
+    [result] = data["results"]
+    assert code == 0 and result["verdict"] == "holds"
+    assert "strong fairness for cpu0" in result["message"]
+    assert result["vacuity"] == [
+        "vacuous: the antecedent `running(0, 'do_nmi')` is true in no reachable state "
+        f"({result['states']} states)"
+    ]
