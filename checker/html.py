@@ -437,7 +437,9 @@ class _Page:
         facts = [
             ("property file", f"{esc(prop.file)}:{prop.line}"),
             ("property", f"<code>{esc(prop.kind)}</code> <code>"
-                         f"{esc(prop.expr.source if prop.expr is not None else '')}</code>"),
+                         f"{esc(prop.expr.source if prop.expr is not None else '')}</code>"
+                         + (f" to <code>{esc(prop.to.source)}</code>" if prop.to is not None
+                            else "")),
             ("design", f"{esc(prop.design)}" + (f" [{esc(prop.variant_text)}]"
                                                   if prop.variant else "")),
             ("environment", esc(_fmt_env(prop.environment))),

@@ -238,6 +238,7 @@ def test_shipped_liveness_properties(
     for name, verdict in expected.items():
         result = got[name]
         assert result["kind"] in ("eventually", "leads_to")
+        assert (result["to"] is not None) == (result["kind"] == "leads_to")
         assert "assuming" in result["message"]
         if verdict == "violated":
             loop = result["loop_start"]
