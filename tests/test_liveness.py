@@ -398,3 +398,14 @@ def test_a_leads_to_whose_premise_is_never_true_is_vacuous(
         "vacuous: the antecedent `running(0, 'do_nmi')` is true in no reachable state "
         f"({result['states']} states)"
     ]
+
+
+def test_liveness_with_fingerprints() -> None:
+    """--compact keeps 64-bit fingerprints: the graph and the lasso are the same."""
+    plain = judge(Toy("sometimes"), Kind.EVENTUALLY, "done", Fairness())
+    compact = judge(Toy("sometimes"), Kind.EVENTUALLY, "done", Fairness(),
+                    options=Options(compact=True))
+    assert compact.verdict is plain.verdict is Verdict.VIOLATED
+    assert compact.trace is not None and plain.trace is not None
+    assert compact.trace.choices == plain.trace.choices
+    assert compact.trace.loop_start == plain.trace.loop_start
