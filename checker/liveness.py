@@ -79,8 +79,8 @@ class StateGraph:
     def __init__(self) -> None:
         self.offsets = array("q", [0])  # edges of state s: offsets[s] .. offsets[s+1]
         self.targets = array("l")
-        self.choices = array("l")
-        self.actors = array("l")
+        self.choices = array("i")  # an index among a state's actions
+        self.actors = array("i")
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
