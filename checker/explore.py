@@ -405,7 +405,9 @@ class Visited:
     state's key is the state itself, or its fingerprint (`--compact`)."""
 
     def __init__(self, fingerprint: Callable[[Any], Hashable] | None):
-        self.parents: dict[Hashable, tuple[Hashable | None, int]] = {}
+        # key -> (parent key, choice), or (parent key, choice, state number) when the
+        # exploration records the state graph (liveness)
+        self.parents: dict[Hashable, tuple[Any, ...]] = {}
         self.fingerprint = fingerprint
 
     def key(self, state: Any) -> Hashable:
@@ -696,16 +698,18 @@ class _Search:
             key = self.visited.key(state)
             if key in parents:
                 if live is not None:
-                    live.initial.append(live.numbers[key])
+                    live.initial.append(parents[key][2])
                 continue
             if self.states >= self.max_states:
                 raise _Stop(f"max_states={self.bounds.max_states} reached")
-            parents[key] = (None, index)
+            if live is not None:
+                parents[key] = (None, index, self.states)
+                live.initial.append(self.states)
+                self._discover_live(key, self.system.vocabulary(state))
+            else:
+                parents[key] = (None, index)
             self.states += 1
             frontier.append(state)
-            if live is not None:
-                live.initial.append(len(live.numbers))
-                self._discover_live(key, self.system.vocabulary(state))
             if self.tracker.on_new:
                 self.tracker.check_new(state, key)
                 if not self.tracker.undecided:
@@ -774,7 +778,7 @@ class _Search:
 
     def _discover_live(self, key: Hashable, vocab: Mapping[str, Any]) -> None:
         assert self.live is not None
-        for index, why in self.live.discover(key, vocab):
+        for index, why in self.live.discover(vocab):
             if index not in self.tracker.decided:
                 self.tracker.decide(index, Verdict.ERROR, why, key)
         if not self.tracker.undecided:
@@ -786,7 +790,6 @@ class _Search:
         state, its properties' expressions."""
         parents = self.visited.parents
         key_of = self.visited.key
-        numbers = live.numbers
         graph = live.graph
         # the graph's arrays, appended to here (StateGraph.add_state, inlined)
         add_target, add_choice = graph.targets.append, graph.choices.append
@@ -819,20 +822,22 @@ class _Search:
                 for choice, action in enumerate(enabled):
                     succ = next_state(state, action)
                     succ_key = key_of(succ)
-                    number = numbers.get(succ_key)
-                    if number is None:
+                    link = parents.get(succ_key)
+                    if link is not None:
+                        number = link[2]
+                    else:
                         if last_level:
                             self.cut = True
                             continue
                         if states >= max_states:
                             raise _Stop(f"max_states={self.bounds.max_states} reached")
-                        parents[succ_key] = (key, choice)
                         number = states
+                        parents[succ_key] = (key, choice, number)
                         states += 1
                         append(succ)
                         vocab = vocabulary(succ)
                         self._discover_live(succ_key, vocab)
-                        if tracker.on_new:
+                        if tracker.fast and _may_decide(tracker.fast, vocab):
                             tracker.check_new(succ, succ_key, vocab)
                             if not tracker.undecided:
                                 raise _Stop
@@ -857,11 +862,9 @@ class _Search:
             what = self.checks[check.index]
             fair = f" (assuming {what.fairness_text})" if what.fairness_text else ""
             if lasso is None:
-                vacuous = (check.leads_to and not live.premise_seen(j))
                 message = (
                     f"holds on every fair behaviour through the {self.states} reachable "
                     f"states{fair}"
-                    + (" (vacuously: its `expr` is true in no reachable state)" if vacuous else "")
                 )
                 self.live_outcomes[check.index] = CheckOutcome(Verdict.HOLDS, message)
                 continue
@@ -978,7 +981,7 @@ class _Search:
 
 def _outcome(
     system: TransitionSystem[Any, Any],
-    parents: Mapping[Hashable, tuple[Hashable | None, int]],
+    parents: Mapping[Hashable, tuple[Any, ...]],
     check: Check,
     decision: tuple[Verdict, str, Hashable | None] | None,
     stop_reason: str | None,
@@ -1006,6 +1009,19 @@ def _outcome(
             f"{stats.depth}, before the property was decided",
         )
     return CheckOutcome(*exhausted(check.kind, stats.states))
+
+
+def _may_decide(fast: Sequence[tuple[Predicate, bool]], vocab: Mapping[str, Any]) -> bool:
+    """Whether some discovery check may be decided in a state (a deciding value, a
+    symbolic one, or a failure): then `PropertyTracker.check_new` judges it."""
+    for predicate, deciding in fast:
+        try:
+            value = predicate(vocab)
+        except Exception:
+            return True
+        if isinstance(value, Term) or (not value) is not deciding:
+            return True
+    return False
 
 
 def _describe(exc: BaseException) -> str:

@@ -437,7 +437,9 @@ class _Page:
         facts = [
             ("property file", f"{esc(prop.file)}:{prop.line}"),
             ("property", f"<code>{esc(prop.kind)}</code> <code>"
-                         f"{esc(prop.expr.source if prop.expr is not None else '')}</code>"),
+                         f"{esc(prop.expr.source if prop.expr is not None else '')}</code>"
+                         + (f" to <code>{esc(prop.to.source)}</code>" if prop.to is not None
+                            else "")),
             ("design", f"{esc(prop.design)}" + (f" [{esc(prop.variant_text)}]"
                                                   if prop.variant else "")),
             ("environment", esc(_fmt_env(prop.environment))),
@@ -473,7 +475,8 @@ class _Page:
         count = len(steps) - 1
         return (
             f'<section class="trace" id="{anchor}" data-trace="{anchor}" data-selected="0" '
-            f'data-steps="{count}" tabindex="-1">'
+            f'data-steps="{count}"' + (f' data-loop="{loop}"' if loop is not None else "")
+            + ' tabindex="-1">'
             f'<header class="trace-head"><h2><span class="mark mark-{cls}">{mark}</span> '
             f'{esc(prop.name)} <span class="what">{what}, {count} step'
             f'{"s" if count != 1 else ""}</span></h2>{description}'

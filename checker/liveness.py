@@ -30,7 +30,7 @@ from __future__ import annotations
 import fnmatch
 from array import array
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,8 +79,8 @@ class StateGraph:
     def __init__(self) -> None:
         self.offsets = array("q", [0])  # edges of state s: offsets[s] .. offsets[s+1]
         self.targets = array("l")
-        self.choices = array("l")
-        self.actors = array("l")
+        self.choices = array("i")  # an index among a state's actions
+        self.actors = array("i")
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -481,23 +481,22 @@ class LiveCheck:
 
 
 class LivenessGraph:
-    """What the explorer records for its liveness properties: every state's number (in
-    discovery order, which is BFS expansion order), its outgoing edges with their actors,
+    """What the explorer records for its liveness properties: the state graph (states
+    numbered in discovery order, which is BFS expansion order; the explorer keeps each
+    state's number in its parent link), each state's outgoing edges with their actors,
     and the truth of each property's P and Q in it (one byte per state and property)."""
 
     def __init__(self, checks: Sequence[LiveCheck]):
         self.checks = list(checks)
         self.graph = StateGraph()
-        self.numbers: dict[Hashable, int] = {}
         self.initial: list[int] = []  # the number of each init_states() entry, in order
         self.premise = [bytearray() for _ in checks]
         self.conclusion = [bytearray() for _ in checks]
         self.failed: dict[int, str] = {}  # check index -> why its expression failed
 
-    def discover(self, key: Hashable, vocab: Mapping[str, Any]) -> list[tuple[int, str]]:
-        """Number a new state and evaluate the properties' expressions in it; returns the
-        (check index, message) of expressions that failed here for the first time."""
-        self.numbers[key] = len(self.numbers)
+    def discover(self, vocab: Mapping[str, Any]) -> list[tuple[int, str]]:
+        """Evaluate the properties' expressions in the next new state; returns the (check
+        index, message) of expressions that failed there for the first time."""
         failures: list[tuple[int, str]] = []
         for j, check in enumerate(self.checks):
             p = q = False
@@ -535,10 +534,6 @@ class LivenessGraph:
                 start[s] = owed[s]
             sources = bytes(start)
         return find_lasso(self.graph, self.initial, owed, sources, check.fairness)
-
-    def premise_seen(self, j: int) -> bool:
-        """Whether P held in some explored state."""
-        return 1 in self.premise[j]
 
 
 _FLIP = bytes.maketrans(b"\x00\x01", b"\x01\x00")

@@ -273,6 +273,7 @@ def result_json(result: PropertyResult, files: TraceFiles | None) -> dict[str, A
         "environment": prop.environment,
         "kind": str(prop.kind),
         "expr": prop.expr.source if prop.expr is not None else None,
+        "to": prop.to.source if prop.to is not None else None,  # leads_to's conclusion
         "verdict": str(result.verdict),
         "expected": str(prop.expect),
         "ok": result.ok,

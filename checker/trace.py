@@ -56,14 +56,17 @@ class Trace:
         return len(self.actions)
 
 
-def choices_to(parents: Mapping[Hashable, tuple[Hashable | None, int]], key: Hashable) -> tuple[
+def choices_to(parents: Mapping[Hashable, tuple[Any, ...]], key: Hashable) -> tuple[
     int, ...
 ]:
-    """The choice sequence leading to `key`, following BFS parent links back to an init."""
+    """The choice sequence leading to `key`, following BFS parent links back to an init
+    (each link starts with the parent's key and the choice; a liveness exploration adds
+    the state's number)."""
     path: list[int] = []
     current: Hashable | None = key
     while current is not None:
-        parent, index = parents[current]
+        link = parents[current]
+        parent, index = link[0], link[1]
         path.append(index)
         current = parent
     path.reverse()

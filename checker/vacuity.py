@@ -60,7 +60,9 @@ def observations(
     antecedents: dict[str, int] = {}
     for prop in props:
         premise = prop.expr.antecedent if prop.expr is not None else None
-        if premise is not None and prop.kind in ANTECEDENT_KINDS:
+        if prop.kind is Kind.LEADS_TO:
+            premise = prop.expr  # `P leads_to Q` holds vacuously when P is never true
+        if premise is not None and (prop.kind in ANTECEDENT_KINDS or prop.kind is Kind.LEADS_TO):
             antecedents[prop.name] = len(checks)
             checks.append(Check(
                 Kind.REACHABLE, premise.evaluate, f"(antecedent of {prop.name})",
@@ -88,9 +90,11 @@ def warnings(
         )
     index = seen.antecedents.get(prop.name)
     if index is not None and outcomes[index].verdict is Verdict.VIOLATED:
-        assert prop.expr is not None and prop.expr.antecedent is not None
+        assert prop.expr is not None
+        premise = prop.expr if prop.kind is Kind.LEADS_TO else prop.expr.antecedent
+        assert premise is not None
         out.append(
-            f"vacuous: the antecedent `{prop.expr.antecedent.source}` is true in no "
+            f"vacuous: the antecedent `{premise.source}` is true in no "
             f"reachable state ({states} states)"
         )
     return tuple(out)

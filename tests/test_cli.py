@@ -304,7 +304,8 @@ def test_json_output_schema(tmp_path: Path, capsys: Any) -> None:
     assert data["coverage"] is None  # the toy models report no coverage
     first, no_lock, finish, deadlock = data["results"]
     expected_keys = {
-        "name", "file", "line", "design", "variant", "environment", "kind", "expr", "verdict",
+        "name", "file", "line", "design", "variant", "environment", "kind", "expr", "to",
+        "verdict",
         "expected", "ok", "states", "transitions", "depth", "seconds", "exploration",
         "trace_length", "choices", "loop_start", "traces", "witness", "message", "vacuity",
     }

@@ -238,6 +238,7 @@ def test_shipped_liveness_properties(
     for name, verdict in expected.items():
         result = got[name]
         assert result["kind"] in ("eventually", "leads_to")
+        assert (result["to"] is not None) == (result["kind"] == "leads_to")
         assert "assuming" in result["message"]
         if verdict == "violated":
             loop = result["loop_start"]
@@ -296,7 +297,7 @@ def test_a_spin_lasso_in_every_format_and_replay(
         locations[1]["location"]["physicalLocation"]
     assert "repeat forever" in locations[-1]["location"]["message"]["text"]
     page = (reports / "index.html").read_text()
-    assert "step loop" in page and "repeat forever" in page
+    assert "step loop" in page and "repeat forever" in page and 'data-loop="1"' in page
 
     assert cli.main(["replay", f"{base}.json"]) == 0
     assert "reproduces: the loop from step 1 closes" in capsys.readouterr().out
@@ -337,3 +338,74 @@ def test_a_budget_that_ends_the_scc_pass_gives_incomplete() -> None:
     live, safe = done.outcomes
     assert live.verdict is Verdict.INCOMPLETE and "SIGTERM" in live.message
     assert safe.verdict is Verdict.HOLDS
+
+
+def test_reductions_asked_for_are_not_used_and_the_verdict_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    """Under --por and --workers a group's liveness properties are explored apart,
+    unreduced and in one process; its invariants keep the reduction."""
+    monkeypatch.chdir(ROOT)
+    code, data = run(capsys, "properties/ist_reentrancy.toml", "--property", "nmis-need-*",
+                     "--property", "real-nmi-nesting-is-latched", "--por", "--workers", "2",
+                     "--report-dir", str(tmp_path / "r"))
+    assert code == 0
+    got = {r["name"]: r for r in data["results"]}
+    live = got["nmis-need-never-come"]
+    assert live["verdict"] == "violated"
+    assert "explored without partial-order reduction and 2 workers" in live["message"]
+    safe = got["real-nmi-nesting-is-latched"]
+    assert data["explorations"][safe["exploration"]]["reductions"] == ["por"]
+    assert data["explorations"][live["exploration"]]["reductions"] == []
+
+
+def test_invariants_explored_with_liveness_are_still_judged() -> None:
+    """The liveness level loop judges the other properties as the plain one does."""
+    checks = [
+        Check(Kind.EVENTUALLY, lambda v: v["done"], "live", fairness=Fairness()),
+        Check(Kind.NEVER, lambda v: v["done"] and v["pos"] == 1, "never"),
+        Check(Kind.ALWAYS, lambda v: v["pos"] in (0, 1), "always"),
+        Check(Kind.REACHABLE, lambda v: v["done"], "reach"),
+    ]
+    done = explore(Toy(), checks)
+    assert [o.verdict for o in done.outcomes] == [
+        Verdict.HOLDS, Verdict.VIOLATED, Verdict.HOLDS, Verdict.HOLDS]
+    assert done.outcomes[1].trace is not None and done.outcomes[1].trace.length == 2
+    assert done.complete and done.stats.graph_bytes > 0
+
+
+def test_a_leads_to_whose_premise_is_never_true_is_vacuous(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    toml = tmp_path / "p.toml"
+    toml.write_text(textwrap.dedent("""\
+        design = "xen_ist"
+        variant = { context = "xen" }
+        environment = { nmi = 0, mce = 0 }
+        [[property]]
+        name = "never-starts"
+        kind = "leads_to"
+        expr = "running(0, 'do_nmi')"
+        to = "running(0, 'xen_idle')"
+        fairness = "strong"
+        expect = "holds"
+        """))
+    code, data = run(capsys, str(toml), "--report-dir", str(tmp_path / "r"))
+    [result] = data["results"]
+    assert code == 0 and result["verdict"] == "holds"
+    assert "strong fairness for cpu0" in result["message"]
+    assert result["vacuity"] == [
+        "vacuous: the antecedent `running(0, 'do_nmi')` is true in no reachable state "
+        f"({result['states']} states)"
+    ]
+
+
+def test_liveness_with_fingerprints() -> None:
+    """--compact keeps 64-bit fingerprints: the graph and the lasso are the same."""
+    plain = judge(Toy("sometimes"), Kind.EVENTUALLY, "done", Fairness())
+    compact = judge(Toy("sometimes"), Kind.EVENTUALLY, "done", Fairness(),
+                    options=Options(compact=True))
+    assert compact.verdict is plain.verdict is Verdict.VIOLATED
+    assert compact.trace is not None and plain.trace is not None
+    assert compact.trace.choices == plain.trace.choices
+    assert compact.trace.loop_start == plain.trace.loop_start

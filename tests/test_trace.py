@@ -143,7 +143,8 @@ scalars = st.one_of(
 keys = st.text(
     alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FF, blacklist_characters="\x7f"),
     min_size=1, max_size=8,
-).filter(lambda k: k not in ("id", "source", "target", "key"))
+).filter(lambda k: k not in ("id", "source", "target", "key", "self", "node_for_adding",
+                               "u_of_edge", "v_of_edge"))
 
 
 @settings(max_examples=150, deadline=None)

@@ -176,7 +176,13 @@
     }
     panel.appendChild(title);
     if (edge && edge.damage) panel.appendChild(el("div", {cls: "damage-box", text: "⚠ " + edge.damage}));
-    if (index === trace.steps.length - 1) {
+    if (index === trace.steps.length - 1 && trace.loop_start !== null &&
+        trace.loop_start !== undefined) {
+      panel.appendChild(el("p", {cls: "muted", text: trace.loop_start < index ?
+        "The loop's first state (step " + trace.loop_start + ") again: the steps after it " +
+        "repeat forever (next: back to step " + trace.loop_start + ")." :
+        "No action is enabled here: this state repeats forever (it stutters)."}));
+    } else if (index === trace.steps.length - 1) {
       panel.appendChild(el("p", {cls: "muted", text: trace.what === "witness" ?
         "The property's witness state." : "The state in which the property fails."}));
     }
@@ -299,7 +305,11 @@
     var tag = (ev.target && ev.target.tagName) || "";
     if (tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT") return;
     var now = Number(active.dataset.selected), last = Number(active.dataset.steps), next = null;
-    if (ev.key === "ArrowRight" || ev.key === "j") next = now + 1;
+    if (ev.key === "ArrowRight" || ev.key === "j") {
+      // past the end of a lasso: around its loop again
+      next = now === last && active.dataset.loop !== undefined ? Number(active.dataset.loop)
+        : now + 1;
+    }
     else if (ev.key === "ArrowLeft" || ev.key === "k") next = now - 1;
     else if (ev.key === "Home") next = 0;
     else if (ev.key === "End") next = last;
