@@ -192,7 +192,7 @@ EQUIVALENT: dict[tuple[str, str, int], tuple[str, str]] = {
         "movq  EFRAME_rip-16(%rsp), %rcx",
         "the two loads before SYSRET go into different registers from different words (RCX from "
         "the saved RIP, R11 from the saved RFLAGS): their order changes nothing"),
-    ("xen_entry", "drop", 1458): (
+    ("xen_entry", "drop", 1466): (
         "ud2",
         "the HYPERVISOR_iret `syscall` never returns to the next instruction: do_iret resumes "
         "the guest at the iret_context's RIP, so the `ud2` after it never runs"),
