@@ -14,6 +14,9 @@ whether the trace still reproduces:
   it did: `never EXPR` needs EXPR true, `always EXPR` false, a `reachable` witness EXPR
   true, `final EXPR` a state without actions where EXPR is false, `deadlock_free` a
   non-terminal state without actions.
+- a lasso (`eventually`, `leads_to`; its record has `loop_start`, `to` and the fairness)
+  must still close its loop (or stutter in a state without actions), still owe the
+  property all along it, and its loop must still be fair (`replay_lasso`).
 
 Exit codes: 0 the trace still reproduces, 1 it no longer does, 2 bad input (an unreadable
 or malformed trace file, a design or model that rejects the recorded settings).
