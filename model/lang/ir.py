@@ -436,12 +436,11 @@ class FredDecl:
     """The design's `fred` block: the FRED MSRs before code writes them (FRED spec §2).
     `entry` is (ring-3 entry routine, the routine at +256 for ring 0); `rsp` the stack
     whose top each IA32_FRED_RSPn holds (None: 0); `levels` IA32_FRED_STKLVLS as
-    (vector, level); `interrupts` IA32_FRED_CONFIG[10:9]."""
+    (vector, level). IA32_FRED_CONFIG's other fields are 0."""
 
     entry: tuple[str, str] | None
     rsp: tuple[str | None, ...]
     levels: tuple[tuple[int, int], ...]
-    interrupts: int
     loc: Loc
     preload: bool = True  # `entry` (IA32_FRED_CONFIG holds it) rather than `ring0`
 

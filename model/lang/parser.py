@@ -1136,8 +1136,9 @@ class _Parser:
         """`fred` ... `end`: what the FRED MSRs hold before code writes them (FRED spec §2):
         `entry R3 R0` (IA32_FRED_CONFIG's entry point, and the routine at +256; `ring0 R3
         R0` says only where the ring-0 entry is, for code that writes IA32_FRED_CONFIG),
-        `rsp N STACK|none` (IA32_FRED_RSPn, the top of a stack), `level VECTOR N`
-        (IA32_FRED_STKLVLS) and `interrupts N` (IA32_FRED_CONFIG[10:9])."""
+        `rsp N STACK|none` (IA32_FRED_RSPn, the top of a stack) and `level VECTOR N`
+        (IA32_FRED_STKLVLS). IA32_FRED_CONFIG's other fields (the interrupt stack level,
+        the red zone) stay 0, as Xen leaves them."""
         loc = lines[i].loc
         if rest:
             raise _err("write `fred` alone on its line, then the block", loc)
@@ -1148,7 +1149,6 @@ class _Parser:
         preload = False
         rsp: list[str | None] = [None] * 4
         levels: list[tuple[int, int]] = []
-        interrupts = 0
         for line in body:
             parts = line.text.split()
             if parts and parts[0] in ("entry", "ring0") and len(parts) == 3:
@@ -1166,15 +1166,11 @@ class _Parser:
                     raise _err("write `level VECTOR N` with a vector 0-31 and a level 0-3",
                                line.loc)
                 levels.append((vector, n))
-            elif parts and parts[0] == "interrupts" and len(parts) == 2:
-                interrupts = self._int(parts[1], line.loc)
-                if not 0 <= interrupts <= 3:
-                    raise _err("FRED stack levels are 0-3", line.loc)
             else:
                 raise _err("in a fred block write `entry R3_ROUTINE R0_ROUTINE`, `ring0 "
-                           "R3_ROUTINE R0_ROUTINE`, `rsp N STACK|none`, `level VECTOR N` or "
-                           "`interrupts N`", line.loc)
-        self.fred = FredDecl(entry, tuple(rsp), tuple(levels), interrupts, loc, preload)
+                           "R3_ROUTINE R0_ROUTINE`, `rsp N STACK|none` or `level VECTOR N`",
+                           line.loc)
+        self.fred = FredDecl(entry, tuple(rsp), tuple(levels), loc, preload)
         self.fred_possible = True
         return j
 

@@ -245,15 +245,13 @@ def platform_of(layout: Layout, breakpoints: tuple[BreakpointDecl, ...] = ()) ->
 
 def _fred_msrs(layout: Layout, cpu: int) -> tuple[tuple[int, Value], ...]:
     """CPU `cpu`'s FRED MSRs as the design's `fred` block sets them (FRED spec §2):
-    IA32_FRED_CONFIG the ring-3 entry routine (interrupt stack level in bits 10:9),
+    IA32_FRED_CONFIG the ring-3 entry routine (its other fields 0),
     IA32_FRED_RSPn the tops of the named stacks, IA32_FRED_STKLVLS two bits a vector."""
     f = layout.design.fred
     assert f is not None
     out: list[tuple[int, Value]] = []
     if f.entry is not None and f.preload:
         out.append((msr.IA32_FRED_CONFIG, CodeAddr(f.entry[0], 0)))
-    elif f.interrupts:
-        out.append((msr.IA32_FRED_CONFIG, f.interrupts << 9))
     for n, stack in enumerate(f.rsp):
         if stack is not None:
             name = layout.resolve(stack, cpu)
