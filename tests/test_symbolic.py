@@ -282,8 +282,9 @@ def test_fingerprint_of_a_term_is_its_structure() -> None:
 
 
 def test_successor_without_new_symbols_is_its_own_canonical_form() -> None:
-    """The fast path of TransitionRelation.run (no condition taken, no symbol made) gives
-    exactly what canonical() gives, on every state of a symbolic exploration."""
+    """The fast paths of TransitionRelation.run (no symbol made; no condition taken, or
+    conditions taken and every symbol still there) give exactly what canonical() gives,
+    on every state of a symbolic exploration."""
     from model.system.relation import canonical
 
     system = DesignProvider().load(
@@ -301,8 +302,15 @@ def test_successor_without_new_symbols_is_its_own_canonical_form() -> None:
         seen.add(s)
         for a in system.actions(s):
             succ = system.next_state(s, a)
-            raw = S.run_with(a.decisions, rel.raw_next, s, a)[0]
             if rel._hints.get(id(succ), (None,))[0] is succ and succ.symbolic:
+                # what run() did before it had a fast path
+                raw, d = S.run_with(a.decisions, rel.raw_next, s, a)
+                taken = tuple(dict.fromkeys(
+                    c for c in d.taken if isinstance(c, S.Term) and c not in s.path
+                ))
+                raw = raw._replace(path=s.path + taken)
+                if taken:
+                    raw = rel._pin(raw, taken)
                 fast += 1
                 assert canonical(raw) == succ
             todo.append(succ)
