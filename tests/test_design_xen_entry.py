@@ -51,6 +51,7 @@ EXPECTED = {
     "ist-copy-leaves-no-guest-frame-on-ist": "holds",
     "ist-copy-dropped-handler-on-ist": "violated",
     "guest-kernel-reads-own-percpu": "holds",
+    "guest-kernel-sees-user-registers": "holds",
     "guest-kernel-entry-reachable": "holds",
     "dropped-swapgs-reads-user-percpu": "violated",
     "int1-db-copied-off-ist": "holds",
