@@ -109,12 +109,14 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return _run(tmp_path_factory.mktemp("xen_entry"))
 
 
+@pytest.mark.slow  # runs the whole of xen_entry.toml (about 17 s), as the gate does
 def test_every_verdict_is_the_expected_one(results: Mapping[str, Any]) -> None:
     got = {r["name"]: r["verdict"] for r in results["results"]}
     assert got == EXPECTED
     assert results["exit_code"] == 0
 
 
+@pytest.mark.slow  # runs the whole of xen_entry.toml (about 17 s), as the gate does
 def test_violations_end_on_their_damage(results: Mapping[str, Any]) -> None:
     by_name = {r["name"]: r for r in results["results"]}
     for name in ("nmi-without-ist-writes-guest-stack",
@@ -129,6 +131,7 @@ def test_violations_end_on_their_damage(results: Mapping[str, Any]) -> None:
     assert any("%gs:" in label for label in labels), labels
 
 
+@pytest.mark.slow  # runs the whole of xen_entry.toml (about 17 s), as the gate does
 def test_a_violation_replays(results: Mapping[str, Any]) -> None:
     by_name = {r["name"]: r for r in results["results"]}
     trace = by_name["sysret-check-dropped-faults-on-guest-stack"]["traces"]["json"]
