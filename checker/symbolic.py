@@ -644,42 +644,16 @@ class Solver:
 
     def _check_assuming(self, lits: list[Any]) -> Any:
         """`check(*lits)` on the incremental solver within the query budget (as _check)."""
-        limits.check_time("before a z3 query")
-        budget = limits.query_seconds()
-        millis = int(budget) * 1000 if budget >= 2 else max(1, int(budget * 1000))
-        if millis != self._guarded_timeout_ms:
-            self._guarded.set("timeout", millis)
-            self._guarded_timeout_ms = millis
-        answer = self._guarded.check(*lits)
-        if answer == z3.unknown:
-            reason = self._guarded.reason_unknown()
-            if budget < limits.Z3_QUERY_SECONDS:  # the deadline set the budget
-                raise limits.timed_out(f"in a z3 query ({reason})")
-            raise limits.ResourceLimit(
-                f"z3 could not decide a path condition within {millis / 1000:g}s ({reason})"
-            )
+        self._guarded_timeout_ms, answer = _check_within_budget(
+            self._guarded, self._guarded_timeout_ms, lits,
+        )
         return answer
 
     def _check(self) -> Any:
         """`check()` within the query budget (`checker.limits.query_seconds`): sat or
         unsat; `unknown` (a timeout, or z3 gave up) raises `limits.ResourceLimit`, so that
         the property is incomplete rather than decided on a guess."""
-        limits.check_time("before a z3 query")
-        budget = limits.query_seconds()
-        # Whole seconds while more than two are left: the setting (14 us) changes once a
-        # second rather than at every query.
-        millis = int(budget) * 1000 if budget >= 2 else max(1, int(budget * 1000))
-        if millis != self._timeout_ms:
-            self._solver.set("timeout", millis)
-            self._timeout_ms = millis
-        answer = self._solver.check()
-        if answer == z3.unknown:
-            reason = self._solver.reason_unknown()
-            if budget < limits.Z3_QUERY_SECONDS:  # the deadline set the budget
-                raise limits.timed_out(f"in a z3 query ({reason})")
-            raise limits.ResourceLimit(
-                f"z3 could not decide a path condition within {millis / 1000:g}s ({reason})"
-            )
+        self._timeout_ms, answer = _check_within_budget(self._solver, self._timeout_ms, [])
         return answer
 
     def model(self, conds: Iterable[Cond], names: Iterable[str]) -> dict[str, int] | None:
@@ -850,3 +824,26 @@ def run_with(
         return fn(*args), d
     finally:
         _current.reset(token)
+
+
+def _check_within_budget(solver: Any, timeout_ms: int, lits: list[Any]) -> tuple[int, Any]:
+    """`solver.check(*lits)` within the query budget (`checker.limits.query_seconds`);
+    `timeout_ms` is the solver's timeout as last set, returned with the answer as it is
+    now. An `unknown` (a timeout, or z3 gave up) raises, so that the property is
+    incomplete rather than decided on a guess."""
+    limits.check_time("before a z3 query")
+    budget = limits.query_seconds()
+    # Whole seconds while more than two are left: the setting (14 us) changes once a
+    # second rather than at every query.
+    millis = int(budget) * 1000 if budget >= 2 else max(1, int(budget * 1000))
+    if millis != timeout_ms:
+        solver.set("timeout", millis)
+    answer = solver.check(*lits)
+    if answer == z3.unknown:
+        reason = solver.reason_unknown()
+        if budget < limits.Z3_QUERY_SECONDS:  # the deadline set the budget
+            raise limits.timed_out(f"in a z3 query ({reason})")
+        raise limits.ResourceLimit(
+            f"z3 could not decide a path condition within {millis / 1000:g}s ({reason})"
+        )
+    return millis, answer
