@@ -519,14 +519,7 @@ class _Reader:
         if kind.needs_expr:
             if "expr" not in item:
                 raise self.error(f"a '{kind}' property needs an 'expr'", *at)
-            source = item["expr"]
-            self.expect_type(source, str, "'expr'", *at, "expr")
-            try:
-                expr = compile_expr(source)
-            except ExprError as exc:
-                raise self.error(
-                    f"bad expression: {exc.message} ({exc.where(source)})", *at, "expr"
-                ) from None
+            expr = self.expression(item, "expr", at)
         elif "expr" in item:
             raise self.error(f"a '{kind}' property takes no 'expr'", *at, "expr")
         to, fairness, strong = self.liveness(kind, item, at)
@@ -587,6 +580,17 @@ class _Reader:
             strong_fairness=strong,
         )
 
+    def expression(self, item: Mapping[str, Any], key: str, at: KeyPath) -> Expr:
+        """The property's expression under `key` ('expr' or 'to'), compiled."""
+        source = item[key]
+        self.expect_type(source, str, f"'{key}'", *at, key)
+        try:
+            return compile_expr(source)
+        except ExprError as exc:
+            raise self.error(
+                f"bad expression: {exc.message} ({exc.where(source)})", *at, key
+            ) from None
+
     def liveness(
         self, kind: Kind, item: Mapping[str, Any], at: KeyPath
     ) -> tuple[Expr | None, str, tuple[str, ...]]:
@@ -607,14 +611,7 @@ class _Reader:
                     "a 'leads_to' property needs a 'to' (the expression that must follow "
                     "'expr')", *at,
                 )
-            source = item["to"]
-            self.expect_type(source, str, "'to'", *at, "to")
-            try:
-                to = compile_expr(source)
-            except ExprError as exc:
-                raise self.error(
-                    f"bad expression: {exc.message} ({exc.where(source)})", *at, "to"
-                ) from None
+            to = self.expression(item, "to", at)
         elif "to" in item:
             raise self.error(
                 "an 'eventually' property takes no 'to' (use kind = \"leads_to\")", *at, "to"
