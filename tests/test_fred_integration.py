@@ -513,3 +513,37 @@ def test_a_fault_delivering_df_shuts_down(tmp_path: Path) -> None:
     [s] = system.init_states()
     s = only(system, s, "nmi")
     assert s.machine.cpus[0].run is Run.SHUTDOWN
+
+
+def event_data(s: SysState) -> object:
+    """The event-data word of the frame the CPU's RSP points at (FRED spec §5.2: RSP + 48)."""
+    rsp = s.machine.cpus[0].rsp
+    assert isinstance(rsp, int)
+    return read(s.machine, rsp + fred.OFF_EVENT_DATA)
+
+
+def test_page_fault_event_data_is_the_faulting_address(tmp_path: Path) -> None:
+    """FRED spec §5.2 (the FRED stack frame, "event data"): for #PF the event data is the
+    faulting linear address, the value the IDT delivery would have loaded into CR2. A
+    ring-3 push to a hypervisor page (#PF, SDM §4.6) at top(mce) - 8 records that address
+    at RSP + 48 of the frame on IA32_FRED_RSP0."""
+    system = load(tmp_path, FRED_BLOCK + "delivery fred\n"
+                  "cpu 0 start guest cpl 3 rsp top(mce) if 1\n" + HANDLERS
+                  + "GUEST(guest)\n        pushq %rax\n1:      nop\n        jmp 1b\n")
+    [s] = system.init_states()
+    s = step(system, s)
+    cpu = s.machine.cpus[0]
+    assert cpu.pc == CodeAddr("entry_r3", 0)
+    assert [f.vector for f in s.machine.frames] == [14]
+    assert event_data(s) == top(system, "mce") - 8
+
+
+def test_nmi_event_data_is_zero(tmp_path: Path) -> None:
+    """FRED spec §5.2: event data is 0 for an NMI unless NMI-source reporting is enabled,
+    which the model does not have (nor does it for any event but #PF and #DB)."""
+    system = load(tmp_path, FRED_BLOCK + "delivery fred\n"
+                  "cpu 0 start guest cpl 3 rsp top(guest_stack) if 1\n" + HANDLERS + GUEST_LOOP,
+                  nmi=1)
+    [s] = system.init_states()
+    s = only(system, s, "nmi")
+    assert event_data(s) == 0

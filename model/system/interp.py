@@ -675,7 +675,8 @@ class Interpreter:
         elif fault.vector in TRAPS:
             pc = self._site(m.cpus[cpu_i].pc).next_pc
         event = Event(Source.EXCEPTION, fault.vector, fault.error_code)
-        return s.with_machine(deliver(self.platform, m, cpu_i, event, pc))
+        cr2 = fred.fault_address(fault)
+        return s.with_machine(deliver(self.platform, m, cpu_i, event, pc, cr2=cr2))
 
     def environment_fault(self, s: SysState, cpu_i: int) -> SysState:
         """The environment makes a step marked `@fault(#X)` raise #X instead of running."""
@@ -927,7 +928,9 @@ class Interpreter:
         shown = f"{value:#x}" if isinstance(value, int) else repr(value)
         m = s.machine.incident(WILD_BRANCH)
         # An instruction fetch from a page with no code of the design's: #PF (I/D set).
-        raise ArchFault(PF, 0x10, f"indirect branch to {shown}", machine=m)
+        raise ArchFault(
+            PF, 0x10, f"indirect branch to {shown}", machine=m, address=value
+        )
 
     def _i_jmp(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
         ins = site.ins

@@ -16,11 +16,17 @@ def deliver(
     return_pc: Value,
     instruction_pc: CodeAddr | None = None,
     instruction_length: int = 0,
+    *,
+    cr2: Value = 0,
+    debug: Value = 0,
 ) -> Machine:
     """Deliver `event` on CPU `cpu_i` the way its CR4.FRED says. `instruction_length` is
-    the length FRED records for a software event (the IDT has no use for it)."""
+    the length FRED records for a software event; `cr2` (a #PF's linear address) and
+    `debug` (a #DB's cause bits) are FRED's event data (FRED spec §5.2). The IDT model
+    has no use for any of the three: it keeps no CR2 or DR6 register."""
     if m.cpus[cpu_i].fred:
         return fred.deliver_event(
-            platform, m, cpu_i, event, return_pc, instruction_pc, instruction_length
+            platform, m, cpu_i, event, return_pc, instruction_pc, instruction_length,
+            cr2=cr2, debug=debug,
         )
     return delivery.deliver(platform, m, cpu_i, event, return_pc, instruction_pc)

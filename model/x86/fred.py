@@ -395,9 +395,9 @@ def event_data_for(fev_type: EventType, vector: int, *, cr2: Value = 0,
         return cr2
     if fev_type is EventType.HARDWARE_EXCEPTION and vector == NM:
         return xfd_err
-    if vector == DB and fev_type in (
+    if fev_type in (
         EventType.HARDWARE_EXCEPTION, EventType.PRIVILEGED_SOFTWARE_EXCEPTION
-    ):
+    ) and vector == DB:
         return debug
     return 0
 
@@ -487,7 +487,16 @@ def nested_event(first: FredEvent, fault: ArchFault, df_rule: str = "sdm") -> Fr
     if outcome is Escalation.DOUBLE_FAULT:
         return double_fault_event()
     code = fault.error_code if fault.vector in ERROR_CODE_VECTORS else 0
-    return FredEvent(EventType.HARDWARE_EXCEPTION, fault.vector, code or 0, nested=True)
+    data = event_data_for(EventType.HARDWARE_EXCEPTION, fault.vector, cr2=fault_address(fault))
+    return FredEvent(
+        EventType.HARDWARE_EXCEPTION, fault.vector, code or 0, event_data=data, nested=True
+    )
+
+
+def fault_address(fault: ArchFault) -> Value:
+    """The linear address a #PF reports (CR2, and FRED's event data, §5.2), 0 when the
+    fault does not carry one (an environment's `@fault(#PF)` names no address)."""
+    return fault.address if fault.vector == PF and fault.address is not None else 0
 
 
 def enter(
@@ -807,13 +816,18 @@ def deliver_event(
     return_pc: Value,
     instruction_pc: Value | None = None,
     instruction_length: int = 0,
+    *,
+    cr2: Value = 0,
+    debug: Value = 0,
 ) -> Machine:
     """Deliver an event on a CPU with CR4.FRED set (§5), one permitted outcome per
     explored branch. An IDT-model `Event` is converted (`fred_event`); SYSCALL and SYSENTER
     come as `FredEvent`s. INTO in 64-bit mode is #UD first, as under IDT (SDM Vol. 2
     INTO). For software events, `instruction_pc` is saved instead of `return_pc` when the
-    delivery faults. Event data is 0 for every event: the model keeps no CR2, DR6 or
-    IA32_XFD_ERR value to record (§5.2)."""
+    delivery faults. The frame's event data (§5.2, `event_data_for`) is `cr2`, the
+    faulting linear address, for a #PF; `debug`, the #DB cause bits, for a #DB; 0 for
+    #NM (the model has no IA32_XFD_ERR), for NMI (NMI-source reporting is not modelled)
+    and for every other event."""
     cpu = m.cpus[cpu_i]
     fault_pc: Value | None = None
     if isinstance(event, Event):
@@ -825,7 +839,9 @@ def deliver_event(
             Source.INT_N, Source.INT3, Source.INTO, Source.INT1
         ):
             fault_pc = instruction_pc
-        fev = fred_event(event, instruction_length=instruction_length)
+        etype = _TYPE_OF_SOURCE[event.source]
+        data = event_data_for(etype, event.vector, cr2=cr2, debug=debug)
+        fev = fred_event(event, instruction_length=instruction_length, event_data=data)
     else:
         fev = event
         fault_pc = instruction_pc

@@ -31,7 +31,9 @@ class ArchFault(Exception):
     `machine`, when set, is the state to deliver it from: the side effects that survive a
     fault (an IRET that faults has still unblocked NMIs, SDM §6.7.1). `rip`, when set, is
     the RIP the frame saves instead of the instruction's (AMD's SYSRET #GP at CPL 3).
-    The error code is symbolic when it names a guest-chosen selector.
+    The error code is symbolic when it names a guest-chosen selector. `address`, for a
+    #PF, is the faulting linear address: what CR2 receives (SDM Vol. 3A §4.7), and what
+    FRED saves as the frame's event data (FRED spec §5.2); None when it is not known.
     """
 
     def __init__(
@@ -41,6 +43,7 @@ class ArchFault(Exception):
         detail: str = "",
         machine: Machine | None = None,
         rip: Value | None = None,
+        address: Value | None = None,
     ):
         super().__init__(detail or f"fault {vector}")
         self.vector = vector
@@ -48,6 +51,7 @@ class ArchFault(Exception):
         self.detail = detail
         self.machine = machine
         self.rip = rip
+        self.address = address
 
 
 def region_name(platform: Platform, address: int) -> str:
@@ -130,9 +134,11 @@ def check_access(
         if kind == "noncanonical":
             raise ArchFault(SS, 0, f"non-canonical stack address {address!r}")
         if kind == "unmapped":
-            raise ArchFault(PF, 0b010, f"unmapped stack address {address!r}")
+            raise ArchFault(PF, 0b010, f"unmapped stack address {address!r}", address=address)
         if region is not None and cpl == 3 and region.owner == "hypervisor":
-            raise ArchFault(PF, 0b111, f"user access to {region.name}")
+            raise ArchFault(
+                PF, 0b111, f"user access to {region.name}", address=address
+            )
         return region
     if isinstance(address, CodeAddr) or not is_canonical(address):
         raise ArchFault(SS, 0, f"non-canonical stack address {_fmt(address)}")
@@ -140,11 +146,13 @@ def check_access(
     region = platform.region_at(address)
     if region is None:
         if address >= LOWER_HALF_END:
-            raise ArchFault(PF, 0b010, f"unmapped stack address {address:#x}")
+            raise ArchFault(
+                PF, 0b010, f"unmapped stack address {address:#x}", address=address
+            )
         return None
     if cpl == 3 and region.owner == "hypervisor":
         # A user-mode access to a supervisor page (SDM §4.6): the error code says U/S=1, W.
-        raise ArchFault(PF, 0b111, f"user access to {region.name}")
+        raise ArchFault(PF, 0b111, f"user access to {region.name}", address=address)
     return region
 
 

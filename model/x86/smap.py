@@ -52,4 +52,6 @@ def check(
         shown = f"{address:#x}" if isinstance(address, int) else repr(address)
         code = PF_PRESENT | (PF_WRITE if write else 0)
         kind = "write to" if write else "read from"
-        raise ArchFault(PF, code, f"SMAP: supervisor {kind} user page {shown}")
+        raise ArchFault(
+            PF, code, f"SMAP: supervisor {kind} user page {shown}", address=address
+        )
