@@ -547,3 +547,32 @@ def test_nmi_event_data_is_zero(tmp_path: Path) -> None:
     [s] = system.init_states()
     s = only(system, s, "nmi")
     assert event_data(s) == 0
+
+
+def test_single_step_event_data_is_bs(tmp_path: Path) -> None:
+    """FRED spec §5.2 (event data for #DB: DR6's cause bits as Linux's FRED #DB handler
+    reads them, "in the format which debug_read_clear_dr6() returns"): a single-step trap
+    reports BS, DR6 bit 14 (SDM Vol. 3B §17.2.3), and no B0-B3 bit."""
+    system = load(tmp_path, FRED_BLOCK + "delivery fred\n"
+                  "cpu 0 start guest cpl 3 rsp top(guest_stack) if 1 tf 1\n" + HANDLERS
+                  + GUEST_LOOP)
+    [s] = system.init_states()
+    s = step(system, s)
+    assert s.machine.cpus[0].held_db
+    s = only(system, s, "held-db")
+    assert s.machine.cpus[0].pc == CodeAddr("entry_r3", 0)
+    assert event_data(s) == 1 << 14
+
+
+def test_instruction_breakpoint_event_data_names_its_dr(tmp_path: Path) -> None:
+    """FRED spec §5.2 (event data for #DB, DR6's format): an instruction breakpoint in
+    DR1 (the design's second `breakpoint`) reports B1, DR6 bit 1 (SDM Vol. 3B §17.2.3);
+    the one in DR0, elsewhere, is not reported."""
+    system = load(tmp_path, "breakpoint exec idle\nbreakpoint exec guest+1\n" + FRED_BLOCK
+                  + "delivery fred\ncpu 0 start guest cpl 3 rsp top(guest_stack) if 1\n"
+                  + HANDLERS + GUEST_LOOP)
+    [s] = system.init_states()
+    s = step(system, s, 2)  # the nop, then the breakpoint on the jmp faults before it
+    assert s.machine.cpus[0].pc == CodeAddr("entry_r3", 0)
+    assert [f.vector for f in s.machine.frames] == [1]
+    assert event_data(s) == 0b10

@@ -593,7 +593,12 @@ class Interpreter:
         ):
             s = self.settle_flags(s, cpu_i)
             event = Event(Source.EXCEPTION, DB)
-            return s.with_machine(deliver(self.platform, s.machine, cpu_i, event, before.pc))
+            bits = debug.instruction_breakpoint_bits(
+                bps, before.pc, self.layout.code_address(before.pc)
+            )
+            return s.with_machine(
+                deliver(self.platform, s.machine, cpu_i, event, before.pc, debug=bits)
+            )
         self._accesses = [] if self._data_breakpoints else None
         try:
             s = self._execute(s, cpu_i, site, choice)
@@ -616,14 +621,16 @@ class Interpreter:
             # FRED spec §5.2/§6: SYSENTER is an event whose single-step trap waits for the
             # ERET* of its frame (the SS word's bit 17), as SYSCALL's and INT n's do.
             kind = debug.StepKind.EVENT
-        hit = forced or debug.single_step_trap(kind, before, cpu)
+        stepped = debug.single_step_trap(kind, before, cpu)
+        hit = forced or stepped
         if not hit and accesses is not None:
             accesses.extend(_stack_accesses(ins, before.rsp, cpu.rsp))
             hit = debug.data_breakpoint_hit(bps, accesses)
         if ins.op != "iret":  # IRET loads RF from the frame (SDM §17.3.1.1)
             cpu = debug.clear_resume_flag(cpu)
         if hit:
-            cpu = debug.trap(cpu)
+            # FRED's event data reports BS; which data breakpoint hit (B0-B3) is not kept.
+            cpu = debug.trap(cpu, debug.DR6_BS if stepped else 0)
         return s if cpu is m.cpus[cpu_i] else s.with_machine(m.with_cpu(cpu_i, cpu))
 
     def _atomic(self, s: SysState, cpu_i: int) -> SysState:
@@ -1049,8 +1056,8 @@ class Interpreter:
                 cs=cs3 & 0xFFFF if isinstance(cs3, int) else None,
                 ss=ss3 & 0xFFFF if isinstance(ss3, int) else None,
             )
-        if result.pending_db:
-            new = new._replace(held_db=True)
+        if result.pending_db:  # the single-step trap of the event's instruction (§6)
+            new = new._replace(held_db=True, db_cause=new.db_cause | debug.DR6_BS)
         m = m.with_cpu(cpu_i, new)
         if new.cpl == 3:
             m = insn.returned_to_guest(m, cpu_i)

@@ -96,6 +96,29 @@ def instruction_breakpoint_hit(
     return hit and not flag_set(cpu.rflags, RF)
 
 
+def instruction_breakpoint_bits(
+    breakpoints: Iterable[Breakpoint], pc: CodeAddr, linear: int
+) -> int:
+    """DR6's B0-B3 (§17.2.3: "B0 through B3 ... indicates that its associated breakpoint
+    condition was met") for the instruction breakpoints at `pc` / `linear`, the n-th
+    breakpoint the design (then the property's environment) arms being DRn. A fifth or
+    later one has no DRn and no bit."""
+    bits = 0
+    for n, b in enumerate(breakpoints):
+        if n < 4 and b.kind == EXECUTE and (b.address == pc or b.address == linear):
+            bits |= 1 << n
+    return bits
+
+
+# FRED's #DB event data (FRED spec §5.2): DR6's cause bits, "in positive polarity" (Linux
+# traps.c: FRED stores DR6 "in the format which debug_read_clear_dr6() returns", that is
+# DR6 XOR its reserved-1 bits 0xFFFF0FF0). For B0-B3 (bits 3:0) and BS (bit 14) the value
+# is DR6's own (SDM Vol. 3B §17.2.3); the inverted bits (BLD 11, RTM 16) the model never
+# sets.
+DR6_BS = 1 << 14
+DR6_B_MASK = 0xF
+
+
 def single_step_trap(kind: StepKind, before: Cpu, after: Cpu) -> bool:
     """Does the instruction that took the CPU from `before` to `after` (and completed)
     raise the single-step trap? See StepKind."""
@@ -106,14 +129,16 @@ def single_step_trap(kind: StepKind, before: Cpu, after: Cpu) -> bool:
     return flag_set(after.rflags, TF)
 
 
-def trap(cpu: Cpu) -> Cpu:
+def trap(cpu: Cpu, cause: int = 0) -> Cpu:
     """A debug trap of the instruction that just completed: pending for the next boundary
     (and, after MOV SS, until the boundary after the next instruction: §6.8.3). A trap of
-    the instruction in the shadow merges with the held one (one #DB reports both); a
-    certain trap makes an unsure held one certain."""
+    the instruction in the shadow merges with the held one (one #DB reports both, its
+    `cause` bits ORed in under CR4.FRED); a certain trap makes an unsure held one
+    certain."""
+    merged = cpu.db_cause | cause if cpu.fred else 0
     if cpu.held_db and not cpu.db_unsure:
-        return cpu
-    return cpu._replace(held_db=True, db_unsure=False)
+        return cpu if merged == cpu.db_cause else cpu._replace(db_cause=merged)
+    return cpu._replace(held_db=True, db_unsure=False, db_cause=merged)
 
 
 def delivery_pushes_hit(
@@ -143,7 +168,7 @@ def delivery_trap(cpu: Cpu) -> Cpu:
 def drop_unsure_db(cpu: Cpu) -> Cpu:
     """The other outcome of `delivery_trap`: the pushes raised no #DB."""
     assert cpu.db_unsure
-    return cpu._replace(held_db=False, db_unsure=False)
+    return cpu._replace(held_db=False, db_unsure=False, db_cause=0)
 
 
 def next_instruction_faulted(cpu: Cpu, shadow_before: Shadow) -> Cpu:
@@ -153,7 +178,7 @@ def next_instruction_faulted(cpu: Cpu, shadow_before: Shadow) -> Cpu:
     drop is what hardware does (observed in the XSA-260 analysis: a #DB is "discarded or
     deferred", and the XTF PoC's SYSCALL that #UDs reports no #DB)."""
     if shadow_before is Shadow.MOV_SS and cpu.held_db:
-        return cpu._replace(held_db=False, db_unsure=False)
+        return cpu._replace(held_db=False, db_unsure=False, db_cause=0)
     return cpu
 
 

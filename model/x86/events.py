@@ -147,8 +147,8 @@ def deliver_pending_nmi(platform: Platform, m: Machine, cpu_i: int) -> Machine:
 
 def deliver_held_db(platform: Platform, m: Machine, cpu_i: int) -> Machine:
     cpu = m.cpus[cpu_i]
-    m = m.with_cpu(cpu_i, cpu._replace(held_db=False, db_unsure=False))
-    return deliver(platform, m, cpu_i, Event(Source.EXCEPTION, DB), cpu.pc)
+    m = m.with_cpu(cpu_i, cpu._replace(held_db=False, db_unsure=False, db_cause=0))
+    return deliver(platform, m, cpu_i, Event(Source.EXCEPTION, DB), cpu.pc, debug=cpu.db_cause)
 
 
 def machine_check_arrives(platform: Platform, m: Machine, cpu_i: int) -> Machine:

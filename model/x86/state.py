@@ -264,6 +264,10 @@ class Cpu(NamedTuple):
     # a data breakpoint, model.x86.debug.delivery_pushes_hit): the boundary that would take
     # it may as well drop it, both explored.
     db_unsure: bool = False
+    # The held #DB's cause bits as FRED's event data reports them (model.x86.debug.DR6_BS
+    # for a single step, B0-B3 are not kept for held traps); kept under CR4.FRED only,
+    # 0 otherwise (the IDT model has no DR6), so IDT states are unchanged.
+    db_cause: int = 0
     run: Run = Run.RUNNING
     idtr: str | None = None
     tr: str | None = None
