@@ -391,6 +391,20 @@ def test_fault_during_delivery_follows_table_6_5():
     assert nested_event(double_fault_event(), ArchFault(PF, 2)) is None
 
 
+def test_nested_page_fault_event_data_is_its_address():
+    """§5.2 event data: a #PF raised while pushing a frame (nested, §5) records the linear
+    address it faulted on, as CR2 would (SDM Vol. 3A §4.7); a fault that names none
+    (an environment's `@fault(#PF)`) records 0, and a #GP records 0."""
+    ext = fred_event(Event(Source.EXTERNAL, 0x30))
+    nested = nested_event(ext, ArchFault(PF, 2, address=0xFFFF_8000_0000_0FF8))
+    assert nested is not None and nested.event_data == 0xFFFF_8000_0000_0FF8
+    assert nested_event(ext, ArchFault(PF, 2)) == FredEvent(
+        EventType.HARDWARE_EXCEPTION, PF, 2, nested=True
+    )
+    gp = nested_event(ext, ArchFault(GP, 0, address=0x1000))
+    assert gp is not None and gp.event_data == 0
+
+
 # --- ERETS / ERETU -------------------------------------------------------------------------------
 
 

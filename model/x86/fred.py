@@ -390,7 +390,13 @@ def event_data_for(fev_type: EventType, vector: int, *, cr2: Value = 0,
                    debug: Value = 0, xfd_err: Value = 0) -> Value:
     """§5.2 event data: CR2 for #PF, the #DB cause bits (DR6-like, bits 3:0 and 14 as
     Bochs keeps them) for #DB, IA32_XFD_ERR for #NM, 0 for everything else (NMI without
-    NMI-source reporting included)."""
+    NMI-source reporting included).
+
+    #DB's encoding: DR6 with its polarity made positive (Linux traps.c: FRED stores DR6
+    "in the format which debug_read_clear_dr6() returns", DR6 XOR 0xFFFF0FF0). For the
+    bits the model produces, B0-B3 and BS (model.x86.debug), that is DR6's own value; the
+    spec text for the inverted bits (BLD 11, RTM 16) was not available here, and the
+    model never sets them."""
     if fev_type is EventType.HARDWARE_EXCEPTION and vector == PF:
         return cr2
     if fev_type is EventType.HARDWARE_EXCEPTION and vector == NM:
