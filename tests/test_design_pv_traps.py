@@ -259,11 +259,14 @@ def test_syscall_without_callback_crashes_xen_4_14_guests() -> None:
 
 def test_sysenter_reaches_its_callback_or_gets_gp0_with_a_null_rip() -> None:
     """sysenter_entry: SYSENTER saves no return address, so Xen's frame has a null %rip;
-    with no callback the guest's #GP handler gets error code 0 and %rip 0."""
+    with no callback the guest's #GP handler gets error code 0 and %rip 0. Either bounce
+    frame carries the user context Xen pushed by hand: %ss FLAT_USER_SS, a null %rsp."""
     v = run({**USER64, "insn": "sysenter"}, sysenter_address=0x403000)
     assert v["guest_entered"] == CALLBACK_SYSENTER and v["guest_rip"] == 0
     g = run({**USER64, "insn": "sysenter"}, sysenter_address=0)
     assert g["guest_entered"] == 13 and g["guest_error_code"] == 0 and g["guest_rip"] == 0
+    for frame in (v, g):
+        assert (frame["guest_saved_ss"], frame["guest_saved_rsp"]) == (0xE02B, 0)
 
 
 # -- prefixes and %rip -----------------------------------------------------------------------
