@@ -160,9 +160,7 @@ class TransitionRelation:
 
     def actions(self, s: SysState) -> Sequence[Action]:
         base = self.base_actions(s)
-        if not s.symbolic and not self.forks and not (
-            self.platform.unwritten_unknown and _reads_unwritten(s)
-        ):
+        if not s.symbolic and not self.forks and not self._reads_unknown(s):
             return base
         # A symbolic state: run each step to find the symbolic conditions it meets, and
         # offer one action per feasible combination of outcomes (z3 decides feasibility).
@@ -337,14 +335,17 @@ class TransitionRelation:
         if ins.fault is not None and s.budgets[-1]:
             out.append(Action(ActionKind.FAULT, i))
 
+    def _reads_unknown(self, s: SysState) -> bool:
+        """May a step of `s` read an unknown never-written word (only when the property
+        file asks for them: `environment.unwritten_unknown`)?"""
+        return self.platform.unwritten_unknown and _reads_unwritten(s)
+
     def next_state(self, s: SysState, a: Action) -> SysState:
         if self._memo_of is s:
             known = self._memo.get(a)
             if known is not None:
                 return known
-        if s.symbolic or a.decisions or a.oracles or (
-            self.platform.unwritten_unknown and _reads_unwritten(s)
-        ):
+        if s.symbolic or a.decisions or a.oracles or self._reads_unknown(s):
             return self.run(s, a)[0]
         try:
             succ = self.raw_next(s, a)
