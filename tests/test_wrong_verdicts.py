@@ -358,3 +358,46 @@ def test_a_handlers_own_edit_of_its_frame_is_not_a_clobber(
         "own-edit": "holds", "own-edit-seen": "holds", "resumes-at-fixup": "holds",
         "other-cpu": "violated",
     }
+
+
+# -- this round's x86 rules (issue 14): each was a wrong "holds" before its rule ------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The shipped property that would have given a wrong verdict without the rule, and the
+# verdict it must give: LSS loaded a not-present SS without #SS (and cpu[i].ss showed the
+# design's default selector, so the LSS properties could not tell); VERW set ZF for a
+# code segment; IRET read its frame from a user page under SMAP; IRET to a 16-bit SS
+# restored the whole RSP; a delivery's pushes on a watched address never raised #DB.
+THIS_ROUND = {
+    "x86_conformance.toml": {
+        "lss-of-a-not-present-ss-never-loads-it": "holds",
+        "lss-of-a-not-present-ss-raises-ss": "holds",
+        "verw-of-a-code-segment-clears-zf": "holds",
+        "iret-frame-on-user-page-never-returns-under-smap": "holds",
+        "iret-to-16bit-ss-leaks-kernel-rsp-bits": "violated",
+    },
+    "x86_debug.toml": {
+        "delivery-pushes-on-a-watched-address-may-raise-db": "holds",
+        "tf-syscall-either-fmask-db-on-guest-stack": "violated",
+    },
+}
+
+
+@pytest.mark.parametrize("file", sorted(THIS_ROUND))
+def test_this_rounds_x86_rules_give_their_verdicts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], file: str,
+) -> None:
+    """SDM Vol. 2 LSS, VERR/VERW and IRET (IA-32e-MODE-RETURN), Vol. 3A §4.6 (SMAP) and
+    §6.14.3 (a 16-bit SS on return), Vol. 3B §17.3.1.2 (data breakpoints): each shipped
+    property keeps the verdict its rule gives, in the property file as shipped."""
+    wanted = THIS_ROUND[file]
+    selected = [flag for name in wanted for flag in ("--property", name)]
+    capsys.readouterr()
+    code = cli.main([str(ROOT / "properties" / file), *selected, "--report-dir",
+                     str(tmp_path / "r"), "--format", "json", "--workers", "1"],
+                    DesignProvider())
+    out = capsys.readouterr()
+    assert code == 0, out.out + out.err
+    got = {r["name"]: r["verdict"] for r in json.loads(out.out)["results"]}
+    assert got == wanted
