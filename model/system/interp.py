@@ -1098,6 +1098,20 @@ class Interpreter:
             raise ArchFault(UD, None, "SWAPGS with CR4.FRED set")
         return s.with_machine(self._advance(insn.swapgs(s.machine, cpu_i), cpu_i))
 
+    def _fred_event(
+        self, s: SysState, cpu_i: int, site: _Site, make: Callable[[int], fred.FredEvent],
+    ) -> SysState:
+        """SYSCALL or SYSENTER under FRED: an event on a FRED stack (`make` builds it from
+        the instruction's length, as the frame records it), returning after the
+        instruction."""
+        ins = site.ins
+        assert ins is not None
+        event = make(INSTRUCTION_LENGTH[ins.op] + ins.prefixes)
+        cpu = s.machine.cpus[cpu_i]
+        return s.with_machine(fred.deliver_event(
+            self.platform, s.machine, cpu_i, event, site.next_pc, cpu.pc
+        ))
+
     def _i_syscall(self, s: SysState, cpu_i: int, site: _Site, choice: int) -> SysState:
         m = s.machine
         cpu = m.cpus[cpu_i]
@@ -1106,12 +1120,7 @@ class Interpreter:
             # EFER.SCE still enables it (SDM Vol. 2 SYSCALL's #UD).
             if not insn.sce_enabled(self.platform, cpu):
                 raise ArchFault(UD, None, "SYSCALL with EFER.SCE = 0")
-            ins = site.ins
-            assert ins is not None
-            event = fred.syscall_event(INSTRUCTION_LENGTH["syscall"] + ins.prefixes)
-            return s.with_machine(fred.deliver_event(
-                self.platform, m, cpu_i, event, site.next_pc, cpu.pc
-            ))
+            return self._fred_event(s, cpu_i, site, fred.syscall_event)
         return s.with_machine(insn.syscall(self.platform, s.machine, cpu_i, site.next_pc))
 
     def _sysenter_msrs(self, cpu_i: int) -> tuple[CodeAddr | None, Value]:
@@ -1128,12 +1137,7 @@ class Interpreter:
         if cpu.fred:
             # FRED spec §5: SYSENTER is an event (type OTHER, vector 2), whatever the
             # IA32_SYSENTER_* MSRs hold.
-            ins = site.ins
-            assert ins is not None
-            event = fred.sysenter_event(INSTRUCTION_LENGTH["sysenter"] + ins.prefixes)
-            return s.with_machine(fred.deliver_event(
-                self.platform, m, cpu_i, event, site.next_pc, cpu.pc
-            ))
+            return self._fred_event(s, cpu_i, site, fred.sysenter_event)
         eip, esp = self._sysenter_msrs(cpu_i)
         written = dict(m.cpus[cpu_i].msrs)
         if msr.IA32_SYSENTER_EIP in written:
