@@ -297,6 +297,40 @@ def _describe(recorded: Mapping[str, Any]) -> str:
     return " ".join(parts) or "?"
 
 
+def _initial(
+    system: TransitionSystem[Any, Any], record: Mapping[str, Any]
+) -> Any | ReplayResult:
+    """The recorded trace's initial state, or why it no longer reproduces."""
+    inits = system.init_states()
+    first = record["init"]
+    if not 0 <= first < len(inits):
+        return ReplayResult(
+            False, f"no longer reproduces at step 0: the system has {len(inits)} initial "
+            f"state(s), the trace starts from #{first}", 0,
+        )
+    return inits[first]
+
+
+def _take(
+    system: TransitionSystem[Any, Any], state: Any, enabled: Sequence[Any],
+    recorded: Mapping[str, Any], number: int, reports: list[StepReport],
+) -> Any | ReplayResult:
+    """The enabled action recorded step `number` names (its report appended to
+    `reports`), or why it no longer reproduces."""
+    index, how = _find(system, state, enabled, recorded)
+    if index is None:
+        return ReplayResult(
+            False,
+            f"no longer reproduces at step {number}: the action {_describe(recorded)} "
+            f"is not enabled ({len(enabled)} action(s) are)",
+            number, reports,
+        )
+    action = enabled[index]
+    label = str(describe_action(system, state, action).get("label", action))
+    reports.append(StepReport(number, label, recorded.get("label"), how))
+    return action
+
+
 def replay_trace(system: TransitionSystem[Any, Any], record: Mapping[str, Any]) -> ReplayResult:
     """Re-run a replay record against `system` (see the module docstring)."""
     require_core(system)
@@ -323,31 +357,18 @@ def replay_trace(system: TransitionSystem[Any, Any], record: Mapping[str, Any]) 
         assert predicate is not None
         return decides(kind, state, predicate.evaluate(system.vocabulary(state)), symbolic)
 
-    inits = system.init_states()
-    first = record["init"]
-    if not 0 <= first < len(inits):
-        return ReplayResult(
-            False, f"no longer reproduces at step 0: the system has {len(inits)} initial "
-            f"state(s), the trace starts from #{first}", 0,
-        )
-    state = inits[first]
+    state = _initial(system, record)
+    if isinstance(state, ReplayResult):
+        return state
     reports: list[StepReport] = []
     steps: Sequence[Mapping[str, Any]] = record["steps"]
     if kind.checked_on_discovery and fails(state):
         return _reproduced(kind, 0, len(steps), reports)
     for number, recorded in enumerate(steps, start=1):
         enabled = system.actions(state)
-        index, how = _find(system, state, enabled, recorded)
-        if index is None:
-            return ReplayResult(
-                False,
-                f"no longer reproduces at step {number}: the action {_describe(recorded)} "
-                f"is not enabled ({len(enabled)} action(s) are)",
-                number, reports,
-            )
-        action = enabled[index]
-        label = str(describe_action(system, state, action).get("label", action))
-        reports.append(StepReport(number, label, recorded.get("label"), how))
+        action = _take(system, state, enabled, recorded, number, reports)
+        if isinstance(action, ReplayResult):
+            return action
         state = system.next_state(state, action)
         if kind.checked_on_discovery and fails(state):
             return _reproduced(kind, number, len(steps), reports)
@@ -397,18 +418,13 @@ def replay_lasso(system: TransitionSystem[Any, Any], record: Mapping[str, Any]) 
             return ReplayResult(
                 False, f"the design no longer provides what the property reads: {exc}", 0
             )
-    inits = system.init_states()
-    first = record["init"]
-    if not 0 <= first < len(inits):
-        return ReplayResult(
-            False, f"no longer reproduces at step 0: the system has {len(inits)} initial "
-            f"state(s), the trace starts from #{first}", 0,
-        )
+    state = _initial(system, record)
+    if isinstance(state, ReplayResult):
+        return state
     actor = actor_of(system)
     fairness, text = fairness_for(
         system, record.get("fairness", "weak"), record.get("strong_fairness", [])
     )
-    state = inits[first]
     states = [state]
     enabled_actors: list[set[int]] = []
     taken: list[int] = []
@@ -416,19 +432,11 @@ def replay_lasso(system: TransitionSystem[Any, Any], record: Mapping[str, Any]) 
     steps: Sequence[Mapping[str, Any]] = record["steps"]
     for number, recorded in enumerate(steps, start=1):
         enabled = system.actions(state)
-        index, how = _find(system, state, enabled, recorded)
-        if index is None:
-            return ReplayResult(
-                False,
-                f"no longer reproduces at step {number}: the action {_describe(recorded)} "
-                f"is not enabled ({len(enabled)} action(s) are)",
-                number, reports,
-            )
-        action = enabled[index]
+        action = _take(system, state, enabled, recorded, number, reports)
+        if isinstance(action, ReplayResult):
+            return action
         enabled_actors.append({actor(state, a) for a in enabled})
         taken.append(actor(state, action))
-        label = str(describe_action(system, state, action).get("label", action))
-        reports.append(StepReport(number, label, recorded.get("label"), how))
         state = system.next_state(state, action)
         states.append(state)
     end = len(steps)
