@@ -400,19 +400,18 @@ def test_lkgs_loads_the_inactive_gs_base() -> None:
     assert getattr(e.value, "vector", None) == GP
 
 
-def test_symmetric_fred_designs_are_refused(tmp_path: Path) -> None:
-    """The FRED MSRs hold per-CPU stack addresses the symmetry reduction would not move:
-    a FRED design may not declare its CPUs interchangeable (a path:line error, not a
-    reduction that could merge states the code tells apart)."""
+def test_symmetric_fred_designs_are_accepted(tmp_path: Path) -> None:
+    """A FRED design may declare its CPUs interchangeable: the renumbering moves the stack
+    addresses the FRED MSRs hold with their CPUs (tests/test_fred_smp.py)."""
     from model.system.provider import DesignProvider
 
     path = tmp_path / "t.design"
-    path.write_text(HEAD.replace("cpus 1", "cpus 3\nsymmetric") + FRED_BLOCK
+    path.write_text(HEAD.replace("cpus 1", "cpus 3\nsymmetric").replace("size 0x1000",
+                    "size 0x1000 per-cpu") + FRED_BLOCK
                     + "delivery fred\ncpu * start idle cpl 0 rsp top(primary)\n" + HANDLERS
                     + "ENTRY(idle)\n        hlt\n")
-    with pytest.raises(InputError, match="symmetric: a design that may deliver") as err:
-        DesignProvider(tmp_path).load("t", {}, {"nmi": 0})
-    assert err.value.line == 3
+    system = DesignProvider(tmp_path).load("t", {}, {"nmi": 0})
+    assert system.symmetry is not None
 
 
 @pytest.mark.parametrize("insn", ["syscall", "sysenter", "int $0x80"])
