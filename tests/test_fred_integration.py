@@ -575,3 +575,95 @@ def test_instruction_breakpoint_event_data_names_its_dr(tmp_path: Path) -> None:
     assert s.machine.cpus[0].pc == CodeAddr("entry_r3", 0)
     assert [f.vector for f in s.machine.frames] == [1]
     assert event_data(s) == 0b10
+
+
+WATCHED = """\
+var watched = 0
+var other = 0
+"""
+
+
+def test_data_breakpoint_event_data_names_its_dr(tmp_path: Path) -> None:
+    """FRED spec §5.2 (event data for #DB: DR6's cause bits, B0-B3 in bits 3:0) and SDM
+    Vol. 3B §18.2.3 (DR6: "B0 through B3 (breakpoint condition detected) flags ... Indicates
+    (when set) that its associated breakpoint condition was met when a debug exception
+    was generated"; §17.2.3 in older editions): a write to a variable watched by DR1 (the
+    design's second `breakpoint`) is a trap whose #DB reports B1; DR0, an instruction
+    breakpoint elsewhere, and DR2, on another variable, are not reported."""
+    system = load(tmp_path, WATCHED + "breakpoint exec entry_r3\nbreakpoint write watched len 8\n"
+                  "breakpoint rw other len 8\n" + FRED_BLOCK
+                  + "delivery fred\ncpu 0 start idle cpl 0 rsp top(primary) if 1\n" + HANDLERS
+                  + "ENTRY(idle)\n        movq $1, watched\n1:      nop\n        jmp 1b\n")
+    [s] = system.init_states()
+    s = step(system, s)
+    assert s.machine.cpus[0].held_db and s.machine.cpus[0].db_cause == 0b10
+    s = only(system, s, "held-db")
+    assert s.machine.cpus[0].pc == CodeAddr("entry_r0", 0)
+    assert [f.vector for f in s.machine.frames] == [1]
+    assert event_data(s) == 0b10
+
+
+def test_every_data_breakpoint_matched_is_reported(tmp_path: Path) -> None:
+    """SDM Vol. 3B §18.2.3 (DR6 B0-B3: each flag is set for its own breakpoint whose
+    condition was met, so one #DB may report several) through FRED's #DB event data
+    (FRED spec §5.2): DR0 and DR2 both watch the word written, DR1 is an instruction
+    breakpoint elsewhere: B0 and B2; with TF set as well, BS (bit 14) with them."""
+    body = (WATCHED + "breakpoint rw watched len 8\nbreakpoint exec entry_r3\n"
+            "breakpoint write watched len 4\n" + FRED_BLOCK + "delivery fred\n"
+            "cpu 0 start idle cpl 0 rsp top(primary) if 1{tf}\n" + HANDLERS
+            + "ENTRY(idle)\n        movq $1, watched\n1:      nop\n        jmp 1b\n")
+    for tf, want in (("", 0b101), (" tf 1", 0b101 | 1 << 14)):
+        system = load(tmp_path, body.format(tf=tf))
+        [s] = system.init_states()
+        s = only(system, step(system, s), "held-db")
+        assert event_data(s) == want
+
+
+def test_a_read_does_not_match_a_write_breakpoint_bit(tmp_path: Path) -> None:
+    """SDM Vol. 3B §18.2.4 (R/W 01: break on data writes only) with §18.2.3: a read of a
+    word watched by a write breakpoint (DR0) and a read/write one (DR1) reports B1 only
+    (FRED spec §5.2's #DB event data)."""
+    system = load(tmp_path, WATCHED + "breakpoint write watched len 8\n"
+                  "breakpoint rw watched len 8\n" + FRED_BLOCK
+                  + "delivery fred\ncpu 0 start idle cpl 0 rsp top(primary) if 1\n" + HANDLERS
+                  + "ENTRY(idle)\n        movq watched, %rax\n1:      nop\n        jmp 1b\n")
+    [s] = system.init_states()
+    s = only(system, step(system, s), "held-db")
+    assert event_data(s) == 0b10
+
+
+def test_idt_delivery_keeps_no_dr6(tmp_path: Path) -> None:
+    """The IDT model keeps no DR6 (a handler cannot read it; no property names it): the
+    same data breakpoint without CR4.FRED holds a #DB with no cause bits, so IDT states
+    are as they were (model.x86.debug.trap)."""
+    system = load(tmp_path, WATCHED + "breakpoint write watched len 8\n"
+                  "idt idt\n    gate #DB entry_r0 interrupt\nend\n"
+                  "cpu 0 start idle cpl 0 idt idt rsp top(primary) if 1\n"
+                  + "ENTRY(entry_r0)\n        iretq\n"
+                  + "ENTRY(idle)\n        movq $1, watched\n1:      nop\n        jmp 1b\n")
+    [s] = system.init_states()
+    s = step(system, s)
+    assert s.machine.cpus[0].held_db and s.machine.cpus[0].db_cause == 0
+
+
+def test_fred_delivery_pushes_on_a_watched_word_may_raise_db_with_its_bit(
+    tmp_path: Path,
+) -> None:
+    """FRED spec §5.2 (#DB event data, DR6's format) and SDM Vol. 3B §18.2.3: FRED's own
+    frame pushes on a word DR1 watches may raise a #DB as the IDT delivery's may (the SDM
+    does not say whether a delivery's pushes are checked: both explored,
+    model.x86.debug.delivery_pushes_hit); when taken it reports B1. An NMI from ring 3
+    pushes its frame below IA32_FRED_RSP0 = top(primary): the event-data word is at
+    top(primary) - 16."""
+    system = load(tmp_path, "breakpoint exec idle\nbreakpoint write top(primary)-16 len 8\n"
+                  + FRED_BLOCK + "delivery fred\n"
+                  "cpu 0 start guest cpl 3 rsp top(guest_stack) if 1\n" + HANDLERS + GUEST_LOOP,
+                  nmi=1)
+    [s] = system.init_states()
+    s = only(system, s, "nmi")
+    cpu = s.machine.cpus[0]
+    assert cpu.pc == CodeAddr("entry_r3", 0) and cpu.held_db and cpu.db_unsure
+    assert cpu.db_cause == 0b10
+    s = only(system, s, "held-db")
+    assert [f.vector for f in s.machine.frames] == [2, 1]
+    assert event_data(s) == 0b10

@@ -30,6 +30,7 @@ from enum import IntEnum
 from typing import Any, NamedTuple
 
 from checker.symbolic import MASK, Term, add, band, bor, decide, eq, lshr, ne, oracle, shl
+from model.x86 import debug
 from model.x86.arch import (
     DB,
     DF,
@@ -749,8 +750,18 @@ def fred_deliver(
                     or (region is not None and region.owner == "guest"),
                 )
                 pc = entry_code(entry_point(config, cpu.cpl))
+                # The frame's pushes on a watched address: maybe a #DB trap, as under IDT
+                # (model.x86.debug.delivery_pushes_hit), reporting the DRn they match.
+                watched = bool(platform.breakpoints) and debug.delivery_pushes_hit(
+                    platform.breakpoints, words
+                )
                 for flags in delivered_rflags(cpu.rflags, platform.fmask):
                     new_cpu, new_state = enter(cpu, state, choice, pc, flags)
+                    if watched:
+                        new_cpu = debug.delivery_trap(new_cpu, debug.data_breakpoint_bits(
+                            platform.breakpoints,
+                            [(a, 8, True) for a, _ in words if isinstance(a, (int, Term))],
+                        ))
                     done = m2.with_frame(frame).with_cpu(cpu_i, new_cpu)
                     outcomes.append(Delivered(done, new_state))
             if fault is None:
