@@ -249,7 +249,7 @@ def test_eret_without_cr4_fred_is_ud(tmp_path: Path) -> None:
 
 
 def test_setting_cr4_fred_switches_delivery_at_run_time(tmp_path: Path) -> None:
-    """FRED spec §2: CR4.FRED (bit 32) selects FRED event delivery from the next event on.
+    """FRED spec §4.2: CR4.FRED (bit 32) selects FRED event delivery from the next event on.
     Before the MOV to CR4 an NMI goes through the IDT; after it, to IA32_FRED_CONFIG's
     entry as code wrote it with WRMSR (a label's address), on IA32_FRED_RSP0's stack."""
     body = """\
@@ -286,7 +286,7 @@ ENTRY(on_nmi)
 
 def test_cr4_read_and_write_rules() -> None:
     """SDM Vol. 2 MOV to/from CR4: #GP(0) at CPL > 0; clearing PAE in IA-32e mode #GP(0)
-    (SDM Vol. 3A §9.8.5.4); FRED spec §2: bit 32 is CR4.FRED."""
+    (SDM Vol. 3A §9.8.5.4); FRED spec §4.2: bit 32 is CR4.FRED."""
     from tests.x86_helpers import make_cpu, platform
 
     p = platform()
@@ -304,7 +304,7 @@ def test_cr4_read_and_write_rules() -> None:
 
 
 def test_wrmsr_of_a_misaligned_fred_rsp_is_gp(tmp_path: Path) -> None:
-    """FRED spec §2: WRMSR to IA32_FRED_RSPn #GPs unless the value is 64-byte aligned."""
+    """FRED spec §4: WRMSR to IA32_FRED_RSPn #GPs unless the value is 64-byte aligned."""
     body = """\
 idt t
     gate #GP on_gp interrupt
@@ -432,7 +432,7 @@ def test_single_step_over_a_software_event_waits_for_eretu(tmp_path: Path, insn:
 
 
 def test_rdmsr_reads_the_fred_block(tmp_path: Path) -> None:
-    """FRED spec §2: IA32_FRED_RSP0 reads as the `fred` block set it (the stack's top)."""
+    """FRED spec §4: IA32_FRED_RSP0 reads as the `fred` block set it (the stack's top)."""
     system = load(tmp_path, FRED_BLOCK + "delivery fred\n"
                   "cpu 0 start idle cpl 0 rsp top(primary)\n" + HANDLERS
                   + "ENTRY(idle)\n        movl $0x1cc, %ecx\n        rdmsr\n        hlt\n")

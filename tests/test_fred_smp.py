@@ -4,7 +4,7 @@ an event FRED will push into another CPU's stack as reaching into that CPU.
 
 FRED spec sections (Intel document 346446): §5.1 (the stack an event is pushed on: level 0
 from ring 3, max(current level, IA32_FRED_STKLVLS's level for the vector) in ring 0, the
-stack pointer from IA32_FRED_RSPn), §2 (the FRED MSRs are per logical processor, written
+stack pointer from IA32_FRED_RSPn), §4 (the FRED MSRs are per logical processor, written
 by WRMSR)."""
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def _load_design(tmp_path: Path, name: str, text: str, env: dict[str, Any]) -> A
 
 
 def test_symmetry_moves_the_fred_msrs_with_their_cpus(tmp_path: Path) -> None:
-    """FRED spec §2: IA32_FRED_RSPn is per logical processor. Renumbering CPUs 1 and 2
+    """FRED spec §4: IA32_FRED_RSPn is per logical processor. Renumbering CPUs 1 and 2
     moves the stack address CPU 1 wrote into its IA32_FRED_RSP1 to CPU 2's instance of
     that stack, as it moves RSP and the registers (model/system/symmetry.py)."""
     system = _load_design(tmp_path, "fred_smp_sym", SMP_SYMMETRIC.design, {"nmi": 0})
