@@ -13,7 +13,8 @@ CPUs' actions can reach an action that depends on it) when
    CPUs, a gate, IST or TSS write through an index or to a shared table, `free_init`.
    "Can still reach" follows the control flow from everything the CPU may resume at: its
    pc, code addresses in its registers and on its stacks (return addresses, interrupted
-   RIPs), and the handlers its IDT names.
+   RIPs), and the handlers its IDT names (or FRED's entry points); nor may it hold an
+   address in p's stack in RSP, a register or a FRED stack MSR (IA32_FRED_RSPn).
 
 The model also judges invisibility (a step changes no vocabulary name the properties
 read); the checker adds the cycle proviso (no step into a state already expanded).

@@ -6,8 +6,8 @@ running CPU), the design variables it names as `ids` (a CPU number) and `masks` 
 per CPU), and the loop positions it names as `order`. Renumbering those CPUs then maps
 reachable states to reachable states, and `representative` picks one state per orbit:
 the CPUs are sorted by a signature of everything they own, written without their own
-number, and the state is renumbered accordingly (registers and stack words that hold
-addresses in per-CPU stacks, frames, IDT and TSS instance names, per-CPU variables,
+number, and the state is renumbered accordingly (registers, stack words and FRED MSRs
+that hold addresses in per-CPU stacks, frames, IDT and TSS instance names, per-CPU variables,
 budgets, the `ids` and `masks` variables). CPU 0 is never moved.
 
 A loop over the CPUs (`for (i = 0; i < ncpus; i++)`, with `i` declared `order`) visits
