@@ -3,7 +3,7 @@ the command line, plain and with every cheaper option, every disagreement listed
 with its seed, and (with --shrink) a minimal reproducer for the first seed of each class.
 
     nice -n 10 python benchmarks/fuzz_reductions.py --seeds 300 [--start 0] [--shrink]
-        [--variants por,symmetry] [--max-states 4000] [--out DIR]
+        [--variants por,symmetry] [--max-states 4000] [--out DIR] [--fred some|always]
 
 Exit 0 when no run disagreed, 1 otherwise. --out writes each shrunk reproducer's design
 and property file (and the command showing the disagreement) there.
@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--declared", choices=("none", "valid", "wrong"), help="only designs whose symmetry is this"
     )
+    ap.add_argument(
+        "--fred", choices=("never", "some", "always"), default="never",
+        help="designs delivering by FRED: none (the default), one seed in four, or all",
+    )
     ap.add_argument("-q", "--quiet", action="store_true")
     args = ap.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     runs = 0
     for seed in range(args.start, args.start + args.seeds):
-        case = generate(seed)
+        case = generate(seed, fred={"never": False, "some": None, "always": True}[args.fred])
         if args.declared and case.symmetry != args.declared:
             continue
         for f in case.features:

@@ -407,10 +407,15 @@ def _plant_asymmetry(g: _Gen, wrong_kind: str) -> None:
         g.watch += [("never", f"got[1] == {k}"), ("reachable", f"got[1] == {k}")]
 
 
-def generate(seed: int, rng: random.Random | None = None) -> Case:
+def generate(
+    seed: int, rng: random.Random | None = None, fred: bool | None = False
+) -> Case:
     """A random design and property file; the same seed gives the same text. `rng`
     (e.g. hypothesis's `st.randoms()`) draws instead of `random.Random(seed)`; `seed` then
-    only names the case."""
+    only names the case. `fred`: deliver by FRED (`_fredify`) always (True), never (the
+    default: the pinned seeds of tests/test_fuzz_reductions.py stay as they were), or
+    (None) for one seed in four without an extra FRED cannot take, drawn from its own
+    generator."""
     xrng = random.Random(f"{seed}:extras") if rng is None else random.Random(rng.getrandbits(64))
     rng = rng if rng is not None else random.Random(seed)
     symmetry = rng.choices(["none", "valid", "wrong"], [5, 3, 2])[0]
@@ -506,7 +511,62 @@ def generate(seed: int, rng: random.Random | None = None) -> Case:
         routines.append("ENTRY(pf_h)\n1:\n        hlt\n        jmp 1b")
     text = "\n".join(out) + "\n\n" + "\n\n".join(routines + g.helpers) + "\n"
     props = _properties(rng, g, name)
+    frng = random.Random(f"{seed}:fred")
+    if fred is None:
+        fred = not extras & FRED_EXCLUDES and frng.random() < 0.25
+    if fred and not extras & FRED_EXCLUDES:
+        text = _fredify(text, frng, nmi_ist != "", mc_ist != "", "db_h" in text)
+        g.features.add("fred")
     return Case(seed, name, text, props, symmetry, frozenset(g.features))
+
+
+# Extras a FRED design cannot have: SMAP (refused with FRED), and handlers that rewrite
+# or copy an IDT frame (a wild IRET, the frame_moved hand-off).
+FRED_EXCLUDES = frozenset({"smap", "wild-iret", "frame-moved"})
+
+
+def _fredify(text: str, rng: random.Random, nmi_level: bool, mc_level: bool, db: bool) -> str:
+    """The design delivering by FRED (issue 17): `delivery fred`, IA32_FRED_RSP0 the
+    kstack; an NMI or #MC gate with IST gets stack level 1 on the IST stack instead, its
+    IA32_FRED_RSP1 set by the `fred` block or (half the time) by each CPU's WRMSR before
+    it starts its code (a per-CPU MSR value symmetry must move with its CPU). A ring-0
+    entry dispatches on the SS word's vector to the IDT handlers, which return with
+    ERETS."""
+    levels = [f"    level {v} 1" for v, on in (("NMI", nmi_level), ("#MC", mc_level)) if on]
+    by_wrmsr = bool(levels) and rng.random() < 0.5
+    block = ["delivery fred", "fred", "    entry fred_r3 fred_r0", "    rsp 0 kstack"]
+    if levels and not by_wrmsr:
+        block.append("    rsp 1 ist_stk")
+    block += [*levels, "end"]
+    lines = text.split("\n")
+    at = next(i for i, line in enumerate(lines) if line.startswith("tss "))
+    lines[at:at] = block
+    starts: list[str] = []
+    for i, line in enumerate(lines):
+        if line.startswith("cpu ") and " start " in line:
+            start = line.split(" start ")[1].split()[0]
+            if by_wrmsr:
+                lines[i] = line.replace(f" start {start} ", f" start {start}_fred ")
+                if start not in starts:
+                    starts.append(start)
+    text = "\n".join(lines).replace("iretq", "erets")
+    vectors = [(2, "nmi_h"), (18, "mc_h")] + ([(1, "db_h")] if db else [])
+    entry = ["ENTRY(fred_r0)", "        pushq %rax", "        movq  48(%rsp), %rax",
+             "        shrq  $32, %rax", "        andq  $0xff, %rax"]
+    for k, (vector, _) in enumerate(vectors):
+        entry += [f"        cmpq  ${vector}, %rax", f"        je    {k + 1}f"]
+    entry += ["        popq  %rax", "9:      hlt", "        jmp   9b"]
+    for k, (_, handler) in enumerate(vectors):
+        entry += [f"{k + 1}:      popq  %rax", f"        jmp   {handler}"]
+    routines = ["\n".join(entry), "ENTRY(fred_r3)\n9:      hlt\n        jmp   9b"]
+    for start in starts:
+        routines.append("\n".join([
+            f"ENTRY({start}_fred)", "        movl  $0x1cd, %ecx",
+            "        movabsq $top(ist_stk), %rax", "        movq  %rax, %rdx",
+            "        shrq  $32, %rdx", "        wrmsr", "        xorl  %eax, %eax",
+            "        xorl  %edx, %edx", f"        jmp   {start}",
+        ]))
+    return text + "\n" + "\n\n".join(routines) + "\n"
 
 
 def _budget(rng: random.Random, ncpus: int, most: int) -> str:

@@ -249,7 +249,7 @@ def test_eret_without_cr4_fred_is_ud(tmp_path: Path) -> None:
 
 
 def test_setting_cr4_fred_switches_delivery_at_run_time(tmp_path: Path) -> None:
-    """FRED spec §2: CR4.FRED (bit 32) selects FRED event delivery from the next event on.
+    """FRED spec §4.2: CR4.FRED (bit 32) selects FRED event delivery from the next event on.
     Before the MOV to CR4 an NMI goes through the IDT; after it, to IA32_FRED_CONFIG's
     entry as code wrote it with WRMSR (a label's address), on IA32_FRED_RSP0's stack."""
     body = """\
@@ -286,7 +286,7 @@ ENTRY(on_nmi)
 
 def test_cr4_read_and_write_rules() -> None:
     """SDM Vol. 2 MOV to/from CR4: #GP(0) at CPL > 0; clearing PAE in IA-32e mode #GP(0)
-    (SDM Vol. 3A §9.8.5.4); FRED spec §2: bit 32 is CR4.FRED."""
+    (SDM Vol. 3A §9.8.5.4); FRED spec §4.2: bit 32 is CR4.FRED."""
     from tests.x86_helpers import make_cpu, platform
 
     p = platform()
@@ -304,7 +304,7 @@ def test_cr4_read_and_write_rules() -> None:
 
 
 def test_wrmsr_of_a_misaligned_fred_rsp_is_gp(tmp_path: Path) -> None:
-    """FRED spec §2: WRMSR to IA32_FRED_RSPn #GPs unless the value is 64-byte aligned."""
+    """FRED spec §4: WRMSR to IA32_FRED_RSPn #GPs unless the value is 64-byte aligned."""
     body = """\
 idt t
     gate #GP on_gp interrupt
@@ -400,19 +400,18 @@ def test_lkgs_loads_the_inactive_gs_base() -> None:
     assert getattr(e.value, "vector", None) == GP
 
 
-def test_symmetric_fred_designs_are_refused(tmp_path: Path) -> None:
-    """The FRED MSRs hold per-CPU stack addresses the symmetry reduction would not move:
-    a FRED design may not declare its CPUs interchangeable (a path:line error, not a
-    reduction that could merge states the code tells apart)."""
+def test_symmetric_fred_designs_are_accepted(tmp_path: Path) -> None:
+    """A FRED design may declare its CPUs interchangeable: the renumbering moves the stack
+    addresses the FRED MSRs hold with their CPUs (tests/test_fred_smp.py)."""
     from model.system.provider import DesignProvider
 
     path = tmp_path / "t.design"
-    path.write_text(HEAD.replace("cpus 1", "cpus 3\nsymmetric") + FRED_BLOCK
+    path.write_text(HEAD.replace("cpus 1", "cpus 3\nsymmetric").replace("size 0x1000",
+                    "size 0x1000 per-cpu") + FRED_BLOCK
                     + "delivery fred\ncpu * start idle cpl 0 rsp top(primary)\n" + HANDLERS
                     + "ENTRY(idle)\n        hlt\n")
-    with pytest.raises(InputError, match="symmetric: a design that may deliver") as err:
-        DesignProvider(tmp_path).load("t", {}, {"nmi": 0})
-    assert err.value.line == 3
+    system = DesignProvider(tmp_path).load("t", {}, {"nmi": 0})
+    assert system.symmetry is not None
 
 
 @pytest.mark.parametrize("insn", ["syscall", "sysenter", "int $0x80"])
@@ -433,7 +432,7 @@ def test_single_step_over_a_software_event_waits_for_eretu(tmp_path: Path, insn:
 
 
 def test_rdmsr_reads_the_fred_block(tmp_path: Path) -> None:
-    """FRED spec §2: IA32_FRED_RSP0 reads as the `fred` block set it (the stack's top)."""
+    """FRED spec §4: IA32_FRED_RSP0 reads as the `fred` block set it (the stack's top)."""
     system = load(tmp_path, FRED_BLOCK + "delivery fred\n"
                   "cpu 0 start idle cpl 0 rsp top(primary)\n" + HANDLERS
                   + "ENTRY(idle)\n        movl $0x1cc, %ecx\n        rdmsr\n        hlt\n")
@@ -575,4 +574,96 @@ def test_instruction_breakpoint_event_data_names_its_dr(tmp_path: Path) -> None:
     s = step(system, s, 2)  # the nop, then the breakpoint on the jmp faults before it
     assert s.machine.cpus[0].pc == CodeAddr("entry_r3", 0)
     assert [f.vector for f in s.machine.frames] == [1]
+    assert event_data(s) == 0b10
+
+
+WATCHED = """\
+var watched = 0
+var other = 0
+"""
+
+
+def test_data_breakpoint_event_data_names_its_dr(tmp_path: Path) -> None:
+    """FRED spec §5.2 (event data for #DB: DR6's cause bits, B0-B3 in bits 3:0) and SDM
+    Vol. 3B §18.2.3 (DR6: "B0 through B3 (breakpoint condition detected) flags ... Indicates
+    (when set) that its associated breakpoint condition was met when a debug exception
+    was generated"; §17.2.3 in older editions): a write to a variable watched by DR1 (the
+    design's second `breakpoint`) is a trap whose #DB reports B1; DR0, an instruction
+    breakpoint elsewhere, and DR2, on another variable, are not reported."""
+    system = load(tmp_path, WATCHED + "breakpoint exec entry_r3\nbreakpoint write watched len 8\n"
+                  "breakpoint rw other len 8\n" + FRED_BLOCK
+                  + "delivery fred\ncpu 0 start idle cpl 0 rsp top(primary) if 1\n" + HANDLERS
+                  + "ENTRY(idle)\n        movq $1, watched\n1:      nop\n        jmp 1b\n")
+    [s] = system.init_states()
+    s = step(system, s)
+    assert s.machine.cpus[0].held_db and s.machine.cpus[0].db_cause == 0b10
+    s = only(system, s, "held-db")
+    assert s.machine.cpus[0].pc == CodeAddr("entry_r0", 0)
+    assert [f.vector for f in s.machine.frames] == [1]
+    assert event_data(s) == 0b10
+
+
+def test_every_data_breakpoint_matched_is_reported(tmp_path: Path) -> None:
+    """SDM Vol. 3B §18.2.3 (DR6 B0-B3: each flag is set for its own breakpoint whose
+    condition was met, so one #DB may report several) through FRED's #DB event data
+    (FRED spec §5.2): DR0 and DR2 both watch the word written, DR1 is an instruction
+    breakpoint elsewhere: B0 and B2; with TF set as well, BS (bit 14) with them."""
+    body = (WATCHED + "breakpoint rw watched len 8\nbreakpoint exec entry_r3\n"
+            "breakpoint write watched len 4\n" + FRED_BLOCK + "delivery fred\n"
+            "cpu 0 start idle cpl 0 rsp top(primary) if 1{tf}\n" + HANDLERS
+            + "ENTRY(idle)\n        movq $1, watched\n1:      nop\n        jmp 1b\n")
+    for tf, want in (("", 0b101), (" tf 1", 0b101 | 1 << 14)):
+        system = load(tmp_path, body.format(tf=tf))
+        [s] = system.init_states()
+        s = only(system, step(system, s), "held-db")
+        assert event_data(s) == want
+
+
+def test_a_read_does_not_match_a_write_breakpoint_bit(tmp_path: Path) -> None:
+    """SDM Vol. 3B §18.2.4 (R/W 01: break on data writes only) with §18.2.3: a read of a
+    word watched by a write breakpoint (DR0) and a read/write one (DR1) reports B1 only
+    (FRED spec §5.2's #DB event data)."""
+    system = load(tmp_path, WATCHED + "breakpoint write watched len 8\n"
+                  "breakpoint rw watched len 8\n" + FRED_BLOCK
+                  + "delivery fred\ncpu 0 start idle cpl 0 rsp top(primary) if 1\n" + HANDLERS
+                  + "ENTRY(idle)\n        movq watched, %rax\n1:      nop\n        jmp 1b\n")
+    [s] = system.init_states()
+    s = only(system, step(system, s), "held-db")
+    assert event_data(s) == 0b10
+
+
+def test_idt_delivery_keeps_no_dr6(tmp_path: Path) -> None:
+    """The IDT model keeps no DR6 (a handler cannot read it; no property names it): the
+    same data breakpoint without CR4.FRED holds a #DB with no cause bits, so IDT states
+    are as they were (model.x86.debug.trap)."""
+    system = load(tmp_path, WATCHED + "breakpoint write watched len 8\n"
+                  "idt idt\n    gate #DB entry_r0 interrupt\nend\n"
+                  "cpu 0 start idle cpl 0 idt idt rsp top(primary) if 1\n"
+                  + "ENTRY(entry_r0)\n        iretq\n"
+                  + "ENTRY(idle)\n        movq $1, watched\n1:      nop\n        jmp 1b\n")
+    [s] = system.init_states()
+    s = step(system, s)
+    assert s.machine.cpus[0].held_db and s.machine.cpus[0].db_cause == 0
+
+
+def test_fred_delivery_pushes_on_a_watched_word_may_raise_db_with_its_bit(
+    tmp_path: Path,
+) -> None:
+    """FRED spec §5.2 (#DB event data, DR6's format) and SDM Vol. 3B §18.2.3: FRED's own
+    frame pushes on a word DR1 watches may raise a #DB as the IDT delivery's may (the SDM
+    does not say whether a delivery's pushes are checked: both explored,
+    model.x86.debug.delivery_pushes_hit); when taken it reports B1. An NMI from ring 3
+    pushes its frame below IA32_FRED_RSP0 = top(primary): the event-data word is at
+    top(primary) - 16."""
+    system = load(tmp_path, "breakpoint exec idle\nbreakpoint write top(primary)-16 len 8\n"
+                  + FRED_BLOCK + "delivery fred\n"
+                  "cpu 0 start guest cpl 3 rsp top(guest_stack) if 1\n" + HANDLERS + GUEST_LOOP,
+                  nmi=1)
+    [s] = system.init_states()
+    s = only(system, s, "nmi")
+    cpu = s.machine.cpus[0]
+    assert cpu.pc == CodeAddr("entry_r3", 0) and cpu.held_db and cpu.db_unsure
+    assert cpu.db_cause == 0b10
+    s = only(system, s, "held-db")
+    assert [f.vector for f in s.machine.frames] == [2, 1]
     assert event_data(s) == 0b10

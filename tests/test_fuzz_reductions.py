@@ -69,3 +69,28 @@ def test_the_generator_is_deterministic_and_covers_the_known_classes() -> None:
     assert symmetry == {"none", "valid", "wrong"}
     # issue 14's x86 features: MOV SS, a data breakpoint, SMAP, a wild IRET, a hand-off
     assert {f"x-{x}" for x in EXTRAS} <= features
+
+
+def test_fred_designs_are_generated_and_load() -> None:
+    """`generate(seed, fred=True)`: the same random design delivering by FRED (issue 17),
+    its NMI/#MC IST stacks as stack level 1 (set by the `fred` block or each CPU's WRMSR),
+    loads; `fred=False` (the default) leaves every pinned seed as it was."""
+    from pathlib import Path
+    from tempfile import TemporaryDirectory
+
+    from model.system.provider import DesignProvider
+
+    assert generate(3, fred=False) == generate(3)
+    kinds: set[str] = set()
+    for seed in range(12):
+        case = generate(seed, fred=True)
+        if "fred" not in case.features:
+            continue  # an extra FRED cannot take (SMAP, a wild IRET, a frame hand-off)
+        assert "delivery fred" in case.design and "erets" in case.design
+        kinds.add("wrmsr" if "wrmsr" in case.design else "block")
+        if case.symmetry == "wrong":
+            continue  # refused with a path:line error, plain and reduced alike
+        with TemporaryDirectory() as tmp:
+            case.write(Path(tmp))
+            DesignProvider(Path(tmp)).load(case.name, {}, {"nmi": 0})
+    assert kinds == {"wrmsr", "block"}

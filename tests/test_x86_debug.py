@@ -56,6 +56,23 @@ def test_breakpoint_length_covers_an_aligned_range():
     assert not debug.data_breakpoint_hit(bp, [(0xFF8, 8, False)])
 
 
+def test_data_breakpoint_bits_name_every_dr_matched():
+    """SDM Vol. 3B §18.2.3 (DR6 B0-B3: "Indicates (when set) that its associated
+    breakpoint condition was met when a debug exception was generated"; §17.2.3 in
+    older editions): the n-th breakpoint armed is DRn; each data breakpoint an access
+    matches sets its own bit, an instruction breakpoint or a write breakpoint on a read
+    sets none, and a fifth breakpoint has no DRn (FRED's #DB event data, FRED spec §5.2,
+    carries these bits)."""
+    bps = (
+        Breakpoint("exec", 0x1000), Breakpoint("rw", 0x1000, 8), Breakpoint("write", 0x1004, 4),
+        Breakpoint("rw", 0x2000, 8), Breakpoint("rw", 0x1000, 8),
+    )
+    assert debug.data_breakpoint_bits(bps, [(0x1000, 8, True)]) == 0b0110
+    assert debug.data_breakpoint_bits(bps, [(0x1000, 8, False)]) == 0b0010
+    assert debug.data_breakpoint_bits(bps, [(0x1000, 1, True), (0x2000, 8, False)]) == 0b1010
+    assert debug.data_breakpoint_bits(bps, [(0x3000, 8, True)]) == 0
+
+
 def _cpu(rflags: int = RFLAGS_FIXED) -> Cpu:
     return Cpu(cpl=3, pc=CodeAddr("g", 0), rsp=0x1000, regs=(0,) * 15, rflags=rflags)
 

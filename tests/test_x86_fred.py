@@ -207,8 +207,10 @@ def test_symbolic_rsp_same_level_is_aligned_symbolically():
 
 
 def test_nested_exception_from_ring3_follows_ring0_rules():
-    """§5.1.1 (Xen fred.rst: "Nested exceptions originate from Ring0 even if they were
-    trying to push a Ring3 event frame"; KVM's FRED nested-exception patch): a nested #PF
+    """§5.1.1 and Appendix B of revision 5.0 ("delivery of a nested exception determines
+    the new stack level as is done for events occurring when CPL = 0", as Intel's KVM
+    FRED nested-exception patch quotes it; Xen fred.rst: "Nested exceptions originate
+    from Ring0 even if they were trying to push a Ring3 event frame"): a nested #PF
     configured at level 1 goes to level 1 even from ring 3; a plain one to level 0."""
     cfg = XEN._replace(stklvls=1 << (2 * PF))
     plain = hw(PF)
@@ -218,8 +220,11 @@ def test_nested_exception_from_ring3_follows_ring0_rules():
 
 
 def test_double_fault_from_ring3_uses_its_configured_level():
-    """§5.1.1 (Bochs: "event is not #DF"): #DF follows the ring-0 rules even from ring
-    3, so a bad RSP0 at ring 3 escalates to #DF on level 3 (the issue's #DF example)."""
+    """§5.1.1 and Appendix B of revision 5.0 (#DF "is NOT a nested event ... however
+    ... its delivery determines the new stack level as is done for events occurring when
+    CPL = 0", Intel's KVM FRED patch; Bochs: "event is not #DF"): #DF follows the ring-0
+    rules even from ring 3, so a bad RSP0 at ring 3 escalates to #DF on level 3 (the
+    issue's #DF example)."""
     assert select_stack(XEN, ON, 3, 0, double_fault_event()) == StackChoice(3, SL3, True)
 
 
@@ -319,7 +324,7 @@ def test_entry_point_ring3_base_ring0_plus_256():
 
 
 def test_config_msr_fields():
-    """§2 IA32_FRED_CONFIG (Linux FRED_CONFIG_*): bits 63:12 entry, 10:9 interrupt stack
+    """§4 IA32_FRED_CONFIG (Linux FRED_CONFIG_*): bits 63:12 entry, 10:9 interrupt stack
     level, 8:6 red zone in 64-byte units; IA32_FRED_STKLVLS and RSP0-3 as written."""
     cfg = config_from_msrs({IA32_FRED_CONFIG: ENTRY | (1 << 9) | (1 << 6),
                             IA32_FRED_STKLVLS: STKLVLS, IA32_FRED_RSP0: SL0,
@@ -331,7 +336,7 @@ def test_config_msr_fields():
 
 
 def test_wrmsr_rsp_must_be_canonical_and_64_byte_aligned():
-    """§2 (Bochs msr.cc): WRMSR to IA32_FRED_RSPn #GPs for a non-canonical or
+    """§4 (Bochs msr.cc): WRMSR to IA32_FRED_RSPn #GPs for a non-canonical or
     not-64-byte-aligned value (so unused levels cannot be poisoned: Xen fred.rst)."""
     assert not wrmsr_faults(IA32_FRED_RSP1, SL1)
     assert wrmsr_faults(IA32_FRED_RSP1, SL1 + 8)

@@ -433,7 +433,7 @@ class IdtDecl:
 
 @dataclass(frozen=True)
 class FredDecl:
-    """The design's `fred` block: the FRED MSRs before code writes them (FRED spec §2).
+    """The design's `fred` block: the FRED MSRs before code writes them (FRED spec §4).
     `entry` is (ring-3 entry routine, the routine at +256 for ring 0); `rsp` the stack
     whose top each IA32_FRED_RSPn holds (None: 0); `levels` IA32_FRED_STKLVLS as
     (vector, level). IA32_FRED_CONFIG's other fields are 0."""

@@ -212,7 +212,9 @@ ASM: tuple[Insn, ...] = (
     Insn("rdmsr", ("rdmsr",), "", ("",), 0, 0, _fs(CPU), _fs(CPU),
          "EDX:EAX := MSR[ECX]; #GP(0) at CPL > 0 or for an MSR the model does not know",
          "rdmsr"),
-    Insn("wrmsr", ("wrmsr",), "", ("",), 0, 0, _fs(CPU), _fs(CPU),
+    # MEMORY: IA32_FRED_RSPn says where FRED pushes later events' frames, with no
+    # instruction in between; a computed value may lie in another CPU's stack.
+    Insn("wrmsr", ("wrmsr",), "", ("",), 0, 0, _fs(CPU), _fs(CPU, MEMORY),
          "MSR[ECX] := EDX:EAX; #GP(0) at CPL > 0, for an unknown MSR or a non-canonical "
          "base address", "wrmsr"),
     Insn("verw", ("verw",), "", ("r", "m"), 0, ZF, _fs(CPU), _fs(CPU),

@@ -1133,7 +1133,7 @@ class _Parser:
         return tuple(sorted(set(out)))
 
     def _fred(self, rest: str, lines: list[_Line], i: int) -> int:
-        """`fred` ... `end`: what the FRED MSRs hold before code writes them (FRED spec §2):
+        """`fred` ... `end`: what the FRED MSRs hold before code writes them (FRED spec §4):
         `entry R3 R0` (IA32_FRED_CONFIG's entry point, and the routine at +256; `ring0 R3
         R0` says only where the ring-0 entry is, for code that writes IA32_FRED_CONFIG),
         `rsp N STACK|none` (IA32_FRED_RSPn, the top of a stack) and `level VECTOR N`

@@ -623,14 +623,19 @@ class Interpreter:
             kind = debug.StepKind.EVENT
         stepped = debug.single_step_trap(kind, before, cpu)
         hit = forced or stepped
-        if not hit and accesses is not None:
+        if accesses is not None and (not hit or cpu.fred):
             accesses.extend(_stack_accesses(ins, before.rsp, cpu.rsp))
-            hit = debug.data_breakpoint_hit(bps, accesses)
+            hit = hit or debug.data_breakpoint_hit(bps, accesses)
         if ins.op != "iret":  # IRET loads RF from the frame (SDM §17.3.1.1)
             cpu = debug.clear_resume_flag(cpu)
         if hit:
-            # FRED's event data reports BS; which data breakpoint hit (B0-B3) is not kept.
-            cpu = debug.trap(cpu, debug.DR6_BS if stepped else 0)
+            # FRED's #DB event data: BS for the single step, B0-B3 for the data breakpoints
+            # matched (the model keeps no DR6 for IDT delivery: debug.trap drops them). An
+            # environment's `@fault(#DB)` (forced) names no breakpoint: no Bn bit.
+            cause = debug.DR6_BS if stepped else 0
+            if cpu.fred and accesses:
+                cause |= debug.data_breakpoint_bits(bps, accesses)
+            cpu = debug.trap(cpu, cause)
         return s if cpu is m.cpus[cpu_i] else s.with_machine(m.with_cpu(cpu_i, cpu))
 
     def _atomic(self, s: SysState, cpu_i: int) -> SysState:

@@ -244,7 +244,7 @@ def platform_of(layout: Layout, breakpoints: tuple[BreakpointDecl, ...] = ()) ->
 
 
 def _fred_msrs(layout: Layout, cpu: int) -> tuple[tuple[int, Value], ...]:
-    """CPU `cpu`'s FRED MSRs as the design's `fred` block sets them (FRED spec §2):
+    """CPU `cpu`'s FRED MSRs as the design's `fred` block sets them (FRED spec §4):
     IA32_FRED_CONFIG the ring-3 entry routine (its other fields 0),
     IA32_FRED_RSPn the tops of the named stacks, IA32_FRED_STKLVLS two bits a vector."""
     f = layout.design.fred

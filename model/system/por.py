@@ -13,7 +13,8 @@ CPUs' actions can reach an action that depends on it) when
    CPUs, a gate, IST or TSS write through an index or to a shared table, `free_init`.
    "Can still reach" follows the control flow from everything the CPU may resume at: its
    pc, code addresses in its registers and on its stacks (return addresses, interrupted
-   RIPs), and the handlers its IDT names.
+   RIPs), and the handlers its IDT names (or FRED's entry points); nor may it hold an
+   address in p's stack in RSP, a register or a FRED stack MSR (IA32_FRED_RSPn).
 
 The model also judges invisibility (a step changes no vocabulary name the properties
 read); the checker adds the cycle proviso (no step into a state already expanded).
@@ -178,8 +179,15 @@ class Persistence:
             return False
         # A stack pointer or register that points into another CPU's stack: a push, or a
         # move into %rsp and then a push, writes there.
+        # (A stack's top is past its region: the pushes land below it.)
         for v in (cpu.rsp, *cpu.regs):
-            if type(v) is int and self._owner(v) not in (q, None):
+            if type(v) is int and self._pushes_into(v) not in (q, None):
+                return True
+        # So does a FRED stack MSR (IA32_FRED_RSPn, written or the `fred` block's): FRED
+        # delivers an event by pushing below it, with no instruction of this CPU between.
+        fred_msrs = self.platform.fred_msrs[q] if self.platform.fred_msrs else ()
+        for _, v in (*cpu.msrs, *fred_msrs):
+            if type(v) is int and self._pushes_into(v) not in (q, None):
                 return True
         resume = [cpu.pc, *(v for v in cpu.regs if type(v) is CodeAddr)]
         resume += [
@@ -213,6 +221,11 @@ class Persistence:
             entries.append(CodeAddr(gates[NMI].routine, 0))
         reach = self.reaches_foreign
         return any(pc in reach for pc in entries)
+
+    def _pushes_into(self, address: int) -> int | None:
+        """The CPU whose stack holds `address`, or the word below it (a stack's top)."""
+        owner = self._owner(address)
+        return self._owner(address - 1) if owner is None else owner
 
     def _owner(self, address: int) -> int | None:
         """The CPU whose stack holds `address` (None: a shared stack, or none)."""

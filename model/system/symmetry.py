@@ -6,8 +6,8 @@ running CPU), the design variables it names as `ids` (a CPU number) and `masks` 
 per CPU), and the loop positions it names as `order`. Renumbering those CPUs then maps
 reachable states to reachable states, and `representative` picks one state per orbit:
 the CPUs are sorted by a signature of everything they own, written without their own
-number, and the state is renumbered accordingly (registers and stack words that hold
-addresses in per-CPU stacks, frames, IDT and TSS instance names, per-CPU variables,
+number, and the state is renumbered accordingly (registers, stack words and FRED MSRs
+that hold addresses in per-CPU stacks, frames, IDT and TSS instance names, per-CPU variables,
 budgets, the `ids` and `masks` variables). CPU 0 is never moved.
 
 A loop over the CPUs (`for (i = 0; i < ncpus; i++)`, with `i` declared `order`) visits
@@ -127,6 +127,8 @@ class CpuSymmetry:
                 regs=tuple(move(v, deltas) for v in c.regs),
                 idtr=rename(c.idtr),
                 tr=rename(c.tr),
+                # MSRs WRMSR wrote (IA32_FRED_RSPn: a stack's top) move with their stacks.
+                msrs=tuple((k, move(v, deltas)) for k, v in c.msrs) if c.msrs else (),
             ))
         memory = tuple(sorted(
             ((move(a, deltas), move(v, deltas)) for a, v in m.memory), key=lambda w: w[0]
@@ -217,8 +219,9 @@ class CpuSymmetry:
 
         c: Cpu = m.cpus[cpu]
         own_cpu = (
-            c._replace(rsp=0, regs=(), idtr=None, tr=None),
+            c._replace(rsp=0, regs=(), idtr=None, tr=None, msrs=()),
             addr(c.rsp), tuple(addr(v) for v in c.regs), name(c.idtr), name(c.tr),
+            tuple((k, addr(v)) for k, v in c.msrs),
         )
         memory: list[tuple[str, int, Any]] = []
         words = m.memory
@@ -349,13 +352,6 @@ def check_declaration(
     states the code tells apart."""
     d = layout.design
     loc = d.symmetry_loc or Loc(d.path, 1)
-    if d.fred_possible and layout.ncpus > 1:
-        # The FRED MSRs hold per-CPU stack addresses the renumbering does not move.
-        raise InputError(
-            "symmetric: a design that may deliver by FRED (`delivery fred`, a `fred` "
-            "block, MOV to CR4) cannot declare its CPUs interchangeable yet; drop the "
-            "declaration", loc.file, loc.line,
-        )
     per_cpu = frozenset(layout.per_cpu | layout.percpu_vars)
     ids = frozenset(d.symmetry_vars[0])
     for routine in d.routines.values():

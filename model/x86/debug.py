@@ -73,6 +73,20 @@ def data_breakpoint_hit(breakpoints: Iterable[Breakpoint], accesses: Iterable[Ac
     return False
 
 
+def data_breakpoint_bits(breakpoints: Iterable[Breakpoint], accesses: Iterable[Access]) -> int:
+    """DR6's B0-B3 for the data breakpoints the accesses match (§17.2.3: "B0 through B3
+    ... indicates that its associated breakpoint condition was met when a debug
+    exception was generated"), the n-th breakpoint armed being DRn as for
+    `instruction_breakpoint_bits`: every DRn whose condition an access meets, not only
+    the first (one #DB reports them all). Matching is `data_breakpoint_hit`'s."""
+    accesses = list(accesses)
+    bits = 0
+    for n, b in enumerate(breakpoints):
+        if n < 4 and b.kind != EXECUTE and data_breakpoint_hit((b,), accesses):
+            bits |= 1 << n
+    return bits
+
+
 def _overlaps(address: int | Term, size: int, lo: int, length: int) -> bool:
     if isinstance(address, int):
         return address < lo + length and lo < address + size
@@ -156,13 +170,14 @@ def delivery_pushes_hit(
     )
 
 
-def delivery_trap(cpu: Cpu) -> Cpu:
+def delivery_trap(cpu: Cpu, cause: int = 0) -> Cpu:
     """After a delivery whose pushes hit a data breakpoint: a #DB trap pending at the
     handler's first boundary, marked unsure (the next boundary offers both taking it and
-    dropping it: `drop_unsure_db`). A #DB already held stays as it is."""
+    dropping it: `drop_unsure_db`), with the breakpoints' B0-B3 as `cause` under CR4.FRED.
+    A #DB already held stays as it is."""
     if cpu.held_db:
         return cpu
-    return cpu._replace(held_db=True, db_unsure=True)
+    return cpu._replace(held_db=True, db_unsure=True, db_cause=cause if cpu.fred else 0)
 
 
 def drop_unsure_db(cpu: Cpu) -> Cpu:

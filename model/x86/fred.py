@@ -1,14 +1,17 @@
 """FRED (Flexible Return and Event Delivery) as pure functions over the machine's values.
 
 Source: Intel, "Flexible Return and Event Delivery (FRED) Architecture Specification"
-(document 346446). Its text was not available to this module's author, so the section
-references below are the ones the specification's table of contents uses as far as
-secondary sources confirm them: §2 enabling and the MSRs, §5 FRED event delivery
-(§5.1 the new context, §5.2 the frame, §5.3 the event-related state), §6 ERETS/ERETU,
-§7 LKGS. Where a rule here rests on a secondary source (Bochs' FRED model, bochs/cpu/
-fred.cc; Linux arch/x86/include/asm/fred.h and ptrace.h; Xen's docs/hypervisor-guide/
-x86/fred.rst) the docstring says so, and where those sources are silent or disagree the
-function returns every permitted outcome instead of choosing one.
+(document 346446). Its text was not available to this module's author; docs/fred.md
+lists every section number cited here and which could be checked against a secondary
+source: §4 enumeration, enabling and configuration (verified: revision 6.0's §4.2 is
+"Enabling in CR4"; the MSRs' subsection is not), §5 FRED event delivery (§5.1 the new
+context, §5.2 the frame, §5.3 the event-related state), §6 ERETS/ERETU and §7 LKGS
+(unverified), Appendix B of revision 5.0 (verified: #DF and nested exceptions take the
+ring-0 stack-level rules). Where a rule here rests on a secondary source (Bochs' FRED
+model, bochs/cpu/fred.cc; Linux arch/x86/include/asm/fred.h and ptrace.h; Xen's
+docs/hypervisor-guide/x86/fred.rst) the docstring says so, and where those sources are
+silent or disagree the function returns every permitted outcome instead of choosing
+one.
 
 The functions answer "which stack, which words, which entry point, which CPU
 afterwards"; `deliver_event` (reached through model.x86.dispatch for every event on a CPU
@@ -30,6 +33,7 @@ from enum import IntEnum
 from typing import Any, NamedTuple
 
 from checker.symbolic import MASK, Term, add, band, bor, decide, eq, lshr, ne, oracle, shl
+from model.x86 import debug
 from model.x86.arch import (
     DB,
     DF,
@@ -66,12 +70,12 @@ from model.x86.msr import (
 from model.x86.segments import cs_of, ss_of
 from model.x86.state import WORD, CodeAddr, Cpu, Frame, Machine, Platform, Run, Shadow, Value
 
-# §2: CR4.FRED is bit 32; the MSR indices (as Linux and Bochs define them) live with the
+# §4.2: CR4.FRED is bit 32; the MSR indices (as Linux and Bochs define them) live with the
 # other MSRs in model.x86.msr.
 CR4_FRED = 1 << 32
 IA32_FRED_RSP = (IA32_FRED_RSP0, IA32_FRED_RSP1, IA32_FRED_RSP2, IA32_FRED_RSP3)
 
-# IA32_FRED_CONFIG fields (§2; Linux FRED_CONFIG_*): bits 63:12 the entry point (4 KiB
+# IA32_FRED_CONFIG fields (§4; Linux FRED_CONFIG_*): bits 63:12 the entry point (4 KiB
 # aligned), bits 10:9 the stack level of maskable interrupts, bits 8:6 the red zone in
 # 64-byte units (bit 3, the shadow-stack red zone, is out of scope).
 CONFIG_ENTRY_MASK = ~0xFFF & MASK
@@ -226,7 +230,7 @@ def as_idt_event(fev: FredEvent) -> Event:
 
 
 class FredConfig(NamedTuple):
-    """The FRED MSRs (§2), what WRMSR wrote. `entry` is IA32_FRED_CONFIG[63:12]: an
+    """The FRED MSRs (§4), what WRMSR wrote. `entry` is IA32_FRED_CONFIG[63:12]: an
     address, or the code address of the label a design wrote there; `rsp` holds
     IA32_FRED_RSP0-3 (0 after reset)."""
 
@@ -262,7 +266,7 @@ def config_from_msrs(msrs: Mapping[int, Value]) -> FredConfig:
 
 
 def wrmsr_faults(index: int, value: Value) -> bool:
-    """WRMSR to a FRED MSR #GPs (§2; Bochs msr.cc): IA32_FRED_RSPn must be canonical and
+    """WRMSR to a FRED MSR #GPs (§4; Bochs msr.cc): IA32_FRED_RSPn must be canonical and
     64-byte aligned, IA32_FRED_CONFIG's entry canonical. True when it faults."""
     if isinstance(value, CodeAddr):
         return False
@@ -287,8 +291,9 @@ class FredState(NamedTuple):
 
 def event_stack_level(config: FredConfig, fev: FredEvent, cpl: int) -> int:
     """§5.1.1: the event's own stack level. Ring 3: 0, unless the event is an exception
-    nested on another's delivery or #DF (those follow the ring-0 rules; Xen fred.rst,
-    Bochs). Ring 0: maskable interrupts use IA32_FRED_CONFIG[10:9]; NMIs and exceptions
+    nested on another's delivery or #DF (those follow the ring-0 rules: Appendix B of
+    revision 5.0, as quoted in Intel's KVM FRED patches; Xen fred.rst, Bochs). Ring 0:
+    maskable interrupts use IA32_FRED_CONFIG[10:9]; NMIs and exceptions
     (hardware, software, privileged software) use IA32_FRED_STKLVLS by vector; INT n,
     SYSCALL and SYSENTER use 0."""
     ring0_rules = cpl == 0 or fev.nested or (
@@ -749,8 +754,18 @@ def fred_deliver(
                     or (region is not None and region.owner == "guest"),
                 )
                 pc = entry_code(entry_point(config, cpu.cpl))
+                # The frame's pushes on a watched address: maybe a #DB trap, as under IDT
+                # (model.x86.debug.delivery_pushes_hit), reporting the DRn they match.
+                watched = bool(platform.breakpoints) and debug.delivery_pushes_hit(
+                    platform.breakpoints, words
+                )
                 for flags in delivered_rflags(cpu.rflags, platform.fmask):
                     new_cpu, new_state = enter(cpu, state, choice, pc, flags)
+                    if watched:
+                        new_cpu = debug.delivery_trap(new_cpu, debug.data_breakpoint_bits(
+                            platform.breakpoints,
+                            [(a, 8, True) for a, _ in words if isinstance(a, (int, Term))],
+                        ))
                     done = m2.with_frame(frame).with_cpu(cpu_i, new_cpu)
                     outcomes.append(Delivered(done, new_state))
             if fault is None:
@@ -864,7 +879,7 @@ def deliver_event(
     return done
 
 
-# --- CR4 (§2: CR4.FRED) ----------------------------------------------------------------------
+# --- CR4 (§4.2: CR4.FRED) --------------------------------------------------------------------
 
 CR4_MCE = 1 << 6
 CR4_PAE = 1 << 5  # always set in IA-32e mode (SDM Vol. 3A §9.8.5)
@@ -881,7 +896,7 @@ def cr4_value(cpu: Cpu, smap: bool) -> int:
 
 
 def write_cr4(cpu: Cpu, value: Value, smap: bool) -> Cpu:
-    """MOV to CR4: #GP(0) at CPL > 0; sets CR4.MCE (bit 6) and CR4.FRED (bit 32, §2: FRED
+    """MOV to CR4: #GP(0) at CPL > 0; sets CR4.MCE (bit 6) and CR4.FRED (bit 32, §4.2: FRED
     event delivery and ERET* from the next event on). Clearing PAE in IA-32e mode is #GP(0)
     (SDM Vol. 3A §9.8.5.4); CR4.SMAP is the design's `smap` and a write that changes it is
     refused here (#GP(0) would be wrong: the model simply cannot follow it), as is a

@@ -32,7 +32,7 @@ IA32_FS_BASE = 0xC000_0100
 IA32_GS_BASE = 0xC000_0101
 IA32_KERNEL_GS_BASE = 0xC000_0102
 IA32_TSC_AUX = 0xC000_0103
-# The FRED MSRs (FRED specification §2; the indices Linux and Bochs use). Their WRMSR
+# The FRED MSRs (FRED specification §4; the indices Linux and Bochs use). Their WRMSR
 # checks are model.x86.fred.wrmsr_faults; IA32_FRED_SSP1-3 (shadow stacks) are out of scope.
 IA32_FRED_RSP0 = 0x1CC
 IA32_FRED_RSP1 = 0x1CD
