@@ -196,7 +196,7 @@ class Shard:
 
     def seed(self, states: Sequence[tuple[int, int, Any]]) -> None:
         """The initial states it owns: (key = initial index, fingerprint, state)."""
-        for key, fp, state in states:
+        for key, fp, _ in states:
             self.visited[fp] = key
         self.new = list(states)
 
