@@ -1,7 +1,7 @@
 """Breadth-first exploration on a Ray cluster (`--backend ray`), beyond one machine.
 
 The search is level-synchronous. The visited set is sharded by 64-bit fingerprint
-(`checker.fingerprint.fingerprint64`, stable across processes) over `Shard` actors: shard
+(`checker.fingerprint.fingerprint64`, stable across processes; computed by `Fingerprints`) over `Shard` actors: shard
 `fp % n` owns a state, keeps its parent link (parent fingerprint, choice index) and, while
 the state waits in the frontier, the state itself. At each level every shard expands the
 frontier states it owns and routes each successor to its owning shard, which drops those
@@ -38,12 +38,14 @@ given (`checker.limits`).
 from __future__ import annotations
 
 import bisect
+import enum
 import gc
 import pickle
 import sys
 import time
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from hashlib import blake2b
 from typing import Any
 
 from checker.errors import UsageError
@@ -63,7 +65,7 @@ from checker.explore import (
     _outcome,
     _Stop,
 )
-from checker.fingerprint import fingerprint64
+from checker.fingerprint import FINGERPRINT_BITS, _encode
 from checker.interface import ModelProvider, TransitionSystem, capabilities
 from checker.limits import ResourceLimit, deadline
 from checker.rules import DECIDING_VALUE
@@ -142,6 +144,42 @@ def explore_ray(
                    budget).run()
 
 
+class Fingerprints:
+    """`fingerprint64` (the same values), faster on states that share parts: a state is
+    mostly its parent's parts, the same objects, so the encoding of each tuple met is
+    kept by identity (with the tuple, so that its id is not reused) and encoded once.
+    One per process; forgotten when it holds `LIMIT` parts."""
+
+    LIMIT = 1 << 18
+
+    def __init__(self) -> None:
+        self.parts: dict[int, tuple[Any, bytes]] = {}
+
+    def __call__(self, state: Hashable) -> int:
+        digest = blake2b(self.encode(state), digest_size=FINGERPRINT_BITS // 8).digest()
+        return int.from_bytes(digest, "little")
+
+    def encode(self, value: Any) -> bytes:
+        cls = type(value)
+        if cls is not tuple and (not isinstance(value, tuple) or isinstance(value, enum.Enum)):
+            out: list[bytes] = []
+            _encode(value, out)  # a leaf (or a term): as fingerprint64 encodes it
+            return b"".join(out)
+        known = self.parts.get(id(value))
+        if known is not None and known[0] is value:
+            return known[1]
+        if cls is tuple:
+            head = b"t%d(" % len(value)
+        else:  # a NamedTuple or another tuple subclass
+            name = cls.__qualname__.encode()
+            head = b"n%d:%s%d(" % (len(name), name, len(value))
+        data = head + b"".join([self.encode(item) for item in value])
+        if len(self.parts) >= self.LIMIT:
+            self.parts.clear()
+        self.parts[id(value)] = (value, data)
+        return data
+
+
 # -- the shards ------------------------------------------------------------------------------
 
 
@@ -166,6 +204,8 @@ class Shard:
         self.counts: list[int] = []  # their numbers of enabled actions
         self.new: list[tuple[int, int, Any]] = []  # this level's new states (next frontier)
         self.new_order: list[tuple[int, int]] = []  # their (parent key, choice)
+        self.routed = [0, 0]  # candidates sent: to this shard, to the others
+        self.fingerprint = Fingerprints()
 
     def prepare(self, recipe: Recipe, checks: Sequence[Check], symmetry: bool, index: int,
                 count: int) -> int:
@@ -185,14 +225,15 @@ class Shard:
         self.index, self.count = index, count
         self.visited = {}
         self.frontier, self.keys, self.counts, self.new, self.new_order = [], [], [], [], []
+        self.routed = [0, 0]
         gc.disable()  # states are acyclic; the collector would rescan the visited set
         return os.getpid()
 
     def release(self) -> None:
-        self.visited = {}
+        """The exploration is over: free the frontier (the visited set stays until the
+        next `prepare`, for `size`)."""
         self.frontier, self.new = [], []
         gc.enable()
-        gc.collect()
 
     def seed(self, states: Sequence[tuple[int, int, Any]]) -> None:
         """The initial states it owns: (key = initial index, fingerprint, state)."""
@@ -211,6 +252,7 @@ class Shard:
         batches: list[list[_Candidate]] = [[] for _ in range(count)]
         seen: set[int] = set()
         actions_of, next_state = self.space.actions, self.space.next_state
+        fingerprint = self.fingerprint
         judge = _DeadJudge(self, dead) if dead else None
         widest = transitions = 0
         events: list[_Event] = []
@@ -234,7 +276,7 @@ class Shard:
                         continue
                     for choice, action in enumerate(enabled):
                         succ = next_state(state, action)
-                        succ_fp = fingerprint64(succ)
+                        succ_fp = fingerprint(succ)
                         if succ_fp in seen:
                             continue
                         seen.add(succ_fp)
@@ -248,6 +290,9 @@ class Shard:
                 except Exception as exc:
                     error = (key, choice, "the model raised " + _describe(exc), False)
                     break
+        sent = sum(len(b) for b in batches)
+        self.routed[0] += len(batches[index])
+        self.routed[1] += sent - len(batches[index])
         return ((widest, transitions, events, error), *batches)
 
     def receive(self, width: int, new: Sequence[int], last_level: bool,
@@ -302,13 +347,13 @@ class Shard:
         parent = (packed >> _CHOICE_BITS) - 1
         return (parent if parent >= 0 else None), packed & _CHOICE_MASK
 
-    def size(self) -> tuple[int, int]:
-        """(visited states, bytes of the visited dict and its ints: what a shard keeps
-        per state, for the estimate in benchmarks/RESULTS.md)."""
+    def size(self) -> tuple[int, int, int, int]:
+        """(visited states, bytes of the visited dict and its ints, candidates routed to
+        this shard itself and to the others): for benchmarks/ray_overhead.py."""
         total = sys.getsizeof(self.visited)
         for fp, link in self.visited.items():
             total += sys.getsizeof(fp) + sys.getsizeof(link)
-        return len(self.visited), total
+        return len(self.visited), total, self.routed[0], self.routed[1]
 
 
 class _DeadJudge:
@@ -383,6 +428,8 @@ class _Driver:
             self.symmetry = Symmetry(model.symmetric, system)
         self.space: TransitionSystem[Any, Any] = self.symmetry or system
         self.states = self.transitions = self.depth = 0
+        self.fingerprint = Fingerprints()
+        self.widths: list[int] = []  # each level's new states (benchmarks/ray_overhead.py)
         self.discovering = False  # stopped after some state of the next level was found
 
     def run(self) -> Exploration:
@@ -432,7 +479,7 @@ class _Driver:
         seeds: list[list[tuple[int, int, Any]]] = [[] for _ in range(count)]
         seen: set[int] = set()
         for index, state in enumerate(self.space.init_states()):
-            fp = fingerprint64(state)
+            fp = self.fingerprint(state)
             if fp in seen:
                 continue
             if self.states >= self.max_states:
@@ -510,7 +557,7 @@ class _Driver:
                     raise ResourceLimit(what[1])
                 raise _ModelError(what[1])
             state = what[1]
-            fp = fingerprint64(state)
+            fp = self.fingerprint(state)
             if what[0] == "dead":
                 tracker.check_dead(state, fp)
                 if not tracker.undecided:
@@ -523,6 +570,7 @@ class _Driver:
                     raise _Stop
         self.states += fresh
         self.transitions += level_transitions
+        self.widths.append(fresh)
         return fresh, cut
 
     def _stop_at(self, key: int, choice: int, inclusive: bool, error: bool = False) -> None:
