@@ -1,13 +1,13 @@
 """Breadth-first exploration on a Ray cluster (`--backend ray`), beyond one machine.
 
 The search is level-synchronous. The visited set is sharded by 64-bit fingerprint
-(`checker.fingerprint.fingerprint64`, stable across processes; computed by `Fingerprints`) over `Shard` actors: shard
-`fp % n` owns a state, keeps its parent link (parent fingerprint, choice index) and, while
-the state waits in the frontier, the state itself. At each level every shard expands the
-frontier states it owns and routes each successor to its owning shard, which drops those
-already visited and, of the candidates for one new state, keeps the first in the
-sequential order. Nothing but the fingerprint links and the level's frontier stays on the
-shards; the driver (this process) decides the properties.
+(`checker.fingerprint.fingerprint64`, stable across processes; computed by `Fingerprints`)
+over `Shard` actors: shard `fp % n` owns a state, keeps its parent link (parent
+fingerprint, choice index) and, while the state waits in the frontier, the state itself.
+At each level every shard expands the frontier states it owns and routes each successor to
+its owning shard, which drops those already visited and, of the candidates for one new
+state, keeps the first in the sequential order. Nothing but the fingerprint links and the
+level's frontier stays on the shards; the driver (this process) decides the properties.
 
 Same counts, verdicts and traces as the in-process explorer (`checker.explore`): each
 frontier state carries its sequential position as an order key (a level's keys are
@@ -40,6 +40,7 @@ from __future__ import annotations
 import bisect
 import enum
 import gc
+import os
 import pickle
 import sys
 import time
@@ -120,6 +121,9 @@ class RayBackend:
             return self._pool
         ray = ray_module()
         if not ray.is_initialized():
+            # Ray reports usage statistics to its vendor unless told not to: nothing leaves
+            # the machine but what the user sends to their own cluster.
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             if self.address is None:
                 ray.init(include_dashboard=False, _node_ip_address="127.0.0.1",
                          log_to_driver=False, configure_logging=False)
@@ -211,8 +215,6 @@ class Shard:
                 count: int) -> int:
         """Load the system (unless it is the one loaded last) and forget the last
         exploration; returns the process id (for tests)."""
-        import os
-
         key = pickle.dumps((recipe, symmetry))
         if key != self.recipe_key:
             system = recipe.load()
