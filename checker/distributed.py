@@ -209,6 +209,7 @@ class Shard:
         self.new: list[tuple[int, int, Any]] = []  # this level's new states (next frontier)
         self.new_order: list[tuple[int, int]] = []  # their (parent key, choice)
         self.routed = [0, 0]  # candidates sent: to this shard, to the others
+        self.cpu = 0.0
         self.fingerprint = Fingerprints()
 
     def prepare(self, recipe: Recipe, checks: Sequence[Check], symmetry: bool, index: int,
@@ -228,6 +229,7 @@ class Shard:
         self.visited = {}
         self.frontier, self.keys, self.counts, self.new, self.new_order = [], [], [], [], []
         self.routed = [0, 0]
+        self.cpu = time.process_time()
         gc.disable()  # states are acyclic; the collector would rescan the visited set
         return os.getpid()
 
@@ -349,13 +351,15 @@ class Shard:
         parent = (packed >> _CHOICE_BITS) - 1
         return (parent if parent >= 0 else None), packed & _CHOICE_MASK
 
-    def size(self) -> tuple[int, int, int, int]:
+    def size(self) -> tuple[int, int, int, int, float]:
         """(visited states, bytes of the visited dict and its ints, candidates routed to
-        this shard itself and to the others): for benchmarks/ray_overhead.py."""
+        this shard itself and to the others, CPU seconds since `prepare`): for
+        benchmarks/ray_overhead.py."""
+        cpu = time.process_time() - self.cpu
         total = sys.getsizeof(self.visited)
         for fp, link in self.visited.items():
             total += sys.getsizeof(fp) + sys.getsizeof(link)
-        return len(self.visited), total, self.routed[0], self.routed[1]
+        return len(self.visited), total, self.routed[0], self.routed[1], cpu
 
 
 class _DeadJudge:
