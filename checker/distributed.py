@@ -66,7 +66,7 @@ from checker.explore import (
     _outcome,
     _Stop,
 )
-from checker.fingerprint import FINGERPRINT_BITS, _encode
+from checker.fingerprint import FINGERPRINT_BITS, _encode, encode_state
 from checker.interface import ModelProvider, TransitionSystem, capabilities
 from checker.limits import ResourceLimit, deadline
 from checker.rules import DECIDING_VALUE
@@ -160,28 +160,39 @@ class Fingerprints:
         self.parts: dict[int, tuple[Any, bytes]] = {}
 
     def __call__(self, state: Hashable) -> int:
-        digest = blake2b(self.encode(state), digest_size=FINGERPRINT_BITS // 8).digest()
+        data = self.encode(state) if isinstance(state, tuple) and _is_part(state) \
+            else encode_state(state)
+        digest = blake2b(data, digest_size=FINGERPRINT_BITS // 8).digest()
         return int.from_bytes(digest, "little")
 
-    def encode(self, value: Any) -> bytes:
-        cls = type(value)
-        if cls is not tuple and (not isinstance(value, tuple) or isinstance(value, enum.Enum)):
-            out: list[bytes] = []
-            _encode(value, out)  # a leaf (or a term): as fingerprint64 encodes it
-            return b"".join(out)
+    def encode(self, value: tuple[Any, ...]) -> bytes:
+        """A tuple's encoding (`fingerprint._encode`'s), from those of its parts."""
         known = self.parts.get(id(value))
         if known is not None and known[0] is value:
             return known[1]
+        cls = type(value)
         if cls is tuple:
-            head = b"t%d(" % len(value)
+            out = [b"t%d(" % len(value)]
         else:  # a NamedTuple or another tuple subclass
             name = cls.__qualname__.encode()
-            head = b"n%d:%s%d(" % (len(name), name, len(value))
-        data = head + b"".join([self.encode(item) for item in value])
+            out = [b"n%d:%s%d(" % (len(name), name, len(value))]
+        for item in value:
+            if _is_part(item):
+                out.append(self.encode(item))
+            else:
+                _encode(item, out)  # a leaf (or a term): as fingerprint64 encodes it
+        data = b"".join(out)
         if len(self.parts) >= self.LIMIT:
             self.parts.clear()
         self.parts[id(value)] = (value, data)
         return data
+
+
+def _is_part(value: Any) -> bool:
+    """A tuple `fingerprint._encode` encodes item by item (not an enum member)."""
+    return type(value) is tuple or (
+        isinstance(value, tuple) and not isinstance(value, enum.Enum)
+    )
 
 
 # -- the shards ------------------------------------------------------------------------------
@@ -456,6 +467,8 @@ class _Driver:
         except _ModelError as error:
             model_error = error.message
             self.tracker.error_all(model_error)
+        except ray.exceptions.RayError:
+            raise  # the cluster failed, not the model: the exploration fails (checker.run)
         except Exception as exc:  # init_states, or a property on the driver
             model_error = "the model raised " + _describe(exc)
             self.tracker.error_all(model_error)
