@@ -9,6 +9,7 @@ extra, which .ci/run installs)."""
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -16,10 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from toy_models import ToyProvider
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from toy_models import Counters, Faulty, Graph, Mutex, ToyProvider
 
+from checker import distributed
 from checker.cli import main
-from checker.distributed import RayBackend, Recipe, explore_ray
+from checker.distributed import RayBackend, Recipe, Shard, explore_ray
 from checker.explore import Bounds, Check, Exploration, Options, explore
 from checker.expr import compile_expr
 from checker.run import check, plan, read_files
@@ -219,3 +223,106 @@ def test_fingerprints_are_fingerprint64() -> None:
     for value in values:
         assert fingerprints(value) == fingerprint64(value), value
     assert len({fingerprints(v) for v in values}) == len(values)
+
+
+
+# -- the algorithm without Ray: shards as plain objects in this process ---------------------
+
+
+class _Call:
+    def __init__(self, method: Any, returns: int = 1):
+        self.method = method
+        self.returns = returns
+
+    def options(self, num_returns: int) -> _Call:
+        return _Call(self.method, num_returns)
+
+    def remote(self, *args: Any) -> Any:
+        out = self.method(*args)
+        if self.returns > 1:  # each batch of states crosses a process boundary on Ray
+            return [out[0], *[pickle.loads(pickle.dumps(b)) for b in out[1:]]]
+        return out
+
+
+class _Handle:
+    def __init__(self) -> None:
+        self.shard = Shard()
+
+    def __getattr__(self, name: str) -> _Call:
+        return _Call(getattr(self.shard, name))
+
+
+class _InProcessRay:
+    """What checker.distributed uses of `ray`, with every call run here at once."""
+
+    class exceptions:
+        RayError = type("RayError", (Exception,), {})
+
+    @staticmethod
+    def get(value: Any) -> Any:
+        return value
+
+
+class _Given:
+    """A provider that gives one system (it pickles with it)."""
+
+    def __init__(self, system: Any):
+        self.system = system
+
+    def load(self, design: str, variant: Any, environment: Any) -> Any:
+        return self.system
+
+
+def same_sharded(monkeypatch: pytest.MonkeyPatch, system: Any, checks: Sequence[Check],
+                 bounds: Bounds | None = None, shards: Sequence[int] = (1, 2, 3, 5),
+                 symmetry: bool = False) -> Exploration:
+    monkeypatch.setattr(distributed, "ray_module", _InProcessRay)
+    one = explore(system, checks, bounds, options=Options(symmetry=symmetry))
+    recipe = Recipe(_Given(system), "given", (), ())  # type: ignore[arg-type]
+    for count in shards:
+        backend = RayBackend(_Given(system), shards=count)  # type: ignore[arg-type]
+        backend._pool.extend(_Handle() for _ in range(count))
+        many = explore_ray(backend, recipe, system, checks, bounds,
+                           options=Options(compact=True, symmetry=symmetry))
+        assert summary(many) == summary(one), count
+    return one
+
+
+def test_sharded_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sharded search on 1, 2, 3 and 5 shards: every kind of check, violations,
+    bounds, model errors (Ray itself is not needed)."""
+    same_sharded(monkeypatch, Counters(3, 4), COUNTER_CHECKS)
+    same_sharded(monkeypatch, Mutex(lock=False, rounds=3), [check_of(Kind.ALWAYS,
+                                                                     "in_critical <= 1")])
+    same_sharded(monkeypatch, Counters(3, 4), [check_of(Kind.FINAL, "total == 1")])
+    for states in (1, 2, 9, 50):
+        same_sharded(monkeypatch, Counters(3, 5), COUNTER_CHECKS, Bounds(max_states=states))
+    for depth in (0, 1, 4):
+        same_sharded(monkeypatch, Counters(3, 5), COUNTER_CHECKS, Bounds(max_depth=depth))
+    same_sharded(monkeypatch, Faulty(3, 3), [check_of(Kind.ALWAYS, "total < 100")])
+    same_sharded(monkeypatch, Faulty(3, 3), [check_of(Kind.REACHABLE, "total == 2")])
+
+
+def test_sharded_with_symmetry(monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_reductions import SymCounters
+
+    same_sharded(monkeypatch, SymCounters(4, 3),
+                 [check_of(Kind.REACHABLE, "c[0] == 3 and total == 9")], symmetry=True)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.dictionaries(
+        st.integers(0, 30), st.lists(st.integers(0, 30), max_size=4), max_size=31
+    ),
+    st.lists(st.integers(0, 30), min_size=1, max_size=3),
+    st.integers(0, 30),
+    st.integers(1, 40),
+)
+def test_sharded_random_graphs(edges: dict[int, list[int]], inits: list[int], target: int,
+                               states: int) -> None:
+    graph = Graph(edges, inits, frozenset({0}))
+    checks = [check_of(Kind.NEVER, f"node == {target}"), check_of(Kind.DEADLOCK_FREE)]
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        same_sharded(monkeypatch, graph, checks)
+        same_sharded(monkeypatch, graph, checks, Bounds(max_states=states), shards=(3,))
