@@ -265,7 +265,7 @@ class Shard:
         self.keys, self.counts = [], []
         count, visited, index = self.count, self.visited, self.index
         batches: list[list[_Candidate]] = [[] for _ in range(count)]
-        seen: set[int] = set()
+        seen: set[Any] = set()  # this level's successors: each fingerprinted once
         actions_of, next_state = self.space.actions, self.space.next_state
         fingerprint = self.fingerprint
         judge = _DeadJudge(self, dead) if dead else None
@@ -291,10 +291,10 @@ class Shard:
                         continue
                     for choice, action in enumerate(enabled):
                         succ = next_state(state, action)
-                        succ_fp = fingerprint(succ)
-                        if succ_fp in seen:
+                        if succ in seen:
                             continue
-                        seen.add(succ_fp)
+                        seen.add(succ)
+                        succ_fp = fingerprint(succ)
                         owner = succ_fp % count
                         if owner == index and succ_fp in visited:
                             continue
