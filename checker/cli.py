@@ -239,6 +239,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="partial-order reduction: expand one CPU's steps alone while no "
                         "other CPU can touch what they touch (same verdicts; counterexamples "
                         "are real paths but may not be the shortest; one process per level)")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="local (default): explore in this machine's processes; ray: on "
+                        "a Ray cluster, the visited set sharded by fingerprint over --workers "
+                        "actors (default one per CPU of the cluster); same verdicts, counts "
+                        "and traces (needs the [distributed] extra; not with --por)")
+    parser.add_argument("--ray-address", metavar="ADDR",
+                        help="with --backend ray: the cluster to join (host:port, or auto); "
+                        "default: start one on this machine, on the loopback address")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-q", "--quiet", action="store_true",
                            help="print only failures and the summary")
@@ -251,8 +259,18 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
-def exploration_options(args: argparse.Namespace) -> Options:
+def exploration_options(
+    args: argparse.Namespace, provider: ModelProvider | None = None
+) -> Options:
     """How to explore, from the command line."""
+    if args.backend == "ray":
+        from checker.distributed import RayBackend, ray_module
+
+        ray_module()  # installed, or a usage error
+        assert provider is not None
+        return Options(compact=True, symmetry=args.symmetry == "auto",
+                       workers=args.workers or 1, por=False,
+                       backend=RayBackend(provider, args.ray_address, args.workers))
     return Options(
         compact=args.compact,
         symmetry=args.symmetry == "auto",
@@ -578,6 +596,17 @@ def _run(args: argparse.Namespace, provider: ModelProvider | None) -> int:
             "--require-full-coverage needs the visited states: --compact keeps only their "
             "fingerprints"
         )
+    if args.backend == "ray":
+        refused = [what for what, on in (
+            ("--por (its cycle proviso needs the order states are expanded in, in one "
+             "process)", args.por),
+            ("--require-full-coverage (the Ray shards keep only fingerprints)",
+             args.require_full_coverage),
+        ) if on]
+        if refused:
+            raise UsageError("--backend ray: not with " + "; nor ".join(refused))
+    elif args.ray_address is not None:
+        raise UsageError("--ray-address: only with --backend ray")
     wanted = args.paths or [DEFAULT_PATH]
     paths = find_property_files(wanted)
     if not paths:
@@ -594,7 +623,7 @@ def _run(args: argparse.Namespace, provider: ModelProvider | None) -> int:
     prepared, load_errors = plan(files, provider, args.property)
     _print_load_errors(prepared.failed, load_errors)  # at once, each once
     bounds = Bounds(args.max_states, args.max_depth, args.timeout_per_exploration)
-    options = exploration_options(args)
+    options = exploration_options(args, provider)
     color_err = use_color(args.color, sys.stderr)
     progress = ProgressLine(sys.stderr, color_err, quiet=args.quiet)
     interrupts = Interrupts(sys.stderr)

@@ -150,12 +150,15 @@ class Options:
               `persistent_sets`) when its steps are invisible to every property and none
               leads to a state already expanded (the BFS cycle proviso); counterexamples
               stay real paths but need not be shortest.
+    backend:  explore on a cluster instead (`checker.distributed.RayBackend`, which
+              `checker.run` calls): None, in this process.
     """
 
     compact: bool = False
     symmetry: bool = False
     workers: int = 1
     por: bool = False
+    backend: Any = None
 
 
 @dataclass(frozen=True)

@@ -269,7 +269,7 @@ def split(loaded: LoadedGroup, options: Options) -> list[Part]:
     the others, which keep it."""
     group = loaded.group
     live = tuple(p for p in group.properties if p.kind.liveness)
-    if live and (options.symmetry or options.por or options.workers > 1):
+    if live and (options.symmetry or options.por or options.workers > 1 or options.backend):
         rest = tuple(p for p in group.properties if not p.kind.liveness)
         parts = _split(replace(loaded, group=replace(group, properties=rest)), options) \
             if rest else []
@@ -315,7 +315,8 @@ def unreduced_note(options: Options, system: TransitionSystem[Any, Any]) -> str:
     off = [what for what, on in (
         ("partial-order reduction", options.por and model.reducible is not None),
         ("symmetry reduction", options.symmetry and symmetry_of(system) is not None),
-        (f"{options.workers} workers", options.workers > 1),
+        (f"{options.workers} workers", options.workers > 1 and options.backend is None),
+        ("Ray", options.backend is not None),
     ) if on]
     if not off:
         return ""
@@ -347,10 +348,20 @@ def _explore_part(
     props = part.group.properties
     checks = [_check(p, system) for p in props]
     seen = observations(system, props)  # the vacuity check's passive checks
-    done: Exploration = explore(
-        system, [*checks, *seen.checks], bounds, progress=report, options=part.options,
-        budget=budget,
-    )
+    backend = part.options.backend
+    if backend is not None and not any(p.kind.liveness for p in props):
+        from checker.distributed import explore_ray
+
+        group = part.group
+        done: Exploration = explore_ray(
+            backend, backend.recipe(group.design, dict(group.variant), dict(group.environment)),
+            system, [*checks, *seen.checks], bounds, report, part.options, budget,
+        )
+    else:
+        done = explore(
+            system, [*checks, *seen.checks], bounds, progress=report, options=part.options,
+            budget=budget,
+        )
     observed = done.outcomes[len(checks):]
     cov, cov_seconds, cov_error = _coverage(system, done) if coverage else (None, 0.0, None)
     exploration = ExplorationResult(
