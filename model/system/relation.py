@@ -21,7 +21,7 @@ from checker import symbolic as sym
 from checker.errors import InputError, ModelInputError
 from checker.symbolic import Decisions, Infeasible, NeedDecision, Solver, Term, require, run_with
 from model.lang import isa
-from model.lang.ir import BreakpointDecl, Design, Loc
+from model.lang.ir import BreakpointDecl, Design, Instr, Loc
 from model.lang.parser import parse_breakpoint
 from model.system.interp import Blocked, Interpreter, SysState
 from model.system.layout import Layout, build_layout, initial_machines, platform_of
@@ -30,7 +30,7 @@ from model.x86 import events as ev
 from model.x86.arch import DF, TF
 from model.x86.delivery import Event, Source
 from model.x86.dispatch import deliver
-from model.x86.state import CodeAddr, Machine, Run
+from model.x86.state import CodeAddr, Cpu, Machine, Run
 
 
 class ActionKind(StrEnum):
@@ -101,6 +101,13 @@ WAIT_OPS = frozenset({"c.wait_until", "c.wait_timeout", "wait_until", "wait_time
 PER_CPU_BUDGETS = ("nmi", "mce", "external", "double_faults")
 
 
+# A CPU record, its budgets and whether faults are left, and its actions for them: those
+# before a wait's step, the wait (None: no wait) and those after its step.
+_Known = tuple[
+    Cpu, tuple[int, ...], bool, tuple[Action, ...], Instr | None, tuple[Action, ...]
+]
+
+
 class TransitionRelation:
     """Initial states, enabled actions and successors of a design (the core of
     `checker.interface.TransitionSystem`)."""
@@ -140,6 +147,10 @@ class TransitionRelation:
         # States whose canonical form is known to need no renaming (TransitionRelation._hint),
         # by id, each with the state itself (which keeps the id from being reused).
         self._hints: dict[int, tuple[SysState, _Hint | None]] = {}
+        # Per CPU index: the actions worked out for a CPU record, by the record's id (each
+        # entry keeps its record, so the id is not reused while it is there), with the
+        # budgets they were for (TransitionRelation.base_actions).
+        self._cpu_actions: list[dict[int, _Known]] = [{} for _ in range(ncpus)]
 
     # -- TransitionSystem ----------------------------------------------------------------------
     def init_states(self) -> Sequence[SysState]:
@@ -287,28 +298,41 @@ class TransitionRelation:
         out: list[Action] = []
         m = s.machine
         b = s.budgets
-        env = self.env
+        faults = b[-1] != 0
+        cached = self._cpu_actions
         for i, cpu in enumerate(m.cpus):
+            # A step changes one CPU record: the others' actions are those worked out for
+            # the very same record (and budgets) before, unless they read the state.
+            # A wait's readiness is read afresh each time (it reads variables).
+            known = cached[i].get(id(cpu))
             base = i * BUDGETS_PER_CPU
-            quiet = env.quiet_without_idt and cpu.idtr is None and not cpu.fred
-            events = ev.at_boundary(
-                cpu,
-                # The environment raises #MC only while CR4.MCE is set (otherwise it would
-                # be a shutdown the design cannot prevent).
-                machine_check=bool(b[base + 1]) and cpu.cr4_mce and not quiet,
-                double_fault=bool(b[base + 3]),
-                nmi=bool(b[base]) and not quiet,
-                external=bool(b[base + 2]),
-            )
-            for e in events:
-                if e is _INSTRUCTION:
-                    self._instruction_actions(s, i, cpu.pc, out)
-                elif e is _EXTERNAL:
-                    for v in env.external_vectors:
-                        if env.pic or ev.lapic_accepts(v):
-                            out.append(Action(ActionKind.EXT, i, v))
-                else:
-                    out.append(Action(_KIND_OF[e], i))
+            if (
+                known is not None and known[0] is cpu and known[2] == faults
+                and known[1] == b[base:base + BUDGETS_PER_CPU]
+            ):
+                out.extend(known[3])
+                wait = known[4]
+                if wait is not None:
+                    if self.interp.wait_ready(s, i, wait):
+                        out.append(Action(ActionKind.STEP, i))
+                    out.extend(known[5])
+                continue
+            start = len(out)
+            own, at = self._one_cpu_actions(s, i, cpu, b, out)
+            if own is False:
+                continue
+            if len(cached[i]) >= CPU_ACTIONS_LIMIT:
+                cached[i].clear()
+            if own is True:
+                known = (cpu, b[base:base + BUDGETS_PER_CPU], faults, tuple(out[start:]), None, ())
+            else:  # a wait: the actions before its step, the wait, and those after it
+                ready = len(out) > at and out[at].kind is ActionKind.STEP and out[at].cpu == i
+                after = at + 1 if ready else at
+                known = (
+                    cpu, b[base:base + BUDGETS_PER_CPU], faults, tuple(out[start:at]), own,
+                    tuple(out[after:]),
+                )
+            cached[i][id(cpu)] = known
         if not out:
             for i, cpu in enumerate(m.cpus):
                 if cpu.run is Run.RUNNING:
@@ -317,23 +341,64 @@ class TransitionRelation:
                         out.append(Action(ActionKind.TIMEOUT, i))
         return out
 
-    def _instruction_actions(self, s: SysState, i: int, pc: CodeAddr, out: list[Action]) -> None:
+    def _one_cpu_actions(
+        self, s: SysState, i: int, cpu: Cpu, b: tuple[int, ...], out: list[Action]
+    ) -> tuple[bool | Instr, int]:
+        """Append CPU i's actions. True when they depend on nothing but its record, its
+        budgets and whether faults are left (so they may be reused for the same record);
+        a wait's instruction when they depend besides on its readiness only, with where
+        its step goes in `out`; False otherwise."""
+        env = self.env
+        base = i * BUDGETS_PER_CPU
+        quiet = env.quiet_without_idt and cpu.idtr is None and not cpu.fred
+        events = ev.at_boundary(
+            cpu,
+            # The environment raises #MC only while CR4.MCE is set (otherwise it would
+            # be a shutdown the design cannot prevent).
+            machine_check=bool(b[base + 1]) and cpu.cr4_mce and not quiet,
+            double_fault=bool(b[base + 3]),
+            nmi=bool(b[base]) and not quiet,
+            external=bool(b[base + 2]),
+        )
+        own: bool | Instr = True
+        at = len(out)
+        for e in events:
+            if e is _INSTRUCTION:
+                at = len(out)
+                own = self._instruction_actions(s, i, cpu.pc, out)
+            elif e is _EXTERNAL:
+                for v in env.external_vectors:
+                    if env.pic or ev.lapic_accepts(v):
+                        out.append(Action(ActionKind.EXT, i, v))
+            else:
+                out.append(Action(_KIND_OF[e], i))
+        return own, at
+
+    def _instruction_actions(
+        self, s: SysState, i: int, pc: CodeAddr, out: list[Action]
+    ) -> bool | Instr:
         """The actions of CPU i's next instruction: one step (one per choice of a
-        `choose`), none while a wait is not ready, and the environment's fault."""
+        `choose`), none while a wait is not ready, and the environment's fault. What they
+        read beyond the CPU's record: nothing (True), a wait's condition (the wait), or a
+        choice's range (False)."""
         ins = self.interp.instr_at(pc)
         if ins is None:
             out.append(Action(ActionKind.STEP, i))  # the CPU goes wild (Interpreter.wild)
-            return
+            return True
+        own: bool | Instr = True
         if ins.op in ("c.wait_until", "c.wait_timeout"):
+            own = ins
             if self.interp.wait_ready(s, i, ins):
                 out.append(Action(ActionKind.STEP, i))
         elif ins.op in isa.CHOICE_OPS:
+            own = False
             n = self.interp.choices(s, i, ins)
             out.extend(Action(ActionKind.STEP, i, k) for k in range(n))
         else:
             out.append(Action(ActionKind.STEP, i))
         if ins.fault is not None and s.budgets[-1]:
             out.append(Action(ActionKind.FAULT, i))
+        return own
 
     def _reads_unknown(self, s: SysState) -> bool:
         """May a step of `s` read an unknown never-written word (only when the property
@@ -454,6 +519,7 @@ def _with_fmask(m: Machine, fmask: int) -> Machine:
 
 
 HINTS_LIMIT = 1 << 17
+CPU_ACTIONS_LIMIT = 1 << 16  # records remembered per CPU index before starting afresh
 # The parts of a state symbols can sit in (SysState fields machine, vars and lazy: the path
 # condition is handled apart, budgets and flags are numbers).
 _SYMBOL_FIELDS = (0, 1, 6)
