@@ -162,6 +162,7 @@ Handler = Callable[["SysState", int, "_Site", int], "SysState"]
 Evaluator = Callable[["SysState", int], Value]  # a compiled expression (Interpreter.eval)
 
 _M64 = (1 << 64) - 1
+_NO_SHADOW = Shadow.NONE  # (an enum member read on its class costs ~10x a global's)
 # The binary operators on two integers, as model.lang.expr.binop computes them (the others
 # call binop): Interpreter._compile's fast path.
 _INT_BINARY: dict[str, Callable[[int, int], int]] = {
@@ -654,7 +655,7 @@ class Interpreter:
             s = self._execute(s, cpu_i, site, choice)
         except ArchFault as fault:
             return self.raise_fault(s, cpu_i, fault, ins)
-        if shadow_before is Shadow.NONE:
+        if shadow_before is _NO_SHADOW:
             return s  # no shadow to end at this boundary (the common case)
         m = s.machine
         cpu = m.cpus[cpu_i]

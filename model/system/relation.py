@@ -94,6 +94,16 @@ class Environment:
     events_off: bool = False
 
 
+# Enum members as plain names (a look-up on the enum class costs ~10x a global read in
+# Python 3.11: EnumType.__getattr__); read for every CPU of every state and every step.
+_STEP, _FAULT, _TIMEOUT = ActionKind.STEP, ActionKind.FAULT, ActionKind.TIMEOUT
+_NMI, _MCE, _EXT, _DF, _IPI = (
+    ActionKind.NMI, ActionKind.MCE, ActionKind.EXT, ActionKind.DF, ActionKind.IPI
+)
+_PENDING_NMI, _HELD_DB, _DB_DROPPED = (
+    ActionKind.PENDING_NMI, ActionKind.HELD_DB, ActionKind.DB_DROPPED
+)
+_RUNNING, _HALTED, _SHUTDOWN = Run.RUNNING, Run.HALTED, Run.SHUTDOWN
 _INSTRUCTION = ev.BoundaryEvent.INSTRUCTION
 _EXTERNAL = ev.BoundaryEvent.EXTERNAL
 BUDGETS_PER_CPU = 4  # nmi, mce, external, double faults
@@ -314,7 +324,7 @@ class TransitionRelation:
                 wait = known[4]
                 if wait is not None:
                     if self.interp.wait_ready(s, i, wait):
-                        out.append(Action(ActionKind.STEP, i))
+                        out.append(Action(_STEP, i))
                     out.extend(known[5])
                 continue
             start = len(out)
@@ -326,7 +336,7 @@ class TransitionRelation:
             if own is True:
                 known = (cpu, b[base:base + BUDGETS_PER_CPU], faults, tuple(out[start:]), None, ())
             else:  # a wait: the actions before its step, the wait, and those after it
-                ready = len(out) > at and out[at].kind is ActionKind.STEP and out[at].cpu == i
+                ready = len(out) > at and out[at].kind is _STEP and out[at].cpu == i
                 after = at + 1 if ready else at
                 known = (
                     cpu, b[base:base + BUDGETS_PER_CPU], faults, tuple(out[start:at]), own,
@@ -335,10 +345,10 @@ class TransitionRelation:
             cached[i][id(cpu)] = known
         if not out:
             for i, cpu in enumerate(m.cpus):
-                if cpu.run is Run.RUNNING:
+                if cpu.run is _RUNNING:
                     ins = self.interp.instr_at(cpu.pc)
                     if ins is not None and ins.op == "c.wait_timeout":
-                        out.append(Action(ActionKind.TIMEOUT, i))
+                        out.append(Action(_TIMEOUT, i))
         return out
 
     def _one_cpu_actions(
@@ -369,7 +379,7 @@ class TransitionRelation:
             elif e is _EXTERNAL:
                 for v in env.external_vectors:
                     if env.pic or ev.lapic_accepts(v):
-                        out.append(Action(ActionKind.EXT, i, v))
+                        out.append(Action(_EXT, i, v))
             else:
                 out.append(Action(_KIND_OF[e], i))
         return own, at
@@ -383,21 +393,21 @@ class TransitionRelation:
         choice's range (False)."""
         ins = self.interp.instr_at(pc)
         if ins is None:
-            out.append(Action(ActionKind.STEP, i))  # the CPU goes wild (Interpreter.wild)
+            out.append(Action(_STEP, i))  # the CPU goes wild (Interpreter.wild)
             return True
         own: bool | Instr = True
         if ins.op in ("c.wait_until", "c.wait_timeout"):
             own = ins
             if self.interp.wait_ready(s, i, ins):
-                out.append(Action(ActionKind.STEP, i))
+                out.append(Action(_STEP, i))
         elif ins.op in isa.CHOICE_OPS:
             own = False
             n = self.interp.choices(s, i, ins)
-            out.extend(Action(ActionKind.STEP, i, k) for k in range(n))
+            out.extend(Action(_STEP, i, k) for k in range(n))
         else:
-            out.append(Action(ActionKind.STEP, i))
+            out.append(Action(_STEP, i))
         if ins.fault is not None and s.budgets[-1]:
-            out.append(Action(ActionKind.FAULT, i))
+            out.append(Action(_FAULT, i))
         return own
 
     def _reads_unknown(self, s: SysState) -> bool:
@@ -433,41 +443,41 @@ class TransitionRelation:
 
     def raw_next(self, s: SysState, a: Action) -> SysState:
         i = a.cpu
-        if s.lazy and a.kind != ActionKind.STEP:
+        if s.lazy and a.kind != _STEP:
             s = self.interp.settle_flags(s, i)  # an event interrupts: flags become real bits
         p = self.platform
         m = s.machine
         kind = a.kind
-        if kind == ActionKind.STEP:
+        if kind == _STEP:
             try:
                 return self.interp.step(s, i, a.arg)
             except Blocked:  # pragma: no cover - actions() only offers ready waits
                 return s
-        if kind == ActionKind.FAULT:
+        if kind == _FAULT:
             s = self._spend(s, -1)
             return self.interp.environment_fault(s, i)
         base = i * BUDGETS_PER_CPU
-        if kind == ActionKind.NMI:
+        if kind == _NMI:
             return self._spend(s, base)._replace(machine=ev.nmi_arrives(p, m, i))
-        if kind == ActionKind.MCE:
+        if kind == _MCE:
             return self._spend(s, base + 1)._replace(machine=ev.machine_check_arrives(p, m, i))
-        if kind == ActionKind.EXT:
+        if kind == _EXT:
             require(ev.interrupts_enabled(m.cpus[i]))  # IF may be symbolic (a guest's RFLAGS)
             return self._spend(s, base + 2)._replace(
                 machine=ev.external_arrives(p, m, i, a.arg, pic=self.env.pic)
             )
-        if kind == ActionKind.DF:
+        if kind == _DF:
             df = Event(Source.EXCEPTION, DF, 0)
             return self._spend(s, base + 3)._replace(machine=deliver(p, m, i, df, m.cpus[i].pc))
-        if kind == ActionKind.IPI:
+        if kind == _IPI:
             return s._replace(machine=ev.nmi_ipi_arrives(p, m, i))
-        if kind == ActionKind.PENDING_NMI:
+        if kind == _PENDING_NMI:
             return s._replace(machine=ev.deliver_pending_nmi(p, m, i))
-        if kind == ActionKind.HELD_DB:
+        if kind == _HELD_DB:
             return s._replace(machine=ev.deliver_held_db(p, m, i))
-        if kind == ActionKind.DB_DROPPED:
+        if kind == _DB_DROPPED:
             return s._replace(machine=m.with_cpu(i, debug.drop_unsure_db(m.cpus[i])))
-        if kind == ActionKind.TIMEOUT:
+        if kind == _TIMEOUT:
             return self.interp.timeout(s, i)
         raise ValueError(kind)
 
@@ -480,7 +490,7 @@ class TransitionRelation:
     def is_terminal(self, s: SysState) -> bool:
         """Every CPU halted or shut down: nothing is left to run (not a deadlock). A CPU
         that went wild is not done, so a state it stops in is a deadlock."""
-        return all(c.run is Run.HALTED or c.run is Run.SHUTDOWN for c in s.machine.cpus)
+        return all(c.run is _HALTED or c.run is _SHUTDOWN for c in s.machine.cpus)
 
 
 def _environment_breakpoints(env: Environment) -> tuple[BreakpointDecl, ...]:
