@@ -160,7 +160,7 @@ class TransitionRelation:
         # Per CPU index: the actions worked out for a CPU record, by the record's id (each
         # entry keeps its record, so the id is not reused while it is there), with the
         # budgets they were for (TransitionRelation.base_actions).
-        self._cpu_actions: list[dict[int, _Known]] = [{} for _ in range(ncpus)]
+        self._cpu_actions: list[dict[int, _Known]] = [{} for _ in range(ncpus)] if ncpus > 1 else []
 
     # -- TransitionSystem ----------------------------------------------------------------------
     def init_states(self) -> Sequence[SysState]:
@@ -311,6 +311,9 @@ class TransitionRelation:
         faults = b[-1] != 0
         cached = self._cpu_actions
         for i, cpu in enumerate(m.cpus):
+            if not cached:  # one CPU: every step changes its record, nothing to reuse
+                self._one_cpu_actions(s, i, cpu, b, out)
+                continue
             # A step changes one CPU record: the others' actions are those worked out for
             # the very same record (and budgets) before, unless they read the state.
             # A wait's readiness is read afresh each time (it reads variables).
