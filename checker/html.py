@@ -27,10 +27,8 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import networkx as nx
 
 from checker.ci import property_seconds
 from checker.coverage import line_ranges, read_source, run_coverage
@@ -39,6 +37,9 @@ from checker.reportdir import relative_file
 from checker.results import OutputContext, PropertyResult, RunResult, TraceFiles, witness_of
 from checker.trace import graph_steps, loop_start, step_location
 from checker.verdict import Verdict
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 DOT_TIMEOUT = 20.0
 ASSETS = Path(__file__).resolve().parent / "assets"

@@ -23,12 +23,13 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from checker.results import PropertyResult, witness_of
 from checker.trace import graph_steps, loop_start
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 FORMAT_DESCRIPTION = "https://apalache-mc.org/docs/adr/015adr-trace.html"
 MAX_SAFE = 2**53 - 1

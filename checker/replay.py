@@ -33,9 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from checker.errors import CheckerError, InputError, ModelInputError, UsageError
 from checker.expr import ExprError, compile_expr
@@ -51,6 +49,9 @@ from checker.rules import decides, final_violated
 from checker.spec import FAIRNESS, MAX_DIGITS, Property, deepest_line, first_line, is_path
 from checker.trace import graph_steps, loop_start
 from checker.verdict import EXIT_INPUT, Kind, Verdict
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 REPLAY_FORMAT = 1
 EXIT_REPRODUCES = 0

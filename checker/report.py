@@ -8,9 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from checker.coverage import run_coverage
 from checker.coverage import summary_line as coverage_summary
@@ -28,6 +26,9 @@ from checker.spec import Property
 from checker.trace import graph_steps, loop_start, to_dot, to_node_link
 from checker.verdict import Verdict
 
+if TYPE_CHECKING:
+    import networkx as nx
+
 JSON_VERSION = 1
 
 
@@ -43,6 +44,8 @@ def trace_base(report_dir: Path, prop: Property) -> Path:
 
 def write_graphml(result: PropertyResult, record: Mapping[str, Any], path: Path) -> None:
     assert result.graph is not None
+    import networkx as nx
+
     nx.write_graphml(result.graph, path)
 
 

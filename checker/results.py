@@ -10,15 +10,16 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from checker.errors import InputError
 from checker.explore import Options, Stats
 from checker.spec import Group, Property
 from checker.trace import Trace
 from checker.verdict import Verdict, exit_code, is_ok
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 @dataclass(frozen=True)

@@ -14,17 +14,35 @@ it in its path condition. A transition whose values are all concrete never reach
 from __future__ import annotations
 
 import contextvars
+import importlib
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from weakref import KeyedRef
 
-import z3
-
 from checker import limits
+
+
+class _LazyModule:
+    """A module imported on first use: z3 takes a third of the start-up CPU, and a run
+    whose states are all concrete never asks it anything (issue 18, lazy imports)."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        module = importlib.import_module(self._name)
+        globals()[self._name] = module  # later look-ups find the module itself
+        return getattr(module, attr)
+
+
+if TYPE_CHECKING:
+    import z3
+else:
+    z3 = _LazyModule("z3")
 
 MASK = (1 << 64) - 1
 SIGN = 1 << 63
@@ -579,13 +597,25 @@ class Solver:
     stats: SolverStats = field(default_factory=SolverStats)
     _cache: dict[frozenset[Any], bool] = field(default_factory=dict)
     _z3: dict[Any, Any] = field(default_factory=dict)
-    _solver: Any = field(default_factory=z3.SimpleSolver)  # for model(): push, assert, pop
+    _model_solver: Any = None  # for model(): push, assert, pop (made on first use)
     _timeout_ms: int = 0  # the solver's timeout as last set
     # The incremental solver: one guard literal per condition, asserted once.
-    _guarded: Any = field(default_factory=z3.SimpleSolver)
+    _guarded_solver: Any = None
     _lits: dict[Any, Any] = field(default_factory=dict)
     _guarded_timeout_ms: int = 0
     _pins: dict[tuple[frozenset[Any], str], int | None] = field(default_factory=dict)
+
+    @property
+    def _solver(self) -> Any:
+        if self._model_solver is None:
+            self._model_solver = z3.SimpleSolver()
+        return self._model_solver
+
+    @property
+    def _guarded(self) -> Any:
+        if self._guarded_solver is None:
+            self._guarded_solver = z3.SimpleSolver()
+        return self._guarded_solver
 
     def _lit(self, cond: Term) -> Any:
         lit = self._lits.get(cond)

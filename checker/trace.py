@@ -20,9 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from checker.errors import CheckerError
 from checker.interface import (
@@ -32,6 +30,9 @@ from checker.interface import (
     describe_action,
     describe_state,
 )
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 class ReplayError(CheckerError):
@@ -134,6 +135,8 @@ def trace_graph(
     system: TransitionSystem[Any, Any], trace: Trace, meta: Mapping[str, Scalar]
 ) -> nx.DiGraph:
     """The trace as a DiGraph; `meta` becomes the graph attributes (plus `choices`)."""
+    import networkx as nx
+
     graph = nx.DiGraph()
     graph.graph.update(meta)
     graph.graph["choices"] = " ".join(str(c) for c in trace.choices)
@@ -260,6 +263,8 @@ def damaging_steps(
 
 def to_node_link(graph: nx.DiGraph) -> dict[str, Any]:
     """Node-link JSON data (edges under "edges"), plus the choice sequence as a list."""
+    import networkx as nx
+
     data: dict[str, Any] = nx.node_link_data(graph, edges="edges")
     data["choices"] = graph_choices(graph)
     order = _order(graph)
@@ -270,6 +275,8 @@ def to_node_link(graph: nx.DiGraph) -> dict[str, Any]:
 
 
 def from_node_link(data: Mapping[str, Any]) -> nx.DiGraph:
+    import networkx as nx
+
     graph: nx.DiGraph = nx.node_link_graph(
         {k: v for k, v in data.items() if k not in ("choices", "choice_labels")},
         directed=True,
@@ -282,6 +289,8 @@ def from_node_link(data: Mapping[str, Any]) -> nx.DiGraph:
 def read_graphml(path: str | Path) -> nx.DiGraph:
     """`networkx.read_graphml`, less the empty `node_default`/`edge_default` graph
     attributes networkx adds on reading (we write no defaults)."""
+    import networkx as nx
+
     graph: nx.DiGraph = nx.read_graphml(path)
     for key in ("node_default", "edge_default"):
         if graph.graph.get(key) == {}:
@@ -429,6 +438,8 @@ def parse_dot(text: str) -> nx.DiGraph:
                 take()
         take("punct", "]")
         return attrs
+
+    import networkx as nx
 
     graph = nx.DiGraph()
     take("ident", "digraph")

@@ -83,6 +83,7 @@ from model.x86.memory import (
     write,
 )
 from model.x86.state import (
+    REGISTER_INDEX,
     WORD,
     CodeAddr,
     Gate,
@@ -158,6 +159,28 @@ _new = tuple.__new__  # see model.x86.state._new
 
 
 Handler = Callable[["SysState", int, "_Site", int], "SysState"]
+Evaluator = Callable[["SysState", int], Value]  # a compiled expression (Interpreter.eval)
+
+_M64 = (1 << 64) - 1
+_NO_SHADOW = Shadow.NONE  # (an enum member read on its class costs ~10x a global's)
+# The binary operators on two integers, as model.lang.expr.binop computes them (the others
+# call binop): Interpreter._compile's fast path.
+_INT_BINARY: dict[str, Callable[[int, int], int]] = {
+    "+": lambda a, b: (a + b) & _M64,
+    "-": lambda a, b: (a - b) & _M64,
+    "*": lambda a, b: (a * b) & _M64,
+    "&": lambda a, b: (a & b) & _M64,
+    "|": lambda a, b: (a | b) & _M64,
+    "^": lambda a, b: (a ^ b) & _M64,
+    "==": lambda a, b: int(a == b),
+    "!=": lambda a, b: int(a != b),
+    "<": lambda a, b: int(a < b),
+    "<=": lambda a, b: int(a <= b),
+    ">": lambda a, b: int(a > b),
+    ">=": lambda a, b: int(a >= b),
+    "&&": lambda a, b: int(bool(a) and bool(b)),
+    "||": lambda a, b: int(bool(a) or bool(b)),
+}
 
 
 class _Site(NamedTuple):
@@ -202,6 +225,9 @@ class Interpreter:
         # GUEST32 code runs in compatibility mode: INTO there follows the non-64-bit rules.
         self.compat_platform = replace(platform, mode64=False)
         self._sites: dict[CodeAddr, _Site] = {}
+        # Each expression evaluated, compiled once (Interpreter.eval): by the node's id, with
+        # its instruction (for error messages) and the node itself (so the id stays its own).
+        self._compiled: dict[int, tuple[Instr, Evaluator, Expr]] = {}
         # Each variable's first slot and whether it is per-CPU (Layout.var_slot, one lookup).
         self._var_slots: dict[str, tuple[int, bool]] = {
             name: (base, name in layout.percpu_vars) for name, base in layout.var_index.items()
@@ -262,6 +288,84 @@ class Interpreter:
         return site
 
     def eval(self, s: SysState, cpu_i: int, e: Expr, ins: Instr) -> Value:
+        known = self._compiled.get(id(e))
+        if known is None or known[0] is not ins:
+            known = self._compiled[id(e)] = (ins, self._compile(e, ins), e)
+        return known[1](s, cpu_i)
+
+    def _compile(self, e: Expr, ins: Instr) -> Evaluator:
+        """`e` as a closure of (state, CPU), the tree walked and its operands resolved
+        once: the common nodes have closures of their own (integers take a fast path, any
+        other value the general rule of `_walk`), the rest walk the tree (`_walk`)."""
+        if type(e) is Const:
+            value = e.value
+            return lambda s, c: value
+        if type(e) is Var:
+            slot = self._var_slots.get(e.name)
+            if slot is not None:
+                base, per_cpu = slot
+                if per_cpu:
+                    return lambda s, c: s.vars[base + c]
+                return lambda s, c: s.vars[base]
+        elif type(e) is ThisCpu:
+            return lambda s, c: c
+        elif type(e) is RegValue:
+            if e.name == "rsp":
+                return lambda s, c: s.machine.cpus[c].rsp
+            if e.name in REGISTER_INDEX:
+                k = REGISTER_INDEX[e.name]
+                return lambda s, c: s.machine.cpus[c].regs[k]
+        elif type(e) is Binary:
+            op = e.op
+            left, right = self._compile(e.left, ins), self._compile(e.right, ins)
+            general = self._binary
+            fast = _INT_BINARY.get(op)
+            if fast is None:
+                def fast(a: int, b: int) -> int:
+                    return binop(op, a, b)
+
+            def binary(s: SysState, c: int) -> Value:
+                a = left(s, c)
+                b = right(s, c)
+                if type(a) is int and type(b) is int:
+                    return fast(a, b)
+                return general(op, a, b, ins)
+            return binary
+        elif type(e) is Unary:
+            op = e.op
+            operand = self._compile(e.operand, ins)
+            unary_general = self._unary
+
+            def unary(s: SysState, c: int) -> Value:
+                v = operand(s, c)
+                if type(v) is int:
+                    return unop(op, v)
+                return unary_general(op, v, ins)
+            return unary
+        walk = self._walk
+        return lambda s, c: walk(s, c, e, ins)
+
+    def _binary(self, op: str, a: Value, b: Value, ins: Instr) -> Value:
+        """A binary operator on any two values (`_walk`'s rule)."""
+        if isinstance(a, Term) or isinstance(b, Term):
+            return sym.binary(op, self._bv(a, ins), self._bv(b, ins))
+        if op in ("==", "!="):
+            return int((a == b) == (op == "=="))
+        return binop(op, self._int(a, ins), self._int(b, ins))
+
+    def _unary(self, op: str, value: Value, ins: Instr) -> Value:
+        """A unary operator on any value (`_walk`'s rule)."""
+        v = self._bv(value, ins)
+        if isinstance(v, Term):
+            if op == "-":
+                return sym.neg(v)
+            if op == "~":
+                return sym.bnot(v)
+            return sym.ite(sym.lnot(sym.truth(v)), 1, 0)
+        return unop(op, v)
+
+    def _walk(self, s: SysState, cpu_i: int, e: Expr, ins: Instr) -> Value:
+        """`eval` by walking the tree (the rule for every node)."""
         match e:
             case Const(value):
                 return value
@@ -287,20 +391,9 @@ class Interpreter:
             case Binary(op, left, right):
                 a = self.eval(s, cpu_i, left, ins)
                 b = self.eval(s, cpu_i, right, ins)
-                if isinstance(a, Term) or isinstance(b, Term):
-                    return sym.binary(op, self._bv(a, ins), self._bv(b, ins))
-                if op in ("==", "!="):
-                    return int((a == b) == (op == "=="))
-                return binop(op, self._int(a, ins), self._int(b, ins))
+                return self._binary(op, a, b, ins)
             case Unary(op, operand):
-                v = self._bv(self.eval(s, cpu_i, operand, ins), ins)
-                if isinstance(v, Term):
-                    if op == "-":
-                        return sym.neg(v)
-                    if op == "~":
-                        return sym.bnot(v)
-                    return sym.ite(sym.lnot(sym.truth(v)), 1, 0)
-                return unop(op, v)
+                return self._unary(op, self.eval(s, cpu_i, operand, ins), ins)
             case Call("per_cpu", (Var(name), index)):
                 idx = self._int(self.eval(s, cpu_i, index, ins), ins)
                 return s.vars[self.layout.var_index[name] + idx]
@@ -562,7 +655,7 @@ class Interpreter:
             s = self._execute(s, cpu_i, site, choice)
         except ArchFault as fault:
             return self.raise_fault(s, cpu_i, fault, ins)
-        if shadow_before is Shadow.NONE:
+        if shadow_before is _NO_SHADOW:
             return s  # no shadow to end at this boundary (the common case)
         m = s.machine
         cpu = m.cpus[cpu_i]

@@ -21,7 +21,7 @@ from checker import symbolic as sym
 from checker.errors import InputError, ModelInputError
 from checker.symbolic import Decisions, Infeasible, NeedDecision, Solver, Term, require, run_with
 from model.lang import isa
-from model.lang.ir import BreakpointDecl, Design, Loc
+from model.lang.ir import BreakpointDecl, Design, Instr, Loc
 from model.lang.parser import parse_breakpoint
 from model.system.interp import Blocked, Interpreter, SysState
 from model.system.layout import Layout, build_layout, initial_machines, platform_of
@@ -30,7 +30,7 @@ from model.x86 import events as ev
 from model.x86.arch import DF, TF
 from model.x86.delivery import Event, Source
 from model.x86.dispatch import deliver
-from model.x86.state import CodeAddr, Machine, Run
+from model.x86.state import CodeAddr, Cpu, Machine, Run
 
 
 class ActionKind(StrEnum):
@@ -94,11 +94,28 @@ class Environment:
     events_off: bool = False
 
 
+# Enum members as plain names (a look-up on the enum class costs ~10x a global read in
+# Python 3.11: EnumType.__getattr__); read for every CPU of every state and every step.
+_STEP, _FAULT, _TIMEOUT = ActionKind.STEP, ActionKind.FAULT, ActionKind.TIMEOUT
+_NMI, _MCE, _EXT, _DF, _IPI = (
+    ActionKind.NMI, ActionKind.MCE, ActionKind.EXT, ActionKind.DF, ActionKind.IPI
+)
+_PENDING_NMI, _HELD_DB, _DB_DROPPED = (
+    ActionKind.PENDING_NMI, ActionKind.HELD_DB, ActionKind.DB_DROPPED
+)
+_RUNNING, _HALTED, _SHUTDOWN = Run.RUNNING, Run.HALTED, Run.SHUTDOWN
 _INSTRUCTION = ev.BoundaryEvent.INSTRUCTION
 _EXTERNAL = ev.BoundaryEvent.EXTERNAL
 BUDGETS_PER_CPU = 4  # nmi, mce, external, double faults
 WAIT_OPS = frozenset({"c.wait_until", "c.wait_timeout", "wait_until", "wait_timeout"})
 PER_CPU_BUDGETS = ("nmi", "mce", "external", "double_faults")
+
+
+# A CPU record, its budgets and whether faults are left, and its actions for them: those
+# before a wait's step, the wait (None: no wait) and those after its step.
+_Known = tuple[
+    Cpu, tuple[int, ...], bool, tuple[Action, ...], Instr | None, tuple[Action, ...]
+]
 
 
 class TransitionRelation:
@@ -140,6 +157,10 @@ class TransitionRelation:
         # States whose canonical form is known to need no renaming (TransitionRelation._hint),
         # by id, each with the state itself (which keeps the id from being reused).
         self._hints: dict[int, tuple[SysState, _Hint | None]] = {}
+        # Per CPU index: the actions worked out for a CPU record, by the record's id (each
+        # entry keeps its record, so the id is not reused while it is there), with the
+        # budgets they were for (TransitionRelation.base_actions).
+        self._cpu_actions: list[dict[int, _Known]] = [{} for _ in range(ncpus)] if ncpus > 1 else []
 
     # -- TransitionSystem ----------------------------------------------------------------------
     def init_states(self) -> Sequence[SysState]:
@@ -287,53 +308,110 @@ class TransitionRelation:
         out: list[Action] = []
         m = s.machine
         b = s.budgets
-        env = self.env
+        faults = b[-1] != 0
+        cached = self._cpu_actions
         for i, cpu in enumerate(m.cpus):
+            if not cached:  # one CPU: every step changes its record, nothing to reuse
+                self._one_cpu_actions(s, i, cpu, b, out)
+                continue
+            # A step changes one CPU record: the others' actions are those worked out for
+            # the very same record (and budgets) before, unless they read the state.
+            # A wait's readiness is read afresh each time (it reads variables).
+            known = cached[i].get(id(cpu))
             base = i * BUDGETS_PER_CPU
-            quiet = env.quiet_without_idt and cpu.idtr is None and not cpu.fred
-            events = ev.at_boundary(
-                cpu,
-                # The environment raises #MC only while CR4.MCE is set (otherwise it would
-                # be a shutdown the design cannot prevent).
-                machine_check=bool(b[base + 1]) and cpu.cr4_mce and not quiet,
-                double_fault=bool(b[base + 3]),
-                nmi=bool(b[base]) and not quiet,
-                external=bool(b[base + 2]),
-            )
-            for e in events:
-                if e is _INSTRUCTION:
-                    self._instruction_actions(s, i, cpu.pc, out)
-                elif e is _EXTERNAL:
-                    for v in env.external_vectors:
-                        if env.pic or ev.lapic_accepts(v):
-                            out.append(Action(ActionKind.EXT, i, v))
-                else:
-                    out.append(Action(_KIND_OF[e], i))
+            if (
+                known is not None and known[0] is cpu and known[2] == faults
+                and known[1] == b[base:base + BUDGETS_PER_CPU]
+            ):
+                out.extend(known[3])
+                wait = known[4]
+                if wait is not None:
+                    if self.interp.wait_ready(s, i, wait):
+                        out.append(Action(_STEP, i))
+                    out.extend(known[5])
+                continue
+            start = len(out)
+            own, at = self._one_cpu_actions(s, i, cpu, b, out)
+            if own is False:
+                continue
+            if len(cached[i]) >= CPU_ACTIONS_LIMIT:
+                cached[i].clear()
+            if own is True:
+                known = (cpu, b[base:base + BUDGETS_PER_CPU], faults, tuple(out[start:]), None, ())
+            else:  # a wait: the actions before its step, the wait, and those after it
+                ready = len(out) > at and out[at].kind is _STEP and out[at].cpu == i
+                after = at + 1 if ready else at
+                known = (
+                    cpu, b[base:base + BUDGETS_PER_CPU], faults, tuple(out[start:at]), own,
+                    tuple(out[after:]),
+                )
+            cached[i][id(cpu)] = known
         if not out:
             for i, cpu in enumerate(m.cpus):
-                if cpu.run is Run.RUNNING:
+                if cpu.run is _RUNNING:
                     ins = self.interp.instr_at(cpu.pc)
                     if ins is not None and ins.op == "c.wait_timeout":
-                        out.append(Action(ActionKind.TIMEOUT, i))
+                        out.append(Action(_TIMEOUT, i))
         return out
 
-    def _instruction_actions(self, s: SysState, i: int, pc: CodeAddr, out: list[Action]) -> None:
+    def _one_cpu_actions(
+        self, s: SysState, i: int, cpu: Cpu, b: tuple[int, ...], out: list[Action]
+    ) -> tuple[bool | Instr, int]:
+        """Append CPU i's actions. True when they depend on nothing but its record, its
+        budgets and whether faults are left (so they may be reused for the same record);
+        a wait's instruction when they depend besides on its readiness only, with where
+        its step goes in `out`; False otherwise."""
+        env = self.env
+        base = i * BUDGETS_PER_CPU
+        quiet = env.quiet_without_idt and cpu.idtr is None and not cpu.fred
+        events = ev.at_boundary(
+            cpu,
+            # The environment raises #MC only while CR4.MCE is set (otherwise it would
+            # be a shutdown the design cannot prevent).
+            machine_check=bool(b[base + 1]) and cpu.cr4_mce and not quiet,
+            double_fault=bool(b[base + 3]),
+            nmi=bool(b[base]) and not quiet,
+            external=bool(b[base + 2]),
+        )
+        own: bool | Instr = True
+        at = len(out)
+        for e in events:
+            if e is _INSTRUCTION:
+                at = len(out)
+                own = self._instruction_actions(s, i, cpu.pc, out)
+            elif e is _EXTERNAL:
+                for v in env.external_vectors:
+                    if env.pic or ev.lapic_accepts(v):
+                        out.append(Action(_EXT, i, v))
+            else:
+                out.append(Action(_KIND_OF[e], i))
+        return own, at
+
+    def _instruction_actions(
+        self, s: SysState, i: int, pc: CodeAddr, out: list[Action]
+    ) -> bool | Instr:
         """The actions of CPU i's next instruction: one step (one per choice of a
-        `choose`), none while a wait is not ready, and the environment's fault."""
+        `choose`), none while a wait is not ready, and the environment's fault. What they
+        read beyond the CPU's record: nothing (True), a wait's condition (the wait), or a
+        choice's range (False)."""
         ins = self.interp.instr_at(pc)
         if ins is None:
-            out.append(Action(ActionKind.STEP, i))  # the CPU goes wild (Interpreter.wild)
-            return
+            out.append(Action(_STEP, i))  # the CPU goes wild (Interpreter.wild)
+            return True
+        own: bool | Instr = True
         if ins.op in ("c.wait_until", "c.wait_timeout"):
+            own = ins
             if self.interp.wait_ready(s, i, ins):
-                out.append(Action(ActionKind.STEP, i))
+                out.append(Action(_STEP, i))
         elif ins.op in isa.CHOICE_OPS:
+            own = False
             n = self.interp.choices(s, i, ins)
-            out.extend(Action(ActionKind.STEP, i, k) for k in range(n))
+            out.extend(Action(_STEP, i, k) for k in range(n))
         else:
-            out.append(Action(ActionKind.STEP, i))
+            out.append(Action(_STEP, i))
         if ins.fault is not None and s.budgets[-1]:
-            out.append(Action(ActionKind.FAULT, i))
+            out.append(Action(_FAULT, i))
+        return own
 
     def _reads_unknown(self, s: SysState) -> bool:
         """May a step of `s` read an unknown never-written word (only when the property
@@ -368,41 +446,41 @@ class TransitionRelation:
 
     def raw_next(self, s: SysState, a: Action) -> SysState:
         i = a.cpu
-        if s.lazy and a.kind != ActionKind.STEP:
+        if s.lazy and a.kind != _STEP:
             s = self.interp.settle_flags(s, i)  # an event interrupts: flags become real bits
         p = self.platform
         m = s.machine
         kind = a.kind
-        if kind == ActionKind.STEP:
+        if kind == _STEP:
             try:
                 return self.interp.step(s, i, a.arg)
             except Blocked:  # pragma: no cover - actions() only offers ready waits
                 return s
-        if kind == ActionKind.FAULT:
+        if kind == _FAULT:
             s = self._spend(s, -1)
             return self.interp.environment_fault(s, i)
         base = i * BUDGETS_PER_CPU
-        if kind == ActionKind.NMI:
+        if kind == _NMI:
             return self._spend(s, base)._replace(machine=ev.nmi_arrives(p, m, i))
-        if kind == ActionKind.MCE:
+        if kind == _MCE:
             return self._spend(s, base + 1)._replace(machine=ev.machine_check_arrives(p, m, i))
-        if kind == ActionKind.EXT:
+        if kind == _EXT:
             require(ev.interrupts_enabled(m.cpus[i]))  # IF may be symbolic (a guest's RFLAGS)
             return self._spend(s, base + 2)._replace(
                 machine=ev.external_arrives(p, m, i, a.arg, pic=self.env.pic)
             )
-        if kind == ActionKind.DF:
+        if kind == _DF:
             df = Event(Source.EXCEPTION, DF, 0)
             return self._spend(s, base + 3)._replace(machine=deliver(p, m, i, df, m.cpus[i].pc))
-        if kind == ActionKind.IPI:
+        if kind == _IPI:
             return s._replace(machine=ev.nmi_ipi_arrives(p, m, i))
-        if kind == ActionKind.PENDING_NMI:
+        if kind == _PENDING_NMI:
             return s._replace(machine=ev.deliver_pending_nmi(p, m, i))
-        if kind == ActionKind.HELD_DB:
+        if kind == _HELD_DB:
             return s._replace(machine=ev.deliver_held_db(p, m, i))
-        if kind == ActionKind.DB_DROPPED:
+        if kind == _DB_DROPPED:
             return s._replace(machine=m.with_cpu(i, debug.drop_unsure_db(m.cpus[i])))
-        if kind == ActionKind.TIMEOUT:
+        if kind == _TIMEOUT:
             return self.interp.timeout(s, i)
         raise ValueError(kind)
 
@@ -415,7 +493,7 @@ class TransitionRelation:
     def is_terminal(self, s: SysState) -> bool:
         """Every CPU halted or shut down: nothing is left to run (not a deadlock). A CPU
         that went wild is not done, so a state it stops in is a deadlock."""
-        return all(c.run is Run.HALTED or c.run is Run.SHUTDOWN for c in s.machine.cpus)
+        return all(c.run is _HALTED or c.run is _SHUTDOWN for c in s.machine.cpus)
 
 
 def _environment_breakpoints(env: Environment) -> tuple[BreakpointDecl, ...]:
@@ -454,6 +532,7 @@ def _with_fmask(m: Machine, fmask: int) -> Machine:
 
 
 HINTS_LIMIT = 1 << 17
+CPU_ACTIONS_LIMIT = 1 << 16  # records remembered per CPU index before starting afresh
 # The parts of a state symbols can sit in (SysState fields machine, vars and lazy: the path
 # condition is handled apart, budgets and flags are numbers).
 _SYMBOL_FIELDS = (0, 1, 6)

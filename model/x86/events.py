@@ -21,17 +21,23 @@ from model.x86.state import CodeAddr, Cpu, Machine, Platform, Run, Shadow, flag_
 LAPIC_MIN_VECTOR = 16
 
 
+# Enum members as plain names: looking one up on its class costs ~10x a global read in
+# Python 3.11 (EnumType.__getattr__), and these are read for every CPU of every state.
+_SHUTDOWN, _WILD, _RUNNING = Run.SHUTDOWN, Run.WILD, Run.RUNNING
+_NO_SHADOW, _MOV_SS = Shadow.NONE, Shadow.MOV_SS
+
+
 def lapic_accepts(vector: int) -> bool:
     return LAPIC_MIN_VECTOR <= vector <= 255
 
 
 def alive(cpu: Cpu) -> bool:
-    return cpu.run is not Run.SHUTDOWN and cpu.run is not Run.WILD
+    return cpu.run is not _SHUTDOWN and cpu.run is not _WILD
 
 
 def can_take_external(cpu: Cpu) -> bool:
     """A maskable interrupt needs IF=1 and no STI/MOV SS shadow (SDM §6.8.1, §6.8.3)."""
-    if cpu.run is Run.SHUTDOWN or cpu.shadow is not Shadow.NONE:
+    if cpu.run is _SHUTDOWN or cpu.shadow is not _NO_SHADOW:
         return False
     # A symbolic IF (a guest's RFLAGS) is decided when the interrupt is delivered.
     return not isinstance(cpu.rflags, int) or bool(cpu.rflags & IF)
@@ -49,12 +55,12 @@ def can_take_nmi(cpu: Cpu) -> bool:
 
 def db_due(cpu: Cpu) -> bool:
     """A #DB held back by MOV SS is delivered once the shadow has passed (SDM §6.8.3)."""
-    return cpu.held_db and cpu.shadow is not Shadow.MOV_SS and cpu.run is not Run.SHUTDOWN
+    return cpu.held_db and cpu.shadow is not _MOV_SS and cpu.run is not _SHUTDOWN
 
 
 def pending_nmi_due(cpu: Cpu) -> bool:
     """A latched NMI is taken as soon as NMIs unblock (SDM §6.7.1)."""
-    return cpu.nmi_pending and not cpu.nmi_blocked and cpu.run is not Run.SHUTDOWN
+    return cpu.nmi_pending and not cpu.nmi_blocked and cpu.run is not _SHUTDOWN
 
 
 class BoundaryEvent(Enum):
@@ -70,6 +76,15 @@ class BoundaryEvent(Enum):
     NMI = "nmi"  # a real NMI arrives
     NMI_IPI = "ipi"  # an NMI IPI in flight arrives
     EXTERNAL = "ext"  # a maskable interrupt arrives
+
+
+_MACHINE_CHECK, _HELD_DB, _DB_DROPPED = (
+    BoundaryEvent.MACHINE_CHECK, BoundaryEvent.HELD_DB, BoundaryEvent.DB_DROPPED
+)
+_PENDING_NMI, _INSTRUCTION, _DOUBLE_FAULT = (
+    BoundaryEvent.PENDING_NMI, BoundaryEvent.INSTRUCTION, BoundaryEvent.DOUBLE_FAULT
+)
+_NMI, _NMI_IPI, _EXTERNAL = BoundaryEvent.NMI, BoundaryEvent.NMI_IPI, BoundaryEvent.EXTERNAL
 
 
 def at_boundary(
@@ -99,32 +114,32 @@ def at_boundary(
         return ()
     out: list[BoundaryEvent] = []
     if machine_check:
-        out.append(BoundaryEvent.MACHINE_CHECK)
+        out.append(_MACHINE_CHECK)
     if db_due(cpu):
-        out.append(BoundaryEvent.HELD_DB)
+        out.append(_HELD_DB)
         if cpu.db_unsure:
-            out.append(BoundaryEvent.DB_DROPPED)
+            out.append(_DB_DROPPED)
         return tuple(out)
     if pending_nmi_due(cpu):
-        out.append(BoundaryEvent.PENDING_NMI)
+        out.append(_PENDING_NMI)
         return tuple(out)
-    if cpu.run is Run.RUNNING:
-        out.append(BoundaryEvent.INSTRUCTION)
+    if cpu.run is _RUNNING:
+        out.append(_INSTRUCTION)
     if double_fault:
-        out.append(BoundaryEvent.DOUBLE_FAULT)
+        out.append(_DOUBLE_FAULT)
     if nmi and not (cpu.nmi_blocked and cpu.nmi_pending):
-        out.append(BoundaryEvent.NMI)
+        out.append(_NMI)
     if cpu.ipi_nmi:
-        out.append(BoundaryEvent.NMI_IPI)
+        out.append(_NMI_IPI)
     if external and can_take_external(cpu):
-        out.append(BoundaryEvent.EXTERNAL)
+        out.append(_EXTERNAL)
     return tuple(out)
 
 
 def after_instruction(cpu: Cpu, shadow_before: Shadow) -> Cpu:
     """The boundary after an instruction: a shadow set by the previous one ends here."""
-    if cpu.shadow is not Shadow.NONE and cpu.shadow == shadow_before:
-        return cpu._replace(shadow=Shadow.NONE)
+    if cpu.shadow is not _NO_SHADOW and cpu.shadow == shadow_before:
+        return cpu._replace(shadow=_NO_SHADOW)
     return cpu
 
 
