@@ -838,6 +838,7 @@ class _Search:
         state, its properties' expressions."""
         parents = self.visited.parents
         key_of = self.visited.key
+        fps = parents.fps if isinstance(parents, FingerprintTable) else None
         graph = live.graph
         # the graph's arrays, appended to here (StateGraph.add_state, inlined)
         add_target, add_choice = graph.targets.append, graph.choices.append
@@ -859,7 +860,8 @@ class _Search:
                 expansions += 1
                 if expansions >= clock_at:
                     clock_at = clock.look(expansions, states, self.depth)
-                key = key_of(state)
+                # with the table, states are expanded in the order of their ordinals
+                key = key_of(state) if fps is None else fps[expansions - 1]
                 enabled = actions_of(state)
                 count = len(enabled)
                 transitions += count
@@ -949,6 +951,7 @@ class _Search:
         successors computed by helper processes (`expanded`)."""
         parents = self.visited.parents
         key_of = self.visited.key
+        fps = parents.fps if isinstance(parents, FingerprintTable) else None
         actions_of = self.system.actions
         raw_next = self.system.next_state
         vocabulary = self.system.vocabulary
@@ -966,7 +969,8 @@ class _Search:
                 expansions += 1
                 if expansions >= clock_at:
                     clock_at = clock.look(expansions, states, self.depth)
-                key = key_of(state)
+                # with the table, states are expanded in the order of their ordinals
+                key = key_of(state) if fps is None else fps[expansions - 1]
                 computed: Any = None
                 if expanded is not None:
                     count, computed = expanded[position]
