@@ -186,7 +186,8 @@ class FingerprintTable(Mapping[Hashable, tuple[Any, ...]]):
             if parent < 0:
                 raise KeyError(parent_fp)
             self._parent_fp, self._parent_ordinal = parent_fp, parent
-        if self.ordinal(fp) >= 0:  # type: ignore[arg-type]
+        # (after a `fp in table` that missed, the slot is known and no insert came since)
+        if self._miss_fp != fp and self.ordinal(fp) >= 0:  # type: ignore[arg-type]
             raise KeyError(f"fingerprint {fp!r} is stored already")
         if len(link) > 2 and link[2] != len(self.fps):
             raise ValueError(f"state number {link[2]} is not the next ordinal {len(self.fps)}")
