@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from toy_models import Counters
+from toy_models import Counters, Faulty
 
 from checker.explore import Bounds, Check, Options, explore
 from checker.expr import compile_expr
@@ -176,6 +176,24 @@ def test_compact_spilling_with_a_depth_bound_and_with_por_and_workers() -> None:
     spilled = explore(Counters(3, 3), checks, options=Options(compact=True, workers=2, spill=3))
     assert spilled.stats.states == full.stats.states
     assert spilled.stats.transitions == full.stats.transitions
+
+
+def test_the_spilled_levels_are_closed_when_the_model_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[SpillingFrontier] = []
+    init = SpillingFrontier.__init__
+
+    def recorded(self: SpillingFrontier, limit: int, chunk: int | None = None) -> None:
+        init(self, limit, 1)
+        made.append(self)
+
+    monkeypatch.setattr(SpillingFrontier, "__init__", recorded)
+    result = explore(Faulty(3, 3), [check(Kind.ALWAYS, "total >= 0")],
+                     options=Options(compact=True, spill=0))
+    assert result.outcomes[0].verdict is Verdict.ERROR
+    assert any(level.chunks for level in made)  # something went to disk
+    assert all(level.file is None for level in made)  # and every file was closed
 
 
 def test_compact_fingerprints_are_the_blake2b_of_the_encoding_with_or_without_cache() -> None:
