@@ -68,7 +68,7 @@ def _ist(k: int) -> Workload:
 WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in [
-        _kexec(2), _kexec(3), _kexec(4), _kexec(6),
+        _kexec(2), _kexec(3), _kexec(4), _kexec(5), _kexec(6),
         _ist(1), _ist(2), _ist(3),
         Workload(
             "syscall-concrete", "xen_syscall", "frame_on_guest_stack", {},

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from checker.fingerprint import fingerprint64
+from checker.fpset import FingerprintTable, SpillingFrontier
 from checker.interface import (
     Capabilities,
     Reducible,
@@ -152,6 +153,9 @@ class Options:
               stay real paths but need not be shortest.
     backend:  explore on a cluster instead (`checker.distributed.RayBackend`, which
               `checker.run` calls): None, in this process.
+    spill:    with `compact`, the states of one BFS level kept in memory; the level's
+              further states are pickled to a temporary file and read back in order
+              (`checker.fpset.SpillingFrontier`); None: every level in memory.
     """
 
     compact: bool = False
@@ -159,6 +163,7 @@ class Options:
     workers: int = 1
     por: bool = False
     backend: Any = None
+    spill: int | None = 200_000
 
 
 @dataclass(frozen=True)
@@ -405,12 +410,15 @@ class PropertyTracker:
 
 class Visited:
     """The visited states, each with its BFS parent link (parent key, choice index); a
-    state's key is the state itself, or its fingerprint (`--compact`)."""
+    state's key is the state itself, or its fingerprint (`--compact`: 64-bit fingerprints
+    kept in a `FingerprintTable`, about 20 bytes a state with its parent link)."""
 
-    def __init__(self, fingerprint: Callable[[Any], Hashable] | None):
+    def __init__(self, fingerprint: Callable[[Any], Hashable] | None, table: bool = False):
         # key -> (parent key, choice), or (parent key, choice, state number) when the
         # exploration records the state graph (liveness)
-        self.parents: dict[Hashable, tuple[Any, ...]] = {}
+        self.parents: dict[Hashable, tuple[Any, ...]] | FingerprintTable = (
+            FingerprintTable() if table else {}
+        )
         self.fingerprint = fingerprint
 
     def key(self, state: Any) -> Hashable:
@@ -442,7 +450,10 @@ class PartialOrder:
         # the last of its states to be expanded, on one already expanded: so a persistent
         # set with a step into `closed` is not taken (Bosnacki & Holzmann's BFS proviso; a
         # step into a visited state still waiting in the queue closes no cycle yet).
-        self.closed: set[Any] = set()
+        parents = visited.parents
+        self.closed: set[Any] | _Expanded = (
+            _Expanded(parents) if isinstance(parents, FingerprintTable) else set()
+        )
 
     def reduce(self, state: Any, enabled: Sequence[Any]) -> list[tuple[int, Any]] | None:
         """The (choice, successor) pairs of a persistent set to expand, or None: all."""
@@ -460,6 +471,22 @@ class PartialOrder:
                 self.reductions += 1
                 return succs
         return None
+
+
+class _Expanded:
+    """The fingerprints whose expansion has begun, with a `FingerprintTable`: states are
+    expanded in the order they were discovered, so these are the first `count` ordinals
+    (no set of its own)."""
+
+    def __init__(self, table: FingerprintTable):
+        self.table = table
+        self.count = 0
+
+    def add(self, key: Any) -> None:
+        self.count += 1
+
+    def __contains__(self, key: Any) -> bool:
+        return 0 <= self.table.ordinal(key) < self.count
 
 
 class Symmetry:
@@ -544,10 +571,12 @@ def explore(
     require_core(system)
     options = options or Options()
     bounds = bounds or Bounds()
-    if options.compact and fingerprint is None:
+    table = options.compact and fingerprint is None
+    if table:
         fingerprint = fingerprint64
     model = capabilities(system)
-    search = _Search(system, checks, bounds, fingerprint, progress, options, model, budget)
+    search = _Search(system, checks, bounds, fingerprint, progress, options, model, budget,
+                     table)
     return search.run()
 
 
@@ -558,6 +587,7 @@ class _Search:
         self, system: TransitionSystem[Any, Any], checks: Sequence[Check], bounds: Bounds,
         fingerprint: Callable[[Any], Hashable] | None, progress: Progress | None,
         options: Options, model: Capabilities, budget: Budget | None = None,
+        table: bool = False,
     ):
         self.system = system
         self.checks = checks
@@ -568,7 +598,11 @@ class _Search:
         self.max_states = bounds.max_states if bounds.max_states is not None else sys.maxsize
         self.max_depth = bounds.max_depth if bounds.max_depth is not None else sys.maxsize
         self.tracker = PropertyTracker(system, checks, model.symbolic)
-        self.visited = Visited(fingerprint)
+        self.visited = Visited(fingerprint, table)
+        # with the table, big levels spill to disk (the frontiers still open are closed
+        # at the end, whatever happens)
+        self.spill = options.spill if table else None
+        self.spilling: list[SpillingFrontier] = []
         # Liveness properties need the state graph (checker.liveness); it is recorded on
         # the unreduced system in one process (symmetry, partial-order reduction and
         # helper processes are off for such an exploration: see checker.run.split).
@@ -639,6 +673,8 @@ class _Search:
             self.tracker.error_all(model_error)
         finally:
             self.pool.close()
+            for spilled in self.spilling:
+                spilled.close()
             if collecting:
                 gc.enable()
         if self.successors:
@@ -676,7 +712,8 @@ class _Search:
             # here in exactly the sequential order.
             expanded = (
                 self.pool.expand(frontier)
-                if self.pool.active(frontier) and self.por is None else None
+                if self.pool.active(frontier) and self.por is None
+                and type(frontier) is list else None
             )
             if self.live is not None:
                 self._level_graph(frontier, last_level, self.live)
@@ -688,10 +725,21 @@ class _Search:
                 if self.cut:
                     raise _Stop(f"max_depth={self.bounds.max_depth} reached")
                 break
+            if isinstance(frontier, SpillingFrontier):
+                frontier.close()
+                self.spilling.remove(frontier)
             frontier = self.successors
             self.successors = []
             if frontier:
                 self.depth += 1
+
+    def _next_level(self) -> list[Any]:
+        """A new level for the successors: a list, or one that spills to disk."""
+        if self.spill is None:
+            return []
+        level = SpillingFrontier(self.spill)
+        self.spilling.append(level)
+        return level  # type: ignore[return-value]  # appended to and read like a list
 
     def _initial(self) -> list[Any]:
         frontier: list[Any] = []
@@ -793,6 +841,7 @@ class _Search:
         state, its properties' expressions."""
         parents = self.visited.parents
         key_of = self.visited.key
+        fps = parents.fps if isinstance(parents, FingerprintTable) else None
         graph = live.graph
         # the graph's arrays, appended to here (StateGraph.add_state, inlined)
         add_target, add_choice = graph.targets.append, graph.choices.append
@@ -804,7 +853,7 @@ class _Search:
         actor = self.actor
         tracker = self.tracker
         clock = self.clock
-        successors = self.successors = []
+        successors = self.successors = self._next_level()
         append = successors.append
         max_states = self.max_states
         states, transitions, expansions = self.states, self.transitions, self.expansions
@@ -814,7 +863,8 @@ class _Search:
                 expansions += 1
                 if expansions >= clock_at:
                     clock_at = clock.look(expansions, states, self.depth)
-                key = key_of(state)
+                # with the table, states are expanded in the order of their ordinals
+                key = key_of(state) if fps is None else fps[expansions - 1]
                 enabled = actions_of(state)
                 count = len(enabled)
                 transitions += count
@@ -904,6 +954,7 @@ class _Search:
         successors computed by helper processes (`expanded`)."""
         parents = self.visited.parents
         key_of = self.visited.key
+        fps = parents.fps if isinstance(parents, FingerprintTable) else None
         actions_of = self.system.actions
         raw_next = self.system.next_state
         vocabulary = self.system.vocabulary
@@ -911,7 +962,7 @@ class _Search:
         por = self.por
         tracker = self.tracker
         clock = self.clock
-        successors = self.successors = []
+        successors = self.successors = self._next_level()
         append = successors.append
         max_states = self.max_states
         states, transitions, expansions = self.states, self.transitions, self.expansions
@@ -921,7 +972,8 @@ class _Search:
                 expansions += 1
                 if expansions >= clock_at:
                     clock_at = clock.look(expansions, states, self.depth)
-                key = key_of(state)
+                # with the table, states are expanded in the order of their ordinals
+                key = key_of(state) if fps is None else fps[expansions - 1]
                 computed: Any = None
                 if expanded is not None:
                     count, computed = expanded[position]

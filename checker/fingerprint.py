@@ -10,6 +10,15 @@ States are encoded as bytes by structure, with a type tag before each value and 
 before each sequence, so two different values never share an encoding, and the bytes are
 hashed with BLAKE2b. NamedTuples are tagged with their class name: a code address and a
 symbolic term that happen to hold the same fields are different values.
+
+`fingerprint64` hashes exactly `encode_state`'s bytes, but keeps the encodings of the
+tuples near a state's root (its components, their components, ...) keyed by the tuple
+object itself: a successor shares most of its components with its parent (the CPUs that
+did not step, memory, IDTs, TSSs), so those are encoded once, not once per successor
+(a kexec state has about 365 nodes): the successors of one state after the first find
+them there. The cache holds the tuple (so its identity cannot be reused by another
+object) and is emptied when it grows past `_CACHE_LIMIT` entries (a few MiB); the
+fingerprint does not depend on what it holds.
 """
 
 from __future__ import annotations
@@ -90,5 +99,48 @@ def encode_state(state: Hashable) -> bytes:
 
 def fingerprint64(state: Hashable) -> int:
     """A stable, well-mixed 64-bit fingerprint (BLAKE2b of the canonical encoding)."""
-    digest = blake2b(encode_state(state), digest_size=FINGERPRINT_BITS // 8).digest()
+    out: list[bytes] = []
+    _encode_near_root(state, out, _CACHE_DEPTH, keep=False)  # a state is fingerprinted once
+    digest = blake2b(b"".join(out), digest_size=FINGERPRINT_BITS // 8).digest()
     return int.from_bytes(digest, "little")
+
+
+# The tuples within this many levels of a state's root have their encodings cached.
+_CACHE_DEPTH = 4
+_CACHE_LIMIT = 8192
+# id(tuple) -> (the tuple, its encoding)
+_cache: dict[int, tuple[tuple[Any, ...], bytes]] = {}
+
+
+def _encode_near_root(value: Any, out: list[bytes], depth: int, keep: bool = True) -> None:
+    """`_encode`, with the encodings of tuples (plain or NamedTuple) cached by identity
+    (`keep`: this one's too)."""
+    t = type(value)
+    if t is tuple:
+        header = b"t%d(" % len(value)
+    elif isinstance(value, tuple) and not isinstance(value, enum.Enum) and t is not Term:
+        name = t.__qualname__.encode()
+        header = b"n%d:%s%d(" % (len(name), name, len(value))
+    else:
+        _encode(value, out)
+        return
+    key = id(value)
+    hit = _cache.get(key)
+    if hit is not None and hit[0] is value:
+        out.append(hit[1])
+        return
+    parts = [header]
+    if depth > 1:
+        for v in value:
+            _encode_near_root(v, parts, depth - 1)
+    else:
+        for v in value:
+            _encode(v, parts)
+    encoded = b"".join(parts)
+    if not keep:
+        out.append(encoded)
+        return
+    if len(_cache) >= _CACHE_LIMIT:
+        _cache.clear()
+    _cache[key] = (value, encoded)
+    out.append(encoded)
