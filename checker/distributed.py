@@ -1,7 +1,7 @@
 """Breadth-first exploration on a Ray cluster (`--backend ray`), beyond one machine.
 
 The search is level-synchronous. The visited set is sharded by 64-bit fingerprint
-(`checker.fingerprint.fingerprint64`, stable across processes; computed by `Fingerprints`)
+(`checker.fingerprint.fingerprint64`, stable across processes)
 over `Shard` actors: shard `fp % n` owns a state, keeps its parent link (parent
 fingerprint, choice index) and, while the state waits in the frontier, the state itself.
 At each level every shard expands the frontier states it owns and routes each successor to
@@ -38,7 +38,6 @@ given (`checker.limits`).
 from __future__ import annotations
 
 import bisect
-import enum
 import gc
 import os
 import pickle
@@ -46,7 +45,6 @@ import sys
 import time
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from hashlib import blake2b
 from typing import Any
 
 from checker.errors import UsageError
@@ -66,7 +64,7 @@ from checker.explore import (
     _outcome,
     _Stop,
 )
-from checker.fingerprint import FINGERPRINT_BITS, _encode, encode_state
+from checker.fingerprint import fingerprint64
 from checker.interface import ModelProvider, TransitionSystem, capabilities
 from checker.limits import ResourceLimit, deadline
 from checker.rules import DECIDING_VALUE
@@ -148,53 +146,6 @@ def explore_ray(
                    budget).run()
 
 
-class Fingerprints:
-    """`fingerprint64` (the same values), faster on states that share parts: a state is
-    mostly its parent's parts, the same objects, so the encoding of each tuple met is
-    kept by identity (with the tuple, so that its id is not reused) and encoded once.
-    One per process; forgotten when it holds `LIMIT` parts."""
-
-    LIMIT = 1 << 18
-
-    def __init__(self) -> None:
-        self.parts: dict[int, tuple[Any, bytes]] = {}
-
-    def __call__(self, state: Hashable) -> int:
-        data = self.encode(state) if isinstance(state, tuple) and _is_part(state) \
-            else encode_state(state)
-        digest = blake2b(data, digest_size=FINGERPRINT_BITS // 8).digest()
-        return int.from_bytes(digest, "little")
-
-    def encode(self, value: tuple[Any, ...]) -> bytes:
-        """A tuple's encoding (`fingerprint._encode`'s), from those of its parts."""
-        known = self.parts.get(id(value))
-        if known is not None and known[0] is value:
-            return known[1]
-        cls = type(value)
-        if cls is tuple:
-            out = [b"t%d(" % len(value)]
-        else:  # a NamedTuple or another tuple subclass
-            name = cls.__qualname__.encode()
-            out = [b"n%d:%s%d(" % (len(name), name, len(value))]
-        for item in value:
-            if _is_part(item):
-                out.append(self.encode(item))
-            else:
-                _encode(item, out)  # a leaf (or a term): as fingerprint64 encodes it
-        data = b"".join(out)
-        if len(self.parts) >= self.LIMIT:
-            self.parts.clear()
-        self.parts[id(value)] = (value, data)
-        return data
-
-
-def _is_part(value: Any) -> bool:
-    """A tuple `fingerprint._encode` encodes item by item (not an enum member)."""
-    return type(value) is tuple or (
-        isinstance(value, tuple) and not isinstance(value, enum.Enum)
-    )
-
-
 # -- the shards ------------------------------------------------------------------------------
 
 
@@ -221,7 +172,7 @@ class Shard:
         self.new_order: list[tuple[int, int]] = []  # their (parent key, choice)
         self.routed = [0, 0]  # candidates sent: to this shard, to the others
         self.cpu = 0.0
-        self.fingerprint = Fingerprints()
+        self.fingerprint = fingerprint64
 
     def prepare(self, recipe: Recipe, checks: Sequence[Check], symmetry: bool, index: int,
                 count: int) -> int:
@@ -445,7 +396,7 @@ class _Driver:
             self.symmetry = Symmetry(model.symmetric, system)
         self.space: TransitionSystem[Any, Any] = self.symmetry or system
         self.states = self.transitions = self.depth = 0
-        self.fingerprint = Fingerprints()
+        self.fingerprint = fingerprint64
         self.widths: list[int] = []  # each level's new states (benchmarks/ray_overhead.py)
         self.discovering = False  # stopped after some state of the next level was found
 

@@ -205,3 +205,22 @@ def test_compact_fingerprints_are_the_blake2b_of_the_encoding_with_or_without_ca
     assert fingerprint64(state) == want  # now from the cache
     # equal as tuples, different as values: the cache is keyed by identity, not equality
     assert fingerprint64(((1,), _Ring(1, 2))) != fingerprint64(((True,), (1, 2)))
+
+
+def test_cached_fingerprints_of_states_that_share_parts_are_their_encodings() -> None:
+    """Successors share their parent's parts (the same objects): the cache keyed by
+    identity must still give each state the fingerprint of its own encoding."""
+    from hashlib import blake2b
+
+    from model import provider as model_provider
+
+    system = model_provider().load("xen_kexec", {"patch": "patch-v1-fixed"}, {"cpus": 3})
+    frontier = list(system.init_states())
+    seen = 0
+    for _ in range(6):
+        frontier = [system.next_state(s, a) for s in frontier for a in system.actions(s)]
+        for state in frontier:
+            want = int.from_bytes(blake2b(encode_state(state), digest_size=8).digest(), "little")
+            assert fingerprint64(state) == want
+            seen += 1
+    assert seen > 20

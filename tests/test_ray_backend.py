@@ -195,37 +195,6 @@ def test_without_ray(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixt
     assert "pip install 'irq-checker[distributed]'" in capsys.readouterr().err
 
 
-def test_fingerprints_are_fingerprint64() -> None:
-    """The shards' cached fingerprints are checker.fingerprint's, on states that share
-    parts (the kexec design's) and on values of every kind a state may hold."""
-    import enum
-
-    from checker.distributed import Fingerprints
-    from checker.fingerprint import fingerprint64
-    from checker.symbolic import Term
-    from model import provider as model_provider
-
-    class Colour(enum.Enum):
-        RED = 1
-
-    system = model_provider().load("xen_kexec", {"patch": "patch-v1-fixed"}, {"cpus": 3})
-    fingerprints = Fingerprints()
-    frontier = list(system.init_states())
-    seen = 0
-    for _ in range(6):
-        frontier = [system.next_state(s, a) for s in frontier for a in system.actions(s)]
-        for state in frontier:
-            assert fingerprints(state) == fingerprint64(state)
-            seen += 1
-    assert seen > 20 and fingerprints.parts
-    values = [(), (1, -2, "x", None, True, b"y", 0.5, frozenset({1, 2})), Colour.RED,
-              Term("var", ("rsp",)), ((1,), (1,)), ("t", ("t",))]
-    for value in values:
-        assert fingerprints(value) == fingerprint64(value), value
-    assert len({fingerprints(v) for v in values}) == len(values)
-
-
-
 # -- the algorithm without Ray: shards as plain objects in this process ---------------------
 
 
