@@ -179,7 +179,8 @@ class TransitionRelation:
                         pending.append((choices, (*oracles, False)))
                         pending.append((choices, (*oracles, True)))
                         continue
-                    prior = (*s.path, *self._taken(s, tried))
+                    taken = need.taken if need.taken is not None else self._taken(s, tried)
+                    prior = (*s.path, *taken)
                     # The prefix is satisfiable, so when one outcome is not the other is.
                     if self.solver.satisfiable((*prior, need.cond)):
                         if self.solver.satisfiable((*prior, sym.lnot(need.cond))):
