@@ -762,9 +762,11 @@ def binary(op: str, a: BV, b: BV) -> BV:
 class NeedDecision(Exception):
     """A symbolic condition came up for which the transition fixed no outcome yet."""
 
-    def __init__(self, cond: Term):
+    def __init__(self, cond: Term, taken: Sequence[Cond] | None = None):
         super().__init__(repr(cond))
         self.cond = cond
+        # The conditions the transition took before it (Decisions.taken), when known.
+        self.taken = taken
 
 
 class Decisions:
@@ -788,7 +790,7 @@ class Decisions:
 
     def next(self, cond: Term) -> bool:
         if self.index >= len(self.choices):
-            raise NeedDecision(cond)
+            raise NeedDecision(cond, self.taken)
         outcome = self.choices[self.index]
         self.index += 1
         self.taken.append(cond if outcome else lnot(cond))

@@ -305,6 +305,46 @@ def test_iret_with_a_bad_frame_faults_instead_of_returning(
     }
 
 
+# -- no TR loaded: the reset TR's RSP0/IST words are unknown -----------------------------------
+
+NO_TR_NMI = """\
+    cpus 1
+    stack kstack size 0x1000 per-cpu
+    stack nmi_stack size 0x1000 per-cpu
+    idt idt per-cpu
+        gate NMI nmi_handler interrupt ist 1
+        gate #PF fatal interrupt
+        gate #SS fatal interrupt
+    end
+    cpu 0 start main cpl 0 idt idt rsp top(kstack)
+    ENTRY(main)
+    1:      nop
+            jmp   1b
+    ENTRY(nmi_handler)
+            iretq
+    ENTRY(fatal)
+            hlt
+"""
+
+
+def test_no_tr_nmi_may_reach_its_handler_on_an_unknown_stack(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bug (SDM Vol. 3A §9.1.1, Table 9-1): before LTR the TR has base 0, so an IST1
+    delivery reads its stack pointer from linear 0x24, a word the design never wrote. The
+    model read it as 0 (the pushes wrap and fault, #PF), so "an NMI before LTR never
+    reaches its handler" held; the word is unknown, and a value on a mapped stack delivers
+    the NMI. `unwritten_unknown = false` keeps the old answer as a stated assumption."""
+    expr = "any(f.vector == 2 for f in frames)"
+    props = (prop("nmi-never-handled", "never", expr, "violated",
+                  "environment = { nmi = 1 }\n")
+             + prop("nmi-never-handled-if-zero", "never", expr, "holds",
+                    "environment = { nmi = 1, unwritten_unknown = false }\n"))
+    assert verdicts(tmp_path, capsys, NO_TR_NMI, props) == {
+        "nmi-never-handled": "violated", "nmi-never-handled-if-zero": "holds",
+    }
+
+
 # -- frame_clobbered: a handler's own edit is not damage -----------------------------------------
 
 OWN_EDIT = """\

@@ -274,10 +274,14 @@ def test_current_stack_without_ist_or_privilege_change():
 def test_ist_delivery_without_tr_reads_the_reset_tss_and_records_incident():
     """SDM Vol. 2 INT n: the IST slot is read from the current TSS; with no LTR the TR has
     its reset value (SDM Vol. 3A Table 9-1: base 0, limit 0FFFFH), so IST2 is the 8 bytes at
-    linear 0x2C. Page 0 never written reads as 0: the first push goes to
+    linear 0x2C. Page 0 never written, assumed to read 0 (`unwritten_unknown = false`; by
+    default it is unknown, tests/test_x86_segments.py): the first push goes to
     0xFFFFFFFFFFFFFFF8, unmapped -> #PF, delivered serially after the benign NMI (Table
     6-5). The model records "ist-without-tss"."""
+    from dataclasses import replace
+
     p, m = setup(cpl=0, tr=None)
+    p = replace(p, unwritten_unknown=False)
     m2 = deliver_event(p, m, Source.NMI, NMI)
     f = last_frame(m2)
     assert f.vector == PF
@@ -295,9 +299,14 @@ def test_non_ist_delivery_at_cpl0_without_tr_needs_no_tss():
 
 
 def test_privilege_change_without_tr_triple_faults():
-    """SDM Vol. 2 INT n + Table 6-5: #TS (RSP0 unreadable) while delivering #TS -> #DF, and
-    #TS again while delivering #DF (IST) -> shutdown."""
+    """SDM Vol. 2 INT n + Table 6-5, with the reset TR (SDM Vol. 3A Table 9-1) and its
+    never-written RSP0/IST words assumed to read 0 (`unwritten_unknown = false`): the
+    pushes below RSP0 = 0 fault (#PF), #PF while delivering #PF -> #DF, and #PF again
+    while delivering #DF (IST, also 0) -> shutdown."""
+    from dataclasses import replace
+
     p, m = setup(cpl=3, tr=None)
+    p = replace(p, unwritten_unknown=False)
     m2 = deliver_event(p, m, Source.EXTERNAL, EXT_VECTOR)
     assert m2.cpus[0].run is Run.SHUTDOWN
     assert IST_WITHOUT_TSS in m2.incidents  # the #DF gate has an IST

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from model.x86 import msr
-from model.x86.arch import GP, IF, IOPL, NMI, NP, PF, RFLAGS_FIXED, SS, UD
+from model.x86.arch import DF, GP, IF, IOPL, NMI, NP, PF, RFLAGS_FIXED, SS, UD
 from model.x86.delivery import IST_WITHOUT_TSS, Source
 from model.x86.events import nmi_ipi_outcomes
 from model.x86.instructions import cli, iret, popped_flags, sti, syscall, sysret
@@ -325,8 +325,12 @@ def test_no_tr_reads_rsp0_from_linear_address_4():
 
 def test_no_tr_ist_reads_page_zero_and_keeps_the_incident():
     """SDM Vol. 3A Table 9-1 and §6.14.5: IST2 of the reset TR is at linear 0x2C; never
-    written, it reads 0 and the pushes fault (#PF); the model records ist-without-tss."""
+    written, it reads 0 under the assumption `unwritten_unknown = false` (the SDM does not
+    say what it holds) and the pushes fault (#PF); the model records ist-without-tss."""
+    from dataclasses import replace
+
     p, m = setup(cpl=0, tr=None)
+    p = replace(p, unwritten_unknown=False)
     m = deliver_event(p, m, Source.NMI, NMI)
     assert last_frame(m).vector == PF
     assert IST_WITHOUT_TSS in m.incidents
@@ -348,6 +352,39 @@ def test_no_tr_slot_never_written_is_an_unknown_value():
     m = m._replace(memory=((0x28, 0x1234),))
     mixed = reset_tss_slot(m, 2)
     assert isinstance(mixed, Term) and "unwritten@0x30" in repr(mixed)
+
+
+def _no_tr_double_fault_outcomes(**env: object) -> list[tuple[str, tuple[int, ...]]]:
+    """Each successor of x86_conformance's no-TR CPU taking a #DF at its first boundary:
+    (how the CPU runs, the vectors of the frames written)."""
+    from model.system.provider import DesignProvider
+    from model.system.relation import ActionKind
+
+    system = DesignProvider().load("x86_conformance", {"seg": "no-tr"},
+                                   {"double_faults": 1, **env})
+    s = system.init_states()[0]
+    out = []
+    for a in system.actions(s):
+        if a.kind == ActionKind.DF:
+            m = system.next_state(s, a).machine
+            assert IST_WITHOUT_TSS in m.incidents
+            out.append((m.cpus[0].run.name, tuple(f.vector for f in m.frames)))
+    return out
+
+
+def test_no_tr_unknown_stack_pointer_is_the_default():
+    """SDM Vol. 3A §9.1.1 (Table 9-1: after reset TR has base 0 and limit 0FFFFH): a
+    delivery through IST4 before LTR reads its stack pointer from linear 0x3C, memory the
+    design never wrote, whose content the SDM does not give. By default every value is
+    explored: the #DF frame is written (on a hypervisor stack, the guest's, guest memory)
+    in some outcomes, and its pushes fault (non-canonical, unmapped: shutdown during #DF)
+    in others. `unwritten_unknown = false` assumes the words read 0: one outcome only, the
+    pushes below 0 fault and the CPU shuts down."""
+    default = _no_tr_double_fault_outcomes()
+    assert len(default) > 2
+    assert ("RUNNING", (DF,)) in default
+    assert any(run == "SHUTDOWN" and not frames for run, frames in default)
+    assert _no_tr_double_fault_outcomes(unwritten_unknown=False) == [("SHUTDOWN", ())]
 
 
 # ---- the design language: `gdt`, `ldt`, `lgdt`, `mov %ax, %ss` ------------------------------

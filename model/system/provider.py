@@ -37,7 +37,8 @@ ENVIRONMENT_KEYS: dict[str, tuple[type, str]] = {
     "single_step": (bool, "every CPU starts with RFLAGS.TF set (the single-step trap)"),
     "unwritten_unknown": (bool, "a CPU with no TR loaded reads RSP0/IST from the reset TR's "
                           "TSS at linear 0: words the design never wrote there are unknown "
-                          "values, every one explored (default: 0, one answer, cheaper)"),
+                          "values, every one explored; false assumes they read 0 (one "
+                          "answer, cheaper)"),
     "fmask_tf_either": (bool, "IA32_FMASK.TF is unknown: each CPU starts with it set in one "
                         "initial state and clear in another (both explored), the rest of "
                         "FMASK as the design's `fmask` says"),

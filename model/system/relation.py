@@ -86,9 +86,9 @@ class Environment:
     # IA32_FMASK.TF is not known: every CPU starts with it set in one initial state and
     # clear in another (the rest of FMASK as the design says), both explored.
     fmask_tf_either: bool = False
-    # Words the design never wrote at the reset TR's TSS read as unknown values
-    # (Platform.unwritten_unknown), instead of 0.
-    unwritten_unknown: bool = False
+    # Words the design never wrote at the reset TR's TSS read as unknown values, every one
+    # explored (Platform.unwritten_unknown); False assumes they read 0 (one answer).
+    unwritten_unknown: bool = True
     # The property file sets its event budgets (nmi, mce, external) to 0 on purpose: no
     # vacuity warning for "no asynchronous event delivered" (checker.interface.Eventful).
     events_off: bool = False
@@ -135,8 +135,8 @@ class TransitionRelation:
                 )
         self.layout: Layout = build_layout(design, ncpus)
         self.platform = platform_of(self.layout, _environment_breakpoints(env))
-        if env.unwritten_unknown:
-            self.platform = replace(self.platform, unwritten_unknown=True)
+        if env.unwritten_unknown != self.platform.unwritten_unknown:
+            self.platform = replace(self.platform, unwritten_unknown=env.unwritten_unknown)
         unknown = [n for n in env.symbolic if n not in design.inputs]
         if unknown:
             known = ", ".join(sorted(design.inputs)) or "none"
@@ -200,7 +200,8 @@ class TransitionRelation:
                         pending.append((choices, (*oracles, False)))
                         pending.append((choices, (*oracles, True)))
                         continue
-                    prior = (*s.path, *self._taken(s, tried))
+                    taken = need.taken if need.taken is not None else self._taken(s, tried)
+                    prior = (*s.path, *taken)
                     # The prefix is satisfiable, so when one outcome is not the other is.
                     if self.solver.satisfiable((*prior, need.cond)):
                         if self.solver.satisfiable((*prior, sym.lnot(need.cond))):
@@ -414,8 +415,8 @@ class TransitionRelation:
         return own
 
     def _reads_unknown(self, s: SysState) -> bool:
-        """May a step of `s` read an unknown never-written word (only when the property
-        file asks for them: `environment.unwritten_unknown`)?"""
+        """May a step of `s` read an unknown never-written word (unless the property file
+        assumes they read 0: `environment.unwritten_unknown = false`)?"""
         return self.platform.unwritten_unknown and _reads_unwritten(s)
 
     def next_state(self, s: SysState, a: Action) -> SysState:

@@ -428,8 +428,8 @@ class Platform:
     fred_ring0: tuple[tuple[str, str], ...] = ()
     # A word the design never wrote where the reset TR's TSS lies (linear 0x04-0x5B) reads
     # as an unknown value, every one explored (model.x86.delivery.reset_tss_slot); False
-    # reads it as 0, one answer of many, much cheaper to explore.
-    unwritten_unknown: bool = False
+    # assumes it reads 0, one answer of many the SDM leaves open, cheaper to explore.
+    unwritten_unknown: bool = True
     _by_name: dict[str, StackRegion] = field(default_factory=dict, compare=False, repr=False)
     # The non-empty regions sorted by address, when no two overlap (a binary search then
     # finds the only candidate); None falls back to the first match in declaration order.
