@@ -9,6 +9,7 @@ from typing import Any
 from checker import symbolic as sym
 from model.system.interp import SysState
 from model.system.relation import Action, TransitionRelation
+from model.x86.delivery import with_unwritten_values
 
 
 class Witnesses:
@@ -55,7 +56,8 @@ class Witnesses:
         """Re-run a trace with the witness's concrete values: no symbol, no z3."""
         self.interp.witness_values = dict(values)
         try:
-            state = init
+            # the never-written words the witness gives values to hold them from the start
+            state = init._replace(machine=with_unwritten_values(init.machine, values))
             for k, a in enumerate(actions):
                 self.interp.step_index = k + 1  # as the text trace numbers steps
                 # The symbolic decisions are settled by the values; the oracles are not.

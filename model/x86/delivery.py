@@ -7,6 +7,7 @@ shutdown), Vol. 2 INT n/INTO/INT3/INT1 pseudocode for the order of the checks.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
 from typing import Any, NamedTuple
 
@@ -135,6 +136,32 @@ def unwritten_word(address: int) -> Term:
     """The value of a word at `address` the design never wrote: unknown, one symbol per
     address (every value is explored; two reads of the untouched word agree)."""
     return var(f"unwritten@{address:#x}")
+
+
+def with_unwritten_values(m: Machine, values: Mapping[str, int]) -> Machine:
+    """`m` with the never-written words that `values` names (`unwritten_word` symbols,
+    as a witness gives them) holding those values, so that a concrete re-run reads them:
+    a slot symbol at an unaligned address fills the two words it straddles."""
+    words = dict(m.memory)
+    for name, value in values.items():
+        prefix, _, at = name.partition("@")
+        if prefix != "unwritten" or not at.startswith("0x"):
+            continue
+        address = int(at, 16)
+        shift = 8 * (address % WORD)
+        if not shift:
+            words[address] = value & ADDRESS_MASK
+            continue
+        low, high = address - address % WORD, address - address % WORD + WORD
+        keep_low = (1 << shift) - 1
+        words[low] = (_int(words.get(low)) & keep_low) | ((value << shift) & ADDRESS_MASK)
+        words[high] = (_int(words.get(high)) & ~keep_low & ADDRESS_MASK) | (
+            (value & ADDRESS_MASK) >> (64 - shift))
+    return m.with_memory(tuple(sorted(words.items())), m.frames)
+
+
+def _int(word: Value | None) -> int:
+    return word if isinstance(word, int) else 0
 
 
 def reset_tss_slot(m: Machine, ist: int, unknown: bool = True) -> Value:
