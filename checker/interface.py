@@ -311,6 +311,17 @@ class Configured(Protocol):
         ...
 
 
+@runtime_checkable
+class Assuming(Protocol):
+    """A model run under settings that leave out outcomes the real system has (an opt-out
+    of a nondeterministic choice): a verdict that claims "no reachable state" holds only
+    under them, so the checker says so beside it."""
+
+    def assumptions(self) -> Sequence[str]:
+        """Each narrowing setting in force, as a short phrase; empty when none is."""
+        ...
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """The optional capabilities one system has (each the system itself, or None)."""
@@ -329,6 +340,7 @@ class Capabilities:
     eventful: Eventful | None = None
     configured: Configured | None = None
     fair: Fair | None = None
+    assuming: Assuming | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -367,6 +379,7 @@ def capabilities(system: object) -> Capabilities:
         eventful=s if isinstance(s, Eventful) and methods(s, Eventful) else None,
         configured=s if isinstance(s, Configured) and methods(s, Configured) else None,
         fair=s if isinstance(s, Fair) and methods(s, Fair) else None,
+        assuming=s if isinstance(s, Assuming) and methods(s, Assuming) else None,
     )
 
 

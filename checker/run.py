@@ -50,7 +50,7 @@ from checker.symbolic import Term
 from checker.symmetry import asymmetry
 from checker.trace import Trace, trace_graph
 from checker.vacuity import observations, warnings
-from checker.verdict import Verdict
+from checker.verdict import Kind, Verdict
 
 
 @dataclass(frozen=True)
@@ -369,10 +369,12 @@ def _explore_part(
         model_statistics(system), part.options, part.unreduced, effective_environment(system),
     )
     note = unreduced_note(part.options, system) if any(p.kind.liveness for p in props) else ""
+    assumed = assumptions_note(system)
     results = [
         _result(system, prop,
-                replace(outcome, message=outcome.message + note) if prop.kind.liveness
-                else outcome,
+                replace(outcome, message=outcome.message
+                        + (note if prop.kind.liveness else "")
+                        + (assumed if universal(prop.kind, outcome.verdict) else "")),
                 done.stats, warnings(prop, outcome.verdict, seen, observed, done.stats.states))
         for prop, outcome in zip(props, done.outcomes[: len(checks)], strict=True)
     ]
@@ -430,6 +432,22 @@ def _error_text(exc: Exception) -> str:
     if type(exc).__module__.startswith("checker"):
         return text or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def universal(kind: Kind, verdict: Verdict) -> bool:
+    """Does the verdict claim something of every reachable state (so of the whole model,
+    assumptions included): `holds` of all but `reachable`, or no witness of `reachable`?"""
+    return verdict is (Verdict.VIOLATED if kind is Kind.REACHABLE else Verdict.HOLDS)
+
+
+def assumptions_note(system: TransitionSystem[Any, Any]) -> str:
+    """" (assuming ...)" for the settings in force that leave outcomes out (the model's
+    `assumptions`), to stand beside a verdict that holds only under them; else ""."""
+    model = capabilities(system).assuming
+    if model is None:
+        return ""
+    said = list(model.assumptions())
+    return f" (assuming {'; '.join(said)})" if said else ""
 
 
 def effective_environment(system: TransitionSystem[Any, Any]) -> Mapping[str, Any] | None:

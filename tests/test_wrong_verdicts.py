@@ -345,6 +345,37 @@ def test_no_tr_nmi_may_reach_its_handler_on_an_unknown_stack(
     }
 
 
+def test_a_holds_under_the_no_tr_opt_out_says_what_it_assumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A "holds" that only the opt-out `unwritten_unknown = false` makes true names that
+    assumption in its message; the default run (every value explored) names none, and a
+    witness (`reachable` holds) claims nothing of every state, so it names none, where no
+    witness in any state (`reachable` violated) does. The witness's value for the unknown
+    word replays concretely (model.x86.delivery.with_unwritten_values)."""
+    expr = "any(f.vector == 2 for f in frames)"
+    props = (prop("nmi-never-handled-if-zero", "never", expr, "holds",
+                  "environment = { nmi = 1, unwritten_unknown = false }\n")
+             + prop("nmi-handled", "reachable", expr, "holds", "environment = { nmi = 1 }\n")
+             + prop("nmi-handled-if-zero", "reachable", expr, "violated",
+                    "environment = { nmi = 1, unwritten_unknown = false }\n"))
+    (tmp_path / "t.design").write_text(textwrap.dedent(NO_TR_NMI))
+    (tmp_path / "t.toml").write_text('design = "./t.design"\n' + props)
+    capsys.readouterr()
+    code = cli.main([str(tmp_path / "t.toml"), "--report-dir", str(tmp_path / "r"),
+                     "--format", "json", "--workers", "1"], DesignProvider())
+    out = capsys.readouterr()
+    assert code == 0, out.out + out.err
+    messages = {r["name"]: r["message"] for r in json.loads(out.out)["results"]}
+    said = "assuming unwritten reset-TSS words read 0"
+    assert said in messages["nmi-never-handled-if-zero"]
+    assert said not in messages["nmi-handled"]
+    assert said in messages["nmi-handled-if-zero"]
+    # the witness's value of the unknown word is read back by the concrete re-run
+    assert "unwritten@0x24=" in messages["nmi-handled"]
+    assert "replayed concretely without z3: reproduces" in messages["nmi-handled"]
+
+
 # -- frame_clobbered: a handler's own edit is not damage -----------------------------------------
 
 OWN_EDIT = """\

@@ -110,7 +110,7 @@ class DesignSystem:
     def fair_actors(self) -> int:
         return self.ncpus
 
-    # -- vacuity (checker.interface.Eventful, Configured) -----------------------------------
+    # -- vacuity and assumptions (checker.interface.Eventful, Configured, Assuming) -------
     def event_fact(self) -> str | None:
         """`event_frames`: an asynchronous event's delivery pushes a frame; None when the
         property file set every event budget to 0 on purpose."""
@@ -126,6 +126,14 @@ class DesignSystem:
             if f.name == "cpus":
                 value = self.ncpus
             out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def assumptions(self) -> list[str]:
+        """The property file's opt-outs of outcomes the SDM leaves open (checker.interface.
+        Assuming): a "holds" is claimed only under them."""
+        out = []
+        if not self.env.unwritten_unknown:
+            out.append("unwritten reset-TSS words read 0: environment.unwritten_unknown = false")
         return out
 
     # -- traces and reports -----------------------------------------------------------------------
