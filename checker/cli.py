@@ -235,10 +235,15 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="auto (default): explore one state per orbit when the design "
                         "declares interchangeable CPUs, for the properties no renumbering "
                         "can change (the others are explored in full); off: never")
-    parser.add_argument("--por", action="store_true",
-                        help="partial-order reduction: expand one CPU's steps alone while no "
-                        "other CPU can touch what they touch (same verdicts; counterexamples "
-                        "are real paths but may not be the shortest; one process per level)")
+    parser.add_argument("--por", action=argparse.BooleanOptionalAction, default=True,
+                        help="partial-order reduction (default on; --no-por: off): expand "
+                        "one CPU's steps alone while no other CPU can touch what they touch "
+                        "(same verdicts; counterexamples are real paths but may not be the "
+                        "shortest; one process per level)")
+    parser.add_argument("--shortest", action="store_true",
+                        help="explore without symmetry and partial-order reduction (plain "
+                        "breadth-first search), so each counterexample is a shortest one "
+                        "(slower; --workers still applies)")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-q", "--quiet", action="store_true",
                            help="print only failures and the summary")
@@ -255,9 +260,9 @@ def exploration_options(args: argparse.Namespace) -> Options:
     """How to explore, from the command line."""
     return Options(
         compact=args.compact,
-        symmetry=args.symmetry == "auto",
+        symmetry=args.symmetry == "auto" and not args.shortest,
         workers=args.workers if args.workers is not None else default_workers(),
-        por=args.por,
+        por=args.por and not args.shortest,
     )
 
 

@@ -21,7 +21,7 @@ read); the checker adds the cycle proviso (no step into a state already expanded
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 from model.lang import isa
@@ -48,6 +48,7 @@ from model.x86.state import CodeAddr, Platform, Run
 # Which steps are local, and which reach into other CPUs, comes from the instruction
 # table's read/write sets (model/lang/isa.py: isa.effects), never from a list of names.
 _SELF = Var("SELF")
+_MEMO_LIMIT = 1 << 18  # entries a memo keeps before it is emptied
 
 
 
@@ -126,6 +127,10 @@ class Persistence:
             where = split_instance(r.name)
             if where is not None:
                 self.cpu_of_region[r.name] = where[1]
+        # may_reach_foreign's memo, and numbers for the IDT instances it reads
+        self._reach_memo: dict[Hashable, bool] = {}
+        self._tokens: dict[int, tuple[Any, int]] = {}
+        self._token_of: dict[Hashable, int] = {}
         self.slots_of: list[frozenset[int]] = [
             frozenset(
                 layout.var_index[n] + c for n in percpu - self.shared_vars
@@ -171,7 +176,32 @@ class Persistence:
     def may_reach_foreign(self, s: SysState, q: int) -> bool:
         """Can CPU q still run an instruction that reaches into another CPU? From where
         it may resume (pc, code addresses in registers and on its stacks) and from the
-        handlers of the events it can still take."""
+        handlers of the events it can still take. Remembered by what it reads: CPU q's
+        record, the memory (few distinct ones occur), the IDTs and q's budgets."""
+        m = s.machine
+        k = q * self.budgets_per_cpu
+        key = (q, m.cpus[q], m.memory, self._tables_token(m.idts), s.budgets[k : k + 3])
+        memo = self._reach_memo
+        known = memo.get(key)
+        if known is None:
+            if len(memo) > _MEMO_LIMIT:
+                memo.clear()
+            known = memo[key] = self._may_reach_foreign(s, q)
+        return known
+
+    def _tables_token(self, idts: tuple[Any, ...]) -> int:
+        """A number for the IDT instances (equal numbers: equal instances), found by
+        identity first: successors share their tables."""
+        hit = self._tokens.get(id(idts))
+        if hit is not None and hit[0] is idts:
+            return hit[1]
+        if len(self._tokens) > _MEMO_LIMIT:
+            self._tokens.clear()
+        token = self._token_of.setdefault(idts, len(self._token_of))
+        self._tokens[id(idts)] = (idts, token)
+        return token
+
+    def _may_reach_foreign(self, s: SysState, q: int) -> bool:
         m = s.machine
         cpu = m.cpus[q]
         if cpu.run is Run.SHUTDOWN:
