@@ -357,10 +357,15 @@ class CpuSymmetry:
         p = list(range(self.n))
         moved = False
         quick_key = self.quick_key
+        cpus = s.machine.cpus
         for cls in self.groups(s):
             if len(cls) < 2:
                 continue
-            # Already in order, no two alike (the common case): nothing to renumber.
+            # Already in order, no two alike (the common case): nothing to renumber. The
+            # pc leads the quick key: strictly increasing pcs settle it alone.
+            pcs = [cpus[c].pc for c in cls]
+            if all(a < b for a, b in zip(pcs, pcs[1:], strict=False)):  # noqa: RUF007
+                continue
             keys = [quick_key(s, c) for c in cls]
             if all(a < b for a, b in zip(keys, keys[1:], strict=False)):  # noqa: RUF007
                 continue
