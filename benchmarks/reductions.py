@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         print("| workload | reduction | verdict | states | wall s | CPU s | CPU µs/state |")
         print("|---|---|---|---:|---:|---:|---:|")
         for r in rows:
-            seconds = f"{r['seconds']:.2f}" + ("" if r["complete"] else " (timeout)")
+            seconds = f"{r['seconds']:.2f}" + ("" if r["complete"] else " (stopped)")
             print(
                 f"| {r['workload']} | {r['reduction']} | {r['verdict']} | {r['states']:,} | "
                 f"{seconds} | {r['cpu_seconds']:.2f} | {r['us_per_state']} |"
