@@ -423,8 +423,7 @@ def run_checker(
             args += ["--property", name]
     args += ["--design-path", str(design_dir), "--format", "json", "--workers", "1",
              "--report-dir", str(work / "reports")]
-    if por:
-        args.append("--por")
+    args.append("--por" if por else "--no-por")  # POR is on by default
     if per_exploration is not None:
         # -x: one unexpected verdict kills the mutant, the rest need not be explored.
         args += ["--timeout-per-exploration", f"{per_exploration:g}",

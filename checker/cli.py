@@ -235,15 +235,21 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="auto (default): explore one state per orbit when the design "
                         "declares interchangeable CPUs, for the properties no renumbering "
                         "can change (the others are explored in full); off: never")
-    parser.add_argument("--por", action="store_true",
-                        help="partial-order reduction: expand one CPU's steps alone while no "
-                        "other CPU can touch what they touch (same verdicts; counterexamples "
-                        "are real paths but may not be the shortest; one process per level)")
+    parser.add_argument("--por", action=argparse.BooleanOptionalAction, default=None,
+                        help="partial-order reduction (default on; --no-por: off): expand "
+                        "one CPU's steps alone while no other CPU can touch what they touch "
+                        "(same verdicts; counterexamples are real paths but may not be the "
+                        "shortest; one process per level)")
+    parser.add_argument("--shortest", action="store_true",
+                        help="explore without symmetry and partial-order reduction (plain "
+                        "breadth-first search), so each counterexample is a shortest one "
+                        "(slower; --workers still applies)")
     parser.add_argument("--backend", choices=("local", "ray"), default="local",
                         help="local (default): explore in this machine's processes; ray: on "
                         "a Ray cluster, the visited set sharded by fingerprint over --workers "
                         "actors (default one per CPU of the cluster); same verdicts, counts "
-                        "and traces (needs the [distributed] extra; not with --por)")
+                        "and traces (needs the [distributed] extra; explores without partial-order "
+                        "reduction, so not with an explicit --por)")
     parser.add_argument("--ray-address", metavar="ADDR",
                         help="with --backend ray: the cluster to join (host:port, or auto); "
                         "default: start one on this machine, on the loopback address")
@@ -273,9 +279,10 @@ def exploration_options(
                        backend=RayBackend(provider, args.ray_address, args.workers))
     return Options(
         compact=args.compact,
-        symmetry=args.symmetry == "auto",
+        symmetry=args.symmetry == "auto" and not args.shortest,
         workers=args.workers if args.workers is not None else default_workers(),
-        por=args.por,
+        # on unless turned off (None: not said, so the default)
+        por=args.por is not False and not args.shortest,
     )
 
 
@@ -599,7 +606,7 @@ def _run(args: argparse.Namespace, provider: ModelProvider | None) -> int:
     if args.backend == "ray":
         refused = [what for what, on in (
             ("--por (its cycle proviso needs the order states are expanded in, in one "
-             "process)", args.por),
+             "process)", args.por is True),
             ("--require-full-coverage (the Ray shards keep only fingerprints)",
              args.require_full_coverage),
         ) if on]

@@ -1,7 +1,7 @@
 """Known wrong verdicts of the reductions on main (issue 13), one minimal design each.
 
 Each reproducer runs through the command line (tests/random_designs.py: a subprocess
-calling `checker.cli.main`), plain (`--symmetry off --workers 1`) and with the option.
+calling `checker.cli.main`), plain (`--shortest --workers 1`) and with the option.
 A plain-verdict test pins what the design shows without any reduction, so the
 `xfail(strict=True)` test next to it cannot pass vacuously; when the fix lands the
 xfail test XPASSes, which fails the run until the marker is removed.

@@ -345,13 +345,39 @@ def test_por_notes_counterexamples(tmp_path: Path, capsys: Any) -> None:
     (result,) = data["results"]
     assert "partial-order reduction" in result["message"]
     assert "not necessarily the shortest" in result["message"]
-    plain = run_json([str(path)], tmp_path, capsys)
-    assert plain["explorations"][0]["reductions"] == []
-    assert "partial-order" not in plain["results"][0]["message"]
+    # POR is on by default: a run without options is the --por run
+    default = run_json([str(path)], tmp_path, capsys)
+    assert default["explorations"][0]["reductions"] == ["por"]
+    assert default["results"][0]["choices"] == result["choices"]
+    for flags in (["--no-por"], ["--shortest"]):
+        plain = run_json([str(path), *flags], tmp_path, capsys)
+        assert plain["explorations"][0]["reductions"] == []
+        assert "partial-order" not in plain["results"][0]["message"]
+        # the plain breadth-first search's counterexample is a shortest one
+        assert len(plain["results"][0]["choices"]) <= len(result["choices"])
     code, out = run([str(path), "--por", "-v"], tmp_path, capsys)
     assert code == 0
     assert "reductions: por (0 persistent-set expansions); workers:" in out
     assert "por on 1 of 1" in out.splitlines()[-1]
+
+
+def test_shortest_turns_every_reduction_off(tmp_path: Path, capsys: Any) -> None:
+    """A run without options reduces by symmetry where the model declares one (and POR
+    where it names persistent sets); --shortest is the plain breadth-first search, with
+    the same verdicts and shortest counterexamples, whatever the configuration asks."""
+    path = write(tmp_path, "sym.toml", SYM)
+    default = run_json([str(path)], tmp_path, capsys)
+    assert any("symmetry" in e["reductions"] for e in default["explorations"])
+    (tmp_path / "checker.toml").write_text('symmetry = "auto"\npor = true\n')
+    config = ["--config", str(tmp_path / "checker.toml")]
+    shortest = run_json([str(path), *config, "--shortest"], tmp_path, capsys)
+    assert all(e["reductions"] == [] for e in shortest["explorations"])
+    assert all("symmetry reduction" not in r["message"] for r in shortest["results"])
+    off = run_json([str(path), "--symmetry", "off", "--no-por"], tmp_path, capsys)
+    for key in ("states", "transitions", "depth"):
+        assert [e[key] for e in shortest["explorations"]] == [e[key] for e in off["explorations"]]
+    assert [r["verdict"] for r in shortest["results"]] == [r["verdict"] for r in default["results"]]
+    assert [r["choices"] for r in shortest["results"]] == [r["choices"] for r in off["results"]]
 
 
 def test_por_needs_the_models_persistent_sets(tmp_path: Path, capsys: Any) -> None:

@@ -22,7 +22,7 @@ read); the checker adds the cycle proviso (no step into a state already expanded
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 from model.lang import isa
@@ -49,6 +49,7 @@ from model.x86.state import CodeAddr, Platform, Run
 # Which steps are local, and which reach into other CPUs, comes from the instruction
 # table's read/write sets (model/lang/isa.py: isa.effects), never from a list of names.
 _SELF = Var("SELF")
+_MEMO_LIMIT = 1 << 18  # entries a memo keeps before it is emptied
 
 
 
@@ -127,6 +128,12 @@ class Persistence:
             where = split_instance(r.name)
             if where is not None:
                 self.cpu_of_region[r.name] = where[1]
+        # may_reach_foreign's memo, and numbers for the IDT instances it reads
+        self._reach_memo: dict[Hashable, bool] = {}
+        self._tokens: dict[int, tuple[Any, int]] = {}
+        self._token_of: dict[Hashable, int] = {}
+        self._memory_ids: dict[Hashable, int] = {}
+        self._owners: dict[int, int | None] = {}  # _owner's memo, by address
         self.slots_of: list[frozenset[int]] = [
             frozenset(
                 layout.var_index[n] + c for n in percpu - self.shared_vars
@@ -169,10 +176,39 @@ class Persistence:
         return False
 
     # -- per state ------------------------------------------------------------------------------
-    def may_reach_foreign(self, s: SysState, q: int) -> bool:
+    def may_reach_foreign(self, s: SysState, q: int, memory: Hashable = None) -> bool:
         """Can CPU q still run an instruction that reaches into another CPU? From where
         it may resume (pc, code addresses in registers and on its stacks) and from the
-        handlers of the events it can still take."""
+        handlers of the events it can still take. Remembered by what it reads: CPU q's
+        record, the memory (few distinct ones occur; `memory`: a number standing for
+        the state's), the IDTs and q's budgets."""
+        m = s.machine
+        k = q * self.budgets_per_cpu
+        key = (
+            q, m.cpus[q], (m.memory,) if memory is None else memory,
+            self._tables_token(m.idts), s.budgets[k : k + 3],
+        )
+        memo = self._reach_memo
+        known = memo.get(key)
+        if known is None:
+            if len(memo) > _MEMO_LIMIT:
+                memo.clear()
+            known = memo[key] = self._may_reach_foreign(s, q)
+        return known
+
+    def _tables_token(self, idts: tuple[Any, ...]) -> int:
+        """A number for the IDT instances (equal numbers: equal instances), found by
+        identity first: successors share their tables."""
+        hit = self._tokens.get(id(idts))
+        if hit is not None and hit[0] is idts:
+            return hit[1]
+        if len(self._tokens) > _MEMO_LIMIT:
+            self._tokens.clear()
+        token = self._token_of.setdefault(idts, len(self._token_of))
+        self._tokens[id(idts)] = (idts, token)
+        return token
+
+    def _may_reach_foreign(self, s: SysState, q: int) -> bool:
         m = s.machine
         cpu = m.cpus[q]
         if cpu.run is Run.SHUTDOWN:
@@ -229,8 +265,17 @@ class Persistence:
 
     def _owner(self, address: int) -> int | None:
         """The CPU whose stack holds `address` (None: a shared stack, or none)."""
+        try:
+            return self._owners[address]
+        except KeyError:
+            pass
+        if len(self._owners) > _MEMO_LIMIT:
+            self._owners.clear()
         region = self.platform.region_at(address)
-        return None if region is None else self.cpu_of_region.get(region.name)
+        owner = self._owners[address] = (
+            None if region is None else self.cpu_of_region.get(region.name)
+        )
+        return owner
 
     def visible(self, s: SysState, t: SysState, p: int, observed: frozenset[str]) -> bool:
         """Could a property reading `observed` see the step from s to t, a step that
@@ -326,18 +371,14 @@ class Persistence:
         in CPU order (fewest actions first)."""
         if s.symbolic or len(actions) < 2:
             return []
-        n = len(s.machine.cpus)
-        interferes = [self.may_reach_foreign(s, q) for q in range(n)]
-        if sum(interferes) > 1:
-            return []
         by_cpu: dict[int, list[int]] = {}
         for k, a in enumerate(actions):
             by_cpu.setdefault(a.cpu, []).append(k)
-        out: list[list[int]] = []
+        # The checks that look at one CPU's next step first (cheap, and they turn most
+        # CPUs down), then whether any other CPU may still reach into it.
+        eligible: list[tuple[int, list[int]]] = []
         for p, indexes in by_cpu.items():
             if len(indexes) == len(actions):
-                continue
-            if any(interferes[q] for q in range(n) if q != p):
                 continue
             cpu = s.machine.cpus[p]
             if cpu.run is Run.RUNNING:
@@ -345,6 +386,23 @@ class Persistence:
                 if ins is None or ins.op in wait_ops or not self.local_pc.get(cpu.pc, False):
                     continue  # a step that reads shared state, or one that may not be offered
             if any(actions[k].kind in ("fault", "timeout") for k in indexes):
+                continue
+            eligible.append((p, indexes))
+        if not eligible:
+            return []
+        n = len(s.machine.cpus)
+        memory = self._memory_ids.get(s.machine.memory)
+        if memory is None:
+            if len(self._memory_ids) > _MEMO_LIMIT:
+                self._memory_ids.clear()
+                self._reach_memo.clear()  # its keys hold these numbers
+            memory = self._memory_ids[s.machine.memory] = len(self._memory_ids)
+        interferes = [self.may_reach_foreign(s, q, memory) for q in range(n)]
+        if sum(interferes) > 1:
+            return []
+        out: list[list[int]] = []
+        for p, indexes in eligible:
+            if any(interferes[q] for q in range(n) if q != p):
                 continue
             if all(
                 self.changes_only(s, t, p) and not self.visible(s, t, p, observed)

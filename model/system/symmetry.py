@@ -25,7 +25,8 @@ exactly one.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from checker.errors import InputError
@@ -33,6 +34,9 @@ from model.lang.ir import Binary, Call, Const, Index, Loc, StackTop, ThisCpu, Va
 from model.system.interp import SysState
 from model.system.layout import Layout, split_instance
 from model.x86.state import CodeAddr, Cpu, Frame, Machine, Platform, Value
+
+_ADDRESS = itemgetter(0)  # a memory word's address
+_MEMO_LIMIT = 1 << 18  # entries a memo keeps before it is emptied
 
 
 class CpuSymmetry:
@@ -71,6 +75,17 @@ class CpuSymmetry:
         self._id_slots = tuple(layout.var_index[v] for v in self.ids)
         self._mask_slots = tuple(layout.var_index[v] for v in self.masks)
         self._order_slots = tuple(layout.var_index[v] for v in self.order)
+        # Memos (issue 18 item 3), by value: what a renumbering makes of a CPU record, of
+        # the memory and of the frames, and each CPU's signature; by identity: the
+        # renamed tables, and the tables' part of each CPU's signature (tables rarely
+        # change, and successors share them). Bounded: emptied when full.
+        self._memo: dict[Hashable, Any] = {}
+        self._signatures: dict[Hashable, str] = {}
+        self._by_identity: dict[tuple[int, Any], tuple[Any, Any]] = {}
+        self._table_ids: dict[Hashable, int] = {}
+        self._last_tables: tuple[Any, Any, list[int]] | None = None
+        self._all = [list(self.permuted)] if self.n > 2 else []
+        self._groups: dict[tuple[Any, ...], list[list[int]]] = {}  # by `order` positions
 
     # -- where an address lies ---------------------------------------------------------------
     def _owner(self, v: Any) -> tuple[int, str, int] | None:
@@ -106,6 +121,21 @@ class CpuSymmetry:
         return v + deltas[k]
 
     # -- renumbering ---------------------------------------------------------------------------
+    def _memo_full(self) -> None:
+        for memo in (self._memo, self._signatures, self._by_identity):
+            if len(memo) > _MEMO_LIMIT:
+                memo.clear()
+
+    def _same_object(self, obj: Any, pt: tuple[int, ...], make: Any) -> Any:
+        """`make(obj)` for one renumbering, remembered by the object's identity."""
+        key = (id(obj), pt)
+        hit = self._by_identity.get(key)
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        out = make(obj)
+        self._by_identity[key] = (obj, out)
+        return out
+
     def apply(self, s: SysState, p: Sequence[int]) -> SysState:
         """The state with CPU c renumbered p[c] (p fixes CPU 0)."""
         m = s.machine
@@ -113,8 +143,11 @@ class CpuSymmetry:
         inv = [0] * n
         for old, new in enumerate(p):
             inv[new] = old
-        names, deltas = self._mapping(tuple(p))
+        pt = tuple(p)
+        names, deltas = self._mapping(pt)
         move = self._move
+        memo = self._memo
+        self._memo_full()
 
         def rename(x: str | None) -> str | None:
             return names.get(x, x) if x is not None else None
@@ -122,38 +155,59 @@ class CpuSymmetry:
         cpus = []
         for new in range(n):
             c = m.cpus[inv[new]]
-            cpus.append(c._replace(
-                rsp=move(c.rsp, deltas),
-                regs=tuple(move(v, deltas) for v in c.regs),
-                idtr=rename(c.idtr),
-                tr=rename(c.tr),
-                # MSRs WRMSR wrote (IA32_FRED_RSPn: a stack's top) move with their stacks.
-                msrs=tuple((k, move(v, deltas)) for k, v in c.msrs) if c.msrs else (),
-            ))
-        memory = tuple(sorted(
-            ((move(a, deltas), move(v, deltas)) for a, v in m.memory), key=lambda w: w[0]
-        ))
+            key: Hashable = (c, pt)
+            moved = memo.get(key)
+            if moved is None:
+                moved = memo[key] = c._replace(
+                    rsp=move(c.rsp, deltas),
+                    regs=tuple(move(v, deltas) for v in c.regs),
+                    idtr=rename(c.idtr),
+                    tr=rename(c.tr),
+                    # MSRs WRMSR wrote (IA32_FRED_RSPn: a stack's top) move with their stacks.
+                    msrs=tuple((k, move(v, deltas)) for k, v in c.msrs) if c.msrs else (),
+                )
+            cpus.append(moved)
+        memory = m.memory
+        if memory:
+            key = (memory, pt)  # few distinct memories: a few thousand on kexec-4
+            moved_memory = memo.get(key)
+            if moved_memory is None:
+                moved_memory = memo[key] = tuple(sorted(
+                    ((move(a, deltas), move(v, deltas)) for a, v in memory), key=_ADDRESS
+                ))
+            memory = moved_memory
         # Frames stay ordered by CPU, oldest first within a CPU (Machine.frames).
-        frames = tuple(sorted(
-            (
-                f._replace(cpu=p[f.cpu], lo=move(f.lo, deltas), stack=names.get(f.stack, f.stack))
-                for f in m.frames
-            ),
-            key=lambda f: f.cpu,
-        ))
+        frames = m.frames
+        if frames:
+            key = (frames, pt)
+            moved_frames = memo.get(key)
+            if moved_frames is None:
+                moved_frames = memo[key] = tuple(sorted(
+                    (
+                        f._replace(
+                            cpu=p[f.cpu], lo=move(f.lo, deltas),
+                            stack=names.get(f.stack, f.stack),
+                        )
+                        for f in frames
+                    ),
+                    key=lambda f: f.cpu,
+                ))
+            frames = moved_frames
         # Each instance keeps its slot: the renamed tables in the original name order.
-        idts = _in_order(tuple(t._replace(name=names.get(t.name, t.name)) for t in m.idts), m.idts)
-        tsss = _in_order(
+        idts = self._same_object(m.idts, pt, lambda tables: _in_order(
+            tuple(t._replace(name=names.get(t.name, t.name)) for t in tables), tables
+        ))
+        tsss = self._same_object(m.tsss, pt, lambda tables: _in_order(
             tuple(
                 t._replace(
                     name=names.get(t.name, t.name),
                     rsp0=rename(t.rsp0),
                     ist=tuple(rename(x) for x in t.ist),
                 )
-                for t in m.tsss
+                for t in tables
             ),
-            m.tsss,
-        )
+            tables,
+        ))
         machine = Machine(
             cpus=tuple(cpus), memory=memory, frames=frames, idts=idts, tsss=tsss,
             incidents=m.incidents, sym_memory=m.sym_memory,
@@ -191,13 +245,51 @@ class CpuSymmetry:
         vars_ = s.vars
         return (
             c.pc, c.run, c.nmi_blocked, c.nmi_pending, c.mcip, c.cpl,
-            tuple(_sortable(vars_[base + cpu]) for base in self._percpu_slots),
+            tuple([
+                (0, v) if type(v) is int else _sortable(v)
+                for v in (vars_[base + cpu] for base in self._percpu_slots)
+            ]),
             s.budgets[cpu * k : cpu * k + k],
         )
 
     def signature(self, s: SysState, cpu: int) -> str:
         """Everything CPU `cpu` owns, written without its number (its own stacks and
-        instances are "self"; references to other CPUs keep their numbers)."""
+        instances are "self"; references to other CPUs keep their numbers). Remembered
+        by what it is made of: the CPU record, the memory and frames (few distinct
+        ones occur), its tables, its bits of the `masks` and `ids` variables."""
+        m = s.machine
+        vars_ = s.vars
+        key = (
+            cpu, m.cpus[cpu], m.memory, m.frames,
+            self._tables_of(m)[cpu],
+            tuple(_bit(vars_[slot], cpu) for slot in self._mask_slots),
+            tuple(vars_[slot] == cpu for slot in self._id_slots),
+            s.lazy[cpu] if s.lazy else None,
+        )
+        text = self._signatures.get(key)
+        if text is None:
+            text = self._signatures[key] = self._signature(s, cpu)
+        return text
+
+    def _tables_of(self, m: Machine) -> list[int]:
+        """Per CPU, a number standing for its IDT and TSS instances (equal numbers: equal
+        instances, up to the CPU number in their names)."""
+        last = self._last_tables
+        if last is not None and last[0] is m.idts and last[1] is m.tsss:
+            return last[2]
+        idts, tsss = m.idts, m.tsss
+        out = []
+        for suffix in self._suffix:
+            mine = (
+                tuple((t.limit, t.gates) for t in idts if t.name.endswith(suffix)),
+                tuple((t.name, t.rsp0, t.ist) for t in tsss if t.name.endswith(suffix)),
+                suffix,
+            )
+            out.append(self._table_ids.setdefault(mine, len(self._table_ids)))
+        self._last_tables = (idts, tsss, out)
+        return out
+
+    def _signature(self, s: SysState, cpu: int) -> str:
         m = s.machine
         owner = self._owner
         lo_all, hi_all = self._range
@@ -251,24 +343,37 @@ class CpuSymmetry:
         trade places. (Letting the CPUs ahead of the loop trade places too is unsound: the
         loop would then visit one of them twice and the other never.)"""
         if not self._order_slots:
-            return [list(self.permuted)]
-        positions = [s.vars[slot] for slot in self._order_slots]
-        classes: dict[tuple[int, ...], list[int]] = {}
-        for cpu in self.permuted:
-            key = tuple(0 if type(pos) is int and cpu < pos else cpu for pos in positions)
-            classes.setdefault(key, []).append(cpu)
-        return list(classes.values())
+            return self._all
+        positions = tuple([s.vars[slot] for slot in self._order_slots])
+        out = self._groups.get(positions)
+        if out is None:
+            classes: dict[tuple[int, ...], list[int]] = {}
+            for cpu in self.permuted:
+                key = tuple(0 if type(pos) is int and cpu < pos else cpu for pos in positions)
+                classes.setdefault(key, []).append(cpu)
+            out = self._groups[positions] = list(classes.values())
+        return out
 
     def representative(self, s: SysState) -> SysState:
         if self.n <= 2 or s.symbolic:
             return s  # one permuted CPU; symbolic states are left as they are
         p = list(range(self.n))
         moved = False
+        quick_key = self.quick_key
+        cpus = s.machine.cpus
         for cls in self.groups(s):
             if len(cls) < 2:
                 continue
+            # Already in order, no two alike (the common case): nothing to renumber. The
+            # pc leads the quick key: strictly increasing pcs settle it alone.
+            pcs = [cpus[c].pc for c in cls]
+            if all(a < b for a, b in zip(pcs, pcs[1:], strict=False)):  # noqa: RUF007
+                continue
+            keys = [quick_key(s, c) for c in cls]
+            if all(a < b for a, b in zip(keys, keys[1:], strict=False)):  # noqa: RUF007
+                continue
             # Sort by the quick key, and by the whole signature among equal quick keys.
-            quick = {c: self.quick_key(s, c) for c in cls}
+            quick = dict(zip(cls, keys, strict=True))
             ranked = sorted(cls, key=quick.__getitem__)
             if len(set(quick.values())) < len(cls):
                 full = {
@@ -279,7 +384,9 @@ class CpuSymmetry:
             for slot, old in zip(cls, ranked, strict=True):
                 p[old] = slot
                 moved |= slot != old
-        return self.apply(s, p) if moved else s
+        if not moved:
+            return s
+        return self.apply(s, p)
 
 
 def _sortable(v: Value) -> tuple[int, Any]:
