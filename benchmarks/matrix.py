@@ -22,17 +22,17 @@ contains as a substring):
 
 Each cell runs in its own process(es), measured by os.wait4: wall seconds, CPU seconds of
 the whole process (start-up, loading, exploring; for SPIN spin + gcc + pan), the search's
-own CPU seconds (the checker's explore(), pan's run), states per CPU-second of the search,
-peak resident memory, and bytes per state (the checker: peak memory above the loaded
-design's, divided by states; pan: its whole peak, including its preallocated hash table,
-divided by its nominal states). SPIN's states are pan's nominal count (stored
+own CPU seconds (the checker's explore(), pan's run), states per CPU-second of the
+search, peak resident memory, and bytes per state (the checker: peak memory above the
+loaded design's, divided by states; pan: its whole peak, including its preallocated hash
+table, divided by its nominal states). SPIN's states are pan's nominal count (stored
 minus `init`'s atomic set-up; the checker's unreduced count plus one). A cell gets
 `--timeout` seconds (default 60; the gate `--gate-timeout`, default 300): the checker
-stops its own search then (its `Bounds` timeout) and the cell reads "no verdict in 60 s" with the states reached; pan gets SIGINT
-and prints what it stored; the gate gets SIGINT. Once a cell of a series (one reduction,
-or SPIN, over growing N) gives no verdict, the larger cells of that series are not run
-(`--no-skip` runs them). Memory: the checker stops at `--max-memory-gib` (default 6),
-pan is compiled with -DMEMLIM at the same bound.
+stops its own search then (its `Bounds` timeout) and the cell reads "no verdict in 60 s"
+with the states reached; pan gets SIGINT and prints what it stored; the gate gets SIGINT.
+Once a cell of a series (one reduction, or SPIN, over growing N) gives no verdict, the
+larger cells of that series are not run (`--no-skip` runs them). Memory: the checker
+stops at `--max-memory-gib` (default 6), pan is compiled with -DMEMLIM at the same bound.
 
 Time: the default matrix was sized for this 2-core machine at commit 808fbea: the cells
 that finish take about 4 minutes, the 60 s timeouts about 8 (unreduced and symmetry-only
