@@ -386,11 +386,22 @@ class Measured:
 def run_measured(
     args: Sequence[str], cwd: Path, timeout: float | None = None, stop_signal: int = 2,
     grace: float = 15.0, env: Mapping[str, str] | None = None,
+    cpu_timeout: float | None = None,
 ) -> Measured:
-    """Run `args` and measure it with os.wait4. At `timeout` seconds the child gets
+    """Run `args` and measure it with os.wait4. At `timeout` seconds of wall clock, or
+    `cpu_timeout` seconds of the child's own CPU time (Linux /proc), the child gets
     `stop_signal` (SIGINT by default: pan and the checker's CLI print what they reached
     and stop); `grace` seconds later it is killed."""
     import signal
+
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu_of(pid: int) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / tick  # utime + stime
 
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
@@ -406,6 +417,8 @@ def run_measured(
                 usage = ru
                 break
             now = time.perf_counter()
+            if cpu_timeout is not None and not timed_out and cpu_of(proc.pid) >= cpu_timeout:
+                deadline = now
             if deadline is not None and now >= deadline:
                 if not timed_out:
                     timed_out = True
@@ -428,6 +441,7 @@ def run_measured(
 def spin_cell(
     design: str, variant: Mapping[str, str], env: Mapping[str, Any], kind: str, expr: str,
     cflags: Sequence[str] = ("-O0",), timeout: float | None = None, memlim_mib: int = 4096,
+    cpu_timeout: float | None = None,
 ) -> dict[str, Any]:
     """SPIN on one question as benchmarks/matrix.py measures it: spin -a, gcc -DBFS, pan
     (breadth-first, as the checker searches), each a measured process; pan is stopped with
@@ -454,7 +468,8 @@ def spin_cell(
         )
         if gcc.returncode != 0:
             raise RuntimeError(f"gcc failed:\n{gcc.stderr[-2000:]}")
-        pan = run_measured(["./pan", "-N", claim], work, timeout=timeout)
+        pan = run_measured(["./pan", "-N", claim], work, timeout=timeout,
+                           cpu_timeout=cpu_timeout)
     text = pan.stdout + pan.stderr
     parsed = parse_pan(text, claim)
     if pan.timed_out:

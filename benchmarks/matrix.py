@@ -27,9 +27,13 @@ search, peak resident memory, and bytes per state (the checker: peak memory abov
 loaded design's, divided by states; pan: its whole peak, including its preallocated hash
 table, divided by its nominal states). SPIN's states are pan's nominal count (stored
 minus `init`'s atomic set-up; the checker's unreduced count plus one). A cell gets
-`--timeout` seconds (default 60; the gate `--gate-timeout`, default 300): the checker
-stops its own search then (its `Bounds` timeout) and the cell reads "no verdict in 60 s"
-with the states reached; pan gets SIGINT and prints what it stored; the gate gets SIGINT.
+`--timeout` CPU seconds of search (default 60), counted in CPU time so that other jobs on
+the machine do not turn a cell that finishes into one that does not: the checker stops
+its own search then (a `Budget` that reads its CPU clock) and the cell reads "no verdict
+in 60 CPU-s" with the states reached; pan gets SIGINT when /proc says it used that much
+CPU, and prints what it stored. Behind that, a wall-clock limit of 5 x timeout + 60 s
+stops either the same way (the note says so). The gate gets `--gate-timeout` seconds of
+wall clock (default 300), then SIGINT.
 Once a cell of a series (one reduction, or SPIN, over growing N) gives no verdict, the
 larger cells of that series are not run (`--no-skip` runs them). Memory: the checker
 stops at `--max-memory-gib` (default 6), pan is compiled with -DMEMLIM at the same bound.
@@ -137,19 +141,24 @@ def _row(cell: Cell, **figures: Any) -> dict[str, Any]:
         "reduction": cell.reduction, "verdict": "error", "note": "", "states": None,
         "transitions": None, "wall_seconds": None, "cpu_seconds": None,
         "search_cpu_seconds": None, "states_per_cpu_second": None, "peak_mib": None,
-        "bytes_per_state": None, "timeout": None,
+        "bytes_per_state": None, "timeout": None, "unit": "CPU-s",
     }
     row.update(figures)
     return row
 
 
+def wall_limit(timeout: float) -> float:
+    """Wall-clock seconds behind a cell's CPU timeout (a loaded machine, a stuck child)."""
+    return 5 * timeout + 60
+
+
 def run_checker(cell: Cell, timeout: float, max_memory_gib: float) -> dict[str, Any]:
-    options = {"reduction": cell.reduction, "timeout": timeout,
-               "max_memory": int(max_memory_gib * (1 << 30))}
+    options = {"reduction": cell.reduction, "cpu_timeout": timeout,
+               "timeout": wall_limit(timeout), "max_memory": int(max_memory_gib * (1 << 30))}
     m = compare_spin.run_measured(
         [sys.executable, str(HERE / "workloads.py"), "--one", cell.workload,
          "--options", json.dumps(options)],
-        ROOT, timeout=timeout * 1.5 + 30, stop_signal=9, grace=0,
+        ROOT, timeout=wall_limit(timeout) + 60, stop_signal=9, grace=0,
         env={**os.environ, "PYTHONHASHSEED": "0"},
     )
     base = {"wall_seconds": round(m.wall_seconds, 3), "cpu_seconds": round(m.cpu_seconds, 3),
@@ -159,8 +168,12 @@ def run_checker(cell: Cell, timeout: float, max_memory_gib: float) -> dict[str, 
     if m.returncode != 0:
         return _row(cell, note=(m.stderr.strip().splitlines() or ["?"])[-1][:200], **base)
     r = json.loads(m.stdout)
+    note = ""
+    if r["verdict"] == "incomplete" and r["explore_cpu_seconds"] < 0.98 * timeout:
+        note = f"stopped by the wall-clock limit ({wall_limit(timeout):g} s) or memory"
     return _row(
         cell, verdict=r["verdict"], states=r["states"], transitions=r["transitions"],
+        note=note,
         search_cpu_seconds=r["explore_cpu_seconds"],
         states_per_cpu_second=r["states_per_cpu_second"],
         bytes_per_state=r["stored_bytes_per_state"], **base,
@@ -173,7 +186,8 @@ def run_spin(cell: Cell, timeout: float, max_memory_gib: float,
     try:
         r = compare_spin.spin_cell(
             w.design, w.variant, w.environment, w.kind, w.expr, cflags=cflags,
-            timeout=timeout, memlim_mib=int(max_memory_gib * 1024),
+            timeout=wall_limit(timeout), cpu_timeout=timeout,
+            memlim_mib=int(max_memory_gib * 1024),
         )
     except compare_spin.Unsupported as exc:
         return _row(cell, verdict="unavailable", note=f"SPIN cannot ask it: {exc}")
@@ -210,7 +224,7 @@ def run_gate(cell: Cell, timeout: float) -> dict[str, Any]:
     return _row(
         cell, verdict=verdict, note=f"exit {m.returncode}: " + (lines[-1][:160] if lines else ""),
         wall_seconds=round(m.wall_seconds, 3), cpu_seconds=round(m.cpu_seconds, 3),
-        peak_mib=round(m.peak_kib / 1024, 1), timeout=timeout,
+        peak_mib=round(m.peak_kib / 1024, 1), timeout=timeout, unit="s",
     )
 
 
@@ -289,7 +303,7 @@ def _states(row: dict[str, Any]) -> str:
 def verdict_text(row: dict[str, Any]) -> str:
     v = row["verdict"]
     if v == "incomplete" and row.get("timeout"):
-        return f"no verdict in {row['timeout']:g} s"
+        return f"no verdict in {row['timeout']:g} {row.get('unit', 's')}"
     if v in ("skipped", "unavailable", "error"):
         return str(row.get("note") or v)
     return str(v)
@@ -302,6 +316,18 @@ def _ratio(old: float | None, new: float | None) -> str:
     return f"{r:.1f}x" if r < 10 else f"{r:.0f}x"
 
 
+def _speedup(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """Old CPU seconds / new ones when both reached the same verdict; when neither reached
+    one, the ratio of their search rates (states per CPU-second), marked so."""
+    decided = ("holds", "violated")
+    if old["verdict"] == new["verdict"] and new["verdict"] in decided:
+        return _ratio(old["cpu_seconds"], new["cpu_seconds"])
+    if old["verdict"] == new["verdict"] == "incomplete":
+        rate = _ratio(new["states_per_cpu_second"], old["states_per_cpu_second"])
+        return "-" if rate == "-" else f"{rate} (rate)"
+    return "-"
+
+
 def table(result: dict[str, Any], before: dict[str, Any] | None = None) -> str:
     """One row per cell; with `before`, that run's figures beside them."""
     head = ["cell", "verdict", "states", "wall s", "CPU s", "search CPU s", "states/CPU-s",
@@ -311,7 +337,7 @@ def table(result: dict[str, Any], before: dict[str, Any] | None = None) -> str:
         old_cells = {c["id"]: c for c in before["cells"]}
         tag = before["commit"]
         head += [f"at {tag}: verdict", f"at {tag}: states", f"at {tag}: CPU s",
-                 f"at {tag}: states/CPU-s", f"CPU s {tag} / {result['commit']}"]
+                 f"at {tag}: states/CPU-s", f"speed-up (CPU s {tag} / {result['commit']})"]
     lines = ["| " + " | ".join(head) + " |",
              "|---|---|" + "---:|" * (len(head) - 2)]
     for r in result["cells"]:
@@ -326,8 +352,7 @@ def table(result: dict[str, Any], before: dict[str, Any] | None = None) -> str:
             else:
                 cols += [verdict_text(o), _states(o), _num(o["cpu_seconds"]),
                          _int(o["states_per_cpu_second"]),
-                         _ratio(o["cpu_seconds"], r["cpu_seconds"])
-                         if o["verdict"] == r["verdict"] else "-"]
+                         _speedup(o, r)]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cols) + " |")
     return "\n".join(lines)
 
@@ -338,7 +363,7 @@ def _brief(row: dict[str, Any] | None) -> str:
     if row["verdict"] in ("holds", "violated"):
         return f"{_num(row['cpu_seconds'])} s ({_states(row)})"
     if row["verdict"] == "incomplete":
-        return f">{row['timeout']:g} s ({_states(row)}+)"
+        return f">{row['timeout']:g} {row.get('unit', 's')} ({_states(row)}+)"
     return str(row["verdict"])
 
 
@@ -376,7 +401,7 @@ def markdown(result: dict[str, Any], before: dict[str, Any] | None = None,
         "",
         (f"`{command}`: " if command else "")
         + f"{result['cores']} cores, load average {result['load_before']:.2f} before and "
-        f"{result['load_after']:.2f} after; cell timeout {result['timeout']:g} s, gate "
+        f"{result['load_after']:.2f} after; cell timeout {result['timeout']:g} CPU-s, gate "
         f"timeout {result['gate_timeout']:g} s; SPIN: {result['spin'] or 'not installed'}."
         + (f" {result['note']}" if result["note"] else ""),
     ]
@@ -400,9 +425,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{QUICK_TIMEOUT:g} s")
     ap.add_argument("--list", action="store_true", help="list the selected cells and stop")
     ap.add_argument("--timeout", type=float, default=None,
-                    help=f"seconds per cell (default {CELL_TIMEOUT:g}; --quick {QUICK_TIMEOUT:g})")
+                    help=f"CPU seconds of search per cell (default {CELL_TIMEOUT:g}; "
+                    f"--quick {QUICK_TIMEOUT:g})")
     ap.add_argument("--gate-timeout", type=float, default=GATE_TIMEOUT,
-                    help=f"seconds for the gate (default {GATE_TIMEOUT:g})")
+                    help=f"wall-clock seconds for the gate (default {GATE_TIMEOUT:g})")
     ap.add_argument("--max-memory-gib", type=float, default=6.0,
                     help="stop a search holding this much memory (default 6)")
     ap.add_argument("--cflags", default="-O0", help="gcc flags for pan.c (default -O0)")

@@ -113,15 +113,24 @@ def measure(name: str, options: dict[str, Any]) -> dict[str, Any]:
     options = dict(options)
     reduction = options.pop("reduction", None)
     max_memory = options.pop("max_memory", None)
+    cpu_timeout = options.pop("cpu_timeout", None)
     if reduction is not None:  # explicit, so that "none" stays none whatever the defaults
         options.update(REDUCTIONS[reduction])
     kwargs = {k: v for k, v in options.items() if v is not None and k != "timeout"}
     bounds = Bounds(timeout=options.get("timeout"))
+    cpu_started = time.process_time()
+
+    def out_of_cpu() -> str | None:  # the search's own CPU seconds, whatever the load
+        if cpu_timeout and time.process_time() - cpu_started >= cpu_timeout:
+            return f"{cpu_timeout} CPU seconds reached"
+        return None
+
     budget = None
-    if max_memory:
+    if max_memory or cpu_timeout:
         from checker.explore import Budget
 
-        budget = Budget(max_memory=int(max_memory))
+        budget = Budget(max_memory=int(max_memory) if max_memory else None,
+                        interrupted=out_of_cpu)
     loaded = _peak_kib()  # the design and its initial states: not per-state memory
     cpu_started = time.process_time()
     started = time.perf_counter()

@@ -109,5 +109,5 @@ def test_a_cell_without_verdict_records_its_states_and_skips_its_larger_neighbou
                  "--json", str(out)])
     five, six = json.loads(out.read_text())["cells"]
     assert five["verdict"] == "incomplete" and five["states"] > 0
-    assert matrix.verdict_text(five) == "no verdict in 1 s"
+    assert matrix.verdict_text(five) == "no verdict in 1 CPU-s"
     assert six["verdict"] == "skipped" and "kexec-5 none" in six["note"]
