@@ -4,6 +4,7 @@ gate and SPIN, side by side, with the figures of an earlier run beside them.
     python benchmarks/matrix.py                        # the whole matrix (about 20 minutes)
     python benchmarks/matrix.py --quick                # the small cells (about 1 minute)
     python benchmarks/matrix.py --only kexec --only gate
+    python benchmarks/matrix.py --exclude gate --exclude symbolic
     python benchmarks/matrix.py --json benchmarks/matrix-NEW.json \\
         --compare benchmarks/matrix-808fbea.json --markdown
     python benchmarks/matrix.py --results benchmarks/RESULTS.md   # append the tables
@@ -125,11 +126,14 @@ def cells(quick: bool = False) -> list[Cell]:
     return out
 
 
-def select(all_cells: Sequence[Cell], patterns: Sequence[str]) -> list[Cell]:
-    if not patterns:
-        return list(all_cells)
+def _matches(cell: Cell, patterns: Sequence[str]) -> bool:
+    return any(p in cell.id or fnmatch.fnmatchcase(cell.id, p) for p in patterns)
+
+
+def select(all_cells: Sequence[Cell], patterns: Sequence[str],
+           exclude: Sequence[str] = ()) -> list[Cell]:
     return [c for c in all_cells
-            if any(p in c.id or fnmatch.fnmatchcase(c.id, p) for p in patterns)]
+            if (not patterns or _matches(c, patterns)) and not _matches(c, exclude)]
 
 
 # -- running one cell ---------------------------------------------------------------------
@@ -420,6 +424,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--only", action="append", default=[], metavar="PATTERN",
                     help="run only cells whose id contains PATTERN or matches it as a glob "
                     "(repeatable): kexec, 'kexec-4 *', SPIN, gate, symbolic")
+    ap.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                    help="leave out the cells --only would match with PATTERN (repeatable)")
     ap.add_argument("--quick", action="store_true",
                     help=f"kexec-2..4, ist-1 and syscall-concrete, no gate, timeout "
                     f"{QUICK_TIMEOUT:g} s")
@@ -442,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, help="append the tables to this file")
     args = ap.parse_args(argv)
 
-    selected = select(cells(args.quick), args.only)
+    selected = select(cells(args.quick), args.only, args.exclude)
     if not selected:
         print("matrix: no cell matches " + ", ".join(args.only), file=sys.stderr)
         return 2
