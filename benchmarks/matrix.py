@@ -47,7 +47,8 @@ their larger neighbours), the gate 2-5 minutes: about 15-20 minutes in all. `--q
 Cells run one after another; other jobs on the machine slow the wall clock, less the CPU
 figures.
 
-`--json FILE` saves every figure (small: no output text); `--compare OLD.json` puts an
+`--json FILE` saves every figure (small: no output text), after every cell (so a run
+stopped early keeps its cells; "partial" says so); `--compare OLD.json` puts an
 earlier run's verdict, states, CPU seconds and states/CPU-s beside each cell, with the
 ratio of CPU seconds (old / new: above 1 the new run was faster). `--markdown` prints the
 tables; `--results FILE` appends them to FILE as a new section.
@@ -251,11 +252,38 @@ def _git(*args: str) -> str:
 
 def run(selected: Sequence[Cell], timeout: float, gate_timeout: float, max_memory_gib: float,
         cflags: Sequence[str], skip: bool = True, note: str = "",
-        log: Any = sys.stderr) -> dict[str, Any]:
+        log: Any = sys.stderr, save: Path | None = None) -> dict[str, Any]:
+    """Run the cells one after another; with `save`, the JSON is rewritten after every
+    cell (marked "partial" until the last), so a run stopped early keeps what it did."""
     load_before = os.getloadavg()[0]
     started = datetime.datetime.now(datetime.UTC)
+    spin = None
+    try:
+        compare_spin.tools()
+        spin = compare_spin.spin_version().splitlines()[0]
+    except compare_spin.Missing:
+        pass
     rows: list[dict[str, Any]] = []
     stuck: dict[str, str] = {}  # series -> the cell that gave no verdict
+
+    def result(partial: bool) -> dict[str, Any]:
+        return {
+            "commit": _git("rev-parse", "--short", "HEAD") or "unknown",
+            "dirty": bool(_git("status", "--porcelain", "--", "checker", "model",
+                               "properties", "benchmarks")),
+            "date": started.isoformat(timespec="seconds"),
+            "cores": os.cpu_count(),
+            "load_before": round(load_before, 2),
+            "load_after": round(os.getloadavg()[0], 2),
+            "timeout": timeout,
+            "gate_timeout": gate_timeout,
+            "spin": spin,
+            "cflags": list(cflags),
+            "note": note,
+            "partial": partial,
+            "cells": rows,
+        }
+
     for cell in selected:
         if skip and cell.series in stuck:
             row = _row(cell, verdict="skipped",
@@ -267,27 +295,9 @@ def run(selected: Sequence[Cell], timeout: float, gate_timeout: float, max_memor
         rows.append(row)
         print(f"{cell.id:28} {verdict_text(row):28} {_states(row):>12} states "
               f"{_num(row['cpu_seconds']):>8} CPU-s", file=log, flush=True)
-    spin = None
-    try:
-        compare_spin.tools()
-        spin = compare_spin.spin_version().splitlines()[0]
-    except compare_spin.Missing:
-        pass
-    return {
-        "commit": _git("rev-parse", "--short", "HEAD") or "unknown",
-        "dirty": bool(_git("status", "--porcelain", "--", "checker", "model", "properties",
-                           "benchmarks")),
-        "date": started.isoformat(timespec="seconds"),
-        "cores": os.cpu_count(),
-        "load_before": round(load_before, 2),
-        "load_after": round(os.getloadavg()[0], 2),
-        "timeout": timeout,
-        "gate_timeout": gate_timeout,
-        "spin": spin,
-        "cflags": list(cflags),
-        "note": note,
-        "cells": rows,
-    }
+        if save is not None:
+            save.write_text(json.dumps(result(len(rows) < len(selected)), indent=1) + "\n")
+    return result(False)
 
 
 def _num(v: float | None) -> str:
@@ -458,9 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     before = json.loads(args.compare.read_text()) if args.compare else None
     timeout = args.timeout or (QUICK_TIMEOUT if args.quick else CELL_TIMEOUT)
     result = run(selected, timeout, args.gate_timeout, args.max_memory_gib,
-                 args.cflags.split(), skip=not args.no_skip, note=args.note)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+                 args.cflags.split(), skip=not args.no_skip, note=args.note, save=args.json)
     command = shlex.join(["python", "benchmarks/matrix.py",
                           *(argv if argv is not None else sys.argv[1:])])
     text = markdown(result, before, command.strip())
