@@ -8,6 +8,7 @@ gate and SPIN, side by side, with the figures of an earlier run beside them.
     python benchmarks/matrix.py --json benchmarks/matrix-NEW.json \\
         --compare benchmarks/matrix-808fbea.json --markdown
     python benchmarks/matrix.py --results benchmarks/RESULTS.md   # append the tables
+    python benchmarks/matrix.py --show RUN.json --compare OLD.json  # a saved run's tables
 
 Cells (ids as `--only` sees them; a pattern selects the ids it matches as a glob or
 contains as a substring):
@@ -454,10 +455,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="save every figure here")
     ap.add_argument("--compare", type=Path, metavar="OLD.json",
                     help="an earlier run's --json, shown beside this run")
+    ap.add_argument("--show", type=Path, metavar="RUN.json",
+                    help="run nothing: print (or append with --results) a saved run's tables")
     ap.add_argument("--markdown", action="store_true", help="print the tables")
     ap.add_argument("--results", type=Path, help="append the tables to this file")
     args = ap.parse_args(argv)
 
+    before = json.loads(args.compare.read_text()) if args.compare else None
+    if args.show:
+        text = markdown(json.loads(args.show.read_text()), before)
+        if args.results:
+            with args.results.open("a") as f:
+                f.write("\n" + text)
+        else:
+            print(text)
+        return 0
     selected = select(cells(args.quick), args.only, args.exclude)
     if not selected:
         print("matrix: no cell matches " + ", ".join(args.only), file=sys.stderr)
@@ -465,7 +477,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.list:
         print("\n".join(c.id for c in selected))
         return 0
-    before = json.loads(args.compare.read_text()) if args.compare else None
     timeout = args.timeout or (QUICK_TIMEOUT if args.quick else CELL_TIMEOUT)
     result = run(selected, timeout, args.gate_timeout, args.max_memory_gib,
                  args.cflags.split(), skip=not args.no_skip, note=args.note, save=args.json)
