@@ -410,14 +410,16 @@ def kexec_table(result: dict[str, Any], before: dict[str, Any] | None = None) ->
 def markdown(result: dict[str, Any], before: dict[str, Any] | None = None,
              command: str = "") -> str:
     when = result["date"][:10]
+    gates = [c for c in result["cells"] if c["kind"] == "gate"]
     dirty = " (with uncommitted changes)" if result["dirty"] else ""
     parts = [
         f"### Benchmark matrix at {result['commit']}{dirty}, {when}",
         "",
         (f"`{command}`: " if command else "")
         + f"{result['cores']} cores, load average {result['load_before']:.2f} before and "
-        f"{result['load_after']:.2f} after; cell timeout {result['timeout']:g} CPU-s, gate "
-        f"timeout {result['gate_timeout']:g} s; SPIN: {result['spin'] or 'not installed'}."
+        f"{result['load_after']:.2f} after; cell timeout {result['timeout']:g} CPU-s"
+        + (f", gate timeout {result['gate_timeout']:g} s" if gates else "")
+        + f"; SPIN: {result['spin'] or 'not installed'}."
         + (f" {result['note']}" if result["note"] else ""),
     ]
     k = kexec_table(result, before)
@@ -427,6 +429,8 @@ def markdown(result: dict[str, Any], before: dict[str, Any] | None = None,
                   "", k]
     parts += ["", "Every cell" + (f", beside {before['commit']}'s figures" if before else "")
               + ":", "", table(result, before)]
+    for g in gates:
+        parts += ["", f"The gate ({g['id']}): {g['note']}"]
     return "\n".join(parts) + "\n"
 
 

@@ -48,6 +48,7 @@ def test_the_default_matrix_has_every_size_reduction_spin_and_the_gate() -> None
 
 
 def test_a_cell_spin_cannot_ask_is_recorded_without_figures_and_tables_keep_the_old_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
     result = matrix.run(matrix.select(matrix.cells(), ["syscall-concrete SPIN"]), 5.0, 5.0,
                         1.0, ["-O0"], log=None)
@@ -67,6 +68,12 @@ def test_a_cell_spin_cannot_ask_is_recorded_without_figures_and_tables_keep_the_
     assert "| at 0ld: verdict |" in text and "| 0ld: verdict" not in text
     side = next(li for li in text.splitlines() if li.startswith("| 2 |"))
     assert side.split(" | ")[1] == "0.50 s (2,870) / 1.50 s (2,870)"
+
+    # a saved run's tables, without running anything
+    saved = tmp_path / "old.json"
+    saved.write_text(json.dumps(before))
+    assert matrix.main(["--show", str(saved)]) == 0
+    assert "### Benchmark matrix at 0ld" in capsys.readouterr().out
 
 
 @pytest.mark.slow
