@@ -271,9 +271,14 @@ def _timed(args: Sequence[str], cwd: Path) -> tuple[subprocess.CompletedProcess[
     return done, time.perf_counter() - started
 
 
+# pan prints counts of a million and more with %g ("1.23457e+06 states, stored"): six
+# significant digits
+_NUM = r"(\d+(?:\.\d+)?(?:e[+-]?\d+)?)"
+
+
 def _number(pattern: str, text: str) -> int | None:
-    m = re.search(pattern, text)
-    return int(m.group(1)) if m else None
+    m = re.search(pattern.replace(r"(\d+)", _NUM), text)
+    return round(float(m.group(1))) if m else None
 
 
 def trail_steps(trail: Path) -> int | None:
