@@ -355,7 +355,10 @@ def table(result: dict[str, Any], before: dict[str, Any] | None = None) -> str:
                  f"at {tag}: states/CPU-s", f"speed-up (CPU s {tag} / {result['commit']})"]
     lines = ["| " + " | ".join(head) + " |",
              "|---|---|" + "---:|" * (len(head) - 2)]
+    skipped = [r["id"] for r in result["cells"] if r["verdict"] == "skipped"]
     for r in result["cells"]:
+        if r["verdict"] == "skipped":
+            continue
         cols = [r["id"], verdict_text(r), _states(r), _num(r["wall_seconds"]),
                 _num(r["cpu_seconds"]), _num(r["search_cpu_seconds"]),
                 _int(r["states_per_cpu_second"]), _num(r["peak_mib"]),
@@ -369,6 +372,9 @@ def table(result: dict[str, Any], before: dict[str, Any] | None = None) -> str:
                          _int(o["states_per_cpu_second"]),
                          _speedup(o, r)]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cols) + " |")
+    if skipped:
+        lines += ["", "Not run (a smaller cell of their series gave no verdict): "
+                  + ", ".join(skipped) + "."]
     return "\n".join(lines)
 
 
