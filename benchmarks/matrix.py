@@ -210,9 +210,16 @@ def run_spin(cell: Cell, timeout: float, max_memory_gib: float,
         states_per_cpu_second=round(states / search) if states and search else None,
         peak_mib=round(r["peak_kib"] / 1024, 1),
         bytes_per_state=round(r["peak_kib"] * 1024 / states) if states else None,
-        note=r["message"] if r["verdict"] not in ("holds", "violated") else "",
-        timeout=timeout,
+        note=_spin_note(r, timeout), timeout=timeout,
     )
+
+
+def _spin_note(r: dict[str, Any], timeout: float) -> str:
+    if r["verdict"] in ("holds", "violated"):
+        return ""
+    if r["timed_out"] and r["search_cpu_seconds"] < 0.98 * timeout:
+        return f"stopped by the wall-clock limit ({wall_limit(timeout):g} s)"
+    return str(r["message"])
 
 
 GATE_EXIT = {0: "as expected", 1: "a verdict differs", 2: "bad input", 3: "incomplete",
