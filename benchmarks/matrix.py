@@ -325,7 +325,8 @@ def _states(row: dict[str, Any]) -> str:
 def verdict_text(row: dict[str, Any]) -> str:
     v = row["verdict"]
     if v == "incomplete" and row.get("timeout"):
-        return f"no verdict in {row['timeout']:g} {row.get('unit', 's')}"
+        text = f"no verdict in {row['timeout']:g} {row.get('unit', 's')}"
+        return text + (f" ({row['note']})" if row.get("note") else "")
     if v in ("skipped", "unavailable", "error"):
         return str(row.get("note") or v)
     return str(v)
