@@ -40,13 +40,17 @@ Once a cell of a series (one reduction, or SPIN, over growing N) gives no verdic
 larger cells of that series are not run (`--no-skip` runs them). Memory: the checker
 stops at `--max-memory-gib` (default 6), pan is compiled with -DMEMLIM at the same bound.
 
-Time: the default matrix was sized for this 2-core machine at commit 808fbea: the cells
-that finish take about 4 minutes, the 60 s timeouts about 8 (unreduced and symmetry-only
-kexec-5, por kexec-7, ist-3, syscall-symbolic, SPIN kexec-6 ...; the series rule skips
-their larger neighbours), the gate 2-5 minutes: about 15-20 minutes in all. `--quick`
-(kexec-2..4, ist-1, syscall-concrete, 20 s timeout, no gate) takes about a minute.
-Cells run one after another; other jobs on the machine slow the wall clock, less the CPU
-figures.
+Time: on a quiet 2-core machine a cell takes about its CPU seconds, so the default matrix
+is bounded by its timeouts: each of the five kexec series (four reductions, SPIN) runs
+its sizes until one gives no verdict in 60 CPU-s, and with state counts growing 4-10x per
+CPU, at most that cell and one below it come near the limit (about 135 s per series, 11
+minutes for kexec); ist-1..3 and the two syscall cells at most 4 more minutes; the gate
+1.5-2.5 minutes (2 workers): under 20 minutes in all. At 808fbea the cells' CPU seconds
+add up to about 12 minutes (kexec-5 and beyond give no verdict, so the series stop
+early). `--quick` (kexec-2..4, ist-1, syscall-concrete, 20 CPU-s timeout, no gate) takes
+about 1.5 minutes. Cells run one after another; other jobs on the machine stretch the
+wall clock (the wall-clock limit behind each cell is 5 x timeout + 60 s), much less the
+CPU figures.
 
 `--json FILE` saves every figure (small: no output text), after every cell (so a run
 stopped early keeps its cells; "partial" says so); `--compare OLD.json` puts an
