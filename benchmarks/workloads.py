@@ -1,6 +1,7 @@
 """Named workloads for measuring the checker (issue 8): state counts, speed and memory.
 
-    python benchmarks/workloads.py                 # every workload
+    python benchmarks/workloads.py --timeout 180   # every workload (kexec-2..8, ist-1..3,
+                                                   # syscall-concrete, syscall-symbolic)
     python benchmarks/workloads.py kexec-4 ist-2   # some of them
     python benchmarks/workloads.py --markdown      # a table for benchmarks/RESULTS.md
 
@@ -10,6 +11,10 @@ own process, so that the peak memory it reports is its own. Columns: distinct st
 transitions, seconds, states/s, peak resident memory, and bytes per stored state (peak
 memory above the interpreter's baseline, divided by states). Timings are wall-clock on
 whatever else the machine is doing: run it on a quiet machine.
+
+benchmarks/matrix.py runs these workloads under every reduction (REDUCTIONS below), SPIN
+and the gate side by side, with CPU times and CPU-second timeouts (`measure`'s options
+`reduction` and `cpu_timeout`).
 """
 
 from __future__ import annotations
