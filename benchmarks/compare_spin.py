@@ -427,10 +427,12 @@ def run_measured(
             if deadline is not None and now >= deadline:
                 if not timed_out:
                     timed_out = True
-                    proc.send_signal(stop_signal)
+                    # os.kill, not send_signal, which polls: reaping here would lose
+                    # the rusage (an unreaped child keeps its pid)
+                    os.kill(proc.pid, stop_signal)
                     deadline = now + grace
                 else:
-                    proc.send_signal(signal.SIGKILL)
+                    os.kill(proc.pid, signal.SIGKILL)
                     deadline = None
             time.sleep(0.02)
         wall = time.perf_counter() - started
