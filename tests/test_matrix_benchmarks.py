@@ -26,7 +26,17 @@ def _load() -> Any:
     return module
 
 
-matrix = _load()
+class _Lazy:
+    """benchmarks/matrix.py, loaded when a test first uses it, not at collection:
+    importing it while the tests are collected changes which designs
+    test_fuzz_hypothesis.py's derandomized strategy draws (seen at 808fbea, not
+    understood), so this file, which sorts after it, loads it only when it runs."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_load(), name)
+
+
+matrix = _Lazy()
 
 FIGURES = ("states", "wall_seconds", "cpu_seconds", "search_cpu_seconds",
            "states_per_cpu_second", "peak_mib", "bytes_per_state")
