@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _load() -> Any:
     if "matrix" in sys.modules:
         return sys.modules["matrix"]
-    spec = importlib.util.spec_from_file_location("matrix", ROOT / "benchmarks" / "_load().py")
+    spec = importlib.util.spec_from_file_location("matrix", ROOT / "benchmarks" / "matrix.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["matrix"] = module
@@ -26,7 +26,7 @@ def _load() -> Any:
     return module
 
 
-# benchmarks/_load().py is loaded when a test runs (`_load()`), not at collection:
+# benchmarks/matrix.py is loaded when a test runs (`_load()`), not at collection:
 # importing it while the tests are collected changed which designs
 # test_fuzz_hypothesis.py's derandomized strategy draws (seen at 808fbea, not understood).
 
