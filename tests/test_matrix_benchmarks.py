@@ -1,4 +1,4 @@
-"""benchmarks/_load().py, the side-by-side benchmark matrix (issue 18 item 6): one tiny cell
+"""benchmarks/matrix.py, the side-by-side benchmark matrix (issue 18 item 6): one tiny cell
 really run in its own process, the JSON it saves and the Markdown tables it prints, with
 an earlier run beside it (`--compare`)."""
 
