@@ -271,9 +271,14 @@ def _timed(args: Sequence[str], cwd: Path) -> tuple[subprocess.CompletedProcess[
     return done, time.perf_counter() - started
 
 
+# pan prints counts of a million and more with %g ("1.23457e+06 states, stored"): six
+# significant digits
+_NUM = r"(\d+(?:\.\d+)?(?:e[+-]?\d+)?)"
+
+
 def _number(pattern: str, text: str) -> int | None:
-    m = re.search(pattern, text)
-    return int(m.group(1)) if m else None
+    m = re.search(pattern.replace(r"(\d+)", _NUM), text)
+    return round(float(m.group(1))) if m else None
 
 
 def trail_steps(trail: Path) -> int | None:
@@ -365,6 +370,136 @@ def run_spin(
         )
         out[mode] = result
     return out
+
+
+# -- measured processes (benchmarks/matrix.py) ------------------------------------------------
+
+
+@dataclasses.dataclass
+class Measured:
+    """One finished child process: its output and what the kernel counted for it."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    wall_seconds: float
+    cpu_seconds: float  # user + system, the child's own (os.wait4)
+    peak_kib: int  # the child's peak resident set (ru_maxrss)
+    timed_out: bool  # it was still running at the timeout and was stopped
+
+
+def run_measured(
+    args: Sequence[str], cwd: Path, timeout: float | None = None, stop_signal: int = 2,
+    grace: float = 15.0, env: Mapping[str, str] | None = None,
+    cpu_timeout: float | None = None,
+) -> Measured:
+    """Run `args` and measure it with os.wait4. At `timeout` seconds of wall clock, or
+    `cpu_timeout` seconds of the child's own CPU time (Linux /proc), the child gets
+    `stop_signal` (SIGINT by default: pan and the checker's CLI print what they reached
+    and stop); `grace` seconds later it is killed."""
+    import signal
+
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu_of(pid: int) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(list(args), cwd=cwd, stdout=out, stderr=err,
+                                env=dict(env) if env is not None else None)
+        deadline = None if timeout is None else started + timeout
+        timed_out = False
+        status = 0
+        usage = None
+        while usage is None:
+            pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                usage = ru
+                break
+            now = time.perf_counter()
+            if cpu_timeout is not None and not timed_out and cpu_of(proc.pid) >= cpu_timeout:
+                deadline = now
+            if deadline is not None and now >= deadline:
+                if not timed_out:
+                    timed_out = True
+                    # os.kill, not send_signal, which polls: reaping here would lose
+                    # the rusage (an unreaped child keeps its pid)
+                    os.kill(proc.pid, stop_signal)
+                    deadline = now + grace
+                else:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    deadline = None
+            time.sleep(0.02)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Measured(
+            proc.returncode, out.read(), err.read(), wall, usage.ru_utime + usage.ru_stime,
+            usage.ru_maxrss, timed_out,
+        )
+
+
+def spin_cell(
+    design: str, variant: Mapping[str, str], env: Mapping[str, Any], kind: str, expr: str,
+    cflags: Sequence[str] = ("-O0",), timeout: float | None = None, memlim_mib: int = 4096,
+    cpu_timeout: float | None = None,
+) -> dict[str, Any]:
+    """SPIN on one question as benchmarks/matrix.py measures it: spin -a, gcc -DBFS, pan
+    (breadth-first, as the checker searches), each a measured process; pan is stopped with
+    SIGINT at `timeout` (it prints the states it stored) and bounded by -DMEMLIM. Raises
+    Unsupported when the Promela translation cannot ask the question, Missing without
+    spin or gcc."""
+    model = MODELS.get(design)
+    if model is None:
+        raise Unsupported(f"no Promela translation of design {design}")
+    flags = promela_flags(design, variant, env)
+    claim = CLAIMS.get((kind, expr.strip()))
+    if claim is None:
+        raise Unsupported(f"no Promela claim for {kind} {expr!r}")
+    tools()
+    with tempfile.TemporaryDirectory(prefix="spin_cell_") as tmp:
+        work = Path(tmp)
+        for pml in SPIN_DIR.glob("*.pml"):
+            shutil.copy(pml, work / pml.name)
+        spin = run_measured(["spin", "-a", *flags, model], work)
+        if spin.returncode != 0 or not (work / "pan.c").exists():
+            raise RuntimeError(f"spin -a {' '.join(flags)} {model} failed:\n{spin.stdout}")
+        gcc = run_measured(
+            ["gcc", *cflags, "-w", "-DBFS", f"-DMEMLIM={memlim_mib}", "-o", "pan", "pan.c"], work
+        )
+        if gcc.returncode != 0:
+            raise RuntimeError(f"gcc failed:\n{gcc.stderr[-2000:]}")
+        pan = run_measured(["./pan", "-N", claim], work, timeout=timeout,
+                           cpu_timeout=cpu_timeout)
+    text = pan.stdout + pan.stderr
+    parsed = parse_pan(text, claim)
+    if pan.timed_out:
+        parsed["verdict"] = "incomplete"
+    elif "MEMLIM" in text or "out of memory" in text:
+        parsed["verdict"] = "incomplete"
+        parsed["message"] = f"pan reached -DMEMLIM={memlim_mib} (MiB)"
+    return {
+        "verdict": parsed["verdict"],
+        "message": parsed["message"],
+        "states": parsed["stored"],
+        "nominal_states": parsed["nominal"],
+        "transitions": parsed["transitions"],
+        "depth": parsed["depth"],
+        "timed_out": pan.timed_out,
+        "wall_seconds": spin.wall_seconds + gcc.wall_seconds + pan.wall_seconds,
+        "cpu_seconds": spin.cpu_seconds + gcc.cpu_seconds + pan.cpu_seconds,
+        "search_cpu_seconds": pan.cpu_seconds,
+        "compile_cpu_seconds": spin.cpu_seconds + gcc.cpu_seconds,
+        "peak_kib": pan.peak_kib,
+        "flags": [*flags, *cflags, "-DBFS"],
+        "claim": claim,
+    }
 
 
 # -- one comparison -------------------------------------------------------------------------
