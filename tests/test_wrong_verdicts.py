@@ -433,6 +433,11 @@ COMPUTED_ADDRESSES = {
     "top-plus-offset": dict(code="movq $0xbad, top(kstack)+0x10000-8", reader=1),
     "computed-rsp": dict(code="mov %rsp, %rax\n        subq $0x10000, %rax\n"
                          "        mov %rax, %rsp\n        pushq $0xbad", reader=0),
+    "iret-frame": dict(code="pushq $0\n        pushq $0\n        pushq $2\n"
+                       "        pushq $8\n        leaq 1f(%rip), %rcx\n        pushq %rcx\n"
+                       "        movq $top(kstack), %rax\n        subq $0x10000, %rax\n"
+                       "        movq %rax, 24(%rsp)\n        iretq\n    1:\n"
+                       "        pushq $0xbad", reader=0),
     "adjacent-overflow": dict(code="pushq $0\n        pushq $0xbad", reader=0,
                               base="base 0xffff830000100000 ", start="-0xff8"),
 }
@@ -445,8 +450,8 @@ def test_por_sees_an_address_computed_into_another_cpus_stack(
 ) -> None:
     """Bug: --por judged a CPU's steps persistent when no other CPU held an address in its
     stack, but another CPU can compute one (a displacement off %rsp, `top(s)+c`, `sub`
-    then `mov %rax, %rsp`, or a push over the edge of a stack that borders the next
-    CPU's): the write between the reader's push and pop was never explored and
+    then `mov %rax, %rsp` or an IRET frame's RSP, or a push over the edge of a stack that
+    borders the next CPU's): the write between the reader's push and pop was never explored and
     `never got == 0xbad` held (a false "holds"); the plain run finds it."""
     spec: dict[str, object] = {"base": "", "start": "", **COMPUTED_ADDRESSES[case]}
     reader = int(str(spec["reader"]))

@@ -18,11 +18,11 @@ CPUs' actions can reach an action that depends on it) when
    (IA32_FRED_RSPn).
 
 An address can also be computed (`add $0x10000, %rax`, a wrong stack size): so an
-instruction that writes %rsp from an operand (`mov %rax, %rsp`, `sub $8, %rsp`), an
-rsp-relative operand whose displacement may cross the unmapped gap between two CPUs'
-stacks, and `top(s)+c` outside the stack all count as reaching into another CPU; and
-when two CPUs' stacks lie closer than a frame (a push at one's edge lands in the other)
-no set is persistent. (Still open: a computed value pushed and then loaded by IRET.)
+instruction that writes %rsp from an operand (`mov %rax, %rsp`, `sub $8, %rsp`) or from
+a frame (IRET, ERETS, ERETU: a computed word pushed there), an rsp-relative operand
+whose displacement may cross the unmapped gap between two CPUs' stacks, and `top(s)+c`
+outside the stack all count as reaching into another CPU; and when two CPUs' stacks lie
+closer than a frame (a push at one's edge lands in the other) no set is persistent.
 
 The model also judges invisibility (a step changes no vocabulary name the properties
 read); the checker adds the cycle proviso (no step into a state already expanded).
@@ -67,6 +67,8 @@ _SELF = Var("SELF")
 _FRAME_REACH = 0x200
 # Instructions that name %rsp last without writing it.
 _RSP_READ_ONLY = frozenset({"cmp", "test", "bt", "push"})
+# Instructions that load RSP from memory.
+_LOADS_RSP = frozenset({"iret", "erets", "eretu"})
 
 
 
@@ -192,9 +194,11 @@ class Persistence:
 
     def _escapes(self, ins: Instr) -> bool:
         """Can a stack access of `ins` leave its CPU's own stacks: %rsp written from an
-        operand (a computed address), a displacement past the gap between two CPUs'
+        operand or a frame (a computed address), a displacement past the gap between two CPUs'
         stacks, or `top(s)+c` outside the stack?"""
         args = ins.args
+        if ins.op in _LOADS_RSP:
+            return True  # IRET/ERET load RSP from a frame whose words may be computed
         rsp = [isinstance(a, Reg) and a.name == "rsp" for a in args]
         if args and ins.op not in _RSP_READ_ONLY and (rsp[-1] or (ins.op == "xchg" and any(rsp))):
             return True
