@@ -52,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         "--fred", choices=("never", "some", "always"), default="never",
         help="designs delivering by FRED: none (the default), one seed in four, or all",
     )
+    ap.add_argument(
+        "--stack-arith", choices=("never", "some", "always"), default="never",
+        help="plant a write through an address computed into another CPU's stack",
+    )
     ap.add_argument("-q", "--quiet", action="store_true")
     args = ap.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
@@ -66,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     runs = 0
     for seed in range(args.start, args.start + args.seeds):
-        case = generate(seed, fred={"never": False, "some": None, "always": True}[args.fred])
+        choice = {"never": False, "some": None, "always": True}
+        case = generate(seed, fred=choice[args.fred], stack_arith=choice[args.stack_arith])
         if args.declared and case.symmetry != args.declared:
             continue
         for f in case.features:

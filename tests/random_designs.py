@@ -390,6 +390,31 @@ def _plant(g: _Gen, pattern: str) -> None:
         g.watch += [("never", f"got[{reader}] == 1"), ("reachable", f"got[{reader}] == {k + 1}")]
 
 
+def _plant_stack_arith(g: _Gen, rng: random.Random) -> None:
+    """A writer that computes an address in the reader's stack from its own (per-CPU
+    stacks lie SLOT = 0x10000 apart: a wrong stack size or a missing mask) and writes
+    there, by `top(s)+c`, through a register, or by moving %rsp there and pushing, while
+    the reader pushes and pops (what --por must not drop)."""
+    reader, writer = rng.sample(range(g.ncpus), 2)
+    k = rng.randint(0x100, 0xFFF)
+    delta = (reader - writer) * 0x10000
+    d = f"+{delta:#x}" if delta > 0 else f"-{-delta:#x}"
+    form = rng.choice(["abs", "reg", "rsp"])
+    g.features.add(f"pattern-stack-arith-{form}")
+    g.asm_start[reader] = ["pushq $1", "popq %rbx", f"call {g.helper(['    got = %rbx;'])}"]
+    if form == "abs":
+        g.asm_loop[writer] = [f"movq ${k}, top(kstack){d}-8"]
+    else:
+        op, imm = ("addq", delta) if delta > 0 else ("subq", -delta)
+        loop = ["movq %rsp, %rcx", "movq $top(kstack), %rax", f"{op} ${imm:#x}, %rax"]
+        if form == "reg":
+            loop += [f"movq ${k}, -8(%rax)"]
+        else:
+            loop += ["movq %rax, %rsp", f"pushq ${k}", "movq %rcx, %rsp"]
+        g.asm_loop[writer] = loop
+    g.watch += [("never", f"got[{reader}] == {k}"), ("reachable", f"got[{reader}] == {k}")]
+
+
 def _plant_asymmetry(g: _Gen, wrong_kind: str) -> None:
     """Issue 13's symmetry reproducer, planted: CPU 0 sends CPU 1 an NMI whose handler
     records what only CPU 2 has (a variable its own code sets, or its initial %rbx)."""
@@ -408,14 +433,17 @@ def _plant_asymmetry(g: _Gen, wrong_kind: str) -> None:
 
 
 def generate(
-    seed: int, rng: random.Random | None = None, fred: bool | None = False
+    seed: int, rng: random.Random | None = None, fred: bool | None = False,
+    stack_arith: bool | None = False,
 ) -> Case:
     """A random design and property file; the same seed gives the same text. `rng`
     (e.g. hypothesis's `st.randoms()`) draws instead of `random.Random(seed)`; `seed` then
     only names the case. `fred`: deliver by FRED (`_fredify`) always (True), never (the
     default: the pinned seeds of tests/test_fuzz_reductions.py stay as they were), or
     (None) for one seed in four without an extra FRED cannot take, drawn from its own
-    generator."""
+    generator. `stack_arith`: plant `_plant_stack_arith` (in a design with no other
+    pattern and no symmetry declaration) always, never (the default, as for `fred`) or
+    (None) in one seed in four, drawn from its own generator."""
     xrng = random.Random(f"{seed}:extras") if rng is None else random.Random(rng.getrandbits(64))
     rng = rng if rng is not None else random.Random(seed)
     symmetry = rng.choices(["none", "valid", "wrong"], [5, 3, 2])[0]
@@ -433,6 +461,11 @@ def generate(
     pattern = rng.choice(PATTERNS) if symmetry == "none" and rng.random() < 0.4 else None
     if pattern is not None:
         _plant(g, pattern)
+    arng = random.Random(f"{seed}:stack-arith")
+    if stack_arith is None:
+        stack_arith = arng.random() < 0.25
+    if stack_arith and pattern is None and symmetry == "none":
+        _plant_stack_arith(g, arng)
     ist = rng.choice(["none", "per-cpu", "shared"])
     name = f"fuzz{seed}"
     out = [f'design {name} "random design, seed {seed}"', f"cpus {ncpus}"]

@@ -94,3 +94,15 @@ def test_fred_designs_are_generated_and_load() -> None:
             case.write(Path(tmp))
             DesignProvider(Path(tmp)).load(case.name, {}, {"nmi": 0})
     assert kinds == {"wrmsr", "block"}
+
+
+def test_por_agrees_on_a_planted_stack_arithmetic() -> None:
+    """`generate(seed, stack_arith=True)` plants a writer that computes an address in the
+    reader's stack (`top(kstack)-0x10000`, moved into %rsp, then a push): seed 3004 gave
+    a false "holds" under --por before por.py counted %rsp written from an operand as
+    reaching into another CPU; `stack_arith=False` (the default) leaves the pinned seeds."""
+    assert generate(3, stack_arith=False) == generate(3)
+    case = generate(3004, stack_arith=True)
+    assert "pattern-stack-arith-rsp" in case.features
+    outcome = compare(case, ["por"], replay=False)
+    assert outcome.findings == []

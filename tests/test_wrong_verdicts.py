@@ -472,3 +472,63 @@ def test_this_rounds_x86_rules_give_their_verdicts(
     assert code == 0, out.out + out.err
     got = {r["name"]: r["verdict"] for r in json.loads(out.out)["results"]}
     assert got == wanted
+
+
+# -- POR: an address computed into another CPU's stack -------------------------------------------
+
+CROSS_STACK = """\
+    cpus 2
+    stack kstack size 0x1000 {base}per-cpu
+    percpu got = 0
+    cpu {writer} start writer cpl 0 rsp top(kstack){start}
+    cpu {reader} start reader cpl 0 rsp top(kstack)
+    ENTRY(writer)
+    {code}
+            jmp done
+    ENTRY(reader)
+            pushq $1
+            popq %rbx
+            jmp rec
+    function rec {{
+        got = %rbx;
+        stop();
+    }}
+    function done {{
+        stop();
+    }}
+"""
+# Per-CPU stacks without a base lie 0x10000 apart (model/system/layout.py SLOT): each
+# writer reaches the word the reader pushes to and pops back.
+COMPUTED_ADDRESSES = {
+    "displacement": dict(code="movq $0xbad, 0x10000-8(%rsp)", reader=1),
+    "top-plus-offset": dict(code="movq $0xbad, top(kstack)+0x10000-8", reader=1),
+    "computed-rsp": dict(code="mov %rsp, %rax\n        subq $0x10000, %rax\n"
+                         "        mov %rax, %rsp\n        pushq $0xbad", reader=0),
+    "iret-frame": dict(code="pushq $0\n        pushq $0\n        pushq $2\n"
+                       "        pushq $8\n        leaq 1f(%rip), %rcx\n        pushq %rcx\n"
+                       "        movq $top(kstack), %rax\n        subq $0x10000, %rax\n"
+                       "        movq %rax, 24(%rsp)\n        iretq\n    1:\n"
+                       "        pushq $0xbad", reader=0),
+    "adjacent-overflow": dict(code="pushq $0\n        pushq $0xbad", reader=0,
+                              base="base 0xffff830000100000 ", start="-0xff8"),
+}
+
+
+@pytest.mark.parametrize("flags", [(), ("--por",), ("--symmetry", "off", "--por")])
+@pytest.mark.parametrize("case", sorted(COMPUTED_ADDRESSES))
+def test_por_sees_an_address_computed_into_another_cpus_stack(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, flags: tuple[str, ...]
+) -> None:
+    """Bug: --por judged a CPU's steps persistent when no other CPU held an address in its
+    stack, but another CPU can compute one (a displacement off %rsp, `top(s)+c`, `sub`
+    then `mov %rax, %rsp` or an IRET frame's RSP, or a push over the edge of a stack that
+    borders the next CPU's): the write between the reader's push and pop was never explored and
+    `never got == 0xbad` held (a false "holds"); the plain run finds it."""
+    spec: dict[str, object] = {"base": "", "start": "", **COMPUTED_ADDRESSES[case]}
+    reader = int(str(spec["reader"]))
+    design = CROSS_STACK.format(
+        base=spec["base"], start=spec["start"], code=spec["code"], reader=reader,
+        writer=1 - reader,
+    )
+    props = prop("never-bad", "never", f"got[{reader}] == 0xbad", "violated")
+    assert verdicts(tmp_path, capsys, design, props, *flags) == {"never-bad": "violated"}

@@ -14,7 +14,15 @@ CPUs' actions can reach an action that depends on it) when
    "Can still reach" follows the control flow from everything the CPU may resume at: its
    pc, code addresses in its registers and on its stacks (return addresses, interrupted
    RIPs), and the handlers its IDT names (or FRED's entry points); nor may it hold an
-   address in p's stack in RSP, a register or a FRED stack MSR (IA32_FRED_RSPn).
+   address in p's stack in RSP, a register, a word of its stacks or a FRED stack MSR
+   (IA32_FRED_RSPn).
+
+An address can also be computed (`add $0x10000, %rax`, a wrong stack size): so an
+instruction that writes %rsp from an operand (`mov %rax, %rsp`, `sub $8, %rsp`) or from
+a frame (IRET, ERETS, ERETU: a computed word pushed there), an rsp-relative operand
+whose displacement may cross the unmapped gap between two CPUs' stacks, and `top(s)+c`
+outside the stack all count as reaching into another CPU; and when two CPUs' stacks lie
+closer than a frame (a push at one's edge lands in the other) no set is persistent.
 
 The model also judges invisibility (a step changes no vocabulary name the properties
 read); the checker adds the cycle proviso (no step into a state already expanded).
@@ -27,12 +35,17 @@ from typing import Any
 
 from model.lang import isa
 from model.lang.ir import (
+    Abs,
+    Binary,
     Call,
     CodeRef,
+    Const,
     Design,
     Index,
     Instr,
+    Mem,
     Name,
+    Reg,
     StackTop,
     Target,
     Var,
@@ -42,7 +55,7 @@ from model.system.interp import SysState
 from model.system.layout import Layout, split_instance
 from model.system.vocabulary import Part, Read, Variable
 from model.x86 import msr
-from model.x86.arch import MC, NMI
+from model.x86.arch import LOWER_HALF_END, MC, NMI
 from model.x86.memory import FRAME_BYTES
 from model.x86.state import CodeAddr, Platform, Run
 
@@ -50,6 +63,13 @@ from model.x86.state import CodeAddr, Platform, Run
 # table's read/write sets (model/lang/isa.py: isa.effects), never from a list of names.
 _SELF = Var("SELF")
 _MEMO_LIMIT = 1 << 18  # entries a memo keeps before it is emptied
+# How far below or above RSP a push, pop, IRET or an event's frame (FRED's red zone and
+# alignment included) may reach.
+_FRAME_REACH = 0x200
+# Instructions that name %rsp last without writing it.
+_RSP_READ_ONLY = frozenset({"cmp", "test", "bt", "push"})
+# Instructions that load RSP from memory.
+_LOADS_RSP = frozenset({"iret", "erets", "eretu"})
 
 
 
@@ -103,6 +123,8 @@ class Persistence:
         shared_names |= {t.name for t in design.idts if not t.per_cpu}
         shared_names |= {t.name for t in design.tsss if not t.per_cpu}
         self.per_cpu_stacks = frozenset(s.name for s in design.stacks if s.per_cpu)
+        self.stack_size = {s.name: s.size for s in design.stacks}
+        self.gap = _stack_gap(platform)
         instrs = [
             (CodeAddr(r.name, k), ins)
             for r in design.routines.values() for k, ins in enumerate(r.instrs)
@@ -162,6 +184,8 @@ class Persistence:
             return True
         if _names_instance(ins):
             return True  # `top(kstack[1])`: a named instance of some CPU's stack
+        if self._escapes(ins):
+            return True
         writes = _writes(ins)
         if isa.OTHER_CPU in writes:
             return not (ins.args and ins.args[0] == _SELF)
@@ -173,6 +197,27 @@ class Persistence:
                 for name, ix in _names(ins)
                 if name in self.layout.per_cpu or name in self.shared_names
             )
+        return False
+
+    def _escapes(self, ins: Instr) -> bool:
+        """Can a stack access of `ins` leave its CPU's own stacks: %rsp written from an
+        operand or a frame (a computed address), a displacement past the gap between two CPUs'
+        stacks, or `top(s)+c` outside the stack?"""
+        args = ins.args
+        if ins.op in _LOADS_RSP:
+            return True  # IRET/ERET load RSP from a frame whose words may be computed
+        rsp = [isinstance(a, Reg) and a.name == "rsp" for a in args]
+        if args and ins.op not in _RSP_READ_ONLY and (rsp[-1] or (ins.op == "xchg" and any(rsp))):
+            return True
+        for node in walk(args):
+            if isinstance(node, Mem) and node.base == "rsp" and node.seg != "gs":
+                d = node.disp - (1 << 64) if node.disp >= 1 << 63 else node.disp
+                if abs(d) + _FRAME_REACH > self.gap:
+                    return True
+            if isinstance(node, Abs) and any(isinstance(t, StackTop) for t in walk(node.expr)):
+                at = _top_offset(node.expr)
+                if at is None or not -self.stack_size.get(at[0], 0) <= at[1] <= -node.size:
+                    return True
         return False
 
     # -- per state ------------------------------------------------------------------------------
@@ -229,6 +274,12 @@ class Persistence:
         resume += [
             v for a, v in m.memory if type(v) is CodeAddr and self._owner(a) in (q, None)
         ]
+        # A word on its stacks that IRET or `pop %rsp` may load into RSP.
+        for a, v in m.memory:
+            if type(v) is int and self._owner(a) in (q, None) and (
+                self._pushes_into(v) not in (q, None)
+            ):
+                return True
         idt = m.idt(cpu.idtr)
         gates = dict(idt.gates) if idt is not None else {}
         k = q * self.budgets_per_cpu
@@ -369,7 +420,7 @@ class Persistence:
     ) -> list[list[int]]:
         """Index lists into `actions`, one per CPU whose enabled actions are persistent,
         in CPU order (fewest actions first)."""
-        if s.symbolic or len(actions) < 2:
+        if s.symbolic or len(actions) < 2 or self.gap < _FRAME_REACH:
             return []
         by_cpu: dict[int, list[int]] = {}
         for k, a in enumerate(actions):
@@ -420,6 +471,37 @@ def _writes(ins: Instr) -> frozenset[str]:
         return e.writes
     b = isa.BUILTIN_BY_OP.get(ins.op)
     return b.writes if b is not None else isa.EFFECTS
+
+
+def _stack_gap(platform: Platform) -> int:
+    """The least distance between two CPUs' stacks that only unmapped memory fills (a
+    push into it faults); guest memory between guest stacks is mapped: no gap."""
+    gap = 1 << 64
+    regions = [(r, split_instance(r.name)) for r in platform.regions]
+    for r, a in regions:
+        for u, b in regions:
+            if a is None or b is None or a[1] == b[1] or r.lo > u.lo:
+                continue
+            if r.hi <= LOWER_HALF_END and u.hi <= LOWER_HALF_END:
+                return 0
+            gap = min(gap, max(0, u.lo - r.hi))
+    return gap
+
+
+def _top_offset(expr: object) -> tuple[str, int] | None:
+    """`top(s) + c - d...` as (s, offset), or None for any other expression."""
+    match expr:
+        case StackTop(stack):
+            return stack, 0
+        case Binary("+" | "-" as op, left, Const(value)):
+            inner = _top_offset(left)
+            if inner is None:
+                return None
+            return inner[0], inner[1] + (value if op == "+" else -value)
+        case Binary("+", Const(value), right):
+            inner = _top_offset(right)
+            return None if inner is None else (inner[0], inner[1] + value)
+    return None
 
 
 def _backward_closure(
