@@ -90,7 +90,9 @@ def test_one_cell_runs_and_its_json_and_tables_have_the_matrix_shape(tmp_path: P
     assert kexec["id"] == "kexec-2 none" and kexec["verdict"] == "holds"
     assert kexec["states"] == 2870  # the unreduced 2-CPU question (compare_spin.py: SPIN's - 1)
     for key in FIGURES:
-        assert kexec[key] is not None and kexec[key] > 0, key
+        assert kexec[key] is not None and kexec[key] >= 0, key
+    # memory above the loaded design's peak: 0 when a small search never passes that peak
+    assert all(kexec[key] > 0 for key in FIGURES if key != "bytes_per_state")
     assert kexec["search_cpu_seconds"] <= kexec["cpu_seconds"]
     # SPIN has no translation of xen_syscall: the cell says so, with no invented figures
     assert spin["verdict"] == "unavailable" and "xen_syscall" in spin["note"]
