@@ -387,8 +387,7 @@ class _Driver:
         self.options = options
         self.started = time.perf_counter()
         self.clock = Clock(bounds.timeout, progress, self.started, budget)
-        self.max_states = bounds.max_states if bounds.max_states is not None else sys.maxsize
-        self.max_depth = bounds.max_depth if bounds.max_depth is not None else sys.maxsize
+        self.max_states, self.max_depth = bounds.limits()
         model = capabilities(system)
         self.tracker = PropertyTracker(system, checks, model.symbolic)
         self.symmetry: Symmetry | None = None

@@ -70,6 +70,14 @@ class Bounds:
     max_depth: int | None = None
     timeout: float | None = None
 
+    def limits(self) -> tuple[int, int]:
+        """(max_states, max_depth) as numbers the search compares with (unbounded: the
+        largest)."""
+        return (
+            self.max_states if self.max_states is not None else sys.maxsize,
+            self.max_depth if self.max_depth is not None else sys.maxsize,
+        )
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -595,8 +603,7 @@ class _Search:
         self.options = options
         self.started = time.perf_counter()
         self.clock = Clock(bounds.timeout, progress, self.started, budget)
-        self.max_states = bounds.max_states if bounds.max_states is not None else sys.maxsize
-        self.max_depth = bounds.max_depth if bounds.max_depth is not None else sys.maxsize
+        self.max_states, self.max_depth = bounds.limits()
         self.tracker = PropertyTracker(system, checks, model.symbolic)
         self.visited = Visited(fingerprint, table)
         # with the table, big levels spill to disk (the frontiers still open are closed
