@@ -447,20 +447,27 @@ class _Driver:
         tracker = self.tracker
         seeds: list[list[tuple[int, int, Any]]] = [[] for _ in range(count)]
         seen: set[int] = set()
+        # why the search ends among the initial states (None: it goes on); the shards
+        # get the states seen so far first, so a trace to one is read back from them
+        stop: str | None = None
         for index, state in enumerate(self.space.init_states()):
             fp = self.fingerprint(state)
             if fp in seen:
                 continue
             if self.states >= self.max_states:
-                raise _Stop(f"max_states={self.bounds.max_states} reached")
+                stop = f"max_states={self.bounds.max_states} reached"
+                break
             seen.add(fp)
             seeds[fp % count].append((index, fp, state))
             self.states += 1
             if tracker.on_new:
                 tracker.check_new(state, fp)
                 if not tracker.undecided:
-                    raise _Stop
+                    stop = ""
+                    break
         ray.get([shard.seed.remote(seeds[i]) for i, shard in enumerate(shards)])
+        if stop is not None:
+            raise _Stop(stop or None)
         fresh = self.states
         self.clock.start()
         while fresh:
