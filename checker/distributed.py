@@ -193,12 +193,14 @@ class Shard:
         self.routed = [0, 0]
         self.cpu = time.process_time()
         gc.disable()  # states are acyclic; the collector would rescan the visited set
+        gc.unfreeze()  # the last exploration's, frozen by `release`
         return os.getpid()
 
     def release(self) -> None:
         """The exploration is over: free the frontier (the visited set stays until the
         next `prepare`, for `size`)."""
         self.frontier, self.new = [], []
+        gc.freeze()  # as checker.explore does: the collector's next pass skips the visited set
         gc.enable()
 
     def seed(self, states: Sequence[tuple[int, int, Any]]) -> None:

@@ -14,6 +14,7 @@ traces) is an optional capability, a protocol of its own, found by `capabilities
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -258,6 +259,12 @@ class Symmetric(Protocol):
 class Reducible(Protocol):
     """A model that can name persistent sets of actions (partial-order reduction)."""
 
+    def reduces(self) -> bool:
+        """Whether some state may have a persistent set at all (False, for example, with
+        one actor): when it may not, the checker explores without the reduction, and its
+        cost, and says so."""
+        ...
+
     def persistent_sets(
         self, state: Any, actions: Sequence[Any], observed: frozenset[str]
     ) -> Iterable[Sequence[int]]:
@@ -361,8 +368,34 @@ def methods(system: object, protocol: type) -> bool:
     )
 
 
+# The capabilities found of each live system, by name: a runtime protocol check walks
+# the protocol's members every time, and reports ask for every node of every trace (a
+# tenth of the gate's time outside exploring). Names, not the Capabilities, so that the
+# cache holds no reference to the system.
+_FOUND: dict[int, tuple[weakref.ref[Any], tuple[str, ...]]] = {}
+
+
 def capabilities(system: object) -> Capabilities:
-    """The optional capabilities of `system`, found through their protocols."""
+    """The optional capabilities of `system`, found through their protocols (once per
+    system object: its capabilities are those of its methods when first asked)."""
+    key = id(system)
+    known = _FOUND.get(key)
+    if known is not None and known[0]() is system:
+        return Capabilities(**dict.fromkeys(known[1], system))
+    found = _capabilities(system)
+    try:
+        ref = weakref.ref(system, lambda _: _forget(key))
+    except TypeError:  # not weakly referable: found again next time
+        return found
+    _FOUND[key] = (ref, found.names)
+    return found
+
+
+def _forget(key: int) -> None:
+    _FOUND.pop(key, None)
+
+
+def _capabilities(system: object) -> Capabilities:
     s = system
     return Capabilities(
         describable=s if isinstance(s, Describable) and methods(s, Describable) else None,

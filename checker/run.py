@@ -313,7 +313,8 @@ def unreduced_note(options: Options, system: TransitionSystem[Any, Any]) -> str:
     offers."""
     model = capabilities(system)
     off = [what for what, on in (
-        ("partial-order reduction", options.por and model.reducible is not None),
+        ("partial-order reduction",
+         options.por and model.reducible is not None and model.reducible.reduces()),
         ("symmetry reduction", options.symmetry and symmetry_of(system) is not None),
         (f"{options.workers} workers", options.workers > 1 and options.backend is None),
         ("Ray", options.backend is not None),

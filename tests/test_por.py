@@ -59,6 +59,19 @@ def test_a_visible_step_is_not_reduced_and_the_trace_is_real(tmp_path: Path) -> 
     assert expr.evaluate(system.vocabulary(again.states[-1]))
 
 
+def test_one_cpu_is_explored_without_the_reduction_and_its_cost() -> None:
+    """With one CPU every action is that CPU's, so no state has a persistent set: the
+    model says so (`reduces`), the explorer runs without POR (no persistent-set test per
+    state, helpers allowed) and the statistics say POR was not used."""
+    one = PROVIDER.load("xen_ist", {"context": "xen"}, {"cpus": 1})
+    two = PROVIDER.load("xen_kexec", {"crash_from": "panic"}, {"cpus": 2})
+    assert not one.reduces() and two.reduces()
+    done = explore(one, [], options=Options(por=True))
+    assert not done.stats.por
+    assert done.stats.states == explore(one, []).stats.states
+    assert explore(two, [], options=Options(por=True)).stats.por
+
+
 def test_no_reduction_while_another_cpu_can_still_send_an_nmi() -> None:
     """Before the shootdown's NMI IPI, CPU 0 can still reach into every other CPU."""
     system = PROVIDER.load("xen_kexec", {"crash_from": "panic"}, {"cpus": 3})

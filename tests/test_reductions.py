@@ -64,6 +64,9 @@ class NoSymmetry(SymCounters):
 class Reducible(Mutex):
     """A mutex whose model names persistent sets (none: the reduction changes nothing)."""
 
+    def reduces(self) -> bool:
+        return True
+
     def persistent_sets(
         self, state: Any, actions: Sequence[Any], observed: frozenset[str] = frozenset()
     ) -> list[list[int]]:

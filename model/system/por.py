@@ -413,6 +413,11 @@ class Persistence:
             x != y for j, (x, y) in enumerate(zip(s.lazy, t.lazy, strict=True)) if j != p
         ))
 
+    def reduces(self) -> bool:
+        """Whether any state can have a candidate: with one CPU every action is that CPU's,
+        and with stacks closer than a frame's reach POR is off (see `candidates`)."""
+        return self.layout.ncpus > 1 and self.gap >= _FRAME_REACH
+
     def candidates(
         self, s: SysState, actions: Sequence[Any], step: Callable[[Any], SysState],
         wait_ops: frozenset[str], instr_at: Callable[[CodeAddr], Instr | None],

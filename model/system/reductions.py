@@ -5,6 +5,7 @@ partial-order reduction (model.system.por) and one state per orbit of renumbered
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 
 from checker.interface import SymmetricVocabulary
 from model.system.interp import SysState
@@ -21,9 +22,6 @@ class Reductions:
         self.relation = relation
         self.vocabulary = vocabulary
         layout, platform = relation.layout, relation.platform
-        self.persistence = Persistence(
-            relation.design, layout, platform, BUDGETS_PER_CPU, vocabulary.reads()
-        )
         # The design's `symmetric` declaration: CPUs 1..n-1 are interchangeable.
         self.symmetry = (
             CpuSymmetry(layout, platform, BUDGETS_PER_CPU)
@@ -33,6 +31,20 @@ class Reductions:
             check_declaration(layout, self.symmetry, relation.init_states())
 
     # -- partial-order reduction (checker.interface.Reducible) --------------------------------
+    @cached_property
+    def persistence(self) -> Persistence:
+        """The static facts POR needs: built on first use, as most designs run on one CPU,
+        where there is nothing to reduce (a thirtieth of the gate's time went to them)."""
+        relation = self.relation
+        return Persistence(
+            relation.design, relation.layout, relation.platform, BUDGETS_PER_CPU,
+            self.vocabulary.reads(),
+        )
+
+    def reduces(self) -> bool:
+        """Whether any state may have a persistent set (model.system.por)."""
+        return self.relation.ncpus > 1 and self.persistence.reduces()
+
     def persistent_sets(
         self, s: SysState, actions: Sequence[Action], observed: frozenset[str] = frozenset()
     ) -> list[list[int]]:

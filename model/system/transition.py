@@ -156,6 +156,9 @@ class DesignSystem:
         return self.covering.coverage(states)
 
     # -- reductions (checker.interface.Reducible, Symmetric) -----------------------------------
+    def reduces(self) -> bool:
+        return self.reductions.reduces()
+
     def persistent_sets(
         self, s: SysState, actions: Sequence[Action], observed: frozenset[str] = frozenset()
     ) -> list[list[int]]:
