@@ -215,7 +215,10 @@ def summary_line(run: RunResult) -> str:
         if queries else ""
     )
     workers = max((e.stats.workers for e in run.explorations), default=1)
-    how = f", {workers} worker{'s' if workers != 1 else ''}"
+    how = (
+        f", {run.processes} explorations at a time" if run.processes > 1
+        else f", {workers} worker{'s' if workers != 1 else ''}"
+    )
     for name in ("symmetry", "por"):
         reduced = sum(1 for e in run.explorations if name in e.reductions)
         if reduced:

@@ -80,6 +80,8 @@ class RunResult:
     # The errors that kept some properties from loading (each once; those properties have
     # the `error` verdict).
     input_errors: tuple[InputError, ...] = ()
+    # How many processes ran the explorations side by side (1: one after another).
+    processes: int = 1
 
     @property
     def exit_code(self) -> int:

@@ -275,15 +275,16 @@ def test_verbose_says_what_was_reduced_and_why_not(tmp_path: Path, capsys: Any) 
     path = write(tmp_path, "sym.toml", SYM)
     code, out = run([str(path), "-v", "--workers", "2"], tmp_path, capsys)
     assert code == 0
-    assert "reductions: symmetry; workers: 2" in out
-    assert "reductions: none; workers: 2" in out
+    # two explorations side by side, each in one process
+    assert "reductions: symmetry; workers: 1" in out
+    assert "reductions: none; workers: 1" in out
     assert (
         "not reduced by symmetry: second-never-above-third: c[1]: process 1 is one of those "
         "renumbered"
     ) in out
     summary = out.splitlines()[-1]
     assert summary.startswith("7 properties: 7 as expected (2 explorations")
-    assert "2 workers" in summary and "symmetry on 1 of 2" in summary
+    assert "2 explorations at a time" in summary and "symmetry on 1 of 2" in summary
 
 
 def test_compact_reports_the_collision_probability(tmp_path: Path, capsys: Any) -> None:
@@ -311,7 +312,11 @@ def test_workers_option(tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyP
     assert {e["workers"] for e in one["explorations"]} == {1}
     monkeypatch.setattr(cli, "default_workers", lambda: 3)
     default = run_json([str(path)], tmp_path, capsys)
-    assert {e["workers"] for e in default["explorations"]} == {3}
+    # the two explorations side by side (no more at a time than there are), each alone
+    assert {e["workers"] for e in default["explorations"]} == {1}
+    assert "2 explorations at a time" in run([str(path)], tmp_path, capsys)[1]
+    one_big = run_json([str(path), "--property", "bounded"], tmp_path, capsys)
+    assert {e["workers"] for e in one_big["explorations"]} == {3}  # one: its BFS levels
     for key in ("states", "transitions", "depth"):
         assert [e[key] for e in one["explorations"]] == [e[key] for e in default["explorations"]]
     assert [r["choices"] for r in one["results"]] == [r["choices"] for r in default["results"]]
