@@ -248,9 +248,12 @@ def collision_text(probability: float) -> str:
 
 def how_explored(exp: ExplorationResult) -> str:
     """Reductions, fingerprints and processes of one exploration, for -v."""
+    skipped = exp.stats.persistent_skipped
     names = [
-        f"por ({exp.stats.persistent_expansions:,} persistent-set expansions)" if name == "por"
-        else name
+        f"por ({exp.stats.persistent_expansions:,} persistent-set expansions"
+        + (f"; {skipped:,} states expanded in full unasked, where sets were too rare to pay"
+           if skipped else "") + ")"
+        if name == "por" else name
         for name in exp.reductions
     ]
     text = f"reductions: {', '.join(names) or 'none'}; workers: {exp.stats.workers}"

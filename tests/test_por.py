@@ -10,10 +10,12 @@ multi-CPU designs gets the same verdict with and without reduction.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from toy_models import Counters
 
 from checker.explore import Check, Options, explore
 from checker.expr import compile_expr
@@ -100,3 +102,43 @@ def test_every_multi_cpu_property_has_the_same_verdict_reduced(prop: Any) -> Non
         assert reduced.stats.states <= full.stats.states
     if reduced.outcomes[0].trace is not None:
         rebuild(system, reduced.outcomes[0].trace.choices)  # a real path
+
+
+@dataclass(frozen=True)
+class _NeverReduced(Counters):
+    """A model that is asked for persistent sets and never has one."""
+
+    asked: list[int] = field(default_factory=list, compare=False)
+
+    def reduces(self) -> bool:
+        return True
+
+    def persistent_sets(
+        self, state: Any, actions: Any, observed: frozenset[str] = frozenset()
+    ) -> list[list[int]]:
+        self.asked.append(1)
+        return []
+
+
+def test_where_sets_are_never_found_the_model_is_asked_less() -> None:
+    """After a trial of PartialOrder.TRIAL states without a set, the explorer expands
+    states in full without asking for ever longer pauses (always sound): the counts are
+    the unreduced ones, and most states are not asked about."""
+    model = _NeverReduced(k=6, n=4)  # 15,625 states
+    check = Check(Kind.ALWAYS, compile_expr("total >= 0").evaluate, "p")
+    plain = explore(model, [check])
+    model.asked.clear()
+    reduced = explore(model, [check], options=Options(por=True))
+    assert reduced.outcomes[0].verdict is plain.outcomes[0].verdict is Verdict.HOLDS
+    assert reduced.stats.states == plain.stats.states == 5 ** 6
+    assert reduced.stats.persistent_expansions == 0
+    skipped = reduced.stats.persistent_skipped
+    assert skipped > 5 ** 6 // 2
+    assert len(model.asked) + skipped < 5 ** 6  # terminal-ish states with one action aside
+
+
+def test_where_sets_are_found_the_model_is_always_asked(tmp_path: Path) -> None:
+    system = toy(tmp_path, 5)
+    reduced = explore(system, [], options=Options(por=True))
+    assert reduced.stats.persistent_expansions > 0
+    assert reduced.stats.persistent_skipped == 0
