@@ -432,10 +432,19 @@ class TransitionRelation:
             known = self._memo.get(a)
             if known is not None:
                 return known
-        if s.symbolic or a.decisions or a.oracles or self._reads_unknown(s):
+        if s.symbolic or a.decisions or a.oracles or (
+            self.platform.unwritten_unknown  # _reads_unknown, inlined (a call per step)
+            and (self._unknown if s is self._unknown_of else self._reads_unknown(s))
+        ):
             return self.run(s, a)[0]
         try:
-            succ = self.raw_next(s, a)
+            if a.kind is _STEP:  # raw_next's commonest case, without the call
+                try:
+                    succ = self.interp.step(s, a.cpu, a.arg)
+                except Blocked:  # pragma: no cover - actions() only offers ready waits
+                    succ = s
+            else:
+                succ = self.raw_next(s, a)
         except NeedDecision as need:  # pragma: no cover - a design bug, reported plainly
             raise InputError(
                 f"a step decides on the symbolic value {need.cond!r} it has just made; "
