@@ -652,7 +652,10 @@ class Interpreter:
         if self._breakpoints or cpu.held_db or not isinstance(flags, int) or flags & TF:
             return self._debug_step(s, cpu_i, site, choice, shadow_before)
         try:
-            s = self._execute(s, cpu_i, site, choice)
+            if (site.init and s.init_freed) or site.handler is None:
+                s = self._execute(s, cpu_i, site, choice)  # it raises what these raise
+            else:
+                s = site.handler(s, cpu_i, site, choice)  # _execute, inlined
         except ArchFault as fault:
             return self.raise_fault(s, cpu_i, fault, ins)
         if shadow_before is _NO_SHADOW:

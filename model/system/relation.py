@@ -154,6 +154,10 @@ class TransitionRelation:
         # were expanded, or whose persistent sets were judged): next_state reuses them.
         self._memo_of: SysState | None = None
         self._memo: dict[Action, SysState] = {}
+        # _reads_unknown of the last state asked (actions, then next_state per action, ask
+        # it of one state in a row); the state is kept, so its identity is not reused.
+        self._unknown_of: SysState | None = None
+        self._unknown = False
         # States whose canonical form is known to need no renaming (TransitionRelation._hint),
         # by id, each with the state itself (which keeps the id from being reused).
         self._hints: dict[int, tuple[SysState, _Hint | None]] = {}
@@ -417,17 +421,30 @@ class TransitionRelation:
     def _reads_unknown(self, s: SysState) -> bool:
         """May a step of `s` read an unknown never-written word (unless the property file
         assumes they read 0: `environment.unwritten_unknown = false`)?"""
-        return self.platform.unwritten_unknown and _reads_unwritten(s)
+        if not self.platform.unwritten_unknown:
+            return False
+        if s is not self._unknown_of:
+            self._unknown_of, self._unknown = s, _reads_unwritten(s)
+        return self._unknown
 
     def next_state(self, s: SysState, a: Action) -> SysState:
         if self._memo_of is s:
             known = self._memo.get(a)
             if known is not None:
                 return known
-        if s.symbolic or a.decisions or a.oracles or self._reads_unknown(s):
+        if s.symbolic or a.decisions or a.oracles or (
+            self.platform.unwritten_unknown  # _reads_unknown, inlined (a call per step)
+            and (self._unknown if s is self._unknown_of else self._reads_unknown(s))
+        ):
             return self.run(s, a)[0]
         try:
-            succ = self.raw_next(s, a)
+            if a.kind is _STEP:  # raw_next's commonest case, without the call
+                try:
+                    succ = self.interp.step(s, a.cpu, a.arg)
+                except Blocked:  # pragma: no cover - actions() only offers ready waits
+                    succ = s
+            else:
+                succ = self.raw_next(s, a)
         except NeedDecision as need:  # pragma: no cover - a design bug, reported plainly
             raise InputError(
                 f"a step decides on the symbolic value {need.cond!r} it has just made; "
@@ -462,25 +479,25 @@ class TransitionRelation:
             return self.interp.environment_fault(s, i)
         base = i * BUDGETS_PER_CPU
         if kind == _NMI:
-            return self._spend(s, base)._replace(machine=ev.nmi_arrives(p, m, i))
+            return self._spend(s, base).with_machine(ev.nmi_arrives(p, m, i))
         if kind == _MCE:
-            return self._spend(s, base + 1)._replace(machine=ev.machine_check_arrives(p, m, i))
+            return self._spend(s, base + 1).with_machine(ev.machine_check_arrives(p, m, i))
         if kind == _EXT:
             require(ev.interrupts_enabled(m.cpus[i]))  # IF may be symbolic (a guest's RFLAGS)
-            return self._spend(s, base + 2)._replace(
-                machine=ev.external_arrives(p, m, i, a.arg, pic=self.env.pic)
+            return self._spend(s, base + 2).with_machine(
+                ev.external_arrives(p, m, i, a.arg, pic=self.env.pic)
             )
         if kind == _DF:
             df = Event(Source.EXCEPTION, DF, 0)
-            return self._spend(s, base + 3)._replace(machine=deliver(p, m, i, df, m.cpus[i].pc))
+            return self._spend(s, base + 3).with_machine(deliver(p, m, i, df, m.cpus[i].pc))
         if kind == _IPI:
-            return s._replace(machine=ev.nmi_ipi_arrives(p, m, i))
+            return s.with_machine(ev.nmi_ipi_arrives(p, m, i))
         if kind == _PENDING_NMI:
-            return s._replace(machine=ev.deliver_pending_nmi(p, m, i))
+            return s.with_machine(ev.deliver_pending_nmi(p, m, i))
         if kind == _HELD_DB:
-            return s._replace(machine=ev.deliver_held_db(p, m, i))
+            return s.with_machine(ev.deliver_held_db(p, m, i))
         if kind == _DB_DROPPED:
-            return s._replace(machine=m.with_cpu(i, debug.drop_unsure_db(m.cpus[i])))
+            return s.with_machine(m.with_cpu(i, debug.drop_unsure_db(m.cpus[i])))
         if kind == _TIMEOUT:
             return self.interp.timeout(s, i)
         raise ValueError(kind)

@@ -67,6 +67,10 @@ class DesignSystem:
         self.reductions = Reductions(relation, self.vocabulary_table)
         self.symmetry = self.reductions.symmetry
         self.witnesses = Witnesses(relation)
+        # The explorer's two calls per state and per transition go straight to the
+        # relation (the methods below say the same, for readers and type checkers).
+        self.actions = relation.actions  # type: ignore[method-assign]
+        self.next_state = relation.next_state  # type: ignore[method-assign]
 
     # -- the transition relation (checker.interface.TransitionSystem) -------------------------
     def init_states(self) -> Sequence[SysState]:
