@@ -131,12 +131,12 @@ class Forked:
                 self.running.pop(conn)
                 self.children.pop(conn)
                 conn.close()
-                self._replace_lost()
+                self._fail_the_rest_if_none_left()
                 continue
             self._hand_out(conn)
 
-    def _replace_lost(self) -> None:
-        """A dead child's share of the remaining jobs: failed too when no child is left."""
+    def _fail_the_rest_if_none_left(self) -> None:
+        """With no child left, the jobs not handed out yet fail too."""
         if self.running:
             return
         while self.next < self.count:

@@ -218,10 +218,7 @@ def check(
     def one(number: int, part: Part, budget: Budget | None = budget) -> Explored:
         loaded = parts[number][0]
         if budget is not None and (why := budget.exceeded()) is not None:
-            return _not_explored(
-                part.group, Verdict.INCOMPLETE,
-                f"not explored: the run stopped ({why})", f"not explored: {why}",
-            )
+            return _stopped(part.group, why)
         report = (
             progress(number, len(parts), replace(loaded, group=part.group))
             if progress is not None else None
@@ -236,10 +233,7 @@ def check(
     try:
         for number, (_, part) in enumerate(parts):
             if stop is not None:
-                record(*_not_explored(
-                    part.group, Verdict.INCOMPLETE,
-                    f"not explored: the run stopped ({stop})", f"not explored: {stop}",
-                ))
+                record(*_stopped(part.group, stop))
                 continue
             exploration, found = (
                 one(number, part) if side_by_side is None else _received(side_by_side, number, part)
@@ -277,7 +271,7 @@ def _side_by_side(
     poll = None
     if budget is not None:
         # A signal reaches this process only (the children ignore it): it posts the reason
-        # for them. Each child watches its share of the memory budget.
+        # for them.
         notice, interrupted = Notice(), budget.interrupted
 
         def poll() -> None:
@@ -320,6 +314,14 @@ def _received(side_by_side: Forked, number: int, part: Part) -> Explored:
     return (
         ExplorationResult(group=part.group, **shipped),
         [PropertyResult(prop=p, **r) for p, r in zip(props, found, strict=True)],
+    )
+
+
+def _stopped(group: Group, why: str) -> Explored:
+    """An exploration the run stopped before (`why`): its properties incomplete."""
+    return _not_explored(
+        group, Verdict.INCOMPLETE, f"not explored: the run stopped ({why})",
+        f"not explored: {why}",
     )
 
 

@@ -12,6 +12,19 @@ from toy_models import ToyProvider
 
 from checker import cli
 
+# A counters property expected to hold that does not (a FAIL with a trace).
+WRONG = """\
+design = "counters"
+environment = { k = 2, n = 3 }
+
+[[property]]
+name = "wrong"
+kind = "always"
+expr = "total <= 2"
+expect = "holds"
+"""
+
+
 MUTEX = """\
 design = "mutex"
 

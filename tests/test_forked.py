@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gate_helpers import write
+from gate_helpers import WRONG, write
 from toy_models import ToyProvider
 
 from checker import cli
@@ -96,18 +96,6 @@ def test_a_notice_posted_by_the_parent_reaches_running_children() -> None:
             notice.post("interrupted by SIGTERM")
 
     assert _results(Forked(job, 2, 2, poll), 2) == ["interrupted by SIGTERM"] * 2
-
-
-WRONG = """\
-design = "counters"
-environment = { k = 2, n = 3 }
-
-[[property]]
-name = "wrong"
-kind = "always"
-expr = "total <= 2"
-expect = "holds"
-"""
 
 
 def _files(tmp_path: Path) -> Path:

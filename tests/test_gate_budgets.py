@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gate_helpers import write
+from gate_helpers import WRONG, write
 from toy_models import Counters, ToyProvider
 
 from checker import cli
@@ -46,18 +46,6 @@ kind = "always"
 expr = "total <= 6"
 expect = "holds"
 """
-
-WRONG = """\
-design = "counters"
-environment = { k = 2, n = 3 }
-
-[[property]]
-name = "wrong"
-kind = "always"
-expr = "total <= 2"
-expect = "holds"
-"""
-
 
 def run(args: list[str], tmp_path: Path, capsys: Any) -> tuple[int, str, str]:
     code = cli.main([*args, "--report-dir", str(tmp_path / "reports")], ToyProvider())
