@@ -11,14 +11,18 @@ before each sequence, so two different values never share an encoding, and the b
 hashed with BLAKE2b. NamedTuples are tagged with their class name: a code address and a
 symbolic term that happen to hold the same fields are different values.
 
-`fingerprint64` hashes exactly `encode_state`'s bytes, but keeps the encodings of the
-tuples near a state's root (its components, their components, ...) keyed by the tuple
-object itself: a successor shares most of its components with its parent (the CPUs that
-did not step, memory, IDTs, TSSs), so those are encoded once, not once per successor
-(a kexec state has about 365 nodes): the successors of one state after the first find
-them there. The cache holds the tuple (so its identity cannot be reused by another
-object) and is emptied when it grows past `_CACHE_LIMIT` entries (a few MiB); the
-fingerprint does not depend on what it holds.
+`fingerprint64` does not hash a whole state's encoding (a kexec state has about 365
+nodes, and walking them in Python cost ~60 us a successor, five times the step that made
+it). It hashes the *digest encoding* (`digest_encoding`): the state's root, in which each
+tuple within `_DIGEST_DEPTH` levels of it (the machine, its CPU records, memory, frames,
+descriptor tables) stands as the 16-byte BLAKE2b digest of its own encoding. That is
+still a function of the value, the same in every process, and injective but for a
+128-bit digest collision. The digests are remembered by value (a run's states share a
+few thousand distinct CPU records and tables) and, for the state fingerprinted last, by
+identity (its successors share most of its parts as objects). Remembering by value
+makes parts equal under `==` (True and 1, a NamedTuple and a plain tuple of the same
+fields) share the digest found first, which is how a plain run's visited dict keys
+states; a model whose equal states are meant to differ must make them unequal.
 """
 
 from __future__ import annotations
@@ -98,49 +102,89 @@ def encode_state(state: Hashable) -> bytes:
 
 
 def fingerprint64(state: Hashable) -> int:
-    """A stable, well-mixed 64-bit fingerprint (BLAKE2b of the canonical encoding)."""
-    out: list[bytes] = []
-    _encode_near_root(state, out, _CACHE_DEPTH, keep=False)  # a state is fingerprinted once
-    digest = blake2b(b"".join(out), digest_size=FINGERPRINT_BITS // 8).digest()
-    return int.from_bytes(digest, "little")
+    """A stable, well-mixed 64-bit fingerprint: BLAKE2b of the state's digest encoding
+    (`digest_encoding`), computed with the digests of its parts remembered (by value, and
+    for the state fingerprinted last, by identity)."""
+    digest = blake2b(_remembered(state, 0, _last), digest_size=FINGERPRINT_BITS // 8)
+    return int.from_bytes(digest.digest(), "little")
 
 
-# The tuples within this many levels of a state's root have their encodings cached.
-_CACHE_DEPTH = 4
-_CACHE_LIMIT = 8192
-# id(tuple) -> (the tuple, its encoding)
-_cache: dict[int, tuple[tuple[Any, ...], bytes]] = {}
+def digest_encoding(state: Hashable) -> bytes:
+    """The bytes `fingerprint64` hashes, computed without remembering anything: the
+    encoding of the state's root, in which each tuple within `_DIGEST_DEPTH` levels of the
+    root stands as `h` and the 16-byte BLAKE2b digest of its own encoding (built by the
+    same rule one level down; at the last level `encode_state`'s bytes). Different values
+    get different bytes but for a digest collision (2^-128 a pair)."""
+    return _at_depth(state, 0)
 
 
-def _encode_near_root(value: Any, out: list[bytes], depth: int, keep: bool = True) -> None:
-    """`_encode`, with the encodings of tuples (plain or NamedTuple) cached by identity
-    (`keep`: this one's too)."""
+# Tuples at depths 1.._DIGEST_DEPTH below a state's root stand for their digests.
+_DIGEST_DEPTH = 3
+# Per depth, how many digests are remembered by value before that memory is emptied
+# (each keeps its tuple alive: a few MiB in all).
+_CACHE_LIMIT = 1 << 16
+_caches: list[dict[Any, bytes]] = [{} for _ in range(_DIGEST_DEPTH + 1)]
+
+# The last state's parts, by identity: [object, its encoding, its parts' memos or None].
+# Successors share most parts with their parent and with each other (the CPUs that did
+# not step, memory, descriptor tables), so most parts are found here without hashing.
+_UNSET = object()
+_Memo = list  # [object, bytes, list[_Memo] | None]
+_last: _Memo = [_UNSET, b"", None]
+
+
+def _header(value: Any) -> bytes | None:
+    """The opening of a tuple's encoding (None: not a tuple)."""
     t = type(value)
     if t is tuple:
-        header = b"t%d(" % len(value)
-    elif isinstance(value, tuple) and not isinstance(value, enum.Enum) and t is not Term:
+        return b"t%d(" % len(value)
+    if isinstance(value, tuple) and not isinstance(value, enum.Enum):
         name = t.__qualname__.encode()
-        header = b"n%d:%s%d(" % (len(name), name, len(value))
+        return b"n%d:%s%d(" % (len(name), name, len(value))
+    return None
+
+
+def _at_depth(value: Any, depth: int) -> bytes:
+    """The encoding of `value` at `depth` below a state's root, from scratch."""
+    header = _header(value)
+    if header is None:
+        return encode_state(value)
+    if depth < _DIGEST_DEPTH:
+        encoded = header + b"".join(_at_depth(v, depth + 1) for v in value)
     else:
-        _encode(value, out)
-        return
-    key = id(value)
-    hit = _cache.get(key)
-    if hit is not None and hit[0] is value:
-        out.append(hit[1])
-        return
-    parts = [header]
-    if depth > 1:
-        for v in value:
-            _encode_near_root(v, parts, depth - 1)
+        encoded = encode_state(value)
+    return encoded if not depth else b"h" + blake2b(encoded, digest_size=16).digest()
+
+
+def _remembered(value: Any, depth: int, memo: _Memo) -> bytes:
+    """`_at_depth(value, depth)`, from what is remembered where it can be; `memo` is this
+    position's memo in the last state fingerprinted (updated to `value`)."""
+    if not isinstance(value, tuple) or isinstance(value, enum.Enum):
+        encoded = encode_state(value)
     else:
-        for v in value:
-            _encode(v, parts)
-    encoded = b"".join(parts)
-    if not keep:
-        out.append(encoded)
-        return
-    if len(_cache) >= _CACHE_LIMIT:
-        _cache.clear()
-    _cache[key] = (value, encoded)
-    out.append(encoded)
+        cache = _caches[depth]
+        hit = cache.get(value) if depth else None
+        if hit is not None:
+            encoded = hit
+        else:
+            header = _header(value)
+            assert header is not None
+            if depth < _DIGEST_DEPTH:
+                kids = memo[2]
+                if kids is None or len(kids) != len(value):
+                    kids = memo[2] = [[_UNSET, b"", None] for _ in value]
+                parts = [header]
+                below = depth + 1
+                for v, kid in zip(value, kids, strict=True):
+                    parts.append(kid[1] if kid[0] is v else _remembered(v, below, kid))
+                encoded = b"".join(parts)
+            else:
+                encoded = encode_state(value)
+            if depth:
+                encoded = b"h" + blake2b(encoded, digest_size=16).digest()
+                if len(cache) >= _CACHE_LIMIT:
+                    cache.clear()
+                cache[value] = encoded
+    memo[0] = value
+    memo[1] = encoded
+    return encoded

@@ -14,7 +14,7 @@ from toy_models import Counters, Faulty
 
 from checker.explore import Bounds, Check, Options, explore
 from checker.expr import compile_expr
-from checker.fingerprint import encode_state, fingerprint64
+from checker.fingerprint import digest_encoding, fingerprint64
 from checker.fpset import FingerprintTable, SpillingFrontier
 from checker.trace import choices_to
 from checker.verdict import Kind, Verdict
@@ -196,20 +196,26 @@ def test_the_spilled_levels_are_closed_when_the_model_fails(
     assert all(level.file is None for level in made)  # and every file was closed
 
 
-def test_compact_fingerprints_are_the_blake2b_of_the_encoding_with_or_without_cache() -> None:
+def test_compact_fingerprints_are_the_blake2b_of_the_digest_encoding_remembered_or_not() -> None:
     from hashlib import blake2b
 
     state = ((1, 2, (3, ("x", True))), _Ring(4, 5), ((), (None,)), _Ring(4, 5))
-    want = int.from_bytes(blake2b(encode_state(state), digest_size=8).digest(), "little")
+    want = int.from_bytes(blake2b(digest_encoding(state), digest_size=8).digest(), "little")
     assert fingerprint64(state) == want
-    assert fingerprint64(state) == want  # now from the cache
-    # equal as tuples, different as values: the cache is keyed by identity, not equality
-    assert fingerprint64(((1,), _Ring(1, 2))) != fingerprint64(((True,), (1, 2)))
+    assert fingerprint64(state) == want  # now from what is remembered
+    # the encoding distinguishes types ...
+    fresh = ((1,), _Ring(7, 8)), ((True,), (7, 8))
+    assert digest_encoding(fresh[0]) != digest_encoding(fresh[1])
+    # ... but a part's digest is remembered by value, as a plain run's visited dict keys
+    # states: parts equal under == (True and 1, a NamedTuple and a tuple) share the digest
+    # found first, so states equal under == get one fingerprint within a process.
+    assert fingerprint64(fresh[0]) == fingerprint64(fresh[1])
 
 
-def test_cached_fingerprints_of_states_that_share_parts_are_their_encodings() -> None:
-    """Successors share their parent's parts (the same objects): the cache keyed by
-    identity must still give each state the fingerprint of its own encoding."""
+def test_remembered_fingerprints_of_states_that_share_parts_are_their_encodings() -> None:
+    """Successors share their parent's parts (the same objects), and parts recur across
+    states: what fingerprint64 remembers (by identity and by value) must still give each
+    state the fingerprint of its own digest encoding."""
     from hashlib import blake2b
 
     from model import provider as model_provider
@@ -220,7 +226,8 @@ def test_cached_fingerprints_of_states_that_share_parts_are_their_encodings() ->
     for _ in range(6):
         frontier = [system.next_state(s, a) for s in frontier for a in system.actions(s)]
         for state in frontier:
-            want = int.from_bytes(blake2b(encode_state(state), digest_size=8).digest(), "little")
+            encoded = digest_encoding(state)
+            want = int.from_bytes(blake2b(encoded, digest_size=8).digest(), "little")
             assert fingerprint64(state) == want
             seen += 1
     assert seen > 20
