@@ -161,10 +161,10 @@ class TransitionRelation:
         # States whose canonical form is known to need no renaming (TransitionRelation._hint),
         # by id, each with the state itself (which keeps the id from being reused).
         self._hints: dict[int, tuple[SysState, _Hint | None]] = {}
-        # Per CPU index: the actions worked out for a CPU record, by the record's id (each
-        # entry keeps its record, so the id is not reused while it is there), with the
-        # budgets they were for (TransitionRelation.base_actions).
-        self._cpu_actions: list[dict[int, _Known]] = [{} for _ in range(ncpus)] if ncpus > 1 else []
+        # Per CPU index: the actions worked out for a CPU record, by the record's value
+        # (a step makes a new record object, but records recur: kexec-4 has a few hundred
+        # per CPU), with the budgets they were for (TransitionRelation.base_actions).
+        self._cpu_actions: list[dict[Cpu, _Known]] = [{} for _ in range(ncpus)] if ncpus > 1 else []
 
     # -- TransitionSystem ----------------------------------------------------------------------
     def init_states(self) -> Sequence[SysState]:
@@ -322,10 +322,10 @@ class TransitionRelation:
             # A step changes one CPU record: the others' actions are those worked out for
             # the very same record (and budgets) before, unless they read the state.
             # A wait's readiness is read afresh each time (it reads variables).
-            known = cached[i].get(id(cpu))
+            known = cached[i].get(cpu)
             base = i * BUDGETS_PER_CPU
             if (
-                known is not None and known[0] is cpu and known[2] == faults
+                known is not None and known[2] == faults
                 and known[1] == b[base:base + BUDGETS_PER_CPU]
             ):
                 out.extend(known[3])
@@ -350,7 +350,7 @@ class TransitionRelation:
                     cpu, b[base:base + BUDGETS_PER_CPU], faults, tuple(out[start:at]), own,
                     tuple(out[after:]),
                 )
-            cached[i][id(cpu)] = known
+            cached[i][cpu] = known
         if not out:
             for i, cpu in enumerate(m.cpus):
                 if cpu.run is _RUNNING:
