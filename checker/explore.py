@@ -667,7 +667,8 @@ class _Search:
         self.space: TransitionSystem[Any, Any] = self.symmetry or system
         self.next_state = self.space.next_state
         self.por: PartialOrder | None = None
-        if options.por and model.reducible is not None and model.reducible.reduces():
+        if options.por and model.reduces_by_por:
+            assert model.reducible is not None
             self.por = PartialOrder(model.reducible, self.next_state, self.visited, self.tracker)
         self.pool = _Pool(system, self.next_state, [c.predicate for c in checks], options.workers)
         self.states = 0

@@ -350,6 +350,12 @@ class Capabilities:
     assuming: Assuming | None = None
 
     @property
+    def reduces_by_por(self) -> bool:
+        """Whether partial-order reduction can reduce anything here (the model has
+        persistent sets and says they can exist)."""
+        return self.reducible is not None and self.reducible.reduces()
+
+    @property
     def names(self) -> tuple[str, ...]:
         """The capabilities present, by field name (for messages and tests)."""
         return tuple(

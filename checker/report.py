@@ -330,6 +330,10 @@ def run_json(
                 "model_statistics": dict(e.model_stats),
                 "workers": e.stats.workers,
                 "reductions": list(e.reductions),
+                "por": {
+                    "persistent_set_expansions": e.stats.persistent_expansions,
+                    "expanded_in_full_unasked": e.stats.persistent_skipped,
+                } if "por" in e.reductions else None,
                 "compact": e.options.compact,
                 "collision_probability": (
                     e.stats.collision_probability if e.options.compact else None

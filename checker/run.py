@@ -397,7 +397,7 @@ def unreduced_note(options: Options, system: TransitionSystem[Any, Any]) -> str:
     model = capabilities(system)
     off = [what for what, on in (
         ("partial-order reduction",
-         options.por and model.reducible is not None and model.reducible.reduces()),
+         options.por and model.reduces_by_por),
         ("symmetry reduction", options.symmetry and symmetry_of(system) is not None),
         (f"{options.workers} workers", options.workers > 1 and options.backend is None),
         ("Ray", options.backend is not None),

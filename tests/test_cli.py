@@ -327,7 +327,7 @@ def test_json_output_schema(tmp_path: Path, capsys: Any) -> None:
     assert set(exploration) == {
         "design", "variant", "environment", "properties", "states", "transitions", "depth",
         "seconds", "states_per_second", "complete", "stop_reason", "model_statistics", "coverage",
-        "workers", "reductions", "compact", "collision_probability", "not_reduced",
+        "workers", "reductions", "por", "compact", "collision_probability", "not_reduced",
         "effective_environment",
     }
     assert [p["name"] for p in exploration["properties"]] == [

@@ -350,6 +350,9 @@ def test_por_notes_counterexamples(tmp_path: Path, capsys: Any) -> None:
     data = run_json([str(path), "--por"], tmp_path, capsys)
     (exploration,) = data["explorations"]
     assert exploration["reductions"] == ["por"]
+    por = exploration["por"]
+    assert set(por) == {"persistent_set_expansions", "expanded_in_full_unasked"}
+    assert por["expanded_in_full_unasked"] == 0  # far fewer states than a trial
     (result,) = data["results"]
     assert "partial-order reduction" in result["message"]
     assert "not necessarily the shortest" in result["message"]
@@ -360,6 +363,7 @@ def test_por_notes_counterexamples(tmp_path: Path, capsys: Any) -> None:
     for flags in (["--no-por"], ["--shortest"]):
         plain = run_json([str(path), *flags], tmp_path, capsys)
         assert plain["explorations"][0]["reductions"] == []
+        assert plain["explorations"][0]["por"] is None
         assert "partial-order" not in plain["results"][0]["message"]
         # the plain breadth-first search's counterexample is a shortest one
         assert len(plain["results"][0]["choices"]) <= len(result["choices"])
