@@ -926,10 +926,12 @@ class _Search:
                 for choice, action in enumerate(enabled):
                     succ = next_state(state, action)
                     succ_key = key_of(succ)
-                    link = parents.get(succ_key)
-                    if link is not None:
-                        number = link[2]
+                    if fps is not None:  # (a link's parent is not needed: its number is)
+                        number = parents.ordinal(succ_key)  # type: ignore[union-attr,arg-type]
                     else:
+                        link = parents.get(succ_key)
+                        number = link[2] if link is not None else -1
+                    if number < 0:
                         if last_level:
                             self.cut = True
                             continue

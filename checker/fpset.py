@@ -5,18 +5,24 @@ links in flat `array`s instead of a dict of Python objects. States are numbered 
 order they are discovered (their *ordinal*); per state it stores
 
     the fingerprint        8 bytes   (array 'Q', by ordinal)
-    the parent's ordinal   4 bytes   (array 'I', by ordinal; 0 = an initial state, else
-                                      the parent's ordinal + 1)
+    the parent's ordinal   1 byte    (array 'B', by ordinal: the step from the previous
+                                      state's parent, see below)
     the choice             1 byte    (array 'B', by ordinal; a choice of 255 or more is
                                       kept in a small dict beside it)
 
-13 bytes a state, and an open-addressing index (linear probing, array 'I' of ordinal + 1,
-0 = empty) of 4 bytes a slot, grown by doubling (rehash) when it is 3/4 full, so 1/0.75
-to 1/0.375 slots a state: 18-24 bytes a state in all, where the dict it replaces took
-about 100+ (a dict entry, a boxed int key and a tuple of two boxed values).
+10 bytes a state, and an open-addressing index (double hashing over a prime number of
+slots, array 'I' of ordinal + 1, 0 = empty) of 4 bytes a slot, grown by 4/3 (rehash) when
+it is 90 % full, so 1/0.9 to 1/0.675 slots a state: 14.4-15.9 bytes a state in all, where
+the dict it replaces took about 100+ (a dict entry, a boxed int key and a tuple of two
+boxed values), and the table before this one 18-24 (a 4-byte parent ordinal, linear
+probing grown by doubling at 3/4 full).
 
 A breadth-first search expands states in the order it discovers them, so the parent of a
-new state is the ordinal of the state being expanded, and a state's number in the
+new state is the ordinal of the state being expanded, and the parents of states in
+ordinal order never decrease: a state's parent is kept as the step from the previous
+state's parent (0 for the siblings of one expansion; 255 or more in a dict beside it),
+with every 256th state's parent remembered in full (`_marks`), so a parent is a sum of
+at most 255 bytes away: only traces and links ask for it. A state's number in the
 liveness graph is its ordinal. The table is a mapping from fingerprint to the link
 `(parent fingerprint or None, choice, ordinal)`, the shape `checker.trace.choices_to`
 walks, and accepts the links the explorer writes (`(parent fingerprint, choice[,
@@ -37,27 +43,42 @@ from array import array
 from collections.abc import Hashable, Iterator, Mapping
 from typing import IO, Any
 
-_NO_PARENT = 0  # in the parents array: an initial state
-_BIG_CHOICE = 255  # in the choices array: look the choice up in `big_choices`
-_MAX_LOAD_NUM, _MAX_LOAD_DEN = 3, 4  # grow the index when it is 3/4 full
+_ESCAPE = 255  # in the choices or parent-steps array: look the value up in a dict beside it
+_MAX_LOAD = 0.9  # grow the index when it is this full ...
+_GROWTH = 4 / 3  # ... by this factor, so it is at least 0.675 full after a growth
 _MASK64 = (1 << 64) - 1
+_MARK_EVERY = 256  # ordinals between two remembered parents (`_marks`)
+
+
+def _prime_at_least(n: int) -> int:
+    """The smallest prime >= n (n < 2^32: trial division by odd numbers is quick enough
+    for the few dozen growths of a run)."""
+    n = max(n, 3) | 1
+    while True:
+        if all(n % d for d in range(3, int(n**0.5) + 1, 2)):
+            return n
+        n += 2
 
 
 class FingerprintTable(Mapping[Hashable, tuple[Any, ...]]):
     """Visited 64-bit fingerprints with BFS parent links, in flat arrays (see the module
-    docstring). Fingerprints must be ints in [0, 2^64)."""
+    docstring). Fingerprints must be ints in [0, 2^64); states must be added in BFS order
+    (each one's parent ordinal no smaller than the last one's)."""
 
     def __init__(self, capacity: int = 1024):
-        size = 8
-        while size < capacity:
-            size *= 2
+        size = _prime_at_least(max(capacity, 8))
         self.fps = array("Q")
-        self.parents = array("I")
+        # parent(ordinal) - parent(ordinal - 1), parent(-1) = -1; an initial state's parent
+        # is -1 (so initial states come first)
+        self.parent_steps = array("B")
+        self.big_steps: dict[int, int] = {}
+        self._marks = array("q")  # parent(k * _MARK_EVERY)
+        self._last_parent = -1
         self.choices = array("B")
         self.big_choices: dict[int, int] = {}
         self._index = array("I", bytes(4 * size))
-        self._mask = size - 1
-        self._grow_at = size * _MAX_LOAD_NUM // _MAX_LOAD_DEN
+        self._size = size
+        self._grow_at = int(size * _MAX_LOAD)
         # the slot where the last absent fingerprint would go (a `in` then a store)
         self._miss_fp = -1
         self._miss_slot = 0
@@ -68,17 +89,26 @@ class FingerprintTable(Mapping[Hashable, tuple[Any, ...]]):
     # -- the index -----------------------------------------------------------------------
 
     def ordinal(self, fp: int) -> int:
-        """The ordinal of a stored fingerprint, or -1."""
-        index, fps, mask = self._index, self.fps, self._mask
-        slot = fp & mask
-        while True:
-            entry = index[slot]
-            if not entry:
-                self._miss_fp, self._miss_slot = fp, slot
-                return -1
+        """The ordinal of a stored fingerprint, or -1. Double hashing over a prime number
+        of slots: the home slot fp mod size, then steps of 1 + (fp >> 32) mod (size - 1)."""
+        index, fps, size = self._index, self.fps, self._size
+        slot = fp % size
+        entry = index[slot]
+        if entry:
             if fps[entry - 1] == fp:
                 return entry - 1
-            slot = (slot + 1) & mask
+            step = 1 + (fp >> 32) % (size - 1)
+            while True:
+                slot += step
+                if slot >= size:
+                    slot -= size
+                entry = index[slot]
+                if not entry:
+                    break
+                if fps[entry - 1] == fp:
+                    return entry - 1
+        self._miss_fp, self._miss_slot = fp, slot
+        return -1
 
     def __contains__(self, fp: object) -> bool:
         return self.ordinal(fp) >= 0  # type: ignore[arg-type]
@@ -92,68 +122,93 @@ class FingerprintTable(Mapping[Hashable, tuple[Any, ...]]):
     @property
     def capacity(self) -> int:
         """Slots in the index."""
-        return self._mask + 1
+        return self._size
 
     def nbytes(self) -> int:
-        """Bytes the arrays take (their items; the dict of big choices not counted)."""
-        return sum(a.itemsize * len(a) for a in (self.fps, self.parents, self.choices,
-                                                 self._index))
+        """Bytes the arrays take (their items; the dicts of big values not counted)."""
+        return sum(a.itemsize * len(a) for a in (
+            self.fps, self.parent_steps, self._marks, self.choices, self._index))
 
     def add(self, fp: int, parent: int, choice: int) -> int:
         """Store a fingerprint that is not stored yet, with its parent's ordinal (-1 for
         an initial state) and its choice; return its ordinal."""
         if not 0 <= fp <= _MASK64:
             raise ValueError(f"a fingerprint must be a 64-bit unsigned int, not {fp!r}")
+        step = parent - self._last_parent
+        if step < 0:
+            raise ValueError(
+                f"parent ordinal {parent} after {self._last_parent}: states must be added in "
+                "breadth-first order")
         ordinal = len(self.fps)
         if ordinal + 1 > self._grow_at:
             self._grow()
         if self._miss_fp == fp:
             slot = self._miss_slot
         else:
-            index, mask = self._index, self._mask
-            slot = fp & mask
-            while index[slot]:
-                slot = (slot + 1) & mask
+            if self.ordinal(fp) >= 0:
+                raise KeyError(f"fingerprint {fp!r} is stored already")
+            slot = self._miss_slot
         self._miss_fp = -1
         self._index[slot] = ordinal + 1
         self.fps.append(fp)
-        self.parents.append(parent + 1)
-        if choice >= _BIG_CHOICE:
+        if ordinal % _MARK_EVERY == 0:
+            self._marks.append(parent)
+        if step >= _ESCAPE:
+            self.big_steps[ordinal] = step
+            step = _ESCAPE
+        self.parent_steps.append(step)
+        self._last_parent = parent
+        if choice >= _ESCAPE:
             self.big_choices[ordinal] = choice
-            choice = _BIG_CHOICE
+            choice = _ESCAPE
         self.choices.append(choice)
         return ordinal
 
     def _grow(self) -> None:
-        """Double the index and re-insert every ordinal."""
-        size = 2 * (self._mask + 1)
-        mask = size - 1
+        """Grow the index by _GROWTH (to a prime number of slots) and re-insert every
+        ordinal."""
+        size = _prime_at_least(int(self._size * _GROWTH) + 1)
         index = array("I", bytes(4 * size))
         for ordinal, fp in enumerate(self.fps, 1):
-            slot = fp & mask
-            while index[slot]:
-                slot = (slot + 1) & mask
+            slot = fp % size
+            if index[slot]:
+                step = 1 + (fp >> 32) % (size - 1)
+                while index[slot]:
+                    slot += step
+                    if slot >= size:
+                        slot -= size
             index[slot] = ordinal
-        self._index, self._mask = index, mask
-        self._grow_at = size * _MAX_LOAD_NUM // _MAX_LOAD_DEN
+        self._index, self._size = index, size
+        self._grow_at = int(size * _MAX_LOAD)
         self._miss_fp = -1
 
     # -- links by ordinal ----------------------------------------------------------------
 
     def parent_of(self, ordinal: int) -> int:
-        """The parent's ordinal, or -1 for an initial state."""
-        return self.parents[ordinal] - 1
+        """The parent's ordinal, or -1 for an initial state: the last remembered parent
+        before it, plus the steps since."""
+        if not 0 <= ordinal < len(self.fps):
+            raise IndexError(ordinal)
+        start = ordinal - ordinal % _MARK_EVERY
+        steps = self.parent_steps[start + 1:ordinal + 1]
+        parent = self._marks[ordinal // _MARK_EVERY] + sum(steps)
+        if _ESCAPE in steps:
+            parent += sum(
+                self.big_steps[k] - _ESCAPE for k in range(start + 1, ordinal + 1)
+                if k in self.big_steps
+            )
+        return parent
 
     def choice_of(self, ordinal: int) -> int:
         choice = self.choices[ordinal]
-        return self.big_choices[ordinal] if choice == _BIG_CHOICE else choice
+        return self.big_choices[ordinal] if choice == _ESCAPE else choice
 
     def path(self, ordinal: int) -> tuple[int, ...]:
         """The choice sequence from an initial state to the state `ordinal`."""
         out: list[int] = []
         while ordinal >= 0:
             out.append(self.choice_of(ordinal))
-            ordinal = self.parents[ordinal] - 1
+            ordinal = self.parent_of(ordinal)
         out.reverse()
         return tuple(out)
 
@@ -170,7 +225,7 @@ class FingerprintTable(Mapping[Hashable, tuple[Any, ...]]):
         return self._link(ordinal) if ordinal >= 0 else default
 
     def _link(self, ordinal: int) -> tuple[int | None, int, int]:
-        parent = self.parents[ordinal] - 1
+        parent = self.parent_of(ordinal)
         return (self.fps[parent] if parent >= 0 else None, self.choice_of(ordinal), ordinal)
 
     def __setitem__(self, fp: Hashable, link: tuple[Any, ...]) -> None:
@@ -186,11 +241,9 @@ class FingerprintTable(Mapping[Hashable, tuple[Any, ...]]):
             if parent < 0:
                 raise KeyError(parent_fp)
             self._parent_fp, self._parent_ordinal = parent_fp, parent
-        # (after a `fp in table` that missed, the slot is known and no insert came since)
-        if self._miss_fp != fp and self.ordinal(fp) >= 0:  # type: ignore[arg-type]
-            raise KeyError(f"fingerprint {fp!r} is stored already")
         if len(link) > 2 and link[2] != len(self.fps):
             raise ValueError(f"state number {link[2]} is not the next ordinal {len(self.fps)}")
+        # (after a `fp in table` that missed, the slot is known and no insert came since)
         self.add(fp, parent, link[1])  # type: ignore[arg-type]
 
 

@@ -22,9 +22,10 @@ from checker.verdict import Kind, Verdict
 
 def test_fingerprints_with_one_home_slot_are_found_along_the_probe_sequence() -> None:
     table = FingerprintTable(capacity=16)
-    assert table.capacity == 16
-    # all share the home slot 5 (fp & 15): each goes one slot further
-    same_home = [5, 5 + 16, 5 + 32, 5 + (1 << 63), 5 + 48]
+    assert table.capacity == 17  # a prime number of slots
+    # all share the home slot 5 (fp mod 17); below 2^32 the step is 1, so each goes one
+    # slot further; the one with high bits steps by 1 + (fp >> 32) mod 16
+    same_home = [5, 5 + 17, 5 + 34, 5 + 17 * (1 << 40), 5 + 51]
     for i, fp in enumerate(same_home):
         assert fp not in table
         assert table.add(fp, i - 1, i) == i
@@ -32,19 +33,22 @@ def test_fingerprints_with_one_home_slot_are_found_along_the_probe_sequence() ->
         assert table.ordinal(fp) == i
     # a fingerprint whose home slot is inside that run, and one past the run's end
     assert 6 not in table and 10 not in table
-    table.add(6, 0, 7)
-    assert table.ordinal(6) == 5 and table.ordinal(5 + 48) == 4
-    assert 5 + 64 not in table
+    table.add(6, 4, 7)
+    assert table.ordinal(6) == 5 and table.ordinal(5 + 51) == 4
+    assert 5 + 68 not in table
+    with pytest.raises(KeyError):
+        table.add(5 + 34, 4, 0)  # stored already
 
 
 def test_the_index_grows_by_rehash_and_keeps_every_link() -> None:
     table = FingerprintTable(capacity=8)
     fps = [(i * 0x9E3779B97F4A7C15) & ((1 << 64) - 1) for i in range(1, 5001)]
-    fps += [7 + (k << 12) for k in range(200)]  # a long run of one home slot too
+    fps += [7 + (k << 32) for k in range(200)]  # one low half: steps of every size
     for i, fp in enumerate(fps):
         table.add(fp, i // 3 - 1, i % 300)
     assert table.capacity > len(fps) and len(table) == len(fps)
-    assert len(table) <= table.capacity * 3 // 4
+    assert len(table) <= table.capacity * 0.9
+    assert table.nbytes() / len(table) <= 16  # the bound, parent links included
     for i, fp in enumerate(fps):
         assert table.ordinal(fp) == i
         parent, choice, ordinal = table[fp]
@@ -53,6 +57,24 @@ def test_the_index_grows_by_rehash_and_keeps_every_link() -> None:
     assert 0 not in table and table.get(1) is None
     with pytest.raises(KeyError):
         table[1]
+
+
+def test_parents_far_apart_and_across_marks_are_kept_exactly() -> None:
+    table = FingerprintTable()
+    inits = 700  # more than two marks of initial states (parent -1)
+    parents = [-1] * inits
+    # then parents that stay, step by one, and jump by 255 and more (kept beside)
+    parents += [0, 0, 1, 256, 256, 511, 600, 699, 700, 705, 707]
+    parents += [707] * 600  # many siblings: marks inside one expansion
+    parents += [1000, 1000, 1300, 1301]  # steps of 293 and 300
+    for i, p in enumerate(parents):
+        table.add(i + 1, p, i % 7)
+    assert all(p < i for i, p in enumerate(parents))
+    for i, p in enumerate(parents):
+        assert table.parent_of(i) == p
+        assert table[i + 1][0] == (p + 1 if p >= 0 else None)
+    with pytest.raises(ValueError):  # a parent before the last one: not breadth first
+        table.add(10**6, parents[-1] - 1, 0)
 
 
 def test_the_parent_walk_gives_the_choice_sequence() -> None:
@@ -66,16 +88,18 @@ def test_the_parent_walk_gives_the_choice_sequence() -> None:
     assert choices_to(table, 400) == table.path(3) == (1, 4, 0)
     assert choices_to(table, 100) == (0,)
     # a liveness exploration numbers states in discovery order: its ordinals
-    table[600] = (100, 2, 5)
-    assert table[600] == (100, 2, 5)
+    table[600] = (400, 2, 5)
+    assert table[600] == (400, 2, 5)
     with pytest.raises(ValueError):
-        table[700] = (100, 2, 9)
+        table[700] = (400, 2, 9)
     with pytest.raises(KeyError):
-        table[600] = (100, 3)  # stored already
+        table[600] = (400, 3)  # stored already
     with pytest.raises(ValueError):
-        table.add(-1, -1, 0)
+        table[800] = (100, 0)  # a parent expanded before the last one's
     with pytest.raises(ValueError):
-        table.add(1 << 64, -1, 0)
+        table.add(-1, 3, 0)
+    with pytest.raises(ValueError):
+        table.add(1 << 64, 3, 0)
 
 
 @settings(max_examples=30, deadline=None)
