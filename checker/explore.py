@@ -421,7 +421,7 @@ class PropertyTracker:
 class Visited:
     """The visited states, each with its BFS parent link (parent key, choice index); a
     state's key is the state itself, or its fingerprint (`--compact`: 64-bit fingerprints
-    kept in a `FingerprintTable`, about 20 bytes a state with its parent link)."""
+    kept in a `FingerprintTable`, under 16 bytes a state with its parent link)."""
 
     def __init__(self, fingerprint: Callable[[Any], Hashable] | None, table: bool = False):
         # key -> (parent key, choice), or (parent key, choice, state number) when the
