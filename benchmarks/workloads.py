@@ -164,6 +164,10 @@ def measure(name: str, options: dict[str, Any]) -> dict[str, Any]:
         "stored_bytes_per_state": (
             round((peak - loaded) * 1024 / stats.states) if stats.states else 0
         ),
+        # --compact: the fingerprint table alone (fingerprints, parent links, index)
+        "table_bytes_per_state": (
+            round(stats.table_bytes / stats.states, 2) if stats.states else 0
+        ),
     }
 
 
@@ -216,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{row['transitions']:>11,} transitions {row['seconds']:>8.2f}s "
                 f"{row['states_per_second']:>8,}/s peak {row['peak_mib']:>7.1f} MiB "
                 f"{row['bytes_per_state']:>6} B/state"
-                + (f"  z3 {row['z3_queries']}" if row["z3_queries"] else ""),
+                + (f"  z3 {row['z3_queries']}" if row["z3_queries"] else "")
+                + (f"  table {row['table_bytes_per_state']} B/state"
+                   if row["table_bytes_per_state"] else ""),
                 flush=True,
             )
     if args.markdown:

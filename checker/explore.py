@@ -225,6 +225,8 @@ class Stats:
     # bytes of the state graph they ran on (0: no liveness property).
     liveness_seconds: float = 0.0
     graph_bytes: int = 0
+    # With --compact: bytes of the fingerprint table (fingerprints, parent links, index).
+    table_bytes: int = 0
 
     @property
     def states_per_second(self) -> float:
@@ -740,6 +742,10 @@ class _Search:
             persistent_skipped=por.skipped if por else 0,
             liveness_seconds=self.live_seconds,
             graph_bytes=self.live.nbytes() if self.live is not None else 0,
+            table_bytes=(
+                self.visited.parents.nbytes()
+                if isinstance(self.visited.parents, FingerprintTable) else 0
+            ),
         )
         decided = self.tracker.decided
         parents = self.visited.parents

@@ -182,11 +182,18 @@ def test_compact_with_a_tiny_spill_threshold_gives_the_plain_counts_and_traces(
     assert compact.stats.states == plain.stats.states
     assert compact.stats.transitions == plain.stats.transitions
     assert compact.stats.depth == plain.stats.depth
+    assert plain.stats.table_bytes == 0 < compact.stats.table_bytes
     for p, c in zip(plain.outcomes, compact.outcomes, strict=True):
         assert c.verdict is p.verdict
         assert (c.trace and c.trace.choices) == (p.trace and p.trace.choices)
     assert [o.verdict for o in compact.outcomes] == [
         Verdict.VIOLATED, Verdict.HOLDS, Verdict.HOLDS]
+
+
+def test_a_compact_exploration_keeps_under_16_bytes_a_state_in_its_table() -> None:
+    result = explore(Counters(4, 12), _checks(), options=Options(compact=True))
+    assert result.stats.states == 13**4
+    assert result.stats.table_bytes / result.stats.states <= 16
 
 
 def test_compact_spilling_with_a_depth_bound_and_with_por_and_workers() -> None:
