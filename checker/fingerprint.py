@@ -122,7 +122,7 @@ def digest_encoding(state: Hashable) -> bytes:
 _DIGEST_DEPTH = 3
 # Per depth, how many digests are remembered by value before that memory is emptied
 # (each keeps its tuple alive: a few MiB in all).
-_CACHE_LIMIT = 1 << 16
+_CACHE_LIMIT = 1 << 14
 _caches: list[dict[Any, bytes]] = [{} for _ in range(_DIGEST_DEPTH + 1)]
 
 # The last state's parts, by identity: [object, its encoding, its parts' memos or None].
