@@ -731,15 +731,18 @@ def _print_closing(run: RunResult, color: bool) -> None:
     """The closing summary: every unexpected or error property by `file:line name`, and
     why a run stopped early (as pytest's short summary)."""
     bad = [r for r in run.results if not r.ok and r.verdict is not Verdict.INCOMPLETE]
-    stopped = sorted({
-        e.stop_reason.removeprefix("not explored: ") for e in run.explorations
-        if e.stop_reason and e.stop_reason.startswith("not explored: ")
-    })
+    # (the explorations a stopped run never began: run._stopped's reason)
+    not_begun: dict[str, int] = {}
+    for e in run.explorations:
+        if e.stop_reason and e.stop_reason.startswith("not explored: "):
+            reason = e.stop_reason.removeprefix("not explored: ")
+            not_begun[reason] = not_begun.get(reason, 0) + len(e.group.properties)
+    stopped = sorted(not_begun)
     if not bad and not stopped:
         return
     lines = []
     for reason in stopped:
-        count = sum(1 for r in run.results if r.message.endswith(f"the run stopped ({reason})"))
+        count = not_begun[reason]
         lines.append(f"stopped early ({reason}): {count} propert"
                      f"{'y' if count == 1 else 'ies'} not explored (incomplete)")
     for result in bad:
