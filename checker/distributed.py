@@ -52,11 +52,11 @@ from checker.explore import (
     Bounds,
     Budget,
     Check,
-    Clock,
     Exploration,
     Options,
     Progress,
     PropertyTracker,
+    SearchSetup,
     Stats,
     Symmetry,
     _describe,
@@ -374,28 +374,18 @@ class _RemoteParents(Mapping[Hashable, tuple[Any, ...]]):
         raise TypeError("the shards' parent links are read one at a time")
 
 
-class _Driver:
+class _Driver(SearchSetup):
     def __init__(
         self, backend: RayBackend, recipe: Recipe, system: TransitionSystem[Any, Any],
         checks: Sequence[Check], bounds: Bounds, progress: Progress | None, options: Options,
         budget: Budget | None,
     ):
+        model = capabilities(system)
+        super().__init__(system, checks, bounds, progress, options, model, budget)
+        self.reduce_by_symmetry(model)
         self.ray = ray_module()
         self.shards = backend.handles()
         self.recipe = recipe
-        self.system = system
-        self.checks = checks
-        self.bounds = bounds
-        self.options = options
-        self.started = time.perf_counter()
-        self.clock = Clock(bounds.timeout, progress, self.started, budget)
-        self.max_states, self.max_depth = bounds.limits()
-        model = capabilities(system)
-        self.tracker = PropertyTracker(system, checks, model.symbolic)
-        self.symmetry: Symmetry | None = None
-        if options.symmetry and model.symmetric is not None:
-            self.symmetry = Symmetry(model.symmetric, system)
-        self.space: TransitionSystem[Any, Any] = self.symmetry or system
         self.states = self.transitions = self.depth = 0
         self.fingerprint = fingerprint64
         self.widths: list[int] = []  # each level's new states (benchmarks/ray_overhead.py)

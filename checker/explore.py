@@ -624,14 +624,15 @@ def explore(
     return search.run()
 
 
-class _Search:
-    """One breadth-first search: the loop over levels and its strategies."""
+class SearchSetup:
+    """What a breadth-first search starts with, in this process or driving Ray shards
+    (checker.distributed): its bounds' clock and limits, the property tracker, and the
+    space it walks (the model's, or its quotient under symmetry: `reduce_by_symmetry`)."""
 
     def __init__(
         self, system: TransitionSystem[Any, Any], checks: Sequence[Check], bounds: Bounds,
-        fingerprint: Callable[[Any], Hashable] | None, progress: Progress | None,
-        options: Options, model: Capabilities, budget: Budget | None = None,
-        table: bool = False,
+        progress: Progress | None, options: Options, model: Capabilities,
+        budget: Budget | None,
     ):
         self.system = system
         self.checks = checks
@@ -641,6 +642,26 @@ class _Search:
         self.clock = Clock(bounds.timeout, progress, self.started, budget)
         self.max_states, self.max_depth = bounds.limits()
         self.tracker = PropertyTracker(system, checks, model.symbolic)
+        self.symmetry: Symmetry | None = None
+        self.space: TransitionSystem[Any, Any] = system
+
+    def reduce_by_symmetry(self, model: Capabilities) -> None:
+        """Walk the quotient under the model's symmetry, when the options ask for it."""
+        if self.options.symmetry and model.symmetric is not None:
+            self.symmetry = Symmetry(model.symmetric, self.system)
+            self.space = self.symmetry
+
+
+class _Search(SearchSetup):
+    """One breadth-first search: the loop over levels and its strategies."""
+
+    def __init__(
+        self, system: TransitionSystem[Any, Any], checks: Sequence[Check], bounds: Bounds,
+        fingerprint: Callable[[Any], Hashable] | None, progress: Progress | None,
+        options: Options, model: Capabilities, budget: Budget | None = None,
+        table: bool = False,
+    ):
+        super().__init__(system, checks, bounds, progress, options, model, budget)
         self.visited = Visited(fingerprint, table)
         # with the table, big levels spill to disk (the frontiers still open are closed
         # at the end, whatever happens)
@@ -662,11 +683,7 @@ class _Search:
             self.options = options
         self.live_outcomes: dict[int, CheckOutcome] = {}
         self.live_seconds = 0.0
-        self.symmetry: Symmetry | None = None
-        if options.symmetry and model.symmetric is not None:
-            self.symmetry = Symmetry(model.symmetric, system)
-        # the system the search walks: the model's, or its quotient under symmetry
-        self.space: TransitionSystem[Any, Any] = self.symmetry or system
+        self.reduce_by_symmetry(model)
         self.next_state = self.space.next_state
         self.por: PartialOrder | None = None
         if options.por and model.reduces_by_por:
