@@ -178,16 +178,28 @@ def write(
     owner = _owner(m, by, cpl)
     if not isinstance(address, Term) and not m.sym_memory:
         assert isinstance(address, int)
-        at = address & ADDRESS_MASK  # store at the 64-bit address the access checked
-        frames = _landed_on(m.frames, (at,), owner)
-        if frames is not None:
-            mem = m.memory
-            i = bisect_left(mem, (at,))
-            j = i + 1 if i < len(mem) and mem[i][0] == at else i
-            return m.with_memory(mem[:i] + ((at, value),) + mem[j:], frames)
+        done = stored_word(m, address, value, owner)
+        if done is not None:
+            return m.with_memory(*done)
     if isinstance(address, Term) and where is None:
         where = ("region", region) if region is not None else ("guest", None)
     return _write_symbolic(platform, m, address, value, where, owner)
+
+
+def stored_word(
+    m: Machine, address: int, value: Value, owner: int
+) -> tuple[tuple[tuple[int, Value], ...], tuple[Frame, ...]] | None:
+    """The memory and frames after a store of one word at a concrete, already checked
+    `address` (`write`'s path when nothing is symbolic; `owner` as `_owner` gives it),
+    without building the machine: None when a frame is at a symbolic address."""
+    at = address & ADDRESS_MASK  # store at the 64-bit address the access checked
+    frames = _landed_on(m.frames, (at,), owner)
+    if frames is None:
+        return None
+    mem = m.memory
+    i = bisect_left(mem, (at,))
+    j = i + 1 if i < len(mem) and mem[i][0] == at else i
+    return mem[:i] + ((at, value),) + mem[j:], frames
 
 
 def _owner(m: Machine, by: int | None, cpl: int) -> int:
@@ -201,6 +213,9 @@ def _owner(m: Machine, by: int | None, cpl: int) -> int:
         if frames[k].cpu == by:
             return k
     return -1
+
+
+owner_of = _owner  # (for the interpreter's compiled steps, model.system.compiled)
 
 
 def _hit(f: Frame, own: bool) -> Frame:
@@ -343,20 +358,31 @@ def move_rsp(platform: Platform, m: Machine, cpu_i: int, new_rsp: Value) -> Mach
     cpu = m.cpus[cpu_i]
     old = cpu.rsp
     m = m.with_cpu(cpu_i, cpu.with_rsp(new_rsp))
+    frames = frames_after_rsp_move(platform, m.frames, cpu_i, old, new_rsp)
+    return m if frames is m.frames else m._replace(frames=frames)
+
+
+def frames_after_rsp_move(
+    platform: Platform, frames: tuple[Frame, ...], cpu_i: int, old: Value, new_rsp: Value
+) -> tuple[Frame, ...]:
+    """The live frames after CPU cpu_i's RSP moved from `old` to `new_rsp` (move_rsp's
+    rule): `frames` itself when none is abandoned."""
     # Only concrete moves abandon frames: a symbolic stack pointer is a guest's, and the
     # frames the model tracks there are consumed by IRET/SYSRET, not by stack arithmetic.
-    if not (isinstance(old, int) and isinstance(new_rsp, int) and new_rsp > old):
-        return m
+    if not frames or not (
+        isinstance(old, int) and isinstance(new_rsp, int) and new_rsp > old
+    ):
+        return frames
     region = platform.region_at(old)
     if region is None or not (region.lo <= new_rsp <= region.hi):
-        return m
+        return frames
     dead = [
-        f for f in m.frames
+        f for f in frames
         if f.cpu == cpu_i and isinstance(f.lo, int) and old <= f.lo < new_rsp
     ]
     if not dead:
-        return m
-    return m._replace(frames=tuple(f for f in m.frames if f not in dead))
+        return frames
+    return tuple(f for f in frames if f not in dead)
 
 
 # A long rep movsq is copied this many words at a time, its `tick` called between.
