@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from model.lang.ir import Imm, Indirect, Instr, Mem, Reg, ThisCpu, Var
 from model.x86 import alu
@@ -156,6 +156,36 @@ class _Compiler:
             return self.mem_reader(op)
         return None
 
+    def fixed_slots(self, op: Mem) -> tuple[tuple[int, int] | None, ...] | None:
+        """Per CPU, the variable slot (`Layout.slot_at`) of a Mem operand whose address
+        is fixed (no base or index register: a variable, or this CPU's %gs: copy of one),
+        worked out once; None when the address depends on registers."""
+        if op.base is not None or op.index is not None:
+            return None
+        address = self.address(op)
+        if address is None:
+            return None
+        layout = self.layout
+        out = []
+        for c in range(layout.ncpus):
+            # (the GS base is this CPU's own area whenever `address` does not refuse)
+            fixed = self._fixed_address(op, c)
+            out.append(layout.slot_at(fixed) if fixed is not None else None)
+        return tuple(out)
+
+    def _fixed_address(self, op: Mem, cpu: int) -> int | None:
+        layout = self.layout
+        total = op.disp
+        if op.sym is not None:
+            name = op.sym.name
+            if op.seg == "gs":
+                total += layout.percpu_offset[name]
+            else:
+                total += layout.var_address(name, cpu)
+        if op.seg == "gs":
+            total += layout.percpu_area(cpu)
+        return total & MASK
+
     def address(self, op: Mem) -> Callable[[Cpu, int], int] | None:
         """`Interpreter._address` of a Mem operand with integer registers and this CPU's
         own GS base (the rest: Unusual); the sum is taken modulo 2^64 once, which is what
@@ -218,6 +248,22 @@ class _Compiler:
         low = (1 << (8 * size)) - 1
         slot_at = self.layout.slot_at
         platform = self.platform
+        fixed = self.fixed_slots(op)
+        if fixed is not None and all(x is not None for x in fixed):
+            slots = cast(tuple[tuple[int, int], ...], fixed)
+            gs = op.seg == "gs"
+
+            def load_var(s: SysState, m: Machine, cpu: Cpu, i: int) -> Any:
+                if gs and cpu.gs_base is not None:
+                    raise _UNUSUAL
+                k, offset = slots[i]
+                value = s.vars[k]
+                if size == WORD and offset == 0:
+                    return value
+                if offset + size > WORD or type(value) is not int:
+                    raise _UNUSUAL
+                return (value >> (8 * offset)) & low
+            return load_var
 
         def load(s: SysState, m: Machine, cpu: Cpu, i: int) -> Any:
             addr = address(cpu, i)
@@ -305,6 +351,30 @@ class _Compiler:
         platform = self.platform
         state_type = self.state_type
         low = (1 << (8 * size)) - 1
+        fixed = self.fixed_slots(op)
+        if fixed is not None and all(x is not None for x in fixed):
+            slots = cast(tuple[tuple[int, int], ...], fixed)
+            gs = op.seg == "gs"
+
+            def store_var(
+                s: SysState, m: Machine, cpu: Cpu, f: list[Any], i: int, value: Any
+            ) -> SysState:
+                if gs and cpu.gs_base is not None:
+                    raise _UNUSUAL
+                k, offset = slots[i]
+                if size != WORD or offset != 0:
+                    value = _merge(s.vars[k], offset, size, low, value)
+                values = list(s.vars)
+                values[k] = value
+                cpus = list(m.cpus)
+                cpus[i] = _new(Cpu, f)
+                mf = list(m)
+                mf[0] = tuple(cpus)
+                sf = list(s)
+                sf[0] = _new(Machine, mf)
+                sf[1] = tuple(values)
+                return _new(state_type, sf)
+            return store_var
 
         def store(
             s: SysState, m: Machine, cpu: Cpu, f: list[Any], i: int, value: Any
