@@ -193,7 +193,7 @@ def stored_word(
     `address` (`write`'s path when nothing is symbolic; `owner` as `_owner` gives it),
     without building the machine: None when a frame is at a symbolic address."""
     at = address & ADDRESS_MASK  # store at the 64-bit address the access checked
-    frames = _landed_on(m.frames, (at,), owner)
+    frames = _landed_on_word(m.frames, at, owner)
     if frames is None:
         return None
     mem = m.memory
@@ -296,6 +296,25 @@ def _landed_on(
         if high < lo or low >= hi:
             continue  # every store misses it (most frames are on other stacks)
         if low == high or any(lo <= a < hi for a in addresses):
+            if out is None:
+                out = list(frames)
+            out[k] = _hit(f, own)
+    return frames if out is None else tuple(out)
+
+
+def _landed_on_word(
+    frames: tuple[Frame, ...], at: int, owner: int
+) -> tuple[Frame, ...] | None:
+    """`_landed_on(frames, (at,), owner)`: one store, the frames it lands on marked."""
+    out: list[Frame] | None = None
+    for k, f in enumerate(frames):
+        lo = f.lo
+        if not isinstance(lo, int):
+            return None
+        own = k == owner
+        if f.modified if own else f.clobbered:
+            continue
+        if lo <= at < (lo + FRAME_BYTES) & MASK:  # Frame.hi, inlined
             if out is None:
                 out = list(frames)
             out[k] = _hit(f, own)
