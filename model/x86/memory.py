@@ -215,7 +215,7 @@ def _owner(m: Machine, by: int | None, cpl: int) -> int:
     return -1
 
 
-owner_of = _owner  # (for the interpreter's compiled steps, model.system.compiled)
+owner_of = _owner  # (for callers outside this module: the interpreter's compiled steps)
 
 
 def _hit(f: Frame, own: bool) -> Frame:
