@@ -18,7 +18,15 @@ from bisect import bisect_left
 from collections.abc import Callable, Collection
 
 from checker.symbolic import MASK, Term, add, decide, eq, in_range, land, ule, ult
-from model.x86.arch import ADDRESS_MASK, LOWER_HALF_END, PF, SS, canonical_cond, is_canonical
+from model.x86.arch import (
+    ADDRESS_MASK,
+    LOWER_HALF_END,
+    PF,
+    SS,
+    UPPER_HALF_START,
+    canonical_cond,
+    is_canonical,
+)
 from model.x86.state import WORD, CodeAddr, Frame, Machine, Platform, StackRegion, Value
 
 GUEST_MEMORY = "guest memory"
@@ -140,9 +148,15 @@ def check_access(
                 PF, 0b111, f"user access to {region.name}", address=address
             )
         return region
-    if isinstance(address, CodeAddr) or not is_canonical(address):
-        raise ArchFault(SS, 0, f"non-canonical stack address {_fmt(address)}")
-    address &= ADDRESS_MASK  # linear addresses are 64-bit: -8 is 0xFFFFFFFFFFFFFFF8
+    if type(address) is int:  # is_canonical, inlined for the common case
+        linear = address & ADDRESS_MASK
+        if LOWER_HALF_END <= linear < UPPER_HALF_START:
+            raise ArchFault(SS, 0, f"non-canonical stack address {_fmt(address)}")
+        address = linear
+    else:
+        if isinstance(address, CodeAddr) or not is_canonical(address):
+            raise ArchFault(SS, 0, f"non-canonical stack address {_fmt(address)}")
+        address &= ADDRESS_MASK  # linear addresses are 64-bit: -8 is 0xFFFFFFFFFFFFFFF8
     region = platform.region_at(address)
     if region is None:
         if address >= LOWER_HALF_END:
@@ -268,10 +282,13 @@ def _write_concrete(
     mem = m.memory
     i = bisect_left(mem, (min(words),))
     j = bisect_left(mem, (max(words) + 1,))
-    merged = dict(mem[i:j])
-    merged.update(words)
     # The addresses are distinct, so sorting never compares two values.
-    mem = mem[:i] + tuple(sorted(merged.items())) + mem[j:]
+    if i == j:  # no word written there yet (a frame pushed below the stack pointer)
+        mem = mem[:i] + tuple(sorted(words.items())) + mem[i:]
+    else:
+        merged = dict(mem[i:j])
+        merged.update(words)
+        mem = mem[:i] + tuple(sorted(merged.items())) + mem[j:]
     return m.with_memory(mem, frames), failed
 
 
