@@ -45,6 +45,7 @@ from model.lang.ir import (
     Var,
     is_expr,
 )
+from model.system.compiled import Unusual, compile_site
 from model.system.layout import Layout
 from model.x86 import alu, debug, fred, msr, segments, smap
 from model.x86 import instructions as insn
@@ -191,6 +192,9 @@ class _Site(NamedTuple):
     goto: CodeAddr | None  # a jump's, call's or branch's target
     init: bool  # the routine is in an .init section (freed by `free_init`)
     handler: Handler | None  # the table entry's semantics, bound to this interpreter
+    # The step `step` runs on a concrete state: the site compiled (model.system.compiled),
+    # which raises Unusual for what it leaves to `handler`; else `handler` itself.
+    fast: Handler | None = None
 
 
 class Blocked(Exception):
@@ -225,6 +229,9 @@ class Interpreter:
         # GUEST32 code runs in compatibility mode: INTO there follows the non-64-bit rules.
         self.compat_platform = replace(platform, mode64=False)
         self._sites: dict[CodeAddr, _Site] = {}
+        # Compile sites into step closures (model.system.compiled); off, every step runs
+        # the general handlers (tests/test_step_closures.py compares the two).
+        self.compile_sites = True
         # Each expression evaluated, compiled once (Interpreter.eval): by the node's id, with
         # its instruction (for error messages) and the node itself (so the id stays its own).
         self._compiled: dict[int, tuple[Instr, Evaluator, Expr]] = {}
@@ -283,7 +290,10 @@ class Interpreter:
                 goto = CodeAddr(arg.routine, arg.index)
             handler = self._handlers.get(ins.op)
         init = r is not None and r.section.startswith(".init")
-        site = _Site(ins, CodeAddr(pc.routine, pc.index + 1), goto, init, handler)
+        site = _Site(ins, CodeAddr(pc.routine, pc.index + 1), goto, init, handler, handler)
+        fast = compile_site(self, site) if self.compile_sites else None
+        if fast is not None:
+            site = site._replace(fast=fast)
         self._sites[pc] = site
         return site
 
@@ -292,6 +302,13 @@ class Interpreter:
         if known is None or known[0] is not ins:
             known = self._compiled[id(e)] = (ins, self._compile(e, ins), e)
         return known[1](s, cpu_i)
+
+    def evaluator(self, e: Expr, ins: Instr) -> Evaluator:
+        """`e` compiled (what `eval` runs), for a compiled step to call directly."""
+        known = self._compiled.get(id(e))
+        if known is None or known[0] is not ins:
+            known = self._compiled[id(e)] = (ins, self._compile(e, ins), e)
+        return known[1]
 
     def _compile(self, e: Expr, ins: Instr) -> Evaluator:
         """`e` as a closure of (state, CPU), the tree walked and its operands resolved
@@ -654,8 +671,14 @@ class Interpreter:
         try:
             if (site.init and s.init_freed) or site.handler is None:
                 s = self._execute(s, cpu_i, site, choice)  # it raises what these raise
-            else:
+            elif s.symbolic:
+                # (a compiled step never decides: it leaves symbolic states to the handler)
                 s = site.handler(s, cpu_i, site, choice)  # _execute, inlined
+            else:
+                try:
+                    s = site.fast(s, cpu_i, site, choice)  # type: ignore[misc]
+                except Unusual:
+                    s = site.handler(s, cpu_i, site, choice)
         except ArchFault as fault:
             return self.raise_fault(s, cpu_i, fault, ins)
         if shadow_before is _NO_SHADOW:

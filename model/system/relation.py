@@ -165,6 +165,13 @@ class TransitionRelation:
         # (a step makes a new record object, but records recur: kexec-4 has a few hundred
         # per CPU), with the budgets they were for (TransitionRelation.base_actions).
         self._cpu_actions: list[dict[Cpu, _Known]] = [{} for _ in range(ncpus)] if ncpus > 1 else []
+        # Each CPU's plain step and fault actions, made once (actions are values: a
+        # NamedTuple built per state costs more than the tuple look-up).
+        self._step_action = tuple(Action(_STEP, i) for i in range(ncpus))
+        self._fault_action = tuple(Action(_FAULT, i) for i in range(ncpus))
+        self._event_action = {
+            (e, i): Action(_KIND_OF[e], i) for e in _KIND_OF for i in range(ncpus)
+        }
 
     # -- TransitionSystem ----------------------------------------------------------------------
     def init_states(self) -> Sequence[SysState]:
@@ -332,7 +339,7 @@ class TransitionRelation:
                 wait = known[4]
                 if wait is not None:
                     if self.interp.wait_ready(s, i, wait):
-                        out.append(Action(_STEP, i))
+                        out.append(self._step_action[i])
                     out.extend(known[5])
                 continue
             start = len(out)
@@ -389,7 +396,7 @@ class TransitionRelation:
                     if env.pic or ev.lapic_accepts(v):
                         out.append(Action(_EXT, i, v))
             else:
-                out.append(Action(_KIND_OF[e], i))
+                out.append(self._event_action[e, i])
         return own, at
 
     def _instruction_actions(
@@ -401,21 +408,21 @@ class TransitionRelation:
         choice's range (False)."""
         ins = self.interp.instr_at(pc)
         if ins is None:
-            out.append(Action(_STEP, i))  # the CPU goes wild (Interpreter.wild)
+            out.append(self._step_action[i])  # the CPU goes wild (Interpreter.wild)
             return True
         own: bool | Instr = True
         if ins.op in ("c.wait_until", "c.wait_timeout"):
             own = ins
             if self.interp.wait_ready(s, i, ins):
-                out.append(Action(_STEP, i))
+                out.append(self._step_action[i])
         elif ins.op in isa.CHOICE_OPS:
             own = False
             n = self.interp.choices(s, i, ins)
             out.extend(Action(_STEP, i, k) for k in range(n))
         else:
-            out.append(Action(_STEP, i))
+            out.append(self._step_action[i])
         if ins.fault is not None and s.budgets[-1]:
-            out.append(Action(_FAULT, i))
+            out.append(self._fault_action[i])
         return own
 
     def _reads_unknown(self, s: SysState) -> bool:
@@ -537,7 +544,11 @@ def _reads_unwritten(s: SysState) -> bool:
     on at once? A delivery on a CPU with no TR loaded reads RSP0/IST from linear memory
     (model.x86.delivery.reset_tss_slot): such states take the symbolic path, whose steps
     split on the decisions they meet."""
-    return any(c.tr is None and c.idtr is not None for c in s.machine.cpus)
+    # (a loop, not any() over a generator: this runs once per state)
+    for c in s.machine.cpus:  # noqa: SIM110
+        if c.tr is None and c.idtr is not None:
+            return True
+    return False
 
 
 def _with_fmask(m: Machine, fmask: int) -> Machine:

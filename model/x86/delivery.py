@@ -43,6 +43,7 @@ from model.x86.segments import cs_of, ss_of
 from model.x86.state import (
     WORD,
     CodeAddr,
+    Cpu,
     Frame,
     Gate,
     Idt,
@@ -127,6 +128,21 @@ def pushes_error_code(event: Event) -> bool:
     """Only exceptions push one, and only on the vectors that define one (SDM §6.13)."""
     return event.source is Source.EXCEPTION and event.vector in ERROR_CODE_VECTORS
 
+
+# Read once (an enum member read on its class is slow in Python 3.11), and the Cpu
+# fields delivery sets, by index.
+_NMI = Source.NMI
+_MACHINE_CHECK = Source.MACHINE_CHECK
+_SOURCE_VALUE = {s: s.value for s in Source}
+_RUNNING = Run.RUNNING
+_NO_SHADOW = Shadow.NONE
+_new = tuple.__new__
+_CPL, _CS, _SS, _RSP, _PC, _RFLAGS, _RUN, _SHADOW, _DELIVERING, _NMI_BLOCKED, _MCIP = (
+    Cpu._fields.index(name) for name in (
+        "cpl", "cs", "ss", "rsp", "pc", "rflags", "run", "shadow", "delivering",
+        "nmi_blocked", "mcip",
+    )
+)
 
 IST_WITHOUT_TSS = "ist-without-tss"
 RESET_TSS = 0  # the TR's base after reset (SDM Vol. 3A Table 9-1)
@@ -229,22 +245,24 @@ def deliver(
         # SDM Vol. 2 INTO: #UD in 64-bit mode, before any IDT access.
         event = Event(Source.EXCEPTION, UD)
         return_pc = fault_pc
-    if event.source is Source.NMI:
+    fields = list(cpu)
+    if event.source is _NMI:
         # NMIs stay blocked from acceptance to the next IRET (SDM §6.7.1).
-        cpu = cpu._replace(nmi_blocked=True)
-    elif event.source is Source.MACHINE_CHECK:
+        fields[_NMI_BLOCKED] = True
+    elif event.source is _MACHINE_CHECK:
         # SDM Vol. 3B §15.3.1.2 (IA32_MCG_STATUS.MCIP): a second #MC while MCIP is set
         # shuts down; with CR4.MCE clear so does any #MC (SDM §6.15, Interrupt 18).
         if cpu.mcip or not cpu.cr4_mce:
             return shutdown(m, cpu_i)
-        cpu = cpu._replace(mcip=True)
+        fields[_MCIP] = True
     current = event
     while True:
-        m = m.with_cpu(cpu_i, cpu._replace(delivering=current.vector))
+        fields[_DELIVERING] = current.vector
+        m = m.with_cpu(cpu_i, _new(Cpu, fields))
         m, fault = _enter_handler(platform, m, cpu_i, current, return_pc)
         if fault is None:
             return m
-        cpu = m.cpus[cpu_i]
+        fields = list(m.cpus[cpu_i])
         raised = Event(Source.EXCEPTION, fault.vector, fault.error_code)
         return_pc = fault_pc
         outcome = double_fault_outcome(current, raised, platform.df_rule)
@@ -363,31 +381,41 @@ def _enter_handler(
     # Where the frame landed (for a symbolic RSP the pushes above already decided it).
     kind, region = where if where is not None else classify(platform, rip_slot)
     frame = Frame(
-        cpu=cpu_i,
-        vector=vector,
-        source=event.source.value,
-        lo=rip_slot,
-        stack=location_name(kind, region),
-        from_cpl=cpu.cpl,
-        on_guest_stack=new_cpl == 0
-        and (kind == "guest" or (region is not None and region.owner == "guest")),
+        cpu_i,
+        vector,
+        _SOURCE_VALUE[event.source],
+        rip_slot,
+        location_name(kind, region),
+        cpu.cpl,
+        False,  # clobbered
+        new_cpl == 0 and (kind == "guest" or (region is not None and region.owner == "guest")),
     )
     cleared = TF | NT | RF | (IF if gate.kind == "interrupt" else 0)
     flags = band(cpu.rflags, ~cleared & ADDRESS_MASK)
-    cpu = m.cpus[cpu_i]._replace(
-        cpl=new_cpl,
-        # Every gate's code segment is the hypervisor's CS; a CPL change loads a NULL SS
-        # whose RPL is the new CPL, a same-level delivery keeps SS (SDM §6.14.2).
-        cs=platform.selectors.ring0_cs,
-        ss=new_cpl if new_cpl != cpu.cpl else ss_of(platform, cpu),
-        rsp=rsp,
-        pc=CodeAddr(gate.routine, 0),
-        rflags=flags,
-        run=Run.RUNNING,
-        shadow=Shadow.NONE,
-        delivering=None,
-    )
+    # (the fields set by index: one record built, not a keyword _replace)
+    fields = list(m.cpus[cpu_i])
+    fields[_CPL] = new_cpl
+    # Every gate's code segment is the hypervisor's CS; a CPL change loads a NULL SS
+    # whose RPL is the new CPL, a same-level delivery keeps SS (SDM §6.14.2).
+    fields[_CS] = platform.selectors.ring0_cs
+    fields[_SS] = new_cpl if new_cpl != cpu.cpl else ss_of(platform, cpu)
+    fields[_RSP] = rsp
+    fields[_PC] = CodeAddr(gate.routine, 0)
+    fields[_RFLAGS] = flags
+    fields[_RUN] = _RUNNING
+    fields[_SHADOW] = _NO_SHADOW
+    fields[_DELIVERING] = None
+    cpu = _new(Cpu, fields)
     if watched:
         cpu = debug.delivery_trap(cpu)
-    m = m.with_frame(frame)
-    return m.with_cpu(cpu_i, cpu), None
+    # Machine.with_frame and with_cpu, one machine built.
+    frames = m.frames
+    k = len(frames)
+    while k and frames[k - 1].cpu > cpu_i:
+        k -= 1
+    cpus = list(m.cpus)
+    cpus[cpu_i] = cpu
+    built = list(m)
+    built[0] = tuple(cpus)
+    built[2] = frames[:k] + (frame,) + frames[k:]
+    return _new(Machine, built), None

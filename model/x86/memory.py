@@ -18,7 +18,15 @@ from bisect import bisect_left
 from collections.abc import Callable, Collection
 
 from checker.symbolic import MASK, Term, add, decide, eq, in_range, land, ule, ult
-from model.x86.arch import ADDRESS_MASK, LOWER_HALF_END, PF, SS, canonical_cond, is_canonical
+from model.x86.arch import (
+    ADDRESS_MASK,
+    LOWER_HALF_END,
+    PF,
+    SS,
+    UPPER_HALF_START,
+    canonical_cond,
+    is_canonical,
+)
 from model.x86.state import WORD, CodeAddr, Frame, Machine, Platform, StackRegion, Value
 
 GUEST_MEMORY = "guest memory"
@@ -140,9 +148,15 @@ def check_access(
                 PF, 0b111, f"user access to {region.name}", address=address
             )
         return region
-    if isinstance(address, CodeAddr) or not is_canonical(address):
-        raise ArchFault(SS, 0, f"non-canonical stack address {_fmt(address)}")
-    address &= ADDRESS_MASK  # linear addresses are 64-bit: -8 is 0xFFFFFFFFFFFFFFF8
+    if type(address) is int:  # is_canonical, inlined for the common case
+        linear = address & ADDRESS_MASK
+        if LOWER_HALF_END <= linear < UPPER_HALF_START:
+            raise ArchFault(SS, 0, f"non-canonical stack address {_fmt(address)}")
+        address = linear
+    else:
+        if isinstance(address, CodeAddr) or not is_canonical(address):
+            raise ArchFault(SS, 0, f"non-canonical stack address {_fmt(address)}")
+        address &= ADDRESS_MASK  # linear addresses are 64-bit: -8 is 0xFFFFFFFFFFFFFFF8
     region = platform.region_at(address)
     if region is None:
         if address >= LOWER_HALF_END:
@@ -178,16 +192,28 @@ def write(
     owner = _owner(m, by, cpl)
     if not isinstance(address, Term) and not m.sym_memory:
         assert isinstance(address, int)
-        at = address & ADDRESS_MASK  # store at the 64-bit address the access checked
-        frames = _landed_on(m.frames, (at,), owner)
-        if frames is not None:
-            mem = m.memory
-            i = bisect_left(mem, (at,))
-            j = i + 1 if i < len(mem) and mem[i][0] == at else i
-            return m.with_memory(mem[:i] + ((at, value),) + mem[j:], frames)
+        done = stored_word(m, address, value, owner)
+        if done is not None:
+            return m.with_memory(*done)
     if isinstance(address, Term) and where is None:
         where = ("region", region) if region is not None else ("guest", None)
     return _write_symbolic(platform, m, address, value, where, owner)
+
+
+def stored_word(
+    m: Machine, address: int, value: Value, owner: int
+) -> tuple[tuple[tuple[int, Value], ...], tuple[Frame, ...]] | None:
+    """The memory and frames after a store of one word at a concrete, already checked
+    `address` (`write`'s path when nothing is symbolic; `owner` as `_owner` gives it),
+    without building the machine: None when a frame is at a symbolic address."""
+    at = address & ADDRESS_MASK  # store at the 64-bit address the access checked
+    frames = _landed_on_word(m.frames, at, owner)
+    if frames is None:
+        return None
+    mem = m.memory
+    i = bisect_left(mem, (at,))
+    j = i + 1 if i < len(mem) and mem[i][0] == at else i
+    return mem[:i] + ((at, value),) + mem[j:], frames
 
 
 def _owner(m: Machine, by: int | None, cpl: int) -> int:
@@ -201,6 +227,9 @@ def _owner(m: Machine, by: int | None, cpl: int) -> int:
         if frames[k].cpu == by:
             return k
     return -1
+
+
+owner_of = _owner  # (for callers outside this module: the interpreter's compiled steps)
 
 
 def _hit(f: Frame, own: bool) -> Frame:
@@ -253,10 +282,13 @@ def _write_concrete(
     mem = m.memory
     i = bisect_left(mem, (min(words),))
     j = bisect_left(mem, (max(words) + 1,))
-    merged = dict(mem[i:j])
-    merged.update(words)
     # The addresses are distinct, so sorting never compares two values.
-    mem = mem[:i] + tuple(sorted(merged.items())) + mem[j:]
+    if i == j:  # no word written there yet (a frame pushed below the stack pointer)
+        mem = mem[:i] + tuple(sorted(words.items())) + mem[i:]
+    else:
+        merged = dict(mem[i:j])
+        merged.update(words)
+        mem = mem[:i] + tuple(sorted(merged.items())) + mem[j:]
     return m.with_memory(mem, frames), failed
 
 
@@ -281,6 +313,25 @@ def _landed_on(
         if high < lo or low >= hi:
             continue  # every store misses it (most frames are on other stacks)
         if low == high or any(lo <= a < hi for a in addresses):
+            if out is None:
+                out = list(frames)
+            out[k] = _hit(f, own)
+    return frames if out is None else tuple(out)
+
+
+def _landed_on_word(
+    frames: tuple[Frame, ...], at: int, owner: int
+) -> tuple[Frame, ...] | None:
+    """`_landed_on(frames, (at,), owner)`: one store, the frames it lands on marked."""
+    out: list[Frame] | None = None
+    for k, f in enumerate(frames):
+        lo = f.lo
+        if not isinstance(lo, int):
+            return None
+        own = k == owner
+        if f.modified if own else f.clobbered:
+            continue
+        if lo <= at < (lo + FRAME_BYTES) & MASK:  # Frame.hi, inlined
             if out is None:
                 out = list(frames)
             out[k] = _hit(f, own)
@@ -343,20 +394,31 @@ def move_rsp(platform: Platform, m: Machine, cpu_i: int, new_rsp: Value) -> Mach
     cpu = m.cpus[cpu_i]
     old = cpu.rsp
     m = m.with_cpu(cpu_i, cpu.with_rsp(new_rsp))
+    frames = frames_after_rsp_move(platform, m.frames, cpu_i, old, new_rsp)
+    return m if frames is m.frames else m._replace(frames=frames)
+
+
+def frames_after_rsp_move(
+    platform: Platform, frames: tuple[Frame, ...], cpu_i: int, old: Value, new_rsp: Value
+) -> tuple[Frame, ...]:
+    """The live frames after CPU cpu_i's RSP moved from `old` to `new_rsp` (move_rsp's
+    rule): `frames` itself when none is abandoned."""
     # Only concrete moves abandon frames: a symbolic stack pointer is a guest's, and the
     # frames the model tracks there are consumed by IRET/SYSRET, not by stack arithmetic.
-    if not (isinstance(old, int) and isinstance(new_rsp, int) and new_rsp > old):
-        return m
+    if not frames or not (
+        isinstance(old, int) and isinstance(new_rsp, int) and new_rsp > old
+    ):
+        return frames
     region = platform.region_at(old)
     if region is None or not (region.lo <= new_rsp <= region.hi):
-        return m
+        return frames
     dead = [
-        f for f in m.frames
+        f for f in frames
         if f.cpu == cpu_i and isinstance(f.lo, int) and old <= f.lo < new_rsp
     ]
     if not dead:
-        return m
-    return m._replace(frames=tuple(f for f in m.frames if f not in dead))
+        return frames
+    return tuple(f for f in frames if f not in dead)
 
 
 # A long rep movsq is copied this many words at a time, its `tick` called between.
