@@ -23,6 +23,7 @@ from model.system.compiled import Unusual
 from model.system.interp import Blocked
 from model.system.relation import ActionKind
 from model.system.transition import DesignSystem
+from model.x86 import alu
 from model.x86.memory import ArchFault
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -152,8 +153,8 @@ def test_compiled_steps_in_every_property_group() -> None:
 def test_a_wrong_compiled_step_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     # A Jcc whose `e` condition is inverted: the comparison must notice.
     wrong = dict(compiled._CONDITIONS)
-    wrong["e"] = lambda f: not f & compiled._ZF
-    wrong["ne"] = lambda f: bool(f & compiled._ZF)
+    wrong["e"] = lambda f: not f & alu.ZF
+    wrong["ne"] = lambda f: bool(f & alu.ZF)
     monkeypatch.setattr(compiled, "_CONDITIONS", wrong)
     with pytest.raises(AssertionError):
         compare("kexec-2", 3000)

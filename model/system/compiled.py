@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from model.lang.ir import Imm, Indirect, Instr, Mem, Reg, ThisCpu, Var
 from model.x86 import alu
-from model.x86.arch import CF, IF, OF_FLAG
+from model.x86.arch import IF
 from model.x86.memory import check_access, frames_after_rsp_move, owner_of, stored_word
 from model.x86.state import REGISTER_INDEX, WORD, CodeAddr, Cpu, Machine, Run
 
@@ -44,8 +44,8 @@ _MCIP = Cpu._fields.index("mcip")
 _SHADOW = Cpu._fields.index("shadow")
 _IPI_NMI = Cpu._fields.index("ipi_nmi")
 _HALTED = Run.HALTED
-_ZF, _SF = alu.ZF, alu.SF
 _NOT_IF = ~IF & MASK
+_CONDITIONS = alu.CONDITIONS  # each Jcc's test, looked up once per site
 
 
 class Unusual(Exception):
@@ -61,23 +61,6 @@ Reader = Callable[["SysState", Machine, Cpu, int], Any]
 # value) -> the successor state.
 Writer = Callable[["SysState", Machine, Cpu, list[Any], int, Any], "SysState"]
 
-# alu.condition's table, one predicate per condition code (its truth is what a Jcc needs).
-_CONDITIONS: dict[str, Callable[[int], bool]] = {
-    "o": lambda f: bool(f & OF_FLAG),
-    "no": lambda f: not f & OF_FLAG,
-    "b": lambda f: bool(f & CF),
-    "ae": lambda f: not f & CF,
-    "e": lambda f: bool(f & _ZF),
-    "ne": lambda f: not f & _ZF,
-    "be": lambda f: bool(f & CF) or bool(f & _ZF),
-    "a": lambda f: not f & CF and not f & _ZF,
-    "s": lambda f: bool(f & _SF),
-    "ns": lambda f: not f & _SF,
-    "l": lambda f: bool(f & _SF) != bool(f & OF_FLAG),
-    "ge": lambda f: bool(f & _SF) == bool(f & OF_FLAG),
-    "le": lambda f: bool(f & _ZF) or bool(f & _SF) != bool(f & OF_FLAG),
-    "g": lambda f: not f & _ZF and bool(f & _SF) == bool(f & OF_FLAG),
-}
 # The `_i_alu` operations compiled: ADC/SBB read CF and NOT sets no flag (general path).
 _ALU_OPS = frozenset(alu.BINARY)
 

@@ -49,16 +49,30 @@ CONDITION_FLAGS: dict[str, int] = {
 }
 
 
+# Each canonical condition code (see CONDITION_ALIASES) as a test of RFLAGS (SDM Vol. 1
+# Appendix B, "EFLAGS Condition Codes"); compiled steps look their test up once.
+CONDITIONS: dict[str, Callable[[int], bool]] = {
+    "o": lambda f: bool(f & OF_FLAG),
+    "no": lambda f: not f & OF_FLAG,
+    "b": lambda f: bool(f & CF),
+    "ae": lambda f: not f & CF,
+    "e": lambda f: bool(f & ZF),
+    "ne": lambda f: not f & ZF,
+    "be": lambda f: bool(f & CF) or bool(f & ZF),
+    "a": lambda f: not f & CF and not f & ZF,
+    "s": lambda f: bool(f & SF),
+    "ns": lambda f: not f & SF,
+    "l": lambda f: bool(f & SF) != bool(f & OF_FLAG),
+    "ge": lambda f: bool(f & SF) == bool(f & OF_FLAG),
+    "le": lambda f: bool(f & ZF) or bool(f & SF) != bool(f & OF_FLAG),
+    "g": lambda f: not f & ZF and bool(f & SF) == bool(f & OF_FLAG),
+}
+
+
 def condition(cc: str, flags: int) -> bool:
     """Does condition code `cc` (canonical, see CONDITION_ALIASES) hold for RFLAGS `flags`
     (SDM Vol. 1 Appendix B)?"""
-    zf, sf, cf, of = bool(flags & ZF), bool(flags & SF), bool(flags & CF), bool(flags & OF_FLAG)
-    table = {
-        "o": of, "no": not of, "b": cf, "ae": not cf, "e": zf, "ne": not zf,
-        "be": cf or zf, "a": not cf and not zf, "s": sf, "ns": not sf,
-        "l": sf != of, "ge": sf == of, "le": zf or sf != of, "g": not zf and sf == of,
-    }
-    return table[cc]
+    return CONDITIONS[cc](flags)
 
 
 def mask(width: int) -> int:
