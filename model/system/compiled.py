@@ -93,13 +93,7 @@ class _Compiler:
         state_type = self.state_type
 
         def put(s: SysState, m: Machine, i: int, f: list[Any]) -> SysState:
-            cpus = list(m.cpus)
-            cpus[i] = _new(Cpu, f)
-            mf = list(m)
-            mf[0] = tuple(cpus)
-            sf = list(s)
-            sf[0] = _new(Machine, mf)
-            return _new(state_type, sf)
+            return _rebuilt(s, m, i, f, state_type)
         return put
 
     def evaluator(self, e: Any) -> Callable[[SysState, int], Any]:
@@ -288,14 +282,8 @@ class _Compiler:
                             raise _UNUSUAL
                         value = _merged(old, value, width, low)
                     f[_RSP] = value
-                    cpus = list(m.cpus)
-                    cpus[i] = _new(Cpu, f)
-                    mf = list(m)
-                    mf[0] = tuple(cpus)
-                    mf[2] = frames_after_rsp_move(platform, m.frames, i, old, value)
-                    sf = list(s)
-                    sf[0] = _new(Machine, mf)
-                    return _new(state_type, sf)
+                    frames = frames_after_rsp_move(platform, m.frames, i, old, value)
+                    return _rebuilt(s, m, i, f, state_type, frames=frames)
                 return to_rsp
             k = REGISTER_INDEX[op.name]
 
@@ -310,13 +298,7 @@ class _Compiler:
                     value = _merged(old, value, width, low)
                 regs[k] = value
                 f[_REGS] = tuple(regs)
-                cpus = list(m.cpus)
-                cpus[i] = _new(Cpu, f)
-                mf = list(m)
-                mf[0] = tuple(cpus)
-                sf = list(s)
-                sf[0] = _new(Machine, mf)
-                return _new(state_type, sf)
+                return _rebuilt(s, m, i, f, state_type)
             return to_reg
         if isinstance(op, Mem):
             return self.mem_writer(op)
@@ -349,14 +331,7 @@ class _Compiler:
                     value = _merge(s.vars[k], offset, size, low, value)
                 values = list(s.vars)
                 values[k] = value
-                cpus = list(m.cpus)
-                cpus[i] = _new(Cpu, f)
-                mf = list(m)
-                mf[0] = tuple(cpus)
-                sf = list(s)
-                sf[0] = _new(Machine, mf)
-                sf[1] = tuple(values)
-                return _new(state_type, sf)
+                return _rebuilt(s, m, i, f, state_type, values=tuple(values))
             return store_var
 
         def store(
@@ -364,16 +339,13 @@ class _Compiler:
         ) -> SysState:
             addr = address(cpu, i)
             slot = slot_at(addr)
-            cpus = list(m.cpus)
-            mf = list(m)
-            sf = list(s)
             if slot is not None:
                 k, offset = slot
                 if size != WORD or offset != 0:
                     value = _merge(s.vars[k], offset, size, low, value)
                 values = list(s.vars)
                 values[k] = value
-                sf[1] = tuple(values)
+                return _rebuilt(s, m, i, f, state_type, values=tuple(values))
             else:
                 if m.sym_memory:
                     raise _UNUSUAL
@@ -390,11 +362,7 @@ class _Compiler:
                 done = stored_word(m, aligned, value, owner_of(m, i, cpl))
                 if done is None:
                     raise _UNUSUAL
-                mf[1], mf[2] = done
-            cpus[i] = _new(Cpu, f)
-            mf[0] = tuple(cpus)
-            sf[0] = _new(Machine, mf)
-            return _new(state_type, sf)
+                return _rebuilt(s, m, i, f, state_type, memory=done[0], frames=done[1])
         return store
 
 
@@ -443,8 +411,9 @@ def _jmp(c: _Compiler) -> Body | None:
     return _goto(c, c.site.goto)
 
 
-def _halt(c: _Compiler) -> Body | None:
-    """HLT: #GP(0) unless CPL 0 (insn.hlt), then halted at the next instruction."""
+def _at_cpl0_set(c: _Compiler, field: int, value: Any) -> Body:
+    """A CPL-0-only instruction that sets one field of the CPU record and goes on (at
+    another CPL the general handler raises its #GP)."""
     put, nxt = c.put(), c.site.next_pc
 
     def body(s: SysState, i: int, site: _Site, choice: int) -> SysState:
@@ -454,24 +423,18 @@ def _halt(c: _Compiler) -> Body | None:
             raise _UNUSUAL
         f = list(cpu)
         f[_PC] = nxt
-        f[_RUN] = _HALTED
+        f[field] = value
         return put(s, m, i, f)
     return body
+
+
+def _halt(c: _Compiler) -> Body | None:
+    """HLT: #GP(0) unless CPL 0 (insn.hlt), then halted at the next instruction."""
+    return _at_cpl0_set(c, _RUN, _HALTED)
 
 
 def _clear_mcip(c: _Compiler) -> Body | None:
-    put, nxt = c.put(), c.site.next_pc
-
-    def body(s: SysState, i: int, site: _Site, choice: int) -> SysState:
-        m = s.machine
-        cpu = m.cpus[i]
-        if cpu.cpl != 0:
-            raise _UNUSUAL
-        f = list(cpu)
-        f[_MCIP] = False
-        f[_PC] = nxt
-        return put(s, m, i, f)
-    return body
+    return _at_cpl0_set(c, _MCIP, False)
 
 
 def _cli(c: _Compiler) -> Body | None:
@@ -507,16 +470,9 @@ def _assign(c: _Compiler) -> Body | None:
         values = list(s.vars)
         values[base + i if per_cpu else base] = value
         m = s.machine
-        cpus = list(m.cpus)
-        f = list(cpus[i])
+        f = list(m.cpus[i])
         f[_PC] = nxt
-        cpus[i] = _new(Cpu, f)
-        mf = list(m)
-        mf[0] = tuple(cpus)
-        sf = list(s)
-        sf[0] = _new(Machine, mf)
-        sf[1] = tuple(values)
-        return _new(state_type, sf)
+        return _rebuilt(s, m, i, f, state_type, values=tuple(values))
     return body
 
 
@@ -584,12 +540,7 @@ def _send_nmi(c: _Compiler) -> Body | None:
         cpus[dest] = _new(Cpu, t)
         f = list(cpus[i])
         f[_PC] = nxt
-        cpus[i] = _new(Cpu, f)
-        mf = list(m)
-        mf[0] = tuple(cpus)
-        sf = list(s)
-        sf[0] = _new(Machine, mf)
-        return _new(type(s), sf)
+        return _rebuilt(s, m, i, f, type(s), cpus=cpus)
     return body
 
 
@@ -635,14 +586,7 @@ def _pusher(c: _Compiler) -> Callable[[SysState, Machine, Cpu, int, Any, CodeAdd
         f = list(cpu)
         f[_RSP] = new_rsp
         f[_PC] = pc
-        cpus = list(m.cpus)
-        cpus[i] = _new(Cpu, f)
-        mf = list(m)
-        mf[0] = tuple(cpus)
-        mf[1], mf[2] = done
-        sf = list(s)
-        sf[0] = _new(Machine, mf)
-        return _new(state_type, sf)
+        return _rebuilt(s, m, i, f, state_type, memory=done[0], frames=done[1])
     return pushed
 
 
@@ -726,15 +670,7 @@ def _pop(c: _Compiler) -> Body | None:
         regs[k] = value
         f[_REGS] = tuple(regs)
         f[_PC] = nxt
-        cpus = list(m.cpus)
-        cpus[i] = _new(Cpu, f)
-        mf = list(m)
-        mf[0] = tuple(cpus)
-        mf[1] = mem
-        mf[2] = frames
-        sf = list(s)
-        sf[0] = _new(Machine, mf)
-        return _new(state_type, sf)
+        return _rebuilt(s, m, i, f, state_type, memory=mem, frames=frames)
     return body
 
 
@@ -751,16 +687,31 @@ def _ret(c: _Compiler) -> Body | None:
         if type(value) is not CodeAddr:
             raise _UNUSUAL  # RET to no code: the general path's #GP
         f[_PC] = value
-        cpus = list(m.cpus)
-        cpus[i] = _new(Cpu, f)
-        mf = list(m)
-        mf[0] = tuple(cpus)
-        mf[1] = mem
-        mf[2] = frames
-        sf = list(s)
-        sf[0] = _new(Machine, mf)
-        return _new(state_type, sf)
+        return _rebuilt(s, m, i, f, state_type, memory=mem, frames=frames)
     return body
+
+
+def _rebuilt(
+    s: SysState, m: Machine, i: int, f: list[Any], state_type: type, *,
+    memory: Any = None, frames: Any = None, values: Any = None, cpus: list[Any] | None = None,
+) -> SysState:
+    """The successor with CPU i's record built from its fields `f` (in `cpus`, when other
+    records change too) and, when given, the machine's new memory and frames and the
+    design's new variable values: each level of the state built once."""
+    if cpus is None:
+        cpus = list(m.cpus)
+    cpus[i] = _new(Cpu, f)
+    mf = list(m)
+    mf[0] = tuple(cpus)
+    if memory is not None:
+        mf[1] = memory
+    if frames is not None:
+        mf[2] = frames
+    sf = list(s)
+    sf[0] = _new(Machine, mf)
+    if values is not None:
+        sf[1] = values
+    return _new(state_type, sf)
 
 
 def _mov(c: _Compiler) -> Body | None:

@@ -323,19 +323,7 @@ def _landed_on_word(
     frames: tuple[Frame, ...], at: int, owner: int
 ) -> tuple[Frame, ...] | None:
     """`_landed_on(frames, (at,), owner)`: one store, the frames it lands on marked."""
-    out: list[Frame] | None = None
-    for k, f in enumerate(frames):
-        lo = f.lo
-        if not isinstance(lo, int):
-            return None
-        own = k == owner
-        if f.modified if own else f.clobbered:
-            continue
-        if lo <= at < (lo + FRAME_BYTES) & MASK:  # Frame.hi, inlined
-            if out is None:
-                out = list(frames)
-            out[k] = _hit(f, own)
-    return frames if out is None else tuple(out)
+    return _landed_on(frames, (at,), owner)
 
 
 def forget(m: Machine, lo: int, hi: int) -> Machine:
