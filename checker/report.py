@@ -23,7 +23,7 @@ from checker.results import (
     witness_of,
 )
 from checker.spec import Property
-from checker.trace import graph_steps, loop_start, to_dot, to_node_link
+from checker.trace import graph_steps, loop_start, to_dot, to_graphml, to_node_link
 from checker.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -44,9 +44,7 @@ def trace_base(report_dir: Path, prop: Property) -> Path:
 
 def write_graphml(result: PropertyResult, record: Mapping[str, Any], path: Path) -> None:
     assert result.graph is not None
-    import networkx as nx
-
-    nx.write_graphml(result.graph, path)
+    path.write_text(to_graphml(result.graph), encoding="utf-8")
 
 
 def write_node_link(result: PropertyResult, record: Mapping[str, Any], path: Path) -> None:

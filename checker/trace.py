@@ -21,6 +21,7 @@ from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from xml.sax.saxutils import escape, quoteattr
 
 from checker.errors import CheckerError
 from checker.interface import (
@@ -284,6 +285,66 @@ def from_node_link(data: Mapping[str, Any]) -> nx.DiGraph:
         edges="edges",
     )
     return graph
+
+
+# GraphML's attr.type of each Python scalar a trace graph holds (bool before int: a bool
+# is an int); networkx's writer uses the same names, so its reader gives the same types.
+_GRAPHML_TYPES: tuple[tuple[type, str], ...] = (
+    (bool, "boolean"), (int, "long"), (float, "double"), (str, "string"),
+)
+
+
+def _graphml_type(value: Any) -> str:
+    for kind, name in _GRAPHML_TYPES:
+        if isinstance(value, kind):
+            return name
+    raise TypeError(f"GraphML has no type for {type(value).__name__} values ({value!r})")
+
+
+def to_graphml(graph: nx.DiGraph) -> str:
+    """The trace graph as GraphML (what `networkx.write_graphml` writes, read back by
+    `read_graphml` as the same graph), built as text: networkx's writer took 26 ms a
+    trace, two thirds of writing the gate's reports."""
+    keys: dict[tuple[str, str, str], str] = {}  # (scope, name, type) -> key id
+
+    def data(scope: str, attrs: Mapping[str, Any], indent: str) -> list[str]:
+        out = []
+        for name, value in attrs.items():
+            kind = _graphml_type(value)
+            key = keys.setdefault((scope, str(name), kind), f"d{len(keys)}")
+            out.append(f"{indent}<data key={quoteattr(key)}>{escape(str(value))}</data>")
+        return out
+
+    body = ['  <graph edgedefault="directed">']
+    body += data("graph", {k: v for k, v in graph.graph.items()
+                           if k not in ("node_default", "edge_default")}, "    ")
+    for node, attrs in graph.nodes(data=True):
+        lines = data("node", attrs, "      ")
+        if lines:
+            body += [f"    <node id={quoteattr(str(node))}>", *lines, "    </node>"]
+        else:
+            body.append(f"    <node id={quoteattr(str(node))} />")
+    for u, v, attrs in graph.edges(data=True):
+        ends = f"source={quoteattr(str(u))} target={quoteattr(str(v))}"
+        lines = data("edge", attrs, "      ")
+        if lines:
+            body += [f"    <edge {ends}>", *lines, "    </edge>"]
+        else:
+            body.append(f"    <edge {ends} />")
+    body.append("  </graph>")
+    head = [
+        "<?xml version='1.0' encoding='utf-8'?>",
+        '<graphml xmlns="http://graphml.graphdrawing.org/xmlns" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+        'xsi:schemaLocation="http://graphml.graphdrawing.org/xmlns '
+        'http://graphml.graphdrawing.org/xmlns/1.0/graphml.xsd">',
+    ]
+    head += [
+        f"  <key id={quoteattr(key)} for={quoteattr(scope)} attr.name={quoteattr(name)} "
+        f"attr.type={quoteattr(kind)} />"
+        for (scope, name, kind), key in keys.items()
+    ]
+    return "\n".join([*head, *body, "</graphml>"]) + "\n"
 
 
 def read_graphml(path: str | Path) -> nx.DiGraph:
