@@ -96,6 +96,17 @@ class _Compiler:
             return _rebuilt(s, m, i, f, state_type)
         return put
 
+    def to_pc(self) -> Callable[[SysState, int, CodeAddr], SysState]:
+        """(state, CPU index, pc) -> the state with only that CPU's pc changed."""
+        state_type = self.state_type
+
+        def to_pc(s: SysState, i: int, pc: CodeAddr) -> SysState:
+            m = s.machine
+            f = list(m.cpus[i])
+            f[_PC] = pc
+            return _rebuilt(s, m, i, f, state_type)
+        return to_pc
+
     def evaluator(self, e: Any) -> Callable[[SysState, int], Any]:
         return self.interp.evaluator(e, self.ins)
 
@@ -391,13 +402,10 @@ def _goto(c: _Compiler, target: CodeAddr | None) -> Body | None:
     """An instruction whose only effect is the pc: NOP, a direct JMP, `atomic` ends."""
     if target is None:
         return None
-    put = c.put()
+    to_pc = c.to_pc()
 
     def body(s: SysState, i: int, site: _Site, choice: int) -> SysState:
-        m = s.machine
-        f = list(m.cpus[i])
-        f[_PC] = target
-        return put(s, m, i, f)
+        return to_pc(s, i, target)
     return body
 
 
@@ -481,7 +489,7 @@ def _condition_goes_on(c: _Compiler, on_false: CodeAddr | None) -> Body | None:
     next instruction, or `on_false`; anything else is the general path's."""
     expr = c.ins.args[0]
     ev = c.evaluator(expr)
-    put, nxt = c.put(), c.site.next_pc
+    to_pc, nxt = c.to_pc(), c.site.next_pc
 
     def body(s: SysState, i: int, site: _Site, choice: int) -> SysState:
         v = ev(s, i)
@@ -493,10 +501,7 @@ def _condition_goes_on(c: _Compiler, on_false: CodeAddr | None) -> Body | None:
             raise _UNUSUAL  # a failed assertion: its incident is the general path's
         else:
             pc = on_false
-        m = s.machine
-        f = list(m.cpus[i])
-        f[_PC] = pc
-        return put(s, m, i, f)
+        return to_pc(s, i, pc)
     return body
 
 
