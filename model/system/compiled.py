@@ -245,12 +245,7 @@ class _Compiler:
                 if gs and cpu.gs_base is not None:
                     raise _UNUSUAL
                 k, offset = slots[i]
-                value = s.vars[k]
-                if size == WORD and offset == 0:
-                    return value
-                if offset + size > WORD or type(value) is not int:
-                    raise _UNUSUAL
-                return (value >> (8 * offset)) & low
+                return _bytes_of(s.vars[k], offset, size, low)
             return load_var
 
         def load(s: SysState, m: Machine, cpu: Cpu, i: int) -> Any:
@@ -268,11 +263,7 @@ class _Compiler:
                 aligned = addr - offset
                 k = bisect_left(mem, (aligned,))
                 value = mem[k][1] if k < len(mem) and mem[k][0] == aligned else 0
-            if size == WORD and offset == 0:
-                return value
-            if offset + size > WORD or type(value) is not int:
-                raise _UNUSUAL
-            return (value >> (8 * offset)) & low
+            return _bytes_of(value, offset, size, low)
         return load
 
     def writer(self, op: object, width: int) -> Writer | None:
@@ -375,6 +366,16 @@ class _Compiler:
                     raise _UNUSUAL
                 return _rebuilt(s, m, i, f, state_type, memory=done[0], frames=done[1])
         return store
+
+
+def _bytes_of(word: Any, offset: int, size: int, low: int) -> Any:
+    """`Interpreter._bytes_of` of an integer word: `size` bytes from byte `offset`
+    (little-endian); a whole word as it is."""
+    if size == WORD and offset == 0:
+        return word
+    if offset + size > WORD or type(word) is not int:
+        raise _UNUSUAL
+    return (word >> (8 * offset)) & low
 
 
 def _merged(old: int, value: int, width: int, low: int) -> int:
