@@ -166,6 +166,7 @@ def test_same_sees_types() -> None:
     assert not same((0,), (False,))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("start", [0, 20])
 def test_compiled_steps_on_random_designs(tmp_path: Path, start: int) -> None:
     # Designs nobody wrote for this (tests/random_designs.py: stack arithmetic, FRED,
