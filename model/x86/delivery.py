@@ -52,6 +52,7 @@ from model.x86.state import (
     Run,
     Shadow,
     Value,
+    frames_with,
 )
 
 
@@ -409,13 +410,9 @@ def _enter_handler(
     if watched:
         cpu = debug.delivery_trap(cpu)
     # Machine.with_frame and with_cpu, one machine built.
-    frames = m.frames
-    k = len(frames)
-    while k and frames[k - 1].cpu > cpu_i:
-        k -= 1
     cpus = list(m.cpus)
     cpus[cpu_i] = cpu
     built = list(m)
     built[0] = tuple(cpus)
-    built[2] = frames[:k] + (frame,) + frames[k:]
+    built[2] = frames_with(m.frames, frame)
     return _new(Machine, built), None

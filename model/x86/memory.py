@@ -189,7 +189,7 @@ def write(
     """Store one word, marking every live frame it lands on as clobbered, or as modified
     when `by` (the CPU of a store instruction) is the frame's own handler."""
     region = check_access(platform, address, cpl, where)
-    owner = _owner(m, by, cpl)
+    owner = owner_of(m, by, cpl)
     if not isinstance(address, Term) and not m.sym_memory:
         assert isinstance(address, int)
         done = stored_word(m, address, value, owner)
@@ -204,10 +204,10 @@ def stored_word(
     m: Machine, address: int, value: Value, owner: int
 ) -> tuple[tuple[tuple[int, Value], ...], tuple[Frame, ...]] | None:
     """The memory and frames after a store of one word at a concrete, already checked
-    `address` (`write`'s path when nothing is symbolic; `owner` as `_owner` gives it),
+    `address` (`write`'s path when nothing is symbolic; `owner` as `owner_of` gives it),
     without building the machine: None when a frame is at a symbolic address."""
     at = address & ADDRESS_MASK  # store at the 64-bit address the access checked
-    frames = _landed_on_word(m.frames, at, owner)
+    frames = _landed_on(m.frames, (at,), owner)
     if frames is None:
         return None
     mem = m.memory
@@ -216,7 +216,7 @@ def stored_word(
     return mem[:i] + ((at, value),) + mem[j:], frames
 
 
-def _owner(m: Machine, by: int | None, cpl: int) -> int:
+def owner_of(m: Machine, by: int | None, cpl: int) -> int:
     """The index in m.frames of the one frame a store by CPU `by` at `cpl` may modify
     without clobbering it: that CPU's newest live frame, when the store is its handler's
     (CPL 0; guest code writing over a frame clobbers it). -1 for none."""
@@ -227,9 +227,6 @@ def _owner(m: Machine, by: int | None, cpl: int) -> int:
         if frames[k].cpu == by:
             return k
     return -1
-
-
-owner_of = _owner  # (for callers outside this module: the interpreter's compiled steps)
 
 
 def _hit(f: Frame, own: bool) -> Frame:
@@ -296,7 +293,7 @@ def _landed_on(
     frames: tuple[Frame, ...], addresses: Collection[int], owner: int
 ) -> tuple[Frame, ...] | None:
     """The frames after concrete stores at `addresses`: every live frame a word lands on
-    is clobbered, but frames[owner] (see _owner) only modified. None when a frame is at a
+    is clobbered, but frames[owner] (see owner_of) only modified. None when a frame is at a
     symbolic address (aliasing must be decided)."""
     if not frames:
         return frames
@@ -317,13 +314,6 @@ def _landed_on(
                 out = list(frames)
             out[k] = _hit(f, own)
     return frames if out is None else tuple(out)
-
-
-def _landed_on_word(
-    frames: tuple[Frame, ...], at: int, owner: int
-) -> tuple[Frame, ...] | None:
-    """`_landed_on(frames, (at,), owner)`: one store, the frames it lands on marked."""
-    return _landed_on(frames, (at,), owner)
 
 
 def forget(m: Machine, lo: int, hi: int) -> Machine:

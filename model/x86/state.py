@@ -317,6 +317,14 @@ _CPU_RSP = Cpu._fields.index("rsp")
 _CPU_REGS = Cpu._fields.index("regs")
 
 
+def frames_with(frames: tuple[Frame, ...], frame: Frame) -> tuple[Frame, ...]:
+    """`frames` (kept in CPU order) with `frame` as its CPU's newest live frame."""
+    k = len(frames)
+    while k and frames[k - 1].cpu > frame.cpu:
+        k -= 1
+    return frames[:k] + (frame,) + frames[k:]
+
+
 @fast_replace
 class Machine(NamedTuple):
     """Everything code and events can change."""
@@ -367,11 +375,7 @@ class Machine(NamedTuple):
 
     def with_frame(self, frame: Frame) -> Machine:
         """The machine with `frame` as its CPU's newest live frame."""
-        frames = self.frames
-        k = len(frames)
-        while k and frames[k - 1].cpu > frame.cpu:
-            k -= 1
-        return self._replace(frames=frames[:k] + (frame,) + frames[k:])
+        return self._replace(frames=frames_with(self.frames, frame))
 
     def incident(self, what: str) -> Machine:
         """Record a sticky happening (e.g. an IST delivery with no TSS loaded)."""
