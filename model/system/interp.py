@@ -298,10 +298,7 @@ class Interpreter:
         return site
 
     def eval(self, s: SysState, cpu_i: int, e: Expr, ins: Instr) -> Value:
-        known = self._compiled.get(id(e))
-        if known is None or known[0] is not ins:
-            known = self._compiled[id(e)] = (ins, self._compile(e, ins), e)
-        return known[1](s, cpu_i)
+        return self.evaluator(e, ins)(s, cpu_i)
 
     def evaluator(self, e: Expr, ins: Instr) -> Evaluator:
         """`e` compiled (what `eval` runs), for a compiled step to call directly."""
